@@ -1,0 +1,1 @@
+pub use vhs_core::*; pub use vhs_derive::Model;

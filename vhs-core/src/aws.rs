@@ -1,0 +1,496 @@
+//! DynamoDB + S3 through the AWS SDK for Rust.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb as ddb;
+use aws_sdk_s3 as s3;
+use ddb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType as DdbKeyType, ReturnValue,
+    ScalarAttributeType, TableStatus,
+};
+use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use s3::types::{Delete, ObjectIdentifier};
+
+use crate::backend::{
+    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, StoredObject, TableSpec,
+};
+use crate::condition::{Condition, ItemUpdate, Placeholders};
+use crate::error::{Error, Result};
+use crate::model::{Item, KeyKind};
+
+/// Settings of [`AwsBackend`] beyond what an `SdkConfig` carries.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AwsOptions {
+    /// Send every request to this endpoint (an emulator, a VPC endpoint, ...).
+    pub endpoint_url: Option<String>,
+    /// Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key`.
+    /// Needed by most S3 emulators and S3-compatible servers.
+    pub force_path_style: bool,
+    /// Compute and validate S3 checksums only where the API requires them. Some
+    /// S3-compatible servers (older MinIO, Ceph RGW 16) reject the CRC32 checksums
+    /// the SDK adds by default. vhs still sends `Content-MD5` on every upload.
+    pub checksums_when_required: bool,
+}
+
+impl AwsOptions {
+    /// Options for a local emulator at `url`: endpoint override and path-style S3.
+    pub fn emulator(url: impl Into<String>) -> Self {
+        AwsOptions {
+            endpoint_url: Some(url.into()),
+            force_path_style: true,
+            checksums_when_required: false,
+        }
+    }
+
+    /// Sets [`AwsOptions::endpoint_url`].
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Sets [`AwsOptions::force_path_style`].
+    pub fn force_path_style(mut self, yes: bool) -> Self {
+        self.force_path_style = yes;
+        self
+    }
+
+    /// Sets [`AwsOptions::checksums_when_required`].
+    pub fn checksums_when_required(mut self, yes: bool) -> Self {
+        self.checksums_when_required = yes;
+        self
+    }
+}
+
+/// The DynamoDB + S3 backend.
+#[derive(Clone)]
+pub struct AwsBackend {
+    dynamodb: ddb::Client,
+    s3: s3::Client,
+    region: Option<String>,
+}
+
+impl fmt::Debug for AwsBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The clients' configs hold credentials providers: print none of it.
+        f.debug_struct("AwsBackend")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsBackend {
+    /// A backend from a loaded `aws_config::SdkConfig`, with default options.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self::with_options(config, AwsOptions::default())
+    }
+
+    /// A backend from an `SdkConfig` and [`AwsOptions`].
+    pub fn with_options(config: &aws_config::SdkConfig, options: AwsOptions) -> Self {
+        let mut d = ddb::config::Builder::from(config);
+        let mut s = s3::config::Builder::from(config).force_path_style(options.force_path_style);
+        if let Some(url) = &options.endpoint_url {
+            d = d.endpoint_url(url);
+            s = s.endpoint_url(url);
+        }
+        if options.checksums_when_required {
+            s = s
+                .request_checksum_calculation(s3::config::RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(s3::config::ResponseChecksumValidation::WhenRequired);
+        }
+        AwsBackend {
+            dynamodb: ddb::Client::from_conf(d.build()),
+            s3: s3::Client::from_conf(s.build()),
+            region: config.region().map(|r| r.to_string()),
+        }
+    }
+
+    /// A backend from clients you configured yourself.
+    pub fn from_clients(dynamodb: ddb::Client, s3: s3::Client) -> Self {
+        let region = s3.config().region().map(|r| r.to_string());
+        AwsBackend {
+            dynamodb,
+            s3,
+            region,
+        }
+    }
+
+    /// The DynamoDB client, for calls vhs does not make (e.g. TransactWriteItems).
+    pub fn dynamodb(&self) -> &ddb::Client {
+        &self.dynamodb
+    }
+
+    /// The S3 client.
+    pub fn s3(&self) -> &s3::Client {
+        &self.s3
+    }
+}
+
+/// Maps an SDK error to [`Error::Backend`], deciding retryability from the error
+/// kind, the service's code and the HTTP status.
+fn sdk_error<E>(
+    service: &'static str,
+    operation: &'static str,
+    err: SdkError<E, s3::config::http::HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_owned);
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(_) => {
+            status.is_some_and(|s| s >= 500 || s == 429)
+                || code.as_deref().is_some_and(|c| {
+                    matches!(
+                        c,
+                        "ThrottlingException"
+                            | "Throttling"
+                            | "ProvisionedThroughputExceededException"
+                            | "RequestLimitExceeded"
+                            | "InternalServerError"
+                            | "InternalError"
+                            | "ServiceUnavailable"
+                            | "SlowDown"
+                            | "RequestTimeout"
+                            | "TransactionConflictException"
+                            | "ConditionalRequestConflict"
+                    )
+                })
+        }
+        _ => false,
+    };
+    Error::Backend {
+        service,
+        operation,
+        code,
+        retryable,
+        message: DisplayErrorContext(&err).to_string(),
+        source: Some(Box::new(err)),
+    }
+}
+
+fn scalar(kind: KeyKind) -> ScalarAttributeType {
+    match kind {
+        KeyKind::String => ScalarAttributeType::S,
+        KeyKind::Number => ScalarAttributeType::N,
+    }
+}
+
+fn built<T, E: std::error::Error + Send + Sync + 'static>(
+    service: &'static str,
+    operation: &'static str,
+    r: std::result::Result<T, E>,
+) -> Result<T> {
+    r.map_err(|e| Error::Backend {
+        service,
+        operation,
+        code: None,
+        retryable: false,
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+    })
+}
+
+/// Renders a condition into (expression, names, values) placeholders.
+fn condition_parts(
+    condition: Option<&Condition>,
+    placeholders: &mut Placeholders,
+) -> Option<String> {
+    condition.map(|c| c.render(placeholders))
+}
+
+fn non_empty<K, V>(m: HashMap<K, V>) -> Option<HashMap<K, V>> {
+    (!m.is_empty()).then_some(m)
+}
+
+#[async_trait]
+impl Backend for AwsBackend {
+    async fn create_table(&self, spec: &TableSpec) -> Result<()> {
+        let mut defs = vec![(spec.hash_key.clone(), DdbKeyType::Hash)];
+        if let Some(r) = &spec.range_key {
+            defs.push((r.clone(), DdbKeyType::Range));
+        }
+        let mut req = self
+            .dynamodb
+            .create_table()
+            .table_name(&spec.name)
+            .billing_mode(BillingMode::PayPerRequest);
+        for ((name, kind), key_type) in defs {
+            req = req
+                .attribute_definitions(built(
+                    "dynamodb",
+                    "CreateTable",
+                    AttributeDefinition::builder()
+                        .attribute_name(&name)
+                        .attribute_type(scalar(kind))
+                        .build(),
+                )?)
+                .key_schema(built(
+                    "dynamodb",
+                    "CreateTable",
+                    KeySchemaElement::builder()
+                        .attribute_name(&name)
+                        .key_type(key_type)
+                        .build(),
+                )?);
+        }
+        match req.send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(sdk_error("dynamodb", "CreateTable", e)),
+        }
+        // Wait until ACTIVE (immediate on emulators; seconds on AWS).
+        for _ in 0..600 {
+            let out = self
+                .dynamodb
+                .describe_table()
+                .table_name(&spec.name)
+                .send()
+                .await
+                .map_err(|e| sdk_error("dynamodb", "DescribeTable", e))?;
+            let status = out.table().and_then(|t| t.table_status());
+            if matches!(status, Some(TableStatus::Active) | None) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(Error::backend(
+            "dynamodb",
+            "CreateTable",
+            true,
+            format!("table {} did not become ACTIVE within 120 s", spec.name),
+        ))
+    }
+
+    async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key.clone()))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| sdk_error("dynamodb", "GetItem", e))?;
+        Ok(out.item)
+    }
+
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<()>> {
+        let mut p = Placeholders::default();
+        let expr = condition_parts(condition, &mut p);
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .set_condition_expression(expr)
+            .set_expression_attribute_names(non_empty(p.names))
+            .set_expression_attribute_values(non_empty(p.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Conditional::Applied(())),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(Conditional::Failed)
+            }
+            Err(e) => Err(sdk_error("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Item>> {
+        let mut p = Placeholders::default();
+        let update_expr = (!update.is_empty()).then(|| update.render(&mut p));
+        let expr = condition_parts(condition, &mut p);
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(table)
+            .set_key(Some(key.clone()))
+            .set_update_expression(update_expr)
+            .set_condition_expression(expr)
+            .set_expression_attribute_names(non_empty(p.names))
+            .set_expression_attribute_values(non_empty(p.values))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Conditional::Applied(out.attributes.unwrap_or_default())),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(Conditional::Failed)
+            }
+            Err(e) => Err(sdk_error("dynamodb", "UpdateItem", e)),
+        }
+    }
+
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>> {
+        let mut p = Placeholders::default();
+        let expr = condition_parts(condition, &mut p);
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key.clone()))
+            .set_condition_expression(expr)
+            .set_expression_attribute_names(non_empty(p.names))
+            .set_expression_attribute_values(non_empty(p.values))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Conditional::Applied(out.attributes.filter(|a| !a.is_empty()))),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(Conditional::Failed)
+            }
+            Err(e) => Err(sdk_error("dynamodb", "DeleteItem", e)),
+        }
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let mut req = self.s3.create_bucket().bucket(bucket);
+        if let Some(region) = self.region.as_deref().filter(|r| *r != "us-east-1") {
+            req = req.create_bucket_configuration(
+                s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(s3::types::BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you()) => Ok(()),
+            Err(e) => Err(sdk_error("s3", "CreateBucket", e)),
+        }
+    }
+
+    async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(request.bucket)
+            .key(request.key)
+            .content_md5(request.content_md5)
+            .content_type(request.content_type)
+            .set_metadata(non_empty(request.metadata))
+            .body(s3::primitives::ByteStream::from(request.body));
+        if request.if_none_match {
+            req = req.if_none_match("*");
+        }
+        match req.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) if e.code() == Some("PreconditionFailed")
+                || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Ok(PutOutcome::AlreadyExisted)
+            }
+            Err(e) => Err(sdk_error("s3", "PutObject", e)),
+        }
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
+        let out = match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(sdk_error("s3", "GetObject", e)),
+        };
+        let metadata = out.metadata.clone().unwrap_or_default();
+        let content_type = out.content_type.clone();
+        let body = out.body.collect().await.map_err(|e| Error::Backend {
+            service: "s3",
+            operation: "GetObject",
+            code: None,
+            retryable: true,
+            message: format!("reading the body failed: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(Some(StoredObject {
+            body: body.into_bytes(),
+            metadata,
+            content_type,
+        }))
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let objects = keys
+            .iter()
+            .map(|k| built("s3", "DeleteObjects", ObjectIdentifier::builder().key(k).build()))
+            .collect::<Result<Vec<_>>>()?;
+        let delete = built(
+            "s3",
+            "DeleteObjects",
+            Delete::builder().set_objects(Some(objects)).quiet(true).build(),
+        )?;
+        let out = self
+            .s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| sdk_error("s3", "DeleteObjects", e))?;
+        Ok(out
+            .errors()
+            .iter()
+            .map(|e| {
+                (
+                    e.key().unwrap_or_default().to_owned(),
+                    format!(
+                        "{}: {}",
+                        e.code().unwrap_or("Error"),
+                        e.message().unwrap_or_default()
+                    ),
+                )
+            })
+            .collect())
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ObjectPage> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|e| sdk_error("s3", "ListObjectsV2", e))?;
+        Ok(ObjectPage {
+            objects: out
+                .contents()
+                .iter()
+                .map(|o| ObjectInfo {
+                    key: o.key().unwrap_or_default().to_owned(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                })
+                .collect(),
+            next: out.next_continuation_token.filter(|_| out.is_truncated == Some(true)),
+        })
+    }
+}

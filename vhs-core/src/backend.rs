@@ -1,0 +1,294 @@
+//! The storage backend: the handful of DynamoDB and S3 calls vhs makes.
+//!
+//! Two implementations ship: [`AwsBackend`](crate::AwsBackend) (DynamoDB + S3 through
+//! the AWS SDK) and [`MemoryBackend`](crate::MemoryBackend) (in process, same
+//! semantics, conditional writes included). Tests wrap either in
+//! [`FaultyBackend`](crate::FaultyBackend) to fail chosen calls.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::condition::{Condition, ItemUpdate};
+use crate::error::Result;
+use crate::model::{Item, KeyKind};
+
+/// DynamoDB's item size limit in bytes (400 KB).
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// S3's object key length limit in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// S3's limit for a single PutObject (5 GiB).
+pub const MAX_PUT_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Keys per DeleteObjects call.
+pub const MAX_DELETE_BATCH: usize = 1000;
+
+/// Outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conditional<T> {
+    /// The condition held and the write was applied.
+    Applied(T),
+    /// The condition did not hold; nothing was written.
+    Failed,
+}
+
+/// A table's key schema, for [`Backend::create_table`].
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Table name.
+    pub name: String,
+    /// Hash key name and type.
+    pub hash_key: (String, KeyKind),
+    /// Range key name and type, if any.
+    pub range_key: Option<(String, KeyKind)>,
+}
+
+/// A PutObject request.
+#[derive(Clone)]
+pub struct PutObject {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// The bytes.
+    pub body: Bytes,
+    /// Base64 MD5 of `body`, sent as `Content-MD5` so the server checks integrity.
+    pub content_md5: String,
+    /// Content-Type.
+    pub content_type: String,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: HashMap<String, String>,
+    /// Send `If-None-Match: *`: write only if no object has the key.
+    pub if_none_match: bool,
+}
+
+impl fmt::Debug for PutObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the body.
+        f.debug_struct("PutObject")
+            .field("bucket", &self.bucket)
+            .field("key", &self.key)
+            .field("len", &self.body.len())
+            .field("if_none_match", &self.if_none_match)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a PutObject did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// This call created the object.
+    Created,
+    /// An object with this key already existed (only with `if_none_match`); it was left as is.
+    AlreadyExisted,
+}
+
+/// An object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectPage {
+    /// Objects in key order.
+    pub objects: Vec<ObjectInfo>,
+    /// Token for the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// A stored object read back.
+#[derive(Clone)]
+pub struct StoredObject {
+    /// The bytes.
+    pub body: Bytes,
+    /// User metadata.
+    pub metadata: HashMap<String, String>,
+    /// Content-Type, if the server returned one.
+    pub content_type: Option<String>,
+}
+
+impl fmt::Debug for StoredObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredObject")
+            .field("len", &self.body.len())
+            .field("metadata", &self.metadata)
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
+
+/// The DynamoDB and S3 calls vhs makes. Implement it to add a backend, or wrap one
+/// (as [`FaultyBackend`](crate::FaultyBackend) does) to observe or fail calls.
+///
+/// Every method is one request to the service, so a wrapper counts requests exactly.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Creates a table (pay-per-request). Succeeds if it already exists.
+    async fn create_table(&self, spec: &TableSpec) -> Result<()>;
+
+    /// GetItem.
+    async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>>;
+
+    /// PutItem, optionally conditional.
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<()>>;
+
+    /// UpdateItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the
+    /// old image (empty if the item did not exist).
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Item>>;
+
+    /// DeleteItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the old
+    /// image, `None` if there was no item.
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>>;
+
+    /// Creates a bucket. Succeeds if this account already owns it.
+    async fn create_bucket(&self, bucket: &str) -> Result<()>;
+
+    /// PutObject.
+    async fn put_object(&self, request: PutObject) -> Result<PutOutcome>;
+
+    /// GetObject; `None` if there is no such object.
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>>;
+
+    /// DeleteObjects for at most [`MAX_DELETE_BATCH`] keys. Returns the keys that
+    /// could not be deleted, each with the reason. Deleting a missing key succeeds.
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>>;
+
+    /// ListObjectsV2, one page.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ObjectPage>;
+}
+
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    async fn create_table(&self, spec: &TableSpec) -> Result<()> {
+        (**self).create_table(spec).await
+    }
+    async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
+        (**self).get_item(table, key, consistent).await
+    }
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<()>> {
+        (**self).put_item(table, item, condition).await
+    }
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Item>> {
+        (**self).update_item(table, key, update, condition).await
+    }
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>> {
+        (**self).delete_item(table, key, condition).await
+    }
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        (**self).create_bucket(bucket).await
+    }
+    async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        (**self).put_object(request).await
+    }
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
+        (**self).get_object(bucket, key).await
+    }
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        (**self).delete_objects(bucket, keys).await
+    }
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ObjectPage> {
+        (**self).list_objects(bucket, prefix, continuation).await
+    }
+}
+
+/// DynamoDB's size of an item in bytes: attribute names plus values, by the rules
+/// AWS documents (strings and binaries by length, numbers by significant digits,
+/// 3 bytes of overhead per list or map plus 1 per element).
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match v {
+        A::S(s) => s.len(),
+        A::N(n) => number_size(n),
+        A::B(b) => b.as_ref().len(),
+        A::Bool(_) | A::Null(_) => 1,
+        A::Ss(v) => v.iter().map(String::len).sum(),
+        A::Ns(v) => v.iter().map(|n| number_size(n)).sum(),
+        A::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        A::L(v) => 3 + v.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+        A::M(m) => 3 + m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+fn number_size(n: &str) -> usize {
+    let digits = n
+        .trim_start_matches(['-', '+'])
+        .split(['e', 'E'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    significant.div_ceil(2) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+
+    #[test]
+    fn item_size_follows_aws_rules() {
+        let mut item = Item::new();
+        item.insert("pk".into(), A::S("abc".into()));
+        assert_eq!(item_size(&item), 5);
+        item.insert("n".into(), A::N("12345".into()));
+        assert_eq!(item_size(&item), 5 + 1 + 4);
+        item.insert("l".into(), A::L(vec![A::Bool(true), A::Null(true)]));
+        assert_eq!(item_size(&item), 10 + 1 + 3 + 2 + 2);
+    }
+}

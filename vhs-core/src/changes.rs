@@ -1,0 +1,232 @@
+//! Changes to an item: the argument of `update_large`, and large values to stage.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::condition::Condition;
+use crate::error::{Error, Result};
+use crate::model::{derive_support, LargeValue, Model};
+
+/// Large values to upload, by attribute: `Some(bytes)` writes an object, `None`
+/// removes the attribute. The argument of [`Store::put_s3`](crate::Store::put_s3).
+pub struct LargeValues<M> {
+    pub(crate) values: Vec<(usize, Option<Bytes>)>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> LargeValues<M> {
+    /// No values.
+    pub fn new() -> Self {
+        LargeValues {
+            values: Vec::new(),
+            _model: PhantomData,
+        }
+    }
+
+    /// Every large attribute of `item` (`None` fields included, as removals).
+    pub fn of(item: &M) -> Result<Self> {
+        let values = item.encode_large()?.into_iter().enumerate().collect();
+        Ok(LargeValues {
+            values,
+            _model: PhantomData,
+        })
+    }
+
+    /// Sets the bytes of one large attribute by name (`None`: remove it).
+    pub fn with(mut self, attr: &str, bytes: Option<Bytes>) -> Result<Self> {
+        let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
+            Error::invalid(format!(
+                "`{attr}` is not a large attribute of table `{}`",
+                M::SCHEMA.table
+            ))
+        })?;
+        self.insert(index, bytes);
+        Ok(self)
+    }
+
+    fn insert(&mut self, index: usize, bytes: Option<Bytes>) {
+        match self.values.iter_mut().find(|(i, _)| *i == index) {
+            Some(slot) => slot.1 = bytes,
+            None => self.values.push((index, bytes)),
+        }
+    }
+
+    /// Whether no attribute is set.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl<M: Model> Default for LargeValues<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M> Clone for LargeValues<M> {
+    fn clone(&self) -> Self {
+        LargeValues {
+            values: self.values.clone(),
+            _model: PhantomData,
+        }
+    }
+}
+
+impl<M: Model> fmt::Debug for LargeValues<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (i, v) in &self.values {
+            m.entry(&M::SCHEMA.large[*i].name, &v.as_ref().map(Bytes::len));
+        }
+        m.finish()
+    }
+}
+
+/// Changes to a stored item: new large values, ordinary attributes to set or
+/// remove, and an optional condition. The argument of `update_large`.
+///
+/// `#[derive(Model)]` generates a typed builder, `{Model}Update`, with one
+/// `set_<field>` method per field, that converts into this.
+pub struct Changes<M> {
+    pub(crate) large: LargeValues<M>,
+    pub(crate) set: Vec<(&'static str, AttributeValue)>,
+    pub(crate) remove: Vec<&'static str>,
+    pub(crate) condition: Option<Condition>,
+    pub(crate) error: Option<Error>,
+}
+
+impl<M: Model> Changes<M> {
+    /// No changes.
+    pub fn new() -> Self {
+        Changes {
+            large: LargeValues::new(),
+            set: Vec::new(),
+            remove: Vec::new(),
+            condition: None,
+            error: None,
+        }
+    }
+
+    /// Sets an ordinary (not large, not key) attribute; a value that serializes to
+    /// null removes the attribute.
+    pub fn set<T: Serialize + ?Sized>(mut self, name: &'static str, value: &T) -> Self {
+        self.set_attr(name, value);
+        self
+    }
+
+    /// Removes an ordinary attribute.
+    pub fn remove(mut self, name: &'static str) -> Self {
+        self.set.retain(|(n, _)| *n != name);
+        self.remove.retain(|n| *n != name);
+        self.remove.push(name);
+        self
+    }
+
+    /// Sets a large attribute from its bytes (`None`: remove it and its object).
+    pub fn set_large_bytes(mut self, name: &str, bytes: Option<Bytes>) -> Self {
+        match std::mem::take(&mut self.large).with(name, bytes) {
+            Ok(l) => self.large = l,
+            Err(e) => self.record(e),
+        }
+        self
+    }
+
+    /// Adds a condition on the stored item; several are combined with AND.
+    pub fn condition(mut self, condition: Condition) -> Self {
+        self.and_condition(condition);
+        self
+    }
+
+    /// The large values these changes upload.
+    pub fn large_values(&self) -> &LargeValues<M> {
+        &self.large
+    }
+
+    /// Whether nothing is changed.
+    pub fn is_empty(&self) -> bool {
+        self.large.is_empty() && self.set.is_empty() && self.remove.is_empty()
+    }
+
+    #[doc(hidden)]
+    pub fn set_attr<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        match derive_support::to_attr(name, value) {
+            Ok(AttributeValue::Null(_)) => {
+                self.set.retain(|(n, _)| *n != name);
+                self.remove.retain(|n| *n != name);
+                self.remove.push(name);
+            }
+            Ok(v) => {
+                self.remove.retain(|n| *n != name);
+                self.set.retain(|(n, _)| *n != name);
+                self.set.push((name, v));
+            }
+            Err(e) => self.record(e),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn set_large_value<T: LargeValue>(&mut self, index: usize, value: &Option<T>) {
+        let name = M::SCHEMA.large[index].name;
+        match derive_support::encode_large(name, value) {
+            Ok(bytes) => self.large.insert(index, bytes),
+            Err(e) => self.record(e),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn and_condition(&mut self, condition: Condition) {
+        self.condition = Some(match self.condition.take() {
+            Some(c) => c.and(condition),
+            None => condition,
+        });
+    }
+
+    fn record(&mut self, e: Error) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// Checks the changes against the schema before anything is written.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(e) = &self.error {
+            return Err(Error::invalid(format!("bad change: {e}")));
+        }
+        let schema = M::SCHEMA;
+        let names = self.set.iter().map(|(n, _)| *n).chain(self.remove.iter().copied());
+        for name in names {
+            if name == schema.hash_key.name || schema.range_key.is_some_and(|r| r.name == name) {
+                return Err(Error::invalid(format!(
+                    "`{name}` is a key attribute; keys cannot be changed by an update"
+                )));
+            }
+            if schema.large_index(name).is_some() {
+                return Err(Error::invalid(format!(
+                    "`{name}` is a large attribute; set it with its large setter, not as an ordinary attribute"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<M: Model> Default for Changes<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Model> fmt::Debug for Changes<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changes")
+            .field("large", &self.large)
+            .field("set", &self.set.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field("remove", &self.remove)
+            .field("condition", &self.condition)
+            .finish()
+    }
+}

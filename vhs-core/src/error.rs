@@ -1,0 +1,203 @@
+//! The one error type of vhs.
+
+use std::fmt;
+
+/// A boxed error from a lower layer (the AWS SDK, serde, ...).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias used throughout vhs.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in vhs, as variants a caller can act on.
+///
+/// Errors never carry object bodies or credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The item does not exist (read, update or delete of a missing item).
+    #[error("item {key} not found in table {table}")]
+    NotFound {
+        /// Table name.
+        table: String,
+        /// Human-readable key, e.g. `pk="a", sk="b"`.
+        key: String,
+    },
+
+    /// A create found an item with the same key already stored.
+    #[error("item {key} already exists in table {table}")]
+    AlreadyExists {
+        /// Table name.
+        table: String,
+        /// Human-readable key.
+        key: String,
+    },
+
+    /// A caller-supplied condition did not hold; nothing was written.
+    #[error("condition failed for item {key} in table {table}")]
+    ConditionFailed {
+        /// Table name.
+        table: String,
+        /// Human-readable key.
+        key: String,
+    },
+
+    /// The item points at an S3 object that does not exist.
+    #[error("dangling pointer: attribute `{attr}` points at {uri}, which does not exist")]
+    DanglingPointer {
+        /// The large attribute holding the pointer.
+        attr: String,
+        /// The `s3://bucket/key` URI it holds.
+        uri: String,
+    },
+
+    /// An object's bytes do not match the MD5 recorded in its key.
+    #[error("integrity mismatch: attribute `{attr}` at {uri} has MD5 {actual}, expected {expected}")]
+    Integrity {
+        /// The large attribute.
+        attr: String,
+        /// The object URI.
+        uri: String,
+        /// MD5 recorded in the key.
+        expected: String,
+        /// MD5 of the bytes read.
+        actual: String,
+    },
+
+    /// A large attribute holds something vhs will not follow: not an `s3://` URI,
+    /// or a URI into another bucket or outside the store's prefix. Such a value is
+    /// never read from nor deleted.
+    #[error("attribute `{attr}` holds {value:?}, which is not a pointer into this store: {reason}")]
+    BadPointer {
+        /// The large attribute.
+        attr: String,
+        /// The value it holds (a URI, never object bytes).
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The input was rejected before anything was written.
+    #[error("invalid input: {message}")]
+    InvalidInput {
+        /// What is wrong and, where it helps, how to fix it.
+        message: String,
+    },
+
+    /// A value could not be converted to or from its stored form.
+    #[error("cannot {direction} attribute `{attr}`: {source}")]
+    Codec {
+        /// `encode` or `decode`.
+        direction: &'static str,
+        /// Attribute name.
+        attr: String,
+        /// The underlying serde error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// DynamoDB or S3 (or the in-memory backend) failed.
+    #[error("{service} {operation} failed{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Backend {
+        /// `dynamodb`, `s3` or `memory`.
+        service: &'static str,
+        /// The operation, e.g. `PutItem`.
+        operation: &'static str,
+        /// The service's error code, when it sent one.
+        code: Option<String>,
+        /// Whether repeating the call may succeed (throttling, 5xx, timeouts).
+        retryable: bool,
+        /// A short description.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl Error {
+    /// Whether the same call may succeed if repeated (throttling, timeouts, 5xx).
+    ///
+    /// Conflicts of content (`AlreadyExists`, `ConditionFailed`) are not retryable:
+    /// repeating the identical call gives the identical answer.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Backend { retryable: true, .. })
+    }
+
+    /// Whether this is [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    pub(crate) fn invalid(message: impl fmt::Display) -> Self {
+        Error::InvalidInput {
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn encode(attr: &str, source: impl Into<BoxError>) -> Self {
+        Error::Codec {
+            direction: "encode",
+            attr: attr.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn decode(attr: &str, source: impl Into<BoxError>) -> Self {
+        Error::Codec {
+            direction: "decode",
+            attr: attr.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// A backend error built by a backend implementation.
+    pub fn backend(
+        service: &'static str,
+        operation: &'static str,
+        retryable: bool,
+        message: impl fmt::Display,
+    ) -> Self {
+        Error::Backend {
+            service,
+            operation,
+            code: None,
+            retryable,
+            message: message.to_string(),
+            source: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_only_for_retryable_backend_errors() {
+        assert!(Error::backend("s3", "PutObject", true, "slow down").is_retryable());
+        assert!(!Error::backend("s3", "PutObject", false, "denied").is_retryable());
+        assert!(!Error::invalid("x").is_retryable());
+        let e = Error::NotFound {
+            table: "t".into(),
+            key: "pk=\"a\"".into(),
+        };
+        assert!(!e.is_retryable());
+        assert!(e.is_not_found());
+    }
+
+    #[test]
+    fn backend_display_includes_code() {
+        let e = Error::Backend {
+            service: "dynamodb",
+            operation: "PutItem",
+            code: Some("ValidationException".into()),
+            retryable: false,
+            message: "too big".into(),
+            source: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "dynamodb PutItem failed (ValidationException): too big"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Where objects go: S3 key layout, escaping, and `s3://` pointers.
+//!
+//! An object key is `{prefix}/pk={pk}/sk={sk}/attr={attr}/md5={md5}` (no `sk=`
+//! segment for models without a range key). Every value is escaped with
+//! [`escape`], which keeps only `A-Z a-z 0-9 - _ . ~` and percent-encodes every
+//! other byte of its UTF-8 form, `%`, `/` and `=` included. An escaped value
+//! therefore never contains `/` or `=`, and `%` only as an escape: the key parses
+//! back to exactly one (pk, sk, attr, md5), so two different items can never
+//! share an object key.
+
+use std::fmt;
+
+use base64::Engine;
+use md5::{Digest, Md5};
+
+use crate::error::{Error, Result};
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn is_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// Percent-encodes every byte outside `A-Z a-z 0-9 - _ . ~`.
+///
+/// ```
+/// assert_eq!(vhs_core::escape("a/b=c%d é"), "a%2Fb%3Dc%25d%20%C3%A9");
+/// ```
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if is_safe(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Inverse of [`escape`]; `None` if `value` is not something `escape` produces.
+///
+/// ```
+/// assert_eq!(vhs_core::unescape("a%2Fb").as_deref(), Some("a/b"));
+/// assert_eq!(vhs_core::unescape("a/b"), None);
+/// ```
+pub fn unescape(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hi = hex_digit(*bytes.get(i + 1)?)?;
+                let lo = hex_digit(*bytes.get(i + 2)?)?;
+                let b = hi << 4 | lo;
+                if is_safe(b) {
+                    return None; // not canonical: escape never encodes a safe byte
+                }
+                out.push(b);
+                i += 3;
+            }
+            b if is_safe(b) => {
+                out.push(b);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Removes empty segments, so `"/a//b/"` becomes `"a/b"` and no key contains `//`.
+pub(crate) fn normalize_prefix(prefix: &str) -> String {
+    prefix
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// MD5 of some bytes, as lowercase hex (for keys) and base64 (for `Content-MD5`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Md5Sum {
+    pub hex: String,
+    pub base64: String,
+}
+
+impl Md5Sum {
+    pub fn of(bytes: &[u8]) -> Self {
+        let digest = Md5::digest(bytes);
+        Md5Sum {
+            hex: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            base64: base64::engine::general_purpose::STANDARD.encode(digest),
+        }
+    }
+}
+
+/// The parts of an object key, unescaped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectKey {
+    /// Hash key value.
+    pub hash: String,
+    /// Range key value, for models with a range key.
+    pub range: Option<String>,
+    /// Large attribute name.
+    pub attr: String,
+    /// Lowercase hex MD5 of the object's bytes.
+    pub md5: String,
+}
+
+impl ObjectKey {
+    /// The S3 key under a (normalized) prefix.
+    pub fn render(&self, prefix: &str) -> String {
+        let mut key = String::new();
+        if !prefix.is_empty() {
+            key.push_str(prefix);
+            key.push('/');
+        }
+        key.push_str("pk=");
+        key.push_str(&escape(&self.hash));
+        if let Some(range) = &self.range {
+            key.push_str("/sk=");
+            key.push_str(&escape(range));
+        }
+        key.push_str("/attr=");
+        key.push_str(&escape(&self.attr));
+        key.push_str("/md5=");
+        key.push_str(&self.md5);
+        key
+    }
+
+    /// Parses a key rendered under `prefix`; `None` if it is not one.
+    pub fn parse(prefix: &str, key: &str) -> Option<ObjectKey> {
+        let rest = if prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(prefix)?.strip_prefix('/')?
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let field = |s: &str, name: &str| s.strip_prefix(name)?.strip_prefix('=').and_then(unescape);
+        let (hash, range, attr, md5) = match segments.as_slice() {
+            [pk, attr, md5] => (field(pk, "pk")?, None, *attr, *md5),
+            [pk, sk, attr, md5] => (field(pk, "pk")?, Some(field(sk, "sk")?), *attr, *md5),
+            _ => return None,
+        };
+        let md5 = md5.strip_prefix("md5=")?;
+        if md5.len() != 32 || !md5.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        Some(ObjectKey {
+            hash,
+            range,
+            attr: field(attr, "attr")?,
+            md5: md5.to_owned(),
+        })
+    }
+}
+
+/// An `s3://bucket/key` pointer, the value a large attribute holds in DynamoDB
+/// (the format pynamodb_mate writes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pointer {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+}
+
+impl Pointer {
+    /// Parses `s3://bucket/key`.
+    pub fn parse(uri: &str) -> Result<Pointer> {
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::invalid(format!("pointer {uri:?} is not an s3:// URI")))?;
+        match rest.split_once('/') {
+            Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Pointer {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => Err(Error::invalid(format!(
+                "pointer {uri:?} does not name a bucket and a key"
+            ))),
+        }
+    }
+
+    /// The `s3://bucket/key` form.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl fmt::Display for Pointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_round_trips_and_is_injective() {
+        let samples = [
+            "", "a", "a/b", "a=b", "%", "%25", "a b", "ü/é", "日本", "..", "\0\n", "~-_.", "a%2Fb",
+        ];
+        for s in samples {
+            let e = escape(s);
+            assert!(!e.contains('/') && !e.contains('='), "{e}");
+            assert_eq!(unescape(&e).as_deref(), Some(s));
+        }
+        let mut all: Vec<String> = samples.iter().map(|s| escape(s)).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), samples.len());
+        assert_eq!(unescape("%2f"), None, "lowercase hex is not canonical");
+        assert_eq!(unescape("%41"), None, "escaped safe byte is not canonical");
+        assert_eq!(unescape("%2"), None);
+    }
+
+    #[test]
+    fn keys_parse_back_to_their_parts() {
+        let md5 = Md5Sum::of(b"hello").hex;
+        let k = ObjectKey {
+            hash: "a/sk=b".into(),
+            range: Some("c/attr=d".into()),
+            attr: "html".into(),
+            md5: md5.clone(),
+        };
+        let s = k.render("pre/fix");
+        assert_eq!(
+            s,
+            format!("pre/fix/pk=a%2Fsk%3Db/sk=c%2Fattr%3Dd/attr=html/md5={md5}")
+        );
+        assert_eq!(ObjectKey::parse("pre/fix", &s), Some(k));
+        let k2 = ObjectKey {
+            hash: "x".into(),
+            range: None,
+            attr: "a".into(),
+            md5,
+        };
+        assert_eq!(ObjectKey::parse("", &k2.render("")), Some(k2));
+        assert_eq!(ObjectKey::parse("", "pk=x/attr=a/md5=zz"), None);
+    }
+
+    #[test]
+    fn prefixes_are_normalized() {
+        assert_eq!(normalize_prefix("/a//b/"), "a/b");
+        assert_eq!(normalize_prefix("///"), "");
+    }
+
+    #[test]
+    fn md5_known_value() {
+        let m = Md5Sum::of(b"");
+        assert_eq!(m.hex, "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(m.base64, "1B2M2Y8AsgTpgAmY7PhCfg==");
+    }
+
+    #[test]
+    fn pointers_parse() {
+        let p = Pointer::parse("s3://b/k/e/y").unwrap();
+        assert_eq!((p.bucket.as_str(), p.key.as_str()), ("b", "k/e/y"));
+        assert_eq!(p.uri(), "s3://b/k/e/y");
+        assert!(Pointer::parse("http://b/k").is_err());
+        assert!(Pointer::parse("s3://b").is_err());
+        assert!(Pointer::parse("s3:///k").is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! Runtime of **vhs**, the Versioned Hybrid Store: DynamoDB items whose large
+//! attributes live in S3.
+//!
+//! Most users depend on the `vhs` facade crate, which re-exports this crate and the
+//! `#[derive(Model)]` macro.
+#![warn(missing_docs)]
+
+mod aws;
+mod backend;
+mod changes;
+mod condition;
+mod error;
+mod fault;
+mod layout;
+mod memory;
+mod model;
+mod store;
+
+pub use aws::{AwsBackend, AwsOptions};
+pub use backend::{
+    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, StoredObject,
+    TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
+};
+pub use changes::{Changes, LargeValues};
+pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
+pub use error::{BoxError, Error, Result};
+pub use fault::{Fault, FaultyBackend, Op};
+pub use layout::{escape, unescape, ObjectKey, Pointer};
+pub use memory::MemoryBackend;
+pub use model::{
+    Item, Json, Key, KeyDef, KeyKind, KeyType, KeyValue, LargeAttr, LargeValue, Model, Schema,
+};
+pub use store::{
+    Cleanup, Deleted, Options, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored,
+    UpdateFragment, Updated,
+};
+
+/// Re-exports of the AWS SDK types that appear in vhs's API.
+pub mod types {
+    pub use aws_sdk_dynamodb::types::AttributeValue;
+}
+
+/// What `#[derive(Model)]` expands to refers to these paths only, so a user needs
+/// no direct dependency on the AWS crates. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::changes::Changes;
+    pub use crate::condition::Condition;
+    pub use crate::error::{Error, Result};
+    pub use crate::model::derive_support::*;
+    pub use crate::model::{Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema};
+    pub use crate::store::{Deleted, Staged, Store, Updated};
+    pub use aws_sdk_dynamodb::types::AttributeValue;
+    pub use bytes::Bytes;
+    pub use core::convert::{From, Into};
+    pub use core::default::Default;
+    pub use core::option::Option;
+    pub use std::vec::Vec;
+}

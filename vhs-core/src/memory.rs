@@ -1,0 +1,320 @@
+//! An in-process backend with the semantics vhs relies on from DynamoDB and S3.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::backend::{
+    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, StoredObject,
+    TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+};
+use crate::condition::{Condition, ItemUpdate};
+use crate::error::{Error, Result};
+use crate::layout::Md5Sum;
+use crate::model::{Item, KeyKind, KeyValue};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// An in-memory DynamoDB + S3, for examples and for unit tests of code that uses vhs.
+///
+/// It behaves like the services where vhs depends on them: conditional writes,
+/// `ALL_OLD` return values, the 400 KB item limit, the 1024-byte key limit,
+/// `Content-MD5` checking, `If-None-Match: *`, and per-key DeleteObjects results.
+/// Tables and buckets must be created before use, as on AWS. Clones share state.
+///
+/// ```
+/// use vhs_core::{Backend, MemoryBackend};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let backend = MemoryBackend::new();
+/// backend.create_bucket("b").await.unwrap();
+/// assert!(backend.get_object("b", "missing").await.unwrap().is_none());
+/// # });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tables: HashMap<String, Table>,
+    buckets: HashMap<String, BTreeMap<String, StoredObject>>,
+}
+
+#[derive(Debug)]
+struct Table {
+    spec: TableSpec,
+    items: BTreeMap<(KeyValue, Option<KeyValue>), Item>,
+}
+
+impl Table {
+    fn key_of(&self, item: &Item, operation: &'static str) -> Result<(KeyValue, Option<KeyValue>)> {
+        let part = |(name, kind): &(String, KeyKind)| -> Result<KeyValue> {
+            match (kind, item.get(name)) {
+                (KeyKind::String, Some(AttributeValue::S(s))) if !s.is_empty() => {
+                    Ok(KeyValue::String(s.clone()))
+                }
+                (KeyKind::Number, Some(AttributeValue::N(n))) => Ok(KeyValue::Number(n.clone())),
+                _ => Err(validation(
+                    operation,
+                    format!("missing or invalid key attribute `{name}`"),
+                )),
+            }
+        };
+        let hash = part(&self.spec.hash_key)?;
+        let range = self.spec.range_key.as_ref().map(part).transpose()?;
+        Ok((hash, range))
+    }
+}
+
+fn validation(operation: &'static str, message: impl Into<String>) -> Error {
+    Error::Backend {
+        service: "memory",
+        operation,
+        code: Some("ValidationException".into()),
+        retryable: false,
+        message: message.into(),
+        source: None,
+    }
+}
+
+fn not_found(operation: &'static str, code: &str, what: &str) -> Error {
+    Error::Backend {
+        service: "memory",
+        operation,
+        code: Some(code.into()),
+        retryable: false,
+        message: format!("{what} does not exist"),
+        source: None,
+    }
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a
+        // way that matters for tests; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    fn table(&mut self, name: &str, operation: &'static str) -> Result<&mut Table> {
+        self.tables
+            .get_mut(name)
+            .ok_or_else(|| not_found(operation, "ResourceNotFoundException", &format!("table {name}")))
+    }
+
+    fn bucket(
+        &mut self,
+        name: &str,
+        operation: &'static str,
+    ) -> Result<&mut BTreeMap<String, StoredObject>> {
+        self.buckets
+            .get_mut(name)
+            .ok_or_else(|| not_found(operation, "NoSuchBucket", &format!("bucket {name}")))
+    }
+}
+
+fn check_size(item: &Item, operation: &'static str) -> Result<()> {
+    let size = item_size(item);
+    if size > MAX_ITEM_BYTES {
+        return Err(validation(
+            operation,
+            format!("Item size of {size} bytes has exceeded the maximum allowed size"),
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn create_table(&self, spec: &TableSpec) -> Result<()> {
+        self.lock()
+            .tables
+            .entry(spec.name.clone())
+            .or_insert_with(|| Table {
+                spec: spec.clone(),
+                items: BTreeMap::new(),
+            });
+        Ok(())
+    }
+
+    async fn get_item(&self, table: &str, key: &Item, _consistent: bool) -> Result<Option<Item>> {
+        let mut state = self.lock();
+        let t = state.table(table, "GetItem")?;
+        let k = t.key_of(key, "GetItem")?;
+        Ok(t.items.get(&k).cloned())
+    }
+
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<()>> {
+        check_size(&item, "PutItem")?;
+        let mut state = self.lock();
+        let t = state.table(table, "PutItem")?;
+        let k = t.key_of(&item, "PutItem")?;
+        if let Some(c) = condition {
+            if !c.evaluate(t.items.get(&k)) {
+                return Ok(Conditional::Failed);
+            }
+        }
+        t.items.insert(k, item);
+        Ok(Conditional::Applied(()))
+    }
+
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Item>> {
+        let mut state = self.lock();
+        let t = state.table(table, "UpdateItem")?;
+        let k = t.key_of(key, "UpdateItem")?;
+        let old = t.items.get(&k);
+        if let Some(c) = condition {
+            if !c.evaluate(old) {
+                return Ok(Conditional::Failed);
+            }
+        }
+        let key_names = [Some(&t.spec.hash_key.0), t.spec.range_key.as_ref().map(|r| &r.0)];
+        let touches_key = update
+            .set
+            .iter()
+            .map(|(n, _)| n)
+            .chain(&update.remove)
+            .any(|n| key_names.contains(&Some(n)));
+        if touches_key {
+            return Err(validation("UpdateItem", "cannot update attribute: it is part of the key"));
+        }
+        let old = old.cloned().unwrap_or_default();
+        let mut new = if old.is_empty() { key.clone() } else { old.clone() };
+        update.apply(&mut new);
+        check_size(&new, "UpdateItem")?;
+        t.items.insert(k, new);
+        Ok(Conditional::Applied(old))
+    }
+
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>> {
+        let mut state = self.lock();
+        let t = state.table(table, "DeleteItem")?;
+        let k = t.key_of(key, "DeleteItem")?;
+        if let Some(c) = condition {
+            if !c.evaluate(t.items.get(&k)) {
+                return Ok(Conditional::Failed);
+            }
+        }
+        Ok(Conditional::Applied(t.items.remove(&k)))
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        self.lock().buckets.entry(bucket.to_owned()).or_default();
+        Ok(())
+    }
+
+    async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        if request.key.is_empty() || request.key.len() > MAX_KEY_BYTES {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: "PutObject",
+                code: Some("KeyTooLongError".into()),
+                retryable: false,
+                message: format!("key of {} bytes", request.key.len()),
+                source: None,
+            });
+        }
+        if Md5Sum::of(&request.body).base64 != request.content_md5 {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: "PutObject",
+                code: Some("BadDigest".into()),
+                retryable: false,
+                message: "the Content-MD5 you specified did not match what we received".into(),
+                source: None,
+            });
+        }
+        let mut state = self.lock();
+        let objects = state.bucket(&request.bucket, "PutObject")?;
+        if request.if_none_match && objects.contains_key(&request.key) {
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        objects.insert(
+            request.key,
+            StoredObject {
+                body: request.body,
+                metadata: request.metadata,
+                content_type: Some(request.content_type),
+            },
+        );
+        Ok(PutOutcome::Created)
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
+        let mut state = self.lock();
+        Ok(state.bucket(bucket, "GetObject")?.get(key).cloned())
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        if keys.len() > crate::backend::MAX_DELETE_BATCH {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: "DeleteObjects",
+                code: Some("MalformedXML".into()),
+                retryable: false,
+                message: format!("{} keys in one request", keys.len()),
+                source: None,
+            });
+        }
+        let mut state = self.lock();
+        let objects = state.bucket(bucket, "DeleteObjects")?;
+        for k in keys {
+            objects.remove(k);
+        }
+        Ok(Vec::new())
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ObjectPage> {
+        const PAGE: usize = 1000;
+        let mut state = self.lock();
+        let objects = state.bucket(bucket, "ListObjectsV2")?;
+        let start = continuation.unwrap_or_default();
+        let mut page: Vec<ObjectInfo> = objects
+            .range::<String, _>((std::ops::Bound::Excluded(&start), std::ops::Bound::Unbounded))
+            .filter(|(k, _)| k.starts_with(prefix))
+            .take(PAGE + 1)
+            .map(|(k, o)| ObjectInfo {
+                key: k.clone(),
+                size: o.body.len() as u64,
+            })
+            .collect();
+        let next = if page.len() > PAGE {
+            page.truncate(PAGE);
+            page.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Ok(ObjectPage {
+            objects: page,
+            next,
+        })
+    }
+}

@@ -1,0 +1,387 @@
+//! The [`Model`] trait that `#[derive(Model)]` implements, and the types it is made of.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// A DynamoDB item: attribute name to value.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The DynamoDB type of a key attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// String (`S`).
+    String,
+    /// Number (`N`).
+    Number,
+}
+
+/// One key attribute's value, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyValue {
+    /// A string key.
+    String(String),
+    /// A number key in its canonical decimal form.
+    Number(String),
+}
+
+impl KeyValue {
+    /// The text written into S3 keys (before escaping).
+    pub fn as_str(&self) -> &str {
+        match self {
+            KeyValue::String(s) | KeyValue::Number(s) => s,
+        }
+    }
+
+    /// The value as a DynamoDB attribute.
+    pub fn to_attribute(&self) -> AttributeValue {
+        match self {
+            KeyValue::String(s) => AttributeValue::S(s.clone()),
+            KeyValue::Number(n) => AttributeValue::N(n.clone()),
+        }
+    }
+}
+
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::String(s) => write!(f, "{s:?}"),
+            KeyValue::Number(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A Rust type that can be a hash or range key: `String` or an integer type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a vhs key attribute",
+    label = "key attributes must be `String` or an integer type",
+    note = "DynamoDB keys are strings, numbers or binary; vhs supports `String` and the integer types"
+)]
+pub trait KeyType {
+    /// The DynamoDB type of the attribute.
+    const KIND: KeyKind;
+    /// The value as stored.
+    fn to_key_value(&self) -> KeyValue;
+}
+
+impl KeyType for String {
+    const KIND: KeyKind = KeyKind::String;
+    fn to_key_value(&self) -> KeyValue {
+        KeyValue::String(self.clone())
+    }
+}
+
+macro_rules! number_key {
+    ($($t:ty),*) => {$(
+        impl KeyType for $t {
+            const KIND: KeyKind = KeyKind::Number;
+            fn to_key_value(&self) -> KeyValue {
+                KeyValue::Number(self.to_string())
+            }
+        }
+    )*};
+}
+number_key!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
+/// A key attribute of a model's key schema.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDef {
+    /// Attribute name.
+    pub name: &'static str,
+    /// Attribute type.
+    pub kind: KeyKind,
+}
+
+/// A `#[large]` attribute: stored in S3, pointed to from DynamoDB.
+#[derive(Debug, Clone, Copy)]
+pub struct LargeAttr {
+    /// Attribute name (holds the `s3://` pointer in DynamoDB).
+    pub name: &'static str,
+    /// Content-Type of the S3 object.
+    pub content_type: &'static str,
+}
+
+/// What `#[derive(Model)]` knows about a struct: table, keys, large attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// Default table name (`#[vhs(table = "...")]`, else the struct name); a
+    /// [`Store`](crate::Store) can map it to another name at run time.
+    pub table: &'static str,
+    /// The hash (partition) key.
+    pub hash_key: KeyDef,
+    /// The range (sort) key, if the model has one.
+    pub range_key: Option<KeyDef>,
+    /// The large attributes, in field order.
+    pub large: &'static [LargeAttr],
+}
+
+impl Schema {
+    /// Position of a large attribute by name.
+    pub fn large_index(&self, name: &str) -> Option<usize> {
+        self.large.iter().position(|a| a.name == name)
+    }
+}
+
+/// A struct stored as one DynamoDB item whose `#[large]` fields live in S3.
+///
+/// Implemented by `#[derive(Model)]`; implementing it by hand is possible but the
+/// derive keeps the pieces consistent.
+pub trait Model: Sized + Send + Sync + 'static {
+    /// Table, key schema and large attributes.
+    const SCHEMA: Schema;
+
+    /// This item's primary key.
+    fn key(&self) -> Key<Self>;
+
+    /// Every attribute that is not large, key attributes included. A value
+    /// that serializes to null (`None`) is left out: no attribute.
+    fn to_item(&self) -> Result<Item>;
+
+    /// Builds the struct from an item; large fields are left `None`.
+    fn from_item(item: Item) -> Result<Self>;
+
+    /// The large values encoded as bytes, in [`Schema::large`] order.
+    fn encode_large(&self) -> Result<Vec<Option<Bytes>>>;
+
+    /// Sets the large field number `index` from its stored bytes.
+    fn decode_large(&mut self, index: usize, bytes: Bytes) -> Result<()>;
+}
+
+/// The primary key of an item of model `M`.
+pub struct Key<M> {
+    hash: KeyValue,
+    range: Option<KeyValue>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Key<M> {
+    /// Builds a key from its parts. Prefer the generated `Model::key(..)` constructor,
+    /// which is typed.
+    pub fn from_parts(hash: KeyValue, range: Option<KeyValue>) -> Self {
+        Key {
+            hash,
+            range,
+            _model: PhantomData,
+        }
+    }
+
+    /// The hash key value.
+    pub fn hash(&self) -> &KeyValue {
+        &self.hash
+    }
+
+    /// The range key value, if the model has a range key.
+    pub fn range(&self) -> Option<&KeyValue> {
+        self.range.as_ref()
+    }
+}
+
+impl<M: Model> Key<M> {
+    /// The key as a DynamoDB key item.
+    pub fn to_item(&self) -> Item {
+        let schema = M::SCHEMA;
+        let mut item = Item::with_capacity(2);
+        item.insert(schema.hash_key.name.to_owned(), self.hash.to_attribute());
+        if let (Some(def), Some(v)) = (schema.range_key, &self.range) {
+            item.insert(def.name.to_owned(), v.to_attribute());
+        }
+        item
+    }
+
+    /// Checks the key against the schema: present range key iff the model has one,
+    /// matching types, non-empty strings.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let schema = M::SCHEMA;
+        check_key_part(schema.hash_key, &self.hash)?;
+        match (schema.range_key, &self.range) {
+            (Some(def), Some(v)) => check_key_part(def, v),
+            (None, None) => Ok(()),
+            (Some(def), None) => Err(Error::invalid(format!(
+                "the key has no value for range key `{}`",
+                def.name
+            ))),
+            (None, Some(_)) => Err(Error::invalid(format!(
+                "model of table `{}` has no range key, but the key has a range value",
+                schema.table
+            ))),
+        }
+    }
+}
+
+fn check_key_part(def: KeyDef, value: &KeyValue) -> Result<()> {
+    match (def.kind, value) {
+        (KeyKind::String, KeyValue::String(s)) if s.is_empty() => Err(Error::invalid(format!(
+            "key attribute `{}` is empty; DynamoDB key strings must be non-empty",
+            def.name
+        ))),
+        (KeyKind::String, KeyValue::String(_)) | (KeyKind::Number, KeyValue::Number(_)) => Ok(()),
+        _ => Err(Error::invalid(format!(
+            "key attribute `{}` has the wrong type",
+            def.name
+        ))),
+    }
+}
+
+impl<M> Clone for Key<M> {
+    fn clone(&self) -> Self {
+        Key::from_parts(self.hash.clone(), self.range.clone())
+    }
+}
+
+impl<M> PartialEq for Key<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.range == other.range
+    }
+}
+
+impl<M> Eq for Key<M> {}
+
+impl<M: Model> fmt::Display for Key<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let schema = M::SCHEMA;
+        write!(f, "{}={}", schema.hash_key.name, self.hash)?;
+        if let (Some(def), Some(v)) = (schema.range_key, &self.range) {
+            write!(f, ", {}={}", def.name, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl<M: Model> fmt::Debug for Key<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({self})")
+    }
+}
+
+/// A type a `#[large]` field can hold (inside its `Option`).
+///
+/// Implemented for `Vec<u8>`, [`bytes::Bytes`], `String`, and [`Json<T>`] for any
+/// serde type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a #[large] field",
+    label = "large fields hold `Vec<u8>`, `bytes::Bytes`, `String` or `vhs::Json<T>`",
+    note = "wrap any serde type in `vhs::Json<T>` to store it as a JSON object"
+)]
+pub trait LargeValue: Sized {
+    /// Content-Type used when `#[large(content_type = "...")]` does not say.
+    const CONTENT_TYPE: &'static str;
+    /// The bytes to store.
+    fn encode(&self) -> Result<Bytes, crate::error::BoxError>;
+    /// The value from stored bytes.
+    fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError>;
+}
+
+impl LargeValue for Vec<u8> {
+    const CONTENT_TYPE: &'static str = "application/octet-stream";
+    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
+        Ok(Bytes::copy_from_slice(self))
+    }
+    fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
+        Ok(bytes.into())
+    }
+}
+
+impl LargeValue for Bytes {
+    const CONTENT_TYPE: &'static str = "application/octet-stream";
+    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
+        Ok(self.clone())
+    }
+    fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
+        Ok(bytes)
+    }
+}
+
+impl LargeValue for String {
+    const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
+    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
+        Ok(Bytes::copy_from_slice(self.as_bytes()))
+    }
+    fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
+        Ok(String::from_utf8(bytes.into())?)
+    }
+}
+
+/// Stores any serde type in a `#[large]` field as a JSON object.
+///
+/// ```
+/// use vhs_core::Json;
+/// let v: Json<Vec<u32>> = Json(vec![1, 2, 3]);
+/// assert_eq!(v.0.len(), 3);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize + DeserializeOwned> LargeValue for Json<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
+        Ok(serde_json::to_vec(&self.0)?.into())
+    }
+    fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
+        Ok(Json(serde_json::from_slice(&bytes)?))
+    }
+}
+
+/// Helpers called by the code `#[derive(Model)]` generates. Not a stable API.
+#[doc(hidden)]
+pub mod derive_support {
+    use super::*;
+
+    /// Serializes a field into the item; a null value is left out.
+    pub fn put_attr<T: Serialize + ?Sized>(item: &mut Item, name: &str, value: &T) -> Result<()> {
+        match serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(value) {
+            Ok(AttributeValue::Null(_)) => Ok(()),
+            Ok(v) => {
+                item.insert(name.to_owned(), v);
+                Ok(())
+            }
+            Err(e) => Err(Error::encode(name, e)),
+        }
+    }
+
+    /// Serializes a field into an attribute value (`Null` for none).
+    pub fn to_attr<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<AttributeValue> {
+        serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(value).map_err(|e| Error::encode(name, e))
+    }
+
+    /// Deserializes a field from the item; a missing attribute reads as null.
+    pub fn take_attr<T: DeserializeOwned>(item: &mut Item, name: &str) -> Result<T> {
+        let v = item.remove(name).unwrap_or(AttributeValue::Null(true));
+        serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v).map_err(|e| Error::decode(name, e))
+    }
+
+    /// Encodes an optional large value.
+    pub fn encode_large<T: LargeValue>(name: &str, value: &Option<T>) -> Result<Option<Bytes>> {
+        value
+            .as_ref()
+            .map(|v| v.encode().map_err(|e| Error::encode(name, e)))
+            .transpose()
+    }
+
+    /// Decodes a large value.
+    pub fn decode_large<T: LargeValue>(name: &str, bytes: Bytes) -> Result<Option<T>> {
+        T::decode(bytes).map(Some).map_err(|e| Error::decode(name, e))
+    }
+
+    /// A key part from a field.
+    pub fn key_value<T: KeyType + ?Sized>(value: &T) -> KeyValue {
+        value.to_key_value()
+    }
+
+    /// The kind of a key type, for the schema constant.
+    pub const fn key_kind<T: KeyType + ?Sized>() -> KeyKind {
+        T::KIND
+    }
+
+    /// The default content type of a large type, for the schema constant.
+    pub const fn content_type<T: LargeValue>() -> &'static str {
+        T::CONTENT_TYPE
+    }
+}
