@@ -137,8 +137,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Table, key schema and large attributes.
     const SCHEMA: Schema;
 
-    /// This item's primary key.
-    fn key(&self) -> Key<Self>;
+    /// This item's primary key. (The derive also generates an associated
+    /// `key(..)` constructor taking the key values.)
+    fn primary_key(&self) -> Key<Self>;
 
     /// Every attribute that is not large, key attributes included. A value
     /// that serializes to null (`None`) is left out: no attribute.

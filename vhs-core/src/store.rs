@@ -733,7 +733,7 @@ impl Store {
     /// DynamoDB write fails and [`Options::clean_up_when_failed`] is on, they are
     /// deleted too. The cleanup never deletes an object the stored item references.
     pub async fn create_large<M: Model>(&self, item: &M) -> Result<Staged<M>> {
-        let key = item.key();
+        let key = item.primary_key();
         let uploads = self.plan(&key, &LargeValues::of(item)?)?;
         let mut record = item.to_item()?;
         for u in &uploads {

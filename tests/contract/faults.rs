@@ -1,0 +1,202 @@
+//! Every failure point of every operation, with the cleanup flags on and off,
+//! asserting the exact objects left in the bucket and the item state.
+//!
+//! Faults are injected by wrapping the backend (`FaultyBackend`); uploads run one at
+//! a time here so that "the second PutObject" is a well-defined call.
+
+use vhs::{Error, Fault, Model, Op};
+
+use crate::fixture::{keys_of, sorted, Fixture};
+use crate::models::Document;
+
+const FAIL: Fault = Fault::Fail { retryable: false };
+
+async fn fixture(fx: &Fixture, on_failure: bool, on_success: bool) -> Fixture {
+    Fixture::with(fx.kind, |b| {
+        b.max_concurrency(1)
+            .clean_up_when_failed(on_failure)
+            .clean_up_when_succeeded(on_success)
+    })
+    .await
+}
+
+fn flags() -> [(bool, bool); 4] {
+    [(true, true), (true, false), (false, true), (false, false)]
+}
+
+fn two_new_values() -> vhs::Changes<Document> {
+    Document::changes()
+        .set_html(Some("html v2".into()))
+        .set_image(Some(vec![9, 9, 9]))
+        .into()
+}
+
+pub async fn create_fails_at_second_upload(fx: Fixture) {
+    for (f, s) in flags() {
+        let fx = fixture(&fx, f, s).await;
+        fx.faults.inject(Op::PutObject, 2, FAIL);
+        let doc = Document::sample("p", "s");
+        let err = fx.store.create_large(&doc).await.unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }), "{err}");
+        // The first upload succeeded; it is always removed: no item can reference it.
+        assert!(fx.objects().await.is_empty(), "flags {f} {s}");
+        assert!(fx.item(&doc.primary_key()).await.is_none());
+        assert_eq!(
+            fx.faults.calls(),
+            vec![Op::PutObject, Op::PutObject, Op::GetItem, Op::DeleteObjects]
+        );
+    }
+}
+
+pub async fn create_fails_at_put_item(fx: Fixture) {
+    for (f, s) in flags() {
+        let fx = fixture(&fx, f, s).await;
+        fx.faults.inject(Op::PutItem, 1, FAIL);
+        let doc = Document::sample("p", "s");
+        let err = fx.store.create_large(&doc).await.unwrap_err();
+        assert!(matches!(err, Error::Backend { retryable: false, .. }), "{err}");
+        assert!(fx.item(&doc.primary_key()).await.is_none());
+        let left = fx.objects().await;
+        if f {
+            assert!(left.is_empty(), "{left:?}");
+        } else {
+            assert_eq!(left.len(), 2, "orphans left for GC when cleanup is off");
+        }
+    }
+}
+
+/// The PutItem is applied but its response is lost: the cleanup guard sees the
+/// item and keeps the objects it references.
+pub async fn create_put_item_response_lost(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    fx.faults.inject(Op::PutItem, 1, Fault::LoseResponse);
+    let doc = Document::sample("p", "s");
+    let err = fx.store.create_large(&doc).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(fx.objects().await.len(), 2);
+    assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
+}
+
+pub async fn create_cleanup_fails(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    fx.faults.inject(Op::PutItem, 1, FAIL);
+    fx.faults.inject(Op::DeleteObjects, 1, FAIL);
+    let doc = Document::sample("p", "s");
+    let err = fx.store.create_large(&doc).await.unwrap_err();
+    assert!(matches!(err, Error::Backend { operation: "PutItem", .. }), "the original error: {err}");
+    assert_eq!(fx.objects().await.len(), 2, "left for GC");
+    assert!(fx.item(&doc.primary_key()).await.is_none());
+}
+
+pub async fn update_fails_at_second_upload(fx: Fixture) {
+    for (f, s) in flags() {
+        let fx = fixture(&fx, f, s).await;
+        let doc = Document::sample("p", "s");
+        let created = fx.store.create_large(&doc).await.unwrap();
+        fx.faults.inject(Op::PutObject, 2, FAIL);
+        let err = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }), "{err}");
+        assert_eq!(fx.objects().await, keys_of(&created), "flags {f} {s}");
+        assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
+    }
+}
+
+pub async fn update_fails_at_update_item(fx: Fixture) {
+    for (f, s) in flags() {
+        let fx = fixture(&fx, f, s).await;
+        let doc = Document::sample("p", "s");
+        let created = fx.store.create_large(&doc).await.unwrap();
+        fx.faults.inject(Op::UpdateItem, 1, FAIL);
+        let err = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }), "{err}");
+        assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc, "old state");
+        let left = fx.objects().await;
+        if f {
+            assert_eq!(left, keys_of(&created));
+        } else {
+            assert_eq!(left.len(), 4, "new objects stay as orphans: {left:?}");
+        }
+    }
+}
+
+/// The UpdateItem is applied but the response is lost: the guard keeps the new
+/// objects (the item references them); the old ones stay for GC.
+pub async fn update_item_response_lost(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    let doc = Document::sample("p", "s");
+    let created = fx.store.create_large(&doc).await.unwrap();
+    fx.faults.inject(Op::UpdateItem, 1, Fault::LoseResponse);
+    let err = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let got = fx.store.get_large(&doc.primary_key()).await.unwrap();
+    assert_eq!(got.html.as_deref(), Some("html v2"), "new state, complete");
+    assert_eq!(got.image, Some(vec![9, 9, 9]));
+    assert_eq!(fx.objects().await.len(), 4);
+    for k in keys_of(&created) {
+        assert!(fx.objects().await.contains(&k));
+    }
+}
+
+/// Known failure mode (2): the post-success cleanup fails. The update still
+/// succeeds, the new objects are untouched, and the leftovers are reported.
+pub async fn update_post_success_cleanup_fails(fx: Fixture) {
+    for fault_op in [Op::DeleteObjects, Op::GetItem] {
+        let fx = fixture(&fx, true, true).await;
+        let doc = Document::sample("p", "s");
+        let created = fx.store.create_large(&doc).await.unwrap();
+        fx.faults.inject(fault_op, 1, FAIL);
+        let updated = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap();
+        assert!(updated.cleanup.deleted.is_empty());
+        let leftover: Vec<String> = updated.cleanup.leftover.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(sorted(leftover), keys_of(&created), "{fault_op:?}");
+        let mut all = keys_of(&created);
+        all.extend(keys_of(&updated.staged));
+        assert_eq!(fx.objects().await, sorted(all));
+        let got = fx.store.get_large(&doc.primary_key()).await.unwrap();
+        assert_eq!(got.html.as_deref(), Some("html v2"));
+    }
+}
+
+pub async fn delete_fails_at_delete_item(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    let doc = Document::sample("p", "s");
+    let created = fx.store.create_large(&doc).await.unwrap();
+    fx.faults.inject(Op::DeleteItem, 1, FAIL);
+    let err = fx.store.delete_large(&doc.primary_key()).await.unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert_eq!(fx.objects().await, keys_of(&created));
+    assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
+}
+
+pub async fn delete_object_cleanup_fails(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    let doc = Document::sample("p", "s");
+    let created = fx.store.create_large(&doc).await.unwrap();
+    fx.faults.inject(Op::DeleteObjects, 1, FAIL);
+    let deleted = fx.store.delete_large(&doc.primary_key()).await.unwrap();
+    let leftover: Vec<String> = deleted.cleanup.leftover.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(sorted(leftover), keys_of(&created));
+    assert!(fx.item(&doc.primary_key()).await.is_none(), "the item is gone either way");
+    assert_eq!(fx.objects().await, keys_of(&created));
+}
+
+/// The call sequence of each operation, pinned: a regression in the number of
+/// round trips shows up here.
+pub async fn call_sequences(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    let doc = Document::sample("p", "s");
+    fx.store.create_large(&doc).await.unwrap();
+    assert_eq!(fx.faults.calls(), vec![Op::PutObject, Op::PutObject, Op::PutItem]);
+    fx.faults.reset();
+    fx.store.get_large(&doc.primary_key()).await.unwrap();
+    assert_eq!(fx.faults.calls(), vec![Op::GetItem, Op::GetObject, Op::GetObject]);
+    fx.faults.reset();
+    fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap();
+    assert_eq!(
+        fx.faults.calls(),
+        vec![Op::PutObject, Op::PutObject, Op::UpdateItem, Op::GetItem, Op::DeleteObjects]
+    );
+    fx.faults.reset();
+    fx.store.delete_large(&doc.primary_key()).await.unwrap();
+    assert_eq!(fx.faults.calls(), vec![Op::DeleteItem, Op::GetItem, Op::DeleteObjects]);
+}

@@ -1,0 +1,148 @@
+//! One fixture per test: a store over a fresh table set and bucket, on the
+//! backend under test, wrapped in a fault injector.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use vhs::{Backend, FaultyBackend, Item, MemoryBackend, Model, Store, StoreBuilder};
+
+use crate::models::{Blob, Document};
+
+/// Which backend a contract test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    Emulator,
+}
+
+pub struct Fixture {
+    pub kind: Kind,
+    pub store: Store,
+    /// The backend the store uses: inject faults here.
+    pub faults: FaultyBackend<Arc<dyn Backend>>,
+    /// The backend without faults, for setting up and inspecting state.
+    pub raw: Arc<dyn Backend>,
+    pub bucket: String,
+    pub tables: (String, String),
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Fixture {
+    pub async fn new(kind: Kind) -> Fixture {
+        Self::with(kind, |b| b).await
+    }
+
+    /// A fixture whose store is configured further by `configure`.
+    pub async fn with(kind: Kind, configure: impl FnOnce(StoreBuilder) -> StoreBuilder) -> Fixture {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}-{n}", std::process::id());
+        let raw: Arc<dyn Backend> = match kind {
+            Kind::Memory => Arc::new(MemoryBackend::new()),
+            Kind::Emulator => {
+                let url = crate::emulator::endpoint().await;
+                let config = crate::emulator::sdk_config().await;
+                Arc::new(vhs::AwsBackend::with_options(
+                    &config,
+                    vhs::AwsOptions::emulator(url),
+                ))
+            }
+        };
+        let faults = FaultyBackend::new(raw.clone());
+        let bucket = format!("vhs-test-{id}");
+        let tables = (format!("documents-{id}"), format!("blobs-{id}"));
+        let builder = Store::builder(faults.clone(), bucket.clone())
+            .table_for::<Document>(tables.0.clone())
+            .table_for::<Blob>(tables.1.clone());
+        let store = configure(builder).build().expect("store");
+        store.ensure_bucket().await.expect("bucket");
+        store.ensure_table::<Document>().await.expect("table");
+        store.ensure_table::<Blob>().await.expect("table");
+        faults.reset();
+        Fixture {
+            kind,
+            store,
+            faults,
+            raw,
+            bucket,
+            tables,
+        }
+    }
+
+    /// Every object key in the bucket, sorted.
+    pub async fn objects(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut next = None;
+        loop {
+            let page = self
+                .raw
+                .list_objects(&self.bucket, "", next)
+                .await
+                .expect("list");
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            match page.next {
+                Some(n) => next = Some(n),
+                None => break,
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// The item as stored, read around the store.
+    pub async fn item<M: Model>(&self, key: &vhs::Key<M>) -> Option<Item> {
+        self.raw
+            .get_item(self.store.table_name::<M>(), &key.to_item(), true)
+            .await
+            .expect("get_item")
+    }
+
+    /// Overwrites an object behind the store's back.
+    pub async fn tamper(&self, key: &str, body: &[u8]) {
+        put_raw(&*self.raw, &self.bucket, key, body).await;
+    }
+
+    /// Deletes an object behind the store's back.
+    pub async fn lose(&self, key: &str) {
+        let errors = self
+            .raw
+            .delete_objects(&self.bucket, &[key.to_owned()])
+            .await
+            .expect("delete");
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}
+
+pub async fn put_raw(backend: &dyn Backend, bucket: &str, key: &str, body: &[u8]) {
+    use base64::Engine;
+    use md5::Digest;
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+    backend
+        .put_object(vhs::PutObject {
+            bucket: bucket.into(),
+            key: key.into(),
+            body: bytes::Bytes::copy_from_slice(body),
+            content_md5: md5,
+            content_type: "application/octet-stream".into(),
+            metadata: Default::default(),
+            if_none_match: false,
+        })
+        .await
+        .expect("raw put");
+}
+
+/// The key part of every object a staged result references.
+pub fn keys_of<M: Model>(staged: &vhs::Staged<M>) -> Vec<String> {
+    let mut v: Vec<String> = staged
+        .attrs()
+        .iter()
+        .filter_map(|a| a.object.as_ref().map(|o| o.pointer.key.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}

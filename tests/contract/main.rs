@@ -1,0 +1,86 @@
+//! The contract suite: every case in `cases` and `faults` runs once on the
+//! in-memory backend (`memory::*`) and once on a local DynamoDB + S3 emulator
+//! (`emulator::*`: ministack by default, `VHS_TEST_EMULATOR=moto` for moto,
+//! `VHS_TEST_ENDPOINT=url` for a server already running).
+//!
+//! One test binary, so the emulator starts once per run.
+
+mod cases;
+mod emulator;
+mod faults;
+mod fixture;
+mod models;
+mod transact;
+
+/// Generates one `#[tokio::test]` per case and backend.
+macro_rules! contract {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    crate::$module::$case(crate::fixture::Fixture::new(crate::fixture::Kind::Memory).await).await
+                }
+            )*
+        }
+        mod on_emulator {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    crate::$module::$case(crate::fixture::Fixture::new(crate::fixture::Kind::Emulator).await).await
+                }
+            )*
+
+            #[tokio::test]
+            async fn transact_write_items_with_a_second_item() {
+                crate::transact::transact_write_items_with_a_second_item().await
+            }
+        }
+    };
+}
+
+contract! {
+    cases::round_trip_with_range_key,
+    cases::round_trip_without_range_key,
+    cases::none_means_no_object_and_no_attribute,
+    cases::empty_values_are_objects,
+    cases::get_missing_is_not_found,
+    cases::get_stored_and_load_chosen_attributes,
+    cases::create_over_existing_item_fails_and_cleans_up,
+    cases::create_over_existing_item_without_cleanup_keeps_objects,
+    cases::create_identical_twice_deletes_nothing,
+    cases::create_recreating_lost_object_keeps_it,
+    cases::update_one_of_two_large_attributes,
+    cases::update_large_attribute_to_none,
+    cases::update_with_identical_content_keeps_the_object,
+    cases::update_recreating_lost_object_keeps_it,
+    cases::update_missing_item_is_not_found_and_cleans_up,
+    cases::update_with_false_condition_fails_and_cleans_up,
+    cases::update_ordinary_attributes_only,
+    cases::update_rejects_key_and_large_names_as_ordinary,
+    cases::update_without_post_success_cleanup_keeps_old_objects,
+    cases::delete_removes_item_and_objects,
+    cases::delete_skips_none_attributes,
+    cases::hostile_keys_round_trip_without_collisions,
+    cases::prefix_with_slashes_is_normalized,
+    cases::over_long_key_is_rejected_before_writing,
+    cases::oversized_item_is_rejected_before_writing,
+    cases::empty_key_is_rejected_before_writing,
+    cases::tampered_object_is_an_integrity_error,
+    cases::lost_object_is_a_dangling_pointer,
+    cases::foreign_pointers_are_refused_never_followed,
+    cases::step_by_step_put_item_flow,
+    cases::step_by_step_update_flow,
+    cases::json_wrapper_and_bytes_update,
+    faults::create_fails_at_second_upload,
+    faults::create_fails_at_put_item,
+    faults::create_put_item_response_lost,
+    faults::create_cleanup_fails,
+    faults::update_fails_at_second_upload,
+    faults::update_fails_at_update_item,
+    faults::update_item_response_lost,
+    faults::update_post_success_cleanup_fails,
+    faults::delete_fails_at_delete_item,
+    faults::delete_object_cleanup_fails,
+    faults::call_sequences,
+}

@@ -1,0 +1,69 @@
+//! The models the contract suite stores.
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use vhs::{Json, Model};
+
+/// Hash + range key, two large attributes of different types, ordinary attributes.
+#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[vhs(table = "documents")]
+pub struct Document {
+    #[vhs(hash_key)]
+    pub pk: String,
+    #[vhs(range_key)]
+    pub sk: String,
+    pub update_at: DateTime<Utc>,
+    #[large]
+    pub html: Option<String>,
+    #[large(content_type = "image/png")]
+    pub image: Option<Vec<u8>>,
+    pub data: serde_json::Value,
+}
+
+impl Document {
+    pub fn sample(pk: &str, sk: &str) -> Self {
+        Document {
+            pk: pk.into(),
+            sk: sk.into(),
+            update_at: Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
+            html: Some(format!("<html>{pk}/{sk}</html>")),
+            image: Some(vec![0x89, b'P', b'N', b'G', 1, 2, 3]),
+            data: serde_json::json!({"title": "hello", "n": 1}),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Meta {
+    pub tags: Vec<String>,
+    pub score: f64,
+}
+
+/// Numeric hash key only, `Bytes` and JSON large attributes. No serde derive on
+/// the struct: `Model` needs serde only on the ordinary fields' types.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "blobs")]
+pub struct Blob {
+    #[vhs(hash_key)]
+    pub id: u64,
+    #[large]
+    pub body: Option<Bytes>,
+    #[large]
+    pub meta: Option<Json<Meta>>,
+    pub note: Option<String>,
+}
+
+impl Blob {
+    pub fn sample(id: u64) -> Self {
+        Blob {
+            id,
+            body: Some(Bytes::from(vec![7u8; 3000])),
+            meta: Some(Json(Meta {
+                tags: vec!["a".into(), "b".into()],
+                score: 0.5,
+            })),
+            note: Some("small".into()),
+        }
+    }
+}
