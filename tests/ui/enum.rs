@@ -1,0 +1,9 @@
+use vhs::Model;
+
+#[derive(Model)]
+enum Document {
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+fn main() {}

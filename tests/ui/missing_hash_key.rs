@@ -1,0 +1,10 @@
+use vhs::Model;
+
+#[derive(Model)]
+struct Document {
+    #[vhs(range_key)]
+    sk: String,
+    body: String,
+}
+
+fn main() {}

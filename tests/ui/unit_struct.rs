@@ -1,0 +1,6 @@
+use vhs::Model;
+
+#[derive(Model)]
+struct Document;
+
+fn main() {}

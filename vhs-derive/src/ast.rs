@@ -1,0 +1,204 @@
+//! The derive input as a small model: the struct and its fields, each with its
+//! attribute name and role.
+
+use quote::quote;
+use syn::ext::IdentExt;
+use syn::{
+    Data, DeriveInput, Error, Fields, GenericArgument, Generics, Ident, PathArguments, Type,
+    Visibility,
+};
+
+use crate::attr::{self, ContainerAttrs, FieldAttrs};
+use crate::Errors;
+
+pub struct Input<'a> {
+    pub ident: &'a Ident,
+    pub vis: &'a Visibility,
+    pub generics: &'a Generics,
+    pub attrs: ContainerAttrs,
+    pub fields: Vec<Field<'a>>,
+    /// Whether an attribute of a field could not be parsed, in which case checks
+    /// across fields (like "no hash key") would only add noise.
+    pub field_attr_errors: bool,
+}
+
+pub struct Field<'a> {
+    pub ident: &'a Ident,
+    pub ty: &'a Type,
+    pub attrs: FieldAttrs<'a>,
+    /// The attribute name: `rename`, else the field's name without `r#`.
+    pub name: String,
+    pub role: Role<'a>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Role<'a> {
+    HashKey,
+    RangeKey,
+    /// A `#[large]` field of type `Option<inner>`.
+    Large {
+        inner: &'a Type,
+    },
+    Plain,
+}
+
+impl<'a> Input<'a> {
+    /// `None` (with the error recorded) unless the input is a struct with named
+    /// fields.
+    pub fn from_syn(node: &'a DeriveInput, errors: &mut Errors) -> Option<Self> {
+        let data = match &node.data {
+            Data::Struct(data) => data,
+            Data::Enum(data) => {
+                let (enum_token, ident) = (data.enum_token, &node.ident);
+                errors.push(Error::new_spanned(
+                    quote!(#enum_token #ident),
+                    "`#[derive(Model)]` only supports structs with named fields, not enums",
+                ));
+                return None;
+            }
+            Data::Union(data) => {
+                let (union_token, ident) = (data.union_token, &node.ident);
+                errors.push(Error::new_spanned(
+                    quote!(#union_token #ident),
+                    "`#[derive(Model)]` only supports structs with named fields, not unions",
+                ));
+                return None;
+            }
+        };
+        let fields = match &data.fields {
+            Fields::Named(fields) => fields,
+            Fields::Unnamed(fields) => {
+                errors.push(Error::new_spanned(
+                    fields,
+                    "`#[derive(Model)]` does not support tuple structs: every field needs a name, which is its attribute name",
+                ));
+                return None;
+            }
+            Fields::Unit => {
+                errors.push(Error::new_spanned(
+                    &node.ident,
+                    "`#[derive(Model)]` does not support unit structs: a model needs named fields, one of them the hash key",
+                ));
+                return None;
+            }
+        };
+        let attrs = attr::container(&node.attrs, errors);
+        let errors_before = errors.len();
+        let fields = fields
+            .named
+            .iter()
+            .filter_map(|field| Field::from_syn(field, errors))
+            .collect();
+        Some(Input {
+            ident: &node.ident,
+            vis: &node.vis,
+            generics: &node.generics,
+            attrs,
+            fields,
+            field_attr_errors: errors.len() > errors_before,
+        })
+    }
+
+    /// The table name: `table`, else the struct's name.
+    pub fn table(&self) -> String {
+        match &self.attrs.table {
+            Some(table) => table.value(),
+            None => self.ident.unraw().to_string(),
+        }
+    }
+
+    pub fn hash_key(&self) -> Option<&Field<'a>> {
+        self.fields
+            .iter()
+            .find(|field| matches!(field.role, Role::HashKey))
+    }
+
+    pub fn range_key(&self) -> Option<&Field<'a>> {
+        self.fields
+            .iter()
+            .find(|field| matches!(field.role, Role::RangeKey))
+    }
+
+    /// The `#[large]` fields, in field order, which is the schema's order.
+    pub fn large(&self) -> impl Iterator<Item = (&Field<'a>, &'a Type)> {
+        self.fields.iter().filter_map(|field| match field.role {
+            Role::Large { inner } => Some((field, inner)),
+            _ => None,
+        })
+    }
+}
+
+impl<'a> Field<'a> {
+    fn from_syn(node: &'a syn::Field, errors: &mut Errors) -> Option<Self> {
+        let ident = node.ident.as_ref()?;
+        let attrs = attr::field(&node.attrs, errors);
+        let name = match &attrs.rename {
+            Some(rename) => rename.value(),
+            None => ident.unraw().to_string(),
+        };
+        let role = if attrs.hash_key.is_some() {
+            Role::HashKey
+        } else if attrs.range_key.is_some() {
+            Role::RangeKey
+        } else if attrs.large.is_some() {
+            // Validation reports a `#[large]` field that is not an `Option`.
+            Role::Large {
+                inner: option_inner(&node.ty).unwrap_or(&node.ty),
+            }
+        } else {
+            Role::Plain
+        };
+        Some(Field {
+            ident,
+            ty: &node.ty,
+            attrs,
+            name,
+            role,
+        })
+    }
+
+    pub fn is_key(&self) -> bool {
+        matches!(self.role, Role::HashKey | Role::RangeKey)
+    }
+}
+
+/// `T` if `ty` is written `Option<T>` (or `std::option::Option<T>`, ...).
+pub fn option_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ungroup(ty) else {
+        return None;
+    };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match (args.args.len(), args.args.first()?) {
+        (1, GenericArgument::Type(inner)) => Some(inner),
+        _ => None,
+    }
+}
+
+/// Whether the type is written `String` (or `std::string::String`, ...).
+pub fn is_string(ty: &Type) -> bool {
+    match ungroup(ty) {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| last.ident == "String" && last.arguments.is_none()),
+        _ => false,
+    }
+}
+
+/// Types coming from `macro_rules!` fragments may be wrapped in invisible groups.
+fn ungroup(mut ty: &Type) -> &Type {
+    while let Type::Group(group) = ty {
+        ty = &group.elem;
+    }
+    ty
+}

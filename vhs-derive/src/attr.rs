@@ -1,0 +1,211 @@
+//! Parsing of `#[vhs(...)]` and `#[large(...)]`.
+//!
+//! Each attribute is parsed on its own: an error in one is recorded and the others
+//! are still read, so every mistake is reported in one compilation.
+
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::{Attribute, Error, Expr, ExprLit, Lit, LitStr, Meta, Path, Result, Token};
+
+use crate::Errors;
+
+/// `#[vhs(...)]` on the struct.
+pub struct ContainerAttrs {
+    pub table: Option<LitStr>,
+    pub krate: Option<Path>,
+}
+
+/// `#[vhs(...)]` and `#[large(...)]` on a field.
+pub struct FieldAttrs<'a> {
+    /// The `hash_key` word, kept for error spans.
+    pub hash_key: Option<Path>,
+    /// The `range_key` word, kept for error spans.
+    pub range_key: Option<Path>,
+    pub rename: Option<LitStr>,
+    pub large: Option<Large<'a>>,
+}
+
+/// `#[large]` or `#[large(content_type = "...")]`.
+pub struct Large<'a> {
+    pub original: &'a Attribute,
+    pub content_type: Option<LitStr>,
+}
+
+const CONTAINER_KEYS: &str = "`table` or `crate`";
+const FIELD_KEYS: &str = "`hash_key`, `range_key` or `rename`";
+
+pub fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
+    let mut out = ContainerAttrs {
+        table: None,
+        krate: None,
+    };
+    for attr in attrs {
+        if attr.path().is_ident("large") {
+            errors.push(Error::new_spanned(
+                attr,
+                "`#[large]` goes on a field, not on the struct",
+            ));
+        }
+        if !attr.path().is_ident("vhs") {
+            continue;
+        }
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("table") {
+                let table = string(&meta, "table")?;
+                set_once(&meta, &mut out.table, table)
+            } else if meta.path.is_ident("crate") {
+                let lit = string(&meta, "crate")?;
+                let path = lit.parse_with(Path::parse_mod_style).map_err(|_| {
+                    Error::new_spanned(
+                        &lit,
+                        "expected the path of the vhs crate, like `crate = \"my_crate::vhs\"`",
+                    )
+                })?;
+                set_once(&meta, &mut out.krate, path)
+            } else if is_field_key(&meta.path) {
+                Err(meta.error(format!(
+                    "`{}` goes on a field, not on the struct",
+                    path_str(&meta.path)
+                )))
+            } else {
+                Err(meta.error(format!(
+                    "unknown vhs attribute `{}`; expected {CONTAINER_KEYS} on the struct",
+                    path_str(&meta.path)
+                )))
+            }
+        });
+        if let Err(error) = parsed {
+            errors.push(error);
+        }
+    }
+    out
+}
+
+pub fn field<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> {
+    let mut out = FieldAttrs {
+        hash_key: None,
+        range_key: None,
+        rename: None,
+        large: None,
+    };
+    for attr in attrs {
+        let parsed = if attr.path().is_ident("vhs") {
+            attr.parse_nested_meta(|meta| field_key(&meta, &mut out))
+        } else if attr.path().is_ident("large") {
+            large(attr, &mut out)
+        } else {
+            Ok(())
+        };
+        if let Err(error) = parsed {
+            errors.push(error);
+        }
+    }
+    out
+}
+
+fn field_key(meta: &ParseNestedMeta, out: &mut FieldAttrs) -> Result<()> {
+    if meta.path.is_ident("hash_key") {
+        flag(meta, "hash_key")?;
+        set_once(meta, &mut out.hash_key, meta.path.clone())
+    } else if meta.path.is_ident("range_key") {
+        flag(meta, "range_key")?;
+        set_once(meta, &mut out.range_key, meta.path.clone())
+    } else if meta.path.is_ident("rename") {
+        let rename = string(meta, "rename")?;
+        set_once(meta, &mut out.rename, rename)
+    } else if meta.path.is_ident("large") {
+        Err(meta.error("`large` is an attribute of its own: write `#[large]`"))
+    } else if meta.path.is_ident("table") || meta.path.is_ident("crate") {
+        Err(meta.error(format!(
+            "`{}` goes on the struct, not on a field",
+            path_str(&meta.path)
+        )))
+    } else {
+        Err(meta.error(format!(
+            "unknown vhs attribute `{}`; expected {FIELD_KEYS} on a field",
+            path_str(&meta.path)
+        )))
+    }
+}
+
+fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
+    if out.large.is_some() {
+        return Err(Error::new_spanned(attr, "duplicate `#[large]` attribute"));
+    }
+    let mut content_type = None;
+    match &attr.meta {
+        Meta::Path(_) => {}
+        Meta::List(_) => attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("content_type") {
+                let lit = string(&meta, "content_type")?;
+                set_once(&meta, &mut content_type, lit)
+            } else {
+                Err(meta.error(format!(
+                    "unknown `#[large]` option `{}`; expected `content_type`",
+                    path_str(&meta.path)
+                )))
+            }
+        })?,
+        Meta::NameValue(_) => {
+            return Err(Error::new_spanned(
+                attr,
+                "expected `#[large]` or `#[large(content_type = \"...\")]`",
+            ))
+        }
+    }
+    out.large = Some(Large {
+        original: attr,
+        content_type,
+    });
+    Ok(())
+}
+
+/// A key that takes no value, like `hash_key`.
+fn flag(meta: &ParseNestedMeta, name: &str) -> Result<()> {
+    if meta.input.is_empty() || meta.input.peek(Token![,]) {
+        Ok(())
+    } else {
+        Err(meta.error(format!("`{name}` takes no value: write `#[vhs({name})]`")))
+    }
+}
+
+/// The value of `name = "..."`: a non-empty string literal.
+fn string(meta: &ParseNestedMeta, name: &str) -> Result<LitStr> {
+    if !meta.input.peek(Token![=]) {
+        return Err(meta.error(format!("expected a value: `{name} = \"...\"`")));
+    }
+    let expr: Expr = meta.value()?.parse()?;
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => {
+            if lit.value().is_empty() {
+                Err(Error::new_spanned(lit, format!("`{name}` cannot be empty")))
+            } else {
+                Ok(lit)
+            }
+        }
+        other => Err(Error::new_spanned(
+            other,
+            format!("expected a string literal: `{name} = \"...\"`"),
+        )),
+    }
+}
+
+fn set_once<T>(meta: &ParseNestedMeta, slot: &mut Option<T>, value: T) -> Result<()> {
+    if slot.is_some() {
+        return Err(meta.error(format!("duplicate `{}` attribute", path_str(&meta.path))));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn is_field_key(path: &Path) -> bool {
+    ["hash_key", "range_key", "rename"]
+        .iter()
+        .any(|key| path.is_ident(key))
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
+}

@@ -1,0 +1,401 @@
+//! The generated code. Every path goes through `<vhs>::__private`, so a user needs
+//! no direct dependency on the crates vhs is built on.
+//!
+//! Calls whose trait bounds check a field's type (`key_kind::<T>`,
+//! `content_type::<T>`, ...) are spanned at that type, so an unsupported type is
+//! reported where it is written.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Ident};
+
+use crate::ast::{is_string, Field, Input, Role};
+use crate::{valid, Errors};
+
+pub fn derive(node: &DeriveInput) -> TokenStream {
+    let mut errors = Errors::default();
+    let Some(input) = Input::from_syn(node, &mut errors) else {
+        return to_compile_error(errors);
+    };
+    valid::validate(&input, &mut errors);
+    match errors.finish() {
+        Ok(()) => expand(&input),
+        Err(error) => error.to_compile_error(),
+    }
+}
+
+fn to_compile_error(errors: Errors) -> TokenStream {
+    match errors.finish() {
+        Ok(()) => TokenStream::new(),
+        Err(error) => error.to_compile_error(),
+    }
+}
+
+fn expand(input: &Input) -> TokenStream {
+    let krate = match &input.attrs.krate {
+        Some(path) => quote!(#path),
+        None => quote!(::vhs),
+    };
+    let p = quote!(#krate::__private);
+    let model = impl_model(input, &p);
+    let inherent = impl_inherent(input, &p);
+    let update = update_builder(input, &p);
+    quote! {
+        #model
+        #inherent
+        #update
+    }
+}
+
+fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
+    let ident = input.ident;
+    let table = input.table();
+
+    let key_def = |field: &Field| {
+        let name = &field.name;
+        let ty = field.ty;
+        let kind = quote_spanned!(ty.span()=> #p::key_kind::<#ty>());
+        quote!(#p::KeyDef { name: #name, kind: #kind })
+    };
+    let hash_def = input.hash_key().map(key_def);
+    let range_def = match input.range_key().map(key_def) {
+        Some(def) => quote!(#p::Option::Some(#def)),
+        None => quote!(#p::Option::None),
+    };
+    let large_defs = input.large().map(|(field, inner)| {
+        let name = &field.name;
+        let content_type = match field
+            .attrs
+            .large
+            .as_ref()
+            .and_then(|l| l.content_type.as_ref())
+        {
+            Some(lit) => quote!(#lit),
+            None => quote_spanned!(inner.span()=> #p::content_type::<#inner>()),
+        };
+        quote!(#p::LargeAttr { name: #name, content_type: #content_type })
+    });
+
+    let key_value = |field: &Field| {
+        let (member, ty) = (field.ident, field.ty);
+        quote_spanned!(ty.span()=> #p::key_value::<#ty>(&self.#member))
+    };
+    let hash_value = input.hash_key().map(key_value);
+    let range_value = match input.range_key().map(key_value) {
+        Some(value) => quote!(#p::Option::Some(#value)),
+        None => quote!(#p::Option::None),
+    };
+
+    let stored: Vec<&Field> = input
+        .fields
+        .iter()
+        .filter(|field| !matches!(field.role, Role::Large { .. }))
+        .collect();
+    let capacity = Literal::usize_unsuffixed(stored.len());
+    let put_attrs = stored.iter().map(|field| {
+        let (member, ty, name) = (field.ident, field.ty, &field.name);
+        quote_spanned!(ty.span()=> #p::put_attr::<#ty>(&mut item, #name, &self.#member)?;)
+    });
+    let init_fields = input.fields.iter().map(|field| {
+        let (member, ty, name) = (field.ident, field.ty, &field.name);
+        match field.role {
+            Role::Large { .. } => quote!(#member: #p::Option::None),
+            _ => quote_spanned!(ty.span()=> #member: #p::take_attr::<#ty>(&mut item, #name)?),
+        }
+    });
+
+    let encode_large = {
+        let calls: Vec<TokenStream> = input
+            .large()
+            .map(|(field, inner)| {
+                let (member, name) = (field.ident, &field.name);
+                quote_spanned!(inner.span()=> #p::encode_large::<#inner>(#name, &self.#member)?)
+            })
+            .collect();
+        if calls.is_empty() {
+            quote!(#p::Result::Ok(#p::Vec::new()))
+        } else {
+            let capacity = Literal::usize_unsuffixed(calls.len());
+            quote! {
+                let mut values = #p::Vec::with_capacity(#capacity);
+                #(values.push(#calls);)*
+                #p::Result::Ok(values)
+            }
+        }
+    };
+    let decode_large = {
+        let arms: Vec<TokenStream> = input
+            .large()
+            .enumerate()
+            .map(|(index, (field, inner))| {
+                let (member, name) = (field.ident, &field.name);
+                let index = Literal::usize_unsuffixed(index);
+                let decode =
+                    quote_spanned!(inner.span()=> #p::decode_large::<#inner>(#name, bytes)?);
+                quote!(#index => self.#member = #decode,)
+            })
+            .collect();
+        if arms.is_empty() {
+            quote! {
+                fn decode_large(&mut self, _index: usize, _bytes: #p::Bytes) -> #p::Result<()> {
+                    #p::Result::Ok(())
+                }
+            }
+        } else {
+            quote! {
+                fn decode_large(&mut self, index: usize, bytes: #p::Bytes) -> #p::Result<()> {
+                    match index {
+                        #(#arms)*
+                        _ => {}
+                    }
+                    #p::Result::Ok(())
+                }
+            }
+        }
+    };
+
+    quote! {
+        #[automatically_derived]
+        impl #p::Model for #ident {
+            const SCHEMA: #p::Schema = #p::Schema {
+                table: #table,
+                hash_key: #hash_def,
+                range_key: #range_def,
+                large: &[#(#large_defs),*],
+            };
+
+            fn primary_key(&self) -> #p::Key<Self> {
+                #p::Key::from_parts(#hash_value, #range_value)
+            }
+
+            fn to_item(&self) -> #p::Result<#p::Item> {
+                let mut item = #p::Item::with_capacity(#capacity);
+                #(#put_attrs)*
+                #p::Result::Ok(item)
+            }
+
+            fn from_item(mut item: #p::Item) -> #p::Result<Self> {
+                #p::Result::Ok(Self {
+                    #(#init_fields,)*
+                })
+            }
+
+            fn encode_large(&self) -> #p::Result<#p::Vec<#p::Option<#p::Bytes>>> {
+                #encode_large
+            }
+
+            #decode_large
+        }
+    }
+}
+
+fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
+    let ident = input.ident;
+    let model = ident.unraw().to_string();
+    let update = update_ident(ident);
+
+    // `key(pk, sk)`: `impl Into<String>` for string keys, the field's type otherwise.
+    let mut params = Vec::new();
+    let mut values = Vec::new();
+    for field in input.hash_key().into_iter().chain(input.range_key()) {
+        let (param, ty) = (field.ident, field.ty);
+        if is_string(ty) {
+            params.push(quote!(#param: impl #p::Into<#ty>));
+            values.push(
+                quote_spanned!(ty.span()=> #p::key_value::<#ty>(&#p::Into::<#ty>::into(#param))),
+            );
+        } else {
+            params.push(quote!(#param: #ty));
+            values.push(quote_spanned!(ty.span()=> #p::key_value::<#ty>(&#param)));
+        }
+    }
+    let hash_value = values.first();
+    let range_value = match values.get(1) {
+        Some(value) => quote!(#p::Option::Some(#value)),
+        None => quote!(#p::Option::None),
+    };
+    let key_doc = match (input.hash_key(), input.range_key()) {
+        (Some(hash), Some(range)) => format!(
+            "The key of the `{model}` with hash key `{}` and range key `{}`.",
+            hash.name, range.name
+        ),
+        (Some(hash), None) => format!("The key of the `{model}` with hash key `{}`.", hash.name),
+        _ => format!("The key of a `{model}`."),
+    };
+
+    let changes_doc = format!(
+        "Starts the changes of an update of a `{model}`: set fields on the returned \
+         builder and pass it to `update_large`."
+    );
+    let create_doc = format!(
+        "Stores a new `{model}`: uploads its large values to S3, then writes the item. \
+         Calls `Store::create_large`."
+    );
+    let get_doc = format!("Reads a `{model}` and its large values. Calls `Store::get_large`.");
+    let get_consistent_doc = format!(
+        "Reads a `{model}` and its large values with a strongly consistent read. \
+         Calls `Store::get_large_consistent`."
+    );
+    let update_doc = format!("Applies changes to a stored `{model}`. Calls `Store::update_large`.");
+    let delete_doc =
+        format!("Deletes a `{model}` and its large values. Calls `Store::delete_large`.");
+
+    quote! {
+        #[allow(dead_code)]
+        impl #ident {
+            #[doc = #key_doc]
+            #[must_use]
+            pub fn key(#(#params),*) -> #p::Key<Self> {
+                #p::Key::from_parts(#hash_value, #range_value)
+            }
+
+            #[doc = #changes_doc]
+            #[must_use]
+            pub fn changes() -> #update {
+                #update::new()
+            }
+
+            #[doc = #create_doc]
+            pub async fn create_large(
+                store: &#p::Store,
+                item: &Self,
+            ) -> #p::Result<#p::Staged<Self>> {
+                store.create_large(item).await
+            }
+
+            #[doc = #get_doc]
+            pub async fn get_large(store: &#p::Store, key: &#p::Key<Self>) -> #p::Result<Self> {
+                store.get_large(key).await
+            }
+
+            #[doc = #get_consistent_doc]
+            pub async fn get_large_consistent(
+                store: &#p::Store,
+                key: &#p::Key<Self>,
+            ) -> #p::Result<Self> {
+                store.get_large_consistent(key).await
+            }
+
+            #[doc = #update_doc]
+            pub async fn update_large(
+                store: &#p::Store,
+                key: &#p::Key<Self>,
+                changes: impl #p::Into<#p::Changes<Self>>,
+            ) -> #p::Result<#p::Updated<Self>> {
+                store.update_large(key, changes).await
+            }
+
+            #[doc = #delete_doc]
+            pub async fn delete_large(
+                store: &#p::Store,
+                key: &#p::Key<Self>,
+            ) -> #p::Result<#p::Deleted<Self>> {
+                store.delete_large(key).await
+            }
+        }
+    }
+}
+
+fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
+    let ident = input.ident;
+    let vis = input.vis;
+    let model = ident.unraw().to_string();
+    let update = update_ident(ident);
+
+    let mut large_index = 0usize;
+    let mut setters = Vec::new();
+    for field in &input.fields {
+        let (member, ty, name) = (field.ident, field.ty, &field.name);
+        let setter = format_ident!("set_{}", member.unraw(), span = member.span());
+        let set = match field.role {
+            Role::HashKey | Role::RangeKey => continue,
+            Role::Large { inner } => {
+                let index = Literal::usize_unsuffixed(large_index);
+                large_index += 1;
+                quote_spanned!(inner.span()=> self.changes.set_large_value::<#inner>(#index, &value))
+            }
+            Role::Plain => quote_spanned!(ty.span()=> self.changes.set_attr::<#ty>(#name, &value)),
+        };
+        let doc = match field.role {
+            Role::Large { .. } => format!(
+                "Sets the large attribute `{name}`: `Some` uploads a new S3 object, `None` \
+                 removes the attribute and its object."
+            ),
+            _ => {
+                format!("Sets the attribute `{name}`; a value that serializes to null removes it.")
+            }
+        };
+        setters.push(quote! {
+            #[doc = #doc]
+            #[must_use]
+            pub fn #setter(mut self, value: #ty) -> Self {
+                #set;
+                self
+            }
+        });
+    }
+
+    let struct_doc = format!(
+        "Typed changes to a stored `{model}`, built with `{model}::changes()`: one \
+         `set_<field>` method per field that is not a key, and `condition`. Converts \
+         into the `Changes` that `update_large` takes."
+    );
+    let new_doc = format!("No changes to a `{model}` yet.");
+
+    quote! {
+        #[doc = #struct_doc]
+        #[allow(dead_code)]
+        #vis struct #update {
+            changes: #p::Changes<#ident>,
+        }
+
+        #[allow(dead_code)]
+        impl #update {
+            #[doc = #new_doc]
+            #[must_use]
+            pub fn new() -> Self {
+                #update {
+                    changes: #p::Changes::new(),
+                }
+            }
+
+            #(#setters)*
+
+            /// Adds a condition on the stored item; several conditions are combined
+            /// with AND, and the update fails if they do not hold.
+            #[must_use]
+            pub fn condition(mut self, condition: #p::Condition) -> Self {
+                self.changes.and_condition(condition);
+                self
+            }
+        }
+
+        #[automatically_derived]
+        impl #p::Default for #update {
+            fn default() -> Self {
+                #update::new()
+            }
+        }
+
+        #[automatically_derived]
+        impl #p::From<#update> for #p::Changes<#ident> {
+            fn from(update: #update) -> Self {
+                update.changes
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #update {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Debug::fmt(&self.changes, f)
+            }
+        }
+    }
+}
+
+/// `{Name}Update`.
+fn update_ident(ident: &Ident) -> Ident {
+    format_ident!("{}Update", ident.unraw(), span = ident.span())
+}

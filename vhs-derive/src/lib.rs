@@ -1,0 +1,99 @@
+//! `#[derive(Model)]` for [vhs](https://docs.rs/vhs): a struct stored as one
+//! DynamoDB item whose `#[large]` fields live in S3.
+//!
+//! Use it through the `vhs` crate, which re-exports it as `vhs::Model`.
+
+mod ast;
+mod attr;
+mod expand;
+mod valid;
+
+use proc_macro::TokenStream;
+use syn::{parse_macro_input, DeriveInput};
+
+/// Derives `vhs::Model` for a struct with named fields.
+///
+/// ```ignore
+/// use chrono::{DateTime, Utc};
+/// use serde::{Deserialize, Serialize};
+/// use vhs::Model;
+///
+/// #[derive(Model, Serialize, Deserialize)]
+/// #[vhs(table = "documents")]
+/// struct Document {
+///     #[vhs(hash_key)]
+///     pk: String,
+///     #[vhs(range_key)]
+///     sk: String,
+///     #[vhs(rename = "updateAt")]
+///     update_at: DateTime<Utc>,
+///     #[large]
+///     html: Option<String>,
+///     #[large(content_type = "image/png")]
+///     image: Option<Vec<u8>>,
+///     data: serde_json::Value,
+/// }
+/// ```
+///
+/// # Attributes
+///
+/// On the struct:
+/// - `#[vhs(table = "...")]`: the table name; defaults to the struct's name.
+/// - `#[vhs(crate = "path::to::vhs")]`: where the `vhs` crate is, if not `::vhs`.
+///
+/// On a field:
+/// - `#[vhs(hash_key)]`: the hash (partition) key; exactly one field. Its type is
+///   `String` or an integer type.
+/// - `#[vhs(range_key)]`: the range (sort) key; optional, same types.
+/// - `#[vhs(rename = "...")]`: the attribute name; defaults to the field's name.
+/// - `#[large]`, `#[large(content_type = "...")]`: the value is stored as an S3
+///   object and the item holds a pointer to it. The field's type is `Option<T>`
+///   where `T` is `Vec<u8>`, `bytes::Bytes`, `String` or `vhs::Json<U>`; `None`
+///   means no object and no attribute. The content type defaults to the one of `T`.
+///
+/// Every other field is an ordinary attribute, converted with serde.
+///
+/// # Generated items
+///
+/// - `impl vhs::Model for Document`.
+/// - Associated functions on `Document`: `key(pk, sk)` builds a typed key (or
+///   `key(pk)` without a range key), `changes()` starts an update, and
+///   `create_large`, `get_large`, `get_large_consistent`, `update_large`,
+///   `delete_large` call the `Store` methods of the same names.
+/// - `DocumentUpdate`, with the struct's visibility: a typed update builder with a
+///   `set_<field>` method for every field that is not a key and a `condition`
+///   method; it converts into `vhs::Changes<Document>`.
+#[proc_macro_derive(Model, attributes(vhs, large))]
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::derive(&input).into()
+}
+
+/// Collects every error found in the input so they are all reported at once.
+#[derive(Default)]
+struct Errors {
+    error: Option<syn::Error>,
+    len: usize,
+}
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        self.len += 1;
+        match &mut self.error {
+            Some(first) => first.combine(error),
+            None => self.error = Some(error),
+        }
+    }
+
+    /// How many errors were pushed.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Checks across attributes and fields. Types that are only known to be wrong
+//! after type checking (a key that is not `String` or an integer, a large value
+//! that is not a `LargeValue`) are left to trait bounds in the generated code.
+
+use std::collections::HashMap;
+
+use syn::{Error, Generics};
+
+use crate::ast::{option_inner, Field, Input};
+use crate::Errors;
+
+pub fn validate(input: &Input, errors: &mut Errors) {
+    check_generics(input.generics, errors);
+    check_keys(input, errors);
+    for field in &input.fields {
+        check_field(field, errors);
+    }
+    check_names(input, errors);
+}
+
+fn check_generics(generics: &Generics, errors: &mut Errors) {
+    if !generics.params.is_empty() {
+        errors.push(Error::new_spanned(
+            generics,
+            "`#[derive(Model)]` does not support generic structs (type parameters, lifetimes or consts): a model is one concrete item type",
+        ));
+    }
+}
+
+fn check_keys(input: &Input, errors: &mut Errors) {
+    let mut hash_key: Option<&Field> = None;
+    let mut range_key: Option<&Field> = None;
+    for field in &input.fields {
+        if let Some(word) = &field.attrs.hash_key {
+            match hash_key {
+                Some(first) => errors.push(Error::new_spanned(
+                    word,
+                    format!(
+                        "duplicate hash key: field `{}` is already `#[vhs(hash_key)]`; a model has exactly one hash key",
+                        first.ident
+                    ),
+                )),
+                None => hash_key = Some(field),
+            }
+            if let Some(word) = &field.attrs.range_key {
+                errors.push(Error::new_spanned(
+                    word,
+                    format!(
+                        "field `{}` cannot be both the hash key and the range key",
+                        field.ident
+                    ),
+                ));
+            }
+        } else if let Some(word) = &field.attrs.range_key {
+            match range_key {
+                Some(first) => errors.push(Error::new_spanned(
+                    word,
+                    format!(
+                        "duplicate range key: field `{}` is already `#[vhs(range_key)]`; a model has at most one range key",
+                        first.ident
+                    ),
+                )),
+                None => range_key = Some(field),
+            }
+        }
+    }
+    if hash_key.is_none() && !input.field_attr_errors {
+        errors.push(Error::new_spanned(
+            input.ident,
+            "missing `#[vhs(hash_key)]`: exactly one field must be the hash key",
+        ));
+    }
+}
+
+fn check_field(field: &Field, errors: &mut Errors) {
+    let Some(large) = &field.attrs.large else {
+        return;
+    };
+    if field.is_key() {
+        errors.push(Error::new_spanned(
+            large.original,
+            "a key field cannot be `#[large]`: keys are stored in the DynamoDB item",
+        ));
+    } else if option_inner(field.ty).is_none() {
+        errors.push(Error::new_spanned(
+            field.ty,
+            "a `#[large]` field must have type `Option<T>`: `None` means no S3 object and no attribute",
+        ));
+    }
+}
+
+fn check_names(input: &Input, errors: &mut Errors) {
+    let mut seen: HashMap<&str, &Field> = HashMap::new();
+    for field in &input.fields {
+        if let Some(first) = seen.insert(&field.name, field) {
+            // Keep pointing at the first field for later duplicates.
+            seen.insert(&first.name, first);
+            let message = format!(
+                "duplicate attribute name `{}`: field `{}` already uses it; give one of them another name with `#[vhs(rename = \"...\")]`",
+                field.name, first.ident
+            );
+            errors.push(match &field.attrs.rename {
+                Some(rename) => Error::new_spanned(rename, message),
+                None => Error::new_spanned(field.ident, message),
+            });
+        }
+    }
+}
