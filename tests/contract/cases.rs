@@ -18,31 +18,60 @@ fn uri(fx: &Fixture, key: &str) -> String {
 pub async fn round_trip_with_range_key(fx: Fixture) {
     let doc = Document::sample("p1", "s1");
     let staged = Document::create_large(&fx.store, &doc).await.unwrap();
-    assert!(staged.attrs().iter().all(|a| a.object.as_ref().unwrap().created));
+    assert!(staged
+        .attrs()
+        .iter()
+        .all(|a| a.object.as_ref().unwrap().created));
 
     let key = Document::key("p1", "s1");
     assert_eq!(Document::get_large(&fx.store, &key).await.unwrap(), doc);
-    assert_eq!(Document::get_large_consistent(&fx.store, &key).await.unwrap(), doc);
+    assert_eq!(
+        Document::get_large_consistent(&fx.store, &key)
+            .await
+            .unwrap(),
+        doc
+    );
 
     // The item holds pointers in the documented layout, nothing of the bodies.
     let item = fx.item(&key).await.unwrap();
-    let html_md5 = format!("{:x}", md5::Md5::digest(doc.html.as_ref().unwrap().as_bytes()));
+    let html_md5 = format!(
+        "{:x}",
+        md5::Md5::digest(doc.html.as_ref().unwrap().as_bytes())
+    );
     let html_key = format!("pk=p1/sk=s1/attr=html/md5={html_md5}");
     assert_eq!(item["html"], AttributeValue::S(uri(&fx, &html_key)));
-    assert!(matches!(&item["image"], AttributeValue::S(s) if s.starts_with(&uri(&fx, "pk=p1/sk=s1/attr=image/md5="))));
+    assert!(
+        matches!(&item["image"], AttributeValue::S(s) if s.starts_with(&uri(&fx, "pk=p1/sk=s1/attr=image/md5=")))
+    );
     assert_eq!(fx.objects().await, keys_of(&staged));
     assert!(fx.objects().await.contains(&html_key));
 
     // Object metadata and content types.
-    let object = fx.raw.get_object(&fx.bucket, &html_key).await.unwrap().unwrap();
+    let object = fx
+        .raw
+        .get_object(&fx.bucket, &html_key)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(object.metadata["pk"], "p1");
     assert_eq!(object.metadata["sk"], "s1");
     assert_eq!(object.metadata["attr"], "html");
     let update_at = &object.metadata["update_at"];
-    assert!(update_at.len() >= 20 && update_at.ends_with('Z'), "{update_at}");
-    assert_eq!(object.content_type.as_deref(), Some("text/plain; charset=utf-8"));
+    assert!(
+        update_at.len() >= 20 && update_at.ends_with('Z'),
+        "{update_at}"
+    );
+    assert_eq!(
+        object.content_type.as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
     let image_key = &staged.object("image").unwrap().pointer.key;
-    let image = fx.raw.get_object(&fx.bucket, image_key).await.unwrap().unwrap();
+    let image = fx
+        .raw
+        .get_object(&fx.bucket, image_key)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(image.content_type.as_deref(), Some("image/png"));
     assert_eq!(image.body.as_ref(), doc.image.as_deref().unwrap());
 }
@@ -56,7 +85,10 @@ pub async fn round_trip_without_range_key(fx: Fixture) {
     assert_eq!(Blob::get_large(&fx.store, &key).await.unwrap(), blob);
     let objects = fx.objects().await;
     assert_eq!(objects.len(), 2);
-    assert!(objects.iter().all(|k| k.starts_with("pk=42/attr=")), "{objects:?}");
+    assert!(
+        objects.iter().all(|k| k.starts_with("pk=42/attr=")),
+        "{objects:?}"
+    );
     let meta = objects.iter().find(|k| k.contains("attr=meta")).unwrap();
     let o = fx.raw.get_object(&fx.bucket, meta).await.unwrap().unwrap();
     assert_eq!(o.content_type.as_deref(), Some("application/json"));
@@ -106,7 +138,11 @@ pub async fn empty_values_are_objects(fx: Fixture) {
 }
 
 pub async fn get_missing_is_not_found(fx: Fixture) {
-    let err = fx.store.get_large(&Document::key("nope", "x")).await.unwrap_err();
+    let err = fx
+        .store
+        .get_large(&Document::key("nope", "x"))
+        .await
+        .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     let err = fx.store.get_stored(&Blob::key(9), true).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
@@ -116,8 +152,16 @@ pub async fn get_stored_and_load_chosen_attributes(fx: Fixture) {
     let doc = Document::sample("p", "s");
     fx.store.create_large(&doc).await.unwrap();
     fx.faults.reset();
-    let mut stored = fx.store.get_stored(&doc.primary_key(), false).await.unwrap();
-    assert_eq!(fx.faults.calls(), vec![vhs::Op::GetItem], "no object fetched");
+    let mut stored = fx
+        .store
+        .get_stored(&doc.primary_key(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.faults.calls(),
+        vec![vhs::Op::GetItem],
+        "no object fetched"
+    );
     assert!(stored.model.html.is_none() && stored.model.image.is_none());
     assert_eq!(stored.model.data, doc.data);
     assert!(stored.pointer("html").unwrap().starts_with("s3://"));
@@ -145,7 +189,10 @@ pub async fn create_over_existing_item_fails_and_cleans_up(fx: Fixture) {
     // key, not created by the second call) was not.
     assert_eq!(fx.objects().await, before);
     assert_eq!(keys_of(&staged), before);
-    assert_eq!(fx.store.get_large(&first.primary_key()).await.unwrap(), first);
+    assert_eq!(
+        fx.store.get_large(&first.primary_key()).await.unwrap(),
+        first
+    );
 }
 
 pub async fn create_over_existing_item_without_cleanup_keeps_objects(fx: Fixture) {
@@ -160,7 +207,10 @@ pub async fn create_over_existing_item_without_cleanup_keeps_objects(fx: Fixture
     let orphan = format!("pk=p/sk=s/attr=html/md5={other_md5}");
     assert_eq!(fx.objects().await.len(), 3);
     assert!(fx.objects().await.contains(&orphan));
-    assert_eq!(fx.store.get_large(&first.primary_key()).await.unwrap(), first);
+    assert_eq!(
+        fx.store.get_large(&first.primary_key()).await.unwrap(),
+        first
+    );
 }
 
 pub async fn create_identical_twice_deletes_nothing(fx: Fixture) {
@@ -186,7 +236,10 @@ pub async fn create_recreating_lost_object_keeps_it(fx: Fixture) {
 
     let err = fx.store.create_large(&doc).await.unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
-    assert!(fx.objects().await.contains(&html_key), "guard kept the live object");
+    assert!(
+        fx.objects().await.contains(&html_key),
+        "guard kept the live object"
+    );
     assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
 }
 
@@ -204,7 +257,9 @@ pub async fn update_one_of_two_large_attributes(fx: Fixture) {
     let changes = Document::changes()
         .set_html(Some("<p>new</p>".into()))
         .set_data(serde_json::json!({"v": 2}));
-    let updated = Document::update_large(&fx.store, &key, changes).await.unwrap();
+    let updated = Document::update_large(&fx.store, &key, changes)
+        .await
+        .unwrap();
     let new_html = updated.staged.object("html").unwrap().pointer.key.clone();
     assert!(updated.staged.object("html").unwrap().created);
     assert_eq!(updated.cleanup.deleted, vec![old_html.clone()]);
@@ -245,7 +300,10 @@ pub async fn update_with_identical_content_keeps_the_object(fx: Fixture) {
     let before = fx.objects().await;
     let updated = fx
         .store
-        .update_large(&doc.primary_key(), Document::changes().set_html(doc.html.clone()))
+        .update_large(
+            &doc.primary_key(),
+            Document::changes().set_html(doc.html.clone()),
+        )
         .await
         .unwrap();
     assert!(!updated.staged.object("html").unwrap().created);
@@ -265,7 +323,10 @@ pub async fn update_recreating_lost_object_keeps_it(fx: Fixture) {
     fx.lose(&html_key).await;
     let updated = fx
         .store
-        .update_large(&doc.primary_key(), Document::changes().set_html(doc.html.clone()))
+        .update_large(
+            &doc.primary_key(),
+            Document::changes().set_html(doc.html.clone()),
+        )
         .await
         .unwrap();
     assert!(updated.staged.object("html").unwrap().created);
@@ -285,7 +346,10 @@ pub async fn update_missing_item_is_not_found_and_cleans_up(fx: Fixture) {
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(fx.objects().await.is_empty());
-    assert!(fx.item(&Document::key("ghost", "s")).await.is_none(), "never an upsert");
+    assert!(
+        fx.item(&Document::key("ghost", "s")).await.is_none(),
+        "never an upsert"
+    );
 }
 
 pub async fn update_with_false_condition_fails_and_cleans_up(fx: Fixture) {
@@ -295,7 +359,11 @@ pub async fn update_with_false_condition_fails_and_cleans_up(fx: Fixture) {
     let changes = Document::changes()
         .set_html(Some("new".into()))
         .condition(Condition::eq("data", AttributeValue::S("nope".into())));
-    let err = fx.store.update_large(&doc.primary_key(), changes).await.unwrap_err();
+    let err = fx
+        .store
+        .update_large(&doc.primary_key(), changes)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::ConditionFailed { .. }), "{err}");
     assert_eq!(fx.objects().await, before);
     assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
@@ -338,7 +406,11 @@ pub async fn update_rejects_key_and_large_names_as_ordinary(fx: Fixture) {
         Changes::<Document>::new().set("html", &"raw"),
         Changes::<Document>::new().set_large_bytes("data", Some(Bytes::new())),
     ] {
-        let err = fx.store.update_large(&doc.primary_key(), changes).await.unwrap_err();
+        let err = fx
+            .store
+            .update_large(&doc.primary_key(), changes)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
     }
     assert!(fx.faults.calls().is_empty(), "rejected before any call");
@@ -350,7 +422,10 @@ pub async fn update_without_post_success_cleanup_keeps_old_objects(fx: Fixture) 
     let created = fx.store.create_large(&doc).await.unwrap();
     let updated = fx
         .store
-        .update_large(&doc.primary_key(), Document::changes().set_html(Some("v2".into())))
+        .update_large(
+            &doc.primary_key(),
+            Document::changes().set_html(Some("v2".into())),
+        )
         .await
         .unwrap();
     assert_eq!(updated.cleanup, vhs::Cleanup::default());
@@ -370,7 +445,9 @@ pub async fn delete_removes_item_and_objects(fx: Fixture) {
     other.html = Some("keep me".into());
     fx.store.create_large(&other).await.unwrap();
 
-    let deleted = Document::delete_large(&fx.store, &doc.primary_key()).await.unwrap();
+    let deleted = Document::delete_large(&fx.store, &doc.primary_key())
+        .await
+        .unwrap();
     assert_eq!(deleted.cleanup.deleted.len(), 2);
     assert!(deleted.cleanup.leftover.is_empty());
     assert!(deleted.old.contains_key("html"));
@@ -378,7 +455,10 @@ pub async fn delete_removes_item_and_objects(fx: Fixture) {
     let left = fx.objects().await;
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|k| k.starts_with("pk=p/sk=t/")), "{left:?}");
-    assert_eq!(fx.store.get_large(&other.primary_key()).await.unwrap(), other);
+    assert_eq!(
+        fx.store.get_large(&other.primary_key()).await.unwrap(),
+        other
+    );
 
     let err = fx.store.delete_large(&doc.primary_key()).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
@@ -419,14 +499,21 @@ pub async fn hostile_keys_round_trip_without_collisions(fx: Fixture) {
         let staged = fx.store.create_large(&doc).await.unwrap();
         for k in keys_of(&staged) {
             let parsed = ObjectKey::parse("", &k).expect("parses back");
-            assert_eq!((parsed.hash.as_str(), parsed.range.as_deref()), (pk, Some(sk)));
+            assert_eq!(
+                (parsed.hash.as_str(), parsed.range.as_deref()),
+                (pk, Some(sk))
+            );
             all_keys.push(k);
         }
     }
     let mut unique = all_keys.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), all_keys.len(), "no two items share an object key");
+    assert_eq!(
+        unique.len(),
+        all_keys.len(),
+        "no two items share an object key"
+    );
     assert_eq!(fx.objects().await, unique);
     for (pk, sk) in pairs {
         let got = fx.store.get_large(&Document::key(pk, sk)).await.unwrap();
@@ -459,7 +546,11 @@ pub async fn over_long_key_is_rejected_before_writing(fx: Fixture) {
         Error::InvalidInput { message } => assert!(message.contains("1024"), "{message}"),
         other => panic!("{other}"),
     }
-    assert!(fx.faults.calls().is_empty(), "nothing sent: {:?}", fx.faults.calls());
+    assert!(
+        fx.faults.calls().is_empty(),
+        "nothing sent: {:?}",
+        fx.faults.calls()
+    );
     assert!(fx.objects().await.is_empty());
     assert!(fx.item(&doc.primary_key()).await.is_none());
 }
@@ -475,10 +566,17 @@ pub async fn oversized_item_is_rejected_before_writing(fx: Fixture) {
     assert!(fx.faults.calls().is_empty());
     assert!(fx.objects().await.is_empty());
 
-    fx.store.create_large(&Document::sample("p", "s")).await.unwrap();
+    fx.store
+        .create_large(&Document::sample("p", "s"))
+        .await
+        .unwrap();
     fx.faults.reset();
     let changes = Document::changes().set_data(serde_json::json!("y".repeat(410 * 1024)));
-    let err = fx.store.update_large(&doc.primary_key(), changes).await.unwrap_err();
+    let err = fx
+        .store
+        .update_large(&doc.primary_key(), changes)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
     assert!(fx.faults.calls().is_empty());
 
@@ -490,9 +588,17 @@ pub async fn oversized_item_is_rejected_before_writing(fx: Fixture) {
 }
 
 pub async fn empty_key_is_rejected_before_writing(fx: Fixture) {
-    let err = fx.store.create_large(&Document::sample("", "s")).await.unwrap_err();
+    let err = fx
+        .store
+        .create_large(&Document::sample("", "s"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
-    let err = fx.store.create_large(&Document::sample("p", "")).await.unwrap_err();
+    let err = fx
+        .store
+        .create_large(&Document::sample("p", ""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
     assert!(fx.faults.calls().is_empty());
 }
@@ -557,10 +663,7 @@ pub async fn foreign_pointers_are_refused_never_followed(fx: Fixture) {
     for value in values {
         let mut item = fx.item(&doc.primary_key()).await.unwrap();
         item.insert("html".into(), AttributeValue::S(value.clone()));
-        fx.raw
-            .put_item(&fx.tables.0, item, None)
-            .await
-            .unwrap();
+        fx.raw.put_item(&fx.tables.0, item, None).await.unwrap();
         let result = fx.store.get_large(&doc.primary_key()).await;
         if value.ends_with(&victim_key) {
             // Inside the store and well-formed: readable (it is another item's
@@ -576,7 +679,10 @@ pub async fn foreign_pointers_are_refused_never_followed(fx: Fixture) {
     assert!(!deleted.cleanup.deleted.contains(&victim_key));
     assert!(fx.objects().await.contains(&victim_key));
     assert!(fx.objects().await.contains(&"outside/secret".to_owned()));
-    assert_eq!(fx.store.get_large(&victim.primary_key()).await.unwrap(), victim);
+    assert_eq!(
+        fx.store.get_large(&victim.primary_key()).await.unwrap(),
+        victim
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -654,7 +760,12 @@ pub async fn step_by_step_update_flow(fx: Fixture) {
     let update = staged.to_item_update();
     let result = fx
         .raw
-        .update_item(&table, &key.to_item(), &update, Some(&Condition::exists("nope")))
+        .update_item(
+            &table,
+            &key.to_item(),
+            &update,
+            Some(&Condition::exists("nope")),
+        )
         .await
         .unwrap();
     assert_eq!(result, vhs::Conditional::Failed);
@@ -677,14 +788,22 @@ pub async fn step_by_step_update_flow(fx: Fixture) {
         .unwrap();
     let old = match fx
         .raw
-        .update_item(&table, &key.to_item(), &staged.to_item_update(), Some(&Condition::exists("pk")))
+        .update_item(
+            &table,
+            &key.to_item(),
+            &staged.to_item_update(),
+            Some(&Condition::exists("pk")),
+        )
         .await
         .unwrap()
     {
         vhs::Conditional::Applied(old) => old,
         other => panic!("{other:?}"),
     };
-    let cleanup = fx.store.clean_up_after_update_succeeded(&staged, &old).await;
+    let cleanup = fx
+        .store
+        .clean_up_after_update_succeeded(&staged, &old)
+        .await;
     assert_eq!(cleanup.deleted.len(), 2, "old html and old image");
     assert_eq!(fx.objects().await, keys_of(&staged));
     let got = fx.store.get_large(&key).await.unwrap();
@@ -712,5 +831,10 @@ pub async fn json_wrapper_and_bytes_update(fx: Fixture) {
     assert_eq!(got.meta, Some(meta));
     assert_eq!(got.body.as_deref(), Some(&b"abc"[..]));
     assert_eq!(fx.objects().await.len(), 2);
-    let _ = Pointer::parse(fx.item(&Blob::key(8)).await.unwrap()["body"].as_s().unwrap()).unwrap();
+    let _ = Pointer::parse(
+        fx.item(&Blob::key(8)).await.unwrap()["body"]
+            .as_s()
+            .unwrap(),
+    )
+    .unwrap();
 }

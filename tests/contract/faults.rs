@@ -54,7 +54,16 @@ pub async fn create_fails_at_put_item(fx: Fixture) {
         fx.faults.inject(Op::PutItem, 1, FAIL);
         let doc = Document::sample("p", "s");
         let err = fx.store.create_large(&doc).await.unwrap_err();
-        assert!(matches!(err, Error::Backend { retryable: false, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Backend {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(fx.item(&doc.primary_key()).await.is_none());
         let left = fx.objects().await;
         if f {
@@ -83,7 +92,16 @@ pub async fn create_cleanup_fails(fx: Fixture) {
     fx.faults.inject(Op::DeleteObjects, 1, FAIL);
     let doc = Document::sample("p", "s");
     let err = fx.store.create_large(&doc).await.unwrap_err();
-    assert!(matches!(err, Error::Backend { operation: "PutItem", .. }), "the original error: {err}");
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                operation: "PutItem",
+                ..
+            }
+        ),
+        "the original error: {err}"
+    );
     assert_eq!(fx.objects().await.len(), 2, "left for GC");
     assert!(fx.item(&doc.primary_key()).await.is_none());
 }
@@ -94,7 +112,11 @@ pub async fn update_fails_at_second_upload(fx: Fixture) {
         let doc = Document::sample("p", "s");
         let created = fx.store.create_large(&doc).await.unwrap();
         fx.faults.inject(Op::PutObject, 2, FAIL);
-        let err = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap_err();
+        let err = fx
+            .store
+            .update_large(&doc.primary_key(), two_new_values())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Backend { .. }), "{err}");
         assert_eq!(fx.objects().await, keys_of(&created), "flags {f} {s}");
         assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
@@ -107,9 +129,17 @@ pub async fn update_fails_at_update_item(fx: Fixture) {
         let doc = Document::sample("p", "s");
         let created = fx.store.create_large(&doc).await.unwrap();
         fx.faults.inject(Op::UpdateItem, 1, FAIL);
-        let err = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap_err();
+        let err = fx
+            .store
+            .update_large(&doc.primary_key(), two_new_values())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Backend { .. }), "{err}");
-        assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc, "old state");
+        assert_eq!(
+            fx.store.get_large(&doc.primary_key()).await.unwrap(),
+            doc,
+            "old state"
+        );
         let left = fx.objects().await;
         if f {
             assert_eq!(left, keys_of(&created));
@@ -126,7 +156,11 @@ pub async fn update_item_response_lost(fx: Fixture) {
     let doc = Document::sample("p", "s");
     let created = fx.store.create_large(&doc).await.unwrap();
     fx.faults.inject(Op::UpdateItem, 1, Fault::LoseResponse);
-    let err = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap_err();
+    let err = fx
+        .store
+        .update_large(&doc.primary_key(), two_new_values())
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let got = fx.store.get_large(&doc.primary_key()).await.unwrap();
     assert_eq!(got.html.as_deref(), Some("html v2"), "new state, complete");
@@ -145,9 +179,18 @@ pub async fn update_post_success_cleanup_fails(fx: Fixture) {
         let doc = Document::sample("p", "s");
         let created = fx.store.create_large(&doc).await.unwrap();
         fx.faults.inject(fault_op, 1, FAIL);
-        let updated = fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap();
+        let updated = fx
+            .store
+            .update_large(&doc.primary_key(), two_new_values())
+            .await
+            .unwrap();
         assert!(updated.cleanup.deleted.is_empty());
-        let leftover: Vec<String> = updated.cleanup.leftover.iter().map(|(k, _)| k.clone()).collect();
+        let leftover: Vec<String> = updated
+            .cleanup
+            .leftover
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
         assert_eq!(sorted(leftover), keys_of(&created), "{fault_op:?}");
         let mut all = keys_of(&created);
         all.extend(keys_of(&updated.staged));
@@ -174,9 +217,41 @@ pub async fn delete_object_cleanup_fails(fx: Fixture) {
     let created = fx.store.create_large(&doc).await.unwrap();
     fx.faults.inject(Op::DeleteObjects, 1, FAIL);
     let deleted = fx.store.delete_large(&doc.primary_key()).await.unwrap();
-    let leftover: Vec<String> = deleted.cleanup.leftover.iter().map(|(k, _)| k.clone()).collect();
+    let leftover: Vec<String> = deleted
+        .cleanup
+        .leftover
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(sorted(leftover), keys_of(&created));
-    assert!(fx.item(&doc.primary_key()).await.is_none(), "the item is gone either way");
+    assert!(
+        fx.item(&doc.primary_key()).await.is_none(),
+        "the item is gone either way"
+    );
+    assert_eq!(fx.objects().await, keys_of(&created));
+}
+
+/// DeleteObjects succeeds as a request but refuses each key: every per-key error
+/// is checked and reported.
+pub async fn delete_per_key_errors_are_reported(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    let doc = Document::sample("p", "s");
+    let created = fx.store.create_large(&doc).await.unwrap();
+    fx.faults.inject(Op::DeleteObjects, 1, Fault::KeyErrors);
+    let deleted = fx.store.delete_large(&doc.primary_key()).await.unwrap();
+    assert!(deleted.cleanup.deleted.is_empty());
+    let leftover: Vec<String> = deleted
+        .cleanup
+        .leftover
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(sorted(leftover), keys_of(&created));
+    assert!(deleted
+        .cleanup
+        .leftover
+        .iter()
+        .all(|(_, why)| why.contains("AccessDenied")));
     assert_eq!(fx.objects().await, keys_of(&created));
 }
 
@@ -186,17 +261,35 @@ pub async fn call_sequences(fx: Fixture) {
     let fx = fixture(&fx, true, true).await;
     let doc = Document::sample("p", "s");
     fx.store.create_large(&doc).await.unwrap();
-    assert_eq!(fx.faults.calls(), vec![Op::PutObject, Op::PutObject, Op::PutItem]);
-    fx.faults.reset();
-    fx.store.get_large(&doc.primary_key()).await.unwrap();
-    assert_eq!(fx.faults.calls(), vec![Op::GetItem, Op::GetObject, Op::GetObject]);
-    fx.faults.reset();
-    fx.store.update_large(&doc.primary_key(), two_new_values()).await.unwrap();
     assert_eq!(
         fx.faults.calls(),
-        vec![Op::PutObject, Op::PutObject, Op::UpdateItem, Op::GetItem, Op::DeleteObjects]
+        vec![Op::PutObject, Op::PutObject, Op::PutItem]
+    );
+    fx.faults.reset();
+    fx.store.get_large(&doc.primary_key()).await.unwrap();
+    assert_eq!(
+        fx.faults.calls(),
+        vec![Op::GetItem, Op::GetObject, Op::GetObject]
+    );
+    fx.faults.reset();
+    fx.store
+        .update_large(&doc.primary_key(), two_new_values())
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.faults.calls(),
+        vec![
+            Op::PutObject,
+            Op::PutObject,
+            Op::UpdateItem,
+            Op::GetItem,
+            Op::DeleteObjects
+        ]
     );
     fx.faults.reset();
     fx.store.delete_large(&doc.primary_key()).await.unwrap();
-    assert_eq!(fx.faults.calls(), vec![Op::DeleteItem, Op::GetItem, Op::DeleteObjects]);
+    assert_eq!(
+        fx.faults.calls(),
+        vec![Op::DeleteItem, Op::GetItem, Op::DeleteObjects]
+    );
 }

@@ -82,5 +82,6 @@ contract! {
     faults::update_post_success_cleanup_fails,
     faults::delete_fails_at_delete_item,
     faults::delete_object_cleanup_fails,
+    faults::delete_per_key_errors_are_reported,
     faults::call_sequences,
 }

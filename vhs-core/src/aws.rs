@@ -142,7 +142,9 @@ where
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
     let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(_) => {
             status.is_some_and(|s| s >= 500 || s == 429)
                 || code.as_deref().is_some_and(|c| {
@@ -241,7 +243,9 @@ impl Backend for AwsBackend {
         }
         match req.send().await {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
             Err(e) => return Err(sdk_error("dynamodb", "CreateTable", e)),
         }
         // Wait until ACTIVE (immediate on emulators; seconds on AWS).
@@ -300,7 +304,10 @@ impl Backend for AwsBackend {
             .await;
         match result {
             Ok(_) => Ok(Conditional::Applied(())),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
                 Ok(Conditional::Failed)
             }
             Err(e) => Err(sdk_error("dynamodb", "PutItem", e)),
@@ -331,7 +338,10 @@ impl Backend for AwsBackend {
             .await;
         match result {
             Ok(out) => Ok(Conditional::Applied(out.attributes.unwrap_or_default())),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
                 Ok(Conditional::Failed)
             }
             Err(e) => Err(sdk_error("dynamodb", "UpdateItem", e)),
@@ -358,8 +368,13 @@ impl Backend for AwsBackend {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Conditional::Applied(out.attributes.filter(|a| !a.is_empty()))),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Ok(out) => Ok(Conditional::Applied(
+                out.attributes.filter(|a| !a.is_empty()),
+            )),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
                 Ok(Conditional::Failed)
             }
             Err(e) => Err(sdk_error("dynamodb", "DeleteItem", e)),
@@ -377,7 +392,12 @@ impl Backend for AwsBackend {
         }
         match req.send().await {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_bucket_already_owned_by_you()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(sdk_error("s3", "CreateBucket", e)),
         }
     }
@@ -397,8 +417,9 @@ impl Backend for AwsBackend {
         }
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Created),
-            Err(e) if e.code() == Some("PreconditionFailed")
-                || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            Err(e)
+                if e.code() == Some("PreconditionFailed")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
             {
                 Ok(PutOutcome::AlreadyExisted)
             }
@@ -435,12 +456,21 @@ impl Backend for AwsBackend {
         }
         let objects = keys
             .iter()
-            .map(|k| built("s3", "DeleteObjects", ObjectIdentifier::builder().key(k).build()))
+            .map(|k| {
+                built(
+                    "s3",
+                    "DeleteObjects",
+                    ObjectIdentifier::builder().key(k).build(),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let delete = built(
             "s3",
             "DeleteObjects",
-            Delete::builder().set_objects(Some(objects)).quiet(true).build(),
+            Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build(),
         )?;
         let out = self
             .s3
@@ -490,7 +520,9 @@ impl Backend for AwsBackend {
                     size: o.size().unwrap_or_default().max(0) as u64,
                 })
                 .collect(),
-            next: out.next_continuation_token.filter(|_| out.is_truncated == Some(true)),
+            next: out
+                .next_continuation_token
+                .filter(|_| out.is_truncated == Some(true)),
         })
     }
 }

@@ -258,7 +258,12 @@ fn value_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
         A::Ns(v) => v.iter().map(|n| number_size(n)).sum(),
         A::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
         A::L(v) => 3 + v.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
-        A::M(m) => 3 + m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum::<usize>(),
+        A::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + value_size(e))
+                .sum::<usize>()
+        }
         _ => 0,
     }
 }
@@ -272,7 +277,11 @@ fn number_size(n: &str) -> usize {
         .chars()
         .filter(char::is_ascii_digit)
         .collect::<String>();
-    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    let significant = digits
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .len()
+        .max(1);
     significant.div_ceil(2) + 1
 }
 

@@ -197,7 +197,11 @@ impl<M: Model> Changes<M> {
             return Err(Error::invalid(format!("bad change: {e}")));
         }
         let schema = M::SCHEMA;
-        let names = self.set.iter().map(|(n, _)| *n).chain(self.remove.iter().copied());
+        let names = self
+            .set
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(self.remove.iter().copied());
         for name in names {
             if name == schema.hash_key.name || schema.range_key.is_some_and(|r| r.name == name) {
                 return Err(Error::invalid(format!(

@@ -333,7 +333,13 @@ impl ItemUpdate {
             let set: Vec<String> = self
                 .set
                 .iter()
-                .map(|(n, v)| format!("{} = {}", placeholders.name(n), placeholders.value(v.clone())))
+                .map(|(n, v)| {
+                    format!(
+                        "{} = {}",
+                        placeholders.name(n),
+                        placeholders.value(v.clone())
+                    )
+                })
                 .collect();
             parts.push(format!("SET {}", set.join(", ")));
         }
@@ -350,7 +356,10 @@ mod tests {
     use super::*;
 
     fn item(pairs: &[(&str, AttributeValue)]) -> Item {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -363,12 +372,20 @@ mod tests {
         assert!(!Condition::exists("n").evaluate(None));
         assert!(Condition::not_exists("n").evaluate(None));
         assert!(Condition::gt("n", 9).evaluate(Some(&i)));
-        assert!(Condition::lt("n", 100).evaluate(Some(&i)), "numeric, not lexical");
-        assert!(!Condition::eq("n", "10").evaluate(Some(&i)), "type mismatch");
+        assert!(
+            Condition::lt("n", 100).evaluate(Some(&i)),
+            "numeric, not lexical"
+        );
+        assert!(
+            !Condition::eq("n", "10").evaluate(Some(&i)),
+            "type mismatch"
+        );
         assert!(Condition::ne("missing", 1).evaluate(Some(&i)));
         assert!(!Condition::eq("missing", 1).evaluate(Some(&i)));
         assert!(Condition::begins_with("s", "draft").evaluate(Some(&i)));
-        let c = Condition::eq("s", "x").or(Condition::ge("n", 10)).and(!Condition::exists("z"));
+        let c = Condition::eq("s", "x")
+            .or(Condition::ge("n", 10))
+            .and(!Condition::exists("z"));
         assert!(c.evaluate(Some(&i)));
     }
 

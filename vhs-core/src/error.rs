@@ -51,7 +51,9 @@ pub enum Error {
     },
 
     /// An object's bytes do not match the MD5 recorded in its key.
-    #[error("integrity mismatch: attribute `{attr}` at {uri} has MD5 {actual}, expected {expected}")]
+    #[error(
+        "integrity mismatch: attribute `{attr}` at {uri} has MD5 {actual}, expected {expected}"
+    )]
     Integrity {
         /// The large attribute.
         attr: String,
@@ -66,7 +68,9 @@ pub enum Error {
     /// A large attribute holds something vhs will not follow: not an `s3://` URI,
     /// or a URI into another bucket or outside the store's prefix. Such a value is
     /// never read from nor deleted.
-    #[error("attribute `{attr}` holds {value:?}, which is not a pointer into this store: {reason}")]
+    #[error(
+        "attribute `{attr}` holds {value:?}, which is not a pointer into this store: {reason}"
+    )]
     BadPointer {
         /// The large attribute.
         attr: String,
@@ -120,7 +124,13 @@ impl Error {
     /// Conflicts of content (`AlreadyExists`, `ConditionFailed`) are not retryable:
     /// repeating the identical call gives the identical answer.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Backend { retryable: true, .. })
+        matches!(
+            self,
+            Error::Backend {
+                retryable: true,
+                ..
+            }
+        )
     }
 
     /// Whether this is [`Error::NotFound`].

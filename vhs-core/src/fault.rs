@@ -51,6 +51,10 @@ pub enum Fault {
     /// The process "dies" here: this call and every later one fail, so no cleanup
     /// can run.
     Crash,
+    /// For DeleteObjects: the request succeeds but every key comes back as a
+    /// per-key error (`AccessDenied`) and nothing is deleted. Other calls: like
+    /// `Fail { retryable: false }`.
+    KeyErrors,
 }
 
 #[derive(Debug)]
@@ -159,13 +163,26 @@ impl<B: Backend> FaultyBackend<B> {
         F: std::future::Future<Output = Result<T>> + Send,
         T: Send,
     {
-        match self.check(op) {
+        self.apply(op, self.check(op), call).await
+    }
+
+    async fn apply<T, F>(&self, op: Op, fault: Option<Fault>, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send,
+        T: Send,
+    {
+        match fault {
             None => call.await,
             Some(Fault::LoseResponse) => {
                 let _ = call.await;
-                Err(injected(op, true, "response lost after the request was applied"))
+                Err(injected(
+                    op,
+                    true,
+                    "response lost after the request was applied",
+                ))
             }
             Some(Fault::Fail { retryable }) => Err(injected(op, retryable, "injected failure")),
+            Some(Fault::KeyErrors) => Err(injected(op, false, "injected failure")),
             Some(Fault::Crash) => Err(injected(op, false, "injected crash")),
         }
     }
@@ -196,10 +213,12 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
 #[async_trait]
 impl<B: Backend> Backend for FaultyBackend<B> {
     async fn create_table(&self, spec: &TableSpec) -> Result<()> {
-        self.run(Op::CreateTable, self.inner.create_table(spec)).await
+        self.run(Op::CreateTable, self.inner.create_table(spec))
+            .await
     }
     async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
-        self.run(Op::GetItem, self.inner.get_item(table, key, consistent)).await
+        self.run(Op::GetItem, self.inner.get_item(table, key, consistent))
+            .await
     }
     async fn put_item(
         &self,
@@ -207,7 +226,8 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         item: Item,
         condition: Option<&Condition>,
     ) -> Result<Conditional<()>> {
-        self.run(Op::PutItem, self.inner.put_item(table, item, condition)).await
+        self.run(Op::PutItem, self.inner.put_item(table, item, condition))
+            .await
     }
     async fn update_item(
         &self,
@@ -216,8 +236,11 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         update: &ItemUpdate,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Item>> {
-        self.run(Op::UpdateItem, self.inner.update_item(table, key, update, condition))
-            .await
+        self.run(
+            Op::UpdateItem,
+            self.inner.update_item(table, key, update, condition),
+        )
+        .await
     }
     async fn delete_item(
         &self,
@@ -225,19 +248,39 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         key: &Item,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Option<Item>>> {
-        self.run(Op::DeleteItem, self.inner.delete_item(table, key, condition)).await
+        self.run(
+            Op::DeleteItem,
+            self.inner.delete_item(table, key, condition),
+        )
+        .await
     }
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
-        self.run(Op::CreateBucket, self.inner.create_bucket(bucket)).await
+        self.run(Op::CreateBucket, self.inner.create_bucket(bucket))
+            .await
     }
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
-        self.run(Op::PutObject, self.inner.put_object(request)).await
+        self.run(Op::PutObject, self.inner.put_object(request))
+            .await
     }
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
-        self.run(Op::GetObject, self.inner.get_object(bucket, key)).await
+        self.run(Op::GetObject, self.inner.get_object(bucket, key))
+            .await
     }
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
-        self.run(Op::DeleteObjects, self.inner.delete_objects(bucket, keys)).await
+        match self.check(Op::DeleteObjects) {
+            Some(Fault::KeyErrors) => Ok(keys
+                .iter()
+                .map(|k| (k.clone(), "AccessDenied: injected per-key error".to_owned()))
+                .collect()),
+            fault => {
+                self.apply(
+                    Op::DeleteObjects,
+                    fault,
+                    self.inner.delete_objects(bucket, keys),
+                )
+                .await
+            }
+        }
     }
     async fn list_objects(
         &self,
@@ -245,7 +288,10 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         prefix: &str,
         continuation: Option<String>,
     ) -> Result<ObjectPage> {
-        self.run(Op::ListObjects, self.inner.list_objects(bucket, prefix, continuation))
-            .await
+        self.run(
+            Op::ListObjects,
+            self.inner.list_objects(bucket, prefix, continuation),
+        )
+        .await
     }
 }

@@ -148,7 +148,8 @@ impl ObjectKey {
             key.strip_prefix(prefix)?.strip_prefix('/')?
         };
         let segments: Vec<&str> = rest.split('/').collect();
-        let field = |s: &str, name: &str| s.strip_prefix(name)?.strip_prefix('=').and_then(unescape);
+        let field =
+            |s: &str, name: &str| s.strip_prefix(name)?.strip_prefix('=').and_then(unescape);
         let (hash, range, attr, md5) = match segments.as_slice() {
             [pk, attr, md5] => (field(pk, "pk")?, None, *attr, *md5),
             [pk, sk, attr, md5] => (field(pk, "pk")?, Some(field(sk, "sk")?), *attr, *md5),

@@ -104,9 +104,13 @@ impl MemoryBackend {
 
 impl State {
     fn table(&mut self, name: &str, operation: &'static str) -> Result<&mut Table> {
-        self.tables
-            .get_mut(name)
-            .ok_or_else(|| not_found(operation, "ResourceNotFoundException", &format!("table {name}")))
+        self.tables.get_mut(name).ok_or_else(|| {
+            not_found(
+                operation,
+                "ResourceNotFoundException",
+                &format!("table {name}"),
+            )
+        })
     }
 
     fn bucket(
@@ -186,7 +190,10 @@ impl Backend for MemoryBackend {
                 return Ok(Conditional::Failed);
             }
         }
-        let key_names = [Some(&t.spec.hash_key.0), t.spec.range_key.as_ref().map(|r| &r.0)];
+        let key_names = [
+            Some(&t.spec.hash_key.0),
+            t.spec.range_key.as_ref().map(|r| &r.0),
+        ];
         let touches_key = update
             .set
             .iter()
@@ -194,10 +201,17 @@ impl Backend for MemoryBackend {
             .chain(&update.remove)
             .any(|n| key_names.contains(&Some(n)));
         if touches_key {
-            return Err(validation("UpdateItem", "cannot update attribute: it is part of the key"));
+            return Err(validation(
+                "UpdateItem",
+                "cannot update attribute: it is part of the key",
+            ));
         }
         let old = old.cloned().unwrap_or_default();
-        let mut new = if old.is_empty() { key.clone() } else { old.clone() };
+        let mut new = if old.is_empty() {
+            key.clone()
+        } else {
+            old.clone()
+        };
         update.apply(&mut new);
         check_size(&new, "UpdateItem")?;
         t.items.insert(k, new);
@@ -298,7 +312,10 @@ impl Backend for MemoryBackend {
         let objects = state.bucket(bucket, "ListObjectsV2")?;
         let start = continuation.unwrap_or_default();
         let mut page: Vec<ObjectInfo> = objects
-            .range::<String, _>((std::ops::Bound::Excluded(&start), std::ops::Bound::Unbounded))
+            .range::<String, _>((
+                std::ops::Bound::Excluded(&start),
+                std::ops::Bound::Unbounded,
+            ))
             .filter(|(k, _)| k.starts_with(prefix))
             .take(PAGE + 1)
             .map(|(k, o)| ObjectInfo {

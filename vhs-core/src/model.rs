@@ -349,13 +349,15 @@ pub mod derive_support {
 
     /// Serializes a field into an attribute value (`Null` for none).
     pub fn to_attr<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<AttributeValue> {
-        serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(value).map_err(|e| Error::encode(name, e))
+        serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(value)
+            .map_err(|e| Error::encode(name, e))
     }
 
     /// Deserializes a field from the item; a missing attribute reads as null.
     pub fn take_attr<T: DeserializeOwned>(item: &mut Item, name: &str) -> Result<T> {
         let v = item.remove(name).unwrap_or(AttributeValue::Null(true));
-        serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v).map_err(|e| Error::decode(name, e))
+        serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v)
+            .map_err(|e| Error::decode(name, e))
     }
 
     /// Encodes an optional large value.
@@ -368,7 +370,9 @@ pub mod derive_support {
 
     /// Decodes a large value.
     pub fn decode_large<T: LargeValue>(name: &str, bytes: Bytes) -> Result<Option<T>> {
-        T::decode(bytes).map(Some).map_err(|e| Error::decode(name, e))
+        T::decode(bytes)
+            .map(Some)
+            .map_err(|e| Error::decode(name, e))
     }
 
     /// A key part from a field.

@@ -538,7 +538,11 @@ impl Store {
     ///
     /// If an upload fails, the objects this call created are deleted (never one
     /// that the stored item references) and the error is returned.
-    pub async fn put_s3<M: Model>(&self, key: &Key<M>, values: LargeValues<M>) -> Result<Staged<M>> {
+    pub async fn put_s3<M: Model>(
+        &self,
+        key: &Key<M>,
+        values: LargeValues<M>,
+    ) -> Result<Staged<M>> {
         let uploads = self.plan(key, &values)?;
         self.upload(key, uploads).await
     }
@@ -616,13 +620,15 @@ impl Store {
     /// Cleanup hook: your PutItem of a new item failed. Deletes the objects
     /// `staged` created, except any the item as stored right now references.
     pub async fn clean_up_after_create_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
-        self.guarded_delete(&staged.key, staged.created_keys()).await
+        self.guarded_delete(&staged.key, staged.created_keys())
+            .await
     }
 
     /// Cleanup hook: your UpdateItem failed. Deletes the objects `staged` created,
     /// except any the item as stored right now references.
     pub async fn clean_up_after_update_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
-        self.guarded_delete(&staged.key, staged.created_keys()).await
+        self.guarded_delete(&staged.key, staged.created_keys())
+            .await
     }
 
     /// Cleanup hook: your UpdateItem succeeded. Deletes the objects `old_item`
@@ -646,7 +652,12 @@ impl Store {
 
     /// The object key a stored attribute value points to, if it is an object of
     /// this store that belongs to this item and attribute; `None` otherwise.
-    fn owned_object<M: Model>(&self, key: &Key<M>, attr: &str, value: &AttributeValue) -> Option<String> {
+    fn owned_object<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        value: &AttributeValue,
+    ) -> Option<String> {
         let AttributeValue::S(uri) = value else {
             return None;
         };
@@ -682,7 +693,12 @@ impl Store {
             return Cleanup::default();
         }
         let table = self.table_name::<M>();
-        let current = match self.inner.backend.get_item(table, &key.to_item(), true).await {
+        let current = match self
+            .inner
+            .backend
+            .get_item(table, &key.to_item(), true)
+            .await
+        {
             Ok(current) => current,
             Err(e) => {
                 return Cleanup::skipped(
@@ -691,7 +707,9 @@ impl Store {
                 )
             }
         };
-        let referenced = current.map(|i| self.referenced_keys(&i)).unwrap_or_default();
+        let referenced = current
+            .map(|i| self.referenced_keys(&i))
+            .unwrap_or_default();
         candidates.retain(|k| !referenced.contains(k));
         self.delete_keys(candidates).await
     }
@@ -700,7 +718,12 @@ impl Store {
     async fn delete_keys(&self, keys: Vec<String>) -> Cleanup {
         let mut cleanup = Cleanup::default();
         for batch in keys.chunks(MAX_DELETE_BATCH) {
-            match self.inner.backend.delete_objects(&self.inner.bucket, batch).await {
+            match self
+                .inner
+                .backend
+                .delete_objects(&self.inner.bucket, batch)
+                .await
+            {
                 Ok(errors) => {
                     let failed: HashSet<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
                     cleanup.deleted.extend(
@@ -846,7 +869,11 @@ impl Store {
                 let (table, k) = self.describe(key);
                 let exists = if user_condition {
                     // Tell a missing item from a false condition.
-                    let current = self.inner.backend.get_item(&table, &key.to_item(), true).await;
+                    let current = self
+                        .inner
+                        .backend
+                        .get_item(&table, &key.to_item(), true)
+                        .await;
                     !matches!(current, Ok(None))
                 } else {
                     false
@@ -872,7 +899,12 @@ impl Store {
     pub async fn delete_large<M: Model>(&self, key: &Key<M>) -> Result<Deleted<M>> {
         key.validate()?;
         let table = self.table_name::<M>();
-        let old = match self.inner.backend.delete_item(table, &key.to_item(), None).await? {
+        let old = match self
+            .inner
+            .backend
+            .delete_item(table, &key.to_item(), None)
+            .await?
+        {
             Conditional::Applied(Some(old)) => old,
             Conditional::Applied(None) | Conditional::Failed => {
                 let (table, key) = self.describe(key);
@@ -916,7 +948,12 @@ impl Store {
     pub async fn get_stored<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<Stored<M>> {
         key.validate()?;
         let table = self.table_name::<M>();
-        match self.inner.backend.get_item(table, &key.to_item(), consistent).await? {
+        match self
+            .inner
+            .backend
+            .get_item(table, &key.to_item(), consistent)
+            .await?
+        {
             Some(item) => Stored::from_item(item),
             None => {
                 let (table, key) = self.describe(key);
@@ -964,7 +1001,10 @@ impl Store {
         };
         let pointer = Pointer::parse(uri).map_err(|e| bad(e.to_string()))?;
         if pointer.bucket != self.inner.bucket {
-            return Err(bad(format!("it names bucket {:?}, not {:?}", pointer.bucket, self.inner.bucket)));
+            return Err(bad(format!(
+                "it names bucket {:?}, not {:?}",
+                pointer.bucket, self.inner.bucket
+            )));
         }
         let prefix = &self.inner.prefix;
         if !prefix.is_empty() && !pointer.key.starts_with(&format!("{prefix}/")) {
