@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use vhs::types::AttributeValue;
-use vhs::{Changes, Condition, Error, Json, Model, ObjectKey, Pointer};
+use vhs::{Changes, Condition, Error, Json, Model, ObjectKey, Pointer, Stored};
 
 use crate::fixture::{keys_of, put_raw, sorted, Fixture};
 use crate::models::{Blob, Document, Meta};
@@ -395,6 +395,42 @@ pub async fn update_ordinary_attributes_only(fx: Fixture) {
     let got = fx.store.get_large(&Blob::key(3)).await.unwrap();
     assert_eq!(got.note, None);
     assert_eq!(got.body, blob.body);
+}
+
+/// An update without changes is an existence check: it writes nothing, and a
+/// missing item is still `NotFound`, never created.
+pub async fn update_without_changes(fx: Fixture) {
+    let doc = Document::sample("p", "s");
+    fx.store.create_large(&doc).await.unwrap();
+    let updated = fx
+        .store
+        .update_large(&doc.primary_key(), Document::changes())
+        .await
+        .unwrap();
+    assert!(updated.staged.attrs().is_empty());
+    assert_eq!(
+        Stored::<Document>::from_item(updated.old)
+            .unwrap()
+            .model
+            .data,
+        doc.data
+    );
+    assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
+    let false_condition = Document::changes().condition(Condition::eq("data", "x"));
+    let err = fx
+        .store
+        .update_large(&doc.primary_key(), false_condition)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ConditionFailed { .. }), "{err}");
+    let missing = Document::key("nobody", "s");
+    let err = fx
+        .store
+        .update_large(&missing, Document::changes())
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(fx.item(&missing).await.is_none());
 }
 
 pub async fn update_rejects_key_and_large_names_as_ordinary(fx: Fixture) {

@@ -57,6 +57,7 @@ contract! {
     cases::update_missing_item_is_not_found_and_cleans_up,
     cases::update_with_false_condition_fails_and_cleans_up,
     cases::update_ordinary_attributes_only,
+    cases::update_without_changes,
     cases::update_rejects_key_and_large_names_as_ordinary,
     cases::update_without_post_success_cleanup_keeps_old_objects,
     cases::delete_removes_item_and_objects,

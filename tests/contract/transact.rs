@@ -19,7 +19,11 @@ pub async fn transact_write_items_with_a_second_item() {
     let key = doc.primary_key();
 
     // 1. Stage the large values.
-    let staged = fx.store.put_s3(&key, LargeValues::of(&doc).unwrap()).await.unwrap();
+    let staged = fx
+        .store
+        .put_s3(&key, LargeValues::of(&doc).unwrap())
+        .await
+        .unwrap();
 
     // 2. One transaction: the document (with pointers) and an audit item.
     let mut item = doc.to_item().unwrap();
@@ -95,7 +99,10 @@ pub async fn transact_write_items_with_a_second_item() {
         .await
         .unwrap_err();
     let cancelled = err.into_service_error();
-    assert!(cancelled.is_transaction_canceled_exception(), "{cancelled:?}");
+    assert!(
+        cancelled.is_transaction_canceled_exception(),
+        "{cancelled:?}"
+    );
     let cleanup = fx.store.clean_up_after_update_failed(&staged2).await;
     assert_eq!(cleanup.deleted, staged2.created_keys());
     assert_eq!(fx.objects().await, keys_of(&staged));
@@ -122,8 +129,14 @@ pub async fn transact_write_items_with_a_second_item() {
     // choice; here the old item is the one staged in step 2.
     let mut old = doc.to_item().unwrap();
     old.extend(staged.to_put_attributes());
-    let cleanup = fx.store.clean_up_after_update_succeeded(&staged3, &old).await;
-    assert_eq!(cleanup.deleted, vec![staged.object("html").unwrap().pointer.key.clone()]);
+    let cleanup = fx
+        .store
+        .clean_up_after_update_succeeded(&staged3, &old)
+        .await;
+    assert_eq!(
+        cleanup.deleted,
+        vec![staged.object("html").unwrap().pointer.key.clone()]
+    );
     let got = fx.store.get_large(&key).await.unwrap();
     assert_eq!(got.html.as_deref(), Some("v2"));
     assert_eq!(got.image, doc.image);

@@ -806,6 +806,9 @@ impl Store {
     /// [`Updated::cleanup`]. After a DynamoDB failure, with
     /// [`Options::clean_up_when_failed`], only the objects this call created are
     /// deleted.
+    ///
+    /// Changes that change nothing write nothing: the call becomes a consistent read
+    /// that still answers `NotFound` and evaluates the condition.
     pub async fn update_large<M: Model>(
         &self,
         key: &Key<M>,
@@ -838,6 +841,35 @@ impl Store {
             return Err(Error::invalid(format!(
                 "the attributes this update sets on item {key} are {size} bytes, above DynamoDB's item limit of {MAX_ITEM_BYTES}"
             )));
+        }
+        if update.is_empty() {
+            // Nothing to write: a consistent read answers the same questions (and
+            // some servers reject an UpdateItem without an UpdateExpression).
+            let (table, k) = self.describe(key);
+            let old = self
+                .inner
+                .backend
+                .get_item(&table, &key.to_item(), true)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    table: table.clone(),
+                    key: k.clone(),
+                })?;
+            if changes
+                .condition
+                .as_ref()
+                .is_some_and(|c| !c.evaluate(Some(&old)))
+            {
+                return Err(Error::ConditionFailed { table, key: k });
+            }
+            return Ok(Updated {
+                old,
+                staged: Staged {
+                    key: key.clone(),
+                    attrs: Vec::new(),
+                },
+                cleanup: Cleanup::default(),
+            });
         }
         let staged = self.upload(key, uploads).await?;
         let exists = Condition::exists(M::SCHEMA.hash_key.name);
