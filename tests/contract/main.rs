@@ -85,4 +85,5 @@ contract! {
     faults::delete_object_cleanup_fails,
     faults::delete_per_key_errors_are_reported,
     faults::call_sequences,
+    faults::every_failure_point,
 }
