@@ -13,7 +13,7 @@ use syn::{parse_macro_input, DeriveInput};
 
 /// Derives `vhs::Model` for a struct with named fields.
 ///
-/// ```ignore
+/// ```
 /// use chrono::{DateTime, Utc};
 /// use serde::{Deserialize, Serialize};
 /// use vhs::Model;
