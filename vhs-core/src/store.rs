@@ -169,6 +169,13 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
+    /// The keys of [`Cleanup::leftover`], sorted: objects to collect later.
+    pub fn leftover_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.leftover.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys
+    }
+
     fn skipped(keys: Vec<String>, reason: &str) -> Self {
         Cleanup {
             deleted: Vec::new(),
