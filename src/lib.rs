@@ -43,6 +43,9 @@ pub use vhs_core::*;
 ///
 /// Container attributes: `#[vhs(table = "name")]` (default: the struct's name),
 /// `#[vhs(crate = "path")]`. Field attributes: `#[vhs(hash_key)]` (exactly one),
-/// `#[vhs(range_key)]` (at most one), `#[vhs(rename = "attr")]`, and `#[large]` /
-/// `#[large(content_type = "...")]` on `Option<T>` fields that go to S3.
+/// `#[vhs(range_key)]` (at most one), `#[vhs(version)]` (at most one, an integer
+/// field that is not a key or large: optimistic locking, written by the store;
+/// the update builder gets `if_version` instead of a setter for it),
+/// `#[vhs(rename = "attr")]`, and `#[large]` / `#[large(content_type = "...")]` on
+/// `Option<T>` fields that go to S3.
 pub use vhs_derive::Model;

@@ -57,6 +57,27 @@ pub struct r#Event {
     r#match: bool,
 }
 
+/// Optimistic locking: a `u64` version field.
+#[derive(Model, Debug, Clone, PartialEq)]
+pub struct Versioned {
+    #[vhs(hash_key)]
+    id: String,
+    #[vhs(version)]
+    version: u64,
+    #[large]
+    body: Option<String>,
+    title: String,
+}
+
+/// A renamed version field of another integer type.
+#[derive(Model, Debug, Clone, PartialEq)]
+pub struct Revised {
+    #[vhs(hash_key)]
+    id: u32,
+    #[vhs(rename = "rev", version)]
+    revision: i32,
+}
+
 mod reexport {
     pub use vhs as renamed;
 }
@@ -371,6 +392,89 @@ fn update_builder_large_index_follows_schema() {
     assert!(format!("{update:?}").contains(r#"set: ["match"]"#));
     let changes: Changes<Event> = EventUpdate::new().into();
     assert!(changes.is_empty());
+}
+
+#[test]
+fn schema_version() {
+    assert_eq!(Versioned::SCHEMA.version, Some("version"));
+    assert_eq!(Revised::SCHEMA.version, Some("rev"));
+    assert_eq!(Document::SCHEMA.version, None);
+    assert_eq!(Counter::SCHEMA.version, None);
+    assert_eq!(Event::SCHEMA.version, None);
+    // Neither a key nor a large attribute.
+    assert_eq!(Versioned::SCHEMA.hash_key.name, "id");
+    let large: Vec<_> = Versioned::SCHEMA.large.iter().map(|a| a.name).collect();
+    assert_eq!(large, ["body"]);
+}
+
+#[test]
+fn version_is_an_ordinary_attribute() {
+    let doc = Versioned {
+        id: "a".into(),
+        version: 3,
+        body: Some("big".into()),
+        title: "t".into(),
+    };
+    let item = doc.to_item().unwrap();
+    assert_eq!(item["version"], AttributeValue::N("3".into()));
+    assert_eq!(item.len(), 3);
+    assert_eq!(
+        Versioned::from_item(item).unwrap(),
+        Versioned { body: None, ..doc }
+    );
+
+    let revised = Revised {
+        id: 1,
+        revision: -2,
+    };
+    let item = revised.to_item().unwrap();
+    assert_eq!(item["rev"], AttributeValue::N("-2".into()));
+    assert!(!item.contains_key("revision"));
+    assert_eq!(Revised::from_item(item).unwrap(), revised);
+}
+
+/// Method resolution prefers an inherent method to a trait method, so
+/// `update.set_version(..)` below resolves to this trait, and returns `Absent`,
+/// only if the derive generated no `set_version`; likewise for `if_version` on a
+/// model without a version field.
+trait Fallback: Sized {
+    fn set_version(self, _version: u64) -> Absent {
+        Absent
+    }
+    fn set_revision(self, _revision: i32) -> Absent {
+        Absent
+    }
+    fn if_version(self, _version: u64) -> Absent {
+        Absent
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Absent;
+
+impl Fallback for VersionedUpdate {}
+impl Fallback for RevisedUpdate {}
+impl Fallback for DocumentUpdate {}
+
+#[test]
+fn update_builder_with_version() {
+    let update = Versioned::changes()
+        .if_version(3)
+        .set_title("new".into())
+        .set_body(None);
+    let debug = format!("{update:?}");
+    assert!(debug.contains(r#"set: ["title"]"#), "{debug}");
+    let changes: Changes<Versioned> = update.into();
+    assert!(!changes.is_empty());
+
+    // `if_version` alone changes no attribute.
+    let changes: Changes<Revised> = Revised::changes().if_version(0).into();
+    assert!(changes.is_empty());
+
+    // No setter for the version field, and no `if_version` without one.
+    assert_eq!(Versioned::changes().set_version(4), Absent);
+    assert_eq!(Revised::changes().set_revision(4), Absent);
+    assert_eq!(Document::changes().if_version(1), Absent);
 }
 
 /// `update_large` takes the builder as is.

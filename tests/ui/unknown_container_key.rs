@@ -14,4 +14,11 @@ struct Misplaced {
     pk: String,
 }
 
+#[derive(Model)]
+#[vhs(version)]
+struct Unversioned {
+    #[vhs(hash_key)]
+    pk: String,
+}
+
 fn main() {}

@@ -15,7 +15,8 @@ use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
 
 use crate::backend::{
-    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, StoredObject, TableSpec,
+    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query, QueryPage,
+    StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
@@ -289,7 +290,7 @@ impl Backend for AwsBackend {
         table: &str,
         item: Item,
         condition: Option<&Condition>,
-    ) -> Result<Conditional<()>> {
+    ) -> Result<Conditional<Option<Item>>> {
         let mut p = Placeholders::default();
         let expr = condition_parts(condition, &mut p);
         let result = self
@@ -300,10 +301,13 @@ impl Backend for AwsBackend {
             .set_condition_expression(expr)
             .set_expression_attribute_names(non_empty(p.names))
             .set_expression_attribute_values(non_empty(p.values))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Conditional::Applied(())),
+            Ok(out) => Ok(Conditional::Applied(
+                out.attributes.filter(|a| !a.is_empty()),
+            )),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
@@ -379,6 +383,30 @@ impl Backend for AwsBackend {
             }
             Err(e) => Err(sdk_error("dynamodb", "DeleteItem", e)),
         }
+    }
+
+    async fn query(&self, request: &Query) -> Result<QueryPage> {
+        let mut p = Placeholders::default();
+        let name = p.name(&request.hash_key.0);
+        let value = p.value(request.hash_key.1.clone());
+        let out = self
+            .dynamodb
+            .query()
+            .table_name(&request.table)
+            .key_condition_expression(format!("{name} = {value}"))
+            .set_expression_attribute_names(non_empty(p.names))
+            .set_expression_attribute_values(non_empty(p.values))
+            .scan_index_forward(!request.descending)
+            .set_limit(request.limit.map(|l| l.min(i32::MAX as usize) as i32))
+            .set_exclusive_start_key(request.start.clone())
+            .consistent_read(request.consistent)
+            .send()
+            .await
+            .map_err(|e| sdk_error("dynamodb", "Query", e))?;
+        Ok(QueryPage {
+            items: out.items.unwrap_or_default(),
+            last_key: out.last_evaluated_key.filter(|k| !k.is_empty()),
+        })
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {

@@ -45,6 +45,32 @@ pub struct TableSpec {
     pub range_key: Option<(String, KeyKind)>,
 }
 
+/// A Query of all items with one hash key value.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Table.
+    pub table: String,
+    /// Hash key attribute name and value.
+    pub hash_key: (String, aws_sdk_dynamodb::types::AttributeValue),
+    /// Newest (highest range key) first.
+    pub descending: bool,
+    /// At most this many items in the page.
+    pub limit: Option<usize>,
+    /// Continue after this key (the previous page's `last_key`).
+    pub start: Option<Item>,
+    /// Strongly consistent read.
+    pub consistent: bool,
+}
+
+/// One page of a [`Query`].
+#[derive(Debug, Clone, Default)]
+pub struct QueryPage {
+    /// The items, in range key order.
+    pub items: Vec<Item>,
+    /// Where the next page starts; `None` if this is the last page.
+    pub last_key: Option<Item>,
+}
+
 /// A PutObject request.
 #[derive(Clone)]
 pub struct PutObject {
@@ -136,13 +162,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// GetItem.
     async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>>;
 
-    /// PutItem, optionally conditional.
+    /// PutItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the old
+    /// image, `None` if there was no item.
     async fn put_item(
         &self,
         table: &str,
         item: Item,
         condition: Option<&Condition>,
-    ) -> Result<Conditional<()>>;
+    ) -> Result<Conditional<Option<Item>>>;
 
     /// UpdateItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the
     /// old image (empty if the item did not exist).
@@ -162,6 +189,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         key: &Item,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Option<Item>>>;
+
+    /// Query: one page of the items with one hash key value, in range key order.
+    async fn query(&self, request: &Query) -> Result<QueryPage>;
 
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, bucket: &str) -> Result<()>;
@@ -198,8 +228,11 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         table: &str,
         item: Item,
         condition: Option<&Condition>,
-    ) -> Result<Conditional<()>> {
+    ) -> Result<Conditional<Option<Item>>> {
         (**self).put_item(table, item, condition).await
+    }
+    async fn query(&self, request: &Query) -> Result<QueryPage> {
+        (**self).query(request).await
     }
     async fn update_item(
         &self,

@@ -96,6 +96,7 @@ pub struct Changes<M> {
     pub(crate) set: Vec<(&'static str, AttributeValue)>,
     pub(crate) remove: Vec<&'static str>,
     pub(crate) condition: Option<Condition>,
+    pub(crate) expected_version: Option<u64>,
     pub(crate) error: Option<Error>,
 }
 
@@ -107,8 +108,17 @@ impl<M: Model> Changes<M> {
             set: Vec::new(),
             remove: Vec::new(),
             condition: None,
+            expected_version: None,
             error: None,
         }
+    }
+
+    /// For a model with a `#[vhs(version)]` attribute: the version the caller read.
+    /// The update succeeds only if the stored version is still `version`, and
+    /// writes `version + 1`; otherwise [`Error::VersionConflict`].
+    pub fn if_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
     }
 
     /// Sets an ordinary (not large, not key) attribute; a value that serializes to

@@ -41,6 +41,53 @@ pub enum Error {
         key: String,
     },
 
+    /// Optimistic locking: the stored version is not the one the caller read (a
+    /// concurrent writer got there first). Retryable: read again, reapply, write.
+    #[error("version conflict on item {key} in table {table}: expected version {expected}, found {}", found.map_or("no item".to_owned(), |v| v.to_string()))]
+    VersionConflict {
+        /// Table name.
+        table: String,
+        /// Human-readable key.
+        key: String,
+        /// The version the caller read.
+        expected: u64,
+        /// The version stored now (`None`: no item).
+        found: Option<u64>,
+    },
+
+    /// A versioned put found this very version already stored with other content.
+    #[error("version {version} of {key} already exists in table {table}")]
+    VersionAlreadyExists {
+        /// Table name.
+        table: String,
+        /// Human-readable id.
+        key: String,
+        /// The version.
+        version: u64,
+    },
+
+    /// A versioned put found a higher version stored.
+    #[error("{key} in table {table} is at version {found}, higher than {version}")]
+    HigherVersionExists {
+        /// Table name.
+        table: String,
+        /// Human-readable id.
+        key: String,
+        /// The version the caller tried to write.
+        version: u64,
+        /// The version stored.
+        found: u64,
+    },
+
+    /// A versioned read found no version at all.
+    #[error("no version of {key} exists in table {table}")]
+    NoVersionExists {
+        /// Table name.
+        table: String,
+        /// Human-readable id.
+        key: String,
+    },
+
     /// The item points at an S3 object that does not exist.
     #[error("dangling pointer: attribute `{attr}` points at {uri}, which does not exist")]
     DanglingPointer {
@@ -121,6 +168,7 @@ pub enum Error {
 impl Error {
     /// Whether the same call may succeed if repeated (throttling, timeouts, 5xx).
     ///
+    /// A [`Error::VersionConflict`] is retryable too: read again, reapply, write.
     /// Conflicts of content (`AlreadyExists`, `ConditionFailed`) are not retryable:
     /// repeating the identical call gives the identical answer.
     pub fn is_retryable(&self) -> bool {
@@ -129,7 +177,7 @@ impl Error {
             Error::Backend {
                 retryable: true,
                 ..
-            }
+            } | Error::VersionConflict { .. }
         )
     }
 

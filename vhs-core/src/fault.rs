@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::backend::{
-    Backend, Conditional, ObjectPage, PutObject, PutOutcome, StoredObject, TableSpec,
+    Backend, Conditional, ObjectPage, PutObject, PutOutcome, Query, QueryPage, StoredObject,
+    TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ pub enum Op {
     UpdateItem,
     /// DeleteItem.
     DeleteItem,
+    /// Query.
+    Query,
     /// CreateBucket.
     CreateBucket,
     /// PutObject.
@@ -197,6 +200,7 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
             Op::PutItem => "PutItem",
             Op::UpdateItem => "UpdateItem",
             Op::DeleteItem => "DeleteItem",
+            Op::Query => "Query",
             Op::CreateBucket => "CreateBucket",
             Op::PutObject => "PutObject",
             Op::GetObject => "GetObject",
@@ -225,9 +229,12 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         table: &str,
         item: Item,
         condition: Option<&Condition>,
-    ) -> Result<Conditional<()>> {
+    ) -> Result<Conditional<Option<Item>>> {
         self.run(Op::PutItem, self.inner.put_item(table, item, condition))
             .await
+    }
+    async fn query(&self, request: &Query) -> Result<QueryPage> {
+        self.run(Op::Query, self.inner.query(request)).await
     }
     async fn update_item(
         &self,

@@ -15,11 +15,13 @@ mod layout;
 mod memory;
 mod model;
 mod store;
+mod versioned;
 
 pub use aws::{AwsBackend, AwsOptions};
 pub use backend::{
-    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, StoredObject,
-    TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
+    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
+    QueryPage, StoredObject, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    MAX_PUT_OBJECT_BYTES,
 };
 pub use changes::{Changes, LargeValues};
 pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
@@ -29,10 +31,15 @@ pub use layout::{escape, unescape, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
     Item, Json, Key, KeyDef, KeyKind, KeyType, KeyValue, LargeAttr, LargeValue, Model, Schema,
+    VersionType,
 };
 pub use store::{
     Cleanup, Deleted, Options, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored,
     UpdateFragment, Updated,
+};
+
+pub use versioned::{
+    retry, MultiVersionStore, Order, Pruned, RetryPolicy, SingleVersionStore, Versioned, Written,
 };
 
 /// Re-exports of the AWS SDK types that appear in vhs's API.

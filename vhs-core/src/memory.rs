@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use tokio::task::yield_now;
 
 use crate::backend::{
-    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, StoredObject,
-    TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
+    QueryPage, StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -21,6 +22,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 /// `ALL_OLD` return values, the 400 KB item limit, the 1024-byte key limit,
 /// `Content-MD5` checking, `If-None-Match: *`, and per-key DeleteObjects results.
 /// Tables and buckets must be created before use, as on AWS. Clones share state.
+/// Every call yields to the scheduler once, as a network call would, so that
+/// concurrent callers interleave as they do against a server.
 ///
 /// ```
 /// use vhs_core::{Backend, MemoryBackend};
@@ -64,6 +67,22 @@ impl Table {
         let hash = part(&self.spec.hash_key)?;
         let range = self.spec.range_key.as_ref().map(part).transpose()?;
         Ok((hash, range))
+    }
+}
+
+fn compare_keys(a: &Option<KeyValue>, b: &Option<KeyValue>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(KeyValue::Number(x)), Some(KeyValue::Number(y))) => {
+            match (x.parse::<i128>(), y.parse::<i128>()) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => x
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    .total_cmp(&y.parse::<f64>().unwrap_or(0.0)),
+            }
+        }
+        (Some(KeyValue::String(x)), Some(KeyValue::String(y))) => x.as_bytes().cmp(y.as_bytes()),
+        _ => a.cmp(b),
     }
 }
 
@@ -138,6 +157,7 @@ fn check_size(item: &Item, operation: &'static str) -> Result<()> {
 #[async_trait]
 impl Backend for MemoryBackend {
     async fn create_table(&self, spec: &TableSpec) -> Result<()> {
+        yield_now().await;
         self.lock()
             .tables
             .entry(spec.name.clone())
@@ -149,6 +169,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn get_item(&self, table: &str, key: &Item, _consistent: bool) -> Result<Option<Item>> {
+        yield_now().await;
         let mut state = self.lock();
         let t = state.table(table, "GetItem")?;
         let k = t.key_of(key, "GetItem")?;
@@ -160,7 +181,8 @@ impl Backend for MemoryBackend {
         table: &str,
         item: Item,
         condition: Option<&Condition>,
-    ) -> Result<Conditional<()>> {
+    ) -> Result<Conditional<Option<Item>>> {
+        yield_now().await;
         check_size(&item, "PutItem")?;
         let mut state = self.lock();
         let t = state.table(table, "PutItem")?;
@@ -170,8 +192,61 @@ impl Backend for MemoryBackend {
                 return Ok(Conditional::Failed);
             }
         }
-        t.items.insert(k, item);
-        Ok(Conditional::Applied(()))
+        Ok(Conditional::Applied(t.items.insert(k, item)))
+    }
+
+    async fn query(&self, request: &Query) -> Result<QueryPage> {
+        yield_now().await;
+        let mut state = self.lock();
+        let t = state.table(&request.table, "Query")?;
+        let (name, value) = &request.hash_key;
+        if *name != t.spec.hash_key.0 {
+            return Err(validation("Query", format!("`{name}` is not the hash key")));
+        }
+        let hash = match (t.spec.hash_key.1, value) {
+            (KeyKind::String, AttributeValue::S(s)) => KeyValue::String(s.clone()),
+            (KeyKind::Number, AttributeValue::N(n)) => KeyValue::Number(n.clone()),
+            _ => return Err(validation("Query", "hash key value of the wrong type")),
+        };
+        let start = match &request.start {
+            Some(item) => Some(t.key_of(item, "Query")?),
+            None => None,
+        };
+        let mut items: Vec<(&(KeyValue, Option<KeyValue>), &Item)> =
+            t.items.iter().filter(|((h, _), _)| *h == hash).collect();
+        // Numbers sort numerically, as in DynamoDB.
+        items.sort_by(|(a, _), (b, _)| compare_keys(&a.1, &b.1));
+        if request.descending {
+            items.reverse();
+        }
+        if let Some(start) = &start {
+            match items.iter().position(|(k, _)| *k == start) {
+                Some(i) => {
+                    items.drain(..=i);
+                }
+                None => items.clear(),
+            }
+        }
+        let limit = request.limit.unwrap_or(usize::MAX).max(1);
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let last_key = if more {
+            items.last().map(|(_, item)| {
+                let mut key = Item::new();
+                for (n, _) in std::iter::once(&t.spec.hash_key).chain(t.spec.range_key.as_ref()) {
+                    if let Some(v) = item.get(n) {
+                        key.insert(n.clone(), v.clone());
+                    }
+                }
+                key
+            })
+        } else {
+            None
+        };
+        Ok(QueryPage {
+            items: items.into_iter().map(|(_, i)| i.clone()).collect(),
+            last_key,
+        })
     }
 
     async fn update_item(
@@ -181,6 +256,7 @@ impl Backend for MemoryBackend {
         update: &ItemUpdate,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Item>> {
+        yield_now().await;
         let mut state = self.lock();
         let t = state.table(table, "UpdateItem")?;
         let k = t.key_of(key, "UpdateItem")?;
@@ -224,6 +300,7 @@ impl Backend for MemoryBackend {
         key: &Item,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Option<Item>>> {
+        yield_now().await;
         let mut state = self.lock();
         let t = state.table(table, "DeleteItem")?;
         let k = t.key_of(key, "DeleteItem")?;
@@ -236,11 +313,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        yield_now().await;
         self.lock().buckets.entry(bucket.to_owned()).or_default();
         Ok(())
     }
 
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        yield_now().await;
         if request.key.is_empty() || request.key.len() > MAX_KEY_BYTES {
             return Err(Error::Backend {
                 service: "memory",
@@ -278,11 +357,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
+        yield_now().await;
         let mut state = self.lock();
         Ok(state.bucket(bucket, "GetObject")?.get(key).cloned())
     }
 
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        yield_now().await;
         if keys.len() > crate::backend::MAX_DELETE_BATCH {
             return Err(Error::Backend {
                 service: "memory",
@@ -307,6 +388,7 @@ impl Backend for MemoryBackend {
         prefix: &str,
         continuation: Option<String>,
     ) -> Result<ObjectPage> {
+        yield_now().await;
         const PAGE: usize = 1000;
         let mut state = self.lock();
         let objects = state.bucket(bucket, "ListObjectsV2")?;

@@ -120,6 +120,9 @@ pub struct Schema {
     pub range_key: Option<KeyDef>,
     /// The large attributes, in field order.
     pub large: &'static [LargeAttr],
+    /// The `#[vhs(version)]` attribute, if the model has one: optimistic locking
+    /// for every write of the transactional API.
+    pub version: Option<&'static str>,
 }
 
 impl Schema {
@@ -261,6 +264,19 @@ impl<M: Model> fmt::Debug for Key<M> {
     }
 }
 
+/// A type a `#[vhs(version)]` field can have: an integer type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a vhs version attribute",
+    label = "version attributes must be an integer type",
+    note = "a version counts writes: use `u64` (or another integer type)"
+)]
+pub trait VersionType {}
+
+macro_rules! version_type {
+    ($($t:ty),*) => {$( impl VersionType for $t {} )*};
+}
+version_type!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
 /// A type a `#[large]` field can hold (inside its `Option`).
 ///
 /// Implemented for `Vec<u8>`, [`bytes::Bytes`], `String`, and [`Json<T>`] for any
@@ -383,6 +399,11 @@ pub mod derive_support {
     /// The kind of a key type, for the schema constant.
     pub const fn key_kind<T: KeyType + ?Sized>() -> KeyKind {
         T::KIND
+    }
+
+    /// Checks a version field's type, for the schema constant.
+    pub const fn version_attr<T: VersionType + ?Sized>(name: &'static str) -> &'static str {
+        name
     }
 
     /// The default content type of a large type, for the schema constant.

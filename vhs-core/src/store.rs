@@ -210,14 +210,36 @@ pub struct StagedAttr {
 /// Large values uploaded to S3 and ready to be referenced from DynamoDB: the result
 /// of [`Store::put_s3`] (step one of the step-by-step API), and of `create_large`.
 pub struct Staged<M> {
-    key: Key<M>,
+    target: Target,
     attrs: Vec<StagedAttr>,
+    _model: std::marker::PhantomData<fn() -> M>,
+}
+
+/// Where one item lives: its table and DynamoDB key, and the key parts of its
+/// objects. Built from a `Key<M>`, or by the versioned stores from (id, version).
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub table: String,
+    pub key: Item,
+    pub hash: String,
+    pub range: Option<String>,
+    pub describe: String,
+}
+
+impl Target {
+    pub fn not_found(&self) -> Error {
+        Error::NotFound {
+            table: self.table.clone(),
+            key: self.describe.clone(),
+        }
+    }
 }
 
 impl<M: Model> fmt::Debug for Staged<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Staged")
-            .field("key", &self.key)
+            .field("table", &self.target.table)
+            .field("key", &self.target.describe)
             .field("attrs", &self.attrs)
             .finish()
     }
@@ -254,11 +276,6 @@ impl UpdateFragment {
 }
 
 impl<M: Model> Staged<M> {
-    /// The item's key.
-    pub fn key(&self) -> &Key<M> {
-        &self.key
-    }
-
     /// Per attribute: its object, or `None` for a removal.
     pub fn attrs(&self) -> &[StagedAttr] {
         &self.attrs
@@ -405,10 +422,34 @@ impl<M: Model> fmt::Debug for Deleted<M> {
 }
 
 /// An upload planned and validated, not yet done.
-struct Upload {
+pub(crate) struct Upload {
     index: usize,
     attr: &'static str,
     target: Option<(String, Md5Sum, Bytes)>,
+}
+
+/// Reads that found an object deleted by a concurrent replacement are repeated
+/// this many times before the error is reported.
+pub(crate) const READ_RACE_RETRIES: usize = 5;
+
+/// Rejects an item DynamoDB would reject for its size, before anything is written.
+fn check_item_size(target: &Target, item: &Item) -> Result<()> {
+    let size = item_size(item);
+    if size > MAX_ITEM_BYTES {
+        return Err(Error::invalid(format!(
+            "item {} is {size} bytes in DynamoDB after its large values moved to S3, above the limit of {MAX_ITEM_BYTES}; mark more fields #[large]",
+            target.describe
+        )));
+    }
+    Ok(())
+}
+
+/// A number attribute as `u64`, if present and one.
+pub(crate) fn number_attr(item: &Item, attr: &str) -> Option<u64> {
+    match item.get(attr)? {
+        AttributeValue::N(n) => n.parse().ok(),
+        _ => None,
+    }
 }
 
 fn now_iso8601() -> String {
@@ -476,13 +517,27 @@ impl Store {
 
     /// The S3 key of a large value of the item with `key`.
     pub fn object_key<M: Model>(&self, key: &Key<M>, attr: &str, md5_hex: &str) -> String {
+        self.render_key(&self.target(key), attr, md5_hex)
+    }
+
+    fn render_key(&self, target: &Target, attr: &str, md5_hex: &str) -> String {
         ObjectKey {
-            hash: key.hash().as_str().to_owned(),
-            range: key.range().map(|r| r.as_str().to_owned()),
+            hash: target.hash.clone(),
+            range: target.range.clone(),
             attr: attr.to_owned(),
             md5: md5_hex.to_owned(),
         }
         .render(&self.inner.prefix)
+    }
+
+    pub(crate) fn target<M: Model>(&self, key: &Key<M>) -> Target {
+        Target {
+            table: self.table_name::<M>().to_owned(),
+            key: key.to_item(),
+            hash: key.hash().as_str().to_owned(),
+            range: key.range().map(|r| r.as_str().to_owned()),
+            describe: key.to_string(),
+        }
     }
 
     fn pointer_to(&self, key: String) -> Pointer {
@@ -492,17 +547,16 @@ impl Store {
         }
     }
 
-    fn describe<M: Model>(&self, key: &Key<M>) -> (String, String) {
-        (self.table_name::<M>().to_owned(), key.to_string())
-    }
-
     // ----------------------------------------------------------------------------
     // Step-by-step API
     // ----------------------------------------------------------------------------
 
     /// Validates large values and computes their keys, before any write.
-    fn plan<M: Model>(&self, key: &Key<M>, values: &LargeValues<M>) -> Result<Vec<Upload>> {
-        key.validate()?;
+    pub(crate) fn plan<M: Model>(
+        &self,
+        target: &Target,
+        values: &LargeValues<M>,
+    ) -> Result<Vec<Upload>> {
         let mut uploads = Vec::with_capacity(values.values.len());
         for (index, bytes) in &values.values {
             let attr = M::SCHEMA.large[*index].name;
@@ -516,10 +570,11 @@ impl Store {
                         )));
                     }
                     let md5 = Md5Sum::of(b);
-                    let object_key = self.object_key(key, attr, &md5.hex);
+                    let object_key = self.render_key(target, attr, &md5.hex);
                     if object_key.len() > MAX_KEY_BYTES {
                         return Err(Error::invalid(format!(
-                            "the S3 key for attribute `{attr}` of item {key} would be {} bytes, above S3's limit of {MAX_KEY_BYTES}; use shorter keys or a shorter prefix",
+                            "the S3 key for attribute `{attr}` of item {} would be {} bytes, above S3's limit of {MAX_KEY_BYTES}; use shorter keys or a shorter prefix",
+                            target.describe,
                             object_key.len()
                         )));
                     }
@@ -550,55 +605,64 @@ impl Store {
         key: &Key<M>,
         values: LargeValues<M>,
     ) -> Result<Staged<M>> {
-        let uploads = self.plan(key, &values)?;
-        self.upload(key, uploads).await
+        key.validate()?;
+        let target = self.target(key);
+        let uploads = self.plan(&target, &values)?;
+        self.upload(&target, uploads).await
     }
 
-    async fn upload<M: Model>(&self, key: &Key<M>, uploads: Vec<Upload>) -> Result<Staged<M>> {
+    pub(crate) async fn upload<M: Model>(
+        &self,
+        target: &Target,
+        uploads: Vec<Upload>,
+    ) -> Result<Staged<M>> {
         let schema = M::SCHEMA;
         let update_at = now_iso8601();
         let mut metadata = HashMap::new();
-        metadata.insert("pk".to_owned(), escape(key.hash().as_str()));
-        if let Some(r) = key.range() {
-            metadata.insert("sk".to_owned(), escape(r.as_str()));
+        metadata.insert("pk".to_owned(), escape(&target.hash));
+        if let Some(r) = &target.range {
+            metadata.insert("sk".to_owned(), escape(r));
         }
         metadata.insert("update_at".to_owned(), update_at);
 
-        let results: Vec<(usize, &'static str, Result<Option<StagedObject>>)> =
-            stream::iter(uploads)
-                .map(|u| {
-                    let mut metadata = metadata.clone();
-                    async move {
-                        let Some((object_key, md5, body)) = u.target else {
-                            return (u.index, u.attr, Ok(None));
-                        };
-                        metadata.insert("attr".to_owned(), escape(u.attr));
-                        let size = body.len() as u64;
-                        let request = PutObject {
-                            bucket: self.inner.bucket.clone(),
-                            key: object_key.clone(),
-                            body,
-                            content_md5: md5.base64,
-                            content_type: schema.large[u.index].content_type.to_owned(),
-                            metadata,
-                            if_none_match: true,
-                        };
-                        let result = self.inner.backend.put_object(request).await.map(|outcome| {
-                            Some(StagedObject {
-                                pointer: self.pointer_to(object_key),
-                                md5: md5.hex,
-                                size,
-                                created: outcome == PutOutcome::Created,
-                            })
-                        });
-                        (u.index, u.attr, result)
-                    }
-                })
+        // Futures built up front (not in a stream combinator's closure), so the
+        // caller's future stays provably `Send`.
+        let puts: Vec<_> = uploads
+            .into_iter()
+            .map(|u| {
+                let mut metadata = metadata.clone();
+                async move {
+                    let Some((object_key, md5, body)) = u.target else {
+                        return (u.index, u.attr, Ok(None));
+                    };
+                    metadata.insert("attr".to_owned(), escape(u.attr));
+                    let size = body.len() as u64;
+                    let request = PutObject {
+                        bucket: self.inner.bucket.clone(),
+                        key: object_key.clone(),
+                        body,
+                        content_md5: md5.base64,
+                        content_type: schema.large[u.index].content_type.to_owned(),
+                        metadata,
+                        if_none_match: true,
+                    };
+                    let result = self.inner.backend.put_object(request).await.map(|outcome| {
+                        Some(StagedObject {
+                            pointer: self.pointer_to(object_key),
+                            md5: md5.hex,
+                            size,
+                            created: outcome == PutOutcome::Created,
+                        })
+                    });
+                    (u.index, u.attr, result)
+                }
+            })
+            .collect();
+        let mut results: Vec<(usize, &'static str, Result<Option<StagedObject>>)> =
+            stream::iter(puts)
                 .buffer_unordered(self.inner.options.max_concurrency)
                 .collect()
                 .await;
-
-        let mut results = results;
         results.sort_by_key(|r| r.0);
         let mut attrs = Vec::with_capacity(results.len());
         let mut first_error = None;
@@ -611,14 +675,15 @@ impl Store {
             }
         }
         let staged = Staged {
-            key: key.clone(),
+            target: target.clone(),
             attrs,
+            _model: std::marker::PhantomData,
         };
         match first_error {
             None => Ok(staged),
             Some(e) => {
                 // No item can reference these yet; the guard still checks.
-                self.guarded_delete(key, staged.created_keys()).await;
+                self.guarded_delete(target, staged.created_keys()).await;
                 Err(e)
             }
         }
@@ -627,14 +692,14 @@ impl Store {
     /// Cleanup hook: your PutItem of a new item failed. Deletes the objects
     /// `staged` created, except any the item as stored right now references.
     pub async fn clean_up_after_create_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
-        self.guarded_delete(&staged.key, staged.created_keys())
+        self.guarded_delete(&staged.target, staged.created_keys())
             .await
     }
 
     /// Cleanup hook: your UpdateItem failed. Deletes the objects `staged` created,
     /// except any the item as stored right now references.
     pub async fn clean_up_after_update_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
-        self.guarded_delete(&staged.key, staged.created_keys())
+        self.guarded_delete(&staged.target, staged.created_keys())
             .await
     }
 
@@ -651,17 +716,17 @@ impl Store {
         let candidates = staged
             .attrs
             .iter()
-            .filter_map(|a| self.owned_object(&staged.key, a.attr, old_item.get(a.attr)?))
+            .filter_map(|a| self.owned_object(&staged.target, a.attr, old_item.get(a.attr)?))
             .filter(|k| !new.contains(k.as_str()))
             .collect();
-        self.guarded_delete(&staged.key, candidates).await
+        self.guarded_delete(&staged.target, candidates).await
     }
 
     /// The object key a stored attribute value points to, if it is an object of
     /// this store that belongs to this item and attribute; `None` otherwise.
-    fn owned_object<M: Model>(
+    pub(crate) fn owned_object(
         &self,
-        key: &Key<M>,
+        target: &Target,
         attr: &str,
         value: &AttributeValue,
     ) -> Option<String> {
@@ -673,9 +738,8 @@ impl Store {
             return None;
         }
         let parsed = ObjectKey::parse(&self.inner.prefix, &pointer.key)?;
-        let same_item = parsed.hash == key.hash().as_str()
-            && parsed.range.as_deref() == key.range().map(|r| r.as_str())
-            && parsed.attr == attr;
+        let same_item =
+            parsed.hash == target.hash && parsed.range == target.range && parsed.attr == attr;
         same_item.then_some(pointer.key)
     }
 
@@ -693,17 +757,20 @@ impl Store {
     /// The cleanup guard: deletes `candidates` except any object the item as stored
     /// right now (consistent read) references. If that read fails, nothing is
     /// deleted and every candidate is reported as left over.
-    async fn guarded_delete<M: Model>(&self, key: &Key<M>, mut candidates: Vec<String>) -> Cleanup {
+    pub(crate) async fn guarded_delete(
+        &self,
+        target: &Target,
+        mut candidates: Vec<String>,
+    ) -> Cleanup {
         candidates.sort();
         candidates.dedup();
         if candidates.is_empty() {
             return Cleanup::default();
         }
-        let table = self.table_name::<M>();
         let current = match self
             .inner
             .backend
-            .get_item(table, &key.to_item(), true)
+            .get_item(&target.table, &target.key, true)
             .await
         {
             Ok(current) => current,
@@ -764,35 +831,40 @@ impl Store {
     /// deleted too. The cleanup never deletes an object the stored item references.
     pub async fn create_large<M: Model>(&self, item: &M) -> Result<Staged<M>> {
         let key = item.primary_key();
-        let uploads = self.plan(&key, &LargeValues::of(item)?)?;
+        key.validate()?;
+        let target = self.target(&key);
         let mut record = item.to_item()?;
-        for u in &uploads {
-            if let Some((object_key, _, _)) = &u.target {
-                record.insert(
-                    u.attr.to_owned(),
-                    AttributeValue::S(self.pointer_to(object_key.clone()).uri()),
-                );
-            }
-        }
-        let size = item_size(&record);
-        if size > MAX_ITEM_BYTES {
-            return Err(Error::invalid(format!(
-                "item {key} is {size} bytes in DynamoDB after its large values moved to S3, above the limit of {MAX_ITEM_BYTES}; mark more fields #[large]"
-            )));
-        }
-        let staged = self.upload(&key, uploads).await?;
-        let condition = Condition::not_exists(M::SCHEMA.hash_key.name);
+        self.create_record(
+            &target,
+            LargeValues::of(item)?,
+            &mut record,
+            M::SCHEMA.hash_key.name,
+        )
+        .await
+    }
+
+    /// Create with `attribute_not_exists(hash_attr)`: stage, then PutItem of `record`
+    /// plus the pointers, with the failure-path cleanup.
+    pub(crate) async fn create_record<M: Model>(
+        &self,
+        target: &Target,
+        values: LargeValues<M>,
+        record: &mut Item,
+        hash_attr: &str,
+    ) -> Result<Staged<M>> {
+        let staged = self.stage_record(target, values, record).await?;
+        let condition = Condition::not_exists(hash_attr);
         let result = self
             .inner
             .backend
-            .put_item(self.table_name::<M>(), record, Some(&condition))
+            .put_item(&target.table, std::mem::take(record), Some(&condition))
             .await;
         let error = match result {
-            Ok(Conditional::Applied(())) => return Ok(staged),
-            Ok(Conditional::Failed) => {
-                let (table, key) = self.describe(&key);
-                Error::AlreadyExists { table, key }
-            }
+            Ok(Conditional::Applied(_)) => return Ok(staged),
+            Ok(Conditional::Failed) => Error::AlreadyExists {
+                table: target.table.clone(),
+                key: target.describe.clone(),
+            },
             Err(e) => e,
         };
         if self.inner.options.clean_up_when_failed {
@@ -801,11 +873,37 @@ impl Store {
         Err(error)
     }
 
+    /// Validates `values`, adds their pointers to `record`, checks the item size,
+    /// then uploads (all before any DynamoDB write).
+    pub(crate) async fn stage_record<M: Model>(
+        &self,
+        target: &Target,
+        values: LargeValues<M>,
+        record: &mut Item,
+    ) -> Result<Staged<M>> {
+        let uploads = self.plan(target, &values)?;
+        for u in &uploads {
+            if let Some((object_key, _, _)) = &u.target {
+                record.insert(
+                    u.attr.to_owned(),
+                    AttributeValue::S(self.pointer_to(object_key.clone()).uri()),
+                );
+            }
+        }
+        check_item_size(target, record)?;
+        self.upload(target, uploads).await
+    }
+
     /// Updates an item: uploads new large values, then one UpdateItem conditioned on
     /// the item existing (and on `changes`' condition) that sets the new pointers
     /// and attributes and removes what was set to `None`. Never an upsert: a
     /// missing item gives [`Error::NotFound`], a false condition
     /// [`Error::ConditionFailed`].
+    ///
+    /// For a model with a `#[vhs(version)]` attribute, `changes` must say which
+    /// version the caller read ([`Changes::if_version`]); the update then also
+    /// requires the stored version to be that one and writes `version + 1`, and a
+    /// stale caller gets [`Error::VersionConflict`] with the version it found.
     ///
     /// After success, with [`Options::clean_up_when_succeeded`], the old objects
     /// the new item no longer references are deleted; a failure there never fails
@@ -815,7 +913,7 @@ impl Store {
     /// deleted.
     ///
     /// Changes that change nothing write nothing: the call becomes a consistent read
-    /// that still answers `NotFound` and evaluates the condition.
+    /// that still answers `NotFound` and evaluates the conditions.
     pub async fn update_large<M: Model>(
         &self,
         key: &Key<M>,
@@ -823,7 +921,9 @@ impl Store {
     ) -> Result<Updated<M>> {
         let changes = changes.into();
         changes.validate()?;
-        let uploads = self.plan(key, &changes.large)?;
+        key.validate()?;
+        let target = self.target(key);
+        let uploads = self.plan(&target, &changes.large)?;
         let mut update = ItemUpdate {
             set: changes
                 .set
@@ -832,6 +932,35 @@ impl Store {
                 .collect(),
             remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
         };
+        let mut condition = Condition::exists(M::SCHEMA.hash_key.name);
+        if let Some(c) = changes.condition {
+            condition = condition.and(c);
+        }
+        let version = match (M::SCHEMA.version, changes.expected_version) {
+            (Some(attr), Some(v)) => Some((attr, v)),
+            (None, None) => None,
+            (Some(attr), None) => {
+                return Err(Error::invalid(format!(
+                    "table `{}` is versioned by `{attr}`: say which version you read with `if_version(..)`",
+                    M::SCHEMA.table
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid(format!(
+                    "`if_version` on table `{}`, whose model has no #[vhs(version)] attribute",
+                    M::SCHEMA.table
+                )))
+            }
+        };
+        if let Some((attr, v)) = version {
+            let next = v
+                .checked_add(1)
+                .ok_or_else(|| Error::invalid("version overflow"))?;
+            update
+                .set
+                .push((attr.to_owned(), AttributeValue::N(next.to_string())));
+            condition = condition.and(Condition::eq(attr, v));
+        }
         for u in &uploads {
             match &u.target {
                 Some((object_key, _, _)) => update.set.push((
@@ -841,55 +970,39 @@ impl Store {
                 None => update.remove.push(u.attr.to_owned()),
             }
         }
-        let mut lower_bound = key.to_item();
+        let mut lower_bound = target.key.clone();
         update.apply(&mut lower_bound);
-        let size = item_size(&lower_bound);
-        if size > MAX_ITEM_BYTES {
-            return Err(Error::invalid(format!(
-                "the attributes this update sets on item {key} are {size} bytes, above DynamoDB's item limit of {MAX_ITEM_BYTES}"
-            )));
-        }
+        check_item_size(&target, &lower_bound)?;
         if update.is_empty() {
             // Nothing to write: a consistent read answers the same questions (and
             // some servers reject an UpdateItem without an UpdateExpression).
-            let (table, k) = self.describe(key);
             let old = self
                 .inner
                 .backend
-                .get_item(&table, &key.to_item(), true)
+                .get_item(&target.table, &target.key, true)
                 .await?
-                .ok_or_else(|| Error::NotFound {
-                    table: table.clone(),
-                    key: k.clone(),
-                })?;
-            if changes
-                .condition
-                .as_ref()
-                .is_some_and(|c| !c.evaluate(Some(&old)))
-            {
-                return Err(Error::ConditionFailed { table, key: k });
+                .ok_or_else(|| target.not_found())?;
+            if !condition.evaluate(Some(&old)) {
+                return Err(Error::ConditionFailed {
+                    table: target.table,
+                    key: target.describe,
+                });
             }
             return Ok(Updated {
                 old,
                 staged: Staged {
-                    key: key.clone(),
+                    target,
                     attrs: Vec::new(),
+                    _model: std::marker::PhantomData,
                 },
                 cleanup: Cleanup::default(),
             });
         }
-        let staged = self.upload(key, uploads).await?;
-        let exists = Condition::exists(M::SCHEMA.hash_key.name);
-        let user_condition = changes.condition.is_some();
-        let condition = match changes.condition {
-            Some(c) => exists.and(c),
-            None => exists,
-        };
-        let table = self.table_name::<M>();
+        let staged = self.upload(&target, uploads).await?;
         let result = self
             .inner
             .backend
-            .update_item(table, &key.to_item(), &update, Some(&condition))
+            .update_item(&target.table, &target.key, &update, Some(&condition))
             .await;
         let error = match result {
             Ok(Conditional::Applied(old)) => {
@@ -905,22 +1018,28 @@ impl Store {
                 });
             }
             Ok(Conditional::Failed) => {
-                let (table, k) = self.describe(key);
-                let exists = if user_condition {
-                    // Tell a missing item from a false condition.
-                    let current = self
-                        .inner
-                        .backend
-                        .get_item(&table, &key.to_item(), true)
-                        .await;
-                    !matches!(current, Ok(None))
-                } else {
-                    false
-                };
-                if exists {
-                    Error::ConditionFailed { table, key: k }
-                } else {
-                    Error::NotFound { table, key: k }
+                // Tell a missing item from a false condition or a stale version.
+                let current = self
+                    .inner
+                    .backend
+                    .get_item(&target.table, &target.key, true)
+                    .await;
+                match (current, version) {
+                    (Ok(None), _) => target.not_found(),
+                    (Ok(Some(item)), Some((attr, expected)))
+                        if !Condition::eq(attr, expected).evaluate(Some(&item)) =>
+                    {
+                        Error::VersionConflict {
+                            table: target.table.clone(),
+                            key: target.describe.clone(),
+                            expected,
+                            found: number_attr(&item, attr),
+                        }
+                    }
+                    _ => Error::ConditionFailed {
+                        table: target.table.clone(),
+                        key: target.describe.clone(),
+                    },
                 }
             }
             Err(e) => e,
@@ -937,30 +1056,44 @@ impl Store {
     /// item is gone either way.
     pub async fn delete_large<M: Model>(&self, key: &Key<M>) -> Result<Deleted<M>> {
         key.validate()?;
-        let table = self.table_name::<M>();
-        let old = match self
-            .inner
-            .backend
-            .delete_item(table, &key.to_item(), None)
-            .await?
-        {
-            Conditional::Applied(Some(old)) => old,
-            Conditional::Applied(None) | Conditional::Failed => {
-                let (table, key) = self.describe(key);
-                return Err(Error::NotFound { table, key });
-            }
-        };
-        let candidates = M::SCHEMA
-            .large
-            .iter()
-            .filter_map(|a| self.owned_object(key, a.name, old.get(a.name)?))
-            .collect();
-        let cleanup = self.guarded_delete(key, candidates).await;
+        let target = self.target(key);
+        let (old, cleanup) = self.delete_record::<M>(&target, None).await?;
         Ok(Deleted {
             old,
             cleanup,
             _model: std::marker::PhantomData,
         })
+    }
+
+    /// DeleteItem (optionally conditional), then the objects of `M`'s large
+    /// attributes that belong to the item, through the guard.
+    pub(crate) async fn delete_record<M: Model>(
+        &self,
+        target: &Target,
+        condition: Option<&Condition>,
+    ) -> Result<(Item, Cleanup)> {
+        let old = match self
+            .inner
+            .backend
+            .delete_item(&target.table, &target.key, condition)
+            .await?
+        {
+            Conditional::Applied(Some(old)) => old,
+            Conditional::Applied(None) => return Err(target.not_found()),
+            Conditional::Failed => {
+                return Err(Error::ConditionFailed {
+                    table: target.table.clone(),
+                    key: target.describe.clone(),
+                })
+            }
+        };
+        let candidates = M::SCHEMA
+            .large
+            .iter()
+            .filter_map(|a| self.owned_object(target, a.name, old.get(a.name)?))
+            .collect();
+        let cleanup = self.guarded_delete(target, candidates).await;
+        Ok((old, cleanup))
     }
 
     /// Reads an item and every large value (eventually consistent read).
@@ -978,26 +1111,42 @@ impl Store {
 
     async fn read<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<M> {
         let mut stored = self.get_stored(key, consistent).await?;
+        // A concurrent update may replace the item and delete the objects we were
+        // about to read: a pointer that changed meanwhile is a race to read again,
+        // one that did not is a dangling pointer.
+        for _ in 0..READ_RACE_RETRIES {
+            match self.load_all(&mut stored).await {
+                Err(Error::DanglingPointer { attr, uri }) => {
+                    let now = self.get_stored(key, true).await?;
+                    if now.pointer(&attr) == Some(uri.as_str()) {
+                        return Err(Error::DanglingPointer { attr, uri });
+                    }
+                    stored = now;
+                }
+                other => return other.map(|()| stored.model),
+            }
+        }
+        self.load_all(&mut stored).await.map(|()| stored.model)
+    }
+
+    /// Loads every large attribute the item holds.
+    pub(crate) async fn load_all<M: Model>(&self, stored: &mut Stored<M>) -> Result<()> {
         let all: Vec<&str> = stored.pointers.iter().map(|(a, _)| *a).collect();
-        self.load(&mut stored, &all).await?;
-        Ok(stored.model)
+        self.load(stored, &all).await
     }
 
     /// Reads only the item: ordinary fields and pointers, no object fetched.
     pub async fn get_stored<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<Stored<M>> {
         key.validate()?;
-        let table = self.table_name::<M>();
+        let target = self.target(key);
         match self
             .inner
             .backend
-            .get_item(table, &key.to_item(), consistent)
+            .get_item(&target.table, &target.key, consistent)
             .await?
         {
             Some(item) => Stored::from_item(item),
-            None => {
-                let (table, key) = self.describe(key);
-                Err(Error::NotFound { table, key })
-            }
+            None => Err(target.not_found()),
         }
     }
 
@@ -1014,13 +1163,19 @@ impl Store {
                 ))
             })?;
             if let Some(uri) = stored.pointer(attr) {
-                wanted.push((index, *attr, self.check_pointer(attr, uri)?));
+                let attr = M::SCHEMA.large[index].name;
+                wanted.push((index, attr, self.check_pointer(attr, uri)?));
             }
         }
-        let fetched: Vec<Result<(usize, Bytes)>> = stream::iter(wanted)
+        // Futures built up front (not in a stream combinator's closure), so the
+        // caller's future stays provably `Send`.
+        let fetches: Vec<_> = wanted
+            .into_iter()
             .map(|(index, attr, pointer)| async move {
                 self.fetch(attr, &pointer).await.map(|b| (index, b))
             })
+            .collect();
+        let fetched: Vec<Result<(usize, Bytes)>> = stream::iter(fetches)
             .buffer_unordered(self.inner.options.max_concurrency)
             .collect()
             .await;

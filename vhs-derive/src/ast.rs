@@ -39,6 +39,8 @@ pub enum Role<'a> {
     Large {
         inner: &'a Type,
     },
+    /// The `#[vhs(version)]` field: an ordinary attribute that the store writes.
+    Version,
     Plain,
 }
 
@@ -119,6 +121,13 @@ impl<'a> Input<'a> {
             .find(|field| matches!(field.role, Role::RangeKey))
     }
 
+    /// The `#[vhs(version)]` field, if any.
+    pub fn version(&self) -> Option<&Field<'a>> {
+        self.fields
+            .iter()
+            .find(|field| matches!(field.role, Role::Version))
+    }
+
     /// The `#[large]` fields, in field order, which is the schema's order.
     pub fn large(&self) -> impl Iterator<Item = (&Field<'a>, &'a Type)> {
         self.fields.iter().filter_map(|field| match field.role {
@@ -145,6 +154,9 @@ impl<'a> Field<'a> {
             Role::Large {
                 inner: option_inner(&node.ty).unwrap_or(&node.ty),
             }
+        } else if attrs.version.is_some() {
+            // Validation reports a version on a key or `#[large]` field.
+            Role::Version
         } else {
             Role::Plain
         };

@@ -21,6 +21,8 @@ pub struct FieldAttrs<'a> {
     pub hash_key: Option<Path>,
     /// The `range_key` word, kept for error spans.
     pub range_key: Option<Path>,
+    /// The `version` word, kept for error spans.
+    pub version: Option<Path>,
     pub rename: Option<LitStr>,
     pub large: Option<Large<'a>>,
 }
@@ -32,7 +34,7 @@ pub struct Large<'a> {
 }
 
 const CONTAINER_KEYS: &str = "`table` or `crate`";
-const FIELD_KEYS: &str = "`hash_key`, `range_key` or `rename`";
+const FIELD_KEYS: &str = "`hash_key`, `range_key`, `version` or `rename`";
 
 pub fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
     let mut out = ContainerAttrs {
@@ -85,6 +87,7 @@ pub fn field<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> 
     let mut out = FieldAttrs {
         hash_key: None,
         range_key: None,
+        version: None,
         rename: None,
         large: None,
     };
@@ -110,6 +113,9 @@ fn field_key(meta: &ParseNestedMeta, out: &mut FieldAttrs) -> Result<()> {
     } else if meta.path.is_ident("range_key") {
         flag(meta, "range_key")?;
         set_once(meta, &mut out.range_key, meta.path.clone())
+    } else if meta.path.is_ident("version") {
+        flag(meta, "version")?;
+        set_once(meta, &mut out.version, meta.path.clone())
     } else if meta.path.is_ident("rename") {
         let rename = string(meta, "rename")?;
         set_once(meta, &mut out.rename, rename)
@@ -201,7 +207,7 @@ fn set_once<T>(meta: &ParseNestedMeta, slot: &mut Option<T>, value: T) -> Result
 }
 
 fn is_field_key(path: &Path) -> bool {
-    ["hash_key", "range_key", "rename"]
+    ["hash_key", "range_key", "version", "rename"]
         .iter()
         .any(|key| path.is_ident(key))
 }

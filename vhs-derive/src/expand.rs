@@ -2,8 +2,8 @@
 //! no direct dependency on the crates vhs is built on.
 //!
 //! Calls whose trait bounds check a field's type (`key_kind::<T>`,
-//! `content_type::<T>`, ...) are spanned at that type, so an unsupported type is
-//! reported where it is written.
+//! `content_type::<T>`, `version_attr::<T>`, ...) are spanned at that type, so an
+//! unsupported type is reported where it is written.
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -77,6 +77,14 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
         };
         quote!(#p::LargeAttr { name: #name, content_type: #content_type })
     });
+    let version_def = match input.version() {
+        Some(field) => {
+            let (name, ty) = (&field.name, field.ty);
+            let attr = quote_spanned!(ty.span()=> #p::version_attr::<#ty>(#name));
+            quote!(#p::Option::Some(#attr))
+        }
+        None => quote!(#p::Option::None),
+    };
 
     let key_value = |field: &Field| {
         let (member, ty) = (field.ident, field.ty);
@@ -164,6 +172,7 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 hash_key: #hash_def,
                 range_key: #range_def,
                 large: &[#(#large_defs),*],
+                version: #version_def,
             };
 
             fn primary_key(&self) -> #p::Key<Self> {
@@ -310,7 +319,8 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
         let (member, ty, name) = (field.ident, field.ty, &field.name);
         let setter = format_ident!("set_{}", member.unraw(), span = member.span());
         let set = match field.role {
-            Role::HashKey | Role::RangeKey => continue,
+            // The store writes the version; `if_version` states the expected one.
+            Role::HashKey | Role::RangeKey | Role::Version => continue,
             Role::Large { inner } => {
                 let index = Literal::usize_unsuffixed(large_index);
                 large_index += 1;
@@ -337,11 +347,38 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
         });
     }
 
-    let struct_doc = format!(
-        "Typed changes to a stored `{model}`, built with `{model}::changes()`: one \
-         `set_<field>` method per field that is not a key, and `condition`. Converts \
-         into the `Changes` that `update_large` takes."
-    );
+    let if_version = input.version().map(|field| {
+        let doc = format!(
+            "Optimistic locking on the version attribute `{}`: the update succeeds \
+             only if the stored version is still `version`, and writes `version + 1`; \
+             otherwise it fails with `Error::VersionConflict`.",
+            field.name
+        );
+        quote! {
+            #[doc = #doc]
+            #[must_use]
+            pub fn if_version(self, version: u64) -> Self {
+                #update {
+                    changes: self.changes.if_version(version),
+                }
+            }
+        }
+    });
+
+    let struct_doc = if input.version().is_some() {
+        format!(
+            "Typed changes to a stored `{model}`, built with `{model}::changes()`: one \
+             `set_<field>` method per field that is neither a key nor the version, \
+             `if_version` and `condition`. Converts into the `Changes` that \
+             `update_large` takes."
+        )
+    } else {
+        format!(
+            "Typed changes to a stored `{model}`, built with `{model}::changes()`: one \
+             `set_<field>` method per field that is not a key, and `condition`. Converts \
+             into the `Changes` that `update_large` takes."
+        )
+    };
     let new_doc = format!("No changes to a `{model}` yet.");
 
     quote! {
@@ -362,6 +399,8 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
             }
 
             #(#setters)*
+
+            #if_version
 
             /// Adds a condition on the stored item; several conditions are combined
             /// with AND, and the update fails if they do not hold.

@@ -25,6 +25,8 @@ use syn::{parse_macro_input, DeriveInput};
 ///     pk: String,
 ///     #[vhs(range_key)]
 ///     sk: String,
+///     #[vhs(version)]
+///     version: u64,
 ///     #[vhs(rename = "updateAt")]
 ///     update_at: DateTime<Utc>,
 ///     #[large]
@@ -45,6 +47,11 @@ use syn::{parse_macro_input, DeriveInput};
 /// - `#[vhs(hash_key)]`: the hash (partition) key; exactly one field. Its type is
 ///   `String` or an integer type.
 /// - `#[vhs(range_key)]`: the range (sort) key; optional, same types.
+/// - `#[vhs(version)]`: the version attribute, for optimistic locking; at most
+///   one field, not a key and not `#[large]`. Its type is an integer type (`u64`
+///   is the natural choice). It is stored like an ordinary attribute, but it is
+///   the store that writes it, so the update builder has no setter for it; an
+///   update states the version it read with `if_version` instead.
 /// - `#[vhs(rename = "...")]`: the attribute name; defaults to the field's name.
 /// - `#[large]`, `#[large(content_type = "...")]`: the value is stored as an S3
 ///   object and the item holds a pointer to it. The field's type is `Option<T>`
@@ -61,8 +68,11 @@ use syn::{parse_macro_input, DeriveInput};
 ///   `create_large`, `get_large`, `get_large_consistent`, `update_large`,
 ///   `delete_large` call the `Store` methods of the same names.
 /// - `DocumentUpdate`, with the struct's visibility: a typed update builder with a
-///   `set_<field>` method for every field that is not a key and a `condition`
-///   method; it converts into `vhs::Changes<Document>`.
+///   `set_<field>` method for every field that is neither a key nor the version,
+///   and a `condition` method; for a model with a version field, also
+///   `if_version(version)`: the update succeeds only if the stored version is
+///   still `version`, and writes `version + 1`. It converts into
+///   `vhs::Changes<Document>`.
 #[proc_macro_derive(Model, attributes(vhs, large))]
 pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -1,6 +1,7 @@
 //! Checks across attributes and fields. Types that are only known to be wrong
 //! after type checking (a key that is not `String` or an integer, a large value
-//! that is not a `LargeValue`) are left to trait bounds in the generated code.
+//! that is not a `LargeValue`, a version that is not an integer) are left to trait
+//! bounds in the generated code.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use crate::Errors;
 pub fn validate(input: &Input, errors: &mut Errors) {
     check_generics(input.generics, errors);
     check_keys(input, errors);
+    check_version(input, errors);
     for field in &input.fields {
         check_field(field, errors);
     }
@@ -69,6 +71,36 @@ fn check_keys(input: &Input, errors: &mut Errors) {
             input.ident,
             "missing `#[vhs(hash_key)]`: exactly one field must be the hash key",
         ));
+    }
+}
+
+fn check_version(input: &Input, errors: &mut Errors) {
+    let mut version: Option<&Field> = None;
+    for field in &input.fields {
+        let Some(word) = &field.attrs.version else {
+            continue;
+        };
+        // One error per `version` word: a misplaced one is not also a duplicate.
+        if field.is_key() {
+            errors.push(Error::new_spanned(
+                word,
+                "a key field cannot be `#[vhs(version)]`: the version changes on every write, and keys never change",
+            ));
+        } else if field.attrs.large.is_some() {
+            errors.push(Error::new_spanned(
+                word,
+                "a `#[large]` field cannot be `#[vhs(version)]`: the version is an integer kept in the DynamoDB item, where writes check it",
+            ));
+        } else if let Some(first) = version {
+            errors.push(Error::new_spanned(
+                word,
+                format!(
+                    "duplicate version attribute: field `{}` is already `#[vhs(version)]`; a model has at most one version",
+                    first.ident
+                ),
+            ));
+        }
+        version.get_or_insert(field);
     }
 }
 
