@@ -750,7 +750,7 @@ pub async fn step_by_step_put_item_flow(fx: Fixture) {
         .put_item(&table, item, Some(&Condition::not_exists("pk")))
         .await
         .unwrap();
-    assert_eq!(put, vhs::Conditional::Applied(()));
+    assert_eq!(put, vhs::Conditional::Applied(None));
     assert_eq!(fx.store.get_large(&key).await.unwrap(), doc);
 
     // A second writer stages other content, its PutItem fails, its hook cleans up.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vhs::{Backend, FaultyBackend, Item, MemoryBackend, Model, Store, StoreBuilder};
 
-use crate::models::{Blob, Document};
+use crate::models::{Blob, Document, VDoc};
 
 /// Which backend a contract test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +53,13 @@ impl Fixture {
         let tables = (format!("documents-{id}"), format!("blobs-{id}"));
         let builder = Store::builder(faults.clone(), bucket.clone())
             .table_for::<Document>(tables.0.clone())
-            .table_for::<Blob>(tables.1.clone());
+            .table_for::<Blob>(tables.1.clone())
+            .table_for::<VDoc>(format!("vdocs-{id}"));
         let store = configure(builder).build().expect("store");
         store.ensure_bucket().await.expect("bucket");
         store.ensure_table::<Document>().await.expect("table");
         store.ensure_table::<Blob>().await.expect("table");
+        store.ensure_table::<VDoc>().await.expect("table");
         faults.reset();
         Fixture {
             kind,

@@ -11,13 +11,14 @@ mod faults;
 mod fixture;
 mod models;
 mod transact;
+mod versioned;
 
 /// Generates one `#[tokio::test]` per case and backend.
 macro_rules! contract {
     ($($module:ident :: $case:ident),* $(,)?) => {
         mod memory {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     crate::$module::$case(crate::fixture::Fixture::new(crate::fixture::Kind::Memory).await).await
                 }
@@ -25,13 +26,13 @@ macro_rules! contract {
         }
         mod on_emulator {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     crate::$module::$case(crate::fixture::Fixture::new(crate::fixture::Kind::Emulator).await).await
                 }
             )*
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn transact_write_items_with_a_second_item() {
                 crate::transact::transact_write_items_with_a_second_item().await
             }
@@ -86,4 +87,15 @@ contract! {
     faults::delete_per_key_errors_are_reported,
     faults::call_sequences,
     faults::every_failure_point,
+    versioned::single_version_put_rules,
+    versioned::single_version_put_latest_and_start,
+    versioned::multi_version_put_get_versions,
+    versioned::multi_version_pagination,
+    versioned::multi_version_delete_and_prune,
+    versioned::dangling_latest_is_not_no_version,
+    versioned::clashing_large_attribute_is_rejected,
+    versioned::racing_identical_creates,
+    versioned::stale_writer_gets_version_conflict,
+    versioned::concurrent_updates_lose_nothing,
+    versioned::concurrent_put_latest_writes_each_version_once,
 }

@@ -67,3 +67,50 @@ impl Blob {
         }
     }
 }
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct CounterState {
+    pub count: u64,
+    pub writers: Vec<u32>,
+}
+
+/// A value for the versioned stores: the counter lives in a large JSON attribute.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "counters")]
+pub struct Counter {
+    #[vhs(hash_key)]
+    pub name: String,
+    #[large]
+    pub state: Option<Json<CounterState>>,
+    pub label: String,
+}
+
+impl Counter {
+    pub fn new(count: u64) -> Self {
+        Counter {
+            name: "c".into(),
+            state: Some(Json(CounterState {
+                count,
+                writers: Vec::new(),
+            })),
+            label: format!("count {count}"),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.0.count)
+    }
+}
+
+/// Optimistic locking through the transactional API.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "vdocs")]
+pub struct VDoc {
+    #[vhs(hash_key)]
+    pub id: String,
+    #[vhs(version)]
+    pub version: u64,
+    #[large]
+    pub body: Option<String>,
+    pub title: String,
+}
