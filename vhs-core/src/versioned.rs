@@ -146,6 +146,15 @@ where
     }
 }
 
+/// The version of an envelope item.
+fn version_of(item: &Item) -> Result<u64> {
+    number_attr(item, VERSION).ok_or_else(|| Error::Codec {
+        direction: "decode",
+        attr: VERSION.to_owned(),
+        source: "missing or not a number".into(),
+    })
+}
+
 /// A value with the version it was read at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<M> {
@@ -288,11 +297,7 @@ impl<M: Model> Core<M> {
 
     /// Splits an envelope into its version and its stored value.
     fn open(&self, mut item: Item) -> Result<(u64, Stored<M>)> {
-        let version = number_attr(&item, VERSION).ok_or_else(|| Error::Codec {
-            direction: "decode",
-            attr: VERSION.to_owned(),
-            source: "missing or not a number".into(),
-        })?;
+        let version = version_of(&item)?;
         let mut inner = match item.remove(VALUE) {
             Some(AttributeValue::M(m)) => m,
             None => Item::new(),
@@ -350,13 +355,9 @@ impl<M: Model> Core<M> {
 
     /// The newest envelope of `id`, if any (consistent).
     async fn latest_item(&self, id: &str) -> Result<Option<Item>> {
-        if id.is_empty() {
-            return Err(Error::invalid(
-                "the id is empty; DynamoDB key strings must be non-empty",
-            ));
-        }
+        // Validates the id for both stores.
+        let target = self.target(id, 0)?;
         if !self.multi {
-            let target = self.target(id, 0)?;
             return self
                 .store
                 .backend()
@@ -515,13 +516,7 @@ impl<M: Model> Core<M> {
         let latest = self
             .latest_item(id)
             .await?
-            .map(|i| {
-                number_attr(&i, VERSION).ok_or_else(|| Error::Codec {
-                    direction: "decode",
-                    attr: VERSION.to_owned(),
-                    source: "missing or not a number".into(),
-                })
-            })
+            .map(|i| version_of(&i))
             .transpose()?;
         let next = match latest {
             Some(v) => v
@@ -741,17 +736,7 @@ impl<M: Model> MultiVersionStore<M> {
                     consistent: true,
                 })
                 .await?;
-            let versions: Vec<Result<u64>> = page
-                .items
-                .iter()
-                .map(|i| {
-                    number_attr(i, VERSION).ok_or_else(|| Error::Codec {
-                        direction: "decode",
-                        attr: VERSION.to_owned(),
-                        source: "missing or not a number".into(),
-                    })
-                })
-                .collect();
+            let versions: Vec<Result<u64>> = page.items.iter().map(version_of).collect();
             let next = page.last_key.map(Some);
             Ok::<_, Error>(Some((stream::iter(versions), next)))
         });
