@@ -294,6 +294,16 @@ pub async fn call_sequences(fx: Fixture) {
     );
 }
 
+/// GC with no grace period: every orphan goes.
+pub fn gc_now() -> vhs::maintenance::GcOptions {
+    vhs::maintenance::GcOptions::default().grace(std::time::Duration::ZERO)
+}
+
+/// Verify with re-hashing.
+pub fn verify_opts() -> vhs::maintenance::VerifyOptions {
+    vhs::maintenance::VerifyOptions::default().rehash(true)
+}
+
 /// What a sweep observed after one faulted call.
 async fn check_state(
     fx: &Fixture,
@@ -350,6 +360,7 @@ pub async fn every_failure_point(fx: Fixture) {
     let faults = [
         ("fail", Fault::Fail { retryable: false }),
         ("lost", Fault::LoseResponse),
+        ("crash", Fault::Crash),
     ];
     let old = Document::sample("p", "s");
     let mut new = old.clone();
@@ -388,6 +399,9 @@ pub async fn every_failure_point(fx: Fixture) {
                     break; // every call of this operation has been faulted once
                 }
                 let faulted = calls[n - 1];
+                // A crash leaves every later call failing: the process is gone.
+                // Restart (no faults) before looking at what it left behind.
+                fx.faults.reset();
                 let state = check_state(&fx, &key, before, after).await;
                 let objects = fx.objects().await;
                 let refs = referenced(&fx, &key).await;
@@ -409,11 +423,24 @@ pub async fn every_failure_point(fx: Fixture) {
                 if result.is_ok() {
                     assert_eq!(state, "new");
                 }
+                // Invariant 1 by the checker, then GC restores invariant 2.
+                let orphans = objects.len() - refs.len();
+                let report = fx
+                    .store
+                    .verify::<Document>(&verify_opts(), |_| {})
+                    .await
+                    .unwrap();
+                assert!(report.is_clean(), "{op} n={n}: {report:?}");
+                assert_eq!(report.orphans as usize, orphans);
+                let gc = fx.store.gc::<Document>(&gc_now(), |_| {}).await.unwrap();
+                assert_eq!(gc.deleted.len(), orphans, "{op} n={n}: {gc:?}");
+                assert_eq!(fx.objects().await, refs, "{op} n={n}: GC left orphans");
+                check_state(&fx, &key, before, after).await;
                 table.push(format!(
-                    "{op:<8} {n:>2} {:<14} {fault_name:<5} {:<6} {state} ({} orphans)",
+                    "{op:<8} {n:>2} {:<14} {fault_name:<5} {:<6} {state:<4} {orphans} orphans, GC removed {}",
                     format!("{faulted:?}"),
                     if result.is_ok() { "ok" } else { "error" },
-                    objects.len() - refs.len(),
+                    gc.deleted.len(),
                 ));
             }
         }

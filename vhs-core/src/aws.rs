@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb as ddb;
@@ -15,7 +15,7 @@ use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
 
 use crate::backend::{
-    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query, QueryPage,
+    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query, QueryPage, Scan,
     StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate, Placeholders};
@@ -409,6 +409,43 @@ impl Backend for AwsBackend {
         })
     }
 
+    async fn scan(&self, request: &Scan) -> Result<QueryPage> {
+        let (segment, total) = match request.segment {
+            Some((s, t)) => (Some(s as i32), Some(t as i32)),
+            None => (None, None),
+        };
+        let out = self
+            .dynamodb
+            .scan()
+            .table_name(&request.table)
+            .set_segment(segment)
+            .set_total_segments(total)
+            .set_limit(request.limit.map(|l| l.min(i32::MAX as usize) as i32))
+            .set_exclusive_start_key(request.start.clone())
+            .consistent_read(request.consistent)
+            .send()
+            .await
+            .map_err(|e| sdk_error("dynamodb", "Scan", e))?;
+        Ok(QueryPage {
+            items: out.items.unwrap_or_default(),
+            last_key: out.last_evaluated_key.filter(|k| !k.is_empty()),
+        })
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
+        match self.s3.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectInfo {
+                key: key.to_owned(),
+                size: out.content_length().unwrap_or_default().max(0) as u64,
+                last_modified: out
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok()),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(e) => Err(sdk_error("s3", "HeadObject", e)),
+        }
+    }
+
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         let mut req = self.s3.create_bucket().bucket(bucket);
         if let Some(region) = self.region.as_deref().filter(|r| *r != "us-east-1") {
@@ -546,6 +583,9 @@ impl Backend for AwsBackend {
                 .map(|o| ObjectInfo {
                     key: o.key().unwrap_or_default().to_owned(),
                     size: o.size().unwrap_or_default().max(0) as u64,
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
                 })
                 .collect(),
             next: out

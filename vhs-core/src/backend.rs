@@ -62,7 +62,22 @@ pub struct Query {
     pub consistent: bool,
 }
 
-/// One page of a [`Query`].
+/// A Scan of a whole table, or of segment `segment.0` of `segment.1`.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// Table.
+    pub table: String,
+    /// `(segment, total_segments)` for a parallel scan.
+    pub segment: Option<(u32, u32)>,
+    /// At most this many items in the page.
+    pub limit: Option<usize>,
+    /// Continue after this key (the previous page's `last_key`).
+    pub start: Option<Item>,
+    /// Strongly consistent read.
+    pub consistent: bool,
+}
+
+/// One page of a [`Query`] or a [`Scan`].
 #[derive(Debug, Clone, Default)]
 pub struct QueryPage {
     /// The items, in range key order.
@@ -118,6 +133,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// When it was last written, if the server said.
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// One page of a listing.
@@ -193,6 +210,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Query: one page of the items with one hash key value, in range key order.
     async fn query(&self, request: &Query) -> Result<QueryPage>;
 
+    /// Scan: one page of a table, or of one segment of a parallel scan.
+    async fn scan(&self, request: &Scan) -> Result<QueryPage>;
+
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, bucket: &str) -> Result<()>;
 
@@ -201,6 +221,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// GetObject; `None` if there is no such object.
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>>;
+
+    /// HeadObject; `None` if there is no such object.
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>>;
 
     /// DeleteObjects for at most [`MAX_DELETE_BATCH`] keys. Returns the keys that
     /// could not be deleted, each with the reason. Deleting a missing key succeeds.
@@ -233,6 +256,12 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn query(&self, request: &Query) -> Result<QueryPage> {
         (**self).query(request).await
+    }
+    async fn scan(&self, request: &Scan) -> Result<QueryPage> {
+        (**self).scan(request).await
+    }
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
+        (**self).head_object(bucket, key).await
     }
     async fn update_item(
         &self,

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::backend::{
-    Backend, Conditional, ObjectPage, PutObject, PutOutcome, Query, QueryPage, StoredObject,
-    TableSpec,
+    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query, QueryPage, Scan,
+    StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -28,6 +28,10 @@ pub enum Op {
     DeleteItem,
     /// Query.
     Query,
+    /// Scan.
+    Scan,
+    /// HeadObject.
+    HeadObject,
     /// CreateBucket.
     CreateBucket,
     /// PutObject.
@@ -201,6 +205,8 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
             Op::UpdateItem => "UpdateItem",
             Op::DeleteItem => "DeleteItem",
             Op::Query => "Query",
+            Op::Scan => "Scan",
+            Op::HeadObject => "HeadObject",
             Op::CreateBucket => "CreateBucket",
             Op::PutObject => "PutObject",
             Op::GetObject => "GetObject",
@@ -235,6 +241,13 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
     async fn query(&self, request: &Query) -> Result<QueryPage> {
         self.run(Op::Query, self.inner.query(request)).await
+    }
+    async fn scan(&self, request: &Scan) -> Result<QueryPage> {
+        self.run(Op::Scan, self.inner.scan(request)).await
+    }
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
+        self.run(Op::HeadObject, self.inner.head_object(bucket, key))
+            .await
     }
     async fn update_item(
         &self,

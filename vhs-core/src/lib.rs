@@ -12,6 +12,7 @@ mod condition;
 mod error;
 mod fault;
 mod layout;
+pub mod maintenance;
 mod memory;
 mod model;
 mod store;
@@ -20,7 +21,7 @@ mod versioned;
 pub use aws::{AwsBackend, AwsOptions};
 pub use backend::{
     item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
-    QueryPage, StoredObject, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    QueryPage, Scan, StoredObject, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,
     MAX_PUT_OBJECT_BYTES,
 };
 pub use changes::{Changes, LargeValues};

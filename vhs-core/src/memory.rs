@@ -2,13 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::task::yield_now;
 
 use crate::backend::{
     item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
-    QueryPage, StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    QueryPage, Scan, StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -41,7 +42,23 @@ pub struct MemoryBackend {
 #[derive(Debug, Default)]
 struct State {
     tables: HashMap<String, Table>,
-    buckets: HashMap<String, BTreeMap<String, StoredObject>>,
+    buckets: HashMap<String, BTreeMap<String, MemObject>>,
+}
+
+#[derive(Debug, Clone)]
+struct MemObject {
+    object: StoredObject,
+    last_modified: SystemTime,
+}
+
+impl MemObject {
+    fn info(&self, key: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: key.to_owned(),
+            size: self.object.body.len() as u64,
+            last_modified: Some(self.last_modified),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -51,6 +68,14 @@ struct Table {
 }
 
 impl Table {
+    /// The key attributes of an item.
+    fn key_item(&self, item: &Item) -> Item {
+        std::iter::once(&self.spec.hash_key)
+            .chain(self.spec.range_key.as_ref())
+            .filter_map(|(n, _)| Some((n.clone(), item.get(n)?.clone())))
+            .collect()
+    }
+
     fn key_of(&self, item: &Item, operation: &'static str) -> Result<(KeyValue, Option<KeyValue>)> {
         let part = |(name, kind): &(String, KeyKind)| -> Result<KeyValue> {
             match (kind, item.get(name)) {
@@ -136,7 +161,7 @@ impl State {
         &mut self,
         name: &str,
         operation: &'static str,
-    ) -> Result<&mut BTreeMap<String, StoredObject>> {
+    ) -> Result<&mut BTreeMap<String, MemObject>> {
         self.buckets
             .get_mut(name)
             .ok_or_else(|| not_found(operation, "NoSuchBucket", &format!("bucket {name}")))
@@ -231,15 +256,7 @@ impl Backend for MemoryBackend {
         let more = items.len() > limit;
         items.truncate(limit);
         let last_key = if more {
-            items.last().map(|(_, item)| {
-                let mut key = Item::new();
-                for (n, _) in std::iter::once(&t.spec.hash_key).chain(t.spec.range_key.as_ref()) {
-                    if let Some(v) = item.get(n) {
-                        key.insert(n.clone(), v.clone());
-                    }
-                }
-                key
-            })
+            items.last().map(|(_, item)| t.key_item(item))
         } else {
             None
         };
@@ -347,10 +364,13 @@ impl Backend for MemoryBackend {
         }
         objects.insert(
             request.key,
-            StoredObject {
-                body: request.body,
-                metadata: request.metadata,
-                content_type: Some(request.content_type),
+            MemObject {
+                object: StoredObject {
+                    body: request.body,
+                    metadata: request.metadata,
+                    content_type: Some(request.content_type),
+                },
+                last_modified: SystemTime::now(),
             },
         );
         Ok(PutOutcome::Created)
@@ -359,7 +379,59 @@ impl Backend for MemoryBackend {
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
         yield_now().await;
         let mut state = self.lock();
-        Ok(state.bucket(bucket, "GetObject")?.get(key).cloned())
+        Ok(state
+            .bucket(bucket, "GetObject")?
+            .get(key)
+            .map(|o| o.object.clone()))
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
+        yield_now().await;
+        let mut state = self.lock();
+        Ok(state
+            .bucket(bucket, "HeadObject")?
+            .get(key)
+            .map(|o| o.info(key)))
+    }
+
+    async fn scan(&self, request: &Scan) -> Result<QueryPage> {
+        yield_now().await;
+        let mut state = self.lock();
+        let t = state.table(&request.table, "Scan")?;
+        let start = match &request.start {
+            Some(item) => Some(t.key_of(item, "Scan")?),
+            None => None,
+        };
+        let in_segment = |k: &(KeyValue, Option<KeyValue>)| match request.segment {
+            None => true,
+            Some((segment, total)) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&k.0, &mut h);
+                std::hash::Hasher::finish(&h) % u64::from(total.max(1)) == u64::from(segment)
+            }
+        };
+        let limit = request.limit.unwrap_or(usize::MAX).max(1);
+        let lower = match &start {
+            Some(s) => std::ops::Bound::Excluded(s),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut items: Vec<(&(KeyValue, Option<KeyValue>), &Item)> = t
+            .items
+            .range((lower, std::ops::Bound::Unbounded))
+            .filter(|(k, _)| in_segment(k))
+            .take(limit.saturating_add(1))
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let last_key = if more {
+            items.last().map(|(_, item)| t.key_item(item))
+        } else {
+            None
+        };
+        Ok(QueryPage {
+            items: items.into_iter().map(|(_, i)| i.clone()).collect(),
+            last_key,
+        })
     }
 
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
@@ -400,10 +472,7 @@ impl Backend for MemoryBackend {
             ))
             .filter(|(k, _)| k.starts_with(prefix))
             .take(PAGE + 1)
-            .map(|(k, o)| ObjectInfo {
-                key: k.clone(),
-                size: o.body.len() as u64,
-            })
+            .map(|(k, o)| o.info(k))
             .collect();
         let next = if page.len() > PAGE {
             page.truncate(PAGE);

@@ -1187,7 +1187,7 @@ impl Store {
     }
 
     /// Refuses pointers into other buckets, outside the prefix, or without an MD5.
-    fn check_pointer(&self, attr: &str, uri: &str) -> Result<(Pointer, String)> {
+    pub(crate) fn check_pointer(&self, attr: &str, uri: &str) -> Result<(Pointer, String)> {
         let bad = |reason: String| Error::BadPointer {
             attr: attr.to_owned(),
             value: uri.to_owned(),
@@ -1215,7 +1215,11 @@ impl Store {
         Ok((pointer, md5))
     }
 
-    async fn fetch(&self, attr: &str, (pointer, md5): &(Pointer, String)) -> Result<Bytes> {
+    pub(crate) async fn fetch(
+        &self,
+        attr: &str,
+        (pointer, md5): &(Pointer, String),
+    ) -> Result<Bytes> {
         let object = self
             .inner
             .backend

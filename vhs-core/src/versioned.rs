@@ -25,6 +25,9 @@ use crate::backend::{Conditional, Query, TableSpec};
 use crate::changes::LargeValues;
 use crate::condition::Condition;
 use crate::error::{Error, Result};
+use crate::maintenance::{
+    display, GcOptions, GcReport, Progress, TableRef, VerifyOptions, VerifyReport,
+};
 use crate::model::{Item, KeyKind, Model};
 use crate::store::{number_attr, Cleanup, Store, Stored, Target, READ_RACE_RETRIES};
 
@@ -281,6 +284,34 @@ impl<M: Model> Core<M> {
             range_key: self.multi.then(|| (VERSION.to_owned(), KeyKind::Number)),
         };
         self.store.backend().create_table(&spec).await
+    }
+
+    fn table_ref(&self) -> TableRef {
+        let multi = self.multi;
+        TableRef {
+            table: self.table.clone(),
+            large: M::SCHEMA.large.iter().map(|a| a.name).collect(),
+            key_of: Box::new(move |k| {
+                let mut key = Item::new();
+                key.insert(ID.to_owned(), AttributeValue::S(k.hash.clone()));
+                match (multi, &k.range) {
+                    (true, Some(v)) if v.parse::<u64>().is_ok() => {
+                        key.insert(VERSION.to_owned(), AttributeValue::N(v.clone()));
+                    }
+                    (false, None) => {}
+                    _ => return None,
+                }
+                Some(key)
+            }),
+            describe: Box::new(move |item| {
+                let id = display(item.get(ID));
+                if multi {
+                    format!("id={id}, version={}", display(item.get(VERSION)))
+                } else {
+                    format!("id={id}")
+                }
+            }),
+        }
     }
 
     fn describe(&self, id: &str) -> String {
@@ -591,6 +622,32 @@ macro_rules! shared_api {
         /// The table name.
         pub fn table(&self) -> &str {
             &self.core.table
+        }
+
+        /// Deletes orphaned objects of this table's items: see
+        /// [`Store::gc`](crate::Store::gc).
+        pub async fn gc(
+            &self,
+            options: &GcOptions,
+            progress: impl Fn(Progress) + Send + Sync,
+        ) -> Result<GcReport> {
+            self.core
+                .store
+                .gc_table(&self.core.table_ref(), options, &progress)
+                .await
+        }
+
+        /// Checks the invariants for this table: see
+        /// [`Store::verify`](crate::Store::verify).
+        pub async fn verify(
+            &self,
+            options: &VerifyOptions,
+            progress: impl Fn(Progress) + Send + Sync,
+        ) -> Result<VerifyReport> {
+            self.core
+                .store
+                .verify_table(&self.core.table_ref(), options, &progress)
+                .await
         }
 
         /// Creates the table with the right key schema if it does not exist.
