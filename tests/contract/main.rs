@@ -6,9 +6,12 @@
 //! One test binary, so the emulator starts once per run.
 
 mod cases;
+mod chaos;
 mod emulator;
 mod faults;
 mod fixture;
+mod inputs;
+mod maintenance;
 mod models;
 mod transact;
 mod versioned;
@@ -31,6 +34,11 @@ macro_rules! contract {
                     crate::$module::$case(crate::fixture::Fixture::new(crate::fixture::Kind::Emulator).await).await
                 }
             )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn aws_options_and_no_secrets_in_debug() {
+                crate::inputs::aws_options_and_no_secrets_in_debug().await
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn transact_write_items_with_a_second_item() {
@@ -87,6 +95,12 @@ contract! {
     faults::delete_per_key_errors_are_reported,
     faults::call_sequences,
     faults::every_failure_point,
+    inputs::bad_inputs_are_rejected_before_writing,
+    inputs::hostile_key_characters_round_trip,
+    inputs::missing_table_and_bucket_are_backend_errors,
+    maintenance::gc_respects_grace_dry_run_and_foreign_keys,
+    maintenance::verify_reports_every_broken_pointer,
+    maintenance::gc_is_safe_while_writers_run,
     versioned::single_version_put_rules,
     versioned::single_version_put_latest_and_start,
     versioned::multi_version_put_get_versions,

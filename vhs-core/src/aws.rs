@@ -35,6 +35,33 @@ pub struct AwsOptions {
     /// S3-compatible servers (older MinIO, Ceph RGW 16) reject the CRC32 checksums
     /// the SDK adds by default. vhs still sends `Content-MD5` on every upload.
     pub checksums_when_required: bool,
+    /// Server-side encryption of every object vhs writes.
+    pub encryption: Option<Encryption>,
+    /// Sent as `ExpectedBucketOwner` on every S3 call: S3 refuses the call if the
+    /// bucket belongs to another account.
+    pub expected_bucket_owner: Option<String>,
+    /// Attempts per request, the first included, with the SDK's standard retry
+    /// mode (exponential backoff with jitter) for throttling, 5xx and transient
+    /// network errors. Default: the SDK's (3).
+    pub max_attempts: Option<u32>,
+    /// Time allowed to connect. Default: the SDK's.
+    pub connect_timeout: Option<Duration>,
+    /// Time allowed for one attempt of a request. Default: none.
+    pub attempt_timeout: Option<Duration>,
+    /// Time allowed for a request, all attempts included. Default: none.
+    pub operation_timeout: Option<Duration>,
+}
+
+/// Server-side encryption of the objects vhs writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// SSE-S3 (`AES256`).
+    S3,
+    /// SSE-KMS, with the given key (or the account's default `aws/s3` key).
+    Kms {
+        /// KMS key id or ARN.
+        key_id: Option<String>,
+    },
 }
 
 impl AwsOptions {
@@ -43,8 +70,39 @@ impl AwsOptions {
         AwsOptions {
             endpoint_url: Some(url.into()),
             force_path_style: true,
-            checksums_when_required: false,
+            ..AwsOptions::default()
         }
+    }
+
+    /// Sets [`AwsOptions::encryption`].
+    pub fn encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// Sets [`AwsOptions::expected_bucket_owner`].
+    pub fn expected_bucket_owner(mut self, account_id: impl Into<String>) -> Self {
+        self.expected_bucket_owner = Some(account_id.into());
+        self
+    }
+
+    /// Sets [`AwsOptions::max_attempts`].
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Sets the connect, attempt and operation timeouts.
+    pub fn timeouts(
+        mut self,
+        connect: Option<Duration>,
+        attempt: Option<Duration>,
+        operation: Option<Duration>,
+    ) -> Self {
+        self.connect_timeout = connect;
+        self.attempt_timeout = attempt;
+        self.operation_timeout = operation;
+        self
     }
 
     /// Sets [`AwsOptions::endpoint_url`].
@@ -72,6 +130,8 @@ pub struct AwsBackend {
     dynamodb: ddb::Client,
     s3: s3::Client,
     region: Option<String>,
+    encryption: Option<Encryption>,
+    expected_bucket_owner: Option<String>,
 }
 
 impl fmt::Debug for AwsBackend {
@@ -79,6 +139,8 @@ impl fmt::Debug for AwsBackend {
         // The clients' configs hold credentials providers: print none of it.
         f.debug_struct("AwsBackend")
             .field("region", &self.region)
+            .field("encryption", &self.encryption)
+            .field("expected_bucket_owner", &self.expected_bucket_owner)
             .finish_non_exhaustive()
     }
 }
@@ -102,10 +164,35 @@ impl AwsBackend {
                 .request_checksum_calculation(s3::config::RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(s3::config::ResponseChecksumValidation::WhenRequired);
         }
+        if let Some(n) = options.max_attempts {
+            let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(n.max(1));
+            d = d.retry_config(retry.clone());
+            s = s.retry_config(retry);
+        }
+        if options.connect_timeout.is_some()
+            || options.attempt_timeout.is_some()
+            || options.operation_timeout.is_some()
+        {
+            let mut t = aws_config::timeout::TimeoutConfig::builder();
+            if let Some(v) = options.connect_timeout {
+                t = t.connect_timeout(v);
+            }
+            if let Some(v) = options.attempt_timeout {
+                t = t.operation_attempt_timeout(v);
+            }
+            if let Some(v) = options.operation_timeout {
+                t = t.operation_timeout(v);
+            }
+            let t = t.build();
+            d = d.timeout_config(t.clone());
+            s = s.timeout_config(t);
+        }
         AwsBackend {
             dynamodb: ddb::Client::from_conf(d.build()),
             s3: s3::Client::from_conf(s.build()),
             region: config.region().map(|r| r.to_string()),
+            encryption: options.encryption,
+            expected_bucket_owner: options.expected_bucket_owner,
         }
     }
 
@@ -116,7 +203,21 @@ impl AwsBackend {
             dynamodb,
             s3,
             region,
+            encryption: None,
+            expected_bucket_owner: None,
         }
+    }
+
+    /// Encrypts every object written with `encryption`.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// Sends `ExpectedBucketOwner` on every S3 call.
+    pub fn with_expected_bucket_owner(mut self, account_id: impl Into<String>) -> Self {
+        self.expected_bucket_owner = Some(account_id.into());
+        self
     }
 
     /// The DynamoDB client, for calls vhs does not make (e.g. TransactWriteItems).
@@ -433,7 +534,15 @@ impl Backend for AwsBackend {
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
-        match self.s3.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(ObjectInfo {
                 key: key.to_owned(),
                 size: out.content_length().unwrap_or_default().max(0) as u64,
@@ -476,7 +585,19 @@ impl Backend for AwsBackend {
             .content_md5(request.content_md5)
             .content_type(request.content_type)
             .set_metadata(non_empty(request.metadata))
-            .body(s3::primitives::ByteStream::from(request.body));
+            .body(s3::primitives::ByteStream::from(request.body))
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone());
+        match &self.encryption {
+            Some(Encryption::S3) => {
+                req = req.server_side_encryption(s3::types::ServerSideEncryption::Aes256)
+            }
+            Some(Encryption::Kms { key_id }) => {
+                req = req
+                    .server_side_encryption(s3::types::ServerSideEncryption::AwsKms)
+                    .set_ssekms_key_id(key_id.clone())
+            }
+            None => {}
+        }
         if request.if_none_match {
             req = req.if_none_match("*");
         }
@@ -493,7 +614,15 @@ impl Backend for AwsBackend {
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
-        let out = match self.s3.get_object().bucket(bucket).key(key).send().await {
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(sdk_error("s3", "GetObject", e)),
@@ -542,6 +671,7 @@ impl Backend for AwsBackend {
             .delete_objects()
             .bucket(bucket)
             .delete(delete)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
             .send()
             .await
             .map_err(|e| sdk_error("s3", "DeleteObjects", e))?;
@@ -572,6 +702,7 @@ impl Backend for AwsBackend {
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
             .set_continuation_token(continuation)
             .send()
             .await

@@ -18,7 +18,7 @@ mod model;
 mod store;
 mod versioned;
 
-pub use aws::{AwsBackend, AwsOptions};
+pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
     item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
     QueryPage, Scan, StoredObject, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,

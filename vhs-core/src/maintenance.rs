@@ -31,6 +31,9 @@ use crate::layout::ObjectKey;
 use crate::model::{Item, KeyKind, Model};
 use crate::store::Store;
 
+/// The resolution of S3's `LastModified`.
+const TIMESTAMP_RESOLUTION: Duration = Duration::from_secs(1);
+
 /// Progress of a [`Store::gc`] or [`Store::verify`] run, reported as it goes (for
 /// a progress bar). Counts are running totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +54,9 @@ pub enum Progress {
 #[non_exhaustive]
 pub struct GcOptions {
     /// Unreferenced objects younger than this are kept: they may belong to a write
-    /// in flight (uploaded, item not yet written). Default 1 hour.
+    /// in flight (uploaded, item not yet written). Ages are measured with the local
+    /// clock against the server's `LastModified` (whole seconds), so the grace must
+    /// exceed the longest write plus any clock skew. Default 1 hour.
     pub grace: Duration,
     /// Report what would be deleted; delete nothing. Default `false`.
     pub dry_run: bool,
@@ -377,10 +382,13 @@ impl Store {
                     report.foreign += 1;
                     return;
                 };
+                // S3 reports LastModified in whole seconds: an object written 0.1 s
+                // ago may show as 0.99 s old. Count from the end of that second.
                 let age = o
                     .last_modified
                     .and_then(|t| now.duration_since(t).ok())
-                    .unwrap_or(Duration::ZERO);
+                    .unwrap_or(Duration::ZERO)
+                    .saturating_sub(TIMESTAMP_RESOLUTION);
                 if age < options.grace {
                     report.too_young += 1;
                     return;

@@ -774,6 +774,10 @@ impl Store {
             .await
         {
             Ok(current) => current,
+            // No table, no item that could reference anything.
+            Err(Error::Backend {
+                code: Some(code), ..
+            }) if code == "ResourceNotFoundException" => None,
             Err(e) => {
                 return Cleanup::skipped(
                     candidates,
