@@ -715,7 +715,7 @@ impl Reader {
 // Tests: the proxy between the plain SDK clients and the emulator.
 
 /// The emulator's address, which must be on loopback: the proxy connects nowhere else.
-async fn upstream() -> SocketAddr {
+pub async fn upstream() -> SocketAddr {
     let url = crate::emulator::endpoint().await;
     let authority = url
         .strip_prefix("http://")
@@ -1212,4 +1212,133 @@ fn chaos_proxy_frames_chunked_bodies() {
     let stats = proxy.stats();
     assert_eq!(stats.faults_of(FaultKind::Reset), 1, "{stats:?}");
     assert_eq!((stats.forwarded, stats.errors), (0, 0), "{stats:?}");
+}
+
+/// The store through the chaos proxy: 1,000 mixed operations with 10% of the
+/// requests faulted (resets, 500s, 503s, responses dropped after the write was
+/// applied). The SDK retries what is retryable; what reaches the caller is typed;
+/// afterwards every pointer resolves, and GC removes the orphans the lost
+/// responses left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_workload_keeps_the_invariants() {
+    use vhs::maintenance::{GcOptions, VerifyOptions};
+    use vhs::{Error, Model};
+
+    let (ops, tasks, ids) = (1000usize, 8usize, 40usize);
+    let proxy = ChaosProxy::start(upstream().await, ChaosConfig::new(0.10, 7));
+    let config = crate::emulator::sdk_config().await;
+    let through_proxy = vhs::AwsOptions::emulator(proxy.url())
+        .max_attempts(10)
+        .initial_backoff(Duration::from_millis(10))
+        .timeouts(
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(5)),
+            Some(Duration::from_secs(60)),
+        );
+    let fx = crate::fixture::Fixture::new(crate::fixture::Kind::Emulator).await;
+    let store = vhs::Store::builder(
+        vhs::AwsBackend::with_options(&config, through_proxy),
+        fx.bucket.clone(),
+    )
+    .table_for::<crate::models::Document>(fx.tables.0.clone())
+    .build()
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut outcomes: HashMap<String, u64> = HashMap::new();
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64 + 1);
+                for i in 0..ops / tasks {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let id = (rng % ids as u64) as usize;
+                    let mut doc = crate::models::Document::sample(&format!("c{id}"), "s");
+                    doc.html = Some(format!("task {t} op {i}"));
+                    let key = doc.primary_key();
+                    let (op, result) = match (rng >> 32) % 20 {
+                        0..=5 => ("create", store.create_large(&doc).await.map(|_| ())),
+                        6..=11 => {
+                            let changes = crate::models::Document::changes()
+                                .set_html(doc.html.clone())
+                                .set_image(Some(vec![t as u8, i as u8]));
+                            (
+                                "update",
+                                store.update_large(&key, changes).await.map(|_| ()),
+                            )
+                        }
+                        12..=16 => ("get", store.get_large(&key).await.map(|_| ())),
+                        _ => ("delete", store.delete_large(&key).await.map(|_| ())),
+                    };
+                    let outcome = match result {
+                        Ok(()) => "ok",
+                        Err(Error::AlreadyExists { .. }) => "AlreadyExists",
+                        Err(Error::NotFound { .. }) => "NotFound",
+                        Err(Error::DanglingPointer { .. }) => "DanglingPointer (read race)",
+                        Err(e @ Error::Backend { .. }) if e.is_retryable() => {
+                            "Backend, retries exhausted"
+                        }
+                        Err(e @ Error::Backend { .. }) => {
+                            panic!("a non-retryable backend error from a transient fault: {e}")
+                        }
+                        Err(e) => panic!("{op}: unexpected {e}"),
+                    };
+                    *outcomes.entry(format!("{op} {outcome}")).or_default() += 1;
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut outcomes: HashMap<String, u64> = HashMap::new();
+    for h in handles {
+        for (k, v) in h.await.unwrap() {
+            *outcomes.entry(k).or_default() += v;
+        }
+    }
+    let elapsed = started.elapsed();
+    let stats = proxy.stats();
+    proxy.set_fault_rate(0.0);
+
+    // The invariants, checked around the proxy.
+    let report = fx
+        .store
+        .verify::<crate::models::Document>(&VerifyOptions::default().rehash(true), |_| {})
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "invariant 1 broken: {report:?}");
+    let gc = fx
+        .store
+        .gc::<crate::models::Document>(&GcOptions::default().grace(Duration::ZERO), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(gc.deleted.len() as u64, report.orphans, "{gc:?}");
+    let after = fx
+        .store
+        .verify::<crate::models::Document>(&VerifyOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert!(after.is_clean() && after.orphans == 0, "{after:?}");
+    assert!(stats.faults_total() > 0);
+    let mut lines: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    lines.sort();
+    println!(
+        "chaos workload ({}): {ops} operations in {:.1} s; {} requests through the proxy, {} faulted ({:?}); outcomes: {}; verify: {} items, {} pointers, clean; GC removed {} orphans ({} bytes)",
+        crate::emulator::emulator_name(),
+        elapsed.as_secs_f64(),
+        stats.requests,
+        stats.faults_total(),
+        stats.faults,
+        lines.join(", "),
+        report.items,
+        report.pointers,
+        gc.deleted.len(),
+        gc.deleted_bytes,
+    );
 }

@@ -44,6 +44,9 @@ pub struct AwsOptions {
     /// mode (exponential backoff with jitter) for throttling, 5xx and transient
     /// network errors. Default: the SDK's (3).
     pub max_attempts: Option<u32>,
+    /// The backoff before the first retry (doubled for each next one, with
+    /// jitter). Default: the SDK's (1 s).
+    pub initial_backoff: Option<Duration>,
     /// Time allowed to connect. Default: the SDK's.
     pub connect_timeout: Option<Duration>,
     /// Time allowed for one attempt of a request. Default: none.
@@ -89,6 +92,12 @@ impl AwsOptions {
     /// Sets [`AwsOptions::max_attempts`].
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Sets [`AwsOptions::initial_backoff`].
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = Some(backoff);
         self
     }
 
@@ -164,8 +173,14 @@ impl AwsBackend {
                 .request_checksum_calculation(s3::config::RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(s3::config::ResponseChecksumValidation::WhenRequired);
         }
-        if let Some(n) = options.max_attempts {
-            let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(n.max(1));
+        if options.max_attempts.is_some() || options.initial_backoff.is_some() {
+            let mut retry = aws_config::retry::RetryConfig::standard();
+            if let Some(n) = options.max_attempts {
+                retry = retry.with_max_attempts(n.max(1));
+            }
+            if let Some(b) = options.initial_backoff {
+                retry = retry.with_initial_backoff(b);
+            }
             d = d.retry_config(retry.clone());
             s = s.retry_config(retry);
         }

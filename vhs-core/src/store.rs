@@ -937,6 +937,7 @@ impl Store {
             remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
         };
         let mut condition = Condition::exists(M::SCHEMA.hash_key.name);
+        let user_condition = changes.condition.is_some();
         if let Some(c) = changes.condition {
             condition = condition.and(c);
         }
@@ -1021,6 +1022,9 @@ impl Store {
                     cleanup,
                 });
             }
+            // Existence was the only condition: the item was missing (even if a
+            // create has landed since).
+            Ok(Conditional::Failed) if !user_condition && version.is_none() => target.not_found(),
             Ok(Conditional::Failed) => {
                 // Tell a missing item from a false condition or a stale version.
                 let current = self
