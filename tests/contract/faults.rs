@@ -294,6 +294,38 @@ pub async fn call_sequences(fx: Fixture) {
     );
 }
 
+/// The step-by-step create of the README: put_s3, our own conditional PutItem,
+/// the cleanup hook on failure.
+async fn step_create(fx: &Fixture, doc: &Document) -> Result<(), Error> {
+    let staged = fx
+        .store
+        .put_s3(&doc.primary_key(), vhs::LargeValues::of(doc)?)
+        .await?;
+    let mut item = doc.to_item()?;
+    item.extend(staged.to_put_attributes());
+    let condition = vhs::Condition::not_exists("pk");
+    let table = fx.store.table_name::<Document>();
+    match fx
+        .store
+        .backend()
+        .put_item(table, item, Some(&condition))
+        .await
+    {
+        Ok(vhs::Conditional::Applied(_)) => Ok(()),
+        Ok(vhs::Conditional::Failed) => {
+            fx.store.clean_up_after_create_failed(&staged).await;
+            Err(Error::AlreadyExists {
+                table: table.to_owned(),
+                key: "step".into(),
+            })
+        }
+        Err(e) => {
+            fx.store.clean_up_after_create_failed(&staged).await;
+            Err(e)
+        }
+    }
+}
+
 /// GC with no grace period: every orphan goes.
 pub fn gc_now() -> vhs::maintenance::GcOptions {
     vhs::maintenance::GcOptions::default().grace(std::time::Duration::ZERO)
@@ -368,16 +400,19 @@ pub async fn every_failure_point(fx: Fixture) {
     new.image = Some(vec![9, 9, 9]);
     let key = old.primary_key();
     let mut table = vec![format!(
-        "{:<8} {:>2} {:<14} {:<5} {:<6} {}",
+        "{:<12} {:>2} {:<14} {:<5} {:<6} {}",
         "op", "n", "call", "fault", "result", "state"
     )];
-    for op in ["create", "update", "delete"] {
+    let mut plain = old.clone();
+    plain.data = serde_json::json!({"v": 2});
+    for op in ["create", "update", "update-attrs", "delete", "step-create"] {
         for (fault_name, fault) in faults {
             for n in 1.. {
                 let fx = fixture(&fx, true, true).await;
                 let (before, after) = match op {
-                    "create" => (None, Some(&old)),
+                    "create" | "step-create" => (None, Some(&old)),
                     "update" => (Some(&old), Some(&new)),
+                    "update-attrs" => (Some(&old), Some(&plain)),
                     _ => (Some(&old), None),
                 };
                 if before.is_some() {
@@ -392,6 +427,12 @@ pub async fn every_failure_point(fx: Fixture) {
                         .update_large(&key, two_new_values())
                         .await
                         .map(|_| ()),
+                    "update-attrs" => fx
+                        .store
+                        .update_large(&key, Document::changes().set_data(plain.data.clone()))
+                        .await
+                        .map(|_| ()),
+                    "step-create" => step_create(&fx, &old).await,
                     _ => fx.store.delete_large(&key).await.map(|_| ()),
                 };
                 let calls = fx.faults.calls();
@@ -437,7 +478,7 @@ pub async fn every_failure_point(fx: Fixture) {
                 assert_eq!(fx.objects().await, refs, "{op} n={n}: GC left orphans");
                 check_state(&fx, &key, before, after).await;
                 table.push(format!(
-                    "{op:<8} {n:>2} {:<14} {fault_name:<5} {:<6} {state:<4} {orphans} orphans, GC removed {}",
+                    "{op:<12} {n:>2} {:<14} {fault_name:<5} {:<6} {state:<4} {orphans} orphans, GC removed {}",
                     format!("{faulted:?}"),
                     if result.is_ok() { "ok" } else { "error" },
                     gc.deleted.len(),
