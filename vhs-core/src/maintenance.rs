@@ -404,10 +404,8 @@ impl Store {
                 .backend()
                 .get_item(&table.table, &item_key, true)
                 .await?;
-            let still_referenced = current.is_some_and(|item| {
-                item.values()
-                    .any(|v| matches!(v, AttributeValue::S(s) if s.strip_prefix("s3://").and_then(|r| r.split_once('/')) == Some((self.bucket(), key.as_str()))))
-            });
+            let still_referenced =
+                current.is_some_and(|item| self.referenced_keys(&item).contains(&key));
             if still_referenced {
                 report.rescued += 1;
                 continue;
@@ -534,7 +532,6 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        report.foreign = 0;
         self.for_each_object(progress, |o| {
             if referenced.contains(&key_hash(&o.key)) {
                 return;

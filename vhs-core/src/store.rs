@@ -744,7 +744,7 @@ impl Store {
     }
 
     /// Every object key in this bucket that an item references, in any attribute.
-    fn referenced_keys(&self, item: &Item) -> HashSet<String> {
+    pub(crate) fn referenced_keys(&self, item: &Item) -> HashSet<String> {
         let prefix = format!("s3://{}/", self.inner.bucket);
         item.values()
             .filter_map(|v| match v {
