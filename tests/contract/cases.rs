@@ -867,10 +867,8 @@ pub async fn json_wrapper_and_bytes_update(fx: Fixture) {
     assert_eq!(got.meta, Some(meta));
     assert_eq!(got.body.as_deref(), Some(&b"abc"[..]));
     assert_eq!(fx.objects().await.len(), 2);
-    let _ = Pointer::parse(
-        fx.item(&Blob::key(8)).await.unwrap()["body"]
-            .as_s()
-            .unwrap(),
-    )
-    .unwrap();
+    let item = fx.item(&Blob::key(8)).await.unwrap();
+    let pointer = Pointer::parse(item["body"].as_s().unwrap()).unwrap();
+    assert_eq!(pointer.bucket, fx.bucket);
+    assert!(pointer.key.starts_with("pk=8/attr=body/md5="), "{pointer}");
 }
