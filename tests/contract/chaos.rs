@@ -53,10 +53,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Read/write timeout of every socket the proxy uses.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -770,28 +767,7 @@ async fn dynamodb(
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
 
-async fn create_table(ddb: &aws_sdk_dynamodb::Client, table: &str) {
-    ddb.create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("CreateTable");
-}
+use crate::emulator::create_table;
 
 async fn read_value(ddb: &aws_sdk_dynamodb::Client, table: &str, pk: &str) -> Option<String> {
     let got = ddb

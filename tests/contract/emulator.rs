@@ -591,10 +591,7 @@ fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<(), String> {
 /// written and read back through the plain SDK clients.
 #[tokio::test]
 async fn emulator_smoke() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::AttributeValue;
 
     let config = sdk_config().await;
     assert!(
@@ -613,26 +610,7 @@ async fn emulator_smoke() {
 
     let ddb = aws_sdk_dynamodb::Client::new(&config);
     let table = format!("vhs-smoke-{unique}");
-    ddb.create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("CreateTable");
+    create_table(&ddb, &table).await;
     ddb.put_item()
         .table_name(&table)
         .item("pk", AttributeValue::S("a".into()))
@@ -721,4 +699,32 @@ async fn emulator_endpoint_is_shared() {
         assert_eq!(thread.join().unwrap(), mine);
     }
     assert_eq!(endpoint_blocking(), mine);
+}
+
+/// Creates a pay-per-request table with the string hash key `pk`, for tests that use
+/// raw SDK clients.
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("CreateTable");
 }

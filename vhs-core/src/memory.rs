@@ -61,13 +61,33 @@ impl MemObject {
     }
 }
 
+/// An item's key as the table orders it.
+type TableKey = (KeyValue, Option<KeyValue>);
+
 #[derive(Debug)]
 struct Table {
     spec: TableSpec,
-    items: BTreeMap<(KeyValue, Option<KeyValue>), Item>,
+    items: BTreeMap<TableKey, Item>,
 }
 
 impl Table {
+    /// The first `limit` of `items` as a page, with the key to continue from when
+    /// more follow.
+    fn page(&self, mut items: Vec<(&TableKey, &Item)>, limit: Option<usize>) -> QueryPage {
+        let limit = limit.unwrap_or(usize::MAX).max(1);
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let last_key = if more {
+            items.last().map(|(_, item)| self.key_item(item))
+        } else {
+            None
+        };
+        QueryPage {
+            items: items.into_iter().map(|(_, i)| i.clone()).collect(),
+            last_key,
+        }
+    }
+
     /// The key attributes of an item.
     fn key_item(&self, item: &Item) -> Item {
         std::iter::once(&self.spec.hash_key)
@@ -252,18 +272,7 @@ impl Backend for MemoryBackend {
                 None => items.clear(),
             }
         }
-        let limit = request.limit.unwrap_or(usize::MAX).max(1);
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let last_key = if more {
-            items.last().map(|(_, item)| t.key_item(item))
-        } else {
-            None
-        };
-        Ok(QueryPage {
-            items: items.into_iter().map(|(_, i)| i.clone()).collect(),
-            last_key,
-        })
+        Ok(t.page(items, request.limit))
     }
 
     async fn update_item(
@@ -415,23 +424,13 @@ impl Backend for MemoryBackend {
             Some(s) => std::ops::Bound::Excluded(s),
             None => std::ops::Bound::Unbounded,
         };
-        let mut items: Vec<(&(KeyValue, Option<KeyValue>), &Item)> = t
+        let items: Vec<(&(KeyValue, Option<KeyValue>), &Item)> = t
             .items
             .range((lower, std::ops::Bound::Unbounded))
             .filter(|(k, _)| in_segment(k))
             .take(limit.saturating_add(1))
             .collect();
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let last_key = if more {
-            items.last().map(|(_, item)| t.key_item(item))
-        } else {
-            None
-        };
-        Ok(QueryPage {
-            items: items.into_iter().map(|(_, i)| i.clone()).collect(),
-            last_key,
-        })
+        Ok(t.page(items, request.limit))
     }
 
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
