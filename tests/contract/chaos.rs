@@ -55,6 +55,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::emulator::create_table;
+
 /// Read/write timeout of every socket the proxy uses.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout for connecting to the upstream (and to itself, when stopping).
@@ -766,8 +768,6 @@ async fn dynamodb(
     }
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
-
-use crate::emulator::create_table;
 
 async fn read_value(ddb: &aws_sdk_dynamodb::Client, table: &str, pk: &str) -> Option<String> {
     let got = ddb
