@@ -220,6 +220,22 @@ impl ChaosProxy {
         lock(&self.shared.stats).clone()
     }
 
+    /// The statistics once every connection accepted so far has been accounted for
+    /// (completed, faulted or failed). A client can have its whole response before
+    /// the proxy's thread has counted the connection as completed, so tests that
+    /// compare exact counts read these (waiting at most 5 s).
+    pub fn settled_stats(&self) -> ChaosStats {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = self.stats();
+            if s.requests == s.completed + s.faults_total() + s.errors || Instant::now() > deadline
+            {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Changes the fault rate for connections accepted from now on (clamped to 0..=1).
     pub fn set_fault_rate(&self, rate: f64) {
         self.shared
@@ -935,7 +951,7 @@ async fn chaos_proxy_forwards_cleanly() {
         "streamed 1 MiB body differs"
     );
 
-    let stats = proxy.stats();
+    let stats = proxy.settled_stats();
     assert_eq!(stats.requests, 8, "{stats:?}");
     assert_eq!(
         stats.connections, 8,
@@ -1007,7 +1023,7 @@ async fn chaos_proxy_injects_each_kind() {
             assert_eq!(applied, None, "{kind:?}");
         }
 
-        let stats = proxy.stats();
+        let stats = proxy.settled_stats();
         assert_eq!(stats.requests, 2, "{kind:?}: {stats:?}");
         assert_eq!(stats.faults_of(kind), 2, "{kind:?}: {stats:?}");
         assert_eq!(stats.faults_total(), 2, "{kind:?}: {stats:?}");
@@ -1078,7 +1094,7 @@ async fn chaos_proxy_sdk_retries_through_faults() {
         );
     }
 
-    let stats = proxy.stats();
+    let stats = proxy.settled_stats();
     eprintln!("chaos: retries through faults: {stats:?}");
     assert!(stats.requests >= 2 * ROUNDS as u64, "{stats:?}");
     assert_eq!(stats.completed, 2 * ROUNDS as u64, "{stats:?}");
@@ -1165,7 +1181,7 @@ fn chaos_proxy_frames_chunked_bodies() {
         String::from_utf8_lossy(&response),
         String::from_utf8_lossy(&expected)
     );
-    let stats = proxy.stats();
+    let stats = proxy.settled_stats();
     assert_eq!((stats.forwarded, stats.completed, stats.errors), (1, 1, 0));
     drop(proxy);
 
@@ -1185,7 +1201,7 @@ fn chaos_proxy_frames_chunked_bodies() {
     let proxy = ChaosProxy::start(upstream_addr, only(FaultKind::Reset));
     let err = exchange(&proxy).expect_err("a reset connection");
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
-    let stats = proxy.stats();
+    let stats = proxy.settled_stats();
     assert_eq!(stats.faults_of(FaultKind::Reset), 1, "{stats:?}");
     assert_eq!((stats.forwarded, stats.errors), (0, 0), "{stats:?}");
 }
@@ -1275,7 +1291,7 @@ async fn chaos_workload_keeps_the_invariants() {
         }
     }
     let elapsed = started.elapsed();
-    let stats = proxy.stats();
+    let stats = proxy.settled_stats();
     proxy.set_fault_rate(0.0);
 
     // The invariants, checked around the proxy.

@@ -139,7 +139,7 @@ pub async fn verify_reports_every_broken_pointer(fx: Fixture) {
 /// run): nothing referenced is ever deleted.
 pub async fn gc_is_safe_while_writers_run(fx: Fixture) {
     let fx = Fixture::with(fx.kind, |b| b.clean_up_when_succeeded(false)).await;
-    let (writers, rounds) = (4, 30);
+    let (writers, rounds) = (4, 40);
     let stop = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicU64::new(0));
     let deleted = Arc::new(AtomicU64::new(0));
