@@ -257,20 +257,26 @@ fn key_hash(key: &str) -> u128 {
 
 impl Store {
     /// Every object key the items of `table` reference (as hashes), scanning with
-    /// parallel segments; calls `each` with every item.
-    async fn scan_table(
+    /// parallel segments; hands every page to `on_page` before reading the next, so
+    /// nothing but the hashes outlives a page.
+    async fn scan_table<F, Fut>(
         &self,
         table: &TableRef,
         segments: u32,
         progress: &(dyn Fn(Progress) + Send + Sync),
-        each: &(dyn Fn(&Item) + Send + Sync),
-    ) -> Result<(HashSet<u128>, u64)> {
+        on_page: F,
+    ) -> Result<(HashSet<u128>, u64)>
+    where
+        F: Fn(Vec<Item>) -> Fut + Sync,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
         let prefix = format!("s3://{}/", self.bucket());
         let scanned = AtomicU64::new(0);
         let segments = segments.max(1);
         let runs = (0..segments).map(|segment| {
             let prefix = &prefix;
             let scanned = &scanned;
+            let on_page = &on_page;
             async move {
                 let mut referenced = HashSet::new();
                 let mut start = None;
@@ -286,7 +292,6 @@ impl Store {
                         })
                         .await?;
                     for item in &page.items {
-                        each(item);
                         for v in item.values() {
                             if let AttributeValue::S(s) = v {
                                 if let Some(key) = s.strip_prefix(prefix.as_str()) {
@@ -298,6 +303,7 @@ impl Store {
                     let n = scanned.fetch_add(page.items.len() as u64, Ordering::Relaxed)
                         + page.items.len() as u64;
                     progress(Progress::ItemsScanned(n));
+                    on_page(page.items).await?;
                     match page.last_key {
                         Some(k) => start = Some(k),
                         None => return Ok::<_, Error>(referenced),
@@ -362,7 +368,7 @@ impl Store {
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<GcReport> {
         let (referenced, items) = self
-            .scan_table(table, options.segments, progress, &|_| {})
+            .scan_table(table, options.segments, progress, |_| async { Ok(()) })
             .await?;
         let mut report = GcReport {
             items,
@@ -469,69 +475,23 @@ impl Store {
         options: &VerifyOptions,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<VerifyReport> {
-        // Collect the pointers while scanning; check them afterwards, concurrently.
-        let pointers = std::sync::Mutex::new(Vec::<(String, &'static str, String)>::new());
+        // Check each page's pointers (concurrently) as it is scanned: only the
+        // broken ones are kept.
+        let checked = AtomicU64::new(0);
+        let broken = std::sync::Mutex::new(VerifyReport::default());
         let (referenced, items) = self
-            .scan_table(table, options.segments, progress, &|item| {
-                let describe = (table.describe)(item);
-                let mut found = pointers.lock().unwrap_or_else(|e| e.into_inner());
-                for attr in &table.large {
-                    match item.get(*attr) {
-                        Some(AttributeValue::S(uri)) => {
-                            found.push((describe.clone(), attr, uri.clone()))
-                        }
-                        Some(other) => found.push((describe.clone(), attr, format!("{other:?}"))),
-                        None => {}
-                    }
+            .scan_table(table, options.segments, progress, |page| {
+                let (checked, broken) = (&checked, &broken);
+                async move {
+                    self.verify_page(table, page, options.rehash, checked, broken, progress)
+                        .await
                 }
             })
             .await?;
-        let pointers = pointers.into_inner().unwrap_or_else(|e| e.into_inner());
-        let mut report = VerifyReport {
-            items,
-            pointers: pointers.len() as u64,
-            ..VerifyReport::default()
-        };
-        let checked = AtomicU64::new(0);
-        let checks: Vec<_> = pointers
-            .into_iter()
-            .map(|(item, attr, uri)| {
-                let checked = &checked;
-                async move {
-                    let result = self.check_object(attr, &uri, options.rehash).await;
-                    let n = checked.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n % 100 == 0 {
-                        progress(Progress::PointersChecked(n));
-                    }
-                    (item, attr, uri, result)
-                }
-            })
-            .collect();
-        use futures_util::stream::{self, StreamExt};
-        let results: Vec<_> = stream::iter(checks)
-            .buffer_unordered(self.options().max_concurrency)
-            .collect()
-            .await;
-        progress(Progress::PointersChecked(checked.load(Ordering::Relaxed)));
-        for (item, attr, value, result) in results {
-            let broken = |problem: String| BrokenPointer {
-                item: item.clone(),
-                attr: attr.to_owned(),
-                value: value.clone(),
-                problem,
-            };
-            match result {
-                Ok(()) => {}
-                Err(e @ Error::DanglingPointer { .. }) => {
-                    report.dangling.push(broken(e.to_string()))
-                }
-                Err(e @ Error::Integrity { .. }) => report.integrity.push(broken(e.to_string())),
-                Err(e @ Error::BadPointer { .. }) => {
-                    report.bad_pointers.push(broken(e.to_string()))
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut report = broken.into_inner().unwrap_or_else(|e| e.into_inner());
+        report.items = items;
+        report.pointers = checked.load(Ordering::Relaxed);
+        progress(Progress::PointersChecked(report.pointers));
         self.for_each_object(progress, |o| {
             if referenced.contains(&key_hash(&o.key)) {
                 return;
@@ -545,6 +505,68 @@ impl Store {
         })
         .await?;
         Ok(report)
+    }
+
+    /// Invariant 1 for the pointers of one page of items; broken ones go to `broken`.
+    async fn verify_page(
+        &self,
+        table: &TableRef,
+        page: Vec<Item>,
+        rehash: bool,
+        checked: &AtomicU64,
+        broken: &std::sync::Mutex<VerifyReport>,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<()> {
+        use futures_util::stream::{self, StreamExt};
+        let mut pointers = Vec::new();
+        for item in &page {
+            for attr in &table.large {
+                let value = match item.get(*attr) {
+                    Some(AttributeValue::S(uri)) => uri.clone(),
+                    Some(other) => format!("{other:?}"),
+                    None => continue,
+                };
+                pointers.push(((table.describe)(item), *attr, value));
+            }
+        }
+        // Futures built up front (not in a stream combinator's closure), so the
+        // caller's future stays provably `Send`.
+        let checks: Vec<_> = pointers
+            .into_iter()
+            .map(|(item, attr, value)| async move {
+                let result = self.check_object(attr, &value, rehash).await;
+                let n = checked.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % 100 == 0 {
+                    progress(Progress::PointersChecked(n));
+                }
+                (item, attr, value, result)
+            })
+            .collect();
+        let results: Vec<_> = stream::iter(checks)
+            .buffer_unordered(self.options().max_concurrency)
+            .collect()
+            .await;
+        let mut report = broken.lock().unwrap_or_else(|e| e.into_inner());
+        for (item, attr, value, result) in results {
+            let pointer = |problem: String| BrokenPointer {
+                item: item.clone(),
+                attr: attr.to_owned(),
+                value: value.clone(),
+                problem,
+            };
+            match result {
+                Ok(()) => {}
+                Err(e @ Error::DanglingPointer { .. }) => {
+                    report.dangling.push(pointer(e.to_string()))
+                }
+                Err(e @ Error::Integrity { .. }) => report.integrity.push(pointer(e.to_string())),
+                Err(e @ Error::BadPointer { .. }) => {
+                    report.bad_pointers.push(pointer(e.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Invariant 1 for one pointer.
