@@ -444,6 +444,13 @@ fn check_item_size(target: &Target, item: &Item) -> Result<()> {
     Ok(())
 }
 
+/// The version after `version`.
+pub(crate) fn next_version(version: u64) -> Result<u64> {
+    version
+        .checked_add(1)
+        .ok_or_else(|| Error::invalid("version overflow: the item is at u64::MAX"))
+}
+
 /// A number attribute as `u64`, if present and one.
 pub(crate) fn number_attr(item: &Item, attr: &str) -> Option<u64> {
     match item.get(attr)? {
@@ -958,9 +965,7 @@ impl Store {
             }
         };
         if let Some((attr, v)) = version {
-            let next = v
-                .checked_add(1)
-                .ok_or_else(|| Error::invalid("version overflow"))?;
+            let next = next_version(v)?;
             update
                 .set
                 .push((attr.to_owned(), AttributeValue::N(next.to_string())));

@@ -29,7 +29,7 @@ use crate::maintenance::{
     display, GcOptions, GcReport, Progress, TableRef, VerifyOptions, VerifyReport,
 };
 use crate::model::{Item, KeyKind, Model};
-use crate::store::{number_attr, Cleanup, Store, Stored, Target, READ_RACE_RETRIES};
+use crate::store::{next_version, number_attr, Cleanup, Store, Stored, Target, READ_RACE_RETRIES};
 
 const ID: &str = "id";
 const VERSION: &str = "version";
@@ -436,7 +436,6 @@ impl<M: Model> Core<M> {
             (false, Expect::Exactly(None)) => Condition::not_exists(ID),
             (false, Expect::Exactly(Some(v))) => Condition::eq(VERSION, v),
         };
-        let ours = record.clone();
         let result = self
             .store
             .backend()
@@ -472,8 +471,19 @@ impl<M: Model> Core<M> {
                     }
                 };
                 let found = stored.as_ref().and_then(|i| number_attr(i, VERSION));
+                // Rebuilt only here, on the failure path, rather than copied up front.
+                let identical = match (&stored, expect) {
+                    (Some(stored), Expect::Lower) => self
+                        .record(&target, version, value)
+                        .map(|mut ours| {
+                            ours.extend(staged.to_put_attributes());
+                            *stored == ours
+                        })
+                        .unwrap_or(false),
+                    _ => false,
+                };
                 match expect {
-                    Expect::Lower if stored.as_ref() == Some(&ours) => {
+                    Expect::Lower if identical => {
                         // The identical value at this version: idempotent success.
                         return Ok(Written {
                             version,
@@ -523,10 +533,7 @@ impl<M: Model> Core<M> {
     {
         let (expected, next, value) = match self.read_latest(id).await? {
             Some(current) => {
-                let next = current
-                    .version
-                    .checked_add(1)
-                    .ok_or_else(|| Error::invalid("version overflow"))?;
+                let next = next_version(current.version)?;
                 (Some(current.version), next, f(current.value))
             }
             None => match init {
@@ -550,9 +557,7 @@ impl<M: Model> Core<M> {
             .map(|i| version_of(&i))
             .transpose()?;
         let next = match latest {
-            Some(v) => v
-                .checked_add(1)
-                .ok_or_else(|| Error::invalid("version overflow"))?,
+            Some(v) => next_version(v)?,
             None => self.start,
         };
         self.put_once(id, next, value, Expect::Exactly(latest))
