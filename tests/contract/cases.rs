@@ -769,7 +769,7 @@ pub async fn step_by_step_put_item_flow(fx: Fixture) {
         .put_item(&table, item, Some(&Condition::not_exists("pk")))
         .await
         .unwrap();
-    assert_eq!(put, vhs::Conditional::Failed);
+    assert!(matches!(put, vhs::Conditional::Failed(Some(_))));
     let cleanup = fx.store.clean_up_after_create_failed(&staged2).await;
     assert_eq!(cleanup.deleted, staged2.created_keys());
     assert_eq!(fx.objects().await, keys_of(&staged));
@@ -804,7 +804,7 @@ pub async fn step_by_step_update_flow(fx: Fixture) {
         )
         .await
         .unwrap();
-    assert_eq!(result, vhs::Conditional::Failed);
+    assert!(matches!(result, vhs::Conditional::Failed(Some(_))));
     let cleanup = fx.store.clean_up_after_update_failed(&staged).await;
     assert_eq!(cleanup.deleted, staged.created_keys());
     assert_eq!(fx.store.get_large(&key).await.unwrap(), doc);

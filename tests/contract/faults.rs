@@ -312,7 +312,7 @@ async fn step_create(fx: &Fixture, doc: &Document) -> Result<(), Error> {
         .await
     {
         Ok(vhs::Conditional::Applied(_)) => Ok(()),
-        Ok(vhs::Conditional::Failed) => {
+        Ok(vhs::Conditional::Failed(_)) => {
             fx.store.clean_up_after_create_failed(&staged).await;
             Err(Error::AlreadyExists {
                 table: table.to_owned(),

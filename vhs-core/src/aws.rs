@@ -9,7 +9,7 @@ use aws_sdk_dynamodb as ddb;
 use aws_sdk_s3 as s3;
 use ddb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType as DdbKeyType, ReturnValue,
-    ScalarAttributeType, TableStatus,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
 };
 use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
@@ -418,19 +418,19 @@ impl Backend for AwsBackend {
             .set_expression_attribute_names(non_empty(p.names))
             .set_expression_attribute_values(non_empty(p.values))
             .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => Ok(Conditional::Applied(
                 out.attributes.filter(|a| !a.is_empty()),
             )),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Conditional::Failed)
-            }
-            Err(e) => Err(sdk_error("dynamodb", "PutItem", e)),
+            Err(e) => match e.as_service_error() {
+                Some(ddb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Conditional::Failed(c.item.clone()))
+                }
+                _ => Err(sdk_error("dynamodb", "PutItem", e)),
+            },
         }
     }
 
@@ -454,17 +454,17 @@ impl Backend for AwsBackend {
             .set_expression_attribute_names(non_empty(p.names))
             .set_expression_attribute_values(non_empty(p.values))
             .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => Ok(Conditional::Applied(out.attributes.unwrap_or_default())),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Conditional::Failed)
-            }
-            Err(e) => Err(sdk_error("dynamodb", "UpdateItem", e)),
+            Err(e) => match e.as_service_error() {
+                Some(ddb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Conditional::Failed(c.item.clone()))
+                }
+                _ => Err(sdk_error("dynamodb", "UpdateItem", e)),
+            },
         }
     }
 
@@ -485,19 +485,19 @@ impl Backend for AwsBackend {
             .set_expression_attribute_names(non_empty(p.names))
             .set_expression_attribute_values(non_empty(p.values))
             .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => Ok(Conditional::Applied(
                 out.attributes.filter(|a| !a.is_empty()),
             )),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Conditional::Failed)
-            }
-            Err(e) => Err(sdk_error("dynamodb", "DeleteItem", e)),
+            Err(e) => match e.as_service_error() {
+                Some(ddb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Conditional::Failed(c.item.clone()))
+                }
+                _ => Err(sdk_error("dynamodb", "DeleteItem", e)),
+            },
         }
     }
 

@@ -30,8 +30,10 @@ pub const MAX_DELETE_BATCH: usize = 1000;
 pub enum Conditional<T> {
     /// The condition held and the write was applied.
     Applied(T),
-    /// The condition did not hold; nothing was written.
-    Failed,
+    /// The condition did not hold; nothing was written. Holds the item as stored
+    /// when the condition was checked (`ReturnValuesOnConditionCheckFailure =
+    /// ALL_OLD`), `None` if there was none: what the write lost to, at no extra read.
+    Failed(Option<Item>),
 }
 
 /// A table's key schema, for [`Backend::create_table`].

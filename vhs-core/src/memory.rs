@@ -234,7 +234,7 @@ impl Backend for MemoryBackend {
         let k = t.key_of(&item, "PutItem")?;
         if let Some(c) = condition {
             if !c.evaluate(t.items.get(&k)) {
-                return Ok(Conditional::Failed);
+                return Ok(Conditional::Failed(t.items.get(&k).cloned()));
             }
         }
         Ok(Conditional::Applied(t.items.insert(k, item)))
@@ -289,7 +289,7 @@ impl Backend for MemoryBackend {
         let old = t.items.get(&k);
         if let Some(c) = condition {
             if !c.evaluate(old) {
-                return Ok(Conditional::Failed);
+                return Ok(Conditional::Failed(old.cloned()));
             }
         }
         let key_names = [
@@ -332,7 +332,7 @@ impl Backend for MemoryBackend {
         let k = t.key_of(key, "DeleteItem")?;
         if let Some(c) = condition {
             if !c.evaluate(t.items.get(&k)) {
-                return Ok(Conditional::Failed);
+                return Ok(Conditional::Failed(t.items.get(&k).cloned()));
             }
         }
         Ok(Conditional::Applied(t.items.remove(&k)))

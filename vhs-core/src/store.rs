@@ -872,7 +872,7 @@ impl Store {
             .await;
         let error = match result {
             Ok(Conditional::Applied(_)) => return Ok(staged),
-            Ok(Conditional::Failed) => Error::AlreadyExists {
+            Ok(Conditional::Failed(_)) => Error::AlreadyExists {
                 table: target.table.clone(),
                 key: target.describe.clone(),
             },
@@ -1029,8 +1029,8 @@ impl Store {
             }
             // Existence was the only condition: the item was missing (even if a
             // create has landed since).
-            Ok(Conditional::Failed) if !user_condition && version.is_none() => target.not_found(),
-            Ok(Conditional::Failed) => {
+            Ok(Conditional::Failed(_)) if !user_condition && version.is_none() => target.not_found(),
+            Ok(Conditional::Failed(_)) => {
                 // Tell a missing item from a false condition or a stale version.
                 let current = self
                     .inner
@@ -1093,7 +1093,7 @@ impl Store {
         {
             Conditional::Applied(Some(old)) => old,
             Conditional::Applied(None) => return Err(target.not_found()),
-            Conditional::Failed => {
+            Conditional::Failed(_) => {
                 return Err(Error::ConditionFailed {
                     table: target.table.clone(),
                     key: target.describe.clone(),

@@ -457,7 +457,7 @@ impl<M: Model> Core<M> {
                     cleanup,
                 });
             }
-            Ok(Conditional::Failed) => {
+            Ok(Conditional::Failed(_)) => {
                 let stored = self
                     .store
                     .backend()
