@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vhs::{Backend, FaultyBackend, Item, MemoryBackend, Model, Store, StoreBuilder};
 
-use crate::models::{Blob, Document, VDoc};
+use crate::models::{Blob, Document, Note, Page, VDoc};
 
 /// Which backend a contract test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +54,16 @@ impl Fixture {
         let builder = Store::builder(faults.clone(), bucket.clone())
             .table_for::<Document>(tables.0.clone())
             .table_for::<Blob>(tables.1.clone())
-            .table_for::<VDoc>(format!("vdocs-{id}"));
+            .table_for::<VDoc>(format!("vdocs-{id}"))
+            .table_for::<Note>(format!("notes-{id}"))
+            .table_for::<Page>(format!("pages-{id}"));
         let store = configure(builder).build().expect("store");
         store.ensure_bucket().await.expect("bucket");
         store.ensure_table::<Document>().await.expect("table");
         store.ensure_table::<Blob>().await.expect("table");
         store.ensure_table::<VDoc>().await.expect("table");
+        store.ensure_table::<Note>().await.expect("table");
+        store.ensure_table::<Page>().await.expect("table");
         faults.reset();
         Fixture {
             kind,
@@ -92,11 +96,37 @@ impl Fixture {
     }
 
     /// The item as stored, read around the store.
+    ///
+    /// A placeholder (what a delete leaves) counts as absent, and vhs's own
+    /// bookkeeping attributes (`vhs:*`) are left out: what a reader sees.
     pub async fn item<M: Model>(&self, key: &vhs::Key<M>) -> Option<Item> {
+        let item = self.raw_item(key).await?;
+        if item.contains_key("vhs:ph") {
+            return None;
+        }
+        Some(
+            item.into_iter()
+                .filter(|(k, _)| !k.starts_with("vhs:"))
+                .collect(),
+        )
+    }
+
+    /// The item exactly as stored, placeholders and bookkeeping included.
+    pub async fn raw_item<M: Model>(&self, key: &vhs::Key<M>) -> Option<Item> {
         self.raw
             .get_item(self.store.table_name::<M>(), &key.to_item(), true)
             .await
             .expect("get_item")
+    }
+
+    /// The object prefix of `M`'s table, with a trailing `/`.
+    pub fn prefix<M: Model>(&self) -> String {
+        format!(
+            "{}/",
+            self.store
+                .table_prefix(self.store.table_name::<M>())
+                .expect("prefix")
+        )
     }
 
     /// Overwrites an object behind the store's back.
@@ -142,6 +172,11 @@ pub fn keys_of<M: Model>(staged: &vhs::Staged<M>) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// An object key without its table prefix: `pk=…/…`.
+pub fn local(key: &str) -> String {
+    key[key.find("pk=").expect("a key in the layout")..].to_owned()
 }
 
 pub fn sorted(mut v: Vec<String>) -> Vec<String> {

@@ -8,11 +8,13 @@
 mod cases;
 mod chaos;
 mod emulator;
+mod explore;
 mod faults;
 mod fixture;
 mod inputs;
 mod maintenance;
 mod models;
+mod races;
 mod transact;
 mod versioned;
 
@@ -112,4 +114,12 @@ contract! {
     versioned::stale_writer_gets_version_conflict,
     versioned::concurrent_updates_lose_nothing,
     versioned::concurrent_put_latest_writes_each_version_once,
+    races::tables_never_share_objects,
+    races::shared_prefixes_are_refused_at_build,
+    races::race_update_new_and_back_to_old,
+    races::race_gc_with_reput_of_orphan,
+    races::race_delete_and_identical_recreate,
+    races::race_twin_creates_one_failing,
+    races::lost_responses_apply_versioned_updates_once,
+    races::every_interleaving_keeps_every_pointer,
 }

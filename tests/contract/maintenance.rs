@@ -24,7 +24,7 @@ async fn orphans(fx: &Fixture) -> Vec<String> {
     fx.objects()
         .await
         .into_iter()
-        .filter(|k| k.starts_with("pk=orphan/"))
+        .filter(|k| k.starts_with(&format!("{}pk=orphan/", fx.prefix::<Document>())))
         .collect()
 }
 
@@ -34,7 +34,8 @@ pub async fn gc_respects_grace_dry_run_and_foreign_keys(fx: Fixture) {
     let staged = fx.store.create_large(&live).await.unwrap();
     let orphaned = orphans(&fx).await;
     assert_eq!(orphaned.len(), 2);
-    put_raw(&*fx.raw, &fx.bucket, "not-our-layout/file.txt", b"x").await;
+    let foreign = format!("{}not-our-layout/file.txt", fx.prefix::<Document>());
+    put_raw(&*fx.raw, &fx.bucket, &foreign, b"x").await;
 
     // Default grace (1 hour): the fresh orphans may belong to a write in flight.
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -70,7 +71,7 @@ pub async fn gc_respects_grace_dry_run_and_foreign_keys(fx: Fixture) {
     let report = fx.store.gc::<Document>(&gc_now(), |_| {}).await.unwrap();
     assert_eq!(report.deleted.len(), 2);
     let mut left = keys_of(&staged);
-    left.push("not-our-layout/file.txt".into());
+    left.push(foreign);
     left.sort();
     assert_eq!(fx.objects().await, left);
     assert_eq!(fx.store.get_large(&live.primary_key()).await.unwrap(), live);
@@ -98,7 +99,7 @@ pub async fn verify_reports_every_broken_pointer(fx: Fixture) {
             "{:x}",
             md5::Md5::digest(doc.html.as_ref().unwrap().as_bytes())
         );
-        format!("pk=v/sk={i}/attr=html/md5={md5}")
+        format!("{}pk=v/sk={i}/attr=html/md5={md5}", fx.prefix::<Document>())
     };
     fx.lose(&html(0)).await;
     fx.tamper(&html(1), b"tampered").await;

@@ -114,3 +114,36 @@ pub struct VDoc {
     pub body: Option<String>,
     pub title: String,
 }
+
+/// One large attribute and a plain hash key: the smallest model, for the
+/// interleaving explorer and the race tests. Its table is the same shape as
+/// `Document`'s but another table, for the cross-table cases.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "notes")]
+pub struct Note {
+    #[vhs(hash_key)]
+    pub pk: String,
+    #[large]
+    pub html: Option<String>,
+}
+
+impl Note {
+    pub fn new(pk: &str, html: &str) -> Self {
+        Note {
+            pk: pk.into(),
+            html: Some(html.into()),
+        }
+    }
+}
+
+/// Same key schema and large attribute name as `Document`: for the cross-table case.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "pages")]
+pub struct Page {
+    #[vhs(hash_key)]
+    pub pk: String,
+    #[vhs(range_key)]
+    pub sk: String,
+    #[large]
+    pub html: Option<String>,
+}

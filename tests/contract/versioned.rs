@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use vhs::{Error, MultiVersionStore, Order, SingleVersionStore};
 
-use crate::fixture::Fixture;
+use crate::fixture::{local, Fixture};
 use crate::models::{Counter, Document, VDoc};
 
 fn single(fx: &Fixture) -> SingleVersionStore<Document> {
@@ -53,7 +53,7 @@ pub async fn single_version_put_rules(fx: Fixture) {
     assert_eq!((latest.version, latest.value), (2, doc(2)));
     // Only version 2's objects remain: the refused puts cleaned up, the accepted
     // one removed version 0's.
-    let objects = fx.objects().await;
+    let objects: Vec<String> = fx.objects().await.iter().map(|k| local(k)).collect();
     assert_eq!(objects.len(), 2, "{objects:?}");
     assert!(
         objects.iter().all(|k| k.starts_with("pk=a/attr=")),
@@ -129,7 +129,7 @@ pub async fn multi_version_put_get_versions(fx: Fixture) {
     assert_eq!(oldest, vec![0, 1, 2, 10]);
     // Every version has its own objects, even with identical content.
     m.put("a", 11, &doc(10)).await.unwrap();
-    let objects = fx.objects().await;
+    let objects: Vec<String> = fx.objects().await.iter().map(|k| local(k)).collect();
     assert_eq!(objects.len(), 10, "5 versions x 2 attributes: {objects:?}");
     assert!(objects
         .iter()
@@ -197,7 +197,7 @@ pub async fn multi_version_delete_and_prune(fx: Fixture) {
         .await
         .unwrap();
     assert_eq!(left, vec![4, 3]);
-    let objects = fx.objects().await;
+    let objects: Vec<String> = fx.objects().await.iter().map(|k| local(k)).collect();
     assert_eq!(objects.len(), 6, "a@4, a@3, b@0: {objects:?}");
     assert!(objects.iter().all(|k| k.starts_with("pk=a/sk=4/")
         || k.starts_with("pk=a/sk=3/")

@@ -426,9 +426,9 @@ impl Backend for AwsBackend {
                 out.attributes.filter(|a| !a.is_empty()),
             )),
             Err(e) => match e.as_service_error() {
-                Some(ddb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
-                    Ok(Conditional::Failed(c.item.clone()))
-                }
+                Some(ddb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+                    c,
+                )) => Ok(Conditional::Failed(c.item.clone())),
                 _ => Err(sdk_error("dynamodb", "PutItem", e)),
             },
         }
@@ -460,9 +460,11 @@ impl Backend for AwsBackend {
         match result {
             Ok(out) => Ok(Conditional::Applied(out.attributes.unwrap_or_default())),
             Err(e) => match e.as_service_error() {
-                Some(ddb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    Ok(Conditional::Failed(c.item.clone()))
-                }
+                Some(
+                    ddb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                        c,
+                    ),
+                ) => Ok(Conditional::Failed(c.item.clone())),
                 _ => Err(sdk_error("dynamodb", "UpdateItem", e)),
             },
         }
@@ -493,9 +495,11 @@ impl Backend for AwsBackend {
                 out.attributes.filter(|a| !a.is_empty()),
             )),
             Err(e) => match e.as_service_error() {
-                Some(ddb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(c)) => {
-                    Ok(Conditional::Failed(c.item.clone()))
-                }
+                Some(
+                    ddb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(
+                        c,
+                    ),
+                ) => Ok(Conditional::Failed(c.item.clone())),
                 _ => Err(sdk_error("dynamodb", "DeleteItem", e)),
             },
         }

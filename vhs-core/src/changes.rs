@@ -218,6 +218,11 @@ impl<M: Model> Changes<M> {
                     "`{name}` is a key attribute; keys cannot be changed by an update"
                 )));
             }
+            if name.starts_with("vhs:") {
+                return Err(Error::invalid(format!(
+                    "`{name}` is reserved: attributes starting with `vhs:` are vhs's own bookkeeping"
+                )));
+            }
             if schema.large_index(name).is_some() {
                 return Err(Error::invalid(format!(
                     "`{name}` is a large attribute; set it with its large setter, not as an ordinary attribute"

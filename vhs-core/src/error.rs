@@ -88,6 +88,20 @@ pub enum Error {
         key: String,
     },
 
+    /// A deletion of the same object (or of the item) was still in progress when
+    /// the write's wait ran out ([`Options::wait`](crate::Options::wait)).
+    /// Retryable. A deletion whose caller died is taken over by GC after
+    /// [`Options::retention`](crate::Options::retention).
+    #[error("item {key} in table {table} is busy: {reason}")]
+    Busy {
+        /// Table name.
+        table: String,
+        /// Human-readable key.
+        key: String,
+        /// What the write waited for.
+        reason: String,
+    },
+
     /// The item points at an S3 object that does not exist.
     #[error("dangling pointer: attribute `{attr}` points at {uri}, which does not exist")]
     DanglingPointer {
@@ -178,6 +192,7 @@ impl Error {
                 retryable: true,
                 ..
             } | Error::VersionConflict { .. }
+                | Error::Busy { .. }
         )
     }
 

@@ -15,6 +15,8 @@ mod layout;
 pub mod maintenance;
 mod memory;
 mod model;
+pub mod ownership;
+mod retry;
 mod store;
 mod versioned;
 
@@ -34,14 +36,13 @@ pub use model::{
     Item, Json, Key, KeyDef, KeyKind, KeyType, KeyValue, LargeAttr, LargeValue, Model, Schema,
     VersionType,
 };
+pub use retry::{retry, RetryPolicy};
 pub use store::{
-    Cleanup, Deleted, Options, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored,
-    UpdateFragment, Updated,
+    Cleanup, Deleted, Options, Precondition, Staged, StagedAttr, StagedObject, Store, StoreBuilder,
+    Stored, UpdateFragment, Updated,
 };
 
-pub use versioned::{
-    retry, MultiVersionStore, Order, Pruned, RetryPolicy, SingleVersionStore, Versioned, Written,
-};
+pub use versioned::{MultiVersionStore, Order, Pruned, SingleVersionStore, Versioned, Written};
 
 /// Re-exports of the AWS SDK types that appear in vhs's API.
 pub mod types {
@@ -57,7 +58,7 @@ pub mod __private {
     pub use crate::error::{Error, Result};
     pub use crate::model::derive_support::*;
     pub use crate::model::{Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema};
-    pub use crate::store::{Deleted, Staged, Store, Updated};
+    pub use crate::store::{Deleted, Precondition, Staged, Store, Updated};
     pub use aws_sdk_dynamodb::types::AttributeValue;
     pub use bytes::Bytes;
     pub use core::convert::{From, Into};

@@ -13,9 +13,13 @@
 //! kept as 128-bit hashes: about 32 bytes per pointer, so ~32 MiB per million
 //! pointers. A hash collision can only make an orphan look referenced, i.e. kept.
 //!
-//! A prefix should belong to one table: objects of another table's items under the
-//! same prefix would look orphaned to a GC of this one (the re-check before each
-//! delete looks in this table only).
+//! Each table has its own object prefix, so GC of one table never sees another
+//! table's objects. GC deletes through the deletion protocol of
+//! [`ownership`](crate::ownership): each candidate is marked on its item with one
+//! conditional write that requires no reference to it (the re-check and the
+//! reservation in one linearizable step), then deleted, then unmarked. It also
+//! takes over what dead callers left: deletion marks and placeholders older than
+//! [`Options::retention`](crate::Options::retention).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +29,18 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::future::join_all;
 use md5::{Digest, Md5};
 
-use crate::backend::{Scan, MAX_DELETE_BATCH};
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::backend::{Conditional, Scan};
+use crate::condition::Condition;
 use crate::error::{Error, Result};
 use crate::layout::ObjectKey;
 use crate::model::{Item, KeyKind, Model};
-use crate::store::Store;
+use crate::ownership::{
+    new_token, parse_mark_name, Owned, Stamp, State, Target, MARK, PLACEHOLDER,
+};
+use crate::store::{Cleanup, Store};
 
 /// The resolution of S3's `LastModified`.
 const TIMESTAMP_RESOLUTION: Duration = Duration::from_secs(1);
@@ -62,6 +73,11 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Parallel Scan segments. Default 4.
     pub segments: u32,
+    /// Deletion marks and placeholders older than this are taken over: the caller
+    /// that left them is presumed dead. Default `None`: the store's
+    /// [`Options::retention`](crate::Options::retention). Lower it only when no
+    /// caller can still be working on them.
+    pub take_over_after: Option<Duration>,
 }
 
 impl Default for GcOptions {
@@ -70,6 +86,7 @@ impl Default for GcOptions {
             grace: Duration::from_secs(3600),
             dry_run: false,
             segments: 4,
+            take_over_after: None,
         }
     }
 }
@@ -83,6 +100,11 @@ impl GcOptions {
     /// Sets [`GcOptions::dry_run`].
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = yes;
+        self
+    }
+    /// Sets [`GcOptions::take_over_after`].
+    pub fn take_over_after(mut self, age: Duration) -> Self {
+        self.take_over_after = Some(age);
         self
     }
     /// Sets [`GcOptions::segments`] (at least 1).
@@ -103,9 +125,14 @@ pub struct GcReport {
     pub unreferenced: u64,
     /// Of those, kept because younger than the grace period.
     pub too_young: u64,
-    /// Of those, kept because the re-check found them referenced after all (a
-    /// write that landed during the run).
+    /// Of those, kept because marking them found them referenced after all (a
+    /// write that landed during the run), or already being deleted by someone else.
     pub rescued: u64,
+    /// Deletion marks older than the retention, taken over from a caller that
+    /// died: their objects deleted, the marks removed.
+    pub marks_taken_over: u64,
+    /// Placeholders older than the retention, removed.
+    pub placeholders_removed: u64,
     /// Objects under the prefix whose key is not in vhs's layout: never touched.
     pub foreign: u64,
     /// Deleted (or, in a dry run, to be deleted) object keys.
@@ -187,48 +214,52 @@ impl VerifyReport {
     }
 }
 
-/// The DynamoDB key of the item an object key names, if it can name one.
-pub(crate) type KeyOf = Box<dyn Fn(&ObjectKey) -> Option<Item> + Send + Sync>;
+/// The target of the item an object key names, if it can name one.
+pub(crate) type TargetOf = Box<dyn Fn(&ObjectKey) -> Option<Target> + Send + Sync>;
 
 /// What GC and verify need to know about a table.
 pub(crate) struct TableRef {
     pub table: String,
+    /// The table's object prefix.
+    pub prefix: String,
     /// The large attribute names (pointer attributes).
     pub large: Vec<&'static str>,
-    /// The DynamoDB key of the item an object key names, if it can name one.
-    pub key_of: KeyOf,
+    /// The hash and range key attribute names.
+    pub keys: (&'static str, Option<&'static str>),
+    /// The item an object key names, if it can name one.
+    pub target_of: TargetOf,
     /// A human-readable key of an item.
     pub describe: Box<dyn Fn(&Item) -> String + Send + Sync>,
 }
 
 impl TableRef {
     /// The table of model `M`.
-    pub fn of<M: Model>(store: &Store) -> TableRef {
+    pub fn of<M: Model>(store: &Store) -> Result<TableRef> {
         let schema = M::SCHEMA;
         let key_part = |kind: KeyKind, text: &str| match kind {
-            KeyKind::String => Some(AttributeValue::S(text.to_owned())),
+            KeyKind::String => Some(crate::model::KeyValue::String(text.to_owned())),
             KeyKind::Number => text
                 .parse::<i128>()
                 .is_ok()
-                .then(|| AttributeValue::N(text.to_owned())),
+                .then(|| crate::model::KeyValue::Number(text.to_owned())),
         };
-        TableRef {
-            table: store.table_name::<M>().to_owned(),
+        let table = store.table_name::<M>().to_owned();
+        let store2 = store.clone();
+        Ok(TableRef {
+            prefix: store.table_prefix(&table)?,
+            table,
             large: schema.large.iter().map(|a| a.name).collect(),
-            key_of: Box::new(move |k: &ObjectKey| {
-                let mut key = Item::new();
-                key.insert(
-                    schema.hash_key.name.to_owned(),
-                    key_part(schema.hash_key.kind, &k.hash)?,
-                );
-                match (schema.range_key, &k.range) {
-                    (Some(def), Some(r)) => {
-                        key.insert(def.name.to_owned(), key_part(def.kind, r)?);
-                    }
-                    (None, None) => {}
+            keys: (schema.hash_key.name, schema.range_key.map(|r| r.name)),
+            target_of: Box::new(move |k: &ObjectKey| {
+                let hash = key_part(schema.hash_key.kind, &k.hash)?;
+                let range = match (schema.range_key, &k.range) {
+                    (Some(def), Some(r)) => Some(key_part(def.kind, r)?),
+                    (None, None) => None,
                     _ => return None,
-                }
-                Some(key)
+                };
+                store2
+                    .target(&crate::model::Key::<M>::from_parts(hash, range))
+                    .ok()
             }),
             describe: Box::new(move |item: &Item| {
                 std::iter::once(schema.hash_key.name)
@@ -237,7 +268,7 @@ impl TableRef {
                     .collect::<Vec<_>>()
                     .join(", ")
             }),
-        }
+        })
     }
 }
 
@@ -249,6 +280,27 @@ pub(crate) fn display(value: Option<&AttributeValue>) -> String {
         Some(other) => format!("{other:?}"),
         None => "?".to_owned(),
     }
+}
+
+/// GC candidates of one item: its target, and each object with its size.
+type Candidates = (Target, Vec<(Owned, u64)>);
+
+/// The target of a scanned item.
+fn item_target(table: &TableRef, item: &Item) -> Option<Target> {
+    let text = |name: &str| match item.get(name)? {
+        AttributeValue::S(s) | AttributeValue::N(s) => Some(s.clone()),
+        _ => None,
+    };
+    let key = ObjectKey {
+        hash: text(table.keys.0)?,
+        range: match table.keys.1 {
+            Some(r) => Some(text(r)?),
+            None => None,
+        },
+        attr: String::new(),
+        md5: String::new(),
+    };
+    (table.target_of)(&key)
 }
 
 fn key_hash(key: &str) -> u128 {
@@ -291,7 +343,7 @@ impl Store {
                             consistent: true,
                         })
                         .await?;
-                    for item in &page.items {
+                    for item in page.items.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
                         for v in item.values() {
                             if let AttributeValue::S(s) = v {
                                 if let Some(key) = s.strip_prefix(prefix.as_str()) {
@@ -318,16 +370,17 @@ impl Store {
         Ok((all, scanned.load(Ordering::Relaxed)))
     }
 
-    /// Lists every object under the prefix, page by page.
+    /// Lists every object under the table's prefix, page by page.
     async fn for_each_object(
         &self,
+        table: &TableRef,
         progress: &(dyn Fn(Progress) + Send + Sync),
         mut each: impl FnMut(crate::backend::ObjectInfo),
     ) -> Result<u64> {
-        let prefix = if self.prefix().is_empty() {
+        let prefix = if table.prefix.is_empty() {
             String::new()
         } else {
-            format!("{}/", self.prefix())
+            format!("{}/", table.prefix)
         };
         let mut next = None;
         let mut listed = 0;
@@ -348,16 +401,18 @@ impl Store {
         }
     }
 
-    /// Deletes objects under the prefix that no item of `M`'s table references and
-    /// that are older than the grace period. Each candidate is re-checked against
-    /// its item with a consistent read right before the delete, so it is safe to
-    /// run while writers are active. See the [module docs](crate::maintenance).
+    /// Deletes objects under `M`'s table prefix that no item of the table
+    /// references and that are older than the grace period, through the deletion
+    /// protocol: each is marked on its item by a write that requires no reference
+    /// to it, so it is safe to run while writers are active. Also takes over
+    /// deletion marks and placeholders older than the retention. See the
+    /// [module docs](crate::maintenance).
     pub async fn gc<M: Model>(
         &self,
         options: &GcOptions,
         progress: impl Fn(Progress) + Send + Sync,
     ) -> Result<GcReport> {
-        self.gc_table(&TableRef::of::<M>(self), options, &progress)
+        self.gc_table(&TableRef::of::<M>(self)?, options, &progress)
             .await
     }
 
@@ -367,23 +422,43 @@ impl Store {
         options: &GcOptions,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<GcReport> {
+        let retention = options.take_over_after.unwrap_or(self.options().retention);
+        let stale = std::sync::Mutex::new(Vec::new());
         let (referenced, items) = self
-            .scan_table(table, options.segments, progress, |_| async { Ok(()) })
+            .scan_table(table, options.segments, progress, |page| {
+                let stale = &stale;
+                async move {
+                    let old: Vec<Item> = page
+                        .into_iter()
+                        .filter(|item| {
+                            item.iter().any(|(name, value)| {
+                                (name == PLACEHOLDER || name.starts_with(MARK))
+                                    && Stamp::parse(Some(value))
+                                        .is_some_and(|s| s.older_than(retention))
+                            })
+                        })
+                        .collect();
+                    stale.lock().unwrap_or_else(|e| e.into_inner()).extend(old);
+                    Ok(())
+                }
+            })
             .await?;
         let mut report = GcReport {
             items,
             ..GcReport::default()
         };
         let now = SystemTime::now();
-        let mut candidates: Vec<(String, u64, Item)> = Vec::new();
+        let mut listed = HashSet::new();
+        let mut candidates: HashMap<String, Candidates> = HashMap::new();
         report.objects = self
-            .for_each_object(progress, |o| {
+            .for_each_object(table, progress, |o| {
                 if referenced.contains(&key_hash(&o.key)) {
                     return;
                 }
                 report.unreferenced += 1;
-                let Some(item_key) =
-                    ObjectKey::parse(self.prefix(), &o.key).and_then(|k| (table.key_of)(&k))
+                listed.insert(o.key.clone());
+                let Some((parsed, target)) = ObjectKey::parse(&table.prefix, &o.key)
+                    .and_then(|k| Some((k.clone(), (table.target_of)(&k)?)))
                 else {
                     report.foreign += 1;
                     return;
@@ -399,62 +474,153 @@ impl Store {
                     report.too_young += 1;
                     return;
                 }
-                candidates.push((o.key, o.size, item_key));
+                let object = target.object(self.bucket(), &parsed.attr, &parsed.md5);
+                candidates
+                    .entry(target.describe.clone())
+                    .or_insert_with(|| (target, Vec::new()))
+                    .1
+                    .push((object, o.size));
             })
             .await?;
 
-        // Re-check each candidate against its item, then delete in batches.
-        let mut batch: Vec<(String, u64)> = Vec::new();
-        for (key, size, item_key) in candidates {
-            let current = self
-                .backend()
-                .get_item(&table.table, &item_key, true)
-                .await?;
-            let still_referenced =
-                current.is_some_and(|item| self.referenced_keys(&item).contains(&key));
-            if still_referenced {
-                report.rescued += 1;
-                continue;
+        if options.dry_run {
+            for (_, objects) in candidates.into_values() {
+                for (o, size) in objects {
+                    report.deleted_bytes += size;
+                    report.deleted.push(o.key);
+                }
             }
-            batch.push((key, size));
-            if batch.len() == MAX_DELETE_BATCH {
-                self.gc_delete(&mut batch, options.dry_run, &mut report, progress)
-                    .await;
-            }
+            report.deleted.sort();
+            return Ok(report);
         }
-        self.gc_delete(&mut batch, options.dry_run, &mut report, progress)
-            .await;
+        let sizes: HashMap<String, u64> = candidates
+            .values()
+            .flat_map(|(_, objects)| objects.iter().map(|(o, size)| (o.key.clone(), *size)))
+            .collect();
+        let total = sizes.len() as u64;
+        let mut cleanup = Cleanup::default();
+        let mut groups: Vec<(Target, Vec<Owned>)> = candidates
+            .into_values()
+            .map(|(t, objects)| (t, objects.into_iter().map(|(o, _)| o).collect()))
+            .collect();
+        groups.sort_by(|a, b| a.0.describe.cmp(&b.0.describe));
+        for chunk in groups.chunks(crate::backend::MAX_DELETE_BATCH) {
+            self.gc_chunk(chunk, &mut cleanup).await;
+            progress(Progress::ObjectsDeleted(cleanup.deleted.len() as u64));
+        }
+        for key in &cleanup.deleted {
+            report.deleted_bytes += sizes.get(key).copied().unwrap_or(0);
+        }
+        report.rescued = total - cleanup.deleted.len() as u64 - cleanup.leftover.len() as u64;
+        report.deleted = cleanup.deleted;
+        report.deleted.sort();
+        report.failed = cleanup.leftover;
+
+        let stale = stale.into_inner().unwrap_or_else(|e| e.into_inner());
+        for item in stale {
+            self.take_over(table, item, retention, &listed, &mut report)
+                .await;
+        }
         Ok(report)
     }
 
-    async fn gc_delete(
-        &self,
-        batch: &mut Vec<(String, u64)>,
-        dry_run: bool,
-        report: &mut GcReport,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-    ) {
-        if batch.is_empty() {
+    /// Marks the candidates of each item (one write per item), deletes every
+    /// marked object in one DeleteObjects, unmarks.
+    async fn gc_chunk(&self, groups: &[(Target, Vec<Owned>)], cleanup: &mut Cleanup) {
+        let stamp = Stamp::now(&new_token());
+        let marked_at = Instant::now();
+        let mut marked = Vec::new();
+        for (target, objects) in groups {
+            let ok = self
+                .mark(target, objects.clone(), State::Unknown, &stamp, cleanup)
+                .await;
+            marked.push((target, ok));
+        }
+        if marked_at.elapsed() > self.options().retention / 2 {
+            for (target, objects) in marked {
+                cleanup.leftover.extend(objects.iter().map(|o| {
+                    (
+                        o.key.clone(),
+                        "not deleted: more than half the retention passed since it was marked"
+                            .to_owned(),
+                    )
+                }));
+                self.unmark(target, objects, &stamp, cleanup).await;
+            }
             return;
         }
-        let keys: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
-        let failed: Vec<(String, String)> = if dry_run {
-            Vec::new()
-        } else {
-            match self.backend().delete_objects(self.bucket(), &keys).await {
-                Ok(errors) => errors,
-                Err(e) => keys.iter().map(|k| (k.clone(), e.to_string())).collect(),
-            }
+        let keys: Vec<String> = marked
+            .iter()
+            .flat_map(|(_, objects)| objects.iter().map(|o| o.key.clone()))
+            .collect();
+        cleanup.absorb(self.delete_keys(keys).await);
+        for (target, objects) in marked {
+            self.unmark(target, objects, &stamp, cleanup).await;
+        }
+    }
+
+    /// Finishes what a caller that died left on `item`: deletion marks older than
+    /// the retention (their objects are deleted, then the marks removed), the
+    /// pointers of a deleting placeholder, and the placeholder itself.
+    async fn take_over(
+        &self,
+        table: &TableRef,
+        item: Item,
+        retention: Duration,
+        listed: &HashSet<String>,
+        report: &mut GcReport,
+    ) {
+        let Some(target) = item_target(table, &item) else {
+            return;
         };
-        let failed_keys: HashSet<&str> = failed.iter().map(|(k, _)| k.as_str()).collect();
-        for (key, size) in batch.drain(..) {
-            if !failed_keys.contains(key.as_str()) {
-                report.deleted_bytes += size;
-                report.deleted.push(key);
+        let mut cleanup = Cleanup::default();
+        let marks: Vec<(Owned, Stamp)> = item
+            .iter()
+            .filter_map(|(name, value)| {
+                let (attr, md5) = parse_mark_name(name)?;
+                let stamp = Stamp::parse(Some(value)).filter(|s| s.older_than(retention))?;
+                Some((target.object(self.bucket(), &attr, &md5), stamp))
+            })
+            .collect();
+        for (object, stamp) in marks {
+            cleanup.absorb(self.delete_keys(vec![object.key.clone()]).await);
+            self.unmark(&target, vec![object], &stamp, &mut cleanup)
+                .await;
+            report.marks_taken_over += 1;
+        }
+        // Deleting an object that was already gone counts as nothing.
+        report
+            .deleted
+            .extend(cleanup.deleted.drain(..).filter(|k| listed.contains(k)));
+        report.failed.append(&mut cleanup.leftover);
+        let Some(placeholder) = Stamp::parse(item.get(PLACEHOLDER)) else {
+            return;
+        };
+        if !placeholder.older_than(retention) {
+            return;
+        }
+        let pointers = target.owned_in(self.bucket(), &item);
+        self.remove_pointers(&target, pointers, Instant::now(), &mut cleanup)
+            .await;
+        report
+            .deleted
+            .extend(cleanup.deleted.into_iter().filter(|k| listed.contains(k)));
+        report.failed.extend(cleanup.leftover);
+        let condition = Condition::eq(PLACEHOLDER, item[PLACEHOLDER].clone());
+        let current = self
+            .backend()
+            .get_item(&target.table, &target.key, true)
+            .await;
+        let quiet = matches!(&current, Ok(Some(i)) if !State::Placeholder(i.clone()).busy(&target));
+        if quiet {
+            if let Ok(Conditional::Applied(_)) = self
+                .backend()
+                .delete_item(&target.table, &target.key, Some(&condition))
+                .await
+            {
+                report.placeholders_removed += 1;
             }
         }
-        report.failed.extend(failed);
-        progress(Progress::ObjectsDeleted(report.deleted.len() as u64));
     }
 
     /// Checks invariant (1) for every item of `M`'s table (every pointer resolves;
@@ -465,7 +631,7 @@ impl Store {
         options: &VerifyOptions,
         progress: impl Fn(Progress) + Send + Sync,
     ) -> Result<VerifyReport> {
-        self.verify_table(&TableRef::of::<M>(self), options, &progress)
+        self.verify_table(&TableRef::of::<M>(self)?, options, &progress)
             .await
     }
 
@@ -492,11 +658,11 @@ impl Store {
         report.items = items;
         report.pointers = checked.load(Ordering::Relaxed);
         progress(Progress::PointersChecked(report.pointers));
-        self.for_each_object(progress, |o| {
+        self.for_each_object(table, progress, |o| {
             if referenced.contains(&key_hash(&o.key)) {
                 return;
             }
-            if ObjectKey::parse(self.prefix(), &o.key).is_some() {
+            if ObjectKey::parse(&table.prefix, &o.key).is_some() {
                 report.orphans += 1;
                 report.orphan_bytes += o.size;
             } else {
@@ -519,7 +685,7 @@ impl Store {
     ) -> Result<()> {
         use futures_util::stream::{self, StreamExt};
         let mut pointers = Vec::new();
-        for item in &page {
+        for item in page.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
             for attr in &table.large {
                 let value = match item.get(*attr) {
                     Some(AttributeValue::S(uri)) => uri.clone(),
@@ -534,7 +700,7 @@ impl Store {
         let checks: Vec<_> = pointers
             .into_iter()
             .map(|(item, attr, value)| async move {
-                let result = self.check_object(attr, &value, rehash).await;
+                let result = self.check_object(&table.prefix, attr, &value, rehash).await;
                 let n = checked.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % 100 == 0 {
                     progress(Progress::PointersChecked(n));
@@ -570,8 +736,8 @@ impl Store {
     }
 
     /// Invariant 1 for one pointer.
-    async fn check_object(&self, attr: &str, uri: &str, rehash: bool) -> Result<()> {
-        let (pointer, md5) = self.check_pointer(attr, uri)?;
+    async fn check_object(&self, prefix: &str, attr: &str, uri: &str, rehash: bool) -> Result<()> {
+        let (pointer, md5) = self.check_pointer(prefix, attr, uri)?;
         if rehash {
             return self.fetch(attr, &(pointer, md5)).await.map(|_| ());
         }

@@ -120,6 +120,8 @@ pub struct Schema {
     pub range_key: Option<KeyDef>,
     /// The large attributes, in field order.
     pub large: &'static [LargeAttr],
+    /// The ordinary (non-key, non-large) attribute names, the version included.
+    pub attributes: &'static [&'static str],
     /// The `#[vhs(version)]` attribute, if the model has one: optimistic locking
     /// for every write of the transactional API.
     pub version: Option<&'static str>,

@@ -15,139 +15,25 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::stream::{self, Stream};
 
-use crate::backend::{Conditional, Query, TableSpec};
+use crate::backend::{Query, TableSpec};
 use crate::changes::LargeValues;
-use crate::condition::Condition;
+use crate::condition::ItemUpdate;
 use crate::error::{Error, Result};
 use crate::maintenance::{
     display, GcOptions, GcReport, Progress, TableRef, VerifyOptions, VerifyReport,
 };
 use crate::model::{Item, KeyKind, Model};
-use crate::store::{next_version, number_attr, Cleanup, Store, Stored, Target, READ_RACE_RETRIES};
+use crate::ownership::{new_token, Plan, State, Target, PLACEHOLDER};
+use crate::retry::RetryPolicy;
+use crate::store::{next_version, number_attr, Cleanup, Store, Stored, READ_RACE_RETRIES};
 
 const ID: &str = "id";
 const VERSION: &str = "version";
 const VALUE: &str = "value";
-
-/// How often and how patiently to repeat a call that failed with a retryable
-/// error ([`Error::is_retryable`]): exponential backoff with full jitter.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
-    pub max_attempts: u32,
-    /// The backoff before the second attempt; doubled each time.
-    pub base_delay: Duration,
-    /// The longest backoff.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 100 attempts, 5 ms doubling up to 500 ms: enough for a 16-writer contention
-    /// on one id to settle.
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 100,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(500),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// A policy of `max_attempts` attempts with the default delays.
-    pub fn attempts(max_attempts: u32) -> Self {
-        RetryPolicy {
-            max_attempts: max_attempts.max(1),
-            ..Self::default()
-        }
-    }
-
-    /// After failed attempt number `attempt` ended in `error`: whether to try again;
-    /// if so, first sleeps the backoff.
-    async fn again(&self, error: &Error, attempt: u32) -> bool {
-        if !error.is_retryable() || attempt >= self.max_attempts.max(1) {
-            return false;
-        }
-        tokio::time::sleep(self.backoff(attempt)).await;
-        true
-    }
-
-    /// The backoff after failed attempt number `attempt` (1-based): a random
-    /// duration between zero and `min(max_delay, base_delay * 2^(attempt-1))`.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let cap = exp.min(self.max_delay);
-        let nanos = cap.as_nanos().min(u64::MAX as u128) as u64;
-        Duration::from_nanos(if nanos == 0 {
-            0
-        } else {
-            random() % (nanos + 1)
-        })
-    }
-}
-
-/// A small xorshift generator for jitter, seeded from the clock: no dependency,
-/// and jitter needs no cryptographic quality.
-fn random() -> u64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut x = STATE.load(Ordering::Relaxed);
-    if x == 0 {
-        x = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15)
-            | 1;
-    }
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    STATE.store(x, Ordering::Relaxed);
-    x
-}
-
-/// Runs `call` until it succeeds, fails with an error that is not retryable, or
-/// `policy.max_attempts` attempts have failed; sleeps [`RetryPolicy::backoff`]
-/// between attempts. Returns the value and the number of attempts made.
-///
-/// ```
-/// use vhs_core::{retry, Error, RetryPolicy};
-/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let mut n = 0;
-/// let (value, attempts) = retry(&RetryPolicy::attempts(5), || {
-///     n += 1;
-///     let ok = n >= 3;
-///     async move {
-///         if ok { Ok("done") } else { Err(Error::backend("s3", "PutObject", true, "503")) }
-///     }
-/// })
-/// .await
-/// .unwrap();
-/// assert_eq!((value, attempts), ("done", 3));
-/// # });
-/// ```
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, mut call: F) -> Result<(T, u32)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Ok(v) => return Ok((v, attempt)),
-            Err(e) if policy.again(&e, attempt).await => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    }
-}
 
 /// The version of an envelope item.
 fn version_of(item: &Item) -> Result<u64> {
@@ -200,6 +86,7 @@ pub struct Pruned {
 struct Core<M> {
     store: Store,
     table: String,
+    prefix: String,
     start: u64,
     retry: RetryPolicy,
     multi: bool,
@@ -210,6 +97,7 @@ impl<M> fmt::Debug for Core<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VersionedStore")
             .field("table", &self.table)
+            .field("prefix", &self.prefix)
             .field("start", &self.start)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
@@ -226,6 +114,14 @@ enum Expect {
     Exactly(Option<u64>),
 }
 
+/// An envelope without vhs's bookkeeping, for comparing values.
+fn content(item: &Item) -> Item {
+    item.iter()
+        .filter(|(k, _)| !k.starts_with("vhs:"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 impl<M: Model> Core<M> {
     fn new(store: &Store, table: String, multi: bool) -> Result<Self> {
         if let Some(a) = M::SCHEMA
@@ -238,17 +134,26 @@ impl<M: Model> Core<M> {
                 a.name
             )));
         }
-        if table.is_empty() {
-            return Err(Error::invalid("table name is empty"));
-        }
+        let prefix = store.table_prefix(&table)?;
         Ok(Core {
             store: store.clone(),
             table,
+            prefix,
             start: 0,
             retry: RetryPolicy::default(),
             multi,
             _model: PhantomData,
         })
+    }
+
+    /// The DynamoDB key of `id` (at `version` in the multi-version store).
+    fn key(&self, id: &str, version: u64) -> Item {
+        let mut key = Item::new();
+        key.insert(ID.to_owned(), AttributeValue::S(id.to_owned()));
+        if self.multi {
+            key.insert(VERSION.to_owned(), AttributeValue::N(version.to_string()));
+        }
+        key
     }
 
     fn target(&self, id: &str, version: u64) -> Result<Target> {
@@ -257,24 +162,14 @@ impl<M: Model> Core<M> {
                 "the id is empty; DynamoDB key strings must be non-empty",
             ));
         }
-        let mut key = Item::new();
-        key.insert(ID.to_owned(), AttributeValue::S(id.to_owned()));
-        let (range, describe) = if self.multi {
-            key.insert(VERSION.to_owned(), AttributeValue::N(version.to_string()));
-            (
-                Some(version.to_string()),
-                format!("id={id:?}, version={version}"),
-            )
-        } else {
-            (None, format!("id={id:?}"))
-        };
-        Ok(Target {
-            table: self.table.clone(),
-            key,
-            hash: id.to_owned(),
-            range,
-            describe,
-        })
+        Ok(target_of(
+            &self.table,
+            &self.prefix,
+            self.multi,
+            M::SCHEMA.large.iter().map(|a| a.name).collect(),
+            id,
+            self.multi.then_some(version),
+        ))
     }
 
     async fn ensure_table(&self) -> Result<()> {
@@ -287,21 +182,27 @@ impl<M: Model> Core<M> {
     }
 
     fn table_ref(&self) -> TableRef {
-        let multi = self.multi;
+        let (multi, table, prefix) = (self.multi, self.table.clone(), self.prefix.clone());
+        let large: Vec<&'static str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
         TableRef {
             table: self.table.clone(),
-            large: M::SCHEMA.large.iter().map(|a| a.name).collect(),
-            key_of: Box::new(move |k| {
-                let mut key = Item::new();
-                key.insert(ID.to_owned(), AttributeValue::S(k.hash.clone()));
-                match (multi, &k.range) {
-                    (true, Some(v)) if v.parse::<u64>().is_ok() => {
-                        key.insert(VERSION.to_owned(), AttributeValue::N(v.clone()));
-                    }
-                    (false, None) => {}
+            prefix: self.prefix.clone(),
+            large: large.clone(),
+            keys: (ID, self.multi.then_some(VERSION)),
+            target_of: Box::new(move |k| {
+                let version = match (multi, &k.range) {
+                    (true, Some(v)) => Some(v.parse::<u64>().ok()?),
+                    (false, None) => None,
                     _ => return None,
-                }
-                Some(key)
+                };
+                Some(target_of(
+                    &table,
+                    &prefix,
+                    multi,
+                    large.clone(),
+                    &k.hash,
+                    version,
+                ))
             }),
             describe: Box::new(move |item| {
                 let id = display(item.get(ID));
@@ -351,7 +252,7 @@ impl<M: Model> Core<M> {
     /// Loads every large value of an envelope.
     async fn read(&self, item: Item) -> Result<Versioned<M>> {
         let (version, mut stored) = self.open(item)?;
-        self.store.load_all(&mut stored).await?;
+        self.store.load_all(&self.prefix, &mut stored).await?;
         Ok(Versioned {
             version,
             value: stored.model,
@@ -384,30 +285,45 @@ impl<M: Model> Core<M> {
         }
     }
 
-    /// The newest envelope of `id`, if any (consistent).
+    /// The newest live envelope of `id`, if any (consistent); placeholders left by
+    /// deletes are skipped.
     async fn latest_item(&self, id: &str) -> Result<Option<Item>> {
         // Validates the id for both stores.
         let target = self.target(id, 0)?;
         if !self.multi {
-            return self
+            let item = self
                 .store
                 .backend()
                 .get_item(&self.table, &target.key, true)
-                .await;
+                .await?;
+            return Ok(State::of(item).live().cloned());
         }
-        let page = self
-            .store
-            .backend()
-            .query(&Query {
-                table: self.table.clone(),
-                hash_key: (ID.to_owned(), AttributeValue::S(id.to_owned())),
-                descending: true,
-                limit: Some(1),
-                start: None,
-                consistent: true,
-            })
-            .await?;
-        Ok(page.items.into_iter().next())
+        let mut start = None;
+        loop {
+            let page = self
+                .store
+                .backend()
+                .query(&Query {
+                    table: self.table.clone(),
+                    hash_key: (ID.to_owned(), AttributeValue::S(id.to_owned())),
+                    descending: true,
+                    limit: Some(8),
+                    start,
+                    consistent: true,
+                })
+                .await?;
+            if let Some(live) = page
+                .items
+                .into_iter()
+                .find(|i| !i.contains_key(PLACEHOLDER))
+            {
+                return Ok(Some(live));
+            }
+            match page.last_key {
+                Some(k) => start = Some(k),
+                None => return Ok(None),
+            }
+        }
     }
 
     async fn get_latest(&self, id: &str) -> Result<Versioned<M>> {
@@ -420,117 +336,131 @@ impl<M: Model> Core<M> {
         }
     }
 
-    /// One put attempt of `value` at `version` under `expect`.
-    async fn put_once(&self, id: &str, version: u64, value: &M, expect: Expect) -> Result<Written> {
+    /// Whether a write with `token` of `version` of `id` is stored: in the latest
+    /// envelope's history (single-version), or in that version's (multi).
+    async fn landed(&self, id: &str, version: u64, token: &str) -> Result<bool> {
+        let item = self
+            .store
+            .backend()
+            .get_item(&self.table, &self.key(id, version), true)
+            .await?;
+        let state = State::of(item);
+        Ok(state.wrote(token)
+            && state
+                .live()
+                .is_some_and(|i| number_attr(i, VERSION).is_some_and(|v| v >= version)))
+    }
+
+    /// One put attempt of `value` at `version` under `expect`, with `token`.
+    async fn put_once(
+        &self,
+        id: &str,
+        version: u64,
+        value: &M,
+        expect: Expect,
+        token: &str,
+    ) -> Result<Written> {
         let target = self.target(id, version)?;
         let mut record = self.record(&target, version, value)?;
         let values = LargeValues::of(value)?;
-        let staged = self
-            .store
-            .stage_record(&target, values, &mut record)
-            .await?;
-        let condition = match (self.multi, expect) {
-            // Every version is its own item: never overwrite one.
-            (true, _) => Condition::not_exists(ID),
-            (false, Expect::Lower) => Condition::not_exists(ID).or(Condition::lt(VERSION, version)),
-            (false, Expect::Exactly(None)) => Condition::not_exists(ID),
-            (false, Expect::Exactly(Some(v))) => Condition::eq(VERSION, v),
-        };
-        let result = self
-            .store
-            .backend()
-            .put_item(&self.table, record, Some(&condition))
-            .await;
-        let error = match result {
-            Ok(Conditional::Applied(old)) => {
-                let cleanup = match old {
-                    Some(old) if self.store.options().clean_up_when_succeeded => {
-                        self.store
-                            .clean_up_after_update_succeeded(&staged, &old)
-                            .await
-                    }
-                    _ => Cleanup::default(),
-                };
-                return Ok(Written {
+        let conflict = |found: Option<u64>| match expect {
+            Expect::Lower => match found {
+                Some(f) if f > version => Error::HigherVersionExists {
+                    table: self.table.clone(),
+                    key: self.describe(id),
                     version,
-                    attempts: 1,
-                    cleanup,
-                });
-            }
-            Ok(Conditional::Failed(_)) => {
-                let stored = self
-                    .store
+                    found: f,
+                },
+                _ => Error::VersionAlreadyExists {
+                    table: self.table.clone(),
+                    key: self.describe(id),
+                    version,
+                },
+            },
+            Expect::Exactly(expected) => Error::VersionConflict {
+                table: self.table.clone(),
+                key: self.describe(id),
+                expected: expected.unwrap_or(self.start),
+                found,
+            },
+        };
+        let store = &self.store;
+        let mut uploaded = store
+            .stage_record(&target, &values, &mut record, self.multi)
+            .await?;
+        let state = if self.multi {
+            // Every version is its own item: a create.
+            State::Absent
+        } else {
+            State::of(
+                store
                     .backend()
                     .get_item(&self.table, &target.key, true)
-                    .await;
-                let stored = match stored {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.clean_up_failed(&staged).await;
-                        return Err(e);
-                    }
-                };
-                let found = stored.as_ref().and_then(|i| number_attr(i, VERSION));
-                // Rebuilt only here, on the failure path, rather than copied up front.
-                let identical = match (&stored, expect) {
-                    (Some(stored), Expect::Lower) => self
-                        .record(&target, version, value)
-                        .map(|mut ours| {
-                            ours.extend(staged.to_put_attributes());
-                            *stored == ours
-                        })
-                        .unwrap_or(false),
-                    _ => false,
-                };
-                match expect {
-                    Expect::Lower if identical => {
-                        // The identical value at this version: idempotent success.
-                        return Ok(Written {
-                            version,
-                            attempts: 1,
-                            cleanup: Cleanup::default(),
-                        });
-                    }
-                    Expect::Lower => match found {
-                        Some(f) if f > version => Error::HigherVersionExists {
-                            table: self.table.clone(),
-                            key: self.describe(id),
-                            version,
-                            found: f,
-                        },
-                        _ => Error::VersionAlreadyExists {
-                            table: self.table.clone(),
-                            key: self.describe(id),
-                            version,
-                        },
-                    },
-                    Expect::Exactly(expected) => Error::VersionConflict {
-                        table: self.table.clone(),
-                        key: self.describe(id),
-                        expected: expected.unwrap_or(self.start),
-                        found: if self.multi { Some(version) } else { found },
-                    },
-                }
-            }
-            Err(e) => e,
+                    .await?,
+            )
         };
-        self.clean_up_failed(&staged).await;
-        Err(error)
-    }
-
-    async fn clean_up_failed(&self, staged: &crate::store::Staged<M>) {
-        if self.store.options().clean_up_when_failed {
-            self.store.clean_up_after_create_failed(staged).await;
-        }
+        let large: Vec<&str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
+        let ours = content(&record);
+        let written = store
+            .write(&target, token, &mut uploaded, state, &large, |state| {
+                let Some(stored) = state.live() else {
+                    return match expect {
+                        Expect::Exactly(Some(_)) if !self.multi => Plan::Fail(conflict(None)),
+                        _ => Plan::Put(record.clone()),
+                    };
+                };
+                let found = number_attr(stored, VERSION);
+                if found == Some(version) && content(stored) == ours {
+                    // The identical value at this version: idempotent success.
+                    return Plan::Done;
+                }
+                let replace = match expect {
+                    _ if self.multi => false,
+                    Expect::Lower => found.is_some_and(|f| f < version),
+                    Expect::Exactly(expected) => expected.is_some() && found == expected,
+                };
+                if !replace {
+                    return Plan::Fail(conflict(if self.multi { Some(version) } else { found }));
+                }
+                let mut update = ItemUpdate::default();
+                for (name, v) in &record {
+                    if name != ID {
+                        update.set.push((name.clone(), v.clone()));
+                    }
+                }
+                for attr in &large {
+                    if !record.contains_key(*attr) {
+                        update.remove.push((*attr).to_owned());
+                    }
+                }
+                Plan::Update(update, None)
+            })
+            .await?;
+        Ok(Written {
+            version,
+            attempts: 1,
+            cleanup: written.cleanup,
+        })
     }
 
     /// One read-modify-write attempt: reads the latest, applies `f` (or `init` when
-    /// there is none and `init` is given), writes latest + 1.
-    async fn update_once<F, I>(&self, id: &str, f: &mut F, init: Option<&mut I>) -> Result<Written>
+    /// there is none and `init` is given), writes latest + 1. `tried` holds the
+    /// (version, token) of earlier attempts: one that landed is the result, and
+    /// `f` is not applied again.
+    async fn update_once<F, I>(
+        &self,
+        id: &str,
+        f: &mut F,
+        init: Option<&mut I>,
+        tried: &mut Vec<(u64, String)>,
+    ) -> Result<Written>
     where
         F: FnMut(M) -> M + Send,
         I: FnMut() -> M + Send,
     {
+        if let Some(done) = self.earlier_attempt(id, tried).await? {
+            return Ok(done);
+        }
         let (expected, next, value) = match self.read_latest(id).await? {
             Some(current) => {
                 let next = next_version(current.version)?;
@@ -546,11 +476,35 @@ impl<M: Model> Core<M> {
                 }
             },
         };
-        self.put_once(id, next, &value, Expect::Exactly(expected))
+        let token = new_token();
+        tried.push((next, token.clone()));
+        self.put_once(id, next, &value, Expect::Exactly(expected), &token)
             .await
     }
 
-    async fn put_latest_once(&self, id: &str, value: &M) -> Result<Written> {
+    /// The earlier attempt that landed, if one did.
+    async fn earlier_attempt(&self, id: &str, tried: &[(u64, String)]) -> Result<Option<Written>> {
+        for (version, token) in tried {
+            if self.landed(id, *version, token).await? {
+                return Ok(Some(Written {
+                    version: *version,
+                    attempts: 1,
+                    cleanup: Cleanup::default(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn put_latest_once(
+        &self,
+        id: &str,
+        value: &M,
+        tried: &mut Vec<(u64, String)>,
+    ) -> Result<Written> {
+        if let Some(done) = self.earlier_attempt(id, tried).await? {
+            return Ok(done);
+        }
         let latest = self
             .latest_item(id)
             .await?
@@ -560,7 +514,9 @@ impl<M: Model> Core<M> {
             Some(v) => next_version(v)?,
             None => self.start,
         };
-        self.put_once(id, next, value, Expect::Exactly(latest))
+        let token = new_token();
+        tried.push((next, token.clone()));
+        self.put_once(id, next, value, Expect::Exactly(latest), &token)
             .await
     }
 
@@ -570,9 +526,13 @@ impl<M: Model> Core<M> {
         F: FnMut(M) -> M + Send,
         I: FnMut() -> M + Send,
     {
+        let mut tried = Vec::new();
         let mut attempt = 1;
         loop {
-            match self.update_once(id, f, init.as_deref_mut()).await {
+            match self
+                .update_once(id, f, init.as_deref_mut(), &mut tried)
+                .await
+            {
                 Ok(mut written) => {
                     written.attempts = attempt;
                     return Ok(written);
@@ -584,29 +544,71 @@ impl<M: Model> Core<M> {
     }
 
     async fn put_latest(&self, id: &str, value: &M) -> Result<Written> {
-        let (mut written, attempts) =
-            retry(&self.retry, || self.put_latest_once(id, value)).await?;
-        written.attempts = attempts;
-        Ok(written)
+        let mut tried = Vec::new();
+        let mut attempt = 1;
+        loop {
+            match self.put_latest_once(id, value, &mut tried).await {
+                Ok(mut written) => {
+                    written.attempts = attempt;
+                    return Ok(written);
+                }
+                Err(e) if self.retry.again(&e, attempt).await => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn delete_version(&self, id: &str, version: u64) -> Result<Cleanup> {
         let target = self.target(id, version)?;
-        let condition = Condition::eq(VERSION, version);
         match self
             .store
-            .delete_record::<M>(&target, Some(&condition))
+            .delete_record(&target, None, Some((VERSION, version)))
             .await
         {
             Ok((_, cleanup)) => Ok(cleanup),
-            Err(Error::ConditionFailed { .. }) | Err(Error::NotFound { .. }) => {
-                Err(Error::NotFound {
-                    table: self.table.clone(),
-                    key: format!("id={id:?}, version={version}"),
-                })
-            }
+            Err(Error::ConditionFailed { .. })
+            | Err(Error::NotFound { .. })
+            | Err(Error::VersionConflict { .. }) => Err(Error::NotFound {
+                table: self.table.clone(),
+                key: format!("id={id:?}, version={version}"),
+            }),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The target of `id` (at `version` in a multi-version table).
+fn target_of(
+    table: &str,
+    prefix: &str,
+    multi: bool,
+    large: Vec<&'static str>,
+    id: &str,
+    version: Option<u64>,
+) -> Target {
+    let mut key = Item::new();
+    key.insert(ID.to_owned(), AttributeValue::S(id.to_owned()));
+    let (range, describe) = match version.filter(|_| multi) {
+        Some(v) => {
+            key.insert(VERSION.to_owned(), AttributeValue::N(v.to_string()));
+            (Some(v.to_string()), format!("id={id:?}, version={v}"))
+        }
+        None => (None, format!("id={id:?}")),
+    };
+    Target {
+        table: table.to_owned(),
+        prefix: prefix.to_owned(),
+        key,
+        hash_attr: ID,
+        hash: id.to_owned(),
+        range,
+        large,
+        plain: if multi {
+            vec![VALUE]
+        } else {
+            vec![VERSION, VALUE]
+        },
+        describe,
     }
 }
 
@@ -721,7 +723,9 @@ impl<M: Model> SingleVersionStore<M> {
     /// lower; [`Error::HigherVersionExists`] or [`Error::VersionAlreadyExists`]
     /// otherwise. Re-putting the identical value at the same version succeeds.
     pub async fn put(&self, id: &str, version: u64, value: &M) -> Result<Written> {
-        self.core.put_once(id, version, value, Expect::Lower).await
+        self.core
+            .put_once(id, version, value, Expect::Lower, &new_token())
+            .await
     }
 
     /// Deletes the value if its stored version is `version` (DynamoDB first, then
@@ -757,7 +761,9 @@ impl<M: Model> MultiVersionStore<M> {
     /// ([`Error::VersionAlreadyExists`], except for the identical value, which
     /// succeeds).
     pub async fn put(&self, id: &str, version: u64, value: &M) -> Result<Written> {
-        self.core.put_once(id, version, value, Expect::Lower).await
+        self.core
+            .put_once(id, version, value, Expect::Lower, &new_token())
+            .await
     }
 
     /// One version ([`Error::NotFound`] if it does not exist).
@@ -770,8 +776,8 @@ impl<M: Model> MultiVersionStore<M> {
             .get_item(&self.core.table, &target.key, true)
             .await?
         {
-            Some(item) => self.core.read(item).await,
-            None => Err(target.not_found()),
+            Some(item) if !item.contains_key(PLACEHOLDER) => self.core.read(item).await,
+            _ => Err(target.not_found()),
         }
     }
 
@@ -798,7 +804,12 @@ impl<M: Model> MultiVersionStore<M> {
                     consistent: true,
                 })
                 .await?;
-            let versions: Vec<Result<u64>> = page.items.iter().map(version_of).collect();
+            let versions: Vec<Result<u64>> = page
+                .items
+                .iter()
+                .filter(|i| !i.contains_key(PLACEHOLDER))
+                .map(version_of)
+                .collect();
             let next = page.last_key.map(Some);
             Ok::<_, Error>(Some((stream::iter(versions), next)))
         });

@@ -77,6 +77,11 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
         };
         quote!(#p::LargeAttr { name: #name, content_type: #content_type })
     });
+    let attribute_names = input
+        .fields
+        .iter()
+        .filter(|f| matches!(f.role, Role::Plain | Role::Version))
+        .map(|f| f.name.as_str());
     let version_def = match input.version() {
         Some(field) => {
             let (name, ty) = (&field.name, field.ty);
@@ -172,6 +177,7 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 hash_key: #hash_def,
                 range_key: #range_def,
                 large: &[#(#large_defs),*],
+                attributes: &[#(#attribute_names),*],
                 version: #version_def,
             };
 

@@ -124,6 +124,16 @@ fn check_field(field: &Field, errors: &mut Errors) {
 fn check_names(input: &Input, errors: &mut Errors) {
     let mut seen: HashMap<&str, &Field> = HashMap::new();
     for field in &input.fields {
+        if field.name.starts_with("vhs:") {
+            let message = format!(
+                "attribute name `{}` is reserved: names starting with `vhs:` hold vhs's own bookkeeping (write tokens, deletion marks, placeholders); rename the field with `#[vhs(rename = \"...\")]`",
+                field.name
+            );
+            errors.push(match &field.attrs.rename {
+                Some(rename) => Error::new_spanned(rename, message),
+                None => Error::new_spanned(field.ident, message),
+            });
+        }
         if let Some(first) = seen.insert(&field.name, field) {
             // Keep pointing at the first field for later duplicates.
             seen.insert(&first.name, first);

@@ -1,0 +1,926 @@
+//! Ownership of objects, and the protocol that keeps every pointer resolvable.
+//!
+//! # Who owns an object
+//!
+//! An object key is `{table prefix}/pk=…/sk=…/attr=…/md5=…`. The table prefix is the
+//! store's prefix plus the table name unless configured (see
+//! [`StoreBuilder::table_prefix`](crate::StoreBuilder::table_prefix)), and two
+//! tables can never share one ([`StoreBuilder::build`](crate::StoreBuilder::build)
+//! refuses it). So every object key names exactly one table, one item and one
+//! large attribute: its *owner*. Only a call working on that item may delete the
+//! object, and only after it has won the race described below **on that item**.
+//! Keys are content-addressed per item and attribute: two writes of identical
+//! content share one object (the second upload gets 412 and reuses it).
+//!
+//! # Bookkeeping in the item
+//!
+//! | attribute | on | holds |
+//! |---|---|---|
+//! | `vhs:tok` | live items, placeholders | the tokens of the last 16 writes, newest first |
+//! | `vhs:del:{attr}:{md5}` | live items, placeholders | a *deletion mark*: `{unix ms} {token}` of a caller deleting that object |
+//! | `vhs:ph` | placeholders | `{unix ms} {token}` of the last deletion activity |
+//!
+//! A *placeholder* is an item that reads, queries, scans, creates and GC treat as
+//! absent. It is what deleting an item leaves behind, and what marking an object of
+//! an absent item creates. Its pointer attributes, while present, are objects that
+//! the delete that made it is still removing.
+//!
+//! # The protocol
+//!
+//! 1. **Upload first.** A writer uploads with `If-None-Match: *`; a 412 means an
+//!    object with identical bytes is there and is reused.
+//! 2. **Commit against what was read.** Every commit of a pointer is one
+//!    conditional DynamoDB write that requires the item to be exactly the state
+//!    the writer decided on: absent (`attribute_not_exists`), the same placeholder
+//!    (`vhs:ph` unchanged) or the same live item (`vhs:tok` unchanged). It also
+//!    requires that no object it points to carries a deletion mark, and it appends
+//!    its token to `vhs:tok`. A commit that replaces pointers sets, in the same
+//!    write, a deletion mark on each object it stops referencing.
+//! 3. **Mark before deleting.** Any other deletion (of objects a failed write
+//!    created, of orphans found by GC) first sets its marks with one conditional
+//!    write on the owner item, requiring that no large attribute references the
+//!    objects and that nobody else marked them. If the item is absent, that write
+//!    creates a placeholder.
+//! 4. **Delete, then unmark.** Only objects marked by this caller are deleted
+//!    (DeleteObjects); then the marks are removed, each on condition it is still
+//!    this caller's.
+//! 5. **Confirm after committing onto an item with a history.** A writer whose
+//!    commit landed on a live item or a placeholder (or whose outcome had to be
+//!    resolved) checks each object it now references with HeadObject and uploads
+//!    again any that is missing. A commit onto an absent item skips this.
+//! 6. **Deleting an item** turns it into a placeholder in one conditional write
+//!    that keeps its pointer attributes; they are deleted, then removed. Creators
+//!    wait while a placeholder has marks or pointers, and replace it only if
+//!    `vhs:ph` is unchanged.
+//! 7. **Lost responses.** A write whose outcome is unknown is sent again unchanged.
+//!    It either applies, or fails its condition and returns the stored item
+//!    (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), whose `vhs:tok` tells
+//!    whether the first send was applied: the result is what really happened.
+//! 8. **Time bound.** A placeholder is removed by GC only when its last deletion
+//!    activity is older than [`Options::retention`](crate::Options::retention); a
+//!    writer uploads again if more than half of it passed since its upload began,
+//!    and a deleter that marked more than half of it ago does not delete.
+//!
+//! # Why no interleaving leaves a pointer to a missing object
+//!
+//! Take a pointer to object `K` committed at time `c`, and a DeleteObjects of `K`
+//! landing at `d`. The deleter marked `K` at `m < d` with a write that required no
+//! reference to `K`, and unmarks at `u > d` (after the DeleteObjects answered).
+//! All marks and commits of one item are linearizable conditional writes of that
+//! item, and `K` has exactly one owner item.
+//! - `c < m`: the item referenced `K` at `m` unless a later commit replaced it; in
+//!   that case that commit marked `K` itself (step 2) and *it* is the deleter. A
+//!   reference present at `m` makes the mark fail. So a deleter never deletes
+//!   an object referenced when it marks.
+//! - `m < c < u`: the commit requires no mark on `K`, and `K` is marked: it fails.
+//! - `u < c`: then `d < c`. If the commit landed on a live item or a placeholder,
+//!   its confirmation (step 5) runs after `c`, finds `K` missing and uploads it
+//!   again; a new deleter would first need to mark `K`, which the reference now
+//!   forbids. If it landed on an absent item, the item was absent at `c` although
+//!   a deletion of `K` happened at `d` with an upload of `K` before it (the
+//!   writer's); every deletion on an item leaves it live or a placeholder, and a
+//!   placeholder lives at least the retention after its last deletion, which is
+//!   longer than any write (step 8). So this case cannot occur.
+//!
+//! Deleters never delete on stale information: the mark is the check, and it is the
+//! same linearizable write that every reuse must get past. Reads that race a
+//! replacement retry. The only timing assumption is step 8, which concerns creates
+//! racing deletions of the same content on an absent item, and requests that take
+//! longer than half the retention (default 1 hour) to arrive.
+//!
+//! # What each operation costs
+//!
+//! Round trips on the caller's path (k large attributes, all in parallel within a
+//! round trip):
+//!
+//! | operation | round trips | requests |
+//! |---|---|---|
+//! | create | 2 | k PutObject, 1 PutItem |
+//! | get | 2 | 1 GetItem, k GetObject |
+//! | update | 4 | k PutObject + 1 GetItem, 1 UpdateItem, k DeleteObjects/HeadObject, 1 UpdateItem |
+//! | delete | 3 | 1 UpdateItem, 1 DeleteObjects, 1 UpdateItem |
+//!
+//! Extra round trips happen only in races: waiting for a deletion of the same
+//! object, losing a compare-and-swap, a lost response, a missing object found by
+//! confirmation.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures_util::future::join_all;
+
+use crate::backend::{Conditional, PutObject};
+use crate::condition::{Condition, ItemUpdate};
+use crate::error::{Error, Result};
+use crate::layout::{escape, unescape, ObjectKey, Pointer};
+use crate::model::Item;
+use crate::store::{Cleanup, Store};
+
+/// The tokens of the last writes, newest first, space-separated.
+pub(crate) const TOKENS: &str = "vhs:tok";
+/// Present on placeholders only: the stamp of the last deletion activity.
+pub(crate) const PLACEHOLDER: &str = "vhs:ph";
+/// Prefix of deletion-mark attribute names.
+pub(crate) const MARK: &str = "vhs:del:";
+/// Tokens kept in [`TOKENS`].
+const HISTORY: usize = 16;
+/// Times a request whose outcome is unknown is sent again before giving up.
+const RESENDS: u32 = 3;
+
+/// A fresh random write token.
+pub(crate) fn new_token() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The name of the deletion mark of an object of attribute `attr` with `md5`.
+pub(crate) fn mark_name(attr: &str, md5: &str) -> String {
+    format!("{MARK}{}:{md5}", escape(attr))
+}
+
+/// `(attr, md5)` of a deletion-mark attribute name.
+pub(crate) fn parse_mark_name(name: &str) -> Option<(String, String)> {
+    let (attr, md5) = name.strip_prefix(MARK)?.rsplit_once(':')?;
+    Some((unescape(attr)?, md5.to_owned()))
+}
+
+/// Who did something to an item, and when: `{unix ms} {token}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub at_ms: u64,
+    pub token: String,
+}
+
+impl Stamp {
+    pub fn now(token: &str) -> Stamp {
+        Stamp {
+            at_ms: now_ms(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub fn value(&self) -> AttributeValue {
+        AttributeValue::S(format!("{} {}", self.at_ms, self.token))
+    }
+
+    pub fn parse(value: Option<&AttributeValue>) -> Option<Stamp> {
+        let AttributeValue::S(s) = value? else {
+            return None;
+        };
+        let (at, token) = s.split_once(' ')?;
+        Some(Stamp {
+            at_ms: at.parse().ok()?,
+            token: token.to_owned(),
+        })
+    }
+
+    /// Whether at least `age` passed since the stamp, by this machine's clock.
+    pub fn older_than(&self, age: Duration) -> bool {
+        now_ms().saturating_sub(self.at_ms) >= age.as_millis() as u64
+    }
+}
+
+/// Where one item lives, and what it may own: its table and DynamoDB key, the key
+/// parts and prefix of its objects, and the model's attribute names.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub table: String,
+    /// This table's object prefix (normalized).
+    pub prefix: String,
+    pub key: Item,
+    pub hash_attr: &'static str,
+    pub hash: String,
+    pub range: Option<String>,
+    /// The large (pointer) attributes.
+    pub large: Vec<&'static str>,
+    /// The ordinary attributes a delete removes.
+    pub plain: Vec<&'static str>,
+    pub describe: String,
+}
+
+/// An object of an item's attribute, as this protocol handles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owned {
+    pub attr: String,
+    pub md5: String,
+    /// The S3 key.
+    pub key: String,
+    /// The `s3://` URI the item holds when it references it.
+    pub uri: String,
+}
+
+impl Owned {
+    pub fn mark(&self) -> String {
+        mark_name(&self.attr, &self.md5)
+    }
+}
+
+impl Target {
+    pub fn not_found(&self) -> Error {
+        Error::NotFound {
+            table: self.table.clone(),
+            key: self.describe.clone(),
+        }
+    }
+
+    pub fn busy(&self, reason: impl Into<String>) -> Error {
+        Error::Busy {
+            table: self.table.clone(),
+            key: self.describe.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The S3 key of a value of `attr` with `md5`.
+    pub fn render_key(&self, attr: &str, md5: &str) -> String {
+        ObjectKey {
+            hash: self.hash.clone(),
+            range: self.range.clone(),
+            attr: attr.to_owned(),
+            md5: md5.to_owned(),
+        }
+        .render(&self.prefix)
+    }
+
+    /// The object of `attr` with `md5` in `bucket`.
+    pub fn object(&self, bucket: &str, attr: &str, md5: &str) -> Owned {
+        let key = self.render_key(attr, md5);
+        Owned {
+            attr: attr.to_owned(),
+            md5: md5.to_owned(),
+            uri: Pointer {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+            }
+            .uri(),
+            key,
+        }
+    }
+
+    /// The object a stored attribute value points to, if this item owns it: in
+    /// `bucket`, under this table's prefix, naming this item and attribute. Any
+    /// other value is never deleted through this item.
+    pub fn owned(&self, bucket: &str, attr: &str, value: &AttributeValue) -> Option<Owned> {
+        let AttributeValue::S(uri) = value else {
+            return None;
+        };
+        let pointer = Pointer::parse(uri).ok()?;
+        if pointer.bucket != bucket {
+            return None;
+        }
+        let parsed = ObjectKey::parse(&self.prefix, &pointer.key)?;
+        let mine = parsed.hash == self.hash && parsed.range == self.range && parsed.attr == attr;
+        mine.then(|| Owned {
+            attr: attr.to_owned(),
+            md5: parsed.md5,
+            key: pointer.key,
+            uri: uri.clone(),
+        })
+    }
+
+    /// The owned objects `item`'s large attributes point to.
+    pub fn owned_in(&self, bucket: &str, item: &Item) -> Vec<Owned> {
+        self.large
+            .iter()
+            .filter_map(|a| self.owned(bucket, a, item.get(*a)?))
+            .collect()
+    }
+
+    /// No large attribute of the item points to `object`.
+    fn unreferenced(&self, object: &Owned) -> Condition {
+        let mut c = Condition::not_exists(object.mark());
+        for attr in &self.large {
+            c = c.and(Condition::ne(*attr, object.uri.as_str()));
+        }
+        c
+    }
+}
+
+/// What a caller knows about an item.
+#[derive(Debug, Clone)]
+pub(crate) enum State {
+    /// Not read: a blind write.
+    Unknown,
+    Absent,
+    Placeholder(Item),
+    Live(Item),
+}
+
+impl State {
+    pub fn of(item: Option<Item>) -> State {
+        match item {
+            None => State::Absent,
+            Some(i) if i.contains_key(PLACEHOLDER) => State::Placeholder(i),
+            Some(i) => State::Live(i),
+        }
+    }
+
+    pub fn item(&self) -> Option<&Item> {
+        match self {
+            State::Placeholder(i) | State::Live(i) => Some(i),
+            State::Unknown | State::Absent => None,
+        }
+    }
+
+    /// The live item, if it is one.
+    pub fn live(&self) -> Option<&Item> {
+        match self {
+            State::Live(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    fn tokens(&self) -> Vec<&str> {
+        match self.item().and_then(|i| i.get(TOKENS)) {
+            Some(AttributeValue::S(s)) => s.split(' ').filter(|t| !t.is_empty()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether a write with `token` is among the item's recent writes.
+    pub fn wrote(&self, token: &str) -> bool {
+        self.tokens().contains(&token)
+    }
+
+    /// The token history after a write with `token` on this state.
+    pub fn history_with(&self, token: &str) -> AttributeValue {
+        let mut tokens = vec![token];
+        if matches!(self, State::Live(_)) {
+            tokens.extend(self.tokens().into_iter().take(HISTORY - 1));
+        }
+        AttributeValue::S(tokens.join(" "))
+    }
+
+    /// Whether `object` carries a deletion mark, or is a pointer that the delete
+    /// which made this placeholder is still removing.
+    pub fn marked(&self, target: &Target, object: &Owned) -> bool {
+        let Some(item) = self.item() else {
+            return false;
+        };
+        item.contains_key(&object.mark())
+            || (matches!(self, State::Placeholder(_)) && self.references(target, object))
+    }
+
+    /// Whether a large attribute holds `object`.
+    pub fn references(&self, target: &Target, object: &Owned) -> bool {
+        let Some(item) = self.item() else {
+            return false;
+        };
+        target
+            .large
+            .iter()
+            .any(|a| matches!(item.get(*a), Some(AttributeValue::S(s)) if *s == object.uri))
+    }
+
+    /// A placeholder with a deletion still in progress.
+    pub fn busy(&self, target: &Target) -> bool {
+        match self {
+            State::Placeholder(i) => i
+                .keys()
+                .any(|k| k.starts_with(MARK) || target.large.contains(&k.as_str())),
+            _ => false,
+        }
+    }
+
+    /// The condition that the item is still exactly this state.
+    pub fn unchanged(&self, target: &Target) -> Condition {
+        match self {
+            State::Unknown => Condition::And(Vec::new()),
+            State::Absent => Condition::not_exists(target.hash_attr),
+            State::Placeholder(i) => match i.get(PLACEHOLDER) {
+                Some(v) => Condition::eq(PLACEHOLDER, v.clone()),
+                None => Condition::not_exists(PLACEHOLDER),
+            },
+            State::Live(i) => {
+                let tokens = match i.get(TOKENS) {
+                    Some(v) => Condition::eq(TOKENS, v.clone()),
+                    None => Condition::not_exists(TOKENS),
+                };
+                Condition::exists(target.hash_attr)
+                    .and(Condition::not_exists(PLACEHOLDER))
+                    .and(tokens)
+            }
+        }
+    }
+}
+
+/// A write the commit engine sends.
+#[derive(Debug, Clone)]
+pub(crate) enum Write {
+    Put(Item),
+    Update(ItemUpdate),
+}
+
+/// What a commit does on a given state of the item.
+pub(crate) enum Decision {
+    /// Send this write under this condition.
+    Write(Write, Condition),
+    /// Wait for a deletion in progress to finish, then decide again.
+    Wait(&'static str),
+    /// Nothing to write: the state already is the result.
+    Done,
+    /// Give up with this error.
+    Fail(Error),
+}
+
+/// What a commit did.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    /// The state the applied write was decided on (`Unknown` for a blind write
+    /// resolved after a lost response, and for [`Decision::Done`]).
+    pub before: State,
+    /// The old image DynamoDB returned, when the write's response arrived.
+    pub old: Option<Item>,
+    /// The write applied (`None` for [`Decision::Done`]).
+    pub write: Option<Write>,
+    /// The outcome was resolved after a lost response.
+    pub resolved: bool,
+    /// When resolved: the stored item that showed the write was applied.
+    pub now: State,
+}
+
+impl Committed {
+    /// Whether the write landed on an item with a history (live or placeholder),
+    /// or its outcome is not known to be on an absent item: then the objects it
+    /// points to must be confirmed (step 5).
+    pub fn needs_confirmation(&self) -> bool {
+        self.resolved || !matches!(self.before, State::Absent)
+    }
+}
+
+impl Store {
+    /// Sends one conditional write, again unchanged while its outcome is unknown
+    /// (a retryable error: timeout, lost response, 5xx).
+    async fn send(
+        &self,
+        target: &Target,
+        write: &Write,
+        condition: &Condition,
+    ) -> Result<Conditional<Option<Item>>> {
+        let mut sends = 0;
+        loop {
+            let result = match write {
+                Write::Put(item) => {
+                    self.backend()
+                        .put_item(&target.table, item.clone(), Some(condition))
+                        .await
+                }
+                Write::Update(update) => self
+                    .backend()
+                    .update_item(&target.table, &target.key, update, Some(condition))
+                    .await
+                    .map(|c| match c {
+                        Conditional::Applied(old) => {
+                            Conditional::Applied((!old.is_empty()).then_some(old))
+                        }
+                        Conditional::Failed(cur) => Conditional::Failed(cur),
+                    }),
+            };
+            match result {
+                Err(e) if e.is_retryable() && sends < RESENDS => sends += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// The commit engine (steps 2 and 7): decides a write on the known state, sends
+    /// it conditioned on that state, and on a failed condition decides again on the
+    /// stored item the failure returned. A state whose history holds `token` means
+    /// an earlier send of ours was applied.
+    pub(crate) async fn commit(
+        &self,
+        target: &Target,
+        token: &str,
+        mut state: State,
+        mut decide: impl FnMut(&State) -> Decision,
+    ) -> Result<Committed> {
+        let wait = &self.options().wait;
+        let (mut waits, mut sent_on) = (0, None);
+        loop {
+            if let Some(before) = sent_on.as_ref().filter(|_| state.wrote(token)) {
+                return Ok(Committed {
+                    before: State::clone(before),
+                    old: None,
+                    write: None,
+                    resolved: true,
+                    now: state,
+                });
+            }
+            match decide(&state) {
+                Decision::Fail(e) => return Err(e),
+                Decision::Done => {
+                    return Ok(Committed {
+                        before: State::Unknown,
+                        old: None,
+                        write: None,
+                        resolved: false,
+                        now: state,
+                    })
+                }
+                Decision::Wait(reason) => {
+                    waits += 1;
+                    if !wait.pause(waits).await {
+                        return Err(target.busy(reason));
+                    }
+                    state = State::of(
+                        self.backend()
+                            .get_item(&target.table, &target.key, true)
+                            .await?,
+                    );
+                }
+                Decision::Write(write, condition) => {
+                    match self.send(target, &write, &condition).await {
+                        Ok(Conditional::Applied(old)) => {
+                            return Ok(Committed {
+                                before: state,
+                                old,
+                                write: Some(write),
+                                resolved: false,
+                                now: State::Unknown,
+                            })
+                        }
+                        Ok(Conditional::Failed(current)) => {
+                            sent_on = Some(state);
+                            state = State::of(current);
+                        }
+                        Err(e) if !e.is_retryable() => return Err(e),
+                        Err(e) => {
+                            // Still unknown after the resends: one consistent read
+                            // tells whether it was applied.
+                            let Ok(current) = self
+                                .backend()
+                                .get_item(&target.table, &target.key, true)
+                                .await
+                            else {
+                                return Err(e);
+                            };
+                            sent_on = Some(state);
+                            state = State::of(current);
+                            if !state.wrote(token) {
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Step 5: every object `puts` names exists after the commit; a missing one
+    /// that the item still references is uploaded again (one a later write
+    /// already replaced and deleted is left alone). The ones that could not be
+    /// checked or uploaded are recorded in `cleanup.unconfirmed`: the write itself
+    /// stands.
+    pub(crate) async fn confirm(&self, target: &Target, puts: &[PutObject], cleanup: &mut Cleanup) {
+        let checks = puts.iter().map(|put| async move {
+            let check = async {
+                if self
+                    .backend()
+                    .head_object(&put.bucket, &put.key)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                let uri = Pointer {
+                    bucket: put.bucket.clone(),
+                    key: put.key.clone(),
+                }
+                .uri();
+                let state = State::of(
+                    self.backend()
+                        .get_item(&target.table, &target.key, true)
+                        .await?,
+                );
+                let referenced = state.live().is_some_and(|i| {
+                    target
+                        .large
+                        .iter()
+                        .any(|a| matches!(i.get(*a), Some(AttributeValue::S(s)) if *s == uri))
+                });
+                if referenced {
+                    let mut again = put.clone();
+                    again.if_none_match = true;
+                    self.backend().put_object(again).await?;
+                }
+                Ok(())
+            };
+            check
+                .await
+                .map_err(|e: Error| (put.key.clone(), e.to_string()))
+        });
+        for result in join_all(checks).await {
+            if let Err(unconfirmed) = result {
+                cleanup.unconfirmed.push(unconfirmed);
+            }
+        }
+    }
+
+    /// Step 3: marks `objects` of `target`'s item for deletion with `stamp`. Returns
+    /// the objects marked; the others are referenced or marked by someone else
+    /// (not to be deleted by us), or reported as left over when the item could not
+    /// be written.
+    pub(crate) async fn mark(
+        &self,
+        target: &Target,
+        mut objects: Vec<Owned>,
+        mut state: State,
+        stamp: &Stamp,
+        cleanup: &mut Cleanup,
+    ) -> Vec<Owned> {
+        let mut attempts = 0;
+        while !objects.is_empty() {
+            attempts += 1;
+            let mut update = ItemUpdate::default();
+            let mut condition = match &state {
+                State::Absent => Condition::not_exists(target.hash_attr),
+                State::Placeholder(_) => Condition::exists(PLACEHOLDER),
+                State::Live(_) | State::Unknown => {
+                    Condition::exists(target.hash_attr).and(Condition::not_exists(PLACEHOLDER))
+                }
+            };
+            if matches!(state, State::Absent | State::Placeholder(_)) {
+                // A placeholder records when a deletion last happened on it.
+                update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
+            }
+            for o in &objects {
+                update.set.push((o.mark(), stamp.value()));
+                condition = condition.and(target.unreferenced(o));
+            }
+            let write = Write::Update(update);
+            match self.send(target, &write, &condition).await {
+                Ok(Conditional::Applied(_)) => return objects,
+                Ok(Conditional::Failed(current)) => {
+                    state = State::of(current);
+                    let item = state.item();
+                    if objects
+                        .iter()
+                        .all(|o| item.and_then(|i| i.get(&o.mark())) == Some(&stamp.value()))
+                    {
+                        // A lost response: it was applied.
+                        return objects;
+                    }
+                    objects.retain(|o| !state.marked(target, o) && !state.references(target, o));
+                    if attempts > RESENDS + 2 {
+                        cleanup.leftover.extend(
+                            objects
+                                .drain(..)
+                                .map(|o| (o.key, "not deleted: the item kept changing".to_owned())),
+                        );
+                    }
+                }
+                Err(Error::Backend {
+                    code: Some(code), ..
+                }) if code == "ResourceNotFoundException" => {
+                    // No table: no item can reference them, and no mark is needed.
+                    cleanup
+                        .unmarked
+                        .extend(objects.iter().map(|o| o.key.clone()));
+                    return objects;
+                }
+                Err(e) => {
+                    let reason = format!("not deleted: could not mark it for deletion: {e}");
+                    cleanup
+                        .leftover
+                        .extend(objects.drain(..).map(|o| (o.key, reason.clone())));
+                }
+            }
+        }
+        objects
+    }
+
+    /// Step 4: deletes the objects marked with `stamp` (at `marked_at`), then
+    /// removes the marks.
+    pub(crate) async fn delete_marked(
+        &self,
+        target: &Target,
+        marked: Vec<Owned>,
+        stamp: &Stamp,
+        marked_at: Instant,
+        cleanup: &mut Cleanup,
+    ) {
+        if marked.is_empty() {
+            return;
+        }
+        if marked_at.elapsed() > self.options().retention / 2 {
+            cleanup.leftover.extend(marked.iter().map(|o| {
+                (
+                    o.key.clone(),
+                    "not deleted: more than half the retention passed since it was marked"
+                        .to_owned(),
+                )
+            }));
+        } else {
+            let deleted = self
+                .delete_keys(marked.iter().map(|o| o.key.clone()).collect())
+                .await;
+            cleanup.deleted.extend(deleted.deleted);
+            cleanup.leftover.extend(deleted.leftover);
+        }
+        self.unmark(target, marked, stamp, cleanup).await;
+    }
+
+    /// Removes the marks of `objects` that are still `stamp`'s.
+    pub(crate) async fn unmark(
+        &self,
+        target: &Target,
+        mut objects: Vec<Owned>,
+        stamp: &Stamp,
+        cleanup: &mut Cleanup,
+    ) {
+        objects.retain(|o| !cleanup.unmarked.contains(&o.key));
+        for _ in 0..=RESENDS {
+            if objects.is_empty() {
+                return;
+            }
+            let mut update = ItemUpdate::default();
+            let mut condition = Condition::And(Vec::new());
+            for o in &objects {
+                update.remove.push(o.mark());
+                condition = condition.and(Condition::eq(o.mark(), stamp.value()));
+            }
+            match self.send(target, &Write::Update(update), &condition).await {
+                Ok(Conditional::Applied(_)) => return,
+                Ok(Conditional::Failed(current)) => {
+                    let state = State::of(current);
+                    let item = state.item();
+                    objects.retain(|o| item.and_then(|i| i.get(&o.mark())) == Some(&stamp.value()));
+                }
+                Err(_) => {}
+            }
+        }
+        cleanup
+            .marks_left
+            .extend(objects.into_iter().map(|o| o.key));
+    }
+
+    /// Steps 3 and 4 for objects no commit marked: mark, delete, unmark.
+    pub(crate) async fn retire(
+        &self,
+        target: &Target,
+        objects: Vec<Owned>,
+        state: State,
+    ) -> Cleanup {
+        let mut cleanup = Cleanup::default();
+        let mut objects = objects;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        objects.dedup_by(|a, b| a.key == b.key);
+        if objects.is_empty() {
+            return cleanup;
+        }
+        let stamp = Stamp::now(&new_token());
+        let marked_at = Instant::now();
+        let marked = self
+            .mark(target, objects, state, &stamp, &mut cleanup)
+            .await;
+        self.delete_marked(target, marked, &stamp, marked_at, &mut cleanup)
+            .await;
+        cleanup
+    }
+
+    /// Deletion marks for the objects `before` references in `attrs` that the write
+    /// stops referencing (`keep` are the pointers it writes), to set in the commit.
+    pub(crate) fn replaced(
+        &self,
+        target: &Target,
+        before: &State,
+        attrs: &[&str],
+        keep: &[String],
+    ) -> Vec<Owned> {
+        let Some(item) = before.live() else {
+            return Vec::new();
+        };
+        attrs
+            .iter()
+            .filter_map(|a| target.owned(self.bucket(), a, item.get(*a)?))
+            .filter(|o| !keep.contains(&o.uri))
+            .collect()
+    }
+}
+
+/// What a write wants to do on a given state of the item, before the protocol's
+/// additions (token history, deletion marks, conditions on marks and on the state).
+pub(crate) enum Plan {
+    /// Update the live item (with this extra condition).
+    Update(ItemUpdate, Option<Condition>),
+    /// Write this item in place of an absent item or a placeholder.
+    Put(Item),
+    /// The state already is the result.
+    Done,
+    /// Give up with this error.
+    Fail(Error),
+}
+
+/// What [`Store::write`] did.
+pub(crate) struct Written {
+    pub committed: Committed,
+    pub cleanup: Cleanup,
+}
+
+impl Store {
+    /// A write of uploaded objects through the protocol: commits `plan`'s write on
+    /// the item (deciding again on every state a failed condition returns, waiting
+    /// while an object it points to is being deleted), then confirms its objects
+    /// while deleting the ones it replaced in `changed` attributes, and unmarks.
+    /// On failure the objects the upload created are retired (with
+    /// `clean_up_when_failed`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn write<M: crate::model::Model>(
+        &self,
+        target: &Target,
+        token: &str,
+        uploaded: &mut crate::store::Uploaded<M>,
+        state: State,
+        changed: &[&str],
+        mut plan: impl FnMut(&State) -> Plan,
+    ) -> Result<Written> {
+        let token = token.to_owned();
+        let new = uploaded.staged.owned();
+        let uris = uploaded.staged.uris();
+        let cleanup_on = self.options().clean_up_when_succeeded;
+        let mut planned: (Vec<Owned>, Stamp) = (Vec::new(), Stamp::now(&token));
+        let result = async {
+            self.refresh(uploaded).await?;
+            self.commit(target, &token, state, |state| {
+                let plan = plan(state);
+                if matches!(plan, Plan::Update(..) | Plan::Put(_))
+                    && (state.busy(target) || new.iter().any(|o| state.marked(target, o)))
+                {
+                    return Decision::Wait("an object it points to is being deleted");
+                }
+                match plan {
+                    Plan::Fail(e) => Decision::Fail(e),
+                    Plan::Done => Decision::Done,
+                    Plan::Put(mut item) => {
+                        item.insert(TOKENS.to_owned(), state.history_with(&token));
+                        let condition = match state {
+                            State::Placeholder(_) => state.unchanged(target),
+                            _ => Condition::not_exists(target.hash_attr),
+                        };
+                        planned.0.clear();
+                        Decision::Write(Write::Put(item), condition)
+                    }
+                    Plan::Update(mut update, extra) => {
+                        let stamp = Stamp::now(&token);
+                        let marks = if cleanup_on {
+                            self.replaced(target, state, changed, &uris)
+                        } else {
+                            Vec::new()
+                        };
+                        update
+                            .set
+                            .push((TOKENS.to_owned(), state.history_with(&token)));
+                        update
+                            .set
+                            .extend(marks.iter().map(|o| (o.mark(), stamp.value())));
+                        let mut condition = state.unchanged(target);
+                        if let Some(extra) = extra {
+                            condition = condition.and(extra);
+                        }
+                        for o in &new {
+                            condition = condition.and(Condition::not_exists(o.mark()));
+                        }
+                        planned = (marks, stamp);
+                        Decision::Write(Write::Update(update), condition)
+                    }
+                }
+            })
+            .await
+        }
+        .await;
+        let committed = match result {
+            Ok(committed) => committed,
+            Err(error) => {
+                if self.options().clean_up_when_failed {
+                    self.retire(target, uploaded.staged.created_objects(), State::Unknown)
+                        .await;
+                }
+                return Err(error);
+            }
+        };
+        let wrote = committed.write.is_some() || committed.resolved;
+        let (marked, stamp) = planned;
+        let marked = if wrote { marked } else { Vec::new() };
+        let mut cleanup = Cleanup::default();
+        let mut confirmed = Cleanup::default();
+        let marked_at = Instant::now();
+        let confirm = async {
+            if wrote && committed.needs_confirmation() {
+                self.confirm(target, &uploaded.puts, &mut confirmed).await;
+            }
+        };
+        futures_util::future::join(
+            confirm,
+            self.delete_marked(target, marked, &stamp, marked_at, &mut cleanup),
+        )
+        .await;
+        cleanup.absorb(confirmed);
+        Ok(Written { committed, cleanup })
+    }
+}

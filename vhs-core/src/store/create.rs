@@ -1,0 +1,91 @@
+//! `create_large`: uploads, then one conditional PutItem.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{check_item_size, Staged, Store, Uploaded};
+use crate::changes::LargeValues;
+use crate::error::{Error, Result};
+use crate::model::{Item, Model};
+use crate::ownership::{new_token, Plan, State, Target};
+
+impl Store {
+    /// Creates an item: uploads every non-`None` large value, then writes the item
+    /// with `attribute_not_exists(hash key)`. Never overwrites: an existing item
+    /// gives [`Error::AlreadyExists`]; a create whose response was lost and that
+    /// finds its own write reports success.
+    ///
+    /// Input is validated before anything is written (empty keys, S3 keys over 1024
+    /// bytes, an item over 400 KB once its large values are replaced by pointers).
+    /// If an upload fails, the objects this call created are deleted. If the
+    /// DynamoDB write fails and [`Options::clean_up_when_failed`](super::Options)
+    /// is on, they are deleted too, through the deletion protocol: never one an
+    /// item references.
+    ///
+    /// Two round trips: the uploads, then the PutItem. An item deleted shortly
+    /// before is a placeholder: the create waits for its deletion to finish,
+    /// replaces it, and confirms its objects (one more round trip).
+    pub async fn create_large<M: Model>(&self, item: &M) -> Result<Staged<M>> {
+        let key = item.primary_key();
+        let target = self.target(&key)?;
+        let record = item.to_item()?;
+        self.create_record(&target, LargeValues::of(item)?, record, |_| {
+            Plan::Fail(Error::AlreadyExists {
+                table: target.table.clone(),
+                key: target.describe.clone(),
+            })
+        })
+        .await
+        .map(|(staged, _)| staged)
+    }
+
+    /// Validates `values`, adds their pointers to `record`, checks the item size,
+    /// then uploads (all before any DynamoDB write). `new_item`: the item most
+    /// likely does not exist yet.
+    pub(crate) async fn stage_record<M: Model>(
+        &self,
+        target: &Target,
+        values: &LargeValues<M>,
+        record: &mut Item,
+        new_item: bool,
+    ) -> Result<Uploaded<M>> {
+        let uploads = self.plan(target, values)?;
+        for u in &uploads {
+            if let Some(uri) = u.uri(self.bucket()) {
+                record.insert(u.attr.to_owned(), AttributeValue::S(uri));
+            }
+        }
+        check_item_size(target, record)?;
+        self.upload(target, uploads, new_item).await
+    }
+
+    /// Creates `record` with the large `values` as a new item: on an absent item,
+    /// or replacing a placeholder whose deletions have finished. `on_live` decides
+    /// what a live item means (an error, or [`Plan::Done`] when it already is the
+    /// result). Returns the staged values and whether a write was made.
+    pub(crate) async fn create_record<M: Model>(
+        &self,
+        target: &Target,
+        values: LargeValues<M>,
+        mut record: Item,
+        mut on_live: impl FnMut(&Item) -> Plan,
+    ) -> Result<(Staged<M>, bool)> {
+        let mut uploaded = self
+            .stage_record(target, &values, &mut record, true)
+            .await?;
+        let written = self
+            .write(
+                target,
+                &new_token(),
+                &mut uploaded,
+                State::Absent,
+                &[],
+                |state| match state {
+                    State::Live(item) => on_live(item),
+                    _ => Plan::Put(record.clone()),
+                },
+            )
+            .await?;
+        let wrote = written.committed.write.is_some() || written.committed.resolved;
+        Ok((uploaded.staged, wrote))
+    }
+}

@@ -1,0 +1,707 @@
+//! The [`Store`]: transactional and step-by-step operations over a backend.
+//!
+//! Each operation reads in one file, with the types it returns beside it:
+//! `create`, `read`, `update`, `delete`, and `staged` (the step-by-step API). The
+//! rules they follow to never delete a referenced object are in
+//! [`ownership`](crate::ownership).
+
+mod create;
+mod delete;
+mod read;
+mod staged;
+mod update;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+
+pub use delete::{Deleted, Precondition};
+pub use read::Stored;
+pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
+pub use update::Updated;
+
+use crate::backend::{
+    item_size, Backend, PutObject, PutOutcome, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
+    MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
+};
+use crate::changes::LargeValues;
+use crate::error::{Error, Result};
+use crate::layout::{escape, normalize_prefix, Md5Sum, Pointer};
+use crate::model::{Item, Key, Model};
+use crate::ownership::{Owned, State, Target};
+use crate::retry::RetryPolicy;
+
+/// Behaviour switches of a [`Store`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// When the DynamoDB write of a create or update fails, delete the objects the
+    /// call created (never one the stored item references). Default `true`.
+    ///
+    /// Objects created by a call whose *upload* step fails are always removed,
+    /// since no item can reference them yet.
+    pub clean_up_when_failed: bool,
+    /// After a successful update, delete the old objects the new item no longer
+    /// references. Default `true`.
+    pub clean_up_when_succeeded: bool,
+    /// How many S3 requests one call runs at once. Default 16.
+    pub max_concurrency: usize,
+    /// The protocol's one time bound (see [`ownership`](crate::ownership), step 8).
+    /// A placeholder left by a deletion is kept at least this long after its last
+    /// deletion activity; a write uploads again if more than half of it passed
+    /// since its upload began; a deleter does not delete what it marked more than
+    /// half of it ago; GC takes over marks and placeholders older than it. Default
+    /// 1 hour.
+    pub retention: Duration,
+    /// How long a write waits for a deletion of the same object (or of the item)
+    /// to finish before giving up with [`Error::Busy`]. Default: 50 attempts, 5 ms
+    /// doubling up to 500 ms.
+    pub wait: RetryPolicy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clean_up_when_failed: true,
+            clean_up_when_succeeded: true,
+            max_concurrency: 16,
+            retention: Duration::from_secs(3600),
+            wait: RetryPolicy::attempts(50),
+        }
+    }
+}
+
+/// Builds a [`Store`].
+pub struct StoreBuilder {
+    backend: Arc<dyn Backend>,
+    bucket: String,
+    prefix: String,
+    options: Options,
+    tables: HashMap<String, String>,
+    table_prefixes: HashMap<String, String>,
+}
+
+impl StoreBuilder {
+    /// Objects go under this key prefix, each table's under `{prefix}/{table}`
+    /// unless [`table_prefix`](Self::table_prefix) says otherwise. Leading,
+    /// trailing and doubled slashes are removed, so `"/docs//v1/"` becomes `docs/v1`.
+    pub fn prefix(mut self, prefix: impl AsRef<str>) -> Self {
+        self.prefix = normalize_prefix(prefix.as_ref());
+        self
+    }
+
+    /// Stores model `M` in `table` instead of its default table.
+    pub fn table_for<M: Model>(self, table: impl Into<String>) -> Self {
+        self.table(M::SCHEMA.table, table)
+    }
+
+    /// Every model whose default table is `default` uses `table` instead.
+    pub fn table(mut self, default: impl Into<String>, table: impl Into<String>) -> Self {
+        self.tables.insert(default.into(), table.into());
+        self
+    }
+
+    /// Puts the objects of `table` (the table name as stored, after any
+    /// [`table`](Self::table) mapping) under exactly `prefix` instead of
+    /// `{store prefix}/{table}`: for example the prefix another library (such as
+    /// pynamodb_mate) wrote that table's objects under. No other table may use
+    /// the same prefix or one nested in it: [`build`](Self::build) refuses it.
+    pub fn table_prefix(mut self, table: impl Into<String>, prefix: impl AsRef<str>) -> Self {
+        self.table_prefixes
+            .insert(table.into(), normalize_prefix(prefix.as_ref()));
+        self
+    }
+
+    /// Replaces all options.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets [`Options::clean_up_when_failed`].
+    pub fn clean_up_when_failed(mut self, yes: bool) -> Self {
+        self.options.clean_up_when_failed = yes;
+        self
+    }
+
+    /// Sets [`Options::clean_up_when_succeeded`].
+    pub fn clean_up_when_succeeded(mut self, yes: bool) -> Self {
+        self.options.clean_up_when_succeeded = yes;
+        self
+    }
+
+    /// Sets [`Options::max_concurrency`] (at least 1).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.options.max_concurrency = n;
+        self
+    }
+
+    /// Sets [`Options::retention`].
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.options.retention = retention;
+        self
+    }
+
+    /// Sets [`Options::wait`].
+    pub fn wait(mut self, policy: RetryPolicy) -> Self {
+        self.options.wait = policy;
+        self
+    }
+
+    /// The store. Fails on an empty bucket name, a zero concurrency, and on two
+    /// tables whose objects would share a prefix (equal, or one inside the other).
+    pub fn build(self) -> Result<Store> {
+        if self.bucket.is_empty() || self.bucket.contains('/') {
+            return Err(Error::invalid(format!(
+                "bucket name {:?} is empty or contains '/'",
+                self.bucket
+            )));
+        }
+        if self.options.max_concurrency == 0 {
+            return Err(Error::invalid("max_concurrency must be at least 1"));
+        }
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                bucket: self.bucket,
+                prefix: self.prefix,
+                options: self.options,
+                tables: self.tables,
+                table_prefixes: self.table_prefixes,
+            }),
+        };
+        let known: HashSet<&str> = store
+            .inner
+            .tables
+            .values()
+            .chain(store.inner.table_prefixes.keys())
+            .map(String::as_str)
+            .collect();
+        for table in known {
+            store.table_prefix(table)?;
+        }
+        Ok(store)
+    }
+}
+
+/// A handle on one bucket + prefix and the tables of the models stored through it.
+///
+/// Cheap to clone; clones share the backend.
+///
+/// ```
+/// use vhs_core::{MemoryBackend, Store};
+/// let store = Store::builder(MemoryBackend::new(), "my-bucket")
+///     .prefix("/docs//")
+///     .build()
+///     .unwrap();
+/// assert_eq!(store.prefix(), "docs");
+/// assert_eq!(store.table_prefix("notes").unwrap(), "docs/notes");
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    bucket: String,
+    prefix: String,
+    options: Options,
+    tables: HashMap<String, String>,
+    table_prefixes: HashMap<String, String>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .field("bucket", &self.inner.bucket)
+            .field("prefix", &self.inner.prefix)
+            .field("options", &self.inner.options)
+            .field("tables", &self.inner.tables)
+            .field("table_prefixes", &self.inner.table_prefixes)
+            .finish()
+    }
+}
+
+/// Objects a cleanup deleted and the ones it could not delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Keys of the objects deleted.
+    pub deleted: Vec<String>,
+    /// Keys that should have been deleted but were not, with the reason: orphans
+    /// for garbage collection. Their failure never fails the call that reports them.
+    pub leftover: Vec<(String, String)>,
+    /// Keys whose deletion mark could not be removed after the delete: a write of
+    /// identical content waits for it until GC takes the mark over (after
+    /// [`Options::retention`]).
+    pub marks_left: Vec<String>,
+    /// Objects the write points to that could not be confirmed after the commit
+    /// (see [`ownership`](crate::ownership), step 5), with the reason: the write
+    /// stands; repeat it, or run `verify`, to be sure they exist.
+    pub unconfirmed: Vec<(String, String)>,
+    /// Objects deleted without a mark because their table does not exist.
+    #[doc(hidden)]
+    pub unmarked: Vec<String>,
+}
+
+impl Cleanup {
+    /// The keys of [`Cleanup::leftover`], sorted: objects to collect later.
+    pub fn leftover_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.leftover.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys
+    }
+
+    pub(crate) fn absorb(&mut self, other: Cleanup) {
+        self.deleted.extend(other.deleted);
+        self.leftover.extend(other.leftover);
+        self.marks_left.extend(other.marks_left);
+        self.unconfirmed.extend(other.unconfirmed);
+        self.unmarked.extend(other.unmarked);
+    }
+}
+
+/// An upload planned and validated, not yet done.
+pub(crate) struct Upload {
+    index: usize,
+    attr: &'static str,
+    target: Option<(String, Md5Sum, Bytes)>,
+}
+
+impl Upload {
+    /// The `s3://` URI this upload will be referenced by, if it writes an object.
+    fn uri(&self, bucket: &str) -> Option<String> {
+        let (key, _, _) = self.target.as_ref()?;
+        Some(
+            Pointer {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+            }
+            .uri(),
+        )
+    }
+}
+
+/// Uploads done: the staged result, the requests (to confirm or repeat them), and
+/// when they began.
+pub(crate) struct Uploaded<M> {
+    pub staged: Staged<M>,
+    pub puts: Vec<PutObject>,
+    pub started: Instant,
+}
+
+impl<M: Model> Uploaded<M> {
+    /// The objects this call created, as owned objects of its item.
+    fn created(&self) -> Vec<Owned> {
+        self.staged.created_objects()
+    }
+}
+
+/// Reads that found an object deleted by a concurrent replacement are repeated
+/// this many times before the error is reported.
+pub(crate) const READ_RACE_RETRIES: usize = 5;
+
+/// Rejects an item DynamoDB would reject for its size, before anything is written.
+fn check_item_size(target: &Target, item: &Item) -> Result<()> {
+    let size = item_size(item);
+    if size > MAX_ITEM_BYTES {
+        return Err(Error::invalid(format!(
+            "item {} is {size} bytes in DynamoDB after its large values moved to S3, above the limit of {MAX_ITEM_BYTES}; mark more fields #[large]",
+            target.describe
+        )));
+    }
+    Ok(())
+}
+
+/// The version after `version`.
+pub(crate) fn next_version(version: u64) -> Result<u64> {
+    version
+        .checked_add(1)
+        .ok_or_else(|| Error::invalid("version overflow: the item is at u64::MAX"))
+}
+
+/// A number attribute as `u64`, if present and one.
+pub(crate) fn number_attr(item: &Item, attr: &str) -> Option<u64> {
+    match item.get(attr)? {
+        AttributeValue::N(n) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+fn now_iso8601() -> String {
+    aws_sdk_dynamodb::primitives::DateTime::from(SystemTime::now())
+        .fmt(aws_sdk_dynamodb::primitives::DateTimeFormat::DateTime)
+        .unwrap_or_default()
+}
+
+/// Whether two prefixes overlap: equal, or one a path prefix of the other.
+fn nested(a: &str, b: &str) -> bool {
+    let inside = |outer: &str, inner: &str| {
+        outer.is_empty() || inner == outer || inner.starts_with(&format!("{outer}/"))
+    };
+    inside(a, b) || inside(b, a)
+}
+
+impl Store {
+    /// Starts building a store over `backend`, with objects in `bucket`.
+    pub fn builder(backend: impl Backend, bucket: impl Into<String>) -> StoreBuilder {
+        StoreBuilder {
+            backend: Arc::new(backend),
+            bucket: bucket.into(),
+            prefix: String::new(),
+            options: Options::default(),
+            tables: HashMap::new(),
+            table_prefixes: HashMap::new(),
+        }
+    }
+
+    /// The backend (for calls of your own, or to inspect it in tests).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
+    }
+
+    /// The normalized store prefix (`""` for none).
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// The table model `M` is stored in.
+    pub fn table_name<M: Model>(&self) -> &str {
+        self.inner
+            .tables
+            .get(M::SCHEMA.table)
+            .map(String::as_str)
+            .unwrap_or(M::SCHEMA.table)
+    }
+
+    /// The prefix the objects of `table` go under: the configured one
+    /// ([`StoreBuilder::table_prefix`]), else `{store prefix}/{table}`. An error if
+    /// it would overlap the prefix of another table configured on this store.
+    pub fn table_prefix(&self, table: &str) -> Result<String> {
+        let of = |t: &str| match self.inner.table_prefixes.get(t) {
+            Some(p) => p.clone(),
+            None => normalize_prefix(&format!("{}/{t}", self.inner.prefix)),
+        };
+        let mine = of(table);
+        if table.is_empty() {
+            return Err(Error::invalid("table name is empty"));
+        }
+        for other in self.inner.table_prefixes.keys() {
+            if other != table && nested(&mine, &of(other)) {
+                return Err(Error::invalid(format!(
+                    "tables `{table}` and `{other}` would share the object prefix {:?} / {:?}; give each table its own prefix",
+                    mine,
+                    of(other)
+                )));
+            }
+        }
+        Ok(mine)
+    }
+
+    /// Creates `M`'s table (pay-per-request) if it does not exist.
+    pub async fn ensure_table<M: Model>(&self) -> Result<()> {
+        let schema = M::SCHEMA;
+        let spec = TableSpec {
+            name: self.table_name::<M>().to_owned(),
+            hash_key: (schema.hash_key.name.to_owned(), schema.hash_key.kind),
+            range_key: schema.range_key.map(|r| (r.name.to_owned(), r.kind)),
+        };
+        self.inner.backend.create_table(&spec).await
+    }
+
+    /// Creates the bucket if this account does not have it yet.
+    pub async fn ensure_bucket(&self) -> Result<()> {
+        self.inner.backend.create_bucket(&self.inner.bucket).await
+    }
+
+    /// The S3 key of a large value of the item with `key`.
+    pub fn object_key<M: Model>(&self, key: &Key<M>, attr: &str, md5_hex: &str) -> Result<String> {
+        Ok(self.target(key)?.render_key(attr, md5_hex))
+    }
+
+    pub(crate) fn target<M: Model>(&self, key: &Key<M>) -> Result<Target> {
+        key.validate()?;
+        let table = self.table_name::<M>().to_owned();
+        Ok(Target {
+            prefix: self.table_prefix(&table)?,
+            table,
+            key: key.to_item(),
+            hash_attr: M::SCHEMA.hash_key.name,
+            hash: key.hash().as_str().to_owned(),
+            range: key.range().map(|r| r.as_str().to_owned()),
+            large: M::SCHEMA.large.iter().map(|a| a.name).collect(),
+            plain: M::SCHEMA.attributes.to_vec(),
+            describe: key.to_string(),
+        })
+    }
+
+    fn pointer_to(&self, key: String) -> Pointer {
+        Pointer {
+            bucket: self.inner.bucket.clone(),
+            key,
+        }
+    }
+
+    /// Validates large values and computes their keys, before any write.
+    pub(crate) fn plan<M: Model>(
+        &self,
+        target: &Target,
+        values: &LargeValues<M>,
+    ) -> Result<Vec<Upload>> {
+        let mut uploads = Vec::with_capacity(values.values.len());
+        for (index, bytes) in &values.values {
+            let attr = M::SCHEMA.large[*index].name;
+            let target = match bytes {
+                None => None,
+                Some(b) => {
+                    if b.len() as u64 > MAX_PUT_OBJECT_BYTES {
+                        return Err(Error::invalid(format!(
+                            "large attribute `{attr}` is {} bytes, above the 5 GiB a single S3 PUT accepts",
+                            b.len()
+                        )));
+                    }
+                    let md5 = Md5Sum::of(b);
+                    let object_key = target.render_key(attr, &md5.hex);
+                    if object_key.len() > MAX_KEY_BYTES {
+                        return Err(Error::invalid(format!(
+                            "the S3 key for attribute `{attr}` of item {} would be {} bytes, above S3's limit of {MAX_KEY_BYTES}; use shorter keys or a shorter prefix",
+                            target.describe,
+                            object_key.len()
+                        )));
+                    }
+                    Some((object_key, md5, b.clone()))
+                }
+            };
+            uploads.push(Upload {
+                index: *index,
+                attr,
+                target,
+            });
+        }
+        uploads.sort_by_key(|u| u.index);
+        Ok(uploads)
+    }
+
+    /// The PutObject requests of planned uploads.
+    fn requests<M: Model>(&self, target: &Target, uploads: &[Upload]) -> Vec<PutObject> {
+        let mut metadata = HashMap::new();
+        metadata.insert("pk".to_owned(), escape(&target.hash));
+        if let Some(r) = &target.range {
+            metadata.insert("sk".to_owned(), escape(r));
+        }
+        metadata.insert("update_at".to_owned(), now_iso8601());
+        uploads
+            .iter()
+            .filter_map(|u| {
+                let (object_key, md5, body) = u.target.as_ref()?;
+                let mut metadata = metadata.clone();
+                metadata.insert("attr".to_owned(), escape(u.attr));
+                Some(PutObject {
+                    bucket: self.inner.bucket.clone(),
+                    key: object_key.clone(),
+                    body: body.clone(),
+                    content_md5: md5.base64.clone(),
+                    content_type: M::SCHEMA.large[u.index].content_type.to_owned(),
+                    metadata,
+                    if_none_match: true,
+                })
+            })
+            .collect()
+    }
+
+    /// Uploads (concurrently, bounded, `If-None-Match: *`). If an upload fails, the
+    /// objects this call created are retired (`new_item`: marked first as on an
+    /// absent item, the likely state) and the error is returned.
+    pub(crate) async fn upload<M: Model>(
+        &self,
+        target: &Target,
+        uploads: Vec<Upload>,
+        new_item: bool,
+    ) -> Result<Uploaded<M>> {
+        let started = Instant::now();
+        let puts = self.requests::<M>(target, &uploads);
+        let outcomes = self.put_all(&puts).await;
+        let mut created = HashMap::new();
+        let mut first_error = None;
+        for (put, outcome) in puts.iter().zip(outcomes) {
+            match outcome {
+                Ok(o) => {
+                    created.insert(put.key.clone(), o == PutOutcome::Created);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let attrs = uploads
+            .iter()
+            .filter(|u| {
+                u.target
+                    .as_ref()
+                    .is_none_or(|(k, _, _)| created.contains_key(k))
+            })
+            .map(|u| StagedAttr {
+                attr: u.attr,
+                object: u.target.as_ref().map(|(key, md5, body)| StagedObject {
+                    pointer: self.pointer_to(key.clone()),
+                    md5: md5.hex.clone(),
+                    size: body.len() as u64,
+                    created: created[key],
+                }),
+            })
+            .collect();
+        let uploaded = Uploaded {
+            staged: Staged::new(target.clone(), attrs),
+            puts,
+            started,
+        };
+        match first_error {
+            None => Ok(uploaded),
+            Some(e) => {
+                // No item references these yet; the protocol still marks them.
+                let guess = if new_item {
+                    State::Absent
+                } else {
+                    State::Unknown
+                };
+                self.retire(target, uploaded.created(), guess).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs the PutObject requests concurrently (bounded), in order.
+    async fn put_all(&self, puts: &[PutObject]) -> Vec<Result<PutOutcome>> {
+        // Futures built up front (not in a stream combinator's closure), so the
+        // caller's future stays provably `Send`.
+        let calls: Vec<_> = puts
+            .iter()
+            .enumerate()
+            .map(|(i, put)| async move { (i, self.inner.backend.put_object(put.clone()).await) })
+            .collect();
+        let mut results: Vec<(usize, Result<PutOutcome>)> = stream::iter(calls)
+            .buffer_unordered(self.inner.options.max_concurrency)
+            .collect()
+            .await;
+        results.sort_by_key(|r| r.0);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Before a commit: if more than half the retention passed since the uploads
+    /// began (step 8), uploads them again.
+    pub(crate) async fn refresh<M: Model>(&self, uploaded: &mut Uploaded<M>) -> Result<()> {
+        if uploaded.started.elapsed() <= self.inner.options.retention / 2 {
+            return Ok(());
+        }
+        uploaded.started = Instant::now();
+        for outcome in self.put_all(&uploaded.puts).await {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Refuses pointers into other buckets, outside the table's prefix, or without
+    /// an MD5.
+    pub(crate) fn check_pointer(
+        &self,
+        prefix: &str,
+        attr: &str,
+        uri: &str,
+    ) -> Result<(Pointer, String)> {
+        let bad = |reason: String| Error::BadPointer {
+            attr: attr.to_owned(),
+            value: uri.to_owned(),
+            reason,
+        };
+        let pointer = Pointer::parse(uri).map_err(|e| bad(e.to_string()))?;
+        if pointer.bucket != self.inner.bucket {
+            return Err(bad(format!(
+                "it names bucket {:?}, not {:?}",
+                pointer.bucket, self.inner.bucket
+            )));
+        }
+        if !prefix.is_empty() && !pointer.key.starts_with(&format!("{prefix}/")) {
+            return Err(bad(format!("it is outside the table's prefix {prefix:?}")));
+        }
+        let md5 = pointer
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.strip_prefix("md5="))
+            .filter(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| bad("its key does not end in md5=<32 hex digits>".to_owned()))?
+            .to_ascii_lowercase();
+        Ok((pointer, md5))
+    }
+
+    pub(crate) async fn fetch(
+        &self,
+        attr: &str,
+        (pointer, md5): &(Pointer, String),
+    ) -> Result<Bytes> {
+        let object = self
+            .inner
+            .backend
+            .get_object(&pointer.bucket, &pointer.key)
+            .await?
+            .ok_or_else(|| Error::DanglingPointer {
+                attr: attr.to_owned(),
+                uri: pointer.uri(),
+            })?;
+        let actual = Md5Sum::of(&object.body).hex;
+        if &actual != md5 {
+            return Err(Error::Integrity {
+                attr: attr.to_owned(),
+                uri: pointer.uri(),
+                expected: md5.clone(),
+                actual,
+            });
+        }
+        Ok(object.body)
+    }
+
+    /// DeleteObjects in batches of 1000, every per-key error reported. Callers
+    /// hold the deletion marks of every key (see [`ownership`](crate::ownership)).
+    pub(crate) async fn delete_keys(&self, keys: Vec<String>) -> Cleanup {
+        let mut cleanup = Cleanup::default();
+        for batch in keys.chunks(MAX_DELETE_BATCH) {
+            match self
+                .inner
+                .backend
+                .delete_objects(&self.inner.bucket, batch)
+                .await
+            {
+                Ok(errors) => {
+                    let failed: HashSet<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+                    cleanup.deleted.extend(
+                        batch
+                            .iter()
+                            .filter(|k| !failed.contains(k.as_str()))
+                            .cloned(),
+                    );
+                    cleanup.leftover.extend(errors);
+                }
+                Err(e) => cleanup
+                    .leftover
+                    .extend(batch.iter().map(|k| (k.clone(), e.to_string()))),
+            }
+        }
+        cleanup
+    }
+}

@@ -1,0 +1,155 @@
+//! Reads: the item, then its objects.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+
+use super::{Store, READ_RACE_RETRIES};
+use crate::error::{Error, Result};
+use crate::model::{Item, Key, Model};
+use crate::ownership::State;
+
+/// An item as stored: its ordinary fields loaded, its large fields `None`, and the
+/// pointers its large attributes hold. Load chosen values with [`Store::load`].
+#[derive(Debug, Clone)]
+pub struct Stored<M> {
+    /// The model with every large field `None`.
+    pub model: M,
+    /// Large attribute name → the `s3://` URI it holds, for attributes present.
+    pub pointers: Vec<(&'static str, String)>,
+}
+
+impl<M: Model> Stored<M> {
+    /// Splits a raw item into its model and its pointers.
+    pub fn from_item(item: Item) -> Result<Self> {
+        let pointers = M::SCHEMA
+            .large
+            .iter()
+            .filter_map(|a| match item.get(a.name)? {
+                AttributeValue::S(uri) => Some((a.name, uri.clone())),
+                other => Some((a.name, format!("{other:?}"))),
+            })
+            .collect();
+        Ok(Stored {
+            model: M::from_item(item)?,
+            pointers,
+        })
+    }
+
+    /// The URI a large attribute holds, if present.
+    pub fn pointer(&self, attr: &str) -> Option<&str> {
+        self.pointers
+            .iter()
+            .find(|(a, _)| *a == attr)
+            .map(|(_, uri)| uri.as_str())
+    }
+}
+
+impl Store {
+    /// Reads an item and every large value (eventually consistent read).
+    ///
+    /// Each body's MD5 is checked against its key ([`Error::Integrity`]); a missing
+    /// object is [`Error::DanglingPointer`], distinct from [`Error::NotFound`]. A
+    /// placeholder left by a delete is [`Error::NotFound`].
+    pub async fn get_large<M: Model>(&self, key: &Key<M>) -> Result<M> {
+        self.read(key, false).await
+    }
+
+    /// [`Store::get_large`] with a strongly consistent read of the item.
+    pub async fn get_large_consistent<M: Model>(&self, key: &Key<M>) -> Result<M> {
+        self.read(key, true).await
+    }
+
+    async fn read<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<M> {
+        let prefix = self.table_prefix(self.table_name::<M>())?;
+        let mut stored = self.get_stored(key, consistent).await?;
+        // A concurrent update may replace the item and delete the objects we were
+        // about to read: a pointer that changed meanwhile is a race to read again,
+        // one that did not is a dangling pointer.
+        for _ in 0..READ_RACE_RETRIES {
+            match self.load_all(&prefix, &mut stored).await {
+                Err(Error::DanglingPointer { attr, uri }) => {
+                    let now = self.get_stored(key, true).await?;
+                    if now.pointer(&attr) == Some(uri.as_str()) {
+                        return Err(Error::DanglingPointer { attr, uri });
+                    }
+                    stored = now;
+                }
+                other => return other.map(|()| stored.model),
+            }
+        }
+        self.load_all(&prefix, &mut stored)
+            .await
+            .map(|()| stored.model)
+    }
+
+    /// Loads every large attribute the item holds.
+    pub(crate) async fn load_all<M: Model>(
+        &self,
+        prefix: &str,
+        stored: &mut Stored<M>,
+    ) -> Result<()> {
+        let all: Vec<&str> = stored.pointers.iter().map(|(a, _)| *a).collect();
+        self.load_from(prefix, stored, &all).await
+    }
+
+    /// Reads only the item: ordinary fields and pointers, no object fetched.
+    pub async fn get_stored<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<Stored<M>> {
+        let target = self.target(key)?;
+        match State::of(
+            self.backend()
+                .get_item(&target.table, &target.key, consistent)
+                .await?,
+        ) {
+            State::Live(item) => Stored::from_item(item),
+            _ => Err(target.not_found()),
+        }
+    }
+
+    /// Fetches the named large attributes of a stored item into its model,
+    /// concurrently, each checked like [`Store::get_large`] does. Attributes the
+    /// item does not hold stay `None`.
+    pub async fn load<M: Model>(&self, stored: &mut Stored<M>, attrs: &[&str]) -> Result<()> {
+        let prefix = self.table_prefix(self.table_name::<M>())?;
+        self.load_from(&prefix, stored, attrs).await
+    }
+
+    /// [`Store::load`] for objects under `prefix`.
+    pub(crate) async fn load_from<M: Model>(
+        &self,
+        prefix: &str,
+        stored: &mut Stored<M>,
+        attrs: &[&str],
+    ) -> Result<()> {
+        let mut wanted = Vec::new();
+        for attr in attrs {
+            let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
+                Error::invalid(format!(
+                    "`{attr}` is not a large attribute of table `{}`",
+                    M::SCHEMA.table
+                ))
+            })?;
+            if let Some(uri) = stored.pointer(attr) {
+                let attr = M::SCHEMA.large[index].name;
+                wanted.push((index, attr, self.check_pointer(prefix, attr, uri)?));
+            }
+        }
+        // Futures built up front (not in a stream combinator's closure), so the
+        // caller's future stays provably `Send`.
+        let fetches: Vec<_> = wanted
+            .into_iter()
+            .map(|(index, attr, pointer)| async move {
+                self.fetch(attr, &pointer).await.map(|b| (index, b))
+            })
+            .collect();
+        let fetched: Vec<Result<(usize, Bytes)>> = stream::iter(fetches)
+            .buffer_unordered(self.options().max_concurrency)
+            .collect()
+            .await;
+        for f in fetched {
+            let (index, bytes) = f?;
+            stored.model.decode_large(index, bytes)?;
+        }
+        Ok(())
+    }
+}

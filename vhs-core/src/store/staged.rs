@@ -1,0 +1,292 @@
+//! The step-by-step API: upload with [`Store::put_s3`], commit with your own
+//! DynamoDB write, then call the matching hook.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Cleanup, Store};
+use crate::backend::PutObject;
+use crate::changes::LargeValues;
+use crate::condition::{Condition, ItemUpdate, Placeholders};
+use crate::error::Result;
+use crate::layout::Pointer;
+use crate::model::{Item, Key, Model};
+use crate::ownership::{Owned, State, Target};
+
+/// One uploaded (or found already present) object of a staged attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedObject {
+    /// Where it is.
+    pub pointer: Pointer,
+    /// Lowercase hex MD5 of its bytes.
+    pub md5: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether this call created it (`false`: an object with identical content
+    /// and key already existed).
+    pub created: bool,
+}
+
+/// One large attribute of a [`Staged`] result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedAttr {
+    /// Attribute name.
+    pub attr: &'static str,
+    /// The object, or `None` when the attribute is to be removed.
+    pub object: Option<StagedObject>,
+}
+
+/// Large values uploaded to S3 and ready to be referenced from DynamoDB: the result
+/// of [`Store::put_s3`] (step one of the step-by-step API), and of `create_large`.
+pub struct Staged<M> {
+    pub(crate) target: Target,
+    attrs: Vec<StagedAttr>,
+    /// The uploads, kept by [`Store::put_s3`] so the success hooks can confirm
+    /// (and if need be repeat) them.
+    puts: Vec<PutObject>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> fmt::Debug for Staged<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Staged")
+            .field("table", &self.target.table)
+            .field("key", &self.target.describe)
+            .field("attrs", &self.attrs)
+            .finish()
+    }
+}
+
+/// A `SET`/`REMOVE` update-expression fragment with its placeholders, to merge
+/// into your own `UpdateItem` (or an `Update` of a `TransactWriteItems`).
+///
+/// Placeholders are named `#vhsn0`, `:vhsv0`, ... so they do not clash with yours.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateFragment {
+    /// `name = value` clauses for the `SET` section.
+    pub set: Vec<String>,
+    /// Attribute placeholders for the `REMOVE` section.
+    pub remove: Vec<String>,
+    /// A condition to AND into your `ConditionExpression`: no staged object is
+    /// being deleted right now (see [`Staged::condition`]).
+    pub condition: String,
+    /// `ExpressionAttributeNames` entries.
+    pub names: HashMap<String, String>,
+    /// `ExpressionAttributeValues` entries.
+    pub values: HashMap<String, AttributeValue>,
+}
+
+impl UpdateFragment {
+    /// The fragment as a complete update expression (`SET ... REMOVE ...`).
+    pub fn expression(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.set.is_empty() {
+            parts.push(format!("SET {}", self.set.join(", ")));
+        }
+        if !self.remove.is_empty() {
+            parts.push(format!("REMOVE {}", self.remove.join(", ")));
+        }
+        parts.join(" ")
+    }
+}
+
+impl<M: Model> Staged<M> {
+    pub(crate) fn new(target: Target, attrs: Vec<StagedAttr>) -> Self {
+        Staged {
+            target,
+            attrs,
+            puts: Vec::new(),
+            _model: PhantomData,
+        }
+    }
+
+    /// Per attribute: its object, or `None` for a removal.
+    pub fn attrs(&self) -> &[StagedAttr] {
+        &self.attrs
+    }
+
+    /// The staged object of one attribute.
+    pub fn object(&self, attr: &str) -> Option<&StagedObject> {
+        self.attrs
+            .iter()
+            .find(|a| a.attr == attr)
+            .and_then(|a| a.object.as_ref())
+    }
+
+    /// Keys of the objects this call created.
+    pub fn created_keys(&self) -> Vec<String> {
+        self.objects()
+            .filter(|o| o.created)
+            .map(|o| o.pointer.key.clone())
+            .collect()
+    }
+
+    fn objects(&self) -> impl Iterator<Item = &StagedObject> {
+        self.attrs.iter().filter_map(|a| a.object.as_ref())
+    }
+
+    /// Every staged object, as an object of its item.
+    pub(crate) fn owned(&self) -> Vec<Owned> {
+        self.attrs
+            .iter()
+            .filter_map(|a| {
+                let o = a.object.as_ref()?;
+                Some(self.target.object(&o.pointer.bucket, a.attr, &o.md5))
+            })
+            .collect()
+    }
+
+    /// The objects this call created, as objects of its item.
+    pub(crate) fn created_objects(&self) -> Vec<Owned> {
+        self.attrs
+            .iter()
+            .filter_map(|a| {
+                let o = a.object.as_ref().filter(|o| o.created)?;
+                Some(self.target.object(&o.pointer.bucket, a.attr, &o.md5))
+            })
+            .collect()
+    }
+
+    /// The `s3://` URIs the staged attributes will hold.
+    pub(crate) fn uris(&self) -> Vec<String> {
+        self.objects().map(|o| o.pointer.uri()).collect()
+    }
+
+    /// The condition every write that commits these pointers must include: none
+    /// of the staged objects carries a deletion mark (see
+    /// [`ownership`](crate::ownership)). `create_large` and `update_large` add it
+    /// themselves; with the step-by-step API, AND it into your condition.
+    pub fn condition(&self) -> Condition {
+        self.owned()
+            .iter()
+            .fold(Condition::And(Vec::new()), |c, o| {
+                c.and(Condition::not_exists(o.mark()))
+            })
+    }
+
+    /// The pointer attributes to merge into a PutItem's item (removed attributes
+    /// are simply absent).
+    pub fn to_put_attributes(&self) -> HashMap<String, AttributeValue> {
+        self.attrs
+            .iter()
+            .filter_map(|a| {
+                let o = a.object.as_ref()?;
+                Some((a.attr.to_owned(), AttributeValue::S(o.pointer.uri())))
+            })
+            .collect()
+    }
+
+    /// The backend-neutral update: `SET` the pointers, `REMOVE` removed attributes.
+    pub fn to_item_update(&self) -> ItemUpdate {
+        let mut update = ItemUpdate::default();
+        for a in &self.attrs {
+            match &a.object {
+                Some(o) => update
+                    .set
+                    .push((a.attr.to_owned(), AttributeValue::S(o.pointer.uri()))),
+                None => update.remove.push(a.attr.to_owned()),
+            }
+        }
+        update
+    }
+
+    /// The update as an expression fragment to merge into your own UpdateItem,
+    /// with the [`condition`](Self::condition) to AND into yours.
+    pub fn to_update_fragment(&self) -> UpdateFragment {
+        let mut p = Placeholders::with_tag("vhs");
+        let mut fragment = UpdateFragment::default();
+        for a in &self.attrs {
+            let name = p.name(a.attr);
+            match &a.object {
+                Some(o) => {
+                    let value = p.value(AttributeValue::S(o.pointer.uri()));
+                    fragment.set.push(format!("{name} = {value}"));
+                }
+                None => fragment.remove.push(name),
+            }
+        }
+        fragment.condition = self.condition().render(&mut p);
+        fragment.names = p.names;
+        fragment.values = p.values;
+        fragment
+    }
+}
+
+impl Store {
+    /// Step one of the step-by-step API: uploads the given large values of the item
+    /// with `key` (concurrently, bounded), and returns what each attribute now
+    /// points to and whether this call created the object. Nothing is written to
+    /// DynamoDB; merge [`Staged::to_put_attributes`] or
+    /// [`Staged::to_update_fragment`] into your own write, together with
+    /// [`Staged::condition`], then call the matching hook.
+    ///
+    /// If an upload fails, the objects this call created are deleted (never one
+    /// that an item references) and the error is returned.
+    pub async fn put_s3<M: Model>(
+        &self,
+        key: &Key<M>,
+        values: LargeValues<M>,
+    ) -> Result<Staged<M>> {
+        let target = self.target(key)?;
+        let uploads = self.plan(&target, &values)?;
+        let uploaded = self.upload::<M>(&target, uploads, false).await?;
+        let mut staged = uploaded.staged;
+        staged.puts = uploaded.puts;
+        Ok(staged)
+    }
+
+    /// Hook: your PutItem of a new item failed. Deletes the objects `staged`
+    /// created, unless an item references them.
+    pub async fn clean_up_after_create_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
+        self.retire(&staged.target, staged.created_objects(), State::Unknown)
+            .await
+    }
+
+    /// Hook: your UpdateItem failed. Deletes the objects `staged` created, unless
+    /// an item references them.
+    pub async fn clean_up_after_update_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
+        self.retire(&staged.target, staged.created_objects(), State::Unknown)
+            .await
+    }
+
+    /// Hook: your write of a new item succeeded. Confirms that every staged object
+    /// exists and uploads again any that a concurrent deletion removed (needed when
+    /// your write may have replaced a placeholder).
+    pub async fn after_create_succeeded<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
+        let mut cleanup = Cleanup::default();
+        self.confirm(&staged.target, &staged.puts, &mut cleanup)
+            .await;
+        cleanup
+    }
+
+    /// Hook: your UpdateItem succeeded. Confirms the staged objects (uploading again
+    /// any that a concurrent deletion removed), then deletes the objects `old_item`
+    /// referenced in the attributes `staged` changed, except the new ones, through
+    /// the deletion protocol: never one the item references. Only objects under
+    /// this table's prefix that belong to this item are ever deleted.
+    pub async fn clean_up_after_update_succeeded<M: Model>(
+        &self,
+        staged: &Staged<M>,
+        old_item: &Item,
+    ) -> Cleanup {
+        let mut cleanup = Cleanup::default();
+        self.confirm(&staged.target, &staged.puts, &mut cleanup)
+            .await;
+        let new = staged.uris();
+        let old = staged
+            .attrs
+            .iter()
+            .filter_map(|a| self.owned_value(&staged.target, a.attr, old_item.get(a.attr)?))
+            .filter(|o| !new.contains(&o.uri))
+            .collect();
+        cleanup.absorb(self.retire(&staged.target, old, State::Unknown).await);
+        cleanup
+    }
+
+    fn owned_value(&self, target: &Target, attr: &str, value: &AttributeValue) -> Option<Owned> {
+        target.owned(self.bucket(), attr, value)
+    }
+}

@@ -1,0 +1,191 @@
+//! `update_large`: uploads and a read, one conditional UpdateItem that also marks
+//! the replaced objects, then confirmation and the deletion of what it replaced.
+
+use std::fmt;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{check_item_size, next_version, number_attr, Cleanup, Staged, Store};
+use crate::changes::Changes;
+use crate::condition::{Condition, ItemUpdate};
+use crate::error::{Error, Result};
+use crate::model::{Item, Key, Model};
+use crate::ownership::{new_token, Plan, State};
+
+/// Result of `update_large`.
+pub struct Updated<M> {
+    /// The item as it was before the update.
+    pub old: Item,
+    /// The large values written.
+    pub staged: Staged<M>,
+    /// Old objects deleted after the update, and the ones left for collection.
+    pub cleanup: Cleanup,
+}
+
+impl<M: Model> fmt::Debug for Updated<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Updated")
+            .field("old", &self.old.keys().collect::<Vec<_>>())
+            .field("staged", &self.staged)
+            .field("cleanup", &self.cleanup)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Updates an item: uploads new large values while reading the item, then one
+    /// UpdateItem conditioned on the item being unchanged since that read (and on
+    /// `changes`' condition) that sets the new pointers and attributes, removes
+    /// what was set to `None`, and marks the objects it replaces for deletion.
+    /// Never an upsert: a missing item gives [`Error::NotFound`], a false condition
+    /// [`Error::ConditionFailed`]. A concurrent write in between makes it decide
+    /// again on the item that write left (no extra read).
+    ///
+    /// For a model with a `#[vhs(version)]` attribute, `changes` must say which
+    /// version the caller read ([`Changes::if_version`]); the update then also
+    /// requires the stored version to be that one and writes `version + 1`, and a
+    /// stale caller gets [`Error::VersionConflict`] with the version it found.
+    ///
+    /// After success it confirms the objects it points to (uploading again one a
+    /// concurrent deletion removed) and, with
+    /// [`Options::clean_up_when_succeeded`](super::Options), deletes the replaced
+    /// objects it marked; a failure there never fails the update and is reported
+    /// in [`Updated::cleanup`]. After a DynamoDB failure, with
+    /// [`Options::clean_up_when_failed`](super::Options), only the objects this
+    /// call created are deleted, through the deletion protocol.
+    ///
+    /// Changes that change nothing write nothing: the call becomes a consistent read
+    /// that still answers `NotFound` and evaluates the conditions.
+    pub async fn update_large<M: Model>(
+        &self,
+        key: &Key<M>,
+        changes: impl Into<Changes<M>>,
+    ) -> Result<Updated<M>> {
+        let changes = changes.into();
+        changes.validate()?;
+        let target = self.target(key)?;
+        let uploads = self.plan(&target, &changes.large)?;
+        let mut update = ItemUpdate {
+            set: changes
+                .set
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect(),
+            remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        let version = match (M::SCHEMA.version, changes.expected_version) {
+            (Some(attr), Some(v)) => Some((attr, v)),
+            (None, None) => None,
+            (Some(attr), None) => {
+                return Err(Error::invalid(format!(
+                    "table `{}` is versioned by `{attr}`: say which version you read with `if_version(..)`",
+                    M::SCHEMA.table
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid(format!(
+                    "`if_version` on table `{}`, whose model has no #[vhs(version)] attribute",
+                    M::SCHEMA.table
+                )))
+            }
+        };
+        let mut condition = changes.condition.clone();
+        if let Some((attr, v)) = version {
+            update.set.push((
+                attr.to_owned(),
+                AttributeValue::N(next_version(v)?.to_string()),
+            ));
+            let eq = Condition::eq(attr, v);
+            condition = Some(match condition {
+                Some(c) => c.and(eq),
+                None => eq,
+            });
+        }
+        for u in &uploads {
+            match u.uri(self.bucket()) {
+                Some(uri) => update.set.push((u.attr.to_owned(), AttributeValue::S(uri))),
+                None => update.remove.push(u.attr.to_owned()),
+            }
+        }
+        let mut lower_bound = target.key.clone();
+        update.apply(&mut lower_bound);
+        check_item_size(&target, &lower_bound)?;
+        let changed: Vec<&str> = uploads.iter().map(|u| u.attr).collect();
+
+        // Round trip 1: the uploads and the read, at once.
+        let (uploaded, read) = futures_util::future::join(
+            self.upload::<M>(&target, uploads, false),
+            self.backend().get_item(&target.table, &target.key, true),
+        )
+        .await;
+        let mut uploaded = uploaded?;
+        let stale = |state: &State| -> Option<Error> {
+            let Some(item) = state.live() else {
+                return Some(target.not_found());
+            };
+            if condition.as_ref().is_some_and(|c| !c.evaluate(Some(item))) {
+                return Some(match version {
+                    Some((attr, expected))
+                        if !Condition::eq(attr, expected).evaluate(Some(item)) =>
+                    {
+                        Error::VersionConflict {
+                            table: target.table.clone(),
+                            key: target.describe.clone(),
+                            expected,
+                            found: number_attr(item, attr),
+                        }
+                    }
+                    _ => Error::ConditionFailed {
+                        table: target.table.clone(),
+                        key: target.describe.clone(),
+                    },
+                });
+            }
+            None
+        };
+        let state = match read {
+            Ok(item) => State::of(item),
+            Err(e) => {
+                if self.options().clean_up_when_failed {
+                    self.retire(&target, uploaded.staged.created_objects(), State::Unknown)
+                        .await;
+                }
+                return Err(e);
+            }
+        };
+        if update.is_empty() {
+            // Nothing to write: the read answers.
+            if let Some(e) = stale(&state) {
+                return Err(e);
+            }
+            return Ok(Updated {
+                old: state.live().cloned().unwrap_or_default(),
+                staged: uploaded.staged,
+                cleanup: Cleanup::default(),
+            });
+        }
+        let written = self
+            .write(
+                &target,
+                &new_token(),
+                &mut uploaded,
+                state,
+                &changed,
+                |state| match stale(state) {
+                    Some(e) => Plan::Fail(e),
+                    None => Plan::Update(update.clone(), condition.clone()),
+                },
+            )
+            .await?;
+        let committed = written.committed;
+        let old = committed
+            .old
+            .or_else(|| committed.before.item().cloned())
+            .unwrap_or_default();
+        Ok(Updated {
+            old,
+            staged: uploaded.staged,
+            cleanup: written.cleanup,
+        })
+    }
+}
