@@ -256,6 +256,10 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
     let update_doc = format!("Applies changes to a stored `{model}`. Calls `Store::update_large`.");
     let delete_doc =
         format!("Deletes a `{model}` and its large values. Calls `Store::delete_large`.");
+    let delete_if_doc = format!(
+        "Deletes a `{model}` and its large values if the precondition (a condition, \
+         and the version read for a versioned model) holds. Calls `Store::delete_large_if`."
+    );
 
     quote! {
         #[allow(dead_code)]
@@ -308,6 +312,15 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
                 key: &#p::Key<Self>,
             ) -> #p::Result<#p::Deleted<Self>> {
                 store.delete_large(key).await
+            }
+
+            #[doc = #delete_if_doc]
+            pub async fn delete_large_if(
+                store: &#p::Store,
+                key: &#p::Key<Self>,
+                precondition: impl #p::Into<#p::Precondition>,
+            ) -> #p::Result<#p::Deleted<Self>> {
+                store.delete_large_if(key, precondition).await
             }
         }
     }
