@@ -122,4 +122,5 @@ contract! {
     races::race_twin_creates_one_failing,
     races::lost_responses_apply_versioned_updates_once,
     races::every_interleaving_keeps_every_pointer,
+    races::versioned_every_failure_point,
 }

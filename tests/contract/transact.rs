@@ -81,7 +81,7 @@ pub async fn transact_write_items_with_a_second_item() {
                 .chain([(":one".to_owned(), AttributeValue::N("1".into()))])
                 .collect(),
         ))
-        .condition_expression("attribute_exists(pk)")
+        .condition_expression(format!("attribute_exists(pk) AND {}", fragment.condition))
         .build()
         .unwrap();
     let check = ConditionCheck::builder()

@@ -536,24 +536,11 @@ impl Store {
                 .await;
             marked.push((target, ok));
         }
-        if marked_at.elapsed() > self.options().retention / 2 {
-            for (target, objects) in marked {
-                cleanup.leftover.extend(objects.iter().map(|o| {
-                    (
-                        o.key.clone(),
-                        "not deleted: more than half the retention passed since it was marked"
-                            .to_owned(),
-                    )
-                }));
-                self.unmark(target, objects, &stamp, cleanup).await;
-            }
-            return;
-        }
-        let keys: Vec<String> = marked
+        let all: Vec<Owned> = marked
             .iter()
-            .flat_map(|(_, objects)| objects.iter().map(|o| o.key.clone()))
+            .flat_map(|(_, objects)| objects.iter().cloned())
             .collect();
-        cleanup.absorb(self.delete_keys(keys).await);
+        self.delete_reserved(&all, marked_at, cleanup).await;
         for (target, objects) in marked {
             self.unmark(target, objects, &stamp, cleanup).await;
         }

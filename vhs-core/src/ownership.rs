@@ -708,22 +708,30 @@ impl Store {
         if marked.is_empty() {
             return;
         }
-        if marked_at.elapsed() > self.options().retention / 2 {
-            cleanup.leftover.extend(marked.iter().map(|o| {
-                (
-                    o.key.clone(),
-                    "not deleted: more than half the retention passed since it was marked"
-                        .to_owned(),
-                )
-            }));
-        } else {
-            let deleted = self
-                .delete_keys(marked.iter().map(|o| o.key.clone()).collect())
-                .await;
-            cleanup.deleted.extend(deleted.deleted);
-            cleanup.leftover.extend(deleted.leftover);
-        }
+        self.delete_reserved(&marked, marked_at, cleanup).await;
         self.unmark(target, marked, stamp, cleanup).await;
+    }
+
+    /// DeleteObjects of objects this caller reserved (marked, or holds as the
+    /// pointers of its placeholder) at `reserved_at`, unless more than half the
+    /// retention passed since (step 8): then they are left over for GC.
+    pub(crate) async fn delete_reserved(
+        &self,
+        objects: &[Owned],
+        reserved_at: Instant,
+        cleanup: &mut Cleanup,
+    ) {
+        if reserved_at.elapsed() > self.options().retention / 2 {
+            let reason = "not deleted: more than half the retention passed since it was reserved";
+            cleanup
+                .leftover
+                .extend(objects.iter().map(|o| (o.key.clone(), reason.to_owned())));
+            return;
+        }
+        cleanup.absorb(
+            self.delete_keys(objects.iter().map(|o| o.key.clone()).collect())
+                .await,
+        );
     }
 
     /// Removes the marks of `objects` that are still `stamp`'s.

@@ -410,8 +410,13 @@ impl<M: Model> Core<M> {
                     };
                 };
                 let found = number_attr(stored, VERSION);
-                if found == Some(version) && content(stored) == ours {
-                    // The identical value at this version: idempotent success.
+                if matches!(expect, Expect::Lower)
+                    && found == Some(version)
+                    && content(stored) == ours
+                {
+                    // `put` of the identical value at this version: idempotent
+                    // success. (A read-modify-write that computed the same value as
+                    // a concurrent one did not write it: that is a conflict.)
                     return Plan::Done;
                 }
                 let replace = match expect {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{number_attr, Cleanup, Store};
+use super::{number_attr, version_read, Cleanup, Store};
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
@@ -102,22 +102,7 @@ impl Store {
         precondition: impl Into<Precondition>,
     ) -> Result<Deleted<M>> {
         let precondition = precondition.into();
-        let version = match (M::SCHEMA.version, precondition.version) {
-            (Some(attr), Some(v)) => Some((attr, v)),
-            (None, None) => None,
-            (Some(attr), None) => {
-                return Err(Error::invalid(format!(
-                    "table `{}` is versioned by `{attr}`: say which version you read with `Precondition::if_version(..)`",
-                    M::SCHEMA.table
-                )))
-            }
-            (None, Some(_)) => {
-                return Err(Error::invalid(format!(
-                    "`if_version` on table `{}`, whose model has no #[vhs(version)] attribute",
-                    M::SCHEMA.table
-                )))
-            }
-        };
+        let version = version_read::<M>(precondition.version, "Precondition::if_version(..)")?;
         let target = self.target(key)?;
         let (old, cleanup) = self
             .delete_record(&target, precondition.condition.as_ref(), version)
@@ -213,20 +198,7 @@ impl Store {
         if pointers.is_empty() {
             return;
         }
-        if marked_at.elapsed() > self.options().retention / 2 {
-            cleanup.leftover.extend(pointers.iter().map(|o| {
-                (
-                    o.key.clone(),
-                    "not deleted: more than half the retention passed since the item was deleted"
-                        .to_owned(),
-                )
-            }));
-        } else {
-            cleanup.absorb(
-                self.delete_keys(pointers.iter().map(|o| o.key.clone()).collect())
-                    .await,
-            );
-        }
+        self.delete_reserved(&pointers, marked_at, cleanup).await;
         for _ in 0..4 {
             if pointers.is_empty() {
                 return;

@@ -319,6 +319,26 @@ fn check_item_size(target: &Target, item: &Item) -> Result<()> {
     Ok(())
 }
 
+/// The version attribute of `M` with the version the caller read (`given`): a
+/// versioned model must say it (with `how`), an unversioned one cannot.
+pub(crate) fn version_read<M: Model>(
+    given: Option<u64>,
+    how: &str,
+) -> Result<Option<(&'static str, u64)>> {
+    match (M::SCHEMA.version, given) {
+        (Some(attr), Some(v)) => Ok(Some((attr, v))),
+        (None, None) => Ok(None),
+        (Some(attr), None) => Err(Error::invalid(format!(
+            "table `{}` is versioned by `{attr}`: say which version you read with `{how}`",
+            M::SCHEMA.table
+        ))),
+        (None, Some(_)) => Err(Error::invalid(format!(
+            "`if_version` on table `{}`, whose model has no #[vhs(version)] attribute",
+            M::SCHEMA.table
+        ))),
+    }
+}
+
 /// The version after `version`.
 pub(crate) fn next_version(version: u64) -> Result<u64> {
     version

@@ -71,7 +71,8 @@ pub struct UpdateFragment {
     /// Attribute placeholders for the `REMOVE` section.
     pub remove: Vec<String>,
     /// A condition to AND into your `ConditionExpression`: no staged object is
-    /// being deleted right now (see [`Staged::condition`]).
+    /// being deleted right now (see [`Staged::condition`]). Empty when no object is
+    /// staged (only removals).
     pub condition: String,
     /// `ExpressionAttributeNames` entries.
     pub names: HashMap<String, String>,
@@ -160,11 +161,15 @@ impl<M: Model> Staged<M> {
     /// [`ownership`](crate::ownership)). `create_large` and `update_large` add it
     /// themselves; with the step-by-step API, AND it into your condition.
     pub fn condition(&self) -> Condition {
-        self.owned()
+        let mut all: Vec<Condition> = self
+            .owned()
             .iter()
-            .fold(Condition::And(Vec::new()), |c, o| {
-                c.and(Condition::not_exists(o.mark()))
-            })
+            .map(|o| Condition::not_exists(o.mark()))
+            .collect();
+        match all.len() {
+            1 => all.remove(0),
+            _ => Condition::And(all),
+        }
     }
 
     /// The pointer attributes to merge into a PutItem's item (removed attributes
@@ -208,7 +213,9 @@ impl<M: Model> Staged<M> {
                 None => fragment.remove.push(name),
             }
         }
-        fragment.condition = self.condition().render(&mut p);
+        if self.objects().next().is_some() {
+            fragment.condition = self.condition().render(&mut p);
+        }
         fragment.names = p.names;
         fragment.values = p.values;
         fragment

@@ -5,7 +5,7 @@ use std::fmt;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{check_item_size, next_version, number_attr, Cleanup, Staged, Store};
+use super::{check_item_size, next_version, number_attr, version_read, Cleanup, Staged, Store};
 use crate::changes::Changes;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -73,22 +73,7 @@ impl Store {
                 .collect(),
             remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
         };
-        let version = match (M::SCHEMA.version, changes.expected_version) {
-            (Some(attr), Some(v)) => Some((attr, v)),
-            (None, None) => None,
-            (Some(attr), None) => {
-                return Err(Error::invalid(format!(
-                    "table `{}` is versioned by `{attr}`: say which version you read with `if_version(..)`",
-                    M::SCHEMA.table
-                )))
-            }
-            (None, Some(_)) => {
-                return Err(Error::invalid(format!(
-                    "`if_version` on table `{}`, whose model has no #[vhs(version)] attribute",
-                    M::SCHEMA.table
-                )))
-            }
-        };
+        let version = version_read::<M>(changes.expected_version, "if_version(..)")?;
         let mut condition = changes.condition.clone();
         if let Some((attr, v)) = version {
             update.set.push((
