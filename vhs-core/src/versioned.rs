@@ -262,14 +262,15 @@ impl<M: Model> Core<M> {
     /// The latest version with its large values. A newer version may replace the
     /// one read and delete its objects meanwhile: then the read starts over. A
     /// missing object of a version that is still the latest is a dangling pointer.
-    async fn read_latest(&self, id: &str) -> Result<Option<Versioned<M>>> {
+    /// Also returns the envelope as read.
+    async fn read_latest(&self, id: &str) -> Result<Option<(Versioned<M>, Item)>> {
         let mut item = self.latest_item(id).await?;
         for _ in 0..READ_RACE_RETRIES {
             let Some(current) = item else {
                 return Ok(None);
             };
             let version = number_attr(&current, VERSION);
-            match self.read(current).await {
+            match self.read(current.clone()).await.map(|v| (v, current)) {
                 Err(e @ Error::DanglingPointer { .. }) => {
                     item = self.latest_item(id).await?;
                     if item.as_ref().and_then(|i| number_attr(i, VERSION)) == version {
@@ -280,7 +281,10 @@ impl<M: Model> Core<M> {
             }
         }
         match item {
-            Some(current) => self.read(current).await.map(Some),
+            Some(current) => self
+                .read(current.clone())
+                .await
+                .map(|v| Some((v, current))),
             None => Ok(None),
         }
     }
@@ -328,7 +332,7 @@ impl<M: Model> Core<M> {
 
     async fn get_latest(&self, id: &str) -> Result<Versioned<M>> {
         match self.read_latest(id).await? {
-            Some(latest) => Ok(latest),
+            Some((latest, _)) => Ok(latest),
             None => Err(Error::NoVersionExists {
                 table: self.table.clone(),
                 key: self.describe(id),
@@ -351,7 +355,8 @@ impl<M: Model> Core<M> {
                 .is_some_and(|i| number_attr(i, VERSION).is_some_and(|v| v >= version)))
     }
 
-    /// One put attempt of `value` at `version` under `expect`, with `token`.
+    /// One put attempt of `value` at `version` under `expect`, with `token`;
+    /// `known`: the envelope the caller just read (single-version), if it did.
     async fn put_once(
         &self,
         id: &str,
@@ -359,6 +364,7 @@ impl<M: Model> Core<M> {
         value: &M,
         expect: Expect,
         token: &str,
+        known: Option<Option<Item>>,
     ) -> Result<Written> {
         let target = self.target(id, version)?;
         let mut record = self.record(&target, version, value)?;
@@ -388,16 +394,16 @@ impl<M: Model> Core<M> {
         let mut uploaded = store
             .stage_record(&target, &values, &mut record, self.multi)
             .await?;
-        let state = if self.multi {
+        let state = match known {
             // Every version is its own item: a create.
-            State::Absent
-        } else {
-            State::of(
+            _ if self.multi => State::Absent,
+            Some(item) => State::of(item),
+            None => State::of(
                 store
                     .backend()
                     .get_item(&self.table, &target.key, true)
                     .await?,
-            )
+            ),
         };
         let large: Vec<&str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
         let ours = content(&record);
@@ -466,13 +472,13 @@ impl<M: Model> Core<M> {
         if let Some(done) = self.earlier_attempt(id, tried).await? {
             return Ok(done);
         }
-        let (expected, next, value) = match self.read_latest(id).await? {
-            Some(current) => {
+        let (expected, next, value, known) = match self.read_latest(id).await? {
+            Some((current, item)) => {
                 let next = next_version(current.version)?;
-                (Some(current.version), next, f(current.value))
+                (Some(current.version), next, f(current.value), Some(item))
             }
             None => match init {
-                Some(init) => (None, self.start, f(init())),
+                Some(init) => (None, self.start, f(init()), None),
                 None => {
                     return Err(Error::NoVersionExists {
                         table: self.table.clone(),
@@ -483,8 +489,15 @@ impl<M: Model> Core<M> {
         };
         let token = new_token();
         tried.push((next, token.clone()));
-        self.put_once(id, next, &value, Expect::Exactly(expected), &token)
-            .await
+        self.put_once(
+            id,
+            next,
+            &value,
+            Expect::Exactly(expected),
+            &token,
+            known.map(Some),
+        )
+        .await
     }
 
     /// The earlier attempt that landed, if one did.
@@ -510,18 +523,15 @@ impl<M: Model> Core<M> {
         if let Some(done) = self.earlier_attempt(id, tried).await? {
             return Ok(done);
         }
-        let latest = self
-            .latest_item(id)
-            .await?
-            .map(|i| version_of(&i))
-            .transpose()?;
+        let item = self.latest_item(id).await?;
+        let latest = item.as_ref().map(version_of).transpose()?;
         let next = match latest {
             Some(v) => next_version(v)?,
             None => self.start,
         };
         let token = new_token();
         tried.push((next, token.clone()));
-        self.put_once(id, next, value, Expect::Exactly(latest), &token)
+        self.put_once(id, next, value, Expect::Exactly(latest), &token, Some(item))
             .await
     }
 
@@ -729,7 +739,7 @@ impl<M: Model> SingleVersionStore<M> {
     /// otherwise. Re-putting the identical value at the same version succeeds.
     pub async fn put(&self, id: &str, version: u64, value: &M) -> Result<Written> {
         self.core
-            .put_once(id, version, value, Expect::Lower, &new_token())
+            .put_once(id, version, value, Expect::Lower, &new_token(), None)
             .await
     }
 
@@ -767,7 +777,7 @@ impl<M: Model> MultiVersionStore<M> {
     /// succeeds).
     pub async fn put(&self, id: &str, version: u64, value: &M) -> Result<Written> {
         self.core
-            .put_once(id, version, value, Expect::Lower, &new_token())
+            .put_once(id, version, value, Expect::Lower, &new_token(), None)
             .await
     }
 
