@@ -276,8 +276,14 @@ pub async fn racing_identical_creates(fx: Fixture) {
 /// Tasks and updates per task of the concurrency tests: the full size on the
 /// in-memory backend and ministack; moto (a third of ministack's speed) runs the
 /// same test with fewer updates per task as the cross-check.
-fn contention() -> (u32, u32) {
-    if std::env::var("VHS_TEST_EMULATOR").as_deref() == Ok("moto") {
+fn contention(kind: crate::fixture::Kind) -> (u32, u32) {
+    let soak = std::env::var("VHS_SOAK").is_ok_and(|v| v == "1");
+    if kind == crate::fixture::Kind::Memory {
+        (16, 100)
+    } else if !soak {
+        // Soak scale (VHS_SOAK=1) runs the full contention on the emulators.
+        (4, 10)
+    } else if std::env::var("VHS_TEST_EMULATOR").as_deref() == Ok("moto") {
         (16, 15)
     } else {
         (16, 100)
@@ -287,7 +293,7 @@ fn contention() -> (u32, u32) {
 /// 16 tasks each doing 100 `update`s of one id, each incrementing a counter
 /// inside a large JSON attribute: no update is lost.
 pub async fn concurrent_updates_lose_nothing(fx: Fixture) {
-    let (tasks, per_task) = contention();
+    let (tasks, per_task) = contention(fx.kind);
     let s = Arc::new(
         SingleVersionStore::<Counter>::new(&fx.store, format!("{}-ctr", fx.tables.0)).unwrap(),
     );
@@ -351,7 +357,7 @@ pub async fn concurrent_updates_lose_nothing(fx: Fixture) {
 /// 16 tasks each doing 100 `put_latest`s in the multi-version store: every version
 /// appears exactly once.
 pub async fn concurrent_put_latest_writes_each_version_once(fx: Fixture) {
-    let (tasks, per_task) = contention();
+    let (tasks, per_task) = contention(fx.kind);
     let m = Arc::new(
         MultiVersionStore::<Counter>::new(&fx.store, format!("{}-mv", fx.tables.0)).unwrap(),
     );

@@ -281,10 +281,7 @@ impl<M: Model> Core<M> {
             }
         }
         match item {
-            Some(current) => self
-                .read(current.clone())
-                .await
-                .map(|v| Some((v, current))),
+            Some(current) => self.read(current.clone()).await.map(|v| Some((v, current))),
             None => Ok(None),
         }
     }
