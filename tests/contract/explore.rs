@@ -253,8 +253,6 @@ pub struct ParkingBackend<B> {
     keys: Arc<Mutex<HashMap<String, Vec<String>>>>,
 }
 
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = vhs::Result<T>> + Send + 'a>>;
-
 impl<B: Backend> ParkingBackend<B> {
     /// Wraps `inner`, parking actors' calls in `gate`.
     pub fn new(inner: B, gate: &Gate) -> Self {
@@ -349,123 +347,84 @@ fn continued<T>(start: &Option<T>) -> &'static str {
     }
 }
 
-// `Backend` is an `#[async_trait]`; the test crate does not depend on `async_trait`,
-// so these are the signatures it expands to.
+#[async_trait::async_trait]
 impl<B: Backend> Backend for ParkingBackend<B> {
-    fn create_table<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        spec: &'life1 TableSpec,
-    ) -> Boxed<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn create_table(&self, spec: &TableSpec) -> vhs::Result<()> {
         let names = std::iter::once(&spec.hash_key)
             .chain(spec.range_key.as_ref())
             .map(|(n, _)| n.clone())
             .collect();
         self.key_names().insert(spec.name.clone(), names);
-        Box::pin(self.park(
+        self.park(
             Op::CreateTable,
             spec.name.clone(),
             self.inner.create_table(spec),
-        ))
+        )
+        .await
     }
 
-    fn get_item<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        table: &'life1 str,
-        key: &'life2 Item,
+    async fn get_item(
+        &self,
+        table: &str,
+        key: &Item,
         consistent: bool,
-    ) -> Boxed<'async_trait, Option<Item>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
+    ) -> vhs::Result<Option<Item>> {
         let what = self.describe_key(table, key);
-        Box::pin(self.park(
+        self.park(
             Op::GetItem,
             what,
             self.inner.get_item(table, key, consistent),
-        ))
+        )
+        .await
     }
 
-    fn put_item<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        table: &'life1 str,
+    async fn put_item(
+        &self,
+        table: &str,
         item: Item,
-        condition: Option<&'life2 Condition>,
-    ) -> Boxed<'async_trait, Conditional<Option<Item>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Option<Item>>> {
         let what = self.describe_item(table, &item) + conditional(condition);
-        Box::pin(self.park(
+        self.park(
             Op::PutItem,
             what,
             self.inner.put_item(table, item, condition),
-        ))
+        )
+        .await
     }
 
-    fn update_item<'life0, 'life1, 'life2, 'life3, 'life4, 'async_trait>(
-        &'life0 self,
-        table: &'life1 str,
-        key: &'life2 Item,
-        update: &'life3 ItemUpdate,
-        condition: Option<&'life4 Condition>,
-    ) -> Boxed<'async_trait, Conditional<Item>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        'life3: 'async_trait,
-        'life4: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Item>> {
         let what = self.describe_key(table, key) + conditional(condition);
-        Box::pin(self.park(
+        self.park(
             Op::UpdateItem,
             what,
             self.inner.update_item(table, key, update, condition),
-        ))
+        )
+        .await
     }
 
-    fn delete_item<'life0, 'life1, 'life2, 'life3, 'async_trait>(
-        &'life0 self,
-        table: &'life1 str,
-        key: &'life2 Item,
-        condition: Option<&'life3 Condition>,
-    ) -> Boxed<'async_trait, Conditional<Option<Item>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        'life3: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Option<Item>>> {
         let what = self.describe_key(table, key) + conditional(condition);
-        Box::pin(self.park(
+        self.park(
             Op::DeleteItem,
             what,
             self.inner.delete_item(table, key, condition),
-        ))
+        )
+        .await
     }
 
-    fn query<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        request: &'life1 Query,
-    ) -> Boxed<'async_trait, QueryPage>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn query(&self, request: &Query) -> vhs::Result<QueryPage> {
         let (name, value) = &request.hash_key;
         let what = format!(
             "{}[{name}={}]{}",
@@ -473,50 +432,28 @@ impl<B: Backend> Backend for ParkingBackend<B> {
             show(value),
             continued(&request.start)
         );
-        Box::pin(self.park(Op::Query, what, self.inner.query(request)))
+        self.park(Op::Query, what, self.inner.query(request)).await
     }
 
-    fn scan<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        request: &'life1 Scan,
-    ) -> Boxed<'async_trait, QueryPage>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn scan(&self, request: &Scan) -> vhs::Result<QueryPage> {
         let segment = request
             .segment
             .map(|(i, n)| format!(" segment {i}/{n}"))
             .unwrap_or_default();
         let what = format!("{}{segment}{}", request.table, continued(&request.start));
-        Box::pin(self.park(Op::Scan, what, self.inner.scan(request)))
+        self.park(Op::Scan, what, self.inner.scan(request)).await
     }
 
-    fn create_bucket<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        bucket: &'life1 str,
-    ) -> Boxed<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.park(
+    async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
+        self.park(
             Op::CreateBucket,
             bucket.to_owned(),
             self.inner.create_bucket(bucket),
-        ))
+        )
+        .await
     }
 
-    fn put_object<'life0, 'async_trait>(
-        &'life0 self,
-        request: PutObject,
-    ) -> Boxed<'async_trait, PutOutcome>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
         let what = format!(
             "{}/{}{}",
             request.bucket,
@@ -527,85 +464,58 @@ impl<B: Backend> Backend for ParkingBackend<B> {
                 ""
             }
         );
-        Box::pin(self.park(Op::PutObject, what, self.inner.put_object(request)))
+        self.park(Op::PutObject, what, self.inner.put_object(request))
+            .await
     }
 
-    fn get_object<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        bucket: &'life1 str,
-        key: &'life2 str,
-    ) -> Boxed<'async_trait, Option<StoredObject>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.park(
+    async fn get_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<StoredObject>> {
+        self.park(
             Op::GetObject,
             format!("{bucket}/{key}"),
             self.inner.get_object(bucket, key),
-        ))
+        )
+        .await
     }
 
-    fn head_object<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        bucket: &'life1 str,
-        key: &'life2 str,
-    ) -> Boxed<'async_trait, Option<ObjectInfo>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.park(
+    async fn head_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<ObjectInfo>> {
+        self.park(
             Op::HeadObject,
             format!("{bucket}/{key}"),
             self.inner.head_object(bucket, key),
-        ))
+        )
+        .await
     }
 
-    fn delete_objects<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        bucket: &'life1 str,
-        keys: &'life2 [String],
-    ) -> Boxed<'async_trait, Vec<(String, String)>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+    ) -> vhs::Result<Vec<(String, String)>> {
         let mut listed = keys.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
         if keys.len() > 3 {
             listed += &format!(", +{} more", keys.len() - 3);
         }
-        Box::pin(self.park(
+        self.park(
             Op::DeleteObjects,
             format!("{bucket} [{listed}]"),
             self.inner.delete_objects(bucket, keys),
-        ))
+        )
+        .await
     }
 
-    fn list_objects<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        bucket: &'life1 str,
-        prefix: &'life2 str,
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
         continuation: Option<String>,
-    ) -> Boxed<'async_trait, ObjectPage>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
+    ) -> vhs::Result<ObjectPage> {
         let what = format!("{bucket}/{prefix}*{}", continued(&continuation));
-        Box::pin(self.park(
+        self.park(
             Op::ListObjects,
             what,
             self.inner.list_objects(bucket, prefix, continuation),
-        ))
+        )
+        .await
     }
 }
 
