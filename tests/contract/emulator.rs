@@ -7,6 +7,10 @@
 //!   version, with pip into a virtualenv under `target/tmp/vhs-emulators/`, once, guarded by a
 //!   file lock across processes) and start it on a free port of 127.0.0.1. Anything else panics.
 //!
+//! moto runs as `moto_serial.py`: moto's own server with each request applied under a lock,
+//! because moto 5.2.5 checks a write's condition and applies it without one (two concurrent
+//! conditional writes can both pass), while DynamoDB applies each atomically.
+//!
 //! The server runs under `watchdog.py`, whose standard input is a pipe this process keeps open
 //! until it exits: when the test binary ends in any way (done, panicked, killed), the pipe
 //! closes and the watchdog stops the server. Logs go to `target/tmp/vhs-emulators/logs/`; the
@@ -197,6 +201,12 @@ fn watchdog_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/watchdog.py")
 }
 
+/// moto_server with a lock around each request: moto applies a conditional write without
+/// one, so two concurrent writes can both pass their conditions (measured in the script).
+fn moto_serial_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/moto_serial.py")
+}
+
 fn io_err(what: impl std::fmt::Display, err: std::io::Error) -> String {
     format!("vhs test emulator: {what}: {err}")
 }
@@ -233,12 +243,11 @@ fn start_local(kind: Kind) -> Result<Running, String> {
             .map_err(|e| io_err("duplicate log file handle", e))?;
 
         let mut cmd = Command::new(&python);
-        cmd.arg(&watchdog)
-            .arg("--cleanup")
-            .arg(&state)
-            .arg("--")
-            .arg(&server)
-            .current_dir(&state)
+        cmd.arg(&watchdog).arg("--cleanup").arg(&state).arg("--");
+        if kind == Kind::Ministack {
+            cmd.arg(&server);
+        }
+        cmd.current_dir(&state)
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log_err)
@@ -262,7 +271,10 @@ fn start_local(kind: Kind) -> Result<Running, String> {
                     .env("SFTP_ENABLED", "0");
             }
             Kind::Moto => {
-                cmd.arg("-H")
+                // moto's own server and arguments, one request at a time (see the script).
+                cmd.arg(venv.join("bin/python"))
+                    .arg(moto_serial_script())
+                    .arg("-H")
                     .arg("127.0.0.1")
                     .arg("-p")
                     .arg(port.to_string());
