@@ -1270,6 +1270,7 @@ async fn chaos_workload_keeps_the_invariants() {
                         Err(Error::AlreadyExists { .. }) => "AlreadyExists",
                         Err(Error::NotFound { .. }) => "NotFound",
                         Err(Error::DanglingPointer { .. }) => "DanglingPointer (read race)",
+                        Err(Error::Busy { .. }) => "Busy (retryable)",
                         Err(e @ Error::Backend { .. }) if e.is_retryable() => {
                             "Backend, retries exhausted"
                         }

@@ -56,6 +56,11 @@
 //!    It either applies, or fails its condition and returns the stored item
 //!    (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), whose `vhs:tok` tells
 //!    whether the first send was applied: the result is what really happened.
+//!    The history holds the last 16 writes of the item: the answer is exact as
+//!    long as fewer than 16 other writes of the same item land between the lost
+//!    send and the answer to its resend (or the consistent read after the last
+//!    resend). Beyond that the first send is taken as not applied, and the call
+//!    decides again on the stored item, as a call that arrived later would.
 //! 8. **Time bound.** A placeholder is removed by GC only when its last deletion
 //!    activity is older than [`Options::retention`](crate::Options::retention); a
 //!    writer uploads again if more than half of it passed since its upload began,

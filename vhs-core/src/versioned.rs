@@ -29,7 +29,9 @@ use crate::maintenance::{
 use crate::model::{Item, KeyKind, Model};
 use crate::ownership::{new_token, Plan, State, Target, PLACEHOLDER};
 use crate::retry::RetryPolicy;
-use crate::store::{next_version, number_attr, Cleanup, Store, Stored, READ_RACE_RETRIES};
+use crate::store::{
+    next_version, number_attr, Cleanup, Store, Stored, READ_RACE_LOST, READ_RACE_RETRIES,
+};
 
 const ID: &str = "id";
 const VERSION: &str = "version";
@@ -280,10 +282,12 @@ impl<M: Model> Core<M> {
                 other => return other.map(Some),
             }
         }
-        match item {
-            Some(current) => self.read(current.clone()).await.map(|v| Some((v, current))),
-            None => Ok(None),
-        }
+        // Lost every race to a newer version: retryable, never a dangling pointer.
+        Err(Error::Busy {
+            table: self.table.clone(),
+            key: self.describe(id),
+            reason: READ_RACE_LOST.to_owned(),
+        })
     }
 
     /// The newest live envelope of `id`, if any (consistent); placeholders left by

@@ -306,6 +306,10 @@ impl<M: Model> Uploaded<M> {
 /// Reads that found an object deleted by a concurrent replacement are repeated
 /// this many times before the error is reported.
 pub(crate) const READ_RACE_RETRIES: usize = 5;
+/// The [`Error::Busy`] reason of a read that lost every race to a writer
+/// replacing (and deleting) the objects it was reading.
+pub(crate) const READ_RACE_LOST: &str =
+    "every read lost the race to a concurrent write that replaced the objects it was reading";
 
 /// Rejects an item DynamoDB would reject for its size, before anything is written.
 fn check_item_size(target: &Target, item: &Item) -> Result<()> {

@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 
-use super::{Store, READ_RACE_RETRIES};
+use super::{Store, READ_RACE_LOST, READ_RACE_RETRIES};
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
 use crate::ownership::State;
@@ -65,7 +65,7 @@ impl Store {
         let mut stored = self.get_stored(key, consistent).await?;
         // A concurrent update may replace the item and delete the objects we were
         // about to read: a pointer that changed meanwhile is a race to read again,
-        // one that did not is a dangling pointer.
+        // one that did not is a dangling pointer. Losing every race is `Busy`.
         for _ in 0..READ_RACE_RETRIES {
             match self.load_all(&prefix, &mut stored).await {
                 Err(Error::DanglingPointer { attr, uri }) => {
@@ -78,9 +78,7 @@ impl Store {
                 other => return other.map(|()| stored.model),
             }
         }
-        self.load_all(&prefix, &mut stored)
-            .await
-            .map(|()| stored.model)
+        Err(self.target(key)?.busy(READ_RACE_LOST))
     }
 
     /// Loads every large attribute the item holds.
