@@ -87,6 +87,15 @@
 //!   placeholder lives at least the retention after its last deletion, which is
 //!   longer than any write (step 8). So this case cannot occur.
 //!
+//! **Open gap: a writer that dies between its commit and its confirmation.** In
+//! the case `u < c` the pointer is repaired by the writer's own step 5. Until it
+//! runs, a reader sees the object missing; if the writer's process dies first,
+//! the pointer dangles for good. The schedule: W uploads `K` (412, the object is
+//! there); a deleter marks, deletes and unmarks `K`; W reads the item (no mark),
+//! commits, and dies. Closing it needs a state read ordered before the reuse
+//! (marks that change the compared state, and a re-upload after the read and
+//! before the commit), which costs a round trip the protocol does not pay today.
+//!
 //! Deleters never delete on stale information: the mark is the check, and it is the
 //! same linearizable write that every reuse must get past. Reads that race a
 //! replacement retry. The only timing assumption is step 8, which concerns creates
