@@ -91,7 +91,8 @@ pub enum Error {
     /// A deletion of the same object (or of the item) was still in progress when
     /// the write's wait ran out ([`Options::wait`](crate::Options::wait)), or a
     /// read lost every race to concurrent writes replacing the objects it was
-    /// reading (never reported as a dangling pointer). Retryable. A deletion whose caller died is taken over by GC after
+    /// reading (never reported as a dangling pointer). Retryable. A deletion
+    /// whose caller died is taken over by GC after
     /// [`Options::retention`](crate::Options::retention).
     #[error("item {key} in table {table} is busy: {reason}")]
     Busy {

@@ -267,7 +267,7 @@ impl<M: Model> Core<M> {
     /// Also returns the envelope as read.
     async fn read_latest(&self, id: &str) -> Result<Option<(Versioned<M>, Item)>> {
         let mut item = self.latest_item(id).await?;
-        for _ in 0..READ_RACE_RETRIES {
+        for _ in 0..=READ_RACE_RETRIES {
             let Some(current) = item else {
                 return Ok(None);
             };

@@ -304,7 +304,7 @@ impl<M: Model> Uploaded<M> {
 }
 
 /// Reads that found an object deleted by a concurrent replacement are repeated
-/// this many times before the error is reported.
+/// this many times before [`Error::Busy`] is reported.
 pub(crate) const READ_RACE_RETRIES: usize = 5;
 /// The [`Error::Busy`] reason of a read that lost every race to a writer
 /// replacing (and deleting) the objects it was reading.

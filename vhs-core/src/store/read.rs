@@ -66,7 +66,7 @@ impl Store {
         // A concurrent update may replace the item and delete the objects we were
         // about to read: a pointer that changed meanwhile is a race to read again,
         // one that did not is a dangling pointer. Losing every race is `Busy`.
-        for _ in 0..READ_RACE_RETRIES {
+        for _ in 0..=READ_RACE_RETRIES {
             match self.load_all(&prefix, &mut stored).await {
                 Err(Error::DanglingPointer { attr, uri }) => {
                     let now = self.get_stored(key, true).await?;
