@@ -808,9 +808,16 @@ pub async fn step_by_step_update_flow(fx: Fixture) {
         .unwrap();
     let staged = fx.store.put_s3(&key, values).await.unwrap();
     let fragment = staged.to_update_fragment();
-    assert_eq!(fragment.expression(), "SET #vhsn0 = :vhsv0 REMOVE #vhsn1");
-    assert_eq!(fragment.names["#vhsn0"], "html");
-    assert_eq!(fragment.names["#vhsn1"], "image");
+    assert_eq!(
+        fragment.expression(),
+        "SET #vhsn0 = :vhsv0, #vhsn1 = :vhsv1 REMOVE #vhsn2"
+    );
+    assert_eq!(
+        fragment.names["#vhsn0"], "vhs:tok",
+        "the write's token history"
+    );
+    assert_eq!(fragment.names["#vhsn1"], "html");
+    assert_eq!(fragment.names["#vhsn2"], "image");
 
     // Failed update: the hook removes only what this call created.
     let update = staged.to_item_update();
@@ -842,13 +849,14 @@ pub async fn step_by_step_update_flow(fx: Fixture) {
         )
         .await
         .unwrap();
+    let condition = Condition::exists("pk").and(staged.condition());
     let old = match fx
         .raw
         .update_item(
             &table,
             &key.to_item(),
             &staged.to_item_update(),
-            Some(&Condition::exists("pk")),
+            Some(&condition),
         )
         .await
         .unwrap()
@@ -865,6 +873,46 @@ pub async fn step_by_step_update_flow(fx: Fixture) {
     let got = fx.store.get_large(&key).await.unwrap();
     assert_eq!(got.html.as_deref(), Some("v2"));
     assert_eq!(got.image, None);
+
+    // The staged condition holds the state put_s3 read: a write in between makes
+    // the commit fail, and the caller starts again from put_s3.
+    let staged = fx
+        .store
+        .put_s3(
+            &key,
+            vhs::LargeValues::<Document>::new()
+                .with("html", Some(Bytes::from_static(b"v3")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    fx.store
+        .update_large(
+            &key,
+            Document::changes().set_data(serde_json::json!({"between": true})),
+        )
+        .await
+        .unwrap();
+    let result = fx
+        .raw
+        .update_item(
+            &table,
+            &key.to_item(),
+            &staged.to_item_update(),
+            Some(&staged.condition()),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(result, vhs::Conditional::Failed(Some(_))));
+    fx.store.clean_up_after_update_failed(&staged).await;
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.data, serde_json::json!({"between": true}));
+    assert_eq!(got.html.as_deref(), Some("v2"));
+    assert_eq!(
+        fx.objects().await.len(),
+        1,
+        "the v2 html only: v3 was removed"
+    );
 }
 
 pub async fn json_wrapper_and_bytes_update(fx: Fixture) {

@@ -454,6 +454,9 @@ impl<B: Backend> Backend for ParkingBackend<B> {
     }
 
     async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
+        // An upload gated on a read is not a choice before the read answered.
+        // (A server may answer 412 earlier; the store trusts no such 412.)
+        request.complete_after.wait().await;
         let what = format!(
             "{}/{}{}",
             request.bucket,

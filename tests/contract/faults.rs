@@ -320,12 +320,13 @@ pub async fn call_sequences(fx: Fixture) {
     assert_phases(
         fx.faults.calls(),
         &[
-            // The uploads and the consistent read of the item it updates.
+            // The uploads and the consistent read of the item it updates (the
+            // uploads complete after the read).
             &[PutObject, PutObject, GetItem],
             // The commit, with the deletion marks of the replaced objects.
             &[UpdateItem],
-            // The check of its own objects, and the deletion of the replaced ones.
-            &[HeadObject, HeadObject, DeleteObjects],
+            // The deletion of the replaced ones.
+            &[DeleteObjects],
             // The marks removed.
             &[UpdateItem],
         ],

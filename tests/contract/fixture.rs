@@ -158,6 +158,7 @@ pub async fn put_raw(backend: &dyn Backend, bucket: &str, key: &str, body: &[u8]
             content_type: "application/octet-stream".into(),
             metadata: Default::default(),
             if_none_match: false,
+            complete_after: vhs::Signal::open(),
         })
         .await
         .expect("raw put");

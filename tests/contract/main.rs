@@ -15,6 +15,7 @@ mod inputs;
 mod maintenance;
 mod models;
 mod races;
+mod schedules;
 mod transact;
 mod versioned;
 
@@ -123,4 +124,8 @@ contract! {
     races::lost_responses_apply_versioned_updates_once,
     races::every_interleaving_keeps_every_pointer,
     races::versioned_every_failure_point,
+    schedules::early_412_update_races_the_deletion_of_its_object,
+    schedules::early_412_step_by_step_commit_then_writer_dies,
+    schedules::early_412_create_races_its_twins_cleanup,
+    schedules::gc_between_an_update_s_upload_and_its_commit,
 }

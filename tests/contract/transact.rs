@@ -60,30 +60,7 @@ pub async fn transact_write_items_with_a_second_item() {
         .with("html", Some(bytes::Bytes::from_static(b"v2")))
         .unwrap();
     let staged2 = fx.store.put_s3(&key, values).await.unwrap();
-    let fragment = staged2.to_update_fragment();
-    let update = Update::builder()
-        .table_name(fx.store.table_name::<Document>())
-        .set_key(Some(key.to_item()))
-        .update_expression(format!("{} ADD #rev :one", fragment.expression()))
-        .set_expression_attribute_names(Some(
-            fragment
-                .names
-                .clone()
-                .into_iter()
-                .chain([("#rev".to_owned(), "rev".to_owned())])
-                .collect(),
-        ))
-        .set_expression_attribute_values(Some(
-            fragment
-                .values
-                .clone()
-                .into_iter()
-                .chain([(":one".to_owned(), AttributeValue::N("1".into()))])
-                .collect(),
-        ))
-        .condition_expression(format!("attribute_exists(pk) AND {}", fragment.condition))
-        .build()
-        .unwrap();
+    let update = update_of(&fx, &key, &staged2.to_update_fragment());
     let check = ConditionCheck::builder()
         .table_name(fx.store.table_name::<Blob>())
         .set_key(Some(Blob::key(1).to_item()))
@@ -119,6 +96,9 @@ pub async fn transact_write_items_with_a_second_item() {
         )
         .await
         .unwrap();
+    // Built from this staging: its condition holds the state put_s3 read (the
+    // failure hook above marked an object, which changed the item's generation).
+    let update = update_of(&fx, &key, &staged3.to_update_fragment());
     let out = ddb
         .transact_write_items()
         .transact_items(TransactWriteItem::builder().update(update).build())
@@ -142,4 +122,31 @@ pub async fn transact_write_items_with_a_second_item() {
     assert_eq!(got.image, doc.image);
     let raw = fx.item(&key).await.unwrap();
     assert_eq!(raw["rev"], AttributeValue::N("1".into()));
+}
+
+/// The staged update plus `ADD rev 1`, as a transaction's Update.
+fn update_of(fx: &Fixture, key: &vhs::Key<Document>, fragment: &vhs::UpdateFragment) -> Update {
+    Update::builder()
+        .table_name(fx.store.table_name::<Document>())
+        .set_key(Some(key.to_item()))
+        .update_expression(format!("{} ADD #rev :one", fragment.expression()))
+        .set_expression_attribute_names(Some(
+            fragment
+                .names
+                .clone()
+                .into_iter()
+                .chain([("#rev".to_owned(), "rev".to_owned())])
+                .collect(),
+        ))
+        .set_expression_attribute_values(Some(
+            fragment
+                .values
+                .clone()
+                .into_iter()
+                .chain([(":one".to_owned(), AttributeValue::N("1".into()))])
+                .collect(),
+        ))
+        .condition_expression(format!("attribute_exists(pk) AND {}", fragment.condition))
+        .build()
+        .unwrap()
 }

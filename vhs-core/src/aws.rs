@@ -16,7 +16,7 @@ use s3::types::{Delete, ObjectIdentifier};
 
 use crate::backend::{
     Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query, QueryPage, Scan,
-    StoredObject, TableSpec,
+    Signal, StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
@@ -596,6 +596,10 @@ impl Backend for AwsBackend {
     }
 
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        if request.body.is_empty() {
+            // No byte to hold back: the request waits whole.
+            request.complete_after.wait().await;
+        }
         let mut req = self
             .s3
             .put_object()
@@ -604,7 +608,8 @@ impl Backend for AwsBackend {
             .content_md5(request.content_md5)
             .content_type(request.content_type)
             .set_metadata(non_empty(request.metadata))
-            .body(s3::primitives::ByteStream::from(request.body))
+            .content_length(request.body.len() as i64)
+            .body(gated_body(request.body, &request.complete_after))
             .set_expected_bucket_owner(self.expected_bucket_owner.clone());
         match &self.encryption {
             Some(Encryption::S3) => {
@@ -742,5 +747,70 @@ impl Backend for AwsBackend {
                 .next_continuation_token
                 .filter(|_| out.is_truncated == Some(true)),
         })
+    }
+}
+
+/// The body of a PutObject that sends all but its last byte at once and the last
+/// one only after `signal` fired: the server cannot create the object before it
+/// has the whole body, so the object comes into existence after the signal while
+/// the transfer overlaps whatever the signal waits for. Rebuilt (with the same
+/// signal) when the SDK retries.
+fn gated_body(body: bytes::Bytes, signal: &Signal) -> s3::primitives::ByteStream {
+    let Some(gate) = signal
+        .0
+        .clone()
+        .filter(|_| !signal.is_open() && !body.is_empty())
+    else {
+        return s3::primitives::ByteStream::from(body);
+    };
+    s3::primitives::ByteStream::new(s3::primitives::SdkBody::retryable(move || {
+        let split = body.len() - 1;
+        s3::primitives::SdkBody::from_body_1_x(GatedBody {
+            head: Some(body.slice(..split)),
+            tail: Some(body.slice(split..)),
+            gate: Some(gate.clone()),
+        })
+    }))
+}
+
+/// See [`gated_body`].
+struct GatedBody {
+    head: Option<bytes::Bytes>,
+    tail: Option<bytes::Bytes>,
+    gate: Option<futures_util::future::Shared<futures_util::future::BoxFuture<'static, ()>>>,
+}
+
+impl http_body::Body for GatedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>>
+    {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(head) = this.head.take().filter(|h| !h.is_empty()) {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(head))));
+        }
+        if let Some(gate) = this.gate.as_mut() {
+            if std::pin::Pin::new(gate).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.gate = None;
+        }
+        Poll::Ready(this.tail.take().map(|t| Ok(http_body::Frame::data(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.tail.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let len =
+            self.head.as_ref().map_or(0, |b| b.len()) + self.tail.as_ref().map_or(0, |b| b.len());
+        http_body::SizeHint::with_exact(len as u64)
     }
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::oneshot;
 
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::Result;
@@ -105,6 +107,72 @@ pub struct PutObject {
     pub metadata: HashMap<String, String>,
     /// Send `If-None-Match: *`: write only if no object has the key.
     pub if_none_match: bool,
+    /// The object must not come into existence before this signal: a backend
+    /// holds back (at least the last bytes of) the body until it fires. The store
+    /// uses it to upload while it reads the item and still know that an object it
+    /// created was created after that read. [`Signal::open`] (the default) for none.
+    pub complete_after: Signal,
+}
+
+/// A one-time signal a [`PutObject`] waits for before its body is complete (see
+/// [`PutObject::complete_after`]). Cloning shares it; it fires when its
+/// [`Trigger`] is fired or dropped.
+#[derive(Clone)]
+pub struct Signal(pub(crate) Option<Shared<BoxFuture<'static, ()>>>);
+
+/// Fires a [`Signal`]; dropping it fires it too, so a signal never waits forever.
+#[derive(Debug)]
+pub struct Trigger(Option<oneshot::Sender<()>>);
+
+impl Signal {
+    /// A signal that has already fired.
+    pub fn open() -> Signal {
+        Signal(None)
+    }
+
+    /// A signal and the trigger that fires it.
+    pub fn new() -> (Trigger, Signal) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let fired: BoxFuture<'static, ()> = Box::pin(async move {
+            let _ = rx.await;
+        });
+        (Trigger(Some(tx)), Signal(Some(fired.shared())))
+    }
+
+    /// Whether it has fired.
+    pub fn is_open(&self) -> bool {
+        self.0.as_ref().is_none_or(|f| f.peek().is_some())
+    }
+
+    /// Waits until it fires.
+    pub async fn wait(&self) {
+        if let Some(f) = &self.0 {
+            f.clone().await;
+        }
+    }
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal::open()
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Signal")
+            .field(&if self.is_open() { "open" } else { "waiting" })
+            .finish()
+    }
+}
+
+impl Trigger {
+    /// Fires the signal.
+    pub fn fire(mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 impl fmt::Debug for PutObject {
@@ -115,6 +183,7 @@ impl fmt::Debug for PutObject {
             .field("key", &self.key)
             .field("len", &self.body.len())
             .field("if_none_match", &self.if_none_match)
+            .field("complete_after", &self.complete_after)
             .finish_non_exhaustive()
     }
 }
@@ -218,7 +287,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, bucket: &str) -> Result<()>;
 
-    /// PutObject.
+    /// PutObject. The object must not come into existence before
+    /// [`PutObject::complete_after`] fires (an answer of `AlreadyExisted` may come
+    /// earlier).
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome>;
 
     /// GetObject; `None` if there is no such object.

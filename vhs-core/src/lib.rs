@@ -23,8 +23,8 @@ mod versioned;
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
     item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
-    QueryPage, Scan, StoredObject, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,
-    MAX_PUT_OBJECT_BYTES,
+    QueryPage, Scan, Signal, StoredObject, TableSpec, Trigger, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
+    MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
 };
 pub use changes::{Changes, LargeValues};
 pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};

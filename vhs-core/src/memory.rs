@@ -345,6 +345,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        request.complete_after.wait().await;
         yield_now().await;
         if request.key.is_empty() || request.key.len() > MAX_KEY_BYTES {
             return Err(Error::Backend {

@@ -17,6 +17,7 @@
 //! | attribute | on | holds |
 //! |---|---|---|
 //! | `vhs:tok` | live items, placeholders | the tokens of the last 16 writes, newest first |
+//! | `vhs:gen` | live items | a fresh token set by every deletion mark of step 3 |
 //! | `vhs:del:{attr}:{md5}` | live items, placeholders | a *deletion mark*: `{unix ms} {token}` of a caller deleting that object |
 //! | `vhs:ph` | placeholders | `{unix ms} {token}` of the last deletion activity |
 //!
@@ -28,26 +29,35 @@
 //! # The protocol
 //!
 //! 1. **Upload first.** A writer uploads with `If-None-Match: *`; a 412 means an
-//!    object with identical bytes is there and is reused.
-//! 2. **Commit against what was read.** Every commit of a pointer is one
-//!    conditional DynamoDB write that requires the item to be exactly the state
-//!    the writer decided on: absent (`attribute_not_exists`), the same placeholder
-//!    (`vhs:ph` unchanged) or the same live item (`vhs:tok` unchanged). It also
-//!    requires that no object it points to carries a deletion mark, and it appends
-//!    its token to `vhs:tok`. A commit that replaces pointers sets, in the same
-//!    write, a deletion mark on each object it stops referencing.
+//!    object with identical bytes is there and is reused. A writer that reads the
+//!    item's state (an update) does so while it uploads, and holds back the last
+//!    byte of each body until the read returned: an object it *creates* comes
+//!    into existence after the read. (A 412 may be answered before the body
+//!    arrived, so it proves nothing about the order.)
+//! 2. **Commit against what was read, pointing only to objects seen after it.**
+//!    Every commit of a pointer is one conditional DynamoDB write that requires the
+//!    item to be exactly the state the writer decided on: absent
+//!    (`attribute_not_exists`), the same placeholder (`vhs:ph` unchanged) or the
+//!    same live item (`vhs:tok` and `vhs:gen` unchanged). It also requires that no
+//!    object it points to carries a deletion mark, and it appends its token to
+//!    `vhs:tok`. A commit that replaces pointers sets, in the same write, a deletion
+//!    mark on each object it stops referencing. Before a commit decided on a live
+//!    item or a placeholder, every object it points to must be known to have
+//!    existed *after that state was read*: one the live item references does; one
+//!    created by an upload held back until the read does; any other (a 412, or an
+//!    upload before a later re-read) is checked with HeadObject, and uploaded again
+//!    if missing. A commit onto an absent item needs no such check (step 8).
 //! 3. **Mark before deleting.** Any other deletion (of objects a failed write
 //!    created, of orphans found by GC) first sets its marks with one conditional
 //!    write on the owner item, requiring that no large attribute references the
-//!    objects and that nobody else marked them. If the item is absent, that write
-//!    creates a placeholder.
+//!    objects and that nobody else marked them; on a live item it also sets a new
+//!    `vhs:gen`. If the item is absent, that write creates a placeholder.
 //! 4. **Delete, then unmark.** Only objects marked by this caller are deleted
 //!    (DeleteObjects); then the marks are removed, each on condition it is still
 //!    this caller's.
-//! 5. **Confirm after committing onto an item with a history.** A writer whose
-//!    commit landed on a live item or a placeholder (or whose outcome had to be
-//!    resolved) checks each object it now references with HeadObject and uploads
-//!    again any that is missing. A commit onto an absent item skips this.
+//! 5. **Nothing after the commit is needed for safety.** A writer that dies right
+//!    after its commit leaves a pointer that resolves; what it had to delete is
+//!    left for GC.
 //! 6. **Deleting an item** turns it into a placeholder in one conditional write
 //!    that keeps its pointer attributes; they are deleted, then removed. Creators
 //!    wait while a placeholder has marks or pointers, and replace it only if
@@ -68,39 +78,41 @@
 //!
 //! # Why no interleaving leaves a pointer to a missing object
 //!
-//! Take a pointer to object `K` committed at time `c`, and a DeleteObjects of `K`
-//! landing at `d`. The deleter marked `K` at `m < d` with a write that required no
-//! reference to `K`, and unmarks at `u > d` (after the DeleteObjects answered).
-//! All marks and commits of one item are linearizable conditional writes of that
-//! item, and `K` has exactly one owner item.
-//! - `c < m`: the item referenced `K` at `m` unless a later commit replaced it; in
-//!   that case that commit marked `K` itself (step 2) and *it* is the deleter. A
-//!   reference present at `m` makes the mark fail. So a deleter never deletes
-//!   an object referenced when it marks.
-//! - `m < c < u`: the commit requires no mark on `K`, and `K` is marked: it fails.
-//! - `u < c`: then `d < c`. If the commit landed on a live item or a placeholder,
-//!   its confirmation (step 5) runs after `c`, finds `K` missing and uploads it
-//!   again; a new deleter would first need to mark `K`, which the reference now
-//!   forbids. If it landed on an absent item, the item was absent at `c` although
-//!   a deletion of `K` happened at `d` with an upload of `K` before it (the
-//!   writer's); every deletion on an item leaves it live or a placeholder, and a
-//!   placeholder lives at least the retention after its last deletion, which is
-//!   longer than any write (step 8). So this case cannot occur.
+//! Take a commit at `c` of a pointer to object `K`, decided on the state read at
+//! `r < c`, and suppose every pointer resolved until `c`. A deletion of `K`
+//! (a DeleteObjects landing at `d`) is preceded by a mark of `K` at `m < d`, set
+//! by a write that required no reference to `K`, and followed by an unmark at
+//! `u > d`. `K` has exactly one owner item, and all marks and commits of that
+//! item are linearizable conditional writes of it.
 //!
-//! **Open gap: a writer that dies between its commit and its confirmation.** In
-//! the case `u < c` the pointer is repaired by the writer's own step 5. Until it
-//! runs, a reader sees the object missing; if the writer's process dies first,
-//! the pointer dangles for good. The schedule: W uploads `K` (412, the object is
-//! there); a deleter marks, deletes and unmarks `K`; W reads the item (no mark),
-//! commits, and dies. Closing it needs a state read ordered before the reuse
-//! (marks that change the compared state, and a re-upload after the read and
-//! before the commit), which costs a round trip the protocol does not pay today.
+//! *`K` exists at `c`.* The writer knows `K` existed at some `e > r` (step 2),
+//! or the state read at `r` is a live item that references `K`, which then
+//! exists at `r` (take `e = r`). A deletion in `(e, c)` needs a mark at `m < c`:
+//! - `r < m < c`: if the mark was set by a commit, that commit changed
+//!   `vhs:tok`; if by step 3 on a live item, it changed `vhs:gen`; on a
+//!   placeholder, it changed `vhs:ph`. Either way the item is no longer the state
+//!   read at `r`, and the commit at `c` fails.
+//! - `m < r`: then `u > d > e >= r`, so the mark is still there at `r` and the
+//!   writer waits instead of committing; or, for `e = r` with the item referencing
+//!   `K` at `r`, a mark and a reference never coexist on a live item (a mark
+//!   requires no reference, a commit of a reference requires no mark, and a
+//!   replacing commit removes the reference as it marks).
 //!
-//! Deleters never delete on stale information: the mark is the check, and it is the
-//! same linearizable write that every reuse must get past. Reads that race a
-//! replacement retry. The only timing assumption is step 8, which concerns creates
-//! racing deletions of the same content on an absent item, and requests that take
-//! longer than half the retention (default 1 hour) to arrive.
+//! On an absent item (a create) there is no `r`: the item is absent at `c`, but
+//! every deletion on an item leaves it live or a placeholder, and a placeholder
+//! lives at least the retention after its last deletion, longer than any write
+//! (step 8). So no deletion of `K` happened between the upload and `c`.
+//!
+//! *`K` is not deleted after `c` while referenced.* A mark after `c` requires no
+//! reference to `K`: only a later commit that replaces the pointer (and marks
+//! `K` itself) can make one possible. A mark from before `c` makes the commit
+//! fail (it requires no mark on `K`).
+//!
+//! Deleters never delete on stale information: the mark is the check, and it is
+//! the same linearizable write that every reuse must get past. Reads that race a
+//! replacement retry. The only timing assumption is step 8, which concerns
+//! creates racing deletions of the same content on an absent item, and requests
+//! that take longer than half the retention (default 1 hour) to arrive.
 //!
 //! # What each operation costs
 //!
@@ -111,24 +123,27 @@
 //! |---|---|---|
 //! | create | 2 | k PutObject, 1 PutItem |
 //! | get | 2 | 1 GetItem, k GetObject |
-//! | update | 4 | k PutObject + 1 GetItem, 1 UpdateItem, k DeleteObjects/HeadObject, 1 UpdateItem |
+//! | update | 4 | k PutObject + 1 GetItem, 1 UpdateItem, 1 DeleteObjects, 1 UpdateItem |
 //! | delete | 3 | 1 UpdateItem, 1 DeleteObjects, 1 UpdateItem |
 //!
-//! Extra round trips happen only in races: waiting for a deletion of the same
-//! object, losing a compare-and-swap, a lost response, a missing object found by
-//! confirmation.
+//! The first round trip of an update lasts until both the read and the uploads
+//! answered; an upload's last byte waits for the read. Extra round trips happen
+//! only in races and reuse: an object found already there that the item does not
+//! reference (one HeadObject, and an upload if it is gone), waiting for a
+//! deletion of the same object, losing a compare-and-swap (a new read, and the
+//! check of the objects again), a lost response.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::future::join_all;
 
-use crate::backend::{Conditional, PutObject};
+use crate::backend::{Conditional, PutOutcome};
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::layout::{escape, unescape, ObjectKey, Pointer};
 use crate::model::Item;
-use crate::store::{Cleanup, Store};
+use crate::store::{Cleanup, Proofs, Store};
 
 /// The tokens of the last writes, newest first, space-separated.
 pub(crate) const TOKENS: &str = "vhs:tok";
@@ -136,6 +151,9 @@ pub(crate) const TOKENS: &str = "vhs:tok";
 pub(crate) const PLACEHOLDER: &str = "vhs:ph";
 /// Prefix of deletion-mark attribute names.
 pub(crate) const MARK: &str = "vhs:del:";
+/// On live items: changed by every deletion mark set outside a commit (step 3),
+/// so a commit decided on an earlier read fails.
+pub(crate) const GEN: &str = "vhs:gen";
 /// Tokens kept in [`TOKENS`].
 const HISTORY: usize = 16;
 /// Times a request whose outcome is unknown is sent again before giving up.
@@ -416,9 +434,14 @@ impl State {
                     Some(v) => Condition::eq(TOKENS, v.clone()),
                     None => Condition::not_exists(TOKENS),
                 };
+                let generation = match i.get(GEN) {
+                    Some(v) => Condition::eq(GEN, v.clone()),
+                    None => Condition::not_exists(GEN),
+                };
                 Condition::exists(target.hash_attr)
                     .and(Condition::not_exists(PLACEHOLDER))
                     .and(tokens)
+                    .and(generation)
             }
         }
     }
@@ -457,15 +480,6 @@ pub(crate) struct Committed {
     pub resolved: bool,
     /// When resolved: the stored item that showed the write was applied.
     pub now: State,
-}
-
-impl Committed {
-    /// Whether the write landed on an item with a history (live or placeholder),
-    /// or its outcome is not known to be on an absent item: then the objects it
-    /// points to must be confirmed (step 5).
-    pub fn needs_confirmation(&self) -> bool {
-        self.resolved || !matches!(self.before, State::Absent)
-    }
 }
 
 impl Store {
@@ -512,9 +526,16 @@ impl Store {
         target: &Target,
         token: &str,
         mut state: State,
+        mut proofs: Option<&mut Proofs>,
         mut decide: impl FnMut(&State) -> Decision,
     ) -> Result<Committed> {
         let wait = &self.options().wait;
+        // A new state read: what was known to exist after the last one may not be.
+        let reread = |proofs: &mut Option<&mut Proofs>| {
+            if let Some(p) = proofs.as_deref_mut() {
+                p.proven.fill(false);
+            }
+        };
         let (mut waits, mut sent_on) = (0, None);
         loop {
             if let Some(before) = sent_on.as_ref().filter(|_| state.wrote(token)) {
@@ -547,8 +568,12 @@ impl Store {
                             .get_item(&target.table, &target.key, true)
                             .await?,
                     );
+                    reread(&mut proofs);
                 }
                 Decision::Write(write, condition) => {
+                    if let Some(p) = proofs.as_deref_mut() {
+                        self.prove(target, &state, p).await?;
+                    }
                     match self.send(target, &write, &condition).await {
                         Ok(Conditional::Applied(old)) => {
                             return Ok(Committed {
@@ -562,6 +587,7 @@ impl Store {
                         Ok(Conditional::Failed(current)) => {
                             sent_on = Some(state);
                             state = State::of(current);
+                            reread(&mut proofs);
                         }
                         Err(e) if !e.is_retryable() => return Err(e),
                         Err(e) => {
@@ -576,6 +602,7 @@ impl Store {
                             };
                             sent_on = Some(state);
                             state = State::of(current);
+                            reread(&mut proofs);
                             if !state.wrote(token) {
                                 return Err(e);
                             }
@@ -586,54 +613,59 @@ impl Store {
         }
     }
 
-    /// Step 5: every object `puts` names exists after the commit; a missing one
-    /// that the item still references is uploaded again (one a later write
-    /// already replaced and deleted is left alone). The ones that could not be
-    /// checked or uploaded are recorded in `cleanup.unconfirmed`: the write itself
-    /// stands.
-    pub(crate) async fn confirm(&self, target: &Target, puts: &[PutObject], cleanup: &mut Cleanup) {
-        let checks = puts.iter().map(|put| async move {
-            let check = async {
+    /// Step 2's premise: before a commit decided on `state` (a live item or a
+    /// placeholder), every object it points to is known to have existed after
+    /// `state` was read. An object the live item references is (the invariant);
+    /// one created by an upload ordered after the read is. Any other is checked
+    /// with HeadObject and, if missing, uploaded again.
+    pub(crate) async fn prove(
+        &self,
+        target: &Target,
+        state: &State,
+        proofs: &mut Proofs,
+    ) -> Result<()> {
+        if !matches!(state, State::Live(_) | State::Placeholder(_)) {
+            return Ok(());
+        }
+        let needed: Vec<usize> = (0..proofs.puts.len())
+            .filter(|&i| {
+                let put = &proofs.puts[i];
+                let uri = Pointer {
+                    bucket: put.bucket.clone(),
+                    key: put.key.clone(),
+                }
+                .uri();
+                let referenced = state.live().is_some_and(|item| {
+                    target
+                        .large
+                        .iter()
+                        .any(|a| matches!(item.get(*a), Some(AttributeValue::S(s)) if *s == uri))
+                });
+                !proofs.proven[i] && !referenced
+            })
+            .collect();
+        let checks = needed.iter().map(|&i| {
+            let put = &proofs.puts[i];
+            async move {
                 if self
                     .backend()
                     .head_object(&put.bucket, &put.key)
                     .await?
                     .is_some()
                 {
-                    return Ok(());
+                    return Ok(false);
                 }
-                let uri = Pointer {
-                    bucket: put.bucket.clone(),
-                    key: put.key.clone(),
-                }
-                .uri();
-                let state = State::of(
-                    self.backend()
-                        .get_item(&target.table, &target.key, true)
-                        .await?,
-                );
-                let referenced = state.live().is_some_and(|i| {
-                    target
-                        .large
-                        .iter()
-                        .any(|a| matches!(i.get(*a), Some(AttributeValue::S(s)) if *s == uri))
-                });
-                if referenced {
-                    let mut again = put.clone();
-                    again.if_none_match = true;
-                    self.backend().put_object(again).await?;
-                }
-                Ok(())
-            };
-            check
-                .await
-                .map_err(|e: Error| (put.key.clone(), e.to_string()))
-        });
-        for result in join_all(checks).await {
-            if let Err(unconfirmed) = result {
-                cleanup.unconfirmed.push(unconfirmed);
+                Ok(self.backend().put_object(put.clone()).await? == PutOutcome::Created)
             }
+        });
+        let results: Vec<Result<bool>> = join_all(checks).await;
+        for (i, result) in needed.into_iter().zip(results) {
+            if result? {
+                proofs.recreated.push(proofs.puts[i].key.clone());
+            }
+            proofs.proven[i] = true;
         }
+        Ok(())
     }
 
     /// Step 3: marks `objects` of `target`'s item for deletion with `stamp`. Returns
@@ -662,6 +694,11 @@ impl Store {
             if matches!(state, State::Absent | State::Placeholder(_)) {
                 // A placeholder records when a deletion last happened on it.
                 update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
+            } else {
+                // A live item's generation: commits decided before this mark fail.
+                update
+                    .set
+                    .push((GEN.to_owned(), AttributeValue::S(new_token())));
             }
             for o in &objects {
                 update.set.push((o.mark(), stamp.value()));
@@ -848,8 +885,9 @@ pub(crate) struct Written {
 impl Store {
     /// A write of uploaded objects through the protocol: commits `plan`'s write on
     /// the item (deciding again on every state a failed condition returns, waiting
-    /// while an object it points to is being deleted), then confirms its objects
-    /// while deleting the ones it replaced in `changed` attributes, and unmarks.
+    /// while an object it points to is being deleted, proving its objects before
+    /// each send), then deletes the ones it replaced in `changed` attributes, and
+    /// unmarks.
     /// On failure the objects the upload created are retired (with
     /// `clean_up_when_failed`).
     #[allow(clippy::too_many_arguments)]
@@ -869,7 +907,7 @@ impl Store {
         let mut planned: (Vec<Owned>, Stamp) = (Vec::new(), Stamp::now(&token));
         let result = async {
             self.refresh(uploaded).await?;
-            self.commit(target, &token, state, |state| {
+            self.commit(target, &token, state, Some(&mut uploaded.proofs), |state| {
                 let plan = plan(state);
                 if matches!(plan, Plan::Update(..) | Plan::Put(_))
                     && (state.busy(target) || new.iter().any(|o| state.marked(target, o)))
@@ -916,12 +954,12 @@ impl Store {
             .await
         }
         .await;
+        let created = uploaded.created();
         let committed = match result {
             Ok(committed) => committed,
             Err(error) => {
                 if self.options().clean_up_when_failed {
-                    self.retire(target, uploaded.staged.created_objects(), State::Unknown)
-                        .await;
+                    self.retire(target, created, State::Unknown).await;
                 }
                 return Err(error);
             }
@@ -930,19 +968,8 @@ impl Store {
         let (marked, stamp) = planned;
         let marked = if wrote { marked } else { Vec::new() };
         let mut cleanup = Cleanup::default();
-        let mut confirmed = Cleanup::default();
-        let marked_at = Instant::now();
-        let confirm = async {
-            if wrote && committed.needs_confirmation() {
-                self.confirm(target, &uploaded.puts, &mut confirmed).await;
-            }
-        };
-        futures_util::future::join(
-            confirm,
-            self.delete_marked(target, marked, &stamp, marked_at, &mut cleanup),
-        )
-        .await;
-        cleanup.absorb(confirmed);
+        self.delete_marked(target, marked, &stamp, Instant::now(), &mut cleanup)
+            .await;
         Ok(Written { committed, cleanup })
     }
 }

@@ -30,7 +30,8 @@ use crate::model::{Item, KeyKind, Model};
 use crate::ownership::{new_token, Plan, State, Target, PLACEHOLDER};
 use crate::retry::RetryPolicy;
 use crate::store::{
-    next_version, number_attr, Cleanup, Store, Stored, READ_RACE_LOST, READ_RACE_RETRIES,
+    next_version, number_attr, Cleanup, Store, Stored, UploadOrder, READ_RACE_LOST,
+    READ_RACE_RETRIES,
 };
 
 const ID: &str = "id";
@@ -392,19 +393,41 @@ impl<M: Model> Core<M> {
             },
         };
         let store = &self.store;
-        let mut uploaded = store
-            .stage_record(&target, &values, &mut record, self.multi)
-            .await?;
-        let state = match known {
+        let (mut uploaded, state) = match known {
             // Every version is its own item: a create.
-            _ if self.multi => State::Absent,
-            Some(item) => State::of(item),
-            None => State::of(
+            _ if self.multi => (
                 store
-                    .backend()
-                    .get_item(&self.table, &target.key, true)
+                    .stage_record(&target, &values, &mut record, true, UploadOrder::Unread)
                     .await?,
+                State::Absent,
             ),
+            Some(item) => (
+                store
+                    .stage_record(&target, &values, &mut record, false, UploadOrder::AfterRead)
+                    .await?,
+                State::of(item),
+            ),
+            None => {
+                // The uploads and the read at once; created objects come into
+                // existence after the read.
+                let (uploaded, read) = store
+                    .upload_while_reading(&target, |order| {
+                        store.stage_record(&target, &values, &mut record, false, order)
+                    })
+                    .await;
+                let mut uploaded = uploaded?;
+                match read {
+                    Ok(item) => (uploaded, State::of(item)),
+                    Err(e) => {
+                        if store.options().clean_up_when_failed {
+                            store
+                                .retire(&target, uploaded.created(), State::Unknown)
+                                .await;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
         };
         let large: Vec<&str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
         let ours = content(&record);

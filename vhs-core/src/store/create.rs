@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{check_item_size, Staged, Store, Uploaded};
+use super::{check_item_size, Staged, Store, UploadOrder, Uploaded};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::model::{Item, Model};
@@ -23,7 +23,8 @@ impl Store {
     ///
     /// Two round trips: the uploads, then the PutItem. An item deleted shortly
     /// before is a placeholder: the create waits for its deletion to finish,
-    /// replaces it, and confirms its objects (one more round trip).
+    /// checks that its objects still exist, and replaces it (two more round
+    /// trips).
     pub async fn create_large<M: Model>(&self, item: &M) -> Result<Staged<M>> {
         let key = item.primary_key();
         let target = self.target(&key)?;
@@ -47,6 +48,7 @@ impl Store {
         values: &LargeValues<M>,
         record: &mut Item,
         new_item: bool,
+        order: UploadOrder,
     ) -> Result<Uploaded<M>> {
         let uploads = self.plan(target, values)?;
         for u in &uploads {
@@ -55,7 +57,7 @@ impl Store {
             }
         }
         check_item_size(target, record)?;
-        self.upload(target, uploads, new_item).await
+        self.upload(target, uploads, new_item, order).await
     }
 
     /// Creates `record` with the large `values` as a new item: on an absent item,
@@ -70,7 +72,7 @@ impl Store {
         mut on_live: impl FnMut(&Item) -> Plan,
     ) -> Result<(Staged<M>, bool)> {
         let mut uploaded = self
-            .stage_record(target, &values, &mut record, true)
+            .stage_record(target, &values, &mut record, true, UploadOrder::Unread)
             .await?;
         let written = self
             .write(
@@ -86,6 +88,6 @@ impl Store {
             )
             .await?;
         let wrote = written.committed.write.is_some() || written.committed.resolved;
-        Ok((uploaded.staged, wrote))
+        Ok((uploaded.into_staged(), wrote))
     }
 }

@@ -140,7 +140,7 @@ impl Store {
             base = base.and(c.clone());
         }
         let committed = self
-            .commit(target, &token, State::Unknown, |state| match state {
+            .commit(target, &token, State::Unknown, None, |state| match state {
                 State::Absent | State::Placeholder(_) => Decision::Fail(target.not_found()),
                 State::Live(item) => match version {
                     Some((attr, expected))

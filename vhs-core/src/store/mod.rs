@@ -26,7 +26,7 @@ pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
 pub use update::Updated;
 
 use crate::backend::{
-    item_size, Backend, PutObject, PutOutcome, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
+    item_size, Backend, PutObject, PutOutcome, Signal, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
     MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
 };
 use crate::changes::LargeValues;
@@ -241,10 +241,6 @@ pub struct Cleanup {
     /// identical content waits for it until GC takes the mark over (after
     /// [`Options::retention`]).
     pub marks_left: Vec<String>,
-    /// Objects the write points to that could not be confirmed after the commit
-    /// (see [`ownership`](crate::ownership), step 5), with the reason: the write
-    /// stands; repeat it, or run `verify`, to be sure they exist.
-    pub unconfirmed: Vec<(String, String)>,
     /// Objects deleted without a mark because their table does not exist.
     #[doc(hidden)]
     pub unmarked: Vec<String>,
@@ -262,7 +258,6 @@ impl Cleanup {
         self.deleted.extend(other.deleted);
         self.leftover.extend(other.leftover);
         self.marks_left.extend(other.marks_left);
-        self.unconfirmed.extend(other.unconfirmed);
         self.unmarked.extend(other.unmarked);
     }
 }
@@ -288,19 +283,54 @@ impl Upload {
     }
 }
 
-/// Uploads done: the staged result, the requests (to confirm or repeat them), and
-/// when they began.
+/// Uploads done: the staged result, the requests with what is known of their
+/// objects (see [`Proofs`]), and when they began.
 pub(crate) struct Uploaded<M> {
     pub staged: Staged<M>,
-    pub puts: Vec<PutObject>,
+    pub proofs: Proofs,
     pub started: Instant,
 }
 
 impl<M: Model> Uploaded<M> {
-    /// The objects this call created, as owned objects of its item.
-    fn created(&self) -> Vec<Owned> {
+    /// The objects this call created, as owned objects of its item (including the
+    /// ones uploaded again while proving them).
+    pub(crate) fn created(&mut self) -> Vec<Owned> {
+        self.staged.mark_created(&self.proofs.recreated);
         self.staged.created_objects()
     }
+
+    /// The staged result, with the objects created while proving marked so.
+    pub(crate) fn into_staged(mut self) -> Staged<M> {
+        self.staged.mark_created(&self.proofs.recreated);
+        self.staged
+    }
+}
+
+/// The uploads of a write, and which of their objects are known to have existed
+/// after the latest read of the item's state (step 2 of the
+/// [`ownership`](crate::ownership) protocol: a commit decided on a state may point
+/// only to objects that existed after that state was read).
+#[derive(Debug, Default)]
+pub(crate) struct Proofs {
+    pub puts: Vec<PutObject>,
+    /// Per put: its object existed after the latest state read.
+    pub proven: Vec<bool>,
+    /// Keys created by uploading again while proving.
+    pub recreated: Vec<String>,
+}
+
+/// How an upload is ordered with the read of the item's state its commit will
+/// be decided on.
+#[derive(Debug)]
+pub(crate) enum UploadOrder {
+    /// No read (a create: the commit requires an absent item).
+    Unread,
+    /// Concurrent with the read: every object this upload creates comes into
+    /// existence after `Signal` fires, which the caller fires once the read
+    /// returned. An object found already there (412) may predate the read.
+    Gated(Signal),
+    /// Sent after the read returned: every object is known to exist after it.
+    AfterRead,
 }
 
 /// Reads that found an object deleted by a concurrent replacement are repeated
@@ -544,26 +574,43 @@ impl Store {
                     content_type: M::SCHEMA.large[u.index].content_type.to_owned(),
                     metadata,
                     if_none_match: true,
+                    complete_after: Signal::open(),
                 })
             })
             .collect()
     }
 
-    /// Uploads (concurrently, bounded, `If-None-Match: *`). If an upload fails, the
-    /// objects this call created are retired (`new_item`: marked first as on an
-    /// absent item, the likely state) and the error is returned.
+    /// Uploads (concurrently, bounded, `If-None-Match: *`), ordered with the
+    /// state read as `order` says. If an upload fails, the objects this call
+    /// created are retired (`new_item`: marked first as on an absent item, the
+    /// likely state) and the error is returned.
     pub(crate) async fn upload<M: Model>(
         &self,
         target: &Target,
         uploads: Vec<Upload>,
         new_item: bool,
+        order: UploadOrder,
     ) -> Result<Uploaded<M>> {
         let started = Instant::now();
-        let puts = self.requests::<M>(target, &uploads);
+        let mut puts = self.requests::<M>(target, &uploads);
+        if let UploadOrder::Gated(signal) = &order {
+            for put in &mut puts {
+                put.complete_after = signal.clone();
+            }
+        }
         let outcomes = self.put_all(&puts).await;
+        for put in &mut puts {
+            put.complete_after = Signal::open();
+        }
         let mut created = HashMap::new();
+        let mut proven = Vec::with_capacity(puts.len());
         let mut first_error = None;
         for (put, outcome) in puts.iter().zip(outcomes) {
+            proven.push(match (&order, &outcome) {
+                (UploadOrder::AfterRead, Ok(_)) => true,
+                (UploadOrder::Gated(_), Ok(o)) => *o == PutOutcome::Created,
+                _ => false,
+            });
             match outcome {
                 Ok(o) => {
                     created.insert(put.key.clone(), o == PutOutcome::Created);
@@ -590,9 +637,13 @@ impl Store {
                 }),
             })
             .collect();
-        let uploaded = Uploaded {
+        let mut uploaded = Uploaded {
             staged: Staged::new(target.clone(), attrs),
-            puts,
+            proofs: Proofs {
+                puts,
+                proven,
+                recreated: Vec::new(),
+            },
             started,
         };
         match first_error {
@@ -608,6 +659,26 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Runs `upload` (with the order to give it) while reading the item with a
+    /// consistent GetItem: every object the upload creates comes into existence
+    /// after the read returned (see [`UploadOrder::Gated`]).
+    pub(crate) async fn upload_while_reading<T, F: std::future::Future<Output = T>>(
+        &self,
+        target: &Target,
+        upload: impl FnOnce(UploadOrder) -> F,
+    ) -> (T, Result<Option<Item>>) {
+        let (trigger, signal) = Signal::new();
+        let read = async {
+            let read = self
+                .backend()
+                .get_item(&target.table, &target.key, true)
+                .await;
+            trigger.fire();
+            read
+        };
+        futures_util::future::join(upload(UploadOrder::Gated(signal)), read).await
     }
 
     /// Runs the PutObject requests concurrently (bounded), in order.
@@ -634,9 +705,14 @@ impl Store {
             return Ok(());
         }
         uploaded.started = Instant::now();
-        for outcome in self.put_all(&uploaded.puts).await {
-            outcome?;
+        let outcomes = self.put_all(&uploaded.proofs.puts).await;
+        for (put, outcome) in uploaded.proofs.puts.iter().zip(outcomes) {
+            if outcome? == PutOutcome::Created {
+                uploaded.proofs.recreated.push(put.key.clone());
+            }
         }
+        // Sent after the state read the commit starts from.
+        uploaded.proofs.proven.fill(true);
         Ok(())
     }
 

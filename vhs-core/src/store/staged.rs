@@ -8,13 +8,12 @@ use std::marker::PhantomData;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Cleanup, Store};
-use crate::backend::PutObject;
 use crate::changes::LargeValues;
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::Result;
 use crate::layout::Pointer;
 use crate::model::{Item, Key, Model};
-use crate::ownership::{Owned, State, Target};
+use crate::ownership::{new_token, Owned, State, Target, TOKENS};
 
 /// One uploaded (or found already present) object of a staged attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +43,9 @@ pub struct StagedAttr {
 pub struct Staged<M> {
     pub(crate) target: Target,
     attrs: Vec<StagedAttr>,
-    /// The uploads, kept by [`Store::put_s3`] so the success hooks can confirm
-    /// (and if need be repeat) them.
-    puts: Vec<PutObject>,
+    /// From [`Store::put_s3`]: the state of the item it read, which the commit
+    /// must still find, and the token history to write with it.
+    read: Option<(Condition, AttributeValue)>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -99,8 +98,17 @@ impl<M: Model> Staged<M> {
         Staged {
             target,
             attrs,
-            puts: Vec::new(),
+            read: None,
             _model: PhantomData,
+        }
+    }
+
+    /// Records that the objects with these keys were created by this call.
+    pub(crate) fn mark_created(&mut self, keys: &[String]) {
+        for a in &mut self.attrs {
+            if let Some(o) = a.object.as_mut().filter(|o| keys.contains(&o.pointer.key)) {
+                o.created = true;
+            }
         }
     }
 
@@ -156,16 +164,15 @@ impl<M: Model> Staged<M> {
         self.objects().map(|o| o.pointer.uri()).collect()
     }
 
-    /// The condition every write that commits these pointers must include: none
-    /// of the staged objects carries a deletion mark (see
-    /// [`ownership`](crate::ownership)). `create_large` and `update_large` add it
-    /// themselves; with the step-by-step API, AND it into your condition.
+    /// The condition every write that commits these pointers must include (see
+    /// [`ownership`](crate::ownership), step 2): the item is still in the state
+    /// [`Store::put_s3`] read (absent, or the same write history), and none of the
+    /// staged objects carries a deletion mark. AND it into your condition; when it
+    /// fails, another write came first: call the failure hook and start again
+    /// from `put_s3`.
     pub fn condition(&self) -> Condition {
-        let mut all: Vec<Condition> = self
-            .owned()
-            .iter()
-            .map(|o| Condition::not_exists(o.mark()))
-            .collect();
+        let mut all: Vec<Condition> = self.read.iter().map(|(c, _)| c.clone()).collect();
+        all.extend(self.owned().iter().map(|o| Condition::not_exists(o.mark())));
         match all.len() {
             1 => all.remove(0),
             _ => Condition::And(all),
@@ -173,20 +180,29 @@ impl<M: Model> Staged<M> {
     }
 
     /// The pointer attributes to merge into a PutItem's item (removed attributes
-    /// are simply absent).
+    /// are simply absent), with the write's token history.
     pub fn to_put_attributes(&self) -> HashMap<String, AttributeValue> {
-        self.attrs
+        let mut attrs: HashMap<String, AttributeValue> = self
+            .attrs
             .iter()
             .filter_map(|a| {
                 let o = a.object.as_ref()?;
                 Some((a.attr.to_owned(), AttributeValue::S(o.pointer.uri())))
             })
-            .collect()
+            .collect();
+        if let Some((_, history)) = &self.read {
+            attrs.insert(TOKENS.to_owned(), history.clone());
+        }
+        attrs
     }
 
-    /// The backend-neutral update: `SET` the pointers, `REMOVE` removed attributes.
+    /// The backend-neutral update: `SET` the pointers and the write's token
+    /// history, `REMOVE` removed attributes.
     pub fn to_item_update(&self) -> ItemUpdate {
         let mut update = ItemUpdate::default();
+        if let Some((_, history)) = &self.read {
+            update.set.push((TOKENS.to_owned(), history.clone()));
+        }
         for a in &self.attrs {
             match &a.object {
                 Some(o) => update
@@ -203,6 +219,11 @@ impl<M: Model> Staged<M> {
     pub fn to_update_fragment(&self) -> UpdateFragment {
         let mut p = Placeholders::with_tag("vhs");
         let mut fragment = UpdateFragment::default();
+        if let Some((_, history)) = &self.read {
+            let name = p.name(TOKENS);
+            let value = p.value(history.clone());
+            fragment.set.push(format!("{name} = {value}"));
+        }
         for a in &self.attrs {
             let name = p.name(a.attr);
             match &a.object {
@@ -213,7 +234,7 @@ impl<M: Model> Staged<M> {
                 None => fragment.remove.push(name),
             }
         }
-        if self.objects().next().is_some() {
+        if self.objects().next().is_some() || self.read.is_some() {
             fragment.condition = self.condition().render(&mut p);
         }
         fragment.names = p.names;
@@ -224,13 +245,18 @@ impl<M: Model> Staged<M> {
 
 impl Store {
     /// Step one of the step-by-step API: uploads the given large values of the item
-    /// with `key` (concurrently, bounded), and returns what each attribute now
-    /// points to and whether this call created the object. Nothing is written to
-    /// DynamoDB; merge [`Staged::to_put_attributes`] or
-    /// [`Staged::to_update_fragment`] into your own write, together with
-    /// [`Staged::condition`], then call the matching hook.
+    /// with `key` (concurrently, bounded) while reading the item, and returns what
+    /// each attribute now points to, whether this call created the object, and
+    /// the condition your write must carry. Nothing is written to DynamoDB; merge
+    /// [`Staged::to_put_attributes`] or [`Staged::to_update_fragment`] into your
+    /// own write, AND [`Staged::condition`] into its condition, then call the
+    /// matching hook.
     ///
-    /// If an upload fails, the objects this call created are deleted (never one
+    /// One round trip, plus one when an object with identical content was found
+    /// already there without the item pointing to it (it is checked once more
+    /// after the read), and waits while a staged object is being deleted.
+    ///
+    /// If anything fails, the objects this call created are deleted (never one
     /// that an item references) and the error is returned.
     pub async fn put_s3<M: Model>(
         &self,
@@ -239,10 +265,44 @@ impl Store {
     ) -> Result<Staged<M>> {
         let target = self.target(key)?;
         let uploads = self.plan(&target, &values)?;
-        let uploaded = self.upload::<M>(&target, uploads, false).await?;
-        let mut staged = uploaded.staged;
-        staged.puts = uploaded.puts;
-        Ok(staged)
+        let (uploaded, read) = self
+            .upload_while_reading(&target, |order| {
+                self.upload::<M>(&target, uploads, false, order)
+            })
+            .await;
+        let mut uploaded = uploaded?;
+        let result = async {
+            let mut state = State::of(read?);
+            let new = uploaded.staged.owned();
+            let mut waits = 0;
+            while state.busy(&target) || new.iter().any(|o| state.marked(&target, o)) {
+                waits += 1;
+                if !self.options().wait.pause(waits).await {
+                    return Err(target.busy("an object it points to is being deleted"));
+                }
+                state = State::of(
+                    self.backend()
+                        .get_item(&target.table, &target.key, true)
+                        .await?,
+                );
+                uploaded.proofs.proven.fill(false);
+            }
+            self.prove(&target, &state, &mut uploaded.proofs).await?;
+            Ok(state)
+        }
+        .await;
+        match result {
+            Ok(state) => {
+                let mut staged = uploaded.into_staged();
+                staged.read = Some((state.unchanged(&target), state.history_with(&new_token())));
+                Ok(staged)
+            }
+            Err(e) => {
+                self.retire(&target, uploaded.created(), State::Unknown)
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     /// Hook: your PutItem of a new item failed. Deletes the objects `staged`
@@ -259,29 +319,16 @@ impl Store {
             .await
     }
 
-    /// Hook: your write of a new item succeeded. Confirms that every staged object
-    /// exists and uploads again any that a concurrent deletion removed (needed when
-    /// your write may have replaced a placeholder).
-    pub async fn after_create_succeeded<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
-        let mut cleanup = Cleanup::default();
-        self.confirm(&staged.target, &staged.puts, &mut cleanup)
-            .await;
-        cleanup
-    }
-
-    /// Hook: your UpdateItem succeeded. Confirms the staged objects (uploading again
-    /// any that a concurrent deletion removed), then deletes the objects `old_item`
-    /// referenced in the attributes `staged` changed, except the new ones, through
-    /// the deletion protocol: never one the item references. Only objects under
-    /// this table's prefix that belong to this item are ever deleted.
+    /// Hook: your UpdateItem succeeded. Deletes the objects `old_item` referenced
+    /// in the attributes `staged` changed, except the new ones, through the
+    /// deletion protocol: never one the item references. Only objects under this
+    /// table's prefix that belong to this item are ever deleted. (A create needs
+    /// no hook after success.)
     pub async fn clean_up_after_update_succeeded<M: Model>(
         &self,
         staged: &Staged<M>,
         old_item: &Item,
     ) -> Cleanup {
-        let mut cleanup = Cleanup::default();
-        self.confirm(&staged.target, &staged.puts, &mut cleanup)
-            .await;
         let new = staged.uris();
         let old = staged
             .attrs
@@ -289,8 +336,7 @@ impl Store {
             .filter_map(|a| self.owned_value(&staged.target, a.attr, old_item.get(a.attr)?))
             .filter(|o| !new.contains(&o.uri))
             .collect();
-        cleanup.absorb(self.retire(&staged.target, old, State::Unknown).await);
-        cleanup
+        self.retire(&staged.target, old, State::Unknown).await
     }
 
     fn owned_value(&self, target: &Target, attr: &str, value: &AttributeValue) -> Option<Owned> {

@@ -98,11 +98,11 @@ impl Store {
         let changed: Vec<&str> = uploads.iter().map(|u| u.attr).collect();
 
         // Round trip 1: the uploads and the read, at once.
-        let (uploaded, read) = futures_util::future::join(
-            self.upload::<M>(&target, uploads, false),
-            self.backend().get_item(&target.table, &target.key, true),
-        )
-        .await;
+        let (uploaded, read) = self
+            .upload_while_reading(&target, |order| {
+                self.upload::<M>(&target, uploads, false, order)
+            })
+            .await;
         let mut uploaded = uploaded?;
         let stale = |state: &State| -> Option<Error> {
             let Some(item) = state.live() else {
@@ -132,7 +132,7 @@ impl Store {
             Ok(item) => State::of(item),
             Err(e) => {
                 if self.options().clean_up_when_failed {
-                    self.retire(&target, uploaded.staged.created_objects(), State::Unknown)
+                    self.retire(&target, uploaded.created(), State::Unknown)
                         .await;
                 }
                 return Err(e);
@@ -145,7 +145,7 @@ impl Store {
             }
             return Ok(Updated {
                 old: state.live().cloned().unwrap_or_default(),
-                staged: uploaded.staged,
+                staged: uploaded.into_staged(),
                 cleanup: Cleanup::default(),
             });
         }
@@ -169,7 +169,7 @@ impl Store {
             .unwrap_or_default();
         Ok(Updated {
             old,
-            staged: uploaded.staged,
+            staged: uploaded.into_staged(),
             cleanup: written.cleanup,
         })
     }

@@ -1,0 +1,301 @@
+//! Schedules the interleaving explorer cannot produce, written down one by one: a
+//! server that answers an upload's `If-None-Match` with 412 before the store's read
+//! of the item returned (S3 may judge the precondition before the body arrives),
+//! and a deletion of that very object that lands in between. A writer must not
+//! trust such a 412: it checks the object again after its read.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use vhs::{
+    Backend, Condition, Conditional, Item, ItemUpdate, Model, ObjectInfo, ObjectPage, PutObject,
+    PutOutcome, Query, QueryPage, Scan, Signal, Store, StoredObject, TableSpec, Trigger,
+};
+
+use crate::fixture::Fixture;
+use crate::models::Note;
+
+type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where [`EarlyAnswer`] runs its hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Point {
+    /// The first `If-None-Match` upload that finds its object answers 412 at once
+    /// (without waiting for the upload's signal), after running the hook: another
+    /// caller's work, done while the upload's answer is in flight. Reads of items
+    /// wait until the hook ran, so the store's read lands after it.
+    Early412,
+    /// Before the first conditional UpdateItem: between a writer's uploads and
+    /// its commit.
+    BeforeCommit,
+}
+
+/// A backend that runs another caller's work at one [`Point`] of a call.
+struct EarlyAnswer {
+    inner: Arc<dyn Backend>,
+    point: Point,
+    hook: Mutex<Option<(Hook, Trigger)>>,
+    hook_done: Signal,
+}
+
+impl std::fmt::Debug for EarlyAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EarlyAnswer").finish_non_exhaustive()
+    }
+}
+
+impl EarlyAnswer {
+    fn new(inner: Arc<dyn Backend>, hook: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self::at(Point::Early412, inner, hook)
+    }
+
+    fn at(
+        point: Point,
+        inner: Arc<dyn Backend>,
+        hook: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        let (trigger, hook_done) = Signal::new();
+        EarlyAnswer {
+            inner,
+            point,
+            hook: Mutex::new(Some((Box::pin(hook), trigger))),
+            hook_done,
+        }
+    }
+
+    /// Runs the hook if it has not run yet.
+    async fn run_hook(&self) -> bool {
+        let hook = self.hook.lock().unwrap().take();
+        match hook {
+            Some((hook, trigger)) => {
+                hook.await;
+                trigger.fire();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn ran(&self) -> bool {
+        self.hook.lock().unwrap().is_none()
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for EarlyAnswer {
+    async fn create_table(&self, spec: &TableSpec) -> vhs::Result<()> {
+        self.inner.create_table(spec).await
+    }
+    async fn get_item(
+        &self,
+        table: &str,
+        key: &Item,
+        consistent: bool,
+    ) -> vhs::Result<Option<Item>> {
+        if self.point == Point::Early412 {
+            self.hook_done.wait().await;
+        }
+        self.inner.get_item(table, key, consistent).await
+    }
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Option<Item>>> {
+        self.inner.put_item(table, item, condition).await
+    }
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Item>> {
+        if self.point == Point::BeforeCommit && condition.is_some() {
+            self.run_hook().await;
+        }
+        self.inner.update_item(table, key, update, condition).await
+    }
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Option<Item>>> {
+        self.inner.delete_item(table, key, condition).await
+    }
+    async fn query(&self, request: &Query) -> vhs::Result<QueryPage> {
+        self.inner.query(request).await
+    }
+    async fn scan(&self, request: &Scan) -> vhs::Result<QueryPage> {
+        self.inner.scan(request).await
+    }
+    async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
+        self.inner.create_bucket(bucket).await
+    }
+    async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
+        if self.point == Point::Early412
+            && request.if_none_match
+            && self
+                .inner
+                .head_object(&request.bucket, &request.key)
+                .await?
+                .is_some()
+            && self.run_hook().await
+        {
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        self.inner.put_object(request).await
+    }
+    async fn get_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<StoredObject>> {
+        self.inner.get_object(bucket, key).await
+    }
+    async fn head_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<ObjectInfo>> {
+        self.inner.head_object(bucket, key).await
+    }
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+    ) -> vhs::Result<Vec<(String, String)>> {
+        self.inner.delete_objects(bucket, keys).await
+    }
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> vhs::Result<ObjectPage> {
+        self.inner.list_objects(bucket, prefix, continuation).await
+    }
+}
+
+/// A store like the fixture's for `Note`, over `backend`.
+fn store_over(fx: &Fixture, backend: impl Backend) -> Store {
+    Store::builder(backend, fx.bucket.clone())
+        .prefix(fx.store.prefix())
+        .table_for::<Note>(fx.store.table_name::<Note>())
+        .build()
+        .unwrap()
+}
+
+fn note(html: &str) -> Note {
+    Note::new("early", html)
+}
+
+fn html(value: &str) -> vhs::LargeValues<Note> {
+    vhs::LargeValues::<Note>::new()
+        .with(
+            "html",
+            Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+        )
+        .unwrap()
+}
+
+/// An item holding X, and a writer whose first upload that finds its object gets
+/// 412 at once while another writer replaces X with Y (deleting X's object).
+async fn x_then_replaced_by_y(fx: &Fixture) -> (vhs::Key<Note>, Arc<EarlyAnswer>, Store) {
+    fx.store.create_large(&note("X")).await.unwrap();
+    let other = store_over(fx, fx.raw.clone());
+    let early = Arc::new(EarlyAnswer::new(fx.raw.clone(), async move {
+        other
+            .update_large(
+                &note("X").primary_key(),
+                Note::changes().set_html(Some("Y".into())),
+            )
+            .await
+            .unwrap();
+    }));
+    let writer = store_over(fx, early.clone());
+    (note("X").primary_key(), early, writer)
+}
+
+/// `update_large` back to the item's current content X: its upload of X gets 412
+/// at once; meanwhile another writer replaces X with Y and deletes X's object;
+/// then the read. The update must point to an object that exists.
+pub async fn early_412_update_races_the_deletion_of_its_object(fx: Fixture) {
+    let (key, early, writer) = x_then_replaced_by_y(&fx).await;
+    writer
+        .update_large(&key, Note::changes().set_html(Some("X".into())))
+        .await
+        .unwrap();
+    assert!(early.ran(), "the schedule happened");
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.html.as_deref(), Some("X"));
+}
+
+/// The step-by-step form of the same schedule, with a writer that dies right after
+/// its commit (no hook runs): nothing after the commit is needed for the pointer
+/// to resolve.
+pub async fn early_412_step_by_step_commit_then_writer_dies(fx: Fixture) {
+    let (key, early, writer) = x_then_replaced_by_y(&fx).await;
+    let staged = writer.put_s3(&key, html("X")).await.unwrap();
+    assert!(early.ran(), "the schedule happened");
+    let table = fx.store.table_name::<Note>().to_owned();
+    let condition = Condition::exists("pk").and(staged.condition());
+    let applied = fx
+        .raw
+        .update_item(
+            &table,
+            &key.to_item(),
+            &staged.to_item_update(),
+            Some(&condition),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(applied, Conditional::Applied(_)), "{applied:?}");
+    // The writer dies here.
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.html.as_deref(), Some("X"));
+}
+
+/// Twin creates of identical content: V uploaded the object, W's upload gets 412
+/// at once; V's PutItem fails and its cleanup deletes the object (leaving a
+/// placeholder); then W commits. W must find its object gone and upload it again.
+pub async fn early_412_create_races_its_twins_cleanup(fx: Fixture) {
+    let key = note("X").primary_key();
+    let twin = store_over(&fx, fx.raw.clone());
+    let staged = twin.put_s3(&key, html("X")).await.unwrap();
+    assert_eq!(staged.created_keys().len(), 1);
+    let early = Arc::new(EarlyAnswer::new(fx.raw.clone(), async move {
+        // V's own PutItem failed: its hook removes what it created.
+        let cleanup = twin.clean_up_after_create_failed(&staged).await;
+        assert_eq!(cleanup.deleted.len(), 1, "{cleanup:?}");
+    }));
+    let writer = store_over(&fx, early.clone());
+    writer.create_large(&note("X")).await.unwrap();
+    assert!(early.ran(), "the schedule happened");
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.html.as_deref(), Some("X"));
+}
+
+/// GC (grace 0) runs between an update's upload of new content and its commit:
+/// the new object is an orphan to it, so it marks, deletes and unmarks it. The
+/// commit must fail (the mark changed the item's generation), and the writer
+/// upload again before committing.
+pub async fn gc_between_an_update_s_upload_and_its_commit(fx: Fixture) {
+    fx.store.create_large(&note("A")).await.unwrap();
+    let key = note("A").primary_key();
+    let other = store_over(&fx, fx.raw.clone());
+    let hooked = Arc::new(EarlyAnswer::at(
+        Point::BeforeCommit,
+        fx.raw.clone(),
+        async move {
+            let gc = other
+                .gc::<Note>(&crate::faults::gc_now(), |_| {})
+                .await
+                .unwrap();
+            assert_eq!(gc.deleted.len(), 1, "GC deleted the fresh object: {gc:?}");
+        },
+    ));
+    let writer = store_over(&fx, hooked.clone());
+    writer
+        .update_large(&key, Note::changes().set_html(Some("B".into())))
+        .await
+        .unwrap();
+    assert!(hooked.ran(), "the schedule happened");
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.html.as_deref(), Some("B"));
+}
