@@ -659,13 +659,22 @@ impl Store {
             }
         });
         let results: Vec<Result<bool>> = join_all(checks).await;
+        let mut first_error = None;
         for (i, result) in needed.into_iter().zip(results) {
-            if result? {
-                proofs.recreated.push(proofs.puts[i].key.clone());
+            match result {
+                Ok(created) => {
+                    if created {
+                        // Ours now: a failure cleanup removes it.
+                        proofs.recreated.push(proofs.puts[i].key.clone());
+                    }
+                    proofs.proven[i] = true;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            proofs.proven[i] = true;
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Step 3: marks `objects` of `target`'s item for deletion with `stamp`. Returns
