@@ -1,5 +1,5 @@
 //! `update_large`: uploads and a read, one conditional UpdateItem that also marks
-//! the replaced objects, then confirmation and the deletion of what it replaced.
+//! the replaced objects, then the deletion of what it replaced.
 
 use std::fmt;
 
@@ -46,9 +46,13 @@ impl Store {
     /// requires the stored version to be that one and writes `version + 1`, and a
     /// stale caller gets [`Error::VersionConflict`] with the version it found.
     ///
-    /// After success it confirms the objects it points to (uploading again one a
-    /// concurrent deletion removed) and, with
-    /// [`Options::clean_up_when_succeeded`](super::Options), deletes the replaced
+    /// Each upload's last byte waits for the read, so an object it creates exists
+    /// after the read; an object found already there that the item does not
+    /// reference is checked again after the read (and uploaded again if a
+    /// concurrent deletion removed it), before the commit.
+    ///
+    /// After success, with
+    /// [`Options::clean_up_when_succeeded`](super::Options), it deletes the replaced
     /// objects it marked; a failure there never fails the update and is reported
     /// in [`Updated::cleanup`]. After a DynamoDB failure, with
     /// [`Options::clean_up_when_failed`](super::Options), only the objects this
