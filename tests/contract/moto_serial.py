@@ -17,6 +17,7 @@ lock is released, so every request is applied atomically, in some order, as Dyna
 apply them. Connections are still accepted and read on their own threads.
 """
 
+import io
 import sys
 import threading
 
@@ -28,6 +29,14 @@ _dispatch = DomainDispatcherApplication.__call__
 
 
 def _serial(self, environ, start_response):
+    # The request body is read before taking the lock: a client may hold back its
+    # last bytes until another of its requests answered (vhs does, for uploads
+    # that must complete after a read), and that request needs the lock.
+    stream = environ.get("wsgi.input")
+    if stream is not None:
+        length = environ.get("CONTENT_LENGTH")
+        data = stream.read(int(length)) if length else stream.read()
+        environ["wsgi.input"] = io.BytesIO(data)
     with _LOCK:
         body = _dispatch(self, environ, start_response)
         try:
