@@ -33,10 +33,11 @@ def _serial(self, environ, start_response):
     # last bytes until another of its requests answered (vhs does, for uploads
     # that must complete after a read), and that request needs the lock.
     stream = environ.get("wsgi.input")
-    if stream is not None:
-        length = environ.get("CONTENT_LENGTH")
-        data = stream.read(int(length)) if length else stream.read()
-        environ["wsgi.input"] = io.BytesIO(data)
+    length = environ.get("CONTENT_LENGTH") or ""
+    if stream is not None and length.isdigit() and int(length) > 0:
+        environ["wsgi.input"] = io.BytesIO(stream.read(int(length)))
+    elif stream is not None and environ.get("wsgi.input_terminated"):
+        environ["wsgi.input"] = io.BytesIO(stream.read())
     with _LOCK:
         body = _dispatch(self, environ, start_response)
         try:
