@@ -401,13 +401,18 @@ impl State {
 
     /// Whether a large attribute holds `object`.
     pub fn references(&self, target: &Target, object: &Owned) -> bool {
+        self.references_uri(target, &object.uri)
+    }
+
+    /// Whether a large attribute holds the pointer `uri`.
+    fn references_uri(&self, target: &Target, uri: &str) -> bool {
         let Some(item) = self.item() else {
             return false;
         };
         target
             .large
             .iter()
-            .any(|a| matches!(item.get(*a), Some(AttributeValue::S(s)) if *s == object.uri))
+            .any(|a| matches!(item.get(*a), Some(AttributeValue::S(s)) if s == uri))
     }
 
     /// A placeholder with a deletion still in progress.
@@ -635,12 +640,8 @@ impl Store {
                     key: put.key.clone(),
                 }
                 .uri();
-                let referenced = state.live().is_some_and(|item| {
-                    target
-                        .large
-                        .iter()
-                        .any(|a| matches!(item.get(*a), Some(AttributeValue::S(s)) if *s == uri))
-                });
+                let referenced =
+                    matches!(state, State::Live(_)) && state.references_uri(target, &uri);
                 !proofs.proven[i] && !referenced
             })
             .collect();
