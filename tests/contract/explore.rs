@@ -493,6 +493,7 @@ impl<B: Backend> Backend for ParkingBackend<B> {
         &self,
         bucket: &str,
         keys: &[String],
+        attempts: vhs::Attempts,
     ) -> vhs::Result<Vec<(String, String)>> {
         let mut listed = keys.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
         if keys.len() > 3 {
@@ -501,7 +502,7 @@ impl<B: Backend> Backend for ParkingBackend<B> {
         self.park(
             Op::DeleteObjects,
             format!("{bucket} [{listed}]"),
-            self.inner.delete_objects(bucket, keys),
+            self.inner.delete_objects(bucket, keys, attempts),
         )
         .await
     }

@@ -138,7 +138,7 @@ impl Fixture {
     pub async fn lose(&self, key: &str) {
         let errors = self
             .raw
-            .delete_objects(&self.bucket, &[key.to_owned()])
+            .delete_objects(&self.bucket, &[key.to_owned()], vhs::Attempts::Retried)
             .await
             .expect("delete");
         assert!(errors.is_empty(), "{errors:?}");

@@ -15,6 +15,7 @@ mod inputs;
 mod maintenance;
 mod models;
 mod races;
+mod round_trips;
 mod schedules;
 mod transact;
 mod versioned;
@@ -52,6 +53,12 @@ macro_rules! contract {
 }
 
 contract! {
+    round_trips::round_trip_create,
+    round_trips::round_trip_get,
+    round_trips::round_trip_update,
+    round_trips::round_trip_update_deferred,
+    round_trips::round_trip_delete,
+    round_trips::round_trip_reuse_without_waiting,
     cases::round_trip_with_range_key,
     cases::round_trip_without_range_key,
     cases::none_means_no_object_and_no_attribute,

@@ -147,3 +147,45 @@ pub struct Page {
     #[large]
     pub html: Option<String>,
 }
+
+/// Eight large attributes: the round-trip tests set 1, 2 or 8 of them.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "wide")]
+pub struct Wide {
+    #[vhs(hash_key)]
+    pub id: String,
+    #[large]
+    pub a: Option<Bytes>,
+    #[large]
+    pub b: Option<Bytes>,
+    #[large]
+    pub c: Option<Bytes>,
+    #[large]
+    pub d: Option<Bytes>,
+    #[large]
+    pub e: Option<Bytes>,
+    #[large]
+    pub f: Option<Bytes>,
+    #[large]
+    pub g: Option<Bytes>,
+    #[large]
+    pub h: Option<Bytes>,
+}
+
+impl Wide {
+    /// `k` of the eight attributes set, each to a value derived from `seed`.
+    pub fn with(id: &str, k: usize, seed: u8) -> Self {
+        let v = |i: usize| (i < k).then(|| Bytes::from(vec![seed; 1000 + i]));
+        Wide {
+            id: id.into(),
+            a: v(0),
+            b: v(1),
+            c: v(2),
+            d: v(3),
+            e: v(4),
+            f: v(5),
+            g: v(6),
+            h: v(7),
+        }
+    }
+}

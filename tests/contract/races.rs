@@ -313,6 +313,8 @@ async fn act(store: Store, act: Act) -> Result<(), String> {
         Act::Delete => store.delete_large(&key).await.map(drop),
         Act::Gc => store.gc::<Note>(&gc_now(), |_| {}).await.map(drop),
     };
+    // The bookkeeping after a delete, run in this actor.
+    store.flush().await;
     match r {
         // A writer that waited its whole policy for a parked deleter gives up with
         // `Busy`: retryable, nothing written. The invariants are what is checked.
@@ -364,8 +366,11 @@ async fn world(gate: Gate, present: bool) -> (Store, MemoryBackend) {
     // Two looks at a deletion in progress, then `Busy`: each look is a call to
     // interleave, and more would only multiply the schedules.
     let zero = RetryPolicy::attempts(2).delays(Duration::ZERO, Duration::ZERO);
+    // Background jobs run in `flush`, inside the actor that calls it: the
+    // explorer sees (and interleaves) every call.
     let store = Store::builder(ParkingBackend::new(memory.clone(), &gate), "b")
         .wait(zero)
+        .background(vhs::Background::OnFlush)
         .build()
         .unwrap();
     store.ensure_bucket().await.unwrap();

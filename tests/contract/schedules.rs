@@ -159,8 +159,9 @@ impl Backend for EarlyAnswer {
         &self,
         bucket: &str,
         keys: &[String],
+        attempts: vhs::Attempts,
     ) -> vhs::Result<Vec<(String, String)>> {
-        self.inner.delete_objects(bucket, keys).await
+        self.inner.delete_objects(bucket, keys, attempts).await
     }
     async fn list_objects(
         &self,

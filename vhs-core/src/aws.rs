@@ -15,8 +15,8 @@ use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
 
 use crate::backend::{
-    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query, QueryPage, Scan,
-    Signal, StoredObject, TableSpec,
+    Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
+    QueryPage, Scan, Signal, StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
@@ -668,7 +668,12 @@ impl Backend for AwsBackend {
         }))
     }
 
-    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        attempts: Attempts,
+    ) -> Result<Vec<(String, String)>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -690,15 +695,25 @@ impl Backend for AwsBackend {
                 .quiet(true)
                 .build(),
         )?;
-        let out = self
+        let request = self
             .s3
             .delete_objects()
             .bucket(bucket)
             .delete(delete)
-            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
-            .send()
-            .await
-            .map_err(|e| sdk_error("s3", "DeleteObjects", e))?;
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone());
+        let sent = match attempts {
+            Attempts::Retried => request.send().await,
+            Attempts::Once => {
+                request
+                    .customize()
+                    .config_override(s3::config::Builder::default().retry_config(
+                        aws_config::retry::RetryConfig::standard().with_max_attempts(1),
+                    ))
+                    .send()
+                    .await
+            }
+        };
+        let out = sent.map_err(|e| sdk_error("s3", "DeleteObjects", e))?;
         Ok(out
             .errors()
             .iter()

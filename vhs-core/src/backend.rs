@@ -27,6 +27,17 @@ pub const MAX_PUT_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Keys per DeleteObjects call.
 pub const MAX_DELETE_BATCH: usize = 1000;
 
+/// How many times a request may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempts {
+    /// As the backend's retry policy says (a timeout or a 5xx is sent again).
+    Retried,
+    /// Exactly one attempt: once sent, it is never sent again, so it lands at most
+    /// once. The deletion protocol relies on this for objects it reserved (see
+    /// [`ownership`](crate::ownership)).
+    Once,
+}
+
 /// Outcome of a conditional write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Conditional<T> {
@@ -300,7 +311,16 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// DeleteObjects for at most [`MAX_DELETE_BATCH`] keys. Returns the keys that
     /// could not be deleted, each with the reason. Deleting a missing key succeeds.
-    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>>;
+    ///
+    /// With [`Attempts::Once`] the request is sent at most once: no layer (SDK
+    /// retries included) sends it again, so it can land at most once. The caller
+    /// resolves a failed or unanswered attempt itself.
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        attempts: Attempts,
+    ) -> Result<Vec<(String, String)>>;
 
     /// ListObjectsV2, one page.
     async fn list_objects(
@@ -362,8 +382,13 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
         (**self).get_object(bucket, key).await
     }
-    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
-        (**self).delete_objects(bucket, keys).await
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        attempts: Attempts,
+    ) -> Result<Vec<(String, String)>> {
+        (**self).delete_objects(bucket, keys, attempts).await
     }
     async fn list_objects(
         &self,

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::backend::{
-    Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query, QueryPage, Scan,
-    StoredObject, TableSpec,
+    Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
+    QueryPage, Scan, StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -286,7 +286,12 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.run(Op::GetObject, self.inner.get_object(bucket, key))
             .await
     }
-    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        attempts: Attempts,
+    ) -> Result<Vec<(String, String)>> {
         match self.check(Op::DeleteObjects) {
             Some(Fault::KeyErrors) => Ok(keys
                 .iter()
@@ -296,7 +301,7 @@ impl<B: Backend> Backend for FaultyBackend<B> {
                 self.apply(
                     Op::DeleteObjects,
                     fault,
-                    self.inner.delete_objects(bucket, keys),
+                    self.inner.delete_objects(bucket, keys, attempts),
                 )
                 .await
             }

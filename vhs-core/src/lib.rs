@@ -22,9 +22,9 @@ mod versioned;
 
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
-    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
-    QueryPage, Scan, Signal, StoredObject, TableSpec, Trigger, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
-    MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
+    item_size, Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome,
+    Query, QueryPage, Scan, Signal, StoredObject, TableSpec, Trigger, MAX_DELETE_BATCH,
+    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
 };
 pub use changes::{Changes, LargeValues};
 pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
@@ -38,8 +38,8 @@ pub use model::{
 };
 pub use retry::{retry, RetryPolicy};
 pub use store::{
-    Cleanup, Deleted, Options, Precondition, Staged, StagedAttr, StagedObject, Store, StoreBuilder,
-    Stored, UpdateFragment, Updated,
+    Background, Cleanup, Deleted, Options, Precondition, Staged, StagedAttr, StagedObject, Store,
+    StoreBuilder, Stored, UpdateFragment, Updated,
 };
 
 pub use versioned::{MultiVersionStore, Order, Pruned, SingleVersionStore, Versioned, Written};

@@ -32,13 +32,13 @@ use md5::{Digest, Md5};
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::backend::{Conditional, Scan};
-use crate::condition::Condition;
+use crate::backend::{Attempts, Conditional, Scan};
+use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::layout::ObjectKey;
 use crate::model::{Item, KeyKind, Model};
 use crate::ownership::{
-    new_token, parse_mark_name, Owned, Stamp, State, Target, MARK, PLACEHOLDER,
+    new_token, parse_mark_name, Owned, Stamp, State, Target, GEN, MARK, PLACEHOLDER,
 };
 use crate::store::{Cleanup, Store};
 
@@ -540,15 +540,23 @@ impl Store {
             .iter()
             .flat_map(|(_, objects)| objects.iter().cloned())
             .collect();
-        self.delete_reserved(&all, marked_at, cleanup).await;
+        self.delete_reserved(&all, marked_at, Attempts::Retried, cleanup)
+            .await;
         for (target, objects) in marked {
             self.unmark(target, objects, &stamp, cleanup).await;
         }
     }
 
     /// Finishes what a caller that died left on `item`: deletion marks older than
-    /// the retention (their objects are deleted, then the marks removed), the
-    /// pointers of a deleting placeholder, and the placeholder itself.
+    /// the retention, the pointers of a placeholder older than it, and the
+    /// placeholder itself.
+    ///
+    /// The objects are taken over first, in one conditional write: each stale
+    /// mark gets this run's stamp (so a writer that would end a reservation finds
+    /// it changed), each stale pointer becomes such a mark, and the item's
+    /// `vhs:gen` (live) or `vhs:ph` (placeholder) is renewed; a placeholder so
+    /// renewed is removed by a later run, a retention after. Then the objects are
+    /// deleted and the marks removed.
     async fn take_over(
         &self,
         table: &TableRef,
@@ -560,39 +568,71 @@ impl Store {
         let Some(target) = item_target(table, &item) else {
             return;
         };
+        let state = State::of(Some(item.clone()));
+        let stamp = Stamp::now(&new_token());
+        let mut update = ItemUpdate::default();
+        let mut condition = Condition::And(Vec::new());
+        let mut objects = Vec::new();
+        for (name, value) in &item {
+            let Some((attr, md5)) = parse_mark_name(name) else {
+                continue;
+            };
+            if Stamp::parse(Some(value)).is_some_and(|s| s.older_than(retention)) {
+                condition = condition.and(Condition::eq(name.clone(), value.clone()));
+                update.set.push((name.clone(), stamp.value()));
+                objects.push(target.object(self.bucket(), &attr, &md5));
+            }
+        }
+        let marks = objects.len() as u64;
+        let stale_placeholder =
+            Stamp::parse(item.get(PLACEHOLDER)).is_some_and(|s| s.older_than(retention));
+        if let (State::Placeholder(_), true) = (&state, stale_placeholder) {
+            for o in target.owned_in(self.bucket(), &item) {
+                condition = condition.and(Condition::eq(o.attr.clone(), o.uri.as_str()));
+                update.remove.push(o.attr.clone());
+                update.set.push((o.mark(), stamp.value()));
+                objects.push(o);
+            }
+        }
         let mut cleanup = Cleanup::default();
-        let marks: Vec<(Owned, Stamp)> = item
-            .iter()
-            .filter_map(|(name, value)| {
-                let (attr, md5) = parse_mark_name(name)?;
-                let stamp = Stamp::parse(Some(value)).filter(|s| s.older_than(retention))?;
-                Some((target.object(self.bucket(), &attr, &md5), stamp))
-            })
-            .collect();
-        for (object, stamp) in marks {
-            cleanup.absorb(self.delete_keys(vec![object.key.clone()]).await);
-            self.unmark(&target, vec![object], &stamp, &mut cleanup)
+        if !objects.is_empty() {
+            match &state {
+                State::Placeholder(p) => {
+                    condition = condition.and(Condition::eq(PLACEHOLDER, p[PLACEHOLDER].clone()));
+                    update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
+                }
+                _ => {
+                    condition = condition
+                        .and(Condition::exists(target.hash_attr))
+                        .and(Condition::not_exists(PLACEHOLDER));
+                    update
+                        .set
+                        .push((GEN.to_owned(), AttributeValue::S(new_token())));
+                }
+            }
+            let taken = matches!(
+                self.backend()
+                    .update_item(&target.table, &target.key, &update, Some(&condition))
+                    .await,
+                Ok(Conditional::Applied(_))
+            );
+            if !taken {
+                // Changed since the scan: a later run sees what it became.
+                return;
+            }
+            report.marks_taken_over += marks;
+            self.delete_marked(&target, objects, &stamp, Instant::now(), &mut cleanup)
                 .await;
-            report.marks_taken_over += 1;
-        }
-        // Deleting an object that was already gone counts as nothing.
-        report
-            .deleted
-            .extend(cleanup.deleted.drain(..).filter(|k| listed.contains(k)));
-        report.failed.append(&mut cleanup.leftover);
-        let Some(placeholder) = Stamp::parse(item.get(PLACEHOLDER)) else {
-            return;
-        };
-        if !placeholder.older_than(retention) {
+            // Deleting an object that was already gone counts as nothing.
+            report
+                .deleted
+                .extend(cleanup.deleted.drain(..).filter(|k| listed.contains(k)));
+            report.failed.append(&mut cleanup.leftover);
             return;
         }
-        let pointers = target.owned_in(self.bucket(), &item);
-        self.remove_pointers(&target, pointers, Instant::now(), &mut cleanup)
-            .await;
-        report
-            .deleted
-            .extend(cleanup.deleted.into_iter().filter(|k| listed.contains(k)));
-        report.failed.extend(cleanup.leftover);
+        if !stale_placeholder {
+            return;
+        }
         let condition = Condition::eq(PLACEHOLDER, item[PLACEHOLDER].clone());
         let current = self
             .backend()

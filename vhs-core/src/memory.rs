@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::task::yield_now;
 
 use crate::backend::{
-    item_size, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
-    QueryPage, Scan, StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    item_size, Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome,
+    Query, QueryPage, Scan, StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -434,7 +434,12 @@ impl Backend for MemoryBackend {
         Ok(t.page(items, request.limit))
     }
 
-    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        _attempts: Attempts,
+    ) -> Result<Vec<(String, String)>> {
         yield_now().await;
         if keys.len() > crate::backend::MAX_DELETE_BATCH {
             return Err(Error::Backend {

@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | `vhs:tok` | live items, placeholders | the tokens of the last 16 writes, newest first |
 //! | `vhs:gen` | live items | a fresh token set by every deletion mark of step 3 |
-//! | `vhs:del:{attr}:{md5}` | live items, placeholders | a *deletion mark*: `{unix ms} {token}` of a caller deleting that object |
+//! | `vhs:del:{attr}:{md5}` | live items, placeholders | a *deletion mark*: `{unix ms} {token}` of a caller deleting that object; `{unix ms} {token} once` for a *reservation* (step 4) |
 //! | `vhs:ph` | placeholders | `{unix ms} {token}` of the last deletion activity |
 //!
 //! A *placeholder* is an item that reads, queries, scans, creates and GC treat as
@@ -47,6 +47,12 @@
 //!    created by an upload held back until the read does; any other (a 412, or an
 //!    upload before a later re-read) is checked with HeadObject, and uploaded again
 //!    if missing. A commit onto an absent item needs no such check (step 8).
+//!    An object under a *reservation* (step 4) in the state read is the one
+//!    exception to "no mark": the writer may point to it if it *created* it
+//!    after reading that reservation (uploading again if needed, waiting while
+//!    the upload finds it still there), and its commit then ends the
+//!    reservation (requiring the mark to still hold the same value and removing
+//!    it; a Put over a placeholder requires the same `vhs:ph` and pointers).
 //! 3. **Mark before deleting.** Any other deletion (of objects a failed write
 //!    created, of orphans found by GC) first sets its marks with one conditional
 //!    write on the owner item, requiring that no large attribute references the
@@ -54,14 +60,27 @@
 //!    `vhs:gen`. If the item is absent, that write creates a placeholder.
 //! 4. **Delete, then unmark.** Only objects marked by this caller are deleted
 //!    (DeleteObjects); then the marks are removed, each on condition it is still
-//!    this caller's.
+//!    this caller's. The objects a *commit* stops referencing (an update's marks,
+//!    a delete's placeholder pointers) are *reservations*: each existed when it
+//!    was reserved (it was referenced), and it is deleted by **one** DeleteObjects
+//!    attempt, never sent again ([`Attempts::Once`](crate::Attempts)). So once a
+//!    reserved object is found missing, its deletion has landed and nothing else
+//!    will delete it: a writer that creates it again may point to it (step 2)
+//!    without waiting for the unmark, which is why the unmark runs on the
+//!    store's background queue. An attempt whose outcome is unknown is resolved
+//!    with HeadObject; one whose object is still there keeps its mark (for GC).
 //! 5. **Nothing after the commit is needed for safety.** A writer that dies right
 //!    after its commit leaves a pointer that resolves; what it had to delete is
 //!    left for GC.
 //! 6. **Deleting an item** turns it into a placeholder in one conditional write
-//!    that keeps its pointer attributes; they are deleted, then removed. Creators
-//!    wait while a placeholder has marks or pointers, and replace it only if
-//!    `vhs:ph` is unchanged.
+//!    that keeps its pointer attributes as reservations; they are deleted, then
+//!    removed. A creator replaces a placeholder only if `vhs:ph`, its marks and
+//!    its pointers are unchanged, and carries its marks over into the new item,
+//!    and its pointers as reservation marks (except the objects it points to
+//!    again, created after the read as step 2 says). GC takes over marks and
+//!    placeholders older than the retention by first replacing them with its own
+//!    marks (changing `vhs:gen` or `vhs:ph`), so no writer ends a reservation GC
+//!    is deleting.
 //! 7. **Lost responses.** A write whose outcome is unknown is sent again unchanged.
 //!    It either applies, or fails its condition and returns the stored item
 //!    (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), whose `vhs:tok` tells
@@ -119,12 +138,19 @@
 //! Round trips on the caller's path (k large attributes, all in parallel within a
 //! round trip):
 //!
-//! | operation | round trips | requests |
-//! |---|---|---|
-//! | create | 2 | k PutObject, 1 PutItem |
-//! | get | 2 | 1 GetItem, k GetObject |
-//! | update | 4 | k PutObject + 1 GetItem, 1 UpdateItem, 1 DeleteObjects, 1 UpdateItem |
-//! | delete | 3 | 1 UpdateItem, 1 DeleteObjects, 1 UpdateItem |
+//! | operation | round trips | deferred cleanup | requests |
+//! |---|---|---|---|
+//! | create | 2 | 2 | k PutObject, 1 PutItem |
+//! | get | 2 | 2 | 1 GetItem, k GetObject |
+//! | update | 3 | 2 | k PutObject + 1 GetItem, 1 UpdateItem, 1 DeleteObjects |
+//! | delete | 2 | 1 | 1 UpdateItem, 1 DeleteObjects |
+//!
+//! Plus one UpdateItem on the store's background queue after an update or a
+//! delete (the end of the reservations, step 4), and with
+//! [`Options::defer_cleanup`](crate::Options) the DeleteObjects too. Nothing there
+//! is needed for safety, and a process that exits before it ran
+//! ([`Store::flush`](crate::Store::flush) waits for it) leaves reservations that
+//! writers of the same content end themselves and GC takes over.
 //!
 //! The first round trip of an update lasts until both the read and the uploads
 //! answered; an upload's last byte waits for the read. Extra round trips happen
@@ -138,7 +164,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::future::join_all;
 
-use crate::backend::{Conditional, PutOutcome};
+use crate::backend::{Attempts, Conditional, PutOutcome};
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::layout::{escape, unescape, ObjectKey, Pointer};
@@ -182,11 +208,16 @@ pub(crate) fn parse_mark_name(name: &str) -> Option<(String, String)> {
     Some((unescape(attr)?, md5.to_owned()))
 }
 
-/// Who did something to an item, and when: `{unix ms} {token}`.
+/// Who did something to an item, and when: `{unix ms} {token}`, with ` once`
+/// appended for a reservation (a mark whose object is deleted by one attempt, see
+/// step 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub at_ms: u64,
     pub token: String,
+    /// A reservation: the object existed when it was set, and is deleted by at
+    /// most one DeleteObjects attempt.
+    pub once: bool,
 }
 
 impl Stamp {
@@ -194,21 +225,37 @@ impl Stamp {
         Stamp {
             at_ms: now_ms(),
             token: token.to_owned(),
+            once: false,
+        }
+    }
+
+    /// The same stamp as a reservation.
+    pub fn reserving(&self) -> Stamp {
+        Stamp {
+            once: true,
+            ..self.clone()
         }
     }
 
     pub fn value(&self) -> AttributeValue {
-        AttributeValue::S(format!("{} {}", self.at_ms, self.token))
+        let once = if self.once { " once" } else { "" };
+        AttributeValue::S(format!("{} {}{once}", self.at_ms, self.token))
     }
 
     pub fn parse(value: Option<&AttributeValue>) -> Option<Stamp> {
         let AttributeValue::S(s) = value? else {
             return None;
         };
-        let (at, token) = s.split_once(' ')?;
+        let (at, rest) = s.split_once(' ')?;
+        let (token, once) = match rest.split_once(' ') {
+            Some((token, "once")) => (token, true),
+            Some(_) => return None,
+            None => (rest, false),
+        };
         Some(Stamp {
             at_ms: at.parse().ok()?,
             token: token.to_owned(),
+            once,
         })
     }
 
@@ -399,6 +446,33 @@ impl State {
             || (matches!(self, State::Placeholder(_)) && self.references(target, object))
     }
 
+    /// The reservation `object` is under, if any: a reservation mark (step 4), or
+    /// a pointer of the placeholder this state is (step 6). Its object existed
+    /// when it was set and is deleted by at most one attempt, so a writer that
+    /// created the object after reading it may point to it (step 2).
+    pub fn reservation(&self, target: &Target, object: &Owned) -> Option<Reserved> {
+        let item = self.item()?;
+        if let Some(value) = item.get(&object.mark()) {
+            return Stamp::parse(Some(value))
+                .filter(|s| s.once)
+                .map(|_| Reserved::Mark(value.clone()));
+        }
+        match (self, item.get(PLACEHOLDER)) {
+            (State::Placeholder(_), Some(ph)) if self.references(target, object) => {
+                Some(Reserved::Pointer(ph.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `object` carries a deletion mark that is not a reservation: its
+    /// deleter must finish before anyone may point to it.
+    pub fn blocked(&self, object: &Owned) -> bool {
+        self.item()
+            .and_then(|i| i.get(&object.mark()))
+            .is_some_and(|v| !Stamp::parse(Some(v)).is_some_and(|s| s.once))
+    }
+
     /// Whether a large attribute holds `object`.
     pub fn references(&self, target: &Target, object: &Owned) -> bool {
         self.references_uri(target, &object.uri)
@@ -450,6 +524,15 @@ impl State {
             }
         }
     }
+}
+
+/// A reservation on an object (see [`State::reservation`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reserved {
+    /// A reservation mark with this value.
+    Mark(AttributeValue),
+    /// A pointer of the placeholder with this `vhs:ph`.
+    Pointer(AttributeValue),
 }
 
 /// A write the commit engine sends.
@@ -538,7 +621,7 @@ impl Store {
         // A new state read: what was known to exist after the last one may not be.
         let reread = |proofs: &mut Option<&mut Proofs>| {
             if let Some(p) = proofs.as_deref_mut() {
-                p.proven.fill(false);
+                p.reread();
             }
         };
         let (mut waits, mut sent_on) = (0, None);
@@ -577,7 +660,21 @@ impl Store {
                 }
                 Decision::Write(write, condition) => {
                     if let Some(p) = proofs.as_deref_mut() {
-                        self.prove(target, &state, p).await?;
+                        if !self.prove(target, &state, p).await? {
+                            // A reserved object is still there: its deletion
+                            // has not landed yet.
+                            waits += 1;
+                            if !wait.pause(waits).await {
+                                return Err(target.busy("an object it points to is being deleted"));
+                            }
+                            state = State::of(
+                                self.backend()
+                                    .get_item(&target.table, &target.key, true)
+                                    .await?,
+                            );
+                            reread(&mut proofs);
+                            continue;
+                        }
                     }
                     match self.send(target, &write, &condition).await {
                         Ok(Conditional::Applied(old)) => {
@@ -623,59 +720,88 @@ impl Store {
     /// `state` was read. An object the live item references is (the invariant);
     /// one created by an upload ordered after the read is. Any other is checked
     /// with HeadObject and, if missing, uploaded again.
+    ///
+    /// An object under a reservation in `state` ([`State::reservation`]) must have
+    /// been created by this call after a read that showed that reservation: then
+    /// the reserved deletion has landed (the object existed when it was reserved,
+    /// and only that one attempt could delete it). Otherwise it is uploaded
+    /// again; if it is still there (412), returns `false`: the caller waits.
     pub(crate) async fn prove(
         &self,
         target: &Target,
         state: &State,
         proofs: &mut Proofs,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if !matches!(state, State::Live(_) | State::Placeholder(_)) {
-            return Ok(());
+            return Ok(true);
         }
-        let needed: Vec<usize> = (0..proofs.puts.len())
-            .filter(|&i| {
-                let put = &proofs.puts[i];
-                let uri = Pointer {
-                    bucket: put.bucket.clone(),
-                    key: put.key.clone(),
+        let mut needed: Vec<(usize, Option<Reserved>)> = Vec::new();
+        for i in 0..proofs.puts.len() {
+            let object = &proofs.objects[i];
+            match state.reservation(target, object) {
+                Some(reserved) => {
+                    if proofs.fresh[i] {
+                        proofs.cleared[i] = Some(reserved.clone());
+                    }
+                    if proofs.cleared[i].as_ref() == Some(&reserved) {
+                        proofs.proven[i] = true;
+                    } else {
+                        needed.push((i, Some(reserved)));
+                    }
                 }
-                .uri();
-                let referenced =
-                    matches!(state, State::Live(_)) && state.references_uri(target, &uri);
-                !proofs.proven[i] && !referenced
-            })
-            .collect();
-        let checks = needed.iter().map(|&i| {
-            let put = &proofs.puts[i];
+                None => {
+                    let referenced =
+                        matches!(state, State::Live(_)) && state.references(target, object);
+                    if !proofs.proven[i] && !referenced {
+                        needed.push((i, None));
+                    }
+                }
+            }
+        }
+        let checks = needed.iter().map(|(i, reserved)| {
+            let put = &proofs.puts[*i];
             async move {
-                if self
-                    .backend()
-                    .head_object(&put.bucket, &put.key)
-                    .await?
-                    .is_some()
+                // `Some(created)` once it is known to exist; `None` while a
+                // reservation's deletion has not landed.
+                if reserved.is_none()
+                    && self
+                        .backend()
+                        .head_object(&put.bucket, &put.key)
+                        .await?
+                        .is_some()
                 {
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
-                Ok(self.backend().put_object(put.clone()).await? == PutOutcome::Created)
+                let created = self.backend().put_object(put.clone()).await? == PutOutcome::Created;
+                Ok(if reserved.is_some() && !created {
+                    None
+                } else {
+                    Some(created)
+                })
             }
         });
-        let results: Vec<Result<bool>> = join_all(checks).await;
-        let mut first_error = None;
-        for (i, result) in needed.into_iter().zip(results) {
+        let results: Vec<Result<Option<bool>>> = join_all(checks).await;
+        let (mut ready, mut first_error) = (true, None);
+        for ((i, reserved), result) in needed.into_iter().zip(results) {
             match result {
-                Ok(created) => {
+                Ok(Some(created)) => {
                     if created {
                         // Ours now: a failure cleanup removes it.
                         proofs.recreated.push(proofs.puts[i].key.clone());
+                        proofs.fresh[i] = true;
+                    }
+                    if reserved.is_some() {
+                        proofs.cleared[i] = reserved;
                     }
                     proofs.proven[i] = true;
                 }
+                Ok(None) => ready = false,
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(ready), Err)
     }
 
     /// Step 3: marks `objects` of `target`'s item for deletion with `stamp`. Returns
@@ -769,7 +895,8 @@ impl Store {
         if marked.is_empty() {
             return;
         }
-        self.delete_reserved(&marked, marked_at, cleanup).await;
+        self.delete_reserved(&marked, marked_at, Attempts::Retried, cleanup)
+            .await;
         self.unmark(target, marked, stamp, cleanup).await;
     }
 
@@ -780,6 +907,7 @@ impl Store {
         &self,
         objects: &[Owned],
         reserved_at: Instant,
+        attempts: Attempts,
         cleanup: &mut Cleanup,
     ) {
         if reserved_at.elapsed() > self.options().retention / 2 {
@@ -790,12 +918,13 @@ impl Store {
             return;
         }
         cleanup.absorb(
-            self.delete_keys(objects.iter().map(|o| o.key.clone()).collect())
+            self.delete_keys(objects.iter().map(|o| o.key.clone()).collect(), attempts)
                 .await,
         );
     }
 
-    /// Removes the marks of `objects` that are still `stamp`'s.
+    /// Removes the marks of `objects` that are still `stamp`'s (but not of those
+    /// whose delete is unresolved, in `cleanup.marks_left`).
     pub(crate) async fn unmark(
         &self,
         target: &Target,
@@ -803,7 +932,8 @@ impl Store {
         stamp: &Stamp,
         cleanup: &mut Cleanup,
     ) {
-        objects.retain(|o| !cleanup.unmarked.contains(&o.key));
+        objects
+            .retain(|o| !cleanup.unmarked.contains(&o.key) && !cleanup.marks_left.contains(&o.key));
         for _ in 0..=RESENDS {
             if objects.is_empty() {
                 return;
@@ -920,7 +1050,7 @@ impl Store {
             self.commit(target, &token, state, Some(&mut uploaded.proofs), |state| {
                 let plan = plan(state);
                 if matches!(plan, Plan::Update(..) | Plan::Put(_))
-                    && (state.busy(target) || new.iter().any(|o| state.marked(target, o)))
+                    && new.iter().any(|o| state.blocked(o))
                 {
                     return Decision::Wait("an object it points to is being deleted");
                 }
@@ -930,14 +1060,16 @@ impl Store {
                     Plan::Put(mut item) => {
                         item.insert(TOKENS.to_owned(), state.history_with(&token));
                         let condition = match state {
-                            State::Placeholder(_) => state.unchanged(target),
+                            State::Placeholder(placeholder) => self
+                                .carry_over(target, placeholder, &new, &mut item)
+                                .and(state.unchanged(target)),
                             _ => Condition::not_exists(target.hash_attr),
                         };
                         planned.0.clear();
                         Decision::Write(Write::Put(item), condition)
                     }
                     Plan::Update(mut update, extra) => {
-                        let stamp = Stamp::now(&token);
+                        let stamp = Stamp::now(&token).reserving();
                         let marks = if cleanup_on {
                             self.replaced(target, state, changed, &uris)
                         } else {
@@ -954,7 +1086,15 @@ impl Store {
                             condition = condition.and(extra);
                         }
                         for o in &new {
-                            condition = condition.and(Condition::not_exists(o.mark()));
+                            condition = condition.and(match state.reservation(target, o) {
+                                // Created after the reservation (proved before
+                                // the send): the commit ends it.
+                                Some(Reserved::Mark(value)) => {
+                                    update.remove.push(o.mark());
+                                    Condition::eq(o.mark(), value)
+                                }
+                                _ => Condition::not_exists(o.mark()),
+                            });
                         }
                         planned = (marks, stamp);
                         Decision::Write(Write::Update(update), condition)
@@ -977,9 +1117,118 @@ impl Store {
         let wrote = committed.write.is_some() || committed.resolved;
         let (marked, stamp) = planned;
         let marked = if wrote { marked } else { Vec::new() };
-        let mut cleanup = Cleanup::default();
-        self.delete_marked(target, marked, &stamp, Instant::now(), &mut cleanup)
+        let cleanup = self
+            .release(target, marked, stamp, Reservation::Marks)
             .await;
         Ok(Written { committed, cleanup })
     }
+
+    /// What a Put replacing `placeholder` must keep: its deletion marks, except
+    /// the reservations of objects the new item points to (their creation after
+    /// the reservation is proved before the send, and the Put ends them), and
+    /// its pointers as reservation marks, except those the new item points to
+    /// again. Adds them to `item`; returns the condition that they are all
+    /// still there.
+    fn carry_over(
+        &self,
+        target: &Target,
+        placeholder: &Item,
+        new: &[Owned],
+        item: &mut Item,
+    ) -> Condition {
+        let mut condition = Condition::And(Vec::new());
+        let reused = |name: &str| new.iter().any(|o| o.mark() == name);
+        for (name, value) in placeholder.iter().filter(|(n, _)| n.starts_with(MARK)) {
+            condition = condition.and(Condition::eq(name.clone(), value.clone()));
+            if !reused(name) {
+                item.insert(name.clone(), value.clone());
+            }
+        }
+        let reservation = Stamp::parse(placeholder.get(PLACEHOLDER))
+            .unwrap_or_else(|| Stamp::now("unknown"))
+            .reserving();
+        for o in target.owned_in(self.bucket(), placeholder) {
+            condition = condition.and(Condition::eq(o.attr.clone(), o.uri.as_str()));
+            if !reused(&o.mark()) {
+                item.insert(o.mark(), reservation.value());
+            }
+        }
+        condition
+    }
+
+    /// Step 4 for the objects a commit reserved (`objects`, under `stamp`): one
+    /// DeleteObjects attempt, then the end of the reservations (marks removed, or
+    /// a placeholder's pointers). With [`Options::defer_cleanup`](crate::Options)
+    /// all of it runs on the background queue; otherwise the delete runs before
+    /// this returns and only the bookkeeping write is queued. An object whose one
+    /// attempt could not be confirmed stays reserved, for GC.
+    pub(crate) async fn release(
+        &self,
+        target: &Target,
+        objects: Vec<Owned>,
+        stamp: Stamp,
+        kind: Reservation,
+    ) -> Cleanup {
+        let mut cleanup = Cleanup::default();
+        if objects.is_empty() {
+            return cleanup;
+        }
+        let reserved_at = Instant::now();
+        let (store, target) = (self.clone(), target.clone());
+        if self.options().defer_cleanup {
+            cleanup.queued = objects.iter().map(|o| o.key.clone()).collect();
+            self.defer(async move {
+                let mut cleanup = Cleanup::default();
+                store
+                    .delete_reserved(&objects, reserved_at, Attempts::Once, &mut cleanup)
+                    .await;
+                store
+                    .end_reservations(&target, objects, &stamp, kind, &mut cleanup)
+                    .await;
+                cleanup
+            })
+            .await;
+            return cleanup;
+        }
+        self.delete_reserved(&objects, reserved_at, Attempts::Once, &mut cleanup)
+            .await;
+        let mut objects = objects;
+        objects.retain(|o| !cleanup.marks_left.contains(&o.key));
+        self.defer(async move {
+            let mut cleanup = Cleanup::default();
+            store
+                .end_reservations(&target, objects, &stamp, kind, &mut cleanup)
+                .await;
+            cleanup
+        })
+        .await;
+        cleanup
+    }
+
+    /// Ends the reservations of `objects` (deleted) under `stamp`: removes the
+    /// marks, or the placeholder's pointers. A placeholder a create replaced
+    /// carries the reservations over as marks, which are then removed.
+    pub(crate) async fn end_reservations(
+        &self,
+        target: &Target,
+        objects: Vec<Owned>,
+        stamp: &Stamp,
+        kind: Reservation,
+        cleanup: &mut Cleanup,
+    ) {
+        match kind {
+            Reservation::Marks => self.unmark(target, objects, stamp, cleanup).await,
+            Reservation::Pointers => self.remove_pointers(target, objects, stamp, cleanup).await,
+        }
+    }
+}
+
+/// How a commit reserved objects for deletion.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reservation {
+    /// With reservation marks (an update replacing pointers).
+    Marks,
+    /// As the pointers of the placeholder it made (a delete), under the stamp in
+    /// its `vhs:ph`.
+    Pointers,
 }

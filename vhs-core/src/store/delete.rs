@@ -3,16 +3,16 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{number_attr, version_read, Cleanup, Store};
+use crate::backend::Conditional;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
 use crate::ownership::{
-    new_token, Decision, Owned, Stamp, State, Target, Write, PLACEHOLDER, TOKENS,
+    new_token, Decision, Owned, Reservation, Stamp, State, Target, Write, PLACEHOLDER, TOKENS,
 };
 
 /// Result of `delete_large`.
@@ -92,8 +92,10 @@ impl Store {
     /// every object it referenced.
     ///
     /// One UpdateItem turns the item into a placeholder that keeps its pointers
-    /// (reads see it as absent, creates wait for it); then DeleteObjects; then the
-    /// pointers are removed. Objects that could not be deleted are reported in
+    /// (reads see it as absent), then one DeleteObjects; the pointers are removed
+    /// on the store's background queue. With
+    /// [`Options::defer_cleanup`](super::Options) the DeleteObjects is queued too
+    /// and the call returns after the UpdateItem. Objects that could not be deleted are reported in
     /// [`Deleted::cleanup`]; the item is gone either way. A delete whose response
     /// was lost and that finds its own placeholder reports success.
     pub async fn delete_large_if<M: Model>(
@@ -164,7 +166,6 @@ impl Store {
                 State::Unknown => Decision::Write(Write::Update(update.clone()), base.clone()),
             })
             .await?;
-        let marked_at = Instant::now();
         let (old, pointers) = match committed.old {
             Some(old) => {
                 let pointers = target.owned_in(self.bucket(), &old);
@@ -180,25 +181,23 @@ impl Store {
                     .unwrap_or_default(),
             ),
         };
-        let mut cleanup = Cleanup::default();
-        self.remove_pointers(target, pointers, marked_at, &mut cleanup)
+        let cleanup = self
+            .release(target, pointers, stamp, Reservation::Pointers)
             .await;
         Ok((old, cleanup))
     }
 
-    /// Deletes the objects a deleting placeholder still points to, then removes
-    /// those pointers (each on condition it still holds the same object).
+    /// Removes the pointers of a deleting placeholder (made under `stamp`) to
+    /// `pointers`, whose objects are deleted, each on condition it still holds
+    /// the same object. If a create replaced the placeholder, it carried them over
+    /// as reservation marks: those are removed instead.
     pub(crate) async fn remove_pointers(
         &self,
         target: &Target,
         mut pointers: Vec<Owned>,
-        marked_at: Instant,
+        stamp: &Stamp,
         cleanup: &mut Cleanup,
     ) {
-        if pointers.is_empty() {
-            return;
-        }
-        self.delete_reserved(&pointers, marked_at, cleanup).await;
         for _ in 0..4 {
             if pointers.is_empty() {
                 return;
@@ -214,9 +213,18 @@ impl Store {
                 .update_item(&target.table, &target.key, &update, Some(&condition))
                 .await
             {
-                Ok(crate::backend::Conditional::Applied(_)) => return,
-                Ok(crate::backend::Conditional::Failed(current)) => {
+                Ok(Conditional::Applied(_)) => return,
+                Ok(Conditional::Failed(current)) => {
                     let state = State::of(current);
+                    if matches!(state, State::Live(_)) {
+                        let carried: Vec<Owned> = pointers
+                            .drain(..)
+                            .filter(|o| state.reservation(target, o).is_some())
+                            .collect();
+                        self.unmark(target, carried, &stamp.reserving(), cleanup)
+                            .await;
+                        return;
+                    }
                     pointers.retain(|o| {
                         matches!(state, State::Placeholder(_)) && state.references(target, o)
                     });

@@ -7,6 +7,7 @@
 
 mod create;
 mod delete;
+mod janitor;
 mod read;
 mod staged;
 mod update;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
+use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 
 pub use delete::{Deleted, Precondition};
@@ -26,8 +28,8 @@ pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
 pub use update::Updated;
 
 use crate::backend::{
-    item_size, Backend, PutObject, PutOutcome, Signal, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
-    MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
+    item_size, Attempts, Backend, PutObject, PutOutcome, Signal, TableSpec, MAX_DELETE_BATCH,
+    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
 };
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
@@ -35,6 +37,8 @@ use crate::layout::{escape, normalize_prefix, Md5Sum, Pointer};
 use crate::model::{Item, Key, Model};
 use crate::ownership::{Owned, State, Target};
 use crate::retry::RetryPolicy;
+pub use janitor::Background;
+use janitor::Janitor;
 
 /// Behaviour switches of a [`Store`].
 #[derive(Debug, Clone)]
@@ -62,6 +66,16 @@ pub struct Options {
     /// to finish before giving up with [`Error::Busy`]. Default: 50 attempts, 5 ms
     /// doubling up to 500 ms.
     pub wait: RetryPolicy,
+    /// Deferred cleanup: an update or delete returns once its commit is durable,
+    /// and deletes the objects it replaced on the store's background queue (see
+    /// [`Store::flush`]). One round trip fewer for both. Default `false`: they are
+    /// deleted before the call returns.
+    pub defer_cleanup: bool,
+    /// Where background jobs run. Default [`Background::Spawn`].
+    pub background: Background,
+    /// How many background jobs may be queued or running at once; a call that
+    /// would queue one more waits. Default 1024.
+    pub cleanup_queue: usize,
 }
 
 impl Default for Options {
@@ -72,6 +86,9 @@ impl Default for Options {
             max_concurrency: 16,
             retention: Duration::from_secs(3600),
             wait: RetryPolicy::attempts(50),
+            defer_cleanup: false,
+            background: Background::Spawn,
+            cleanup_queue: 1024,
         }
     }
 }
@@ -84,6 +101,7 @@ pub struct StoreBuilder {
     options: Options,
     tables: HashMap<String, String>,
     table_prefixes: HashMap<String, String>,
+    on_cleanup: Option<janitor::OnCleanup>,
 }
 
 impl StoreBuilder {
@@ -153,6 +171,31 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets [`Options::defer_cleanup`].
+    pub fn defer_cleanup(mut self, yes: bool) -> Self {
+        self.options.defer_cleanup = yes;
+        self
+    }
+
+    /// Sets [`Options::background`].
+    pub fn background(mut self, background: Background) -> Self {
+        self.options.background = background;
+        self
+    }
+
+    /// Sets [`Options::cleanup_queue`] (at least 1).
+    pub fn cleanup_queue(mut self, jobs: usize) -> Self {
+        self.options.cleanup_queue = jobs;
+        self
+    }
+
+    /// Calls `f` with the outcome of every background job (deletes, and the marks
+    /// removed after them), as it finishes: say, to log leftovers.
+    pub fn on_cleanup(mut self, f: impl Fn(&Cleanup) + Send + Sync + 'static) -> Self {
+        self.on_cleanup = Some(Arc::new(f));
+        self
+    }
+
     /// The store. Fails on an empty bucket name, a zero concurrency, and on two
     /// tables whose objects would share a prefix (equal, or one inside the other).
     pub fn build(self) -> Result<Store> {
@@ -165,8 +208,16 @@ impl StoreBuilder {
         if self.options.max_concurrency == 0 {
             return Err(Error::invalid("max_concurrency must be at least 1"));
         }
+        if self.options.cleanup_queue == 0 {
+            return Err(Error::invalid("cleanup_queue must be at least 1"));
+        }
         let store = Store {
             inner: Arc::new(Inner {
+                janitor: Janitor::new(
+                    self.options.background,
+                    self.options.cleanup_queue,
+                    self.on_cleanup,
+                ),
                 backend: self.backend,
                 bucket: self.bucket,
                 prefix: self.prefix,
@@ -214,6 +265,7 @@ struct Inner {
     options: Options,
     tables: HashMap<String, String>,
     table_prefixes: HashMap<String, String>,
+    janitor: Janitor,
 }
 
 impl fmt::Debug for Store {
@@ -241,6 +293,10 @@ pub struct Cleanup {
     /// identical content waits for it until GC takes the mark over (after
     /// [`Options::retention`]).
     pub marks_left: Vec<String>,
+    /// Keys handed to the background queue for deletion
+    /// ([`Options::defer_cleanup`]): their outcome is reported by
+    /// [`Store::flush`] and [`StoreBuilder::on_cleanup`].
+    pub queued: Vec<String>,
     /// Objects deleted without a mark because their table does not exist.
     #[doc(hidden)]
     pub unmarked: Vec<String>,
@@ -258,6 +314,7 @@ impl Cleanup {
         self.deleted.extend(other.deleted);
         self.leftover.extend(other.leftover);
         self.marks_left.extend(other.marks_left);
+        self.queued.extend(other.queued);
         self.unmarked.extend(other.unmarked);
     }
 }
@@ -313,10 +370,42 @@ impl<M: Model> Uploaded<M> {
 #[derive(Debug, Default)]
 pub(crate) struct Proofs {
     pub puts: Vec<PutObject>,
+    /// Per put: the object, as its item owns it.
+    pub objects: Vec<Owned>,
     /// Per put: its object existed after the latest state read.
     pub proven: Vec<bool>,
+    /// Per put: this call created its object after the latest state read.
+    pub fresh: Vec<bool>,
+    /// Per put: the reservation this call's creation of its object is known to
+    /// follow (see [`State::reservation`]).
+    pub cleared: Vec<Option<crate::ownership::Reserved>>,
     /// Keys created by uploading again while proving.
     pub recreated: Vec<String>,
+}
+
+impl Proofs {
+    fn new(
+        puts: Vec<PutObject>,
+        objects: Vec<Owned>,
+        proven: Vec<bool>,
+        fresh: Vec<bool>,
+    ) -> Proofs {
+        let n = puts.len();
+        Proofs {
+            puts,
+            objects,
+            fresh,
+            proven,
+            cleared: vec![None; n],
+            recreated: Vec::new(),
+        }
+    }
+
+    /// A new state was read: what was known after the previous read may not hold.
+    pub(crate) fn reread(&mut self) {
+        self.proven.fill(false);
+        self.fresh.fill(false);
+    }
 }
 
 /// How an upload is ordered with the read of the item's state its commit will
@@ -412,6 +501,7 @@ impl Store {
             options: Options::default(),
             tables: HashMap::new(),
             table_prefixes: HashMap::new(),
+            on_cleanup: None,
         }
     }
 
@@ -602,18 +692,31 @@ impl Store {
         for put in &mut puts {
             put.complete_after = Signal::open();
         }
+        let objects: Vec<Owned> = uploads
+            .iter()
+            .filter_map(|u| {
+                let (_, md5, _) = u.target.as_ref()?;
+                Some(target.object(self.bucket(), u.attr, &md5.hex))
+            })
+            .collect();
         let mut created = HashMap::new();
-        let mut proven = Vec::with_capacity(puts.len());
+        // Whether each object is known to exist after the read (`proven`), having
+        // been created after it (`fresh`).
+        let (mut proven, mut fresh) = (Vec::new(), Vec::new());
         let mut first_error = None;
         for (put, outcome) in puts.iter().zip(outcomes) {
-            proven.push(match (&order, &outcome) {
-                (UploadOrder::AfterRead, Ok(_)) => true,
-                (UploadOrder::Gated(_), Ok(o)) => *o == PutOutcome::Created,
-                _ => false,
-            });
+            let new = matches!(outcome, Ok(PutOutcome::Created));
+            let (p, f) = match order {
+                UploadOrder::AfterRead => (outcome.is_ok(), new),
+                UploadOrder::Gated(_) => (new, new),
+                UploadOrder::Unread => (false, false),
+            };
+            proven.push(p);
+            fresh.push(f);
             match outcome {
                 Ok(o) => {
-                    created.insert(put.key.clone(), o == PutOutcome::Created);
+                    let new = o == PutOutcome::Created;
+                    created.insert(put.key.clone(), new);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -639,11 +742,7 @@ impl Store {
             .collect();
         let mut uploaded = Uploaded {
             staged: Staged::new(target.clone(), attrs),
-            proofs: Proofs {
-                puts,
-                proven,
-                recreated: Vec::new(),
-            },
+            proofs: Proofs::new(puts, objects, proven, fresh),
             started,
         };
         match first_error {
@@ -706,13 +805,16 @@ impl Store {
         }
         uploaded.started = Instant::now();
         let outcomes = self.put_all(&uploaded.proofs.puts).await;
-        for (put, outcome) in uploaded.proofs.puts.iter().zip(outcomes) {
-            if outcome? == PutOutcome::Created {
-                uploaded.proofs.recreated.push(put.key.clone());
+        let proofs = &mut uploaded.proofs;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let created = outcome? == PutOutcome::Created;
+            if created {
+                proofs.recreated.push(proofs.puts[i].key.clone());
             }
+            // Sent after the state read the commit starts from.
+            proofs.proven[i] = true;
+            proofs.fresh[i] = created;
         }
-        // Sent after the state read the commit starts from.
-        uploaded.proofs.proven.fill(true);
         Ok(())
     }
 
@@ -778,13 +880,18 @@ impl Store {
 
     /// DeleteObjects in batches of 1000, every per-key error reported. Callers
     /// hold the deletion marks of every key (see [`ownership`](crate::ownership)).
-    pub(crate) async fn delete_keys(&self, keys: Vec<String>) -> Cleanup {
+    ///
+    /// With [`Attempts::Once`], a batch whose one attempt failed or went unanswered
+    /// is resolved with HeadObject: a key found gone is deleted (only this caller
+    /// could have deleted it), one still there is left over, and its mark must
+    /// stay, since the attempt may still land.
+    pub(crate) async fn delete_keys(&self, keys: Vec<String>, attempts: Attempts) -> Cleanup {
         let mut cleanup = Cleanup::default();
         for batch in keys.chunks(MAX_DELETE_BATCH) {
             match self
                 .inner
                 .backend
-                .delete_objects(&self.inner.bucket, batch)
+                .delete_objects(&self.inner.bucket, batch, attempts)
                 .await
             {
                 Ok(errors) => {
@@ -796,6 +903,26 @@ impl Store {
                             .cloned(),
                     );
                     cleanup.leftover.extend(errors);
+                }
+                Err(e) if attempts == Attempts::Once => {
+                    let heads = batch.iter().map(|k| async move {
+                        (
+                            k,
+                            self.inner.backend.head_object(&self.inner.bucket, k).await,
+                        )
+                    });
+                    for (key, head) in join_all(heads).await {
+                        match head {
+                            Ok(None) => cleanup.deleted.push(key.clone()),
+                            _ => {
+                                cleanup.leftover.push((
+                                    key.clone(),
+                                    format!("its one delete attempt was not confirmed ({e}); it stays marked for GC"),
+                                ));
+                                cleanup.marks_left.push(key.clone());
+                            }
+                        }
+                    }
                 }
                 Err(e) => cleanup
                     .leftover

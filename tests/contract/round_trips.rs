@@ -1,0 +1,388 @@
+//! Round trips on the caller's path, counted (never timed) by a backend wrapper,
+//! for k = 1, 2 and 8 large attributes, inline and with deferred cleanup.
+//!
+//! A call's *depth* is 1 + the largest depth among the calls that had finished
+//! when it started: calls sent together share a depth, a call that waited for
+//! another is one deeper. An operation's round trips are the largest depth among
+//! the calls it made before it returned. Background jobs run only in
+//! [`Store::flush`] here ([`Background::OnFlush`]), so nothing after the return
+//! is counted by accident; what they do is checked separately.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use vhs::{
+    Attempts, Backend, Background, Condition, Conditional, Item, ItemUpdate, ObjectInfo,
+    ObjectPage, Op, PutObject, PutOutcome, Query, QueryPage, Scan, Store, StoredObject, TableSpec,
+};
+
+use crate::fixture::Fixture;
+use crate::models::Wide;
+
+/// Records every call with its depth.
+#[derive(Clone, Default)]
+struct Depth {
+    inner: Option<Arc<dyn Backend>>,
+    finished: Arc<AtomicUsize>,
+    calls: Arc<Mutex<Vec<(Op, usize)>>>,
+}
+
+impl std::fmt::Debug for Depth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Depth")
+    }
+}
+
+impl Depth {
+    fn new(inner: Arc<dyn Backend>) -> Self {
+        Depth {
+            inner: Some(inner),
+            ..Depth::default()
+        }
+    }
+
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_deref().expect("wrapped")
+    }
+
+    async fn run<T>(&self, op: Op, call: impl std::future::Future<Output = T>) -> T {
+        let depth = self.finished.load(Ordering::SeqCst) + 1;
+        let out = call.await;
+        // Calls sent together are polled for the first time one after another
+        // in the caller's task; a loaded machine may answer one before the next
+        // was polled at all. Yielding first lets every call already queued in
+        // that task start before this one counts as finished, so the count
+        // depends on what waits for what, not on timing.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        self.finished.fetch_max(depth, Ordering::SeqCst);
+        self.calls.lock().unwrap().push((op, depth));
+        out
+    }
+
+    /// The calls since the last take, and their round trips; starts afresh.
+    fn take(&self) -> (Vec<Op>, usize) {
+        let calls = std::mem::take(&mut *self.calls.lock().unwrap());
+        if std::env::var("VHS_DEPTH_DEBUG").is_ok() {
+            eprintln!("{calls:?}");
+        }
+        self.finished.store(0, Ordering::SeqCst);
+        let depth = calls.iter().map(|(_, d)| *d).max().unwrap_or(0);
+        (calls.into_iter().map(|(op, _)| op).collect(), depth)
+    }
+}
+
+#[async_trait]
+impl Backend for Depth {
+    async fn create_table(&self, spec: &TableSpec) -> vhs::Result<()> {
+        self.inner().create_table(spec).await
+    }
+    async fn get_item(
+        &self,
+        table: &str,
+        key: &Item,
+        consistent: bool,
+    ) -> vhs::Result<Option<Item>> {
+        self.run(Op::GetItem, self.inner().get_item(table, key, consistent))
+            .await
+    }
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Option<Item>>> {
+        self.run(Op::PutItem, self.inner().put_item(table, item, condition))
+            .await
+    }
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Item>> {
+        self.run(
+            Op::UpdateItem,
+            self.inner().update_item(table, key, update, condition),
+        )
+        .await
+    }
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> vhs::Result<Conditional<Option<Item>>> {
+        self.run(
+            Op::DeleteItem,
+            self.inner().delete_item(table, key, condition),
+        )
+        .await
+    }
+    async fn query(&self, request: &Query) -> vhs::Result<QueryPage> {
+        self.run(Op::Query, self.inner().query(request)).await
+    }
+    async fn scan(&self, request: &Scan) -> vhs::Result<QueryPage> {
+        self.run(Op::Scan, self.inner().scan(request)).await
+    }
+    async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
+        self.inner().create_bucket(bucket).await
+    }
+    async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
+        self.run(Op::PutObject, self.inner().put_object(request))
+            .await
+    }
+    async fn get_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<StoredObject>> {
+        self.run(Op::GetObject, self.inner().get_object(bucket, key))
+            .await
+    }
+    async fn head_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<ObjectInfo>> {
+        self.run(Op::HeadObject, self.inner().head_object(bucket, key))
+            .await
+    }
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        attempts: Attempts,
+    ) -> vhs::Result<Vec<(String, String)>> {
+        self.run(
+            Op::DeleteObjects,
+            self.inner().delete_objects(bucket, keys, attempts),
+        )
+        .await
+    }
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> vhs::Result<ObjectPage> {
+        self.run(
+            Op::ListObjects,
+            self.inner().list_objects(bucket, prefix, continuation),
+        )
+        .await
+    }
+}
+
+/// A store over the fixture's backend, counted, with background jobs held for
+/// `flush`.
+async fn counted(fx: &Fixture, deferred: bool) -> (Store, Depth) {
+    let depth = Depth::new(Arc::new(fx.faults.clone()));
+    let store = Store::builder(depth.clone(), fx.bucket.clone())
+        .table_for::<Wide>(format!("{}-wide-{deferred}", fx.tables.0))
+        .background(Background::OnFlush)
+        .defer_cleanup(deferred)
+        .build()
+        .unwrap();
+    store.ensure_table::<Wide>().await.unwrap();
+    depth.take();
+    (store, depth)
+}
+
+fn count(calls: &[Op], op: Op) -> usize {
+    calls.iter().filter(|c| **c == op).count()
+}
+
+/// Runs `case` for k = 1, 2, 8 on one store.
+async fn for_each_k<F, Fut>(fx: &Fixture, deferred: bool, case: F)
+where
+    F: Fn(Store, Depth, usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (store, depth) = counted(fx, deferred).await;
+    for k in [1, 2, 8] {
+        case(store.clone(), depth.clone(), k).await;
+    }
+}
+
+/// create_large: k PutObject, then one PutItem. Two round trips.
+pub async fn round_trip_create(fx: Fixture) {
+    for_each_k(&fx, false, |store, depth, k| async move {
+        store
+            .create_large(&Wide::with(&format!("c{k}"), k, 1))
+            .await
+            .unwrap();
+        let (calls, trips) = depth.take();
+        assert_eq!(trips, 2, "k={k}: {calls:?}");
+        assert_eq!(count(&calls, Op::PutObject), k, "{calls:?}");
+        assert_eq!(count(&calls, Op::PutItem), 1, "{calls:?}");
+        assert_eq!(calls.len(), k + 1, "{calls:?}");
+    })
+    .await;
+}
+
+/// get_large: one GetItem, then every object at once. Two round trips.
+pub async fn round_trip_get(fx: Fixture) {
+    for_each_k(&fx, false, |store, depth, k| async move {
+        let wide = Wide::with(&format!("g{k}"), k, 2);
+        store.create_large(&wide).await.unwrap();
+        depth.take();
+        assert_eq!(store.get_large(&Wide::key(&wide.id)).await.unwrap(), wide);
+        let (calls, trips) = depth.take();
+        assert_eq!(trips, 2, "k={k}: {calls:?}");
+        assert_eq!(count(&calls, Op::GetObject), k, "{calls:?}");
+        assert_eq!(calls.len(), k + 1, "{calls:?}");
+    })
+    .await;
+}
+
+/// update_large replacing k values: uploads with the read, the commit, the
+/// delete of the replaced objects. Three round trips; the end of the
+/// reservations is one UpdateItem in the background.
+pub async fn round_trip_update(fx: Fixture) {
+    for_each_k(&fx, false, |store, depth, k| async move {
+        let id = format!("u{k}");
+        store.create_large(&Wide::with(&id, k, 3)).await.unwrap();
+        let new = Wide::with(&id, k, 4);
+        depth.take();
+        let updated = store
+            .update_large(&Wide::key(&id), changes_to(&new))
+            .await
+            .unwrap();
+        let (calls, trips) = depth.take();
+        assert_eq!(trips, 3, "k={k}: {calls:?}");
+        assert_eq!(count(&calls, Op::PutObject), k, "{calls:?}");
+        assert_eq!(count(&calls, Op::DeleteObjects), 1, "{calls:?}");
+        assert_eq!(calls.len(), k + 3, "{calls:?}");
+        assert_eq!(updated.cleanup.deleted.len(), k);
+        let background = store.flush().await;
+        let (calls, _) = depth.take();
+        assert_eq!(calls, [Op::UpdateItem], "k={k}");
+        assert!(background.marks_left.is_empty(), "{background:?}");
+        assert_eq!(store.get_large(&Wide::key(&id)).await.unwrap(), new);
+        depth.take();
+    })
+    .await;
+}
+
+/// With deferred cleanup, update_large returns after its commit: two round trips.
+pub async fn round_trip_update_deferred(fx: Fixture) {
+    for_each_k(&fx, true, |store, depth, k| async move {
+        let id = format!("ud{k}");
+        store.create_large(&Wide::with(&id, k, 3)).await.unwrap();
+        let new = Wide::with(&id, k, 5);
+        depth.take();
+        let updated = store
+            .update_large(&Wide::key(&id), changes_to(&new))
+            .await
+            .unwrap();
+        let (calls, trips) = depth.take();
+        assert_eq!(trips, 2, "k={k}: {calls:?}");
+        assert_eq!(calls.len(), k + 2, "{calls:?}");
+        assert_eq!(updated.cleanup.queued.len(), k);
+        let background = store.flush().await;
+        let (calls, _) = depth.take();
+        assert_eq!(calls, [Op::DeleteObjects, Op::UpdateItem], "k={k}");
+        assert_eq!(background.deleted.len(), k, "{background:?}");
+        assert_eq!(store.get_large(&Wide::key(&id)).await.unwrap(), new);
+        depth.take();
+    })
+    .await;
+}
+
+/// delete_large: the placeholder, then the delete. Two round trips inline, one
+/// deferred; the pointers are removed in the background.
+pub async fn round_trip_delete(fx: Fixture) {
+    for deferred in [false, true] {
+        for_each_k(&fx, deferred, |store, depth, k| async move {
+            let id = format!("d{k}{deferred}");
+            store.create_large(&Wide::with(&id, k, 6)).await.unwrap();
+            depth.take();
+            let deleted = store.delete_large(&Wide::key(&id)).await.unwrap();
+            let (calls, trips) = depth.take();
+            let expected = if deferred { 1 } else { 2 };
+            assert_eq!(trips, expected, "k={k} deferred={deferred}: {calls:?}");
+            assert_eq!(calls.len(), expected, "{calls:?}");
+            let background = store.flush().await;
+            let (later, _) = depth.take();
+            let deleted_keys = if deferred {
+                assert_eq!(later, [Op::DeleteObjects, Op::UpdateItem]);
+                background.deleted
+            } else {
+                assert_eq!(later, [Op::UpdateItem]);
+                deleted.cleanup.deleted
+            };
+            assert_eq!(deleted_keys.len(), k);
+            // Created again at once, over the placeholder, without waiting: its
+            // PutItem fails on the placeholder, the objects are checked again
+            // (step 2), then the PutItem that replaces it.
+            store.create_large(&Wide::with(&id, k, 6)).await.unwrap();
+            let (calls, trips) = depth.take();
+            assert_eq!(trips, 4, "{calls:?}");
+            assert_eq!(count(&calls, Op::GetItem), 0, "{calls:?}");
+        })
+        .await;
+    }
+}
+
+/// An update that sets a value equal to the stored one creates no object and
+/// deletes none; a create right after a delete whose bookkeeping has not run yet
+/// (a process that died) does not wait for it either.
+pub async fn round_trip_reuse_without_waiting(fx: Fixture) {
+    let (store, depth) = counted(&fx, false).await;
+    let id = "r";
+    let one = Wide::with(id, 2, 7);
+    let two = Wide::with(id, 2, 8);
+    store.create_large(&one).await.unwrap();
+    store
+        .update_large(&Wide::key(id), changes_to(&two))
+        .await
+        .unwrap();
+    // The bookkeeping is never run: the reservation marks of `one` stay. An
+    // update back to `one` creates its objects again and ends them itself.
+    let held = Store::builder(depth.clone(), fx.bucket.clone())
+        .table_for::<Wide>(store.table_name::<Wide>().to_owned())
+        .background(Background::OnFlush)
+        .build()
+        .unwrap();
+    depth.take();
+    let back = held
+        .update_large(&Wide::key(id), changes_to(&one))
+        .await
+        .unwrap();
+    let (calls, trips) = depth.take();
+    assert_eq!(trips, 3, "{calls:?}");
+    assert_eq!(back.staged.created_keys().len(), 2);
+    assert_eq!(held.get_large(&Wide::key(id)).await.unwrap(), one);
+    // The same value again: the uploads find the objects (412) and nothing is
+    // deleted.
+    depth.take();
+    let same = held
+        .update_large(&Wide::key(id), changes_to(&one))
+        .await
+        .unwrap();
+    let (calls, _) = depth.take();
+    assert!(same.cleanup.deleted.is_empty(), "{same:?}");
+    assert_eq!(count(&calls, Op::DeleteObjects), 0, "{calls:?}");
+    assert!(same.staged.created_keys().is_empty());
+    held.flush().await;
+    store.flush().await;
+    let stored = store
+        .backend()
+        .get_item(store.table_name::<Wide>(), &Wide::key(id).to_item(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.keys().any(|k| k.starts_with("vhs:del:")),
+        "{stored:?}"
+    );
+}
+
+fn changes_to(w: &Wide) -> vhs::Changes<Wide> {
+    Wide::changes()
+        .set_a(w.a.clone())
+        .set_b(w.b.clone())
+        .set_c(w.c.clone())
+        .set_d(w.d.clone())
+        .set_e(w.e.clone())
+        .set_f(w.f.clone())
+        .set_g(w.g.clone())
+        .set_h(w.h.clone())
+        .into()
+}
