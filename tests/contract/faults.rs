@@ -190,7 +190,10 @@ pub async fn update_post_success_cleanup_fails(fx: Fixture) {
         let fx = fixture(&fx, true, true).await;
         let doc = Document::sample("p", "s");
         let created = fx.store.create_large(&doc).await.unwrap();
+        // The one reserved attempt, then the retried delete after the
+        // reservations became ordinary marks.
         fx.faults.inject(fault_op, 1, FAIL);
+        fx.faults.inject(fault_op, 2, FAIL);
         let updated = fx
             .store
             .update_large(&doc.primary_key(), two_new_values())
@@ -266,7 +269,10 @@ pub async fn delete_object_cleanup_fails(fx: Fixture) {
     let fx = fixture(&fx, true, true).await;
     let doc = Document::sample("p", "s");
     let created = fx.store.create_large(&doc).await.unwrap();
+    // The one reserved attempt, then the retried delete after the reservations
+    // became ordinary marks.
     fx.faults.inject(Op::DeleteObjects, 1, FAIL);
+    fx.faults.inject(Op::DeleteObjects, 2, FAIL);
     let deleted = fx.store.delete_large(&doc.primary_key()).await.unwrap();
     let leftover: Vec<String> = deleted
         .cleanup

@@ -1182,6 +1182,10 @@ impl Store {
                 store
                     .delete_reserved(&objects, reserved_at, Attempts::Once, &mut cleanup)
                     .await;
+                let mut objects = objects;
+                store
+                    .escalate(&target, &mut objects, &stamp, kind, &mut cleanup)
+                    .await;
                 store
                     .end_reservations(&target, objects, &stamp, kind, &mut cleanup)
                     .await;
@@ -1193,7 +1197,8 @@ impl Store {
         self.delete_reserved(&objects, reserved_at, Attempts::Once, &mut cleanup)
             .await;
         let mut objects = objects;
-        objects.retain(|o| !cleanup.marks_left.contains(&o.key));
+        self.escalate(&target, &mut objects, &stamp, kind, &mut cleanup)
+            .await;
         self.defer(async move {
             let mut cleanup = Cleanup::default();
             store
@@ -1203,6 +1208,54 @@ impl Store {
         })
         .await;
         cleanup
+    }
+
+    /// For the reserved objects whose one delete attempt failed and that are still
+    /// there (in `cleanup.marks_left`): turns their reservations into ordinary
+    /// deletion marks (step 3) with one conditional write that requires the
+    /// reservations unchanged, so no writer ends them any more, then deletes
+    /// them with retries and unmarks them. Removes them from `objects` (what is
+    /// left to end). If the write fails they stay reserved, for GC.
+    async fn escalate(
+        &self,
+        target: &Target,
+        objects: &mut Vec<Owned>,
+        stamp: &Stamp,
+        kind: Reservation,
+        cleanup: &mut Cleanup,
+    ) {
+        let (stuck, rest): (Vec<Owned>, Vec<Owned>) = objects
+            .drain(..)
+            .partition(|o| cleanup.marks_left.contains(&o.key));
+        *objects = rest;
+        if stuck.is_empty() {
+            return;
+        }
+        let mark = Stamp::now(&new_token());
+        let mut update = ItemUpdate::default();
+        let mut condition = Condition::And(Vec::new());
+        for o in &stuck {
+            condition = condition.and(match kind {
+                Reservation::Marks => Condition::eq(o.mark(), stamp.value()),
+                Reservation::Pointers => {
+                    update.remove.push(o.attr.clone());
+                    Condition::exists(PLACEHOLDER)
+                        .and(Condition::eq(o.attr.clone(), o.uri.as_str()))
+                }
+            });
+            update.set.push((o.mark(), mark.value()));
+        }
+        if !matches!(
+            self.send(target, &Write::Update(update), &condition).await,
+            Ok(Conditional::Applied(_))
+        ) {
+            return;
+        }
+        let keys: Vec<&String> = stuck.iter().map(|o| &o.key).collect();
+        cleanup.marks_left.retain(|k| !keys.contains(&k));
+        cleanup.leftover.retain(|(k, _)| !keys.contains(&k));
+        self.delete_marked(target, stuck, &mark, Instant::now(), cleanup)
+            .await;
     }
 
     /// Ends the reservations of `objects` (deleted) under `stamp`: removes the
