@@ -235,8 +235,17 @@ pub async fn round_trip_get(fx: Fixture) {
 /// delete of the replaced objects. Three round trips; the end of the
 /// reservations is one UpdateItem in the background.
 pub async fn round_trip_update(fx: Fixture) {
-    for_each_k(&fx, false, |store, depth, k| async move {
-        let id = format!("u{k}");
+    update_case(&fx, false).await;
+}
+
+/// With deferred cleanup, update_large returns after its commit: two round trips.
+pub async fn round_trip_update_deferred(fx: Fixture) {
+    update_case(&fx, true).await;
+}
+
+async fn update_case(fx: &Fixture, deferred: bool) {
+    for_each_k(fx, deferred, |store, depth, k| async move {
+        let id = format!("u{k}{deferred}");
         store.create_large(&Wide::with(&id, k, 3)).await.unwrap();
         let new = Wide::with(&id, k, 4);
         depth.take();
@@ -245,40 +254,26 @@ pub async fn round_trip_update(fx: Fixture) {
             .await
             .unwrap();
         let (calls, trips) = depth.take();
-        assert_eq!(trips, 3, "k={k}: {calls:?}");
+        let (expected, background) = if deferred {
+            (2, vec![Op::DeleteObjects, Op::UpdateItem])
+        } else {
+            (3, vec![Op::UpdateItem])
+        };
+        assert_eq!(trips, expected, "k={k} deferred={deferred}: {calls:?}");
         assert_eq!(count(&calls, Op::PutObject), k, "{calls:?}");
-        assert_eq!(count(&calls, Op::DeleteObjects), 1, "{calls:?}");
-        assert_eq!(calls.len(), k + 3, "{calls:?}");
-        assert_eq!(updated.cleanup.deleted.len(), k);
-        let background = store.flush().await;
-        let (calls, _) = depth.take();
-        assert_eq!(calls, [Op::UpdateItem], "k={k}");
-        assert!(background.marks_left.is_empty(), "{background:?}");
-        assert_eq!(store.get_large(&Wide::key(&id)).await.unwrap(), new);
-        depth.take();
-    })
-    .await;
-}
-
-/// With deferred cleanup, update_large returns after its commit: two round trips.
-pub async fn round_trip_update_deferred(fx: Fixture) {
-    for_each_k(&fx, true, |store, depth, k| async move {
-        let id = format!("ud{k}");
-        store.create_large(&Wide::with(&id, k, 3)).await.unwrap();
-        let new = Wide::with(&id, k, 5);
-        depth.take();
-        let updated = store
-            .update_large(&Wide::key(&id), changes_to(&new))
-            .await
-            .unwrap();
-        let (calls, trips) = depth.take();
-        assert_eq!(trips, 2, "k={k}: {calls:?}");
-        assert_eq!(calls.len(), k + 2, "{calls:?}");
-        assert_eq!(updated.cleanup.queued.len(), k);
-        let background = store.flush().await;
-        let (calls, _) = depth.take();
-        assert_eq!(calls, [Op::DeleteObjects, Op::UpdateItem], "k={k}");
-        assert_eq!(background.deleted.len(), k, "{background:?}");
+        assert_eq!(calls.len(), k + expected, "{calls:?}");
+        let outcome = store.flush().await;
+        let (later, _) = depth.take();
+        assert_eq!(later, background, "k={k} deferred={deferred}");
+        assert!(outcome.marks_left.is_empty(), "{outcome:?}");
+        let deleted = if deferred {
+            assert_eq!(updated.cleanup.queued.len(), k);
+            outcome.deleted
+        } else {
+            assert_eq!(count(&calls, Op::DeleteObjects), 1, "{calls:?}");
+            updated.cleanup.deleted
+        };
+        assert_eq!(deleted.len(), k);
         assert_eq!(store.get_large(&Wide::key(&id)).await.unwrap(), new);
         depth.take();
     })

@@ -568,7 +568,7 @@ impl Store {
         let Some(target) = item_target(table, &item) else {
             return;
         };
-        let state = State::of(Some(item.clone()));
+        let placeholder = item.get(PLACEHOLDER).cloned();
         let stamp = Stamp::now(&new_token());
         let mut update = ItemUpdate::default();
         let mut condition = Condition::And(Vec::new());
@@ -585,8 +585,8 @@ impl Store {
         }
         let marks = objects.len() as u64;
         let stale_placeholder =
-            Stamp::parse(item.get(PLACEHOLDER)).is_some_and(|s| s.older_than(retention));
-        if let (State::Placeholder(_), true) = (&state, stale_placeholder) {
+            Stamp::parse(placeholder.as_ref()).is_some_and(|s| s.older_than(retention));
+        if stale_placeholder {
             for o in target.owned_in(self.bucket(), &item) {
                 condition = condition.and(Condition::eq(o.attr.clone(), o.uri.as_str()));
                 update.remove.push(o.attr.clone());
@@ -596,12 +596,12 @@ impl Store {
         }
         let mut cleanup = Cleanup::default();
         if !objects.is_empty() {
-            match &state {
-                State::Placeholder(p) => {
-                    condition = condition.and(Condition::eq(PLACEHOLDER, p[PLACEHOLDER].clone()));
+            match placeholder {
+                Some(ph) => {
+                    condition = condition.and(Condition::eq(PLACEHOLDER, ph));
                     update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
                 }
-                _ => {
+                None => {
                     condition = condition
                         .and(Condition::exists(target.hash_attr))
                         .and(Condition::not_exists(PLACEHOLDER));

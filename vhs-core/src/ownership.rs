@@ -635,7 +635,15 @@ impl Store {
                     now: state,
                 });
             }
-            match decide(&state) {
+            let mut decision = decide(&state);
+            if let (Decision::Write(..), Some(p)) = (&decision, proofs.as_deref_mut()) {
+                if !self.prove(target, &state, p).await? {
+                    // A reserved object is still there: its deletion has not
+                    // landed yet.
+                    decision = Decision::Wait("an object it points to is being deleted");
+                }
+            }
+            match decision {
                 Decision::Fail(e) => return Err(e),
                 Decision::Done => {
                     return Ok(Committed {
@@ -659,23 +667,6 @@ impl Store {
                     reread(&mut proofs);
                 }
                 Decision::Write(write, condition) => {
-                    if let Some(p) = proofs.as_deref_mut() {
-                        if !self.prove(target, &state, p).await? {
-                            // A reserved object is still there: its deletion
-                            // has not landed yet.
-                            waits += 1;
-                            if !wait.pause(waits).await {
-                                return Err(target.busy("an object it points to is being deleted"));
-                            }
-                            state = State::of(
-                                self.backend()
-                                    .get_item(&target.table, &target.key, true)
-                                    .await?,
-                            );
-                            reread(&mut proofs);
-                            continue;
-                        }
-                    }
                     match self.send(target, &write, &condition).await {
                         Ok(Conditional::Applied(old)) => {
                             return Ok(Committed {
@@ -1179,12 +1170,8 @@ impl Store {
             cleanup.queued = objects.iter().map(|o| o.key.clone()).collect();
             self.defer(async move {
                 let mut cleanup = Cleanup::default();
-                store
-                    .delete_reserved(&objects, reserved_at, Attempts::Once, &mut cleanup)
-                    .await;
-                let mut objects = objects;
-                store
-                    .escalate(&target, &mut objects, &stamp, kind, &mut cleanup)
+                let objects = store
+                    .delete_reservations(&target, objects, &stamp, kind, reserved_at, &mut cleanup)
                     .await;
                 store
                     .end_reservations(&target, objects, &stamp, kind, &mut cleanup)
@@ -1194,10 +1181,8 @@ impl Store {
             .await;
             return cleanup;
         }
-        self.delete_reserved(&objects, reserved_at, Attempts::Once, &mut cleanup)
-            .await;
-        let mut objects = objects;
-        self.escalate(&target, &mut objects, &stamp, kind, &mut cleanup)
+        let objects = self
+            .delete_reservations(&target, objects, &stamp, kind, reserved_at, &mut cleanup)
             .await;
         self.defer(async move {
             let mut cleanup = Cleanup::default();
@@ -1208,6 +1193,27 @@ impl Store {
         })
         .await;
         cleanup
+    }
+
+    /// One DeleteObjects attempt for reserved `objects`, then [`escalate`]
+    /// for those it could not delete. Returns the objects whose reservations
+    /// are left to end.
+    ///
+    /// [`escalate`]: Self::escalate
+    async fn delete_reservations(
+        &self,
+        target: &Target,
+        mut objects: Vec<Owned>,
+        stamp: &Stamp,
+        kind: Reservation,
+        reserved_at: Instant,
+        cleanup: &mut Cleanup,
+    ) -> Vec<Owned> {
+        self.delete_reserved(&objects, reserved_at, Attempts::Once, cleanup)
+            .await;
+        self.escalate(target, &mut objects, stamp, kind, cleanup)
+            .await;
+        objects
     }
 
     /// For the reserved objects whose one delete attempt failed and that are still

@@ -715,8 +715,7 @@ impl Store {
             fresh.push(f);
             match outcome {
                 Ok(o) => {
-                    let new = o == PutOutcome::Created;
-                    created.insert(put.key.clone(), new);
+                    created.insert(put.key.clone(), o == PutOutcome::Created);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
