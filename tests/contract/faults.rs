@@ -254,6 +254,38 @@ pub async fn update_post_success_cleanup_fails(fx: Fixture) {
     assert_eq!(gc.marks_taken_over, 0, "{gc:?}");
 }
 
+/// The one reserved delete attempt fails, and the response to the write that
+/// turns the reservations into ordinary marks is lost: the resend finds its own
+/// marks, so the objects are still deleted and unmarked.
+pub async fn reserved_delete_fails_and_escalation_response_is_lost(fx: Fixture) {
+    let fx = fixture(&fx, true, true).await;
+    let doc = Document::sample("p", "s");
+    let created = fx.store.create_large(&doc).await.unwrap();
+    fx.faults.inject(Op::DeleteObjects, 1, FAIL);
+    // UpdateItem 1 is the commit, 2 the escalation.
+    fx.faults.inject(Op::UpdateItem, 2, Fault::LoseResponse);
+    let updated = fx
+        .store
+        .update_large(&doc.primary_key(), two_new_values())
+        .await
+        .unwrap();
+    assert_eq!(sorted(updated.cleanup.deleted.clone()), keys_of(&created));
+    assert!(updated.cleanup.leftover.is_empty(), "{:?}", updated.cleanup);
+    assert!(
+        updated.cleanup.marks_left.is_empty(),
+        "{:?}",
+        updated.cleanup
+    );
+    let background = fx.store.flush().await;
+    assert!(background.marks_left.is_empty(), "{background:?}");
+    assert_eq!(fx.objects().await, keys_of(&updated.staged));
+    let stored = fx.raw_item(&doc.primary_key()).await.expect("the item");
+    assert!(
+        !stored.keys().any(|k| k.starts_with("vhs:del:")),
+        "{stored:?}"
+    );
+}
+
 pub async fn delete_fails_at_delete_item(fx: Fixture) {
     let fx = fixture(&fx, true, true).await;
     let doc = Document::sample("p", "s");

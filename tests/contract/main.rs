@@ -100,6 +100,7 @@ contract! {
     faults::update_fails_at_update_item,
     faults::update_item_response_lost,
     faults::update_post_success_cleanup_fails,
+    faults::reserved_delete_fails_and_escalation_response_is_lost,
     faults::delete_fails_at_delete_item,
     faults::delete_object_cleanup_fails,
     faults::delete_per_key_errors_are_reported,

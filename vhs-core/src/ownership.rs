@@ -1251,10 +1251,15 @@ impl Store {
             });
             update.set.push((o.mark(), mark.value()));
         }
-        if !matches!(
-            self.send(target, &Write::Update(update), &condition).await,
-            Ok(Conditional::Applied(_))
-        ) {
+        let applied = match self.send(target, &Write::Update(update), &condition).await {
+            Ok(Conditional::Applied(_)) => true,
+            // A resend after a lost response finds its own marks: applied.
+            Ok(Conditional::Failed(Some(current))) => stuck
+                .iter()
+                .all(|o| current.get(&o.mark()) == Some(&mark.value())),
+            _ => false,
+        };
+        if !applied {
             return;
         }
         let keys: Vec<&String> = stuck.iter().map(|o| &o.key).collect();
