@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vhs::{Backend, FaultyBackend, Item, MemoryBackend, Model, Store, StoreBuilder};
 
-use crate::models::{Blob, Document, Note, Page, VDoc};
+use crate::models::{Blob, Document, Note, Page, VDoc, Video};
 
 /// Which backend a contract test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,8 @@ impl Fixture {
             .table_for::<Blob>(tables.1.clone())
             .table_for::<VDoc>(format!("vdocs-{id}"))
             .table_for::<Note>(format!("notes-{id}"))
-            .table_for::<Page>(format!("pages-{id}"));
+            .table_for::<Page>(format!("pages-{id}"))
+            .table_for::<Video>(format!("videos-{id}"));
         let store = configure(builder).build().expect("store");
         store.ensure_bucket().await.expect("bucket");
         store.ensure_table::<Document>().await.expect("table");
@@ -64,6 +65,7 @@ impl Fixture {
         store.ensure_table::<VDoc>().await.expect("table");
         store.ensure_table::<Note>().await.expect("table");
         store.ensure_table::<Page>().await.expect("table");
+        store.ensure_table::<Video>().await.expect("table");
         faults.reset();
         Fixture {
             kind,
@@ -132,6 +134,17 @@ impl Fixture {
     /// Overwrites an object behind the store's back.
     pub async fn tamper(&self, key: &str, body: &[u8]) {
         put_raw(&*self.raw, &self.bucket, key, body).await;
+    }
+
+    /// Every multipart upload in progress in the bucket, as `key` strings.
+    pub async fn uploads(&self) -> Vec<String> {
+        self.raw
+            .list_multipart_uploads(&self.bucket, "")
+            .await
+            .expect("list uploads")
+            .into_iter()
+            .map(|u| u.key)
+            .collect()
     }
 
     /// Deletes an object behind the store's back.

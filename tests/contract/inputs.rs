@@ -1,11 +1,10 @@
 //! Bad input and hostile keys: every case of the README's table, each answered
 //! with its error before anything is written where the input alone decides.
 
-use bytes::Bytes;
 use vhs::{Error, Model};
 
 use crate::fixture::Fixture;
-use crate::models::{Blob, Document};
+use crate::models::{Document, Video};
 
 /// Asserts the error and that no call reached the backend.
 fn rejected_before_writing(fx: &Fixture, result: Result<impl std::fmt::Debug, Error>) -> Error {
@@ -31,17 +30,20 @@ pub async fn bad_inputs_are_rejected_before_writing(fx: Fixture) {
     big.data = serde_json::json!("x".repeat(410 * 1024));
     let err = rejected_before_writing(&fx, fx.store.create_large(&big).await);
     assert!(err.to_string().contains("409600"), "{err}");
-    // A large value larger than one S3 PUT (5 GiB): rejected before it is hashed or
-    // sent. (A zeroed allocation: the pages are never touched.)
-    let huge = Blob {
-        id: 1,
-        body: Some(Bytes::from(vec![0u8; 5 * 1024 * 1024 * 1024 + 1])),
-        meta: None,
-        note: None,
+    // A large value larger than an S3 object can be (5 TiB): rejected before it is
+    // hashed or sent. (A sparse file: its blocks are never written.)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(5 * 1024 * 1024 * 1024 * 1024 + 1).unwrap();
+    drop(file);
+    let huge = Video {
+        id: "huge".into(),
+        data: Some(vhs::Blob::from_file(&path).await.unwrap()),
+        thumb: None,
     };
     let err = rejected_before_writing(&fx, fx.store.create_large(&huge).await);
-    assert!(err.to_string().contains("5 GiB"), "{err}");
-    drop(huge);
+    assert!(err.to_string().contains("5 TiB"), "{err}");
     assert!(fx.objects().await.is_empty());
 }
 

@@ -18,6 +18,7 @@ mod races;
 mod round_trips;
 mod schedules;
 mod transact;
+mod transfers;
 mod versioned;
 
 /// Generates one `#[tokio::test]` per case and backend.
@@ -59,6 +60,13 @@ contract! {
     round_trips::round_trip_update_deferred,
     round_trips::round_trip_delete,
     round_trips::round_trip_reuse_without_waiting,
+    transfers::multipart_round_trip_from_bytes_file_and_reader,
+    transfers::ranged_reads,
+    transfers::empty_and_small_values_stream,
+    transfers::failed_multipart_uploads_are_aborted,
+    transfers::changed_file_is_refused,
+    transfers::tampered_download_is_an_integrity_error,
+    transfers::gc_aborts_stale_uploads,
     cases::round_trip_with_range_key,
     cases::round_trip_without_range_key,
     cases::none_means_no_object_and_no_attribute,

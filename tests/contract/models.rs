@@ -189,3 +189,16 @@ impl Wide {
         }
     }
 }
+
+/// A value too large to hold in memory comfortably: a `Blob` (bytes or a file)
+/// beside an ordinary small large attribute.
+#[derive(Model, Debug, Clone)]
+#[vhs(table = "videos")]
+pub struct Video {
+    #[vhs(hash_key)]
+    pub id: String,
+    #[large(content_type = "video/mp4")]
+    pub data: Option<vhs::Blob>,
+    #[large]
+    pub thumb: Option<Bytes>,
+}

@@ -139,6 +139,79 @@ impl Backend for Depth {
         self.run(Op::GetObject, self.inner().get_object(bucket, key))
             .await
     }
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> vhs::Result<Option<vhs::ObjectRange>> {
+        self.run(
+            Op::GetObjectRange,
+            self.inner().get_object_range(bucket, key, range),
+        )
+        .await
+    }
+    async fn create_multipart_upload(&self, request: &vhs::MultipartStart) -> vhs::Result<String> {
+        self.run(
+            Op::CreateMultipartUpload,
+            self.inner().create_multipart_upload(request),
+        )
+        .await
+    }
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: bytes::Bytes,
+        content_md5: &str,
+    ) -> vhs::Result<String> {
+        self.run(
+            Op::UploadPart,
+            self.inner()
+                .upload_part(bucket, key, upload_id, number, body, content_md5),
+        )
+        .await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[vhs::CompletedPart],
+        if_none_match: bool,
+    ) -> vhs::Result<PutOutcome> {
+        self.run(
+            Op::CompleteMultipartUpload,
+            self.inner()
+                .complete_multipart_upload(bucket, key, upload_id, parts, if_none_match),
+        )
+        .await
+    }
+    async fn abort_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> vhs::Result<()> {
+        self.run(
+            Op::AbortMultipartUpload,
+            self.inner().abort_multipart_upload(bucket, key, upload_id),
+        )
+        .await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> vhs::Result<Vec<vhs::MultipartInfo>> {
+        self.run(
+            Op::ListMultipartUploads,
+            self.inner().list_multipart_uploads(bucket, prefix),
+        )
+        .await
+    }
     async fn head_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<ObjectInfo>> {
         self.run(Op::HeadObject, self.inner().head_object(bucket, key))
             .await

@@ -15,8 +15,9 @@ use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
 
 use crate::backend::{
-    Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
-    QueryPage, Scan, Signal, StoredObject, TableSpec,
+    Attempts, Backend, CompletedPart, Conditional, MultipartInfo, MultipartStart, ObjectInfo,
+    ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan, Signal, StoredObject,
+    TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
@@ -327,6 +328,20 @@ fn non_empty<K, V>(m: HashMap<K, V>) -> Option<HashMap<K, V>> {
     (!m.is_empty()).then_some(m)
 }
 
+impl AwsBackend {
+    /// The server-side encryption headers of object writes.
+    fn sse(&self) -> (Option<s3::types::ServerSideEncryption>, Option<String>) {
+        match &self.encryption {
+            Some(Encryption::S3) => (Some(s3::types::ServerSideEncryption::Aes256), None),
+            Some(Encryption::Kms { key_id }) => (
+                Some(s3::types::ServerSideEncryption::AwsKms),
+                key_id.clone(),
+            ),
+            None => (None, None),
+        }
+    }
+}
+
 #[async_trait]
 impl Backend for AwsBackend {
     async fn create_table(&self, spec: &TableSpec) -> Result<()> {
@@ -574,6 +589,235 @@ impl Backend for AwsBackend {
         }
     }
 
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<ObjectRange>> {
+        let empty = |info: Option<ObjectInfo>| {
+            info.map(|i| ObjectRange {
+                body: bytes::Bytes::new(),
+                total: i.size,
+            })
+        };
+        if range.start >= range.end {
+            return Ok(empty(self.head_object(bucket, key).await?));
+        }
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            // 416: the range starts at or after the end.
+            Err(e)
+                if e.code() == Some("InvalidRange")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 416) =>
+            {
+                return Ok(empty(self.head_object(bucket, key).await?));
+            }
+            Err(e) => return Err(sdk_error("s3", "GetObject", e)),
+        };
+        let ranged = out.content_range().and_then(|r| {
+            r.rsplit('/')
+                .next()
+                .and_then(|total| total.trim().parse::<u64>().ok())
+        });
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Backend {
+                service: "s3",
+                operation: "GetObject",
+                code: None,
+                retryable: true,
+                message: format!("reading the body failed: {e}"),
+                source: Some(Box::new(e)),
+            })?
+            .into_bytes();
+        Ok(Some(match ranged {
+            Some(total) => ObjectRange { body, total },
+            // The server sent the whole object: cut the range out of it.
+            None => {
+                let total = body.len() as u64;
+                let start = range.start.min(total) as usize;
+                let end = range.end.min(total) as usize;
+                ObjectRange {
+                    body: body.slice(start..end.max(start)),
+                    total,
+                }
+            }
+        }))
+    }
+
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
+        let mut req = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&request.bucket)
+            .key(&request.key)
+            .content_type(&request.content_type)
+            .set_metadata(non_empty(request.metadata.clone()))
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone());
+        let (sse, kms_key) = self.sse();
+        req = req
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key);
+        let out = req
+            .send()
+            .await
+            .map_err(|e| sdk_error("s3", "CreateMultipartUpload", e))?;
+        out.upload_id.ok_or_else(|| {
+            Error::backend(
+                "s3",
+                "CreateMultipartUpload",
+                true,
+                "no upload id in the answer",
+            )
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: bytes::Bytes,
+        content_md5: &str,
+    ) -> Result<String> {
+        let out = self
+            .s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .content_md5(content_md5)
+            .content_length(body.len() as i64)
+            .body(s3::primitives::ByteStream::from(body))
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_error("s3", "UploadPart", e))?;
+        out.e_tag
+            .ok_or_else(|| Error::backend("s3", "UploadPart", true, "no ETag in the answer"))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
+        let completed = s3::types::CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        s3::types::CompletedPart::builder()
+                            .part_number(p.number as i32)
+                            .e_tag(&p.etag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let mut req = self
+            .s3
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone());
+        if if_none_match {
+            req = req.if_none_match("*");
+        }
+        match req.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e)
+                if e.code() == Some("PreconditionFailed")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Ok(PutOutcome::AlreadyExisted)
+            }
+            Err(e) => Err(sdk_error("s3", "CompleteMultipartUpload", e)),
+        }
+    }
+
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        match self
+            .s3
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(|e| e.is_no_such_upload())
+                    || e.code() == Some("NoSuchUpload") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("s3", "AbortMultipartUpload", e)),
+        }
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>> {
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .s3
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error("s3", "ListMultipartUploads", e))?;
+            for u in out.uploads() {
+                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                    uploads.push(MultipartInfo {
+                        key: key.to_owned(),
+                        upload_id: id.to_owned(),
+                        initiated: u.initiated().and_then(|t| SystemTime::try_from(*t).ok()),
+                    });
+                }
+            }
+            if out.is_truncated != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker.clone();
+            id_marker = out.next_upload_id_marker.clone();
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(uploads)
+    }
+
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         let mut req = self.s3.create_bucket().bucket(bucket);
         if let Some(region) = self.region.as_deref().filter(|r| *r != "us-east-1") {
@@ -611,17 +855,10 @@ impl Backend for AwsBackend {
             .content_length(request.body.len() as i64)
             .body(gated_body(request.body, &request.complete_after))
             .set_expected_bucket_owner(self.expected_bucket_owner.clone());
-        match &self.encryption {
-            Some(Encryption::S3) => {
-                req = req.server_side_encryption(s3::types::ServerSideEncryption::Aes256)
-            }
-            Some(Encryption::Kms { key_id }) => {
-                req = req
-                    .server_side_encryption(s3::types::ServerSideEncryption::AwsKms)
-                    .set_ssekms_key_id(key_id.clone())
-            }
-            None => {}
-        }
+        let (sse, kms_key) = self.sse();
+        req = req
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key);
         if request.if_none_match {
             req = req.if_none_match("*");
         }

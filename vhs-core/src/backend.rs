@@ -24,6 +24,12 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 pub const MAX_KEY_BYTES: usize = 1024;
 /// S3's limit for a single PutObject (5 GiB).
 pub const MAX_PUT_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's limit for an object (5 TiB), reached by multipart upload.
+pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// S3's limit on the parts of a multipart upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// S3's smallest part (5 MiB), for every part but the last.
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// Keys per DeleteObjects call.
 pub const MAX_DELETE_BATCH: usize = 1000;
 
@@ -249,6 +255,59 @@ impl fmt::Debug for StoredObject {
     }
 }
 
+/// CreateMultipartUpload: an upload whose parts are sent one by one, and whose
+/// object comes into existence only when it is completed.
+#[derive(Debug, Clone)]
+pub struct MultipartStart {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Content-Type.
+    pub content_type: String,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: HashMap<String, String>,
+}
+
+/// A multipart upload in progress (ListMultipartUploads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartInfo {
+    /// Object key.
+    pub key: String,
+    /// The upload's id.
+    pub upload_id: String,
+    /// When it was started, if the server said.
+    pub initiated: Option<std::time::SystemTime>,
+}
+
+/// A part sent by UploadPart: its number (1-based) and the ETag the server gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// Part number, 1 to [`MAX_PARTS`].
+    pub number: u32,
+    /// The ETag UploadPart returned.
+    pub etag: String,
+}
+
+/// A byte range of an object read back.
+#[derive(Clone)]
+pub struct ObjectRange {
+    /// The bytes of the range (shorter than asked where the object ends first;
+    /// empty when the range starts at or after its end).
+    pub body: Bytes,
+    /// The size of the whole object.
+    pub total: u64,
+}
+
+impl fmt::Debug for ObjectRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectRange")
+            .field("len", &self.body.len())
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
 /// The DynamoDB and S3 calls vhs makes. Implement it to add a backend, or wrap one
 /// (as [`FaultyBackend`](crate::FaultyBackend) does) to observe or fail calls.
 ///
@@ -306,8 +365,57 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// GetObject; `None` if there is no such object.
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>>;
 
+    /// GetObject of bytes `range.start..range.end` (`Range: bytes=`); `None` if there
+    /// is no such object. A range past the end is cut short; one that starts at or
+    /// after the end reads as empty, with the object's size.
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<ObjectRange>>;
+
     /// HeadObject; `None` if there is no such object.
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>>;
+
+    /// CreateMultipartUpload; returns the upload id.
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String>;
+
+    /// UploadPart, with `Content-MD5` (base64) checked by the server; returns the
+    /// part's ETag.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+        content_md5: &str,
+    ) -> Result<String>;
+
+    /// CompleteMultipartUpload: the object comes into existence now. With
+    /// `if_none_match` (`If-None-Match: *`), an object already at the key is left
+    /// as is and the answer is [`PutOutcome::AlreadyExisted`]; the upload then
+    /// stays open, to be aborted.
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome>;
+
+    /// AbortMultipartUpload: its parts are discarded. An upload that no longer
+    /// exists (completed or aborted) succeeds.
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+
+    /// ListMultipartUploads: every upload in progress under `prefix`, all pages.
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>>;
 
     /// DeleteObjects for at most [`MAX_DELETE_BATCH`] keys. Returns the keys that
     /// could not be deleted, each with the reason. Deleting a missing key succeeds.
@@ -355,6 +463,54 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
         (**self).head_object(bucket, key).await
+    }
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<ObjectRange>> {
+        (**self).get_object_range(bucket, key, range).await
+    }
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
+        (**self).create_multipart_upload(request).await
+    }
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+        content_md5: &str,
+    ) -> Result<String> {
+        (**self)
+            .upload_part(bucket, key, upload_id, number, body, content_md5)
+            .await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
+        (**self)
+            .complete_multipart_upload(bucket, key, upload_id, parts, if_none_match)
+            .await
+    }
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        (**self)
+            .abort_multipart_upload(bucket, key, upload_id)
+            .await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>> {
+        (**self).list_multipart_uploads(bucket, prefix).await
     }
     async fn update_item(
         &self,

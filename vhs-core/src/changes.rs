@@ -7,14 +7,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::blob::Blob;
 use crate::condition::Condition;
 use crate::error::{Error, Result};
 use crate::model::{derive_support, LargeValue, Model};
 
-/// Large values to upload, by attribute: `Some(bytes)` writes an object, `None`
+/// Large values to upload, by attribute: `Some(blob)` writes an object, `None`
 /// removes the attribute. The argument of [`Store::put_s3`](crate::Store::put_s3).
 pub struct LargeValues<M> {
-    pub(crate) values: Vec<(usize, Option<Bytes>)>,
+    pub(crate) values: Vec<(usize, Option<Blob>)>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -37,18 +38,24 @@ impl<M: Model> LargeValues<M> {
     }
 
     /// Sets the bytes of one large attribute by name (`None`: remove it).
-    pub fn with(mut self, attr: &str, bytes: Option<Bytes>) -> Result<Self> {
+    pub fn with(self, attr: &str, bytes: Option<Bytes>) -> Result<Self> {
+        self.with_blob(attr, bytes.map(Blob::from))
+    }
+
+    /// Sets one large attribute by name to a [`Blob`] (bytes in memory or a file;
+    /// `None`: remove it).
+    pub fn with_blob(mut self, attr: &str, blob: Option<Blob>) -> Result<Self> {
         let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
             Error::invalid(format!(
                 "`{attr}` is not a large attribute of table `{}`",
                 M::SCHEMA.table
             ))
         })?;
-        self.insert(index, bytes);
+        self.insert(index, blob);
         Ok(self)
     }
 
-    fn insert(&mut self, index: usize, bytes: Option<Bytes>) {
+    fn insert(&mut self, index: usize, bytes: Option<Blob>) {
         match self.values.iter_mut().find(|(i, _)| *i == index) {
             Some(slot) => slot.1 = bytes,
             None => self.values.push((index, bytes)),
@@ -80,7 +87,7 @@ impl<M: Model> fmt::Debug for LargeValues<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (i, v) in &self.values {
-            m.entry(&M::SCHEMA.large[*i].name, &v.as_ref().map(Bytes::len));
+            m.entry(&M::SCHEMA.large[*i].name, &v.as_ref().map(Blob::len));
         }
         m.finish()
     }
@@ -137,8 +144,14 @@ impl<M: Model> Changes<M> {
     }
 
     /// Sets a large attribute from its bytes (`None`: remove it and its object).
-    pub fn set_large_bytes(mut self, name: &str, bytes: Option<Bytes>) -> Self {
-        match std::mem::take(&mut self.large).with(name, bytes) {
+    pub fn set_large_bytes(self, name: &str, bytes: Option<Bytes>) -> Self {
+        self.set_large_blob(name, bytes.map(Blob::from))
+    }
+
+    /// Sets a large attribute to a [`Blob`] (bytes in memory or a file; `None`:
+    /// remove it and its object).
+    pub fn set_large_blob(mut self, name: &str, blob: Option<Blob>) -> Self {
+        match std::mem::take(&mut self.large).with_blob(name, blob) {
             Ok(l) => self.large = l,
             Err(e) => self.record(e),
         }

@@ -150,6 +150,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A local file or stream could not be read or written (a [`Blob`](crate::Blob)'s
+    /// file, a download's destination). Nothing was committed because of it.
+    #[error("cannot {action}: {source}")]
+    Io {
+        /// What was being done, e.g. `read /data/video.mp4`.
+        action: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A value could not be converted to or from its stored form.
     #[error("cannot {direction} attribute `{attr}`: {source}")]
     Codec {
@@ -206,6 +217,13 @@ impl Error {
     pub(crate) fn invalid(message: impl fmt::Display) -> Self {
         Error::InvalidInput {
             message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            action: action.into(),
+            source,
         }
     }
 

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::backend::{
-    Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome, Query,
-    QueryPage, Scan, StoredObject, TableSpec,
+    Attempts, Backend, CompletedPart, Conditional, MultipartInfo, MultipartStart, ObjectInfo,
+    ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan, StoredObject,
+    TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -42,6 +43,18 @@ pub enum Op {
     DeleteObjects,
     /// ListObjectsV2.
     ListObjects,
+    /// GetObject of a byte range.
+    GetObjectRange,
+    /// CreateMultipartUpload.
+    CreateMultipartUpload,
+    /// UploadPart.
+    UploadPart,
+    /// CompleteMultipartUpload.
+    CompleteMultipartUpload,
+    /// AbortMultipartUpload.
+    AbortMultipartUpload,
+    /// ListMultipartUploads.
+    ListMultipartUploads,
 }
 
 /// What an injected fault does.
@@ -212,6 +225,12 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
             Op::GetObject => "GetObject",
             Op::DeleteObjects => "DeleteObjects",
             Op::ListObjects => "ListObjectsV2",
+            Op::GetObjectRange => "GetObject",
+            Op::CreateMultipartUpload => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Op::AbortMultipartUpload => "AbortMultipartUpload",
+            Op::ListMultipartUploads => "ListMultipartUploads",
         },
         code: Some("InjectedFault".into()),
         retryable,
@@ -285,6 +304,74 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
         self.run(Op::GetObject, self.inner.get_object(bucket, key))
             .await
+    }
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<ObjectRange>> {
+        self.run(
+            Op::GetObjectRange,
+            self.inner.get_object_range(bucket, key, range),
+        )
+        .await
+    }
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
+        self.run(
+            Op::CreateMultipartUpload,
+            self.inner.create_multipart_upload(request),
+        )
+        .await
+    }
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: bytes::Bytes,
+        content_md5: &str,
+    ) -> Result<String> {
+        self.run(
+            Op::UploadPart,
+            self.inner
+                .upload_part(bucket, key, upload_id, number, body, content_md5),
+        )
+        .await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
+        self.run(
+            Op::CompleteMultipartUpload,
+            self.inner
+                .complete_multipart_upload(bucket, key, upload_id, parts, if_none_match),
+        )
+        .await
+    }
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.run(
+            Op::AbortMultipartUpload,
+            self.inner.abort_multipart_upload(bucket, key, upload_id),
+        )
+        .await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>> {
+        self.run(
+            Op::ListMultipartUploads,
+            self.inner.list_multipart_uploads(bucket, prefix),
+        )
+        .await
     }
     async fn delete_objects(
         &self,

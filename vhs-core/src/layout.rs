@@ -98,7 +98,11 @@ pub(crate) struct Md5Sum {
 
 impl Md5Sum {
     pub fn of(bytes: &[u8]) -> Self {
-        let digest = Md5::digest(bytes);
+        Self::from_digest(&Md5::digest(bytes))
+    }
+
+    /// From a finished digest.
+    pub fn from_digest(digest: &[u8]) -> Self {
         Md5Sum {
             hex: digest.iter().map(|b| format!("{b:02x}")).collect(),
             base64: base64::engine::general_purpose::STANDARD.encode(digest),

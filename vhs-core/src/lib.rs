@@ -7,6 +7,7 @@
 
 mod aws;
 mod backend;
+mod blob;
 mod changes;
 mod condition;
 mod error;
@@ -22,10 +23,12 @@ mod versioned;
 
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
-    item_size, Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome,
-    Query, QueryPage, Scan, Signal, StoredObject, TableSpec, Trigger, MAX_DELETE_BATCH,
-    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
+    item_size, Attempts, Backend, CompletedPart, Conditional, MultipartInfo, MultipartStart,
+    ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan, Signal,
+    StoredObject, TableSpec, Trigger, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    MAX_OBJECT_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES,
 };
+pub use blob::Blob;
 pub use changes::{Changes, LargeValues};
 pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
 pub use error::{BoxError, Error, Result};
@@ -53,6 +56,7 @@ pub mod types {
 /// no direct dependency on the AWS crates. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::blob::Blob;
     pub use crate::changes::Changes;
     pub use crate::condition::Condition;
     pub use crate::error::{Error, Result};

@@ -135,6 +135,10 @@ pub struct GcReport {
     pub placeholders_removed: u64,
     /// Objects under the prefix whose key is not in vhs's layout: never touched.
     pub foreign: u64,
+    /// Multipart uploads under the prefix started more than the retention ago:
+    /// left by a process that died mid-upload, aborted (counted only, in a dry
+    /// run).
+    pub uploads_aborted: u64,
     /// Deleted (or, in a dry run, to be deleted) object keys.
     pub deleted: Vec<String>,
     /// Their total size in bytes.
@@ -370,6 +374,45 @@ impl Store {
         Ok((all, scanned.load(Ordering::Relaxed)))
     }
 
+    /// Aborts the multipart uploads under the table's prefix that started more
+    /// than `retention` ago. A call that is still sending one (a very slow
+    /// upload) then fails and nothing of it is stored; a call that returned never
+    /// leaves one (it aborts on failure), so these are a dead process's.
+    async fn abort_stale_uploads(
+        &self,
+        table: &TableRef,
+        retention: Duration,
+        dry_run: bool,
+    ) -> Result<u64> {
+        let prefix = if table.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", table.prefix)
+        };
+        let now = SystemTime::now();
+        let mut aborted = 0;
+        for upload in self
+            .backend()
+            .list_multipart_uploads(self.bucket(), &prefix)
+            .await?
+        {
+            let stale = upload
+                .initiated
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > retention + TIMESTAMP_RESOLUTION);
+            if !stale {
+                continue;
+            }
+            if !dry_run {
+                self.backend()
+                    .abort_multipart_upload(self.bucket(), &upload.key, &upload.upload_id)
+                    .await?;
+            }
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+
     /// Lists every object under the table's prefix, page by page.
     async fn for_each_object(
         &self,
@@ -481,6 +524,10 @@ impl Store {
                     .1
                     .push((object, o.size));
             })
+            .await?;
+
+        report.uploads_aborted = self
+            .abort_stale_uploads(table, retention, options.dry_run)
             .await?;
 
         if options.dry_run {

@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use tokio::task::yield_now;
 
 use crate::backend::{
-    item_size, Attempts, Backend, Conditional, ObjectInfo, ObjectPage, PutObject, PutOutcome,
-    Query, QueryPage, Scan, StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    item_size, Attempts, Backend, CompletedPart, Conditional, MultipartInfo, MultipartStart,
+    ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan,
+    StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PARTS, MIN_PART_BYTES,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
-use crate::layout::Md5Sum;
 use crate::model::{Item, KeyKind, KeyValue};
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -43,6 +43,29 @@ pub struct MemoryBackend {
 struct State {
     tables: HashMap<String, Table>,
     buckets: HashMap<String, BTreeMap<String, MemObject>>,
+    uploads: BTreeMap<String, MemUpload>,
+    next_upload: u64,
+}
+
+#[derive(Debug)]
+struct MemUpload {
+    bucket: String,
+    key: String,
+    content_type: String,
+    metadata: HashMap<String, String>,
+    parts: BTreeMap<u32, (String, bytes::Bytes)>,
+    initiated: SystemTime,
+}
+
+fn s3_error(operation: &'static str, code: &str, message: impl Into<String>) -> Error {
+    Error::Backend {
+        service: "memory",
+        operation,
+        code: Some(code.into()),
+        retryable: false,
+        message: message.into(),
+        source: None,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -357,7 +380,7 @@ impl Backend for MemoryBackend {
                 source: None,
             });
         }
-        if Md5Sum::of(&request.body).base64 != request.content_md5 {
+        if crate::blob::md5_of(&request.body).await.base64 != request.content_md5 {
             return Err(Error::Backend {
                 service: "memory",
                 operation: "PutObject",
@@ -393,6 +416,173 @@ impl Backend for MemoryBackend {
             .bucket(bucket, "GetObject")?
             .get(key)
             .map(|o| o.object.clone()))
+    }
+
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<ObjectRange>> {
+        yield_now().await;
+        let mut state = self.lock();
+        Ok(state.bucket(bucket, "GetObject")?.get(key).map(|o| {
+            let body = &o.object.body;
+            let total = body.len() as u64;
+            let start = range.start.min(total);
+            let end = range.end.min(total).max(start);
+            ObjectRange {
+                body: body.slice(start as usize..end as usize),
+                total,
+            }
+        }))
+    }
+
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
+        yield_now().await;
+        let mut state = self.lock();
+        state.bucket(&request.bucket, "CreateMultipartUpload")?;
+        state.next_upload += 1;
+        let id = format!("upload-{}", state.next_upload);
+        state.uploads.insert(
+            id.clone(),
+            MemUpload {
+                bucket: request.bucket.clone(),
+                key: request.key.clone(),
+                content_type: request.content_type.clone(),
+                metadata: request.metadata.clone(),
+                parts: BTreeMap::new(),
+                initiated: SystemTime::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: bytes::Bytes,
+        content_md5: &str,
+    ) -> Result<String> {
+        yield_now().await;
+        if number == 0 || u64::from(number) > MAX_PARTS {
+            return Err(s3_error(
+                "UploadPart",
+                "InvalidArgument",
+                format!("part number {number} is outside 1..={MAX_PARTS}"),
+            ));
+        }
+        let md5 = crate::blob::md5_of(&body).await;
+        if md5.base64 != content_md5 {
+            return Err(s3_error(
+                "UploadPart",
+                "BadDigest",
+                "the Content-MD5 you specified did not match what we received",
+            ));
+        }
+        let mut state = self.lock();
+        let upload = state
+            .uploads
+            .get_mut(upload_id)
+            .filter(|u| u.bucket == bucket && u.key == key)
+            .ok_or_else(|| s3_error("UploadPart", "NoSuchUpload", "no such upload"))?;
+        let etag = format!("\"{}\"", md5.hex);
+        upload.parts.insert(number, (etag.clone(), body));
+        Ok(etag)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
+        yield_now().await;
+        const OP: &str = "CompleteMultipartUpload";
+        let mut state = self.lock();
+        let upload = state
+            .uploads
+            .get(upload_id)
+            .filter(|u| u.bucket == bucket && u.key == key)
+            .ok_or_else(|| s3_error(OP, "NoSuchUpload", "no such upload"))?;
+        if parts.is_empty() {
+            return Err(s3_error(OP, "MalformedXML", "no parts"));
+        }
+        let mut body = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 && parts[i - 1].number >= part.number {
+                return Err(s3_error(OP, "InvalidPartOrder", "parts out of order"));
+            }
+            let (etag, bytes) = upload
+                .parts
+                .get(&part.number)
+                .filter(|(etag, _)| *etag == part.etag)
+                .ok_or_else(|| s3_error(OP, "InvalidPart", format!("part {}", part.number)))?;
+            if i + 1 < parts.len() && (bytes.len() as u64) < MIN_PART_BYTES {
+                return Err(s3_error(
+                    OP,
+                    "EntityTooSmall",
+                    format!("part {} ({etag}) is below the minimum size", part.number),
+                ));
+            }
+            body.extend_from_slice(bytes);
+        }
+        let object = MemObject {
+            object: StoredObject {
+                body: body.into(),
+                metadata: upload.metadata.clone(),
+                content_type: Some(upload.content_type.clone()),
+            },
+            last_modified: SystemTime::now(),
+        };
+        let objects = state.bucket(bucket, OP)?;
+        if if_none_match && objects.contains_key(key) {
+            // As S3: the upload stays open, to be aborted.
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        objects.insert(key.to_owned(), object);
+        state.uploads.remove(upload_id);
+        Ok(PutOutcome::Created)
+    }
+
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        yield_now().await;
+        let mut state = self.lock();
+        if state
+            .uploads
+            .get(upload_id)
+            .is_some_and(|u| u.bucket == bucket && u.key == key)
+        {
+            state.uploads.remove(upload_id);
+        }
+        Ok(())
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>> {
+        yield_now().await;
+        let mut state = self.lock();
+        state.bucket(bucket, "ListMultipartUploads")?;
+        let mut uploads: Vec<MultipartInfo> = state
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.bucket == bucket && u.key.starts_with(prefix))
+            .map(|(id, u)| MultipartInfo {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: Some(u.initiated),
+            })
+            .collect();
+        uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        Ok(uploads)
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {

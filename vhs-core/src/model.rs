@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::blob::Blob;
 use crate::error::{Error, Result};
 
 /// A DynamoDB item: attribute name to value.
@@ -153,8 +154,8 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Builds the struct from an item; large fields are left `None`.
     fn from_item(item: Item) -> Result<Self>;
 
-    /// The large values encoded as bytes, in [`Schema::large`] order.
-    fn encode_large(&self) -> Result<Vec<Option<Bytes>>>;
+    /// The large values encoded, in [`Schema::large`] order.
+    fn encode_large(&self) -> Result<Vec<Option<Blob>>>;
 
     /// Sets the large field number `index` from its stored bytes.
     fn decode_large(&mut self, index: usize, bytes: Bytes) -> Result<()>;
@@ -281,26 +282,26 @@ version_type!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
 
 /// A type a `#[large]` field can hold (inside its `Option`).
 ///
-/// Implemented for `Vec<u8>`, [`bytes::Bytes`], `String`, and [`Json<T>`] for any
-/// serde type.
+/// Implemented for `Vec<u8>`, [`bytes::Bytes`], `String`, [`Blob`] (bytes in
+/// memory or in a file, of any size), and [`Json<T>`] for any serde type.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a #[large] field",
-    label = "large fields hold `Vec<u8>`, `bytes::Bytes`, `String` or `vhs::Json<T>`",
+    label = "large fields hold `Vec<u8>`, `bytes::Bytes`, `String`, `vhs::Blob` or `vhs::Json<T>`",
     note = "wrap any serde type in `vhs::Json<T>` to store it as a JSON object"
 )]
 pub trait LargeValue: Sized {
     /// Content-Type used when `#[large(content_type = "...")]` does not say.
     const CONTENT_TYPE: &'static str;
     /// The bytes to store.
-    fn encode(&self) -> Result<Bytes, crate::error::BoxError>;
+    fn encode(&self) -> Result<Blob, crate::error::BoxError>;
     /// The value from stored bytes.
     fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError>;
 }
 
 impl LargeValue for Vec<u8> {
     const CONTENT_TYPE: &'static str = "application/octet-stream";
-    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
-        Ok(Bytes::copy_from_slice(self))
+    fn encode(&self) -> Result<Blob, crate::error::BoxError> {
+        Ok(Blob::from_bytes(Bytes::copy_from_slice(self)))
     }
     fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
         Ok(bytes.into())
@@ -309,8 +310,8 @@ impl LargeValue for Vec<u8> {
 
 impl LargeValue for Bytes {
     const CONTENT_TYPE: &'static str = "application/octet-stream";
-    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
-        Ok(self.clone())
+    fn encode(&self) -> Result<Blob, crate::error::BoxError> {
+        Ok(Blob::from_bytes(self.clone()))
     }
     fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
         Ok(bytes)
@@ -319,11 +320,21 @@ impl LargeValue for Bytes {
 
 impl LargeValue for String {
     const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
-    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
-        Ok(Bytes::copy_from_slice(self.as_bytes()))
+    fn encode(&self) -> Result<Blob, crate::error::BoxError> {
+        Ok(Blob::from_bytes(Bytes::copy_from_slice(self.as_bytes())))
     }
     fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
         Ok(String::from_utf8(bytes.into())?)
+    }
+}
+
+impl LargeValue for Blob {
+    const CONTENT_TYPE: &'static str = "application/octet-stream";
+    fn encode(&self) -> Result<Blob, crate::error::BoxError> {
+        Ok(self.clone())
+    }
+    fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
+        Ok(Blob::from_bytes(bytes))
     }
 }
 
@@ -340,8 +351,8 @@ pub struct Json<T>(pub T);
 
 impl<T: Serialize + DeserializeOwned> LargeValue for Json<T> {
     const CONTENT_TYPE: &'static str = "application/json";
-    fn encode(&self) -> Result<Bytes, crate::error::BoxError> {
-        Ok(serde_json::to_vec(&self.0)?.into())
+    fn encode(&self) -> Result<Blob, crate::error::BoxError> {
+        Ok(Blob::from_bytes(serde_json::to_vec(&self.0)?))
     }
     fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
         Ok(Json(serde_json::from_slice(&bytes)?))
@@ -379,7 +390,7 @@ pub mod derive_support {
     }
 
     /// Encodes an optional large value.
-    pub fn encode_large<T: LargeValue>(name: &str, value: &Option<T>) -> Result<Option<Bytes>> {
+    pub fn encode_large<T: LargeValue>(name: &str, value: &Option<T>) -> Result<Option<Blob>> {
         value
             .as_ref()
             .map(|v| v.encode().map_err(|e| Error::encode(name, e)))

@@ -164,7 +164,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::future::join_all;
 
-use crate::backend::{Attempts, Conditional, PutOutcome};
+use crate::backend::{Attempts, Conditional, PutOutcome, Signal};
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::layout::{escape, unescape, ObjectKey, Pointer};
@@ -763,7 +763,7 @@ impl Store {
                 {
                     return Ok(Some(false));
                 }
-                let created = self.backend().put_object(put.clone()).await? == PutOutcome::Created;
+                let created = self.put_object(put, &Signal::open()).await? == PutOutcome::Created;
                 Ok(if reserved.is_some() && !created {
                     None
                 } else {

@@ -197,7 +197,7 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 })
             }
 
-            fn encode_large(&self) -> #p::Result<#p::Vec<#p::Option<#p::Bytes>>> {
+            fn encode_large(&self) -> #p::Result<#p::Vec<#p::Option<#p::Blob>>> {
                 #encode_large
             }
 

@@ -50,7 +50,7 @@ impl Store {
         new_item: bool,
         order: UploadOrder,
     ) -> Result<Uploaded<M>> {
-        let uploads = self.plan(target, values)?;
+        let uploads = self.plan(target, values).await?;
         for u in &uploads {
             if let Some(uri) = u.uri(self.bucket()) {
                 record.insert(u.attr.to_owned(), AttributeValue::S(uri));

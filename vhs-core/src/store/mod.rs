@@ -10,6 +10,7 @@ mod delete;
 mod janitor;
 mod read;
 mod staged;
+mod transfer;
 mod update;
 
 use std::collections::{HashMap, HashSet};
@@ -25,12 +26,14 @@ use futures_util::stream::{self, StreamExt};
 pub use delete::{Deleted, Precondition};
 pub use read::Stored;
 pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
+pub(crate) use transfer::ObjectPut;
 pub use update::Updated;
 
 use crate::backend::{
-    item_size, Attempts, Backend, PutObject, PutOutcome, Signal, TableSpec, MAX_DELETE_BATCH,
-    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PUT_OBJECT_BYTES,
+    item_size, Attempts, Backend, PutOutcome, Signal, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
+    MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES,
 };
+use crate::blob::{md5_of, md5_of_blob, Blob};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::layout::{escape, normalize_prefix, Md5Sum, Pointer};
@@ -76,6 +79,16 @@ pub struct Options {
     /// How many background jobs may be queued or running at once; a call that
     /// would queue one more waits. Default 1024.
     pub cleanup_queue: usize,
+    /// Values larger than this go up by multipart upload, values up to it by one
+    /// PutObject. Default 16 MiB; at most 5 GiB (S3's PutObject limit).
+    pub multipart_threshold: u64,
+    /// The size of a multipart upload's parts, and of the ranges a download
+    /// fetches. Default 8 MiB; at least 5 MiB (S3's minimum part). A value above
+    /// 10,000 parts of this size (78 GiB by default) uses larger parts.
+    pub part_size: u64,
+    /// How many parts of one value are sent or fetched at once. A transfer holds
+    /// at most `part_concurrency + 2` parts in memory. Default 4.
+    pub part_concurrency: usize,
 }
 
 impl Default for Options {
@@ -89,6 +102,9 @@ impl Default for Options {
             defer_cleanup: false,
             background: Background::Spawn,
             cleanup_queue: 1024,
+            multipart_threshold: 16 * 1024 * 1024,
+            part_size: 8 * 1024 * 1024,
+            part_concurrency: 4,
         }
     }
 }
@@ -189,6 +205,24 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets [`Options::multipart_threshold`].
+    pub fn multipart_threshold(mut self, bytes: u64) -> Self {
+        self.options.multipart_threshold = bytes;
+        self
+    }
+
+    /// Sets [`Options::part_size`].
+    pub fn part_size(mut self, bytes: u64) -> Self {
+        self.options.part_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::part_concurrency`] (at least 1).
+    pub fn part_concurrency(mut self, parts: usize) -> Self {
+        self.options.part_concurrency = parts;
+        self
+    }
+
     /// Calls `f` with the outcome of every background job (deletes, and the marks
     /// removed after them), as it finishes: say, to log leftovers.
     pub fn on_cleanup(mut self, f: impl Fn(&Cleanup) + Send + Sync + 'static) -> Self {
@@ -210,6 +244,21 @@ impl StoreBuilder {
         }
         if self.options.cleanup_queue == 0 {
             return Err(Error::invalid("cleanup_queue must be at least 1"));
+        }
+        if self.options.part_concurrency == 0 {
+            return Err(Error::invalid("part_concurrency must be at least 1"));
+        }
+        if !(MIN_PART_BYTES..=MAX_PUT_OBJECT_BYTES).contains(&self.options.part_size) {
+            return Err(Error::invalid(format!(
+                "part_size is {} bytes; S3 parts are {MIN_PART_BYTES} to {MAX_PUT_OBJECT_BYTES} bytes",
+                self.options.part_size
+            )));
+        }
+        if self.options.multipart_threshold > MAX_PUT_OBJECT_BYTES {
+            return Err(Error::invalid(format!(
+                "multipart_threshold is {} bytes, above the {MAX_PUT_OBJECT_BYTES} a single PutObject accepts",
+                self.options.multipart_threshold
+            )));
         }
         let store = Store {
             inner: Arc::new(Inner {
@@ -323,7 +372,7 @@ impl Cleanup {
 pub(crate) struct Upload {
     index: usize,
     attr: &'static str,
-    target: Option<(String, Md5Sum, Bytes)>,
+    target: Option<(String, Md5Sum, Blob)>,
 }
 
 impl Upload {
@@ -369,7 +418,7 @@ impl<M: Model> Uploaded<M> {
 /// only to objects that existed after that state was read).
 #[derive(Debug, Default)]
 pub(crate) struct Proofs {
-    pub puts: Vec<PutObject>,
+    pub puts: Vec<ObjectPut>,
     /// Per put: the object, as its item owns it.
     pub objects: Vec<Owned>,
     /// Per put: its object existed after the latest state read.
@@ -385,7 +434,7 @@ pub(crate) struct Proofs {
 
 impl Proofs {
     fn new(
-        puts: Vec<PutObject>,
+        puts: Vec<ObjectPut>,
         objects: Vec<Owned>,
         proven: Vec<bool>,
         fresh: Vec<bool>,
@@ -602,36 +651,64 @@ impl Store {
         }
     }
 
-    /// Validates large values and computes their keys, before any write.
-    pub(crate) fn plan<M: Model>(
+    /// Validates large values and computes their keys, before any write. Values
+    /// are hashed concurrently, off the executor's worker threads.
+    pub(crate) async fn plan<M: Model>(
         &self,
         target: &Target,
         values: &LargeValues<M>,
     ) -> Result<Vec<Upload>> {
-        let mut uploads = Vec::with_capacity(values.values.len());
-        for (index, bytes) in &values.values {
+        // Every check that needs no hash first, so bad input costs no hashing.
+        for (index, blob) in &values.values {
             let attr = M::SCHEMA.large[*index].name;
-            let target = match bytes {
-                None => None,
-                Some(b) => {
-                    if b.len() as u64 > MAX_PUT_OBJECT_BYTES {
-                        return Err(Error::invalid(format!(
-                            "large attribute `{attr}` is {} bytes, above the 5 GiB a single S3 PUT accepts",
-                            b.len()
-                        )));
-                    }
-                    let md5 = Md5Sum::of(b);
-                    let object_key = target.render_key(attr, &md5.hex);
-                    if object_key.len() > MAX_KEY_BYTES {
-                        return Err(Error::invalid(format!(
-                            "the S3 key for attribute `{attr}` of item {} would be {} bytes, above S3's limit of {MAX_KEY_BYTES}; use shorter keys or a shorter prefix",
-                            target.describe,
-                            object_key.len()
-                        )));
-                    }
-                    Some((object_key, md5, b.clone()))
+            let Some(b) = blob else { continue };
+            if b.len() > MAX_OBJECT_BYTES {
+                return Err(Error::invalid(format!(
+                    "large attribute `{attr}` is {} bytes, above S3's 5 TiB object limit ({MAX_OBJECT_BYTES} bytes)",
+                    b.len()
+                )));
+            }
+            // The key's length does not depend on the MD5's digits.
+            let key_len = target.render_key(attr, &"0".repeat(32)).len();
+            if key_len > MAX_KEY_BYTES {
+                return Err(Error::invalid(format!(
+                    "the S3 key for attribute `{attr}` of item {} would be {key_len} bytes, above S3's limit of {MAX_KEY_BYTES}; use shorter keys or a shorter prefix",
+                    target.describe,
+                )));
+            }
+        }
+        let threshold = self.inner.options.multipart_threshold;
+        let hashes = values.values.iter().map(|(_, blob)| async move {
+            match blob {
+                None => Ok(None),
+                Some(blob) => {
+                    // A file small enough for one PutObject is read now, and
+                    // hashed from the very bytes that will be sent.
+                    let blob = match blob.path() {
+                        Some(_) if blob.len() <= threshold => {
+                            let bytes = blob.to_bytes().await?;
+                            if bytes.len() as u64 != blob.len() {
+                                return Err(crate::blob::changed(
+                                    blob.path().unwrap_or_else(|| std::path::Path::new("?")),
+                                ));
+                            }
+                            Blob::from_bytes(bytes)
+                        }
+                        _ => blob.clone(),
+                    };
+                    let md5 = match blob.as_bytes() {
+                        Some(b) => md5_of(b).await,
+                        None => md5_of_blob(&blob).await?,
+                    };
+                    Ok(Some((md5, blob)))
                 }
-            };
+            }
+        });
+        let hashed = join_all(hashes).await;
+        let mut uploads = Vec::with_capacity(values.values.len());
+        for ((index, _), hashed) in values.values.iter().zip(hashed) {
+            let attr = M::SCHEMA.large[*index].name;
+            let target = hashed?.map(|(md5, blob)| (target.render_key(attr, &md5.hex), md5, blob));
             uploads.push(Upload {
                 index: *index,
                 attr,
@@ -642,8 +719,8 @@ impl Store {
         Ok(uploads)
     }
 
-    /// The PutObject requests of planned uploads.
-    fn requests<M: Model>(&self, target: &Target, uploads: &[Upload]) -> Vec<PutObject> {
+    /// The object writes of planned uploads.
+    fn requests<M: Model>(&self, target: &Target, uploads: &[Upload]) -> Vec<ObjectPut> {
         let mut metadata = HashMap::new();
         metadata.insert("pk".to_owned(), escape(&target.hash));
         if let Some(r) = &target.range {
@@ -656,15 +733,13 @@ impl Store {
                 let (object_key, md5, body) = u.target.as_ref()?;
                 let mut metadata = metadata.clone();
                 metadata.insert("attr".to_owned(), escape(u.attr));
-                Some(PutObject {
+                Some(ObjectPut {
                     bucket: self.inner.bucket.clone(),
                     key: object_key.clone(),
                     body: body.clone(),
-                    content_md5: md5.base64.clone(),
+                    md5: md5.clone(),
                     content_type: M::SCHEMA.large[u.index].content_type.to_owned(),
                     metadata,
-                    if_none_match: true,
-                    complete_after: Signal::open(),
                 })
             })
             .collect()
@@ -682,16 +757,12 @@ impl Store {
         order: UploadOrder,
     ) -> Result<Uploaded<M>> {
         let started = Instant::now();
-        let mut puts = self.requests::<M>(target, &uploads);
-        if let UploadOrder::Gated(signal) = &order {
-            for put in &mut puts {
-                put.complete_after = signal.clone();
-            }
-        }
-        let outcomes = self.put_all(&puts).await;
-        for put in &mut puts {
-            put.complete_after = Signal::open();
-        }
+        let puts = self.requests::<M>(target, &uploads);
+        let after = match &order {
+            UploadOrder::Gated(signal) => signal.clone(),
+            _ => Signal::open(),
+        };
+        let outcomes = self.put_all(&puts, &after).await;
         let objects: Vec<Owned> = uploads
             .iter()
             .filter_map(|u| {
@@ -734,7 +805,7 @@ impl Store {
                 object: u.target.as_ref().map(|(key, md5, body)| StagedObject {
                     pointer: self.pointer_to(key.clone()),
                     md5: md5.hex.clone(),
-                    size: body.len() as u64,
+                    size: body.len(),
                     created: created[key],
                 }),
             })
@@ -779,14 +850,15 @@ impl Store {
         futures_util::future::join(upload(UploadOrder::Gated(signal)), read).await
     }
 
-    /// Runs the PutObject requests concurrently (bounded), in order.
-    async fn put_all(&self, puts: &[PutObject]) -> Vec<Result<PutOutcome>> {
+    /// Runs the object writes concurrently (bounded), in order; none completes
+    /// before `after` fires.
+    async fn put_all(&self, puts: &[ObjectPut], after: &Signal) -> Vec<Result<PutOutcome>> {
         // Futures built up front (not in a stream combinator's closure), so the
         // caller's future stays provably `Send`.
         let calls: Vec<_> = puts
             .iter()
             .enumerate()
-            .map(|(i, put)| async move { (i, self.inner.backend.put_object(put.clone()).await) })
+            .map(|(i, put)| async move { (i, self.put_object(put, after).await) })
             .collect();
         let mut results: Vec<(usize, Result<PutOutcome>)> = stream::iter(calls)
             .buffer_unordered(self.inner.options.max_concurrency)
@@ -803,7 +875,7 @@ impl Store {
             return Ok(());
         }
         uploaded.started = Instant::now();
-        let outcomes = self.put_all(&uploaded.proofs.puts).await;
+        let outcomes = self.put_all(&uploaded.proofs.puts, &Signal::open()).await;
         let proofs = &mut uploaded.proofs;
         for (i, outcome) in outcomes.into_iter().enumerate() {
             let created = outcome? == PutOutcome::Created;
@@ -865,7 +937,7 @@ impl Store {
                 attr: attr.to_owned(),
                 uri: pointer.uri(),
             })?;
-        let actual = Md5Sum::of(&object.body).hex;
+        let actual = md5_of(&object.body).await.hex;
         if &actual != md5 {
             return Err(Error::Integrity {
                 attr: attr.to_owned(),

@@ -264,7 +264,7 @@ impl Store {
         values: LargeValues<M>,
     ) -> Result<Staged<M>> {
         let target = self.target(key)?;
-        let uploads = self.plan(&target, &values)?;
+        let uploads = self.plan(&target, &values).await?;
         let (uploaded, read) = self
             .upload_while_reading(&target, |order| {
                 self.upload::<M>(&target, uploads, false, order)

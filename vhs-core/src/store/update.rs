@@ -68,7 +68,7 @@ impl Store {
         let changes = changes.into();
         changes.validate()?;
         let target = self.target(key)?;
-        let uploads = self.plan(&target, &changes.large)?;
+        let uploads = self.plan(&target, &changes.large).await?;
         let mut update = ItemUpdate {
             set: changes
                 .set

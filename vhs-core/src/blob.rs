@@ -1,0 +1,275 @@
+//! [`Blob`]: a large value's bytes, in memory or in a file; and MD5 hashing that
+//! keeps off the async executor.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+use crate::layout::Md5Sum;
+
+/// Bodies up to this size are hashed in place; larger ones on a blocking thread.
+const HASH_IN_PLACE: usize = 64 * 1024;
+/// Bytes read per call when hashing or spooling a file.
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// The bytes of a large value: in memory, or in a file read only as it uploads.
+///
+/// Every `#[large]` type encodes to a `Blob`. Used as a field type itself
+/// (`#[large] video: Option<Blob>`), it lets a value of any size come from a file
+/// ([`Blob::from_file`]) or from any [`AsyncRead`] ([`Blob::from_reader`]) and go
+/// up by multipart upload without being held in memory. A `Blob` read back by
+/// [`Store::get_large`](crate::Store::get_large) holds its bytes in memory; to
+/// stream a value to a file or an `AsyncWrite` instead, use
+/// [`Store::download_large`](crate::Store::download_large).
+///
+/// ```
+/// use vhs_core::Blob;
+/// let blob = Blob::from("hello");
+/// assert_eq!(blob.len(), 5);
+/// assert_eq!(blob.as_bytes().map(|b| &b[..]), Some(&b"hello"[..]));
+/// ```
+#[derive(Clone)]
+pub struct Blob(pub(crate) Repr);
+
+#[derive(Clone)]
+pub(crate) enum Repr {
+    Bytes(Bytes),
+    File(FileBody),
+}
+
+/// A file holding a value: its path and length, its MD5 when already known, and
+/// the temporary file's guard when vhs spooled it.
+#[derive(Clone)]
+pub(crate) struct FileBody {
+    pub path: Arc<Path>,
+    pub len: u64,
+    pub md5: Option<Md5Sum>,
+    _spool: Option<Arc<tempfile::TempPath>>,
+}
+
+impl Blob {
+    /// A value held in memory.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Blob {
+        Blob(Repr::Bytes(bytes.into()))
+    }
+
+    /// A value read from the file at `path` when it is written: its length is read
+    /// now, its bytes (hashed in one pass, uploaded in a second) later. The file
+    /// must not change until the write returns; if it does, the write fails with
+    /// [`Error::InvalidInput`] and stores nothing.
+    pub async fn from_file(path: impl AsRef<Path>) -> Result<Blob> {
+        let path = path.as_ref();
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| Error::io(format!("read the metadata of {}", path.display()), e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        Ok(Blob(Repr::File(FileBody {
+            path: Arc::from(path),
+            len: meta.len(),
+            md5: None,
+            _spool: None,
+        })))
+    }
+
+    /// A value read to its end from `reader`, spooled to a temporary file (in
+    /// [`std::env::temp_dir`]) and hashed as it passes, so memory stays bounded
+    /// whatever its size. The file is removed when the last clone of the `Blob`
+    /// is dropped.
+    pub async fn from_reader<R: AsyncRead + Unpin + Send>(reader: R) -> Result<Blob> {
+        Self::spool(reader, std::env::temp_dir()).await
+    }
+
+    /// [`Blob::from_reader`] with the temporary file in `dir`.
+    pub async fn spool<R: AsyncRead + Unpin + Send>(
+        mut reader: R,
+        dir: impl AsRef<Path>,
+    ) -> Result<Blob> {
+        let dir = dir.as_ref();
+        let temp = tempfile::Builder::new()
+            .prefix(".vhs-spool-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("create a temporary file in {}", dir.display()), e))?;
+        let (file, path) = temp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Md5::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut len = 0u64;
+        let write_err = |e| Error::io(format!("write {}", path.display()), e);
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(|e| Error::io("read the value", e))?;
+            if n == 0 {
+                break;
+            }
+            // 64 KiB at a time: hashing as the bytes pass costs ~0.1 ms per call.
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).await.map_err(write_err)?;
+            len += n as u64;
+        }
+        file.flush().await.map_err(write_err)?;
+        file.sync_all().await.map_err(write_err)?;
+        Ok(Blob(Repr::File(FileBody {
+            path: Arc::from(path.to_path_buf()),
+            len,
+            md5: Some(Md5Sum::from_digest(&hasher.finalize())),
+            _spool: Some(Arc::new(path)),
+        })))
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        match &self.0 {
+            Repr::Bytes(b) => b.len() as u64,
+            Repr::File(f) => f.len,
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, if it is held in memory.
+    pub fn as_bytes(&self) -> Option<&Bytes> {
+        match &self.0 {
+            Repr::Bytes(b) => Some(b),
+            Repr::File(_) => None,
+        }
+    }
+
+    /// The file it is read from, if it is not held in memory.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.0 {
+            Repr::Bytes(_) => None,
+            Repr::File(f) => Some(&f.path),
+        }
+    }
+
+    /// The bytes, read from its file if it has one.
+    pub async fn to_bytes(&self) -> Result<Bytes> {
+        match &self.0 {
+            Repr::Bytes(b) => Ok(b.clone()),
+            Repr::File(f) => tokio::fs::read(&f.path)
+                .await
+                .map(Bytes::from)
+                .map_err(|e| Error::io(format!("read {}", f.path.display()), e)),
+        }
+    }
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the bytes.
+        match &self.0 {
+            Repr::Bytes(b) => f.debug_struct("Blob").field("len", &b.len()).finish(),
+            Repr::File(file) => f
+                .debug_struct("Blob")
+                .field("path", &file.path)
+                .field("len", &file.len)
+                .finish(),
+        }
+    }
+}
+
+impl From<Bytes> for Blob {
+    fn from(bytes: Bytes) -> Self {
+        Blob::from_bytes(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Blob {
+    fn from(bytes: Vec<u8>) -> Self {
+        Blob::from_bytes(bytes)
+    }
+}
+
+impl From<String> for Blob {
+    fn from(s: String) -> Self {
+        Blob::from_bytes(s)
+    }
+}
+
+impl From<&'static str> for Blob {
+    fn from(s: &'static str) -> Self {
+        Blob::from_bytes(s)
+    }
+}
+
+impl From<&'static [u8]> for Blob {
+    fn from(s: &'static [u8]) -> Self {
+        Blob::from_bytes(s)
+    }
+}
+
+/// MD5 of bytes in memory; large bodies are hashed on a blocking thread so the
+/// executor's workers stay free.
+pub(crate) async fn md5_of(bytes: &Bytes) -> Md5Sum {
+    if bytes.len() <= HASH_IN_PLACE {
+        return Md5Sum::of(bytes);
+    }
+    let bytes = bytes.clone();
+    match tokio::task::spawn_blocking(move || Md5Sum::of(&bytes)).await {
+        Ok(sum) => sum,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// MD5 of a blob: its bytes, or its file read in one pass on a blocking thread.
+/// Also returns the length found, which for a file must still be the one recorded.
+pub(crate) async fn md5_of_blob(blob: &Blob) -> Result<Md5Sum> {
+    match &blob.0 {
+        Repr::Bytes(b) => Ok(md5_of(b).await),
+        Repr::File(f) => {
+            if let Some(md5) = &f.md5 {
+                return Ok(md5.clone());
+            }
+            let path = f.path.clone();
+            let expected = f.len;
+            let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<(Md5Sum, u64)> {
+                use std::io::Read;
+                let mut file = std::fs::File::open(&path)?;
+                let mut hasher = Md5::new();
+                let mut buf = vec![0u8; READ_CHUNK];
+                let mut len = 0u64;
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    len += n as u64;
+                }
+                Ok((Md5Sum::from_digest(&hasher.finalize()), len))
+            })
+            .await;
+            let (md5, len) = match hashed {
+                Ok(r) => r.map_err(|e| Error::io(format!("read {}", f.path.display()), e))?,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
+            if len != expected {
+                return Err(changed(&f.path));
+            }
+            Ok(md5)
+        }
+    }
+}
+
+/// The error for a file that changed between its hashing and its upload.
+pub(crate) fn changed(path: &Path) -> Error {
+    Error::invalid(format!(
+        "{} changed while it was being stored; nothing was written",
+        path.display()
+    ))
+}

@@ -1,0 +1,567 @@
+//! Moving bytes: one PutObject or a multipart upload per value, and downloads
+//! that stream to an `AsyncWrite` with the MD5 checked as the bytes pass.
+//!
+//! A multipart upload is never left behind by a call that returns: on any
+//! failure it is aborted. (A process that dies mid-upload leaves one; GC aborts
+//! uploads older than the retention.)
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use md5::{Digest, Md5};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::{Store, READ_RACE_LOST, READ_RACE_RETRIES};
+use crate::backend::{
+    CompletedPart, MultipartStart, PutObject, PutOutcome, Signal, MAX_PARTS, MIN_PART_BYTES,
+};
+use crate::blob::{changed, Blob, Repr};
+use crate::error::{Error, Result};
+use crate::layout::{Md5Sum, Pointer};
+use crate::model::{Key, Model};
+
+/// One object to write: a value's key, bytes and metadata.
+#[derive(Clone)]
+pub(crate) struct ObjectPut {
+    pub bucket: String,
+    pub key: String,
+    pub body: Blob,
+    pub md5: Md5Sum,
+    pub content_type: String,
+    pub metadata: HashMap<String, String>,
+}
+
+impl fmt::Debug for ObjectPut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectPut")
+            .field("key", &self.key)
+            .field("len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A part read and hashed, ready to send.
+struct Part {
+    number: u32,
+    body: Bytes,
+    md5_base64: String,
+}
+
+/// The part size for a value of `len` bytes: the configured size, grown (in whole
+/// MiB) where `len` would need more than [`MAX_PARTS`] parts.
+pub(crate) fn part_size(len: u64, configured: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let least = len.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+    configured.max(least).max(MIN_PART_BYTES)
+}
+
+impl Store {
+    /// Writes one object (`If-None-Match: *`), which does not come into existence
+    /// before `after` fires: by one PutObject up to
+    /// [`Options::multipart_threshold`](crate::Options::multipart_threshold), by
+    /// a multipart upload above it.
+    pub(crate) async fn put_object(&self, put: &ObjectPut, after: &Signal) -> Result<PutOutcome> {
+        match &put.body.0 {
+            Repr::Bytes(body) if body.len() as u64 <= self.inner.options.multipart_threshold => {
+                self.inner
+                    .backend
+                    .put_object(PutObject {
+                        bucket: put.bucket.clone(),
+                        key: put.key.clone(),
+                        body: body.clone(),
+                        content_md5: put.md5.base64.clone(),
+                        content_type: put.content_type.clone(),
+                        metadata: put.metadata.clone(),
+                        if_none_match: true,
+                        complete_after: after.clone(),
+                    })
+                    .await
+            }
+            _ => self.put_multipart(put, after).await,
+        }
+    }
+
+    /// A multipart upload, aborted on any failure. An object already at the key
+    /// (found before the upload, or by the completion's `If-None-Match: *`) is
+    /// left as is: [`PutOutcome::AlreadyExisted`].
+    async fn put_multipart(&self, put: &ObjectPut, after: &Signal) -> Result<PutOutcome> {
+        let backend = &self.inner.backend;
+        // Content-addressed: an object at this key holds these bytes. Finding it
+        // first saves sending them, at one round trip next to many.
+        if backend.head_object(&put.bucket, &put.key).await?.is_some() {
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        let upload_id = backend
+            .create_multipart_upload(&MultipartStart {
+                bucket: put.bucket.clone(),
+                key: put.key.clone(),
+                content_type: put.content_type.clone(),
+                metadata: put.metadata.clone(),
+            })
+            .await?;
+        let parts = match self.send_parts(put, &upload_id).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.abort_upload(put, &upload_id).await;
+                return Err(e);
+            }
+        };
+        after.wait().await;
+        match backend
+            .complete_multipart_upload(&put.bucket, &put.key, &upload_id, &parts, true)
+            .await
+        {
+            Ok(PutOutcome::Created) => Ok(PutOutcome::Created),
+            Ok(PutOutcome::AlreadyExisted) => {
+                self.abort_upload(put, &upload_id).await;
+                Ok(PutOutcome::AlreadyExisted)
+            }
+            Err(e) => {
+                self.abort_upload(put, &upload_id).await;
+                // The completion may have landed with its answer lost. Whoever
+                // created the object, it holds these bytes and existed during
+                // this call: as good as a 412.
+                if e.is_retryable()
+                    && matches!(
+                        backend.head_object(&put.bucket, &put.key).await,
+                        Ok(Some(_))
+                    )
+                {
+                    return Ok(PutOutcome::AlreadyExisted);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Aborts an upload. If that fails too, the upload stays for GC to abort
+    /// (after the retention); the caller's own outcome stands.
+    async fn abort_upload(&self, put: &ObjectPut, upload_id: &str) {
+        let _ = self
+            .inner
+            .backend
+            .abort_multipart_upload(&put.bucket, &put.key, upload_id)
+            .await;
+    }
+
+    /// Reads the parts on a blocking thread (a file's, or slices of bytes in
+    /// memory), hashes each for its `Content-MD5`, and sends up to
+    /// [`Options::part_concurrency`](crate::Options::part_concurrency) at once.
+    /// A file whose bytes no longer have the planned MD5 fails the upload before
+    /// it is completed.
+    async fn send_parts(&self, put: &ObjectPut, upload_id: &str) -> Result<Vec<CompletedPart>> {
+        let concurrency = self.inner.options.part_concurrency;
+        let size = part_size(put.body.len(), self.inner.options.part_size);
+        // One part waits in the channel while `concurrency` are sent.
+        let (tx, mut rx) = mpsc::channel::<Result<Part>>(1);
+        let body = put.body.clone();
+        let expected = put.md5.clone();
+        let reader = tokio::task::spawn_blocking(move || read_parts(body, size, expected, tx));
+        let mut sending = FuturesUnordered::new();
+        let mut parts = Vec::new();
+        let mut more = true;
+        let outcome = loop {
+            tokio::select! {
+                part = rx.recv(), if more && sending.len() < concurrency => match part {
+                    Some(Ok(part)) => sending.push(self.send_part(put, upload_id, part)),
+                    Some(Err(e)) => break Err(e),
+                    None => more = false,
+                },
+                sent = sending.next(), if !sending.is_empty() => match sent {
+                    Some(Ok(part)) => parts.push(part),
+                    Some(Err(e)) => break Err(e),
+                    None => {}
+                },
+                else => break Ok(()),
+            }
+        };
+        // Stops the reader (its next send fails) before waiting for it.
+        drop(rx);
+        if let Err(e) = reader.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        outcome?;
+        parts.sort_by_key(|p| p.number);
+        Ok(parts)
+    }
+
+    async fn send_part(
+        &self,
+        put: &ObjectPut,
+        upload_id: &str,
+        part: Part,
+    ) -> Result<CompletedPart> {
+        let etag = self
+            .inner
+            .backend
+            .upload_part(
+                &put.bucket,
+                &put.key,
+                upload_id,
+                part.number,
+                part.body,
+                &part.md5_base64,
+            )
+            .await?;
+        Ok(CompletedPart {
+            number: part.number,
+            etag,
+        })
+    }
+
+    /// Streams a large attribute of an item to `writer`, fetching up to
+    /// [`Options::part_concurrency`](crate::Options::part_concurrency) ranges of
+    /// [`Options::part_size`](crate::Options::part_size) at once and writing them
+    /// in order, so memory stays bounded whatever the value's size. Returns the
+    /// number of bytes written.
+    ///
+    /// The MD5 is checked as the bytes pass: a mismatch is [`Error::Integrity`],
+    /// reported after the last byte and before this returns `Ok`, so treat what
+    /// was written as good only on `Ok` ([`Store::download_large_to_file`] does
+    /// that for you). An attribute the item does not hold is
+    /// [`Error::InvalidInput`]; a missing object [`Error::DanglingPointer`].
+    pub async fn download_large<M: Model, W: AsyncWrite + Unpin + Send>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let (pointer, md5) = self.locate(key, attr).await?;
+        self.stream_object(key, attr, &pointer, &md5, writer).await
+    }
+
+    /// [`Store::download_large`] into the file at `path`: written to a temporary
+    /// file beside it and renamed over `path` only once the MD5 checked out, so
+    /// `path` never holds bytes that failed the check.
+    pub async fn download_large_to_file<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<u64> {
+        let path = path.as_ref();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".vhs-download-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(format!("create a temporary file in {}", dir.display()), e))?;
+        let (file, temp_path) = temp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let written = self.download_large(key, attr, &mut file).await?;
+        let write_err = |e| Error::io(format!("write {}", temp_path.display()), e);
+        file.flush().await.map_err(write_err)?;
+        file.sync_all().await.map_err(write_err)?;
+        drop(file);
+        temp_path
+            .persist(path)
+            .map_err(|e| Error::io(format!("rename a download to {}", path.display()), e.error))?;
+        Ok(written)
+    }
+
+    /// Bytes `range` of a large attribute (cut short at the value's end): one
+    /// ranged GetObject after reading the item. The whole value's MD5 cannot be
+    /// checked on a part of it; S3 checks the transfer.
+    pub async fn read_large_range<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        for _ in 0..=READ_RACE_RETRIES {
+            let (pointer, _) = self.locate(key, attr).await?;
+            match self
+                .inner
+                .backend
+                .get_object_range(&pointer.bucket, &pointer.key, range.clone())
+                .await?
+            {
+                Some(r) => return Ok(r.body),
+                None => self.gone(key, attr, &pointer).await?,
+            }
+        }
+        Err(self.target(key)?.busy(READ_RACE_LOST))
+    }
+
+    /// Reads the item and checks the pointer a large attribute holds.
+    async fn locate<M: Model>(&self, key: &Key<M>, attr: &str) -> Result<(Pointer, String)> {
+        let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
+            Error::invalid(format!(
+                "`{attr}` is not a large attribute of table `{}`",
+                M::SCHEMA.table
+            ))
+        })?;
+        let attr = M::SCHEMA.large[index].name;
+        let stored = self.get_stored(key, false).await?;
+        let uri = stored.pointer(attr).ok_or_else(|| {
+            Error::invalid(format!(
+                "item {key} holds no value for large attribute `{attr}`"
+            ))
+        })?;
+        let prefix = self.table_prefix(self.table_name::<M>())?;
+        self.check_pointer(&prefix, attr, uri)
+    }
+
+    /// An object found missing: `Ok` if the item now points elsewhere (a
+    /// concurrent write replaced it: read again), a dangling pointer if not.
+    async fn gone<M: Model>(&self, key: &Key<M>, attr: &str, pointer: &Pointer) -> Result<()> {
+        let now = self.get_stored(key, true).await?;
+        if now.pointer(attr) == Some(pointer.uri().as_str()) {
+            return Err(Error::DanglingPointer {
+                attr: attr.to_owned(),
+                uri: pointer.uri(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn stream_object<M: Model, W: AsyncWrite + Unpin + Send>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        pointer: &Pointer,
+        md5: &str,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let backend = &self.inner.backend;
+        let chunk = self.inner.options.part_size;
+        // The first range says the size; a missing object before any byte was
+        // written is a race to read again, as for `get_large`.
+        let mut pointer = pointer.clone();
+        let mut md5 = md5.to_owned();
+        let mut first = None;
+        for _ in 0..=READ_RACE_RETRIES {
+            match backend
+                .get_object_range(&pointer.bucket, &pointer.key, 0..chunk)
+                .await?
+            {
+                Some(r) => {
+                    first = Some(r);
+                    break;
+                }
+                None => {
+                    self.gone(key, attr, &pointer).await?;
+                    (pointer, md5) = self.locate(key, attr).await?;
+                }
+            }
+        }
+        let first = first.ok_or_else(|| match self.target(key) {
+            Ok(t) => t.busy(READ_RACE_LOST),
+            Err(e) => e,
+        })?;
+        let total = first.total;
+        let mut hasher = Some(Md5::new());
+        let mut written = 0u64;
+        let mut fetching = FuturesOrdered::new();
+        let mut next = first.body.len() as u64;
+        let mut ready = Some(first.body);
+        let fetch = |start: u64| {
+            let pointer = &pointer;
+            async move {
+                let end = (start + chunk).min(total);
+                match backend
+                    .get_object_range(&pointer.bucket, &pointer.key, start..end)
+                    .await?
+                {
+                    Some(r) if r.body.len() as u64 == end - start && r.total == total => Ok(r.body),
+                    Some(_) => Err(Error::backend(
+                        "s3",
+                        "GetObject",
+                        true,
+                        format!("range {start}..{end} of {} came back short", pointer.uri()),
+                    )),
+                    None => Err(Error::Busy {
+                        table: self.table_name::<M>().to_owned(),
+                        key: key.to_string(),
+                        reason: format!(
+                            "`{attr}` was replaced (its object deleted) while it was downloaded; read it again"
+                        ),
+                    }),
+                }
+            }
+        };
+        loop {
+            while fetching.len() < self.inner.options.part_concurrency && next < total {
+                fetching.push_back(fetch(next));
+                next = (next + chunk).min(total);
+            }
+            let bytes = match ready.take() {
+                Some(b) => b,
+                None => match fetching.next().await {
+                    Some(r) => r?,
+                    None => break,
+                },
+            };
+            // Hash on a blocking thread while the next ranges are in flight.
+            let h = hasher.take().unwrap_or_default();
+            let b = bytes.clone();
+            let hashing = tokio::task::spawn_blocking(move || {
+                let mut h = h;
+                h.update(&b);
+                h
+            });
+            writer
+                .write_all(&bytes)
+                .await
+                .map_err(|e| Error::io("write a download", e))?;
+            written += bytes.len() as u64;
+            hasher = Some(match hashing.await {
+                Ok(h) => h,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            });
+        }
+        writer
+            .flush()
+            .await
+            .map_err(|e| Error::io("write a download", e))?;
+        let actual = Md5Sum::from_digest(&hasher.unwrap_or_default().finalize()).hex;
+        if actual != md5 || written != total {
+            return Err(Error::Integrity {
+                attr: attr.to_owned(),
+                uri: pointer.uri(),
+                expected: md5,
+                actual,
+            });
+        }
+        Ok(written)
+    }
+}
+
+/// The reader of [`Store::send_parts`], on a blocking thread: sends each part
+/// down `tx` in order, then an error instead of the last part if the bytes read
+/// do not have the planned MD5 or length. Stops when `tx` is closed.
+fn read_parts(body: Blob, size: u64, expected: Md5Sum, tx: mpsc::Sender<Result<Part>>) {
+    let len = body.len();
+    let count = len.div_ceil(size).max(1);
+    match body.0 {
+        Repr::Bytes(bytes) => {
+            for i in 0..count {
+                let start = (i * size) as usize;
+                let end = ((i + 1) * size).min(len) as usize;
+                let body = bytes.slice(start..end);
+                let md5 = Md5Sum::of(&body);
+                let part = Part {
+                    number: (i + 1) as u32,
+                    body,
+                    md5_base64: md5.base64,
+                };
+                if tx.blocking_send(Ok(part)).is_err() {
+                    return;
+                }
+            }
+        }
+        Repr::File(file) => {
+            let path = file.path.clone();
+            let fail = |e: Error| {
+                let _ = tx.blocking_send(Err(e));
+            };
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) => return fail(Error::io(format!("open {}", path.display()), e)),
+            };
+            let mut whole = Md5::new();
+            for i in 0..count {
+                let want = (size).min(len - i * size) as usize;
+                let mut buf = vec![0u8; want];
+                if let Err(e) = f.read_exact(&mut buf) {
+                    return fail(match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => changed(&path),
+                        _ => Error::io(format!("read {}", path.display()), e),
+                    });
+                }
+                whole.update(&buf);
+                let last = i + 1 == count;
+                if last {
+                    // The bytes sent must be the bytes planned: no more, and the same.
+                    let mut extra = [0u8; 1];
+                    let longer = matches!(f.read(&mut extra), Ok(n) if n > 0);
+                    let sum = Md5Sum::from_digest(&whole.clone().finalize());
+                    if longer || sum != expected {
+                        return fail(changed(&path));
+                    }
+                }
+                let md5 = Md5Sum::of(&buf);
+                let part = Part {
+                    number: (i + 1) as u32,
+                    body: Bytes::from(buf),
+                    md5_base64: md5.base64,
+                };
+                if tx.blocking_send(Ok(part)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MAX_PUT_OBJECT_BYTES;
+
+    #[test]
+    fn part_size_grows_to_fit_ten_thousand_parts() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(part_size(0, 8 * MIB), 8 * MIB);
+        assert_eq!(part_size(20 * MIB, 8 * MIB), 8 * MIB);
+        assert_eq!(part_size(10_000 * 8 * MIB, 8 * MIB), 8 * MIB);
+        // 5 TiB: 524.288 MiB per part, rounded up to 525 MiB.
+        let tib5 = 5 * 1024 * 1024 * MIB;
+        let size = part_size(tib5, 8 * MIB);
+        assert_eq!(size, 525 * MIB);
+        assert!(tib5.div_ceil(size) <= MAX_PARTS);
+        assert!(size <= MAX_PUT_OBJECT_BYTES);
+        assert_eq!(part_size(6 * 1024 * MIB, MIN_PART_BYTES), MIN_PART_BYTES);
+    }
+
+    /// Runs `read_parts` on a file whose bytes are not the ones planned.
+    fn read_file_parts(content: &[u8], planned: &[u8]) -> Vec<Result<Part>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, content).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let blob = rt.block_on(Blob::from_file(&path)).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let planned = Md5Sum::of(planned);
+        let reader = std::thread::spawn(move || read_parts(blob, MIN_PART_BYTES, planned, tx));
+        let mut got = Vec::new();
+        while let Some(part) = rx.blocking_recv() {
+            got.push(part);
+        }
+        reader.join().unwrap();
+        got
+    }
+
+    #[test]
+    fn a_file_that_changed_since_it_was_hashed_fails_before_its_last_part() {
+        let len = MIN_PART_BYTES as usize + 10;
+        let planned = vec![7u8; len];
+        let parts = read_file_parts(&planned, &planned);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.is_ok()));
+        assert_eq!(parts[1].as_ref().unwrap().number, 2);
+        assert_eq!(parts[1].as_ref().unwrap().body.len(), 10);
+
+        // Same length, other bytes: the first part goes, the last never does.
+        let mut changed = planned.clone();
+        changed[len - 1] = 8;
+        let parts = read_file_parts(&changed, &planned);
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].is_ok());
+        let err = parts[1].as_ref().err().unwrap();
+        assert!(err.to_string().contains("changed"), "{err}");
+    }
+}
