@@ -945,3 +945,79 @@ pub async fn json_wrapper_and_bytes_update(fx: Fixture) {
         "{pointer}"
     );
 }
+
+pub async fn batch_get_large_reads_many_items_in_order(fx: Fixture) {
+    // 230 items, 20 keys never written, one deleted item (a placeholder), and one
+    // key twice: three BatchGetItem chunks.
+    let docs: Vec<Document> = (0..230)
+        .map(|i| Document::sample(&format!("p{i}"), "s"))
+        .collect();
+    futures::future::join_all(docs.iter().map(|d| fx.store.create_large(d)))
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.unwrap();
+        });
+    fx.store.delete_large(&docs[7].primary_key()).await.unwrap();
+    let mut keys: Vec<_> = docs.iter().map(|d| d.primary_key()).collect();
+    keys.extend((0..20).map(|i| Document::key(format!("missing{i}"), "s".to_owned())));
+    keys.push(docs[3].primary_key());
+    fx.faults.reset();
+    let got = fx.store.batch_get_large(&keys).await.unwrap();
+    assert_eq!(got.len(), keys.len());
+    for (i, doc) in docs.iter().enumerate() {
+        if i == 7 {
+            assert!(got[i].is_none(), "a deleted item reads as absent");
+        } else {
+            assert_eq!(got[i].as_ref(), Some(doc), "item {i}");
+        }
+    }
+    assert!(got[230..250].iter().all(Option::is_none));
+    assert_eq!(got[250].as_ref(), Some(&docs[3]));
+    let calls = fx.faults.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| **c == vhs::Op::BatchGetItem)
+            .count(),
+        3,
+        "{calls:?}"
+    );
+    assert!(fx
+        .store
+        .batch_get_large::<Document>(&[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn batch_get_large_asks_again_for_unprocessed_keys(fx: Fixture) {
+    // 60 items of ~300 KB: 18 MB, over BatchGetItem's 16 MB answer.
+    let docs: Vec<Document> = (0..60)
+        .map(|i| Document {
+            data: serde_json::json!("x".repeat(300 * 1024)),
+            ..Document::sample(&format!("big{i}"), "s")
+        })
+        .collect();
+    for d in &docs {
+        fx.store.create_large(d).await.unwrap();
+    }
+    fx.faults.reset();
+    let keys: Vec<_> = docs.iter().map(|d| d.primary_key()).collect();
+    let got = fx.store.batch_get_large(&keys).await.unwrap();
+    for (doc, got) in docs.iter().zip(&got) {
+        assert_eq!(got.as_ref(), Some(doc));
+    }
+    let batches = fx
+        .faults
+        .calls()
+        .iter()
+        .filter(|c| **c == vhs::Op::BatchGetItem)
+        .count();
+    if fx.kind == crate::fixture::Kind::Memory {
+        assert!(
+            batches >= 2,
+            "the unprocessed keys were asked again: {batches}"
+        );
+    }
+}

@@ -26,6 +26,23 @@ struct Depth {
     inner: Option<Arc<dyn Backend>>,
     finished: Arc<AtomicUsize>,
     calls: Arc<Mutex<Vec<(Op, usize)>>>,
+    /// Per service (DynamoDB, S3): calls in flight now, and the most seen at once.
+    flying: Arc<[AtomicUsize; 2]>,
+    peak: Arc<[AtomicUsize; 2]>,
+}
+
+/// 0 for DynamoDB, 1 for S3.
+fn service(op: Op) -> usize {
+    match op {
+        Op::CreateTable
+        | Op::GetItem
+        | Op::PutItem
+        | Op::UpdateItem
+        | Op::DeleteItem
+        | Op::Query
+        | Op::Scan => 0,
+        _ => 1,
+    }
 }
 
 impl std::fmt::Debug for Depth {
@@ -48,7 +65,11 @@ impl Depth {
 
     async fn run<T>(&self, op: Op, call: impl std::future::Future<Output = T>) -> T {
         let depth = self.finished.load(Ordering::SeqCst) + 1;
+        let s = service(op);
+        let now = self.flying[s].fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak[s].fetch_max(now, Ordering::SeqCst);
         let out = call.await;
+        self.flying[s].fetch_sub(1, Ordering::SeqCst);
         // Calls sent together are polled for the first time one after another
         // in the caller's task; a loaded machine may answer one before the next
         // was polled at all. Yielding first lets every call already queued in
@@ -148,6 +169,26 @@ impl Backend for Depth {
         self.run(
             Op::GetObjectRange,
             self.inner().get_object_range(bucket, key, range),
+        )
+        .await
+    }
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> vhs::Result<String> {
+        self.inner().presign_get(bucket, key, expires_in).await
+    }
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> vhs::Result<vhs::BatchPage> {
+        self.run(
+            Op::BatchGetItem,
+            self.inner().batch_get_item(table, keys, consistent),
         )
         .await
     }
@@ -453,4 +494,43 @@ fn changes_to(w: &Wide) -> vhs::Changes<Wide> {
         .set_g(w.g.clone())
         .set_h(w.h.clone())
         .into()
+}
+
+/// `Options::max_in_flight` bounds the requests in flight per service over every
+/// call of the store, and they still run concurrently up to it.
+pub async fn concurrency_is_bounded_store_wide(fx: Fixture) {
+    let depth = Depth::new(Arc::new(fx.faults.clone()));
+    let store = Store::builder(depth.clone(), fx.bucket.clone())
+        .table_for::<Wide>(format!("{}-wide-limit", fx.tables.0))
+        .max_in_flight(3)
+        .build()
+        .unwrap();
+    store.ensure_table::<Wide>().await.unwrap();
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                let item = Wide::with(&format!("w{i}"), 8, i as u8);
+                store.create_large(&item).await.unwrap();
+                store
+                    .get_large(&vhs::Model::primary_key(&item))
+                    .await
+                    .unwrap();
+                store
+                    .delete_large(&vhs::Model::primary_key(&item))
+                    .await
+                    .unwrap();
+            }
+        })
+        .collect();
+    futures::future::join_all(calls).await;
+    store.flush().await;
+    let peak = |s: usize| depth.peak[s].load(Ordering::SeqCst);
+    assert!(
+        peak(0) <= 3 && peak(1) <= 3,
+        "peaks {} and {}",
+        peak(0),
+        peak(1)
+    );
+    assert!(peak(1) > 1, "S3 calls still run concurrently: {}", peak(1));
 }

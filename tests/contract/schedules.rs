@@ -160,6 +160,22 @@ impl Backend for EarlyAnswer {
     ) -> vhs::Result<Option<vhs::ObjectRange>> {
         self.inner.get_object_range(bucket, key, range).await
     }
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> vhs::Result<String> {
+        self.inner.presign_get(bucket, key, expires_in).await
+    }
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> vhs::Result<vhs::BatchPage> {
+        self.inner.batch_get_item(table, keys, consistent).await
+    }
     async fn create_multipart_upload(&self, request: &vhs::MultipartStart) -> vhs::Result<String> {
         self.inner.create_multipart_upload(request).await
     }

@@ -15,9 +15,9 @@ use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
 
 use crate::backend::{
-    Attempts, Backend, CompletedPart, Conditional, MultipartInfo, MultipartStart, ObjectInfo,
-    ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan, Signal, StoredObject,
-    TableSpec,
+    Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo, MultipartStart,
+    ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan, Signal,
+    StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
@@ -656,6 +656,63 @@ impl Backend for AwsBackend {
                 }
             }
         }))
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String> {
+        let config = s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| {
+            Error::invalid(format!(
+                "a presigned URL cannot expire in {expires_in:?}: {e}"
+            ))
+        })?;
+        let request = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error("s3", "GetObject (presign)", e))?;
+        Ok(request.uri().to_owned())
+    }
+
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> Result<BatchPage> {
+        let request = built(
+            "dynamodb",
+            "BatchGetItem",
+            aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(keys.to_vec()))
+                .consistent_read(consistent)
+                .build(),
+        )?;
+        let out = self
+            .dynamodb
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(|e| sdk_error("dynamodb", "BatchGetItem", e))?;
+        Ok(BatchPage {
+            items: out
+                .responses
+                .and_then(|mut r| r.remove(table))
+                .unwrap_or_default(),
+            unprocessed: out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .map(|k| k.keys)
+                .unwrap_or_default(),
+        })
     }
 
     async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {

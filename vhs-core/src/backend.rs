@@ -30,6 +30,8 @@ pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 pub const MAX_PARTS: u64 = 10_000;
 /// S3's smallest part (5 MiB), for every part but the last.
 pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+/// Keys per BatchGetItem call.
+pub const MAX_BATCH_GET: usize = 100;
 /// Keys per DeleteObjects call.
 pub const MAX_DELETE_BATCH: usize = 1000;
 
@@ -289,6 +291,16 @@ pub struct CompletedPart {
     pub etag: String,
 }
 
+/// One BatchGetItem answer.
+#[derive(Debug, Clone, Default)]
+pub struct BatchPage {
+    /// The items found, in no particular order.
+    pub items: Vec<Item>,
+    /// Keys the service did not get to (its 16 MB response limit, throttling):
+    /// ask again.
+    pub unprocessed: Vec<Item>,
+}
+
 /// A byte range of an object read back.
 #[derive(Clone)]
 pub struct ObjectRange {
@@ -319,6 +331,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// GetItem.
     async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>>;
+
+    /// BatchGetItem of at most [`MAX_BATCH_GET`] distinct keys of one table.
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> Result<BatchPage>;
 
     /// PutItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the old
     /// image, `None` if there was no item.
@@ -377,6 +397,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// HeadObject; `None` if there is no such object.
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>>;
+
+    /// A URL that lets its holder GET the object until `expires_in` passed
+    /// (SigV4 presigned, at most 7 days). Computed locally: no request is sent.
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String>;
 
     /// CreateMultipartUpload; returns the upload id.
     async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String>;
@@ -458,6 +487,14 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn query(&self, request: &Query) -> Result<QueryPage> {
         (**self).query(request).await
     }
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> Result<BatchPage> {
+        (**self).batch_get_item(table, keys, consistent).await
+    }
     async fn scan(&self, request: &Scan) -> Result<QueryPage> {
         (**self).scan(request).await
     }
@@ -471,6 +508,14 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         range: std::ops::Range<u64>,
     ) -> Result<Option<ObjectRange>> {
         (**self).get_object_range(bucket, key, range).await
+    }
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String> {
+        (**self).presign_get(bucket, key, expires_in).await
     }
     async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
         (**self).create_multipart_upload(request).await

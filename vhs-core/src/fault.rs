@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::backend::{
-    Attempts, Backend, CompletedPart, Conditional, MultipartInfo, MultipartStart, ObjectInfo,
-    ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan, StoredObject,
-    TableSpec,
+    Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo, MultipartStart,
+    ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan,
+    StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -55,6 +55,8 @@ pub enum Op {
     AbortMultipartUpload,
     /// ListMultipartUploads.
     ListMultipartUploads,
+    /// BatchGetItem.
+    BatchGetItem,
 }
 
 /// What an injected fault does.
@@ -231,6 +233,7 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
             Op::CompleteMultipartUpload => "CompleteMultipartUpload",
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::ListMultipartUploads => "ListMultipartUploads",
+            Op::BatchGetItem => "BatchGetItem",
         },
         code: Some("InjectedFault".into()),
         retryable,
@@ -314,6 +317,27 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.run(
             Op::GetObjectRange,
             self.inner.get_object_range(bucket, key, range),
+        )
+        .await
+    }
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String> {
+        // Local: no request, so no fault.
+        self.inner.presign_get(bucket, key, expires_in).await
+    }
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> Result<BatchPage> {
+        self.run(
+            Op::BatchGetItem,
+            self.inner.batch_get_item(table, keys, consistent),
         )
         .await
     }

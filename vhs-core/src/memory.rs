@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use tokio::task::yield_now;
 
 use crate::backend::{
-    item_size, Attempts, Backend, CompletedPart, Conditional, MultipartInfo, MultipartStart,
-    ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan,
-    StoredObject, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PARTS, MIN_PART_BYTES,
+    item_size, Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo,
+    MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
+    Scan, StoredObject, TableSpec, MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PARTS,
+    MIN_PART_BYTES,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -436,6 +437,63 @@ impl Backend for MemoryBackend {
                 total,
             }
         }))
+    }
+
+    /// `memory://{bucket}/{key}?expires={unix seconds}`: names the object, but no
+    /// HTTP client can fetch it (there is no server).
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String> {
+        self.lock().bucket(bucket, "GetObject")?;
+        let expires = SystemTime::now()
+            .checked_add(expires_in)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        Ok(format!("memory://{bucket}/{key}?expires={expires}"))
+    }
+
+    /// Answers at most 16 MB of items, as DynamoDB does; the keys beyond come
+    /// back unprocessed.
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        _consistent: bool,
+    ) -> Result<BatchPage> {
+        yield_now().await;
+        const LIMIT: usize = 16 * 1024 * 1024;
+        if keys.len() > MAX_BATCH_GET {
+            return Err(validation(
+                "BatchGetItem",
+                format!("{} keys, more than {MAX_BATCH_GET}", keys.len()),
+            ));
+        }
+        let mut state = self.lock();
+        let t = state.table(table, "BatchGetItem")?;
+        let mut seen = std::collections::HashSet::new();
+        let mut page = BatchPage::default();
+        let mut size = 0;
+        for key in keys {
+            let k = t.key_of(key, "BatchGetItem")?;
+            if !seen.insert(k.clone()) {
+                return Err(validation(
+                    "BatchGetItem",
+                    "Provided list of item keys contains duplicates",
+                ));
+            }
+            if size >= LIMIT {
+                page.unprocessed.push(key.clone());
+                continue;
+            }
+            if let Some(item) = t.items.get(&k) {
+                size += item_size(item);
+                page.items.push(item.clone());
+            }
+        }
+        Ok(page)
     }
 
     async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {

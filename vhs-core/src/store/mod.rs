@@ -8,6 +8,7 @@
 mod create;
 mod delete;
 mod janitor;
+mod limit;
 mod read;
 mod staged;
 mod transfer;
@@ -89,6 +90,11 @@ pub struct Options {
     /// How many parts of one value are sent or fetched at once. A transfer holds
     /// at most `part_concurrency + 2` parts in memory. Default 4.
     pub part_concurrency: usize,
+    /// Store-wide bound on requests in flight, per service: at most this many
+    /// DynamoDB requests and this many S3 requests at once, over every call and
+    /// background job of the store (and its clones). Ten thousand concurrent calls
+    /// queue for permits instead of opening ten thousand connections. Default 128.
+    pub max_in_flight: usize,
 }
 
 impl Default for Options {
@@ -105,6 +111,7 @@ impl Default for Options {
             multipart_threshold: 16 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
             part_concurrency: 4,
+            max_in_flight: 128,
         }
     }
 }
@@ -217,6 +224,12 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets [`Options::max_in_flight`] (at least 1).
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.options.max_in_flight = requests;
+        self
+    }
+
     /// Sets [`Options::part_concurrency`] (at least 1).
     pub fn part_concurrency(mut self, parts: usize) -> Self {
         self.options.part_concurrency = parts;
@@ -245,6 +258,9 @@ impl StoreBuilder {
         if self.options.cleanup_queue == 0 {
             return Err(Error::invalid("cleanup_queue must be at least 1"));
         }
+        if self.options.max_in_flight == 0 {
+            return Err(Error::invalid("max_in_flight must be at least 1"));
+        }
         if self.options.part_concurrency == 0 {
             return Err(Error::invalid("part_concurrency must be at least 1"));
         }
@@ -267,7 +283,10 @@ impl StoreBuilder {
                     self.options.cleanup_queue,
                     self.on_cleanup,
                 ),
-                backend: self.backend,
+                backend: Arc::new(limit::Limited::new(
+                    self.backend,
+                    self.options.max_in_flight,
+                )),
                 bucket: self.bucket,
                 prefix: self.prefix,
                 options: self.options,

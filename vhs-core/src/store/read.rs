@@ -4,10 +4,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 
+use std::collections::HashMap;
+
 use super::{Store, READ_RACE_LOST, READ_RACE_RETRIES};
+use crate::backend::MAX_BATCH_GET;
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
 use crate::ownership::State;
+use crate::retry::RetryPolicy;
 
 /// An item as stored: its ordinary fields loaded, its large fields `None`, and the
 /// pointers its large attributes hold. Load chosen values with [`Store::load`].
@@ -62,12 +66,22 @@ impl Store {
 
     async fn read<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<M> {
         let prefix = self.table_prefix(self.table_name::<M>())?;
-        let mut stored = self.get_stored(key, consistent).await?;
+        let stored = self.get_stored(key, consistent).await?;
+        self.load_read(key, &prefix, stored).await
+    }
+
+    /// Loads every large value of an item read for `key`.
+    async fn load_read<M: Model>(
+        &self,
+        key: &Key<M>,
+        prefix: &str,
+        mut stored: Stored<M>,
+    ) -> Result<M> {
         // A concurrent update may replace the item and delete the objects we were
         // about to read: a pointer that changed meanwhile is a race to read again,
         // one that did not is a dangling pointer. Losing every race is `Busy`.
         for _ in 0..=READ_RACE_RETRIES {
-            match self.load_all(&prefix, &mut stored).await {
+            match self.load_all(prefix, &mut stored).await {
                 Err(Error::DanglingPointer { attr, uri }) => {
                     let now = self.get_stored(key, true).await?;
                     if now.pointer(&attr) == Some(uri.as_str()) {
@@ -79,6 +93,134 @@ impl Store {
             }
         }
         Err(self.target(key)?.busy(READ_RACE_LOST))
+    }
+
+    /// Reads many items and every large value of each, in the order of `keys`
+    /// (`None` for an item that does not exist): BatchGetItem in chunks of 100
+    /// (chunks concurrent, keys the service left unprocessed asked again with
+    /// backoff), then the objects, [`Options::max_concurrency`](crate::Options::max_concurrency)
+    /// items at once, each checked as [`Store::get_large`] checks it. Eventually
+    /// consistent, like `get_large`. A key given twice is batched once, and its
+    /// later copies are read again with `get_large` (`M` need not be `Clone`).
+    pub async fn batch_get_large<M: Model>(&self, keys: &[Key<M>]) -> Result<Vec<Option<M>>> {
+        let prefix = self.table_prefix(self.table_name::<M>())?;
+        let table = self.table_name::<M>().to_owned();
+        let mut targets = Vec::with_capacity(keys.len());
+        for key in keys {
+            key.validate()?;
+            targets.push(self.target(key)?);
+        }
+        // Distinct keys, in first-seen order.
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut distinct = Vec::new();
+        let slots: Vec<usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                *index.entry(t.describe.clone()).or_insert_with(|| {
+                    distinct.push(i);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let chunks: Vec<Vec<Item>> = distinct
+            .chunks(MAX_BATCH_GET)
+            .map(|c| c.iter().map(|&i| targets[i].key.clone()).collect())
+            .collect();
+        let fetches: Vec<_> = chunks
+            .into_iter()
+            .map(|keys| self.batch_get_all(&table, keys))
+            .collect();
+        let pages: Vec<Result<Vec<Item>>> = stream::iter(fetches)
+            .buffer_unordered(self.options().max_concurrency)
+            .collect()
+            .await;
+        // Found items by key.
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for page in pages {
+            for item in page? {
+                if let State::Live(item) = State::of(Some(item)) {
+                    let stored = Stored::<M>::from_item(item.clone())?;
+                    let target = self.target(&stored.model.primary_key())?;
+                    found.insert(target.describe, item);
+                }
+            }
+        }
+        let loads: Vec<_> = distinct
+            .iter()
+            .map(|&i| {
+                let item = found.remove(&targets[i].describe);
+                let key = &keys[i];
+                let prefix = &prefix;
+                async move {
+                    match item {
+                        None => Ok(None),
+                        Some(item) => self
+                            .load_read(key, prefix, Stored::from_item(item)?)
+                            .await
+                            .map(Some),
+                    }
+                }
+            })
+            .collect();
+        let mut loaded: Vec<Option<M>> = stream::iter(loads)
+            .buffered(self.options().max_concurrency)
+            .collect::<Vec<Result<Option<M>>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        // Each distinct item once; a key given twice gets the first one's value
+        // and later ones a fresh read of their own.
+        let mut out: Vec<Option<M>> = Vec::with_capacity(keys.len());
+        let mut used = vec![false; loaded.len()];
+        for (i, slot) in slots.into_iter().enumerate() {
+            if !used[slot] {
+                used[slot] = true;
+                out.push(loaded[slot].take());
+            } else {
+                out.push(match self.get_large(&keys[i]).await {
+                    Ok(m) => Some(m),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One BatchGetItem chunk, its unprocessed keys asked again with backoff
+    /// until none is left.
+    async fn batch_get_all(&self, table: &str, mut keys: Vec<Item>) -> Result<Vec<Item>> {
+        let policy = RetryPolicy::attempts(20).delays(
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(2),
+        );
+        let mut items = Vec::new();
+        let mut attempt = 1;
+        loop {
+            let page = self.backend().batch_get_item(table, &keys, false).await?;
+            items.extend(page.items);
+            if page.unprocessed.is_empty() {
+                return Ok(items);
+            }
+            // Progress resets the backoff; only a run of empty answers gives up.
+            if page.unprocessed.len() < keys.len() {
+                attempt = 1;
+            }
+            keys = page.unprocessed;
+            if !policy.pause(attempt).await {
+                return Err(Error::backend(
+                    "dynamodb",
+                    "BatchGetItem",
+                    true,
+                    format!(
+                        "{} keys still unprocessed after {attempt} attempts",
+                        keys.len()
+                    ),
+                ));
+            }
+            attempt += 1;
+        }
     }
 
     /// Loads every large attribute the item holds.

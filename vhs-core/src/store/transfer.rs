@@ -293,6 +293,39 @@ impl Store {
         Err(self.target(key)?.busy(READ_RACE_LOST))
     }
 
+    /// A presigned GET URL for a large attribute, valid for `expires_in` (at most
+    /// 7 days, SigV4's limit): a web client downloads the object straight from
+    /// S3. vhs reads the item, checks the pointer (this bucket, this table's
+    /// prefix) and that the object exists first, so a URL is never handed out for
+    /// a dangling or foreign pointer. The client receives the bytes unchecked; the
+    /// key ends in their MD5 (`md5=<hex>`) for it to check.
+    pub async fn presign_large<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String> {
+        const MAX: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+        if expires_in.is_zero() || expires_in > MAX {
+            return Err(Error::invalid(format!(
+                "a presigned URL must expire within 1 s to 7 days, not {expires_in:?}"
+            )));
+        }
+        for _ in 0..=READ_RACE_RETRIES {
+            let (pointer, _) = self.locate(key, attr).await?;
+            let backend = &self.inner.backend;
+            match backend.head_object(&pointer.bucket, &pointer.key).await? {
+                Some(_) => {
+                    return backend
+                        .presign_get(&pointer.bucket, &pointer.key, expires_in)
+                        .await
+                }
+                None => self.gone(key, attr, &pointer).await?,
+            }
+        }
+        Err(self.target(key)?.busy(READ_RACE_LOST))
+    }
+
     /// Reads the item and checks the pointer a large attribute holds.
     async fn locate<M: Model>(&self, key: &Key<M>, attr: &str) -> Result<(Pointer, String)> {
         let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
