@@ -126,6 +126,7 @@ contract! {
     maintenance::gc_is_safe_while_writers_run,
     versioned::single_version_put_rules,
     versioned::single_version_put_latest_and_start,
+    versioned::single_version_update_sends_only_changed_values,
     versioned::multi_version_put_get_versions,
     versioned::multi_version_pagination,
     versioned::multi_version_delete_and_prune,

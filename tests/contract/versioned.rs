@@ -484,3 +484,46 @@ pub async fn stale_writer_gets_version_conflict(fx: Fixture) {
     assert_eq!((last.version, last.body.as_deref()), (2, Some("body by A")));
     assert_eq!(fx.objects().await.len(), 1);
 }
+
+/// A read-modify-write sends only the large values it changed: the others are
+/// already the objects the item it read points to.
+pub async fn single_version_update_sends_only_changed_values(fx: Fixture) {
+    let s = single(&fx);
+    s.ensure_table().await.unwrap();
+    s.put("u", 0, &doc(0)).await.unwrap();
+    let before = fx.objects().await;
+    let puts = |fx: &Fixture| {
+        fx.faults
+            .calls()
+            .iter()
+            .filter(|c| **c == vhs::Op::PutObject)
+            .count()
+    };
+
+    fx.faults.reset();
+    let w = s
+        .update("u", |mut d| {
+            d.data = serde_json::json!({ "n": 99 });
+            d
+        })
+        .await
+        .unwrap();
+    assert_eq!(w.version, 1);
+    assert_eq!(puts(&fx), 0, "{:?}", fx.faults.calls());
+    assert_eq!(fx.objects().await, before, "no object written or deleted");
+    let latest = s.get_latest("u").await.unwrap();
+    assert_eq!(latest.value.data, serde_json::json!({ "n": 99 }));
+    assert_eq!(latest.value.html, doc(0).html);
+
+    fx.faults.reset();
+    s.update("u", |mut d| {
+        d.html = Some("<p>changed</p>".into());
+        d
+    })
+    .await
+    .unwrap();
+    assert_eq!(puts(&fx), 1, "only html: {:?}", fx.faults.calls());
+    let latest = s.get_latest("u").await.unwrap();
+    assert_eq!(latest.value.html.as_deref(), Some("<p>changed</p>"));
+    assert_eq!(latest.value.image, doc(0).image);
+}

@@ -401,12 +401,28 @@ impl<M: Model> Core<M> {
                     .await?,
                 State::Absent,
             ),
-            Some(item) => (
-                store
-                    .stage_record(&target, &values, &mut record, false, UploadOrder::AfterRead)
-                    .await?,
-                State::of(item),
-            ),
+            Some(item) => {
+                let state = State::of(item);
+                // Values the live item read already points to are not sent again
+                // (an unchanged attribute of a read-modify-write). Never a
+                // placeholder's pointers: those objects are being deleted.
+                let referenced = state
+                    .live()
+                    .into_iter()
+                    .flat_map(|item| M::SCHEMA.large.iter().filter_map(|a| item.get(a.name)))
+                    .filter_map(|v| v.as_s().ok())
+                    .filter_map(|uri| crate::layout::Pointer::parse(uri).ok())
+                    .filter(|p| p.bucket == store.bucket())
+                    .map(|p| p.key)
+                    .collect();
+                let order = UploadOrder::AfterRead { referenced };
+                (
+                    store
+                        .stage_record(&target, &values, &mut record, false, order)
+                        .await?,
+                    state,
+                )
+            }
             None => {
                 // The uploads and the read at once; created objects come into
                 // existence after the read.

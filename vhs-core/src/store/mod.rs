@@ -487,7 +487,12 @@ pub(crate) enum UploadOrder {
     /// returned. An object found already there (412) may predate the read.
     Gated(Signal),
     /// Sent after the read returned: every object is known to exist after it.
-    AfterRead,
+    /// Objects whose keys are in `referenced` (pointed to by the item as read)
+    /// are not sent at all: the read found them referenced, so they existed then,
+    /// and no deleter removes an object its item references, so they still
+    /// exist while the commit's condition holds that state. That is what a 412
+    /// on a request sent after the read would have said, without the request.
+    AfterRead { referenced: HashSet<String> },
 }
 
 /// Reads that found an object deleted by a concurrent replacement are repeated
@@ -777,11 +782,15 @@ impl Store {
     ) -> Result<Uploaded<M>> {
         let started = Instant::now();
         let puts = self.requests::<M>(target, &uploads);
-        let after = match &order {
-            UploadOrder::Gated(signal) => signal.clone(),
-            _ => Signal::open(),
+        let (after, referenced) = match &order {
+            UploadOrder::Gated(signal) => (signal.clone(), None),
+            UploadOrder::AfterRead { referenced } => (Signal::open(), Some(referenced)),
+            UploadOrder::Unread => (Signal::open(), None),
         };
-        let outcomes = self.put_all(&puts, &after).await;
+        let empty = HashSet::new();
+        let outcomes = self
+            .put_all(&puts, &after, referenced.unwrap_or(&empty))
+            .await;
         let objects: Vec<Owned> = uploads
             .iter()
             .filter_map(|u| {
@@ -797,7 +806,7 @@ impl Store {
         for (put, outcome) in puts.iter().zip(outcomes) {
             let new = matches!(outcome, Ok(PutOutcome::Created));
             let (p, f) = match order {
-                UploadOrder::AfterRead => (outcome.is_ok(), new),
+                UploadOrder::AfterRead { .. } => (outcome.is_ok(), new),
                 UploadOrder::Gated(_) => (new, new),
                 UploadOrder::Unread => (false, false),
             };
@@ -870,14 +879,25 @@ impl Store {
     }
 
     /// Runs the object writes concurrently (bounded), in order; none completes
-    /// before `after` fires.
-    async fn put_all(&self, puts: &[ObjectPut], after: &Signal) -> Vec<Result<PutOutcome>> {
+    /// before `after` fires. Keys in `referenced` are not sent: they answer
+    /// [`PutOutcome::AlreadyExisted`] (see [`UploadOrder::AfterRead`]).
+    async fn put_all(
+        &self,
+        puts: &[ObjectPut],
+        after: &Signal,
+        referenced: &HashSet<String>,
+    ) -> Vec<Result<PutOutcome>> {
         // Futures built up front (not in a stream combinator's closure), so the
         // caller's future stays provably `Send`.
         let calls: Vec<_> = puts
             .iter()
             .enumerate()
-            .map(|(i, put)| async move { (i, self.put_object(put, after).await) })
+            .map(|(i, put)| async move {
+                if referenced.contains(&put.key) {
+                    return (i, Ok(PutOutcome::AlreadyExisted));
+                }
+                (i, self.put_object(put, after).await)
+            })
             .collect();
         let mut results: Vec<(usize, Result<PutOutcome>)> = stream::iter(calls)
             .buffer_unordered(self.inner.options.max_concurrency)
@@ -894,7 +914,9 @@ impl Store {
             return Ok(());
         }
         uploaded.started = Instant::now();
-        let outcomes = self.put_all(&uploaded.proofs.puts, &Signal::open()).await;
+        let outcomes = self
+            .put_all(&uploaded.proofs.puts, &Signal::open(), &HashSet::new())
+            .await;
         let proofs = &mut uploaded.proofs;
         for (i, outcome) in outcomes.into_iter().enumerate() {
             let created = outcome? == PutOutcome::Created;
