@@ -630,19 +630,7 @@ impl Backend for AwsBackend {
                 .next()
                 .and_then(|total| total.trim().parse::<u64>().ok())
         });
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::Backend {
-                service: "s3",
-                operation: "GetObject",
-                code: None,
-                retryable: true,
-                message: format!("reading the body failed: {e}"),
-                source: Some(Box::new(e)),
-            })?
-            .into_bytes();
+        let body = collect_body(out.body).await?;
         Ok(Some(match ranged {
             Some(total) => ObjectRange { body, total },
             // The server sent the whole object: cut the range out of it.
@@ -947,16 +935,9 @@ impl Backend for AwsBackend {
         };
         let metadata = out.metadata.clone().unwrap_or_default();
         let content_type = out.content_type.clone();
-        let body = out.body.collect().await.map_err(|e| Error::Backend {
-            service: "s3",
-            operation: "GetObject",
-            code: None,
-            retryable: true,
-            message: format!("reading the body failed: {e}"),
-            source: Some(Box::new(e)),
-        })?;
+        let body = collect_body(out.body).await?;
         Ok(Some(StoredObject {
-            body: body.into_bytes(),
+            body,
             metadata,
             content_type,
         }))
@@ -1056,6 +1037,21 @@ impl Backend for AwsBackend {
                 .next_continuation_token
                 .filter(|_| out.is_truncated == Some(true)),
         })
+    }
+}
+
+/// A GetObject body read whole; a broken transfer is retryable.
+async fn collect_body(body: s3::primitives::ByteStream) -> Result<bytes::Bytes> {
+    match body.collect().await {
+        Ok(data) => Ok(data.into_bytes()),
+        Err(e) => Err(Error::Backend {
+            service: "s3",
+            operation: "GetObject",
+            code: None,
+            retryable: true,
+            message: format!("reading the body failed: {e}"),
+            source: Some(Box::new(e)),
+        }),
     }
 }
 

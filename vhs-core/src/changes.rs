@@ -45,12 +45,7 @@ impl<M: Model> LargeValues<M> {
     /// Sets one large attribute by name to a [`Blob`] (bytes in memory or a file;
     /// `None`: remove it).
     pub fn with_blob(mut self, attr: &str, blob: Option<Blob>) -> Result<Self> {
-        let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
-            Error::invalid(format!(
-                "`{attr}` is not a large attribute of table `{}`",
-                M::SCHEMA.table
-            ))
-        })?;
+        let index = M::SCHEMA.require_large(attr)?;
         self.insert(index, blob);
         Ok(self)
     }

@@ -237,6 +237,17 @@ pub(crate) struct TableRef {
 }
 
 impl TableRef {
+    /// The prefix its objects are listed under: `{prefix}/`, or everything.
+    fn object_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+}
+
+impl TableRef {
     /// The table of model `M`.
     pub fn of<M: Model>(store: &Store) -> Result<TableRef> {
         let schema = M::SCHEMA;
@@ -384,11 +395,7 @@ impl Store {
         retention: Duration,
         dry_run: bool,
     ) -> Result<u64> {
-        let prefix = if table.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", table.prefix)
-        };
+        let prefix = table.object_prefix();
         let now = SystemTime::now();
         let mut aborted = 0;
         for upload in self
@@ -420,11 +427,7 @@ impl Store {
         progress: &(dyn Fn(Progress) + Send + Sync),
         mut each: impl FnMut(crate::backend::ObjectInfo),
     ) -> Result<u64> {
-        let prefix = if table.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", table.prefix)
-        };
+        let prefix = table.object_prefix();
         let mut next = None;
         let mut listed = 0;
         loop {

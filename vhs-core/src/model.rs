@@ -133,6 +133,17 @@ impl Schema {
     pub fn large_index(&self, name: &str) -> Option<usize> {
         self.large.iter().position(|a| a.name == name)
     }
+
+    /// [`Schema::large_index`], or the error for a name that is not a large
+    /// attribute of this table.
+    pub(crate) fn require_large(&self, name: &str) -> Result<usize> {
+        self.large_index(name).ok_or_else(|| {
+            Error::invalid(format!(
+                "`{name}` is not a large attribute of table `{}`",
+                self.table
+            ))
+        })
+    }
 }
 
 /// A struct stored as one DynamoDB item whose `#[large]` fields live in S3.

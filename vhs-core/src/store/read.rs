@@ -263,12 +263,7 @@ impl Store {
     ) -> Result<()> {
         let mut wanted = Vec::new();
         for attr in attrs {
-            let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
-                Error::invalid(format!(
-                    "`{attr}` is not a large attribute of table `{}`",
-                    M::SCHEMA.table
-                ))
-            })?;
+            let index = M::SCHEMA.require_large(attr)?;
             if let Some(uri) = stored.pointer(attr) {
                 let attr = M::SCHEMA.large[index].name;
                 wanted.push((index, attr, self.check_pointer(prefix, attr, uri)?));

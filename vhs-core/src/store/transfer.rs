@@ -328,12 +328,7 @@ impl Store {
 
     /// Reads the item and checks the pointer a large attribute holds.
     async fn locate<M: Model>(&self, key: &Key<M>, attr: &str) -> Result<(Pointer, String)> {
-        let index = M::SCHEMA.large_index(attr).ok_or_else(|| {
-            Error::invalid(format!(
-                "`{attr}` is not a large attribute of table `{}`",
-                M::SCHEMA.table
-            ))
-        })?;
+        let index = M::SCHEMA.require_large(attr)?;
         let attr = M::SCHEMA.large[index].name;
         let stored = self.get_stored(key, false).await?;
         let uri = stored.pointer(attr).ok_or_else(|| {
