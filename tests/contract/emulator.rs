@@ -174,7 +174,11 @@ pub async fn endpoint() -> String {
 /// as paths, not as `bucket.host` names): `aws_sdk_s3::config::Builder::from(&config)
 /// .force_path_style(true).build()`. The library's `AwsBackend` does that itself.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let url = endpoint().await;
+    sdk_config_for(&endpoint().await).await
+}
+
+/// [`sdk_config`] for a server at `url` (this process's emulator behind a proxy, say).
+pub async fn sdk_config_for(url: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .test_credentials()
         .region(aws_config::Region::new("us-east-1"))
@@ -479,15 +483,29 @@ fn log_tail(path: &Path) -> String {
 /// after a successful install, so an interrupted install is redone; the lock file keeps two
 /// test processes from installing at the same time.
 fn ensure_installed(kind: Kind) -> Result<PathBuf, String> {
+    python_env(
+        &format!("{}-{}", kind.name(), kind.version()),
+        &[&kind.pip_requirement()],
+        kind.executable(),
+    )
+}
+
+/// A virtualenv `target/tmp/vhs-emulators/<name>/` with `requirements` pip-installed, made
+/// once (guarded by a file lock across processes) and reused while its marker file lists the
+/// same requirements and `bin/<executable>` exists. Returns its directory.
+///
+/// The emulators are installed this way; so are other Python tools the harness needs (the
+/// benchmark's peer library).
+pub fn python_env(name: &str, requirements: &[&str], executable: &str) -> Result<PathBuf, String> {
     let root = work_root();
-    let venv = root.join(format!("{}-{}", kind.name(), kind.version()));
-    let requirement = kind.pip_requirement();
-    if installed(kind, &venv, &requirement) {
+    let venv = root.join(name);
+    let wanted = requirements.join("\n");
+    if installed(&venv, &wanted, executable) {
         return Ok(venv);
     }
 
     fs::create_dir_all(&root).map_err(|e| io_err(format_args!("create {}", root.display()), e))?;
-    let lock_path = root.join(format!("{}-{}.lock", kind.name(), kind.version()));
+    let lock_path = root.join(format!("{name}.lock"));
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -496,17 +514,18 @@ fn ensure_installed(kind: Kind) -> Result<PathBuf, String> {
         .open(&lock_path)
         .map_err(|e| io_err(format_args!("open {}", lock_path.display()), e))?;
     // Released when `lock` is dropped at the end of this function, or when the process dies.
-    // `File::lock` needs Rust 1.89; only this test binary uses it, not the library (MSRV 1.85).
+    // `File::lock` needs Rust 1.89; only the test harness uses it, not the library (MSRV 1.85).
     #[allow(clippy::incompatible_msrv)]
     lock.lock()
         .map_err(|e| io_err(format_args!("lock {}", lock_path.display()), e))?;
-    if installed(kind, &venv, &requirement) {
+    if installed(&venv, &wanted, executable) {
         return Ok(venv); // another process installed it while we waited
     }
 
     let python = find_python()?;
+    let listed = requirements.join(" ");
     note(format!(
-        "vhs tests: installing {requirement} into {} (once; needs PyPI)",
+        "vhs tests: installing {listed} into {} (once; needs PyPI)",
         venv.display()
     ));
     let started = Instant::now();
@@ -530,37 +549,35 @@ fn ensure_installed(kind: Kind) -> Result<PathBuf, String> {
                 "--no-input",
                 "-q",
             ])
-            .arg(&requirement),
-        &format!("pip install {requirement}"),
+            .args(requirements),
+        &format!("pip install {listed}"),
         "server-backed tests need pip and access to PyPI the first time (or a pip cache)",
     )?;
-    let executable = venv.join("bin").join(kind.executable());
-    if !executable.is_file() {
+    let installed_executable = venv.join("bin").join(executable);
+    if !installed_executable.is_file() {
         return Err(format!(
-            "vhs test emulator: pip installed {requirement} but {} does not exist",
-            executable.display()
+            "vhs test emulator: pip installed {listed} but {} does not exist",
+            installed_executable.display()
         ));
     }
     let marker = venv.join(".vhs-installed");
-    fs::write(&marker, format!("{requirement}\n"))
+    fs::write(&marker, format!("{wanted}\n"))
         .map_err(|e| io_err(format_args!("write {}", marker.display()), e))?;
     note(format!(
-        "vhs tests: installed {requirement} in {:.1} s",
+        "vhs tests: installed {listed} in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
     drop(lock);
     Ok(venv)
 }
 
-fn installed(kind: Kind, venv: &Path, requirement: &str) -> bool {
+fn installed(venv: &Path, requirements: &str, executable: &str) -> bool {
     let marker_ok = fs::read_to_string(venv.join(".vhs-installed"))
-        .map(|text| text.trim() == requirement)
+        .map(|text| text.trim() == requirements)
         .unwrap_or(false);
     // `bin/python` is a symlink to the interpreter the venv was made from: if that one went
     // away (Python upgraded), reinstall.
-    marker_ok
-        && venv.join("bin/python").exists()
-        && venv.join("bin").join(kind.executable()).is_file()
+    marker_ok && venv.join("bin/python").exists() && venv.join("bin").join(executable).is_file()
 }
 
 fn find_python() -> Result<&'static str, String> {
