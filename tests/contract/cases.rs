@@ -1021,3 +1021,90 @@ pub async fn batch_get_large_asks_again_for_unprocessed_keys(fx: Fixture) {
         );
     }
 }
+
+pub async fn batch_create_and_delete_report_each_item(fx: Fixture) {
+    // 40 items (more than one wave of `max_concurrency`), one of which exists.
+    let docs: Vec<Document> = (0..40)
+        .map(|i| Document::sample(&format!("b{i}"), "s"))
+        .collect();
+    let existing = Document {
+        html: Some("first".into()),
+        ..docs[5].clone()
+    };
+    fx.store.create_large(&existing).await.unwrap();
+    let outcomes = fx.store.batch_create_large(&docs).await.unwrap();
+    assert_eq!(outcomes.len(), docs.len());
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Err(Error::AlreadyExists { .. }) if i == 5 => {}
+            Ok(staged) if i != 5 => {
+                let html = docs[i].html.as_ref().unwrap();
+                assert_eq!(staged.object("html").unwrap().size, html.len() as u64);
+            }
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+    let keys: Vec<_> = docs.iter().map(|d| d.primary_key()).collect();
+    let got = fx.store.batch_get_large(&keys).await.unwrap();
+    for (i, (doc, got)) in docs.iter().zip(&got).enumerate() {
+        let want = if i == 5 { &existing } else { doc };
+        assert_eq!(got.as_ref(), Some(want), "item {i}");
+    }
+
+    // Deletes: every item, and one key that was never written.
+    let mut keys = keys;
+    keys.push(Document::key("never".to_owned(), "s".to_owned()));
+    let outcomes = fx.store.batch_delete_large(&keys).await.unwrap();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Err(Error::NotFound { .. }) if i == 40 => {}
+            Ok(deleted) if i < 40 => assert!(deleted.cleanup.leftover.is_empty()),
+            other => panic!("key {i}: {other:?}"),
+        }
+    }
+    fx.store.flush().await;
+    assert_eq!(fx.objects().await, Vec::<String>::new());
+    assert!(fx.store.batch_get_large(&keys).await.unwrap()[..40]
+        .iter()
+        .all(Option::is_none));
+}
+
+pub async fn batch_writes_check_every_input_before_sending(fx: Fixture) {
+    let good: Vec<Document> = (0..5)
+        .map(|i| Document::sample(&format!("g{i}"), "s"))
+        .collect();
+    // One item too large for DynamoDB (its ordinary attribute alone is 500 KB),
+    // one whose object key would be too long for S3, one given twice.
+    let too_big = Document {
+        data: serde_json::json!("x".repeat(500 * 1024)),
+        ..Document::sample("big", "s")
+    };
+    let long_key = Document::sample(&"k".repeat(1000), "s");
+    let twice = good[2].clone();
+    for (bad, says) in [
+        (too_big, "after its large values moved to S3"),
+        (long_key, "above S3's limit"),
+        (twice, "appears twice"),
+    ] {
+        let mut batch = good.clone();
+        batch.push(bad);
+        batch.push(Document::sample("last", "s"));
+        fx.faults.reset();
+        let err = fx.store.batch_create_large(&batch).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+        assert_eq!(fx.faults.calls(), vec![], "nothing was sent");
+    }
+    let mut keys: Vec<_> = good.iter().map(|d| d.primary_key()).collect();
+    keys.push(good[0].primary_key());
+    let err = fx.store.batch_delete_large(&keys).await.unwrap_err();
+    assert!(err.to_string().contains("appears twice"), "{err}");
+    assert_eq!(fx.faults.calls(), vec![], "nothing was sent");
+    assert_eq!(fx.objects().await, Vec::<String>::new());
+    assert!(fx
+        .store
+        .batch_create_large::<Document>(&[])
+        .await
+        .unwrap()
+        .is_empty());
+}

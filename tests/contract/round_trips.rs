@@ -534,3 +534,30 @@ pub async fn concurrency_is_bounded_store_wide(fx: Fixture) {
     );
     assert!(peak(1) > 1, "S3 calls still run concurrently: {}", peak(1));
 }
+
+/// A batch of 8 items with k = 2 takes the round trips of one item: creates in 2
+/// (every upload, then every PutItem), deletes in 2 (every placeholder, then
+/// every DeleteObjects), the pointers' removal in the background.
+pub async fn round_trip_batch(fx: Fixture) {
+    let (store, depth) = counted(&fx, false).await;
+    let items: Vec<Wide> = (0..8).map(|i| Wide::with(&format!("b{i}"), 2, i)).collect();
+    let created = store.batch_create_large(&items).await.unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let (calls, trips) = depth.take();
+    assert_eq!(trips, 2, "{calls:?}");
+    assert_eq!(count(&calls, Op::PutObject), 16, "{calls:?}");
+    assert_eq!(count(&calls, Op::PutItem), 8, "{calls:?}");
+    assert_eq!(calls.len(), 24, "{calls:?}");
+
+    let keys: Vec<_> = items.iter().map(vhs::Model::primary_key).collect();
+    let deleted = store.batch_delete_large(&keys).await.unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    let (calls, trips) = depth.take();
+    assert_eq!(trips, 2, "{calls:?}");
+    assert_eq!(count(&calls, Op::UpdateItem), 8, "{calls:?}");
+    assert_eq!(count(&calls, Op::DeleteObjects), 8, "{calls:?}");
+    assert_eq!(calls.len(), 16, "{calls:?}");
+    let outcome = store.flush().await;
+    assert!(outcome.marks_left.is_empty(), "{outcome:?}");
+    assert_eq!(fx.objects().await, Vec::<String>::new());
+}

@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{check_item_size, Staged, Store, UploadOrder, Uploaded};
+use super::{check_item_size, Staged, Store, Upload, UploadOrder, Uploaded};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::model::{Item, Model};
@@ -39,9 +39,27 @@ impl Store {
         .map(|(staged, _)| staged)
     }
 
-    /// Validates `values`, adds their pointers to `record`, checks the item size,
-    /// then uploads (all before any DynamoDB write). `new_item`: the item most
-    /// likely does not exist yet.
+    /// Validates `values`, adds their pointers to `record` and checks the item
+    /// size: every check a write makes before it sends anything. Hashes the
+    /// values; uploads nothing.
+    pub(crate) async fn prepare_record<M: Model>(
+        &self,
+        target: &Target,
+        values: &LargeValues<M>,
+        record: &mut Item,
+    ) -> Result<Vec<Upload>> {
+        let uploads = self.plan(target, values).await?;
+        for u in &uploads {
+            if let Some(uri) = u.uri(self.bucket()) {
+                record.insert(u.attr.to_owned(), AttributeValue::S(uri));
+            }
+        }
+        check_item_size(target, record)?;
+        Ok(uploads)
+    }
+
+    /// [`Store::prepare_record`], then the uploads (all before any DynamoDB
+    /// write). `new_item`: the item most likely does not exist yet.
     pub(crate) async fn stage_record<M: Model>(
         &self,
         target: &Target,
@@ -50,13 +68,7 @@ impl Store {
         new_item: bool,
         order: UploadOrder,
     ) -> Result<Uploaded<M>> {
-        let uploads = self.plan(target, values).await?;
-        for u in &uploads {
-            if let Some(uri) = u.uri(self.bucket()) {
-                record.insert(u.attr.to_owned(), AttributeValue::S(uri));
-            }
-        }
-        check_item_size(target, record)?;
+        let uploads = self.prepare_record(target, values, record).await?;
         self.upload(target, uploads, new_item, order).await
     }
 
@@ -69,10 +81,23 @@ impl Store {
         target: &Target,
         values: LargeValues<M>,
         mut record: Item,
+        on_live: impl FnMut(&Item) -> Plan,
+    ) -> Result<(Staged<M>, bool)> {
+        let uploads = self.prepare_record(target, &values, &mut record).await?;
+        self.create_prepared(target, uploads, record, on_live).await
+    }
+
+    /// [`Store::create_record`] after [`Store::prepare_record`]: the uploads,
+    /// then the conditional write.
+    pub(crate) async fn create_prepared<M: Model>(
+        &self,
+        target: &Target,
+        uploads: Vec<Upload>,
+        record: Item,
         mut on_live: impl FnMut(&Item) -> Plan,
     ) -> Result<(Staged<M>, bool)> {
         let mut uploaded = self
-            .stage_record(target, &values, &mut record, true, UploadOrder::Unread)
+            .upload(target, uploads, true, UploadOrder::Unread)
             .await?;
         let written = self
             .write(

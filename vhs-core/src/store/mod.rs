@@ -5,6 +5,7 @@
 //! rules they follow to never delete a referenced object are in
 //! [`ownership`](crate::ownership).
 
+mod batch;
 mod create;
 mod delete;
 mod janitor;
