@@ -1108,3 +1108,164 @@ pub async fn batch_writes_check_every_input_before_sending(fx: Fixture) {
         .unwrap()
         .is_empty());
 }
+
+/// `#[large(inline_below = N)]`: values below N bytes are binary attributes of
+/// the item, values at or above N are objects; both read back the same, an
+/// update moves a value between the two forms and deletes what it replaced, and
+/// verify and GC count inline values as values, not as broken pointers.
+pub async fn inline_values_live_in_the_item(fx: Fixture) {
+    use crate::models::Memo;
+    let key = Memo::key("m");
+    let small = Memo::with("m", 1023, 1);
+    let staged = fx.store.create_large(&small).await.unwrap();
+    assert!(staged.object("body").is_none() && staged.object("title").is_none());
+    assert_eq!(fx.objects().await, Vec::<String>::new(), "nothing in S3");
+    let item = fx.item(&key).await.unwrap();
+    assert_eq!(
+        item.get("body"),
+        Some(&AttributeValue::B(vec![1u8; 1023].into()))
+    );
+    assert!(matches!(item.get("title"), Some(AttributeValue::B(_))));
+    fx.faults.reset();
+    assert_eq!(fx.store.get_large(&key).await.unwrap(), small);
+    assert_eq!(fx.faults.calls(), vec![vhs::Op::GetItem], "one request");
+
+    // At the threshold the value goes to S3; the title and an attachment too.
+    let big = Memo {
+        attachment: Some(vec![7; 10]),
+        ..Memo::with("m", 1024, 2)
+    };
+    let changes = Memo::changes()
+        .set_body(big.body.clone())
+        .set_attachment(big.attachment.clone())
+        .set_n(2);
+    fx.store.update_large(&key, changes).await.unwrap();
+    fx.store.flush().await;
+    let objects = fx.objects().await;
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert!(matches!(
+        fx.item(&key).await.unwrap().get("body"),
+        Some(AttributeValue::S(_))
+    ));
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(
+        (got.body, got.attachment),
+        (big.body.clone(), big.attachment)
+    );
+
+    // Streamed, ranged and presigned reads of both forms.
+    let mut out = Vec::new();
+    let n = fx
+        .store
+        .download_large(&key, "title", &mut out)
+        .await
+        .unwrap();
+    assert_eq!((n, out.as_slice()), (6, b"memo m".as_slice()));
+    let range = fx
+        .store
+        .read_large_range(&key, "title", 2..100)
+        .await
+        .unwrap();
+    assert_eq!(&range[..], b"mo m");
+    let err = fx
+        .store
+        .presign_large(&key, "title", std::time::Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(err.to_string().contains("kept in the item"), "{err}");
+    let range = fx.store.read_large_range(&key, "body", 1..3).await.unwrap();
+    assert_eq!(&range[..], &[2, 2]);
+
+    // Back below the threshold: the body's object is deleted as replaced.
+    fx.store
+        .update_large(&key, Memo::changes().set_body(small.body.clone()))
+        .await
+        .unwrap();
+    fx.store.flush().await;
+    assert_eq!(fx.objects().await.len(), 1, "only the attachment is left");
+    assert_eq!(
+        fx.store.get_large(&key).await.unwrap().body,
+        small.body.clone()
+    );
+
+    // batch reads, verify and GC.
+    let other = Memo::with("o", 10, 3);
+    fx.store.create_large(&other).await.unwrap();
+    let got = fx
+        .store
+        .batch_get_large(&[key.clone(), Memo::key("o")])
+        .await
+        .unwrap();
+    assert_eq!(got[1].as_ref(), Some(&other));
+    assert_eq!(got[0].as_ref().unwrap().body, small.body);
+    let report = fx
+        .store
+        .verify::<Memo>(&crate::faults::verify_opts(), |_| {})
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((report.pointers, report.inline), (1, 4), "{report:?}");
+    let gc = fx
+        .store
+        .gc::<Memo>(&crate::faults::gc_now(), |_| {})
+        .await
+        .unwrap();
+    assert!(gc.deleted.is_empty(), "{gc:?}");
+
+    fx.store.delete_large(&key).await.unwrap();
+    fx.store.flush().await;
+    assert_eq!(fx.objects().await, Vec::<String>::new());
+}
+
+/// The step-by-step API with inline values: the staged attribute carries the
+/// value, and the attributes to merge write it into the item.
+pub async fn staged_inline_values_merge_into_your_write(fx: Fixture) {
+    use crate::models::Memo;
+    let memo = Memo::with("s", 20, 4);
+    let key = Memo::key("s");
+    let staged = fx
+        .store
+        .put_s3(&key, vhs::LargeValues::of(&memo).unwrap())
+        .await
+        .unwrap();
+    let body = staged.attrs().iter().find(|a| a.attr == "body").unwrap();
+    assert_eq!(
+        (body.object.as_ref(), body.inline.as_ref()),
+        (None, memo.body.as_ref())
+    );
+    let mut item = memo.to_item().unwrap();
+    item.extend(staged.to_put_attributes());
+    let put = fx
+        .store
+        .backend()
+        .put_item(
+            fx.store.table_name::<Memo>(),
+            item,
+            Some(&staged.condition()),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(put, vhs::Conditional::Applied(_)), "{put:?}");
+    assert_eq!(fx.store.get_large(&key).await.unwrap(), memo);
+    assert_eq!(fx.objects().await, Vec::<String>::new());
+
+    // An update fragment sets the inline value too.
+    let changes = vhs::LargeValues::<Memo>::new()
+        .with("body", Some(Bytes::from_static(b"new")))
+        .unwrap();
+    let staged = fx.store.put_s3(&key, changes).await.unwrap();
+    let update = staged.to_item_update();
+    fx.store
+        .backend()
+        .update_item(
+            fx.store.table_name::<Memo>(),
+            &key.to_item(),
+            &update,
+            Some(&staged.condition()),
+        )
+        .await
+        .unwrap();
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.body, Some(Bytes::from_static(b"new")));
+}

@@ -202,3 +202,33 @@ pub struct Video {
     #[large]
     pub thumb: Option<Bytes>,
 }
+
+/// Large attributes kept in the item below a size (`inline_below`): a small
+/// `body` stays in the item, a large one goes to S3.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "memos")]
+pub struct Memo {
+    #[vhs(hash_key)]
+    pub id: String,
+    #[large(inline_below = 1024)]
+    pub body: Option<Bytes>,
+    #[large(inline_below = 64, content_type = "text/plain")]
+    pub title: Option<String>,
+    /// Always an object.
+    #[large]
+    pub attachment: Option<Vec<u8>>,
+    pub n: u64,
+}
+
+impl Memo {
+    /// `body_len` bytes of body, a short title, no attachment.
+    pub fn with(id: &str, body_len: usize, seed: u8) -> Self {
+        Memo {
+            id: id.into(),
+            body: Some(Bytes::from(vec![seed; body_len])),
+            title: Some(format!("memo {id}")),
+            attachment: None,
+            n: seed as u64,
+        }
+    }
+}

@@ -561,3 +561,16 @@ pub async fn round_trip_batch(fx: Fixture) {
     assert!(outcome.marks_left.is_empty(), "{outcome:?}");
     assert_eq!(fx.objects().await, Vec::<String>::new());
 }
+
+/// Values kept in the item (`#[large(inline_below = N)]`): a create is one
+/// PutItem and a get one GetItem, nothing sent to S3.
+pub async fn round_trip_inline(fx: Fixture) {
+    use crate::models::Memo;
+    let memo = Memo::with("i", 100, 1);
+    fx.faults.reset();
+    fx.store.create_large(&memo).await.unwrap();
+    assert_eq!(fx.faults.calls(), [Op::PutItem]);
+    fx.faults.reset();
+    assert_eq!(fx.store.get_large(&Memo::key("i")).await.unwrap(), memo);
+    assert_eq!(fx.faults.calls(), [Op::GetItem]);
+}

@@ -527,3 +527,26 @@ pub async fn single_version_update_sends_only_changed_values(fx: Fixture) {
     assert_eq!(latest.value.html.as_deref(), Some("<p>changed</p>"));
     assert_eq!(latest.value.image, doc(0).image);
 }
+
+/// Values kept in the item (`#[large(inline_below = N)]`) in both versioned
+/// stores: nothing in S3 for them, read back whole.
+pub async fn versioned_stores_keep_small_values_inline(fx: Fixture) {
+    use crate::models::Memo;
+    let s = SingleVersionStore::<Memo>::new(&fx.store, format!("{}-memo-s", fx.tables.0)).unwrap();
+    let m = MultiVersionStore::<Memo>::new(&fx.store, format!("{}-memo-m", fx.tables.0)).unwrap();
+    s.ensure_table().await.unwrap();
+    m.ensure_table().await.unwrap();
+    let small = Memo::with("a", 10, 1);
+    s.put("a", 0, &small).await.unwrap();
+    m.put("a", 0, &small).await.unwrap();
+    assert_eq!(fx.objects().await, Vec::<String>::new());
+    assert_eq!(s.get_latest("a").await.unwrap().value, small);
+    assert_eq!(m.get("a", 0).await.unwrap().value, small);
+    let big = Memo::with("a", 5000, 2);
+    s.put("a", 1, &big).await.unwrap();
+    m.put("a", 1, &big).await.unwrap();
+    assert_eq!(fx.objects().await.len(), 2, "one body object per store");
+    assert_eq!(s.get_latest("a").await.unwrap().value, big);
+    assert_eq!(m.get("a", 1).await.unwrap().value, big);
+    assert_eq!(m.get("a", 0).await.unwrap().value, small);
+}

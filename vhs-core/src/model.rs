@@ -107,6 +107,10 @@ pub struct LargeAttr {
     pub name: &'static str,
     /// Content-Type of the S3 object.
     pub content_type: &'static str,
+    /// Values shorter than this many bytes are kept in the item itself, as a
+    /// binary attribute, instead of in an object (`#[large(inline_below = N)]`);
+    /// 0: never.
+    pub inline_below: u64,
 }
 
 /// What `#[derive(Model)]` knows about a struct: table, keys, large attributes.

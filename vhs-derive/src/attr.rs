@@ -27,11 +27,16 @@ pub struct FieldAttrs<'a> {
     pub large: Option<Large<'a>>,
 }
 
-/// `#[large]` or `#[large(content_type = "...")]`.
+/// `#[large]` or `#[large(content_type = "...", inline_below = N)]`.
 pub struct Large<'a> {
     pub original: &'a Attribute,
     pub content_type: Option<LitStr>,
+    /// Values shorter than this many bytes are kept in the item.
+    pub inline_below: Option<u64>,
 }
+
+/// DynamoDB's item size limit: a value kept in the item cannot be larger.
+const MAX_INLINE: u64 = 400 * 1024;
 
 const CONTAINER_KEYS: &str = "`table` or `crate`";
 const FIELD_KEYS: &str = "`hash_key`, `range_key`, `version` or `rename`";
@@ -139,15 +144,19 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
         return Err(Error::new_spanned(attr, "duplicate `#[large]` attribute"));
     }
     let mut content_type = None;
+    let mut inline_below = None;
     match &attr.meta {
         Meta::Path(_) => {}
         Meta::List(_) => attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("content_type") {
                 let lit = string(&meta, "content_type")?;
                 set_once(&meta, &mut content_type, lit)
+            } else if meta.path.is_ident("inline_below") {
+                let bytes = inline_bytes(&meta)?;
+                set_once(&meta, &mut inline_below, bytes)
             } else {
                 Err(meta.error(format!(
-                    "unknown `#[large]` option `{}`; expected `content_type`",
+                    "unknown `#[large]` option `{}`; expected `content_type` or `inline_below`",
                     path_str(&meta.path)
                 )))
             }
@@ -162,6 +171,7 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
     out.large = Some(Large {
         original: attr,
         content_type,
+        inline_below,
     });
     Ok(())
 }
@@ -196,6 +206,31 @@ fn string(meta: &ParseNestedMeta, name: &str) -> Result<LitStr> {
             format!("expected a string literal: `{name} = \"...\"`"),
         )),
     }
+}
+
+/// `inline_below = N`: a byte count from 1 to DynamoDB's 400 KB item limit.
+fn inline_bytes(meta: &ParseNestedMeta) -> Result<u64> {
+    const FORM: &str = "expected a size in bytes: `inline_below = 4096`";
+    if !meta.input.peek(Token![=]) {
+        return Err(meta.error(FORM));
+    }
+    let expr: Expr = meta.value()?.parse()?;
+    let Expr::Lit(ExprLit {
+        lit: Lit::Int(lit), ..
+    }) = &expr
+    else {
+        return Err(Error::new_spanned(expr, FORM));
+    };
+    let bytes: u64 = lit.base10_parse()?;
+    if bytes == 0 || bytes > MAX_INLINE {
+        return Err(Error::new_spanned(
+            lit,
+            format!(
+                "`inline_below` must be from 1 to {MAX_INLINE} bytes (DynamoDB's 400 KB item limit)"
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn set_once<T>(meta: &ParseNestedMeta, slot: &mut Option<T>, value: T) -> Result<()> {

@@ -75,7 +75,17 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
             Some(lit) => quote!(#lit),
             None => quote_spanned!(inner.span()=> #p::content_type::<#inner>()),
         };
-        quote!(#p::LargeAttr { name: #name, content_type: #content_type })
+        let inline_below = field
+            .attrs
+            .large
+            .as_ref()
+            .and_then(|l| l.inline_below)
+            .unwrap_or(0);
+        quote!(#p::LargeAttr {
+            name: #name,
+            content_type: #content_type,
+            inline_below: #inline_below,
+        })
     });
     let attribute_names = input
         .fields

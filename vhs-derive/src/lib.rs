@@ -57,6 +57,11 @@ use syn::{parse_macro_input, DeriveInput};
 ///   object and the item holds a pointer to it. The field's type is `Option<T>`
 ///   where `T` is `Vec<u8>`, `bytes::Bytes`, `String` or `vhs::Json<U>`; `None`
 ///   means no object and no attribute. The content type defaults to the one of `T`.
+/// - `#[large(inline_below = N)]` (with or without `content_type`): a value of
+///   fewer than `N` bytes (1 to 409,600) is kept in the item itself as a binary
+///   attribute, with no object: reading an item whose values are all inline takes
+///   one round trip. Larger values go to S3 as usual. Values already stored keep
+///   their form until rewritten, so the option can be added or removed at any time.
 ///
 /// Every other field is an ordinary attribute, converted with serde.
 ///

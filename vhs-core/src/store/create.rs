@@ -1,7 +1,5 @@
 //! `create_large`: uploads, then one conditional PutItem.
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
 use super::{check_item_size, Staged, Store, Upload, UploadOrder, Uploaded};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
@@ -50,8 +48,8 @@ impl Store {
     ) -> Result<Vec<Upload>> {
         let uploads = self.plan(target, values).await?;
         for u in &uploads {
-            if let Some(uri) = u.uri(self.bucket()) {
-                record.insert(u.attr.to_owned(), AttributeValue::S(uri));
+            if let Some(value) = u.stored(self.bucket()) {
+                record.insert(u.attr.to_owned(), value);
             }
         }
         check_item_size(target, record)?;

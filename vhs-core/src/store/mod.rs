@@ -392,20 +392,37 @@ impl Cleanup {
 pub(crate) struct Upload {
     index: usize,
     attr: &'static str,
+    /// The object to write; `None` for a removal or an inline value.
     target: Option<(String, Md5Sum, Blob)>,
+    /// A value kept in the item (`#[large(inline_below = N)]`).
+    inline: Option<Bytes>,
+}
+
+/// How [`Store::plan`] stores one value.
+enum Planned {
+    /// In the item.
+    Inline(Bytes),
+    /// As an object with this MD5.
+    Object(Md5Sum, Blob),
 }
 
 impl Upload {
-    /// The `s3://` URI this upload will be referenced by, if it writes an object.
-    fn uri(&self, bucket: &str) -> Option<String> {
+    /// What the attribute will hold in the item: the `s3://` URI of the object,
+    /// the inline value, or `None` for a removal.
+    fn stored(&self, bucket: &str) -> Option<AttributeValue> {
+        if let Some(bytes) = &self.inline {
+            return Some(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+                bytes.to_vec(),
+            )));
+        }
         let (key, _, _) = self.target.as_ref()?;
-        Some(
+        Some(AttributeValue::S(
             Pointer {
                 bucket: bucket.to_owned(),
                 key: key.clone(),
             }
             .uri(),
-        )
+        ))
     }
 }
 
@@ -703,9 +720,19 @@ impl Store {
             }
         }
         let threshold = self.inner.options.multipart_threshold;
-        let hashes = values.values.iter().map(|(_, blob)| async move {
+        let hashes = values.values.iter().map(|(index, blob)| async move {
+            let inline_below = M::SCHEMA.large[*index].inline_below;
             match blob {
                 None => Ok(None),
+                Some(blob) if blob.len() < inline_below => {
+                    let bytes = blob.to_bytes().await?;
+                    if bytes.len() as u64 != blob.len() {
+                        return Err(crate::blob::changed(
+                            blob.path().unwrap_or_else(|| std::path::Path::new("?")),
+                        ));
+                    }
+                    Ok(Some(Planned::Inline(bytes)))
+                }
                 Some(blob) => {
                     // A file small enough for one PutObject is read now, and
                     // hashed from the very bytes that will be sent.
@@ -725,7 +752,7 @@ impl Store {
                         Some(b) => md5_of(b).await,
                         None => md5_of_blob(&blob).await?,
                     };
-                    Ok(Some((md5, blob)))
+                    Ok(Some(Planned::Object(md5, blob)))
                 }
             }
         });
@@ -733,11 +760,18 @@ impl Store {
         let mut uploads = Vec::with_capacity(values.values.len());
         for ((index, _), hashed) in values.values.iter().zip(hashed) {
             let attr = M::SCHEMA.large[*index].name;
-            let target = hashed?.map(|(md5, blob)| (target.render_key(attr, &md5.hex), md5, blob));
+            let (object, inline) = match hashed? {
+                None => (None, None),
+                Some(Planned::Inline(bytes)) => (None, Some(bytes)),
+                Some(Planned::Object(md5, blob)) => {
+                    (Some((target.render_key(attr, &md5.hex), md5, blob)), None)
+                }
+            };
             uploads.push(Upload {
                 index: *index,
                 attr,
-                target,
+                target: object,
+                inline,
             });
         }
         uploads.sort_by_key(|u| u.index);
@@ -831,6 +865,7 @@ impl Store {
             })
             .map(|u| StagedAttr {
                 attr: u.attr,
+                inline: u.inline.clone(),
                 object: u.target.as_ref().map(|(key, md5, body)| StagedObject {
                     pointer: self.pointer_to(key.clone()),
                     md5: md5.hex.clone(),

@@ -13,31 +13,50 @@ use crate::model::{Item, Key, Model};
 use crate::ownership::State;
 use crate::retry::RetryPolicy;
 
-/// An item as stored: its ordinary fields loaded, its large fields `None`, and the
-/// pointers its large attributes hold. Load chosen values with [`Store::load`].
+/// An item as stored: its ordinary fields loaded, its large fields `None`, and
+/// what its large attributes hold: pointers to objects, or values kept in the
+/// item (`#[large(inline_below = N)]`). Load chosen values with [`Store::load`].
 #[derive(Debug, Clone)]
 pub struct Stored<M> {
     /// The model with every large field `None`.
     pub model: M,
-    /// Large attribute name → the `s3://` URI it holds, for attributes present.
+    /// Large attribute name → the `s3://` URI it holds, for attributes that
+    /// point to an object.
     pub pointers: Vec<(&'static str, String)>,
+    /// Large attribute name → its value, for attributes whose value is kept in
+    /// the item (a binary attribute).
+    pub inline: Vec<(&'static str, Bytes)>,
 }
 
 impl<M: Model> Stored<M> {
-    /// Splits a raw item into its model and its pointers.
+    /// Splits a raw item into its model, its pointers and its inline values.
     pub fn from_item(item: Item) -> Result<Self> {
-        let pointers = M::SCHEMA
-            .large
-            .iter()
-            .filter_map(|a| match item.get(a.name)? {
-                AttributeValue::S(uri) => Some((a.name, uri.clone())),
-                other => Some((a.name, format!("{other:?}"))),
-            })
-            .collect();
+        let mut pointers = Vec::new();
+        let mut inline = Vec::new();
+        for a in M::SCHEMA.large {
+            match item.get(a.name) {
+                None => {}
+                Some(AttributeValue::B(blob)) => {
+                    inline.push((a.name, Bytes::copy_from_slice(blob.as_ref())));
+                }
+                Some(AttributeValue::S(uri)) => pointers.push((a.name, uri.clone())),
+                // Not a pointer: reported as a bad one when it is loaded.
+                Some(other) => pointers.push((a.name, format!("{other:?}"))),
+            }
+        }
         Ok(Stored {
             model: M::from_item(item)?,
             pointers,
+            inline,
         })
+    }
+
+    /// The value a large attribute holds in the item, if it is kept there.
+    pub fn inline_value(&self, attr: &str) -> Option<&Bytes> {
+        self.inline
+            .iter()
+            .find(|(a, _)| *a == attr)
+            .map(|(_, bytes)| bytes)
     }
 
     /// The URI a large attribute holds, if present.
@@ -229,7 +248,9 @@ impl Store {
         prefix: &str,
         stored: &mut Stored<M>,
     ) -> Result<()> {
-        let all: Vec<&str> = stored.pointers.iter().map(|(a, _)| *a).collect();
+        let all: Vec<&str> = (stored.pointers.iter().map(|(a, _)| *a))
+            .chain(stored.inline.iter().map(|(a, _)| *a))
+            .collect();
         self.load_from(prefix, stored, &all).await
     }
 
@@ -247,8 +268,9 @@ impl Store {
     }
 
     /// Fetches the named large attributes of a stored item into its model,
-    /// concurrently, each checked like [`Store::get_large`] does. Attributes the
-    /// item does not hold stay `None`.
+    /// concurrently, each checked like [`Store::get_large`] does; values kept in
+    /// the item are decoded without a request. Attributes the item does not hold
+    /// stay `None`.
     pub async fn load<M: Model>(&self, stored: &mut Stored<M>, attrs: &[&str]) -> Result<()> {
         let prefix = self.table_prefix(self.table_name::<M>())?;
         self.load_from(&prefix, stored, attrs).await
@@ -262,12 +284,18 @@ impl Store {
         attrs: &[&str],
     ) -> Result<()> {
         let mut wanted = Vec::new();
+        let mut inline = Vec::new();
         for attr in attrs {
             let index = M::SCHEMA.require_large(attr)?;
             if let Some(uri) = stored.pointer(attr) {
                 let attr = M::SCHEMA.large[index].name;
                 wanted.push((index, attr, self.check_pointer(prefix, attr, uri)?));
+            } else if let Some(bytes) = stored.inline_value(attr) {
+                inline.push((index, bytes.clone()));
             }
+        }
+        for (index, bytes) in inline {
+            stored.model.decode_large(index, bytes)?;
         }
         // Futures built up front (not in a stream combinator's closure), so the
         // caller's future stays provably `Send`.

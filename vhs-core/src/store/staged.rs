@@ -6,6 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
 
 use super::{Cleanup, Store};
 use crate::changes::LargeValues;
@@ -34,8 +35,26 @@ pub struct StagedObject {
 pub struct StagedAttr {
     /// Attribute name.
     pub attr: &'static str,
-    /// The object, or `None` when the attribute is to be removed.
+    /// The object, or `None` when the attribute is to be removed or its value is
+    /// kept in the item.
     pub object: Option<StagedObject>,
+    /// The value kept in the item itself (`#[large(inline_below = N)]`), with no
+    /// object.
+    pub inline: Option<Bytes>,
+}
+
+impl StagedAttr {
+    /// What the attribute holds in the item: the object's `s3://` URI, the inline
+    /// value, or `None` for a removal.
+    pub fn stored(&self) -> Option<AttributeValue> {
+        if let Some(o) = &self.object {
+            return Some(AttributeValue::S(o.pointer.uri()));
+        }
+        let bytes = self.inline.as_ref()?;
+        Some(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+            bytes.to_vec(),
+        )))
+    }
 }
 
 /// Large values uploaded to S3 and ready to be referenced from DynamoDB: the result
@@ -112,7 +131,7 @@ impl<M: Model> Staged<M> {
         }
     }
 
-    /// Per attribute: its object, or `None` for a removal.
+    /// Per attribute: its object, its inline value, or neither for a removal.
     pub fn attrs(&self) -> &[StagedAttr] {
         &self.attrs
     }
@@ -179,16 +198,14 @@ impl<M: Model> Staged<M> {
         }
     }
 
-    /// The pointer attributes to merge into a PutItem's item (removed attributes
-    /// are simply absent), with the write's token history.
+    /// The large attributes to merge into a PutItem's item (pointers and inline
+    /// values; removed attributes are simply absent), with the write's token
+    /// history.
     pub fn to_put_attributes(&self) -> HashMap<String, AttributeValue> {
         let mut attrs: HashMap<String, AttributeValue> = self
             .attrs
             .iter()
-            .filter_map(|a| {
-                let o = a.object.as_ref()?;
-                Some((a.attr.to_owned(), AttributeValue::S(o.pointer.uri())))
-            })
+            .filter_map(|a| Some((a.attr.to_owned(), a.stored()?)))
             .collect();
         if let Some((_, history)) = &self.read {
             attrs.insert(TOKENS.to_owned(), history.clone());
@@ -196,18 +213,16 @@ impl<M: Model> Staged<M> {
         attrs
     }
 
-    /// The backend-neutral update: `SET` the pointers and the write's token
-    /// history, `REMOVE` removed attributes.
+    /// The backend-neutral update: `SET` the pointers, the inline values and the
+    /// write's token history, `REMOVE` removed attributes.
     pub fn to_item_update(&self) -> ItemUpdate {
         let mut update = ItemUpdate::default();
         if let Some((_, history)) = &self.read {
             update.set.push((TOKENS.to_owned(), history.clone()));
         }
         for a in &self.attrs {
-            match &a.object {
-                Some(o) => update
-                    .set
-                    .push((a.attr.to_owned(), AttributeValue::S(o.pointer.uri()))),
+            match a.stored() {
+                Some(value) => update.set.push((a.attr.to_owned(), value)),
                 None => update.remove.push(a.attr.to_owned()),
             }
         }
@@ -226,9 +241,9 @@ impl<M: Model> Staged<M> {
         }
         for a in &self.attrs {
             let name = p.name(a.attr);
-            match &a.object {
-                Some(o) => {
-                    let value = p.value(AttributeValue::S(o.pointer.uri()));
+            match a.stored() {
+                Some(value) => {
+                    let value = p.value(value);
                     fragment.set.push(format!("{name} = {value}"));
                 }
                 None => fragment.remove.push(name),

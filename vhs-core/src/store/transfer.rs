@@ -227,15 +227,20 @@ impl Store {
     /// reported after the last byte and before this returns `Ok`, so treat what
     /// was written as good only on `Ok` ([`Store::download_large_to_file`] does
     /// that for you). An attribute the item does not hold is
-    /// [`Error::InvalidInput`]; a missing object [`Error::DanglingPointer`].
+    /// [`Error::InvalidInput`]; a missing object [`Error::DanglingPointer`]. A
+    /// value kept in the item (`#[large(inline_below = N)]`) is written as it is.
     pub async fn download_large<M: Model, W: AsyncWrite + Unpin + Send>(
         &self,
         key: &Key<M>,
         attr: &str,
         writer: &mut W,
     ) -> Result<u64> {
-        let (pointer, md5) = self.locate(key, attr).await?;
-        self.stream_object(key, attr, &pointer, &md5, writer).await
+        match self.locate(key, attr).await? {
+            Located::Object(pointer, md5) => {
+                self.stream_object(key, attr, &pointer, &md5, writer).await
+            }
+            Located::Inline(bytes) => write_inline(writer, &bytes).await,
+        }
     }
 
     /// [`Store::download_large`] into the file at `path`: written to a temporary
@@ -279,7 +284,14 @@ impl Store {
         range: Range<u64>,
     ) -> Result<Bytes> {
         for _ in 0..=READ_RACE_RETRIES {
-            let (pointer, _) = self.locate(key, attr).await?;
+            let pointer = match self.locate(key, attr).await? {
+                Located::Object(pointer, _) => pointer,
+                Located::Inline(bytes) => {
+                    let len = bytes.len() as u64;
+                    let (start, end) = (range.start.min(len), range.end.min(len));
+                    return Ok(bytes.slice(start as usize..end.max(start) as usize));
+                }
+            };
             match self
                 .inner
                 .backend
@@ -298,7 +310,8 @@ impl Store {
     /// S3. vhs reads the item, checks the pointer (this bucket, this table's
     /// prefix) and that the object exists first, so a URL is never handed out for
     /// a dangling or foreign pointer. The client receives the bytes unchecked; the
-    /// key ends in their MD5 (`md5=<hex>`) for it to check.
+    /// key ends in their MD5 (`md5=<hex>`) for it to check. A value kept in the
+    /// item (`#[large(inline_below = N)]`) has no object: [`Error::InvalidInput`].
     pub async fn presign_large<M: Model>(
         &self,
         key: &Key<M>,
@@ -312,7 +325,7 @@ impl Store {
             )));
         }
         for _ in 0..=READ_RACE_RETRIES {
-            let (pointer, _) = self.locate(key, attr).await?;
+            let pointer = self.locate_object(key, attr).await?;
             let backend = &self.inner.backend;
             match backend.head_object(&pointer.bucket, &pointer.key).await? {
                 Some(_) => {
@@ -326,18 +339,34 @@ impl Store {
         Err(self.target(key)?.busy(READ_RACE_LOST))
     }
 
-    /// Reads the item and checks the pointer a large attribute holds.
-    async fn locate<M: Model>(&self, key: &Key<M>, attr: &str) -> Result<(Pointer, String)> {
+    /// Reads the item and checks the pointer a large attribute holds, or finds
+    /// its value kept in the item.
+    async fn locate<M: Model>(&self, key: &Key<M>, attr: &str) -> Result<Located> {
         let index = M::SCHEMA.require_large(attr)?;
         let attr = M::SCHEMA.large[index].name;
         let stored = self.get_stored(key, false).await?;
+        if let Some(bytes) = stored.inline_value(attr) {
+            return Ok(Located::Inline(bytes.clone()));
+        }
         let uri = stored.pointer(attr).ok_or_else(|| {
             Error::invalid(format!(
                 "item {key} holds no value for large attribute `{attr}`"
             ))
         })?;
         let prefix = self.table_prefix(self.table_name::<M>())?;
-        self.check_pointer(&prefix, attr, uri)
+        let (pointer, md5) = self.check_pointer(&prefix, attr, uri)?;
+        Ok(Located::Object(pointer, md5))
+    }
+
+    /// [`Store::locate`] for calls that need an object.
+    async fn locate_object<M: Model>(&self, key: &Key<M>, attr: &str) -> Result<Pointer> {
+        match self.locate(key, attr).await? {
+            Located::Object(pointer, _) => Ok(pointer),
+            Located::Inline(_) => Err(Error::invalid(format!(
+                "large attribute `{attr}` of item {key} is kept in the item \
+                 (#[large(inline_below = ..)]): it has no object; read it with get_large"
+            ))),
+        }
     }
 
     /// An object found missing: `Ok` if the item now points elsewhere (a
@@ -379,7 +408,11 @@ impl Store {
                 }
                 None => {
                     self.gone(key, attr, &pointer).await?;
-                    (pointer, md5) = self.locate(key, attr).await?;
+                    match self.locate(key, attr).await? {
+                        Located::Object(p, m) => (pointer, md5) = (p, m),
+                        // Rewritten meanwhile as a value kept in the item.
+                        Located::Inline(bytes) => return write_inline(writer, &bytes).await,
+                    }
                 }
             }
         }
@@ -530,6 +563,23 @@ fn read_parts(body: Blob, size: u64, expected: Md5Sum, tx: mpsc::Sender<Result<P
             }
         }
     }
+}
+
+/// Where a large attribute's value is.
+enum Located {
+    /// In this object, whose bytes have this MD5 (hex).
+    Object(Pointer, String),
+    /// In the item itself.
+    Inline(Bytes),
+}
+
+/// Writes a value kept in the item to a download's writer.
+async fn write_inline<W: AsyncWrite + Unpin + Send>(writer: &mut W, bytes: &Bytes) -> Result<u64> {
+    writer
+        .write_all(bytes)
+        .await
+        .map_err(|e| Error::io("write a downloaded value", e))?;
+    Ok(bytes.len() as u64)
 }
 
 #[cfg(test)]

@@ -91,8 +91,8 @@ impl Store {
             });
         }
         for u in &uploads {
-            match u.uri(self.bucket()) {
-                Some(uri) => update.set.push((u.attr.to_owned(), AttributeValue::S(uri))),
+            match u.stored(self.bucket()) {
+                Some(value) => update.set.push((u.attr.to_owned(), value)),
                 None => update.remove.push(u.attr.to_owned()),
             }
         }
