@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vhs::{Backend, FaultyBackend, Item, MemoryBackend, Model, Store, StoreBuilder};
 
-use crate::models::{Blob, Document, Memo, Note, Page, VDoc, Video};
+use crate::models::{Blob, Document, Memo, Note, Packed, Page, VDoc, Video};
 
 /// Which backend a contract test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,8 @@ impl Fixture {
             .table_for::<Note>(format!("notes-{id}"))
             .table_for::<Page>(format!("pages-{id}"))
             .table_for::<Video>(format!("videos-{id}"))
-            .table_for::<Memo>(format!("memos-{id}"));
+            .table_for::<Memo>(format!("memos-{id}"))
+            .table_for::<Packed>(format!("packed-{id}"));
         let store = configure(builder).build().expect("store");
         store.ensure_bucket().await.expect("bucket");
         store.ensure_table::<Document>().await.expect("table");
@@ -68,6 +69,7 @@ impl Fixture {
         store.ensure_table::<Page>().await.expect("table");
         store.ensure_table::<Video>().await.expect("table");
         store.ensure_table::<Memo>().await.expect("table");
+        store.ensure_table::<Packed>().await.expect("table");
         faults.reset();
         Fixture {
             kind,

@@ -71,6 +71,7 @@ contract! {
     transfers::tampered_download_is_an_integrity_error,
     transfers::gc_aborts_stale_uploads,
     transfers::presigned_urls,
+    transfers::compressed_values_round_trip,
     cases::round_trip_with_range_key,
     cases::round_trip_without_range_key,
     cases::none_means_no_object_and_no_attribute,

@@ -232,3 +232,18 @@ impl Memo {
         }
     }
 }
+
+/// Compressed large attributes: `text` with zstd, `data` with gzip, `blob` (from
+/// memory or a file) with zstd.
+#[derive(Model, Debug, Clone)]
+#[vhs(table = "packed")]
+pub struct Packed {
+    #[vhs(hash_key)]
+    pub id: String,
+    #[large(compress = "zstd")]
+    pub text: Option<String>,
+    #[large(compress = "gzip", content_type = "application/json")]
+    pub data: Option<Vec<u8>>,
+    #[large(compress = "zstd")]
+    pub blob: Option<vhs::Blob>,
+}

@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::layout::Md5Sum;
 
 /// Bodies up to this size are hashed in place; larger ones on a blocking thread.
-const HASH_IN_PLACE: usize = 64 * 1024;
+pub(crate) const HASH_IN_PLACE: usize = 64 * 1024;
 /// Bytes read per call when hashing or spooling a file.
-const READ_CHUNK: usize = 1024 * 1024;
+pub(crate) const READ_CHUNK: usize = 1024 * 1024;
 
 /// The bytes of a large value: in memory, or in a file read only as it uploads.
 ///
@@ -211,6 +211,16 @@ impl From<&'static [u8]> for Blob {
     fn from(s: &'static [u8]) -> Self {
         Blob::from_bytes(s)
     }
+}
+
+/// A value spooled by vhs into a temporary file whose length and MD5 are known.
+pub(crate) fn spooled(path: tempfile::TempPath, len: u64, md5: Md5Sum) -> Blob {
+    Blob(Repr::File(FileBody {
+        path: Arc::from(path.to_path_buf()),
+        len,
+        md5: Some(md5),
+        _spool: Some(Arc::new(path)),
+    }))
 }
 
 /// MD5 of bytes in memory; large bodies are hashed on a blocking thread so the

@@ -110,6 +110,53 @@ impl Md5Sum {
     }
 }
 
+/// How an object's bytes hold its value: compressed with this codec
+/// (`#[large(compress = "zstd")]`), recorded in the object's key as an
+/// `enc=<name>` segment so that every reader knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// Zstandard (level 3).
+    Zstd,
+    /// gzip (DEFLATE, level 6).
+    Gzip,
+}
+
+impl Encoding {
+    /// Every encoding.
+    pub const ALL: [Encoding; 2] = [Encoding::Zstd, Encoding::Gzip];
+
+    /// `"zstd"` or `"gzip"`: its name in keys and in `#[large(compress = "...")]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The encoding of this name.
+    pub fn from_name(name: &str) -> Option<Encoding> {
+        Encoding::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// An object's identity within its item and attribute: the hex MD5 of its
+/// bytes, prefixed by `<encoding>.` for an encoded object (deletion marks are
+/// named after it, so two objects of one attribute never share a mark).
+pub(crate) fn object_id(encoding: Option<Encoding>, md5_hex: &str) -> String {
+    match encoding {
+        None => md5_hex.to_owned(),
+        Some(e) => format!("{}.{md5_hex}", e.name()),
+    }
+}
+
+/// The parts of an [`object_id`]; `None` for an unknown encoding.
+pub(crate) fn split_object_id(id: &str) -> Option<(Option<Encoding>, &str)> {
+    match id.split_once('.') {
+        None => Some((None, id)),
+        Some((name, md5)) => Some((Some(Encoding::from_name(name)?), md5)),
+    }
+}
+
 /// The parts of an object key, unescaped.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectKey {
@@ -119,11 +166,18 @@ pub struct ObjectKey {
     pub range: Option<String>,
     /// Large attribute name.
     pub attr: String,
-    /// Lowercase hex MD5 of the object's bytes.
+    /// How the bytes encode the value (`enc=` segment); `None`: as they are.
+    pub encoding: Option<Encoding>,
+    /// Lowercase hex MD5 of the object's bytes (as stored, encoded or not).
     pub md5: String,
 }
 
 impl ObjectKey {
+    /// The object's identity within its attribute (see [`object_id`]).
+    pub(crate) fn id(&self) -> String {
+        object_id(self.encoding, &self.md5)
+    }
+
     /// The S3 key under a (normalized) prefix.
     pub fn render(&self, prefix: &str) -> String {
         let mut key = String::new();
@@ -139,6 +193,10 @@ impl ObjectKey {
         }
         key.push_str("/attr=");
         key.push_str(&escape(&self.attr));
+        if let Some(encoding) = self.encoding {
+            key.push_str("/enc=");
+            key.push_str(encoding.name());
+        }
         key.push_str("/md5=");
         key.push_str(&self.md5);
         key
@@ -151,15 +209,26 @@ impl ObjectKey {
         } else {
             key.strip_prefix(prefix)?.strip_prefix('/')?
         };
-        let segments: Vec<&str> = rest.split('/').collect();
         let field =
             |s: &str, name: &str| s.strip_prefix(name)?.strip_prefix('=').and_then(unescape);
-        let (hash, range, attr, md5) = match segments.as_slice() {
-            [pk, attr, md5] => (field(pk, "pk")?, None, *attr, *md5),
-            [pk, sk, attr, md5] => (field(pk, "pk")?, Some(field(sk, "sk")?), *attr, *md5),
-            _ => return None,
+        // pk=, then sk= if present, attr=, enc= if present, md5=: in that order.
+        let mut segments = rest.split('/').peekable();
+        let hash = field(segments.next()?, "pk")?;
+        let range = match segments.peek() {
+            Some(s) if s.starts_with("sk=") => Some(field(segments.next()?, "sk")?),
+            _ => None,
         };
-        let md5 = md5.strip_prefix("md5=")?;
+        let attr = segments.next()?;
+        let encoding = match segments.peek() {
+            Some(s) if s.starts_with("enc=") => {
+                Some(Encoding::from_name(segments.next()?.strip_prefix("enc=")?)?)
+            }
+            _ => None,
+        };
+        let md5 = segments.next()?.strip_prefix("md5=")?;
+        if segments.next().is_some() {
+            return None;
+        }
         if md5.len() != 32 || !md5.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
@@ -167,6 +236,7 @@ impl ObjectKey {
             hash,
             range,
             attr: field(attr, "attr")?,
+            encoding,
             md5: md5.to_owned(),
         })
     }
@@ -241,6 +311,7 @@ mod tests {
             hash: "a/sk=b".into(),
             range: Some("c/attr=d".into()),
             attr: "html".into(),
+            encoding: None,
             md5: md5.clone(),
         };
         let s = k.render("pre/fix");
@@ -253,10 +324,34 @@ mod tests {
             hash: "x".into(),
             range: None,
             attr: "a".into(),
-            md5,
+            encoding: None,
+            md5: md5.clone(),
         };
         assert_eq!(ObjectKey::parse("", &k2.render("")), Some(k2));
         assert_eq!(ObjectKey::parse("", "pk=x/attr=a/md5=zz"), None);
+        // An encoded object, with and without a range key.
+        for range in [None, Some("enc=zstd".to_owned())] {
+            let k3 = ObjectKey {
+                hash: "enc=gzip".into(),
+                range,
+                attr: "enc".into(),
+                encoding: Some(Encoding::Zstd),
+                md5: md5.clone(),
+            };
+            let s = k3.render("p");
+            assert!(s.ends_with(&format!("/attr=enc/enc=zstd/md5={md5}")), "{s}");
+            assert_eq!(ObjectKey::parse("p", &s), Some(k3));
+        }
+        let bad = format!("pk=x/attr=a/enc=lz4/md5={md5}");
+        assert_eq!(ObjectKey::parse("", &bad), None, "unknown encoding");
+        let extra = format!("pk=x/attr=a/enc=zstd/x=y/md5={md5}");
+        assert_eq!(ObjectKey::parse("", &extra), None);
+        assert_eq!(
+            split_object_id(&object_id(Some(Encoding::Gzip), "ab")),
+            Some((Some(Encoding::Gzip), "ab"))
+        );
+        assert_eq!(split_object_id("ab"), Some((None, "ab")));
+        assert_eq!(split_object_id("lz4.ab"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod aws;
 mod backend;
 mod blob;
 mod changes;
+mod compress;
 mod condition;
 mod error;
 mod fault;
@@ -34,7 +35,7 @@ pub use changes::{Changes, LargeValues};
 pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
 pub use error::{BoxError, Error, Result};
 pub use fault::{Fault, FaultyBackend, Op};
-pub use layout::{escape, unescape, ObjectKey, Pointer};
+pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
     Item, Json, Key, KeyDef, KeyKind, KeyType, KeyValue, LargeAttr, LargeValue, Model, Schema,
@@ -61,6 +62,7 @@ pub mod __private {
     pub use crate::changes::Changes;
     pub use crate::condition::Condition;
     pub use crate::error::{Error, Result};
+    pub use crate::layout::Encoding;
     pub use crate::model::derive_support::*;
     pub use crate::model::{Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema};
     pub use crate::store::{Deleted, Precondition, Staged, Store, Updated};

@@ -316,6 +316,7 @@ fn item_target(table: &TableRef, item: &Item) -> Option<Target> {
             None => None,
         },
         attr: String::new(),
+        encoding: None,
         md5: String::new(),
     };
     (table.target_of)(&key)
@@ -523,7 +524,7 @@ impl Store {
                     report.too_young += 1;
                     return;
                 }
-                let object = target.object(self.bucket(), &parsed.attr, &parsed.md5);
+                let object = target.object(self.bucket(), &parsed.attr, &parsed.id());
                 candidates
                     .entry(target.describe.clone())
                     .or_insert_with(|| (target, Vec::new()))

@@ -111,6 +111,9 @@ pub struct LargeAttr {
     /// binary attribute, instead of in an object (`#[large(inline_below = N)]`);
     /// 0: never.
     pub inline_below: u64,
+    /// Values stored as objects are compressed with this codec
+    /// (`#[large(compress = "zstd")]`); values kept in the item never are.
+    pub compress: Option<crate::layout::Encoding>,
 }
 
 /// What `#[derive(Model)]` knows about a struct: table, keys, large attributes.

@@ -167,7 +167,7 @@ use futures_util::future::join_all;
 use crate::backend::{Attempts, Conditional, PutOutcome, Signal};
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
-use crate::layout::{escape, unescape, ObjectKey, Pointer};
+use crate::layout::{escape, split_object_id, unescape, ObjectKey, Pointer};
 use crate::model::Item;
 use crate::store::{Cleanup, Proofs, Store};
 
@@ -287,6 +287,7 @@ pub(crate) struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Owned {
     pub attr: String,
+    /// The object's id in its attribute ([`crate::layout::object_id`]): its MD5 (hex), prefixed by its encoding if any.
     pub md5: String,
     /// The S3 key.
     pub key: String,
@@ -316,23 +317,26 @@ impl Target {
         }
     }
 
-    /// The S3 key of a value of `attr` with `md5`.
-    pub fn render_key(&self, attr: &str, md5: &str) -> String {
+    /// The S3 key of a value of `attr` whose object is `id`
+    /// ([`object_id`](crate::layout::object_id): its MD5, and its encoding if any).
+    pub fn render_key(&self, attr: &str, id: &str) -> String {
+        let (encoding, md5) = split_object_id(id).unwrap_or((None, id));
         ObjectKey {
             hash: self.hash.clone(),
             range: self.range.clone(),
             attr: attr.to_owned(),
+            encoding,
             md5: md5.to_owned(),
         }
         .render(&self.prefix)
     }
 
-    /// The object of `attr` with `md5` in `bucket`.
-    pub fn object(&self, bucket: &str, attr: &str, md5: &str) -> Owned {
-        let key = self.render_key(attr, md5);
+    /// The object `id` of `attr` in `bucket`.
+    pub fn object(&self, bucket: &str, attr: &str, id: &str) -> Owned {
+        let key = self.render_key(attr, id);
         Owned {
             attr: attr.to_owned(),
-            md5: md5.to_owned(),
+            md5: id.to_owned(),
             uri: Pointer {
                 bucket: bucket.to_owned(),
                 key: key.clone(),
@@ -357,7 +361,7 @@ impl Target {
         let mine = parsed.hash == self.hash && parsed.range == self.range && parsed.attr == attr;
         mine.then(|| Owned {
             attr: attr.to_owned(),
-            md5: parsed.md5,
+            md5: parsed.id(),
             key: pointer.key,
             uri: uri.clone(),
         })

@@ -27,13 +27,18 @@ pub struct FieldAttrs<'a> {
     pub large: Option<Large<'a>>,
 }
 
-/// `#[large]` or `#[large(content_type = "...", inline_below = N)]`.
+/// `#[large]` or `#[large(content_type = "...", inline_below = N, compress = "...")]`.
 pub struct Large<'a> {
     pub original: &'a Attribute,
     pub content_type: Option<LitStr>,
     /// Values shorter than this many bytes are kept in the item.
     pub inline_below: Option<u64>,
+    /// `compress = "zstd"` or `"gzip"`.
+    pub compress: Option<LitStr>,
 }
+
+/// The codecs `compress` accepts (the names of `vhs::Encoding`).
+pub const CODECS: [&str; 2] = ["zstd", "gzip"];
 
 /// DynamoDB's item size limit: a value kept in the item cannot be larger.
 const MAX_INLINE: u64 = 400 * 1024;
@@ -145,6 +150,7 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
     }
     let mut content_type = None;
     let mut inline_below = None;
+    let mut compress = None;
     match &attr.meta {
         Meta::Path(_) => {}
         Meta::List(_) => attr.parse_nested_meta(|meta| {
@@ -154,9 +160,22 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
             } else if meta.path.is_ident("inline_below") {
                 let bytes = inline_bytes(&meta)?;
                 set_once(&meta, &mut inline_below, bytes)
+            } else if meta.path.is_ident("compress") {
+                let lit = string(&meta, "compress")?;
+                if !CODECS.contains(&lit.value().as_str()) {
+                    return Err(Error::new_spanned(
+                        &lit,
+                        format!(
+                            "unknown codec {:?}; `compress` takes \"zstd\" or \"gzip\"",
+                            lit.value()
+                        ),
+                    ));
+                }
+                set_once(&meta, &mut compress, lit)
             } else {
                 Err(meta.error(format!(
-                    "unknown `#[large]` option `{}`; expected `content_type` or `inline_below`",
+                    "unknown `#[large]` option `{}`; expected `content_type`, `inline_below` \
+                     or `compress`",
                     path_str(&meta.path)
                 )))
             }
@@ -172,6 +191,7 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
         original: attr,
         content_type,
         inline_below,
+        compress,
     });
     Ok(())
 }

@@ -81,10 +81,18 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
             .as_ref()
             .and_then(|l| l.inline_below)
             .unwrap_or(0);
+        let compress = match field.attrs.large.as_ref().and_then(|l| l.compress.as_ref()) {
+            Some(codec) if codec.value() == "gzip" => {
+                quote!(#p::Option::Some(#p::Encoding::Gzip))
+            }
+            Some(_) => quote!(#p::Option::Some(#p::Encoding::Zstd)),
+            None => quote!(#p::Option::None),
+        };
         quote!(#p::LargeAttr {
             name: #name,
             content_type: #content_type,
             inline_below: #inline_below,
+            compress: #compress,
         })
     });
     let attribute_names = input

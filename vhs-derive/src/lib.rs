@@ -62,6 +62,11 @@ use syn::{parse_macro_input, DeriveInput};
 ///   attribute, with no object: reading an item whose values are all inline takes
 ///   one round trip. Larger values go to S3 as usual. Values already stored keep
 ///   their form until rewritten, so the option can be added or removed at any time.
+/// - `#[large(compress = "zstd")]` or `"gzip"`: a value stored as an object is
+///   compressed first; the object's key records the codec (`.../enc=zstd/md5=...`,
+///   the MD5 being that of the compressed bytes), so readers decompress it whatever
+///   the model says today. Values kept in the item (`inline_below`) are never
+///   compressed.
 ///
 /// Every other field is an ordinary attribute, converted with serde.
 ///

@@ -38,7 +38,7 @@ use crate::backend::{
 use crate::blob::{md5_of, md5_of_blob, Blob};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
-use crate::layout::{escape, normalize_prefix, Md5Sum, Pointer};
+use crate::layout::{escape, normalize_prefix, object_id, Encoding, Md5Sum, Pointer};
 use crate::model::{Item, Key, Model};
 use crate::ownership::{Owned, State, Target};
 use crate::retry::RetryPolicy;
@@ -396,6 +396,8 @@ pub(crate) struct Upload {
     target: Option<(String, Md5Sum, Blob)>,
     /// A value kept in the item (`#[large(inline_below = N)]`).
     inline: Option<Bytes>,
+    /// How the object's bytes encode the value.
+    encoding: Option<Encoding>,
 }
 
 /// How [`Store::plan`] stores one value.
@@ -665,9 +667,12 @@ impl Store {
         self.inner.backend.create_bucket(&self.inner.bucket).await
     }
 
-    /// The S3 key of a large value of the item with `key`.
+    /// The S3 key of a large value of the item with `key` whose stored bytes
+    /// (compressed, for an attribute with `compress`) have the MD5 `md5_hex`.
     pub fn object_key<M: Model>(&self, key: &Key<M>, attr: &str, md5_hex: &str) -> Result<String> {
-        Ok(self.target(key)?.render_key(attr, md5_hex))
+        let index = M::SCHEMA.require_large(attr)?;
+        let id = object_id(M::SCHEMA.large[index].compress, md5_hex);
+        Ok(self.target(key)?.render_key(attr, &id))
     }
 
     pub(crate) fn target<M: Model>(&self, key: &Key<M>) -> Result<Target> {
@@ -711,7 +716,8 @@ impl Store {
                 )));
             }
             // The key's length does not depend on the MD5's digits.
-            let key_len = target.render_key(attr, &"0".repeat(32)).len();
+            let id = object_id(M::SCHEMA.large[*index].compress, &"0".repeat(32));
+            let key_len = target.render_key(attr, &id).len();
             if key_len > MAX_KEY_BYTES {
                 return Err(Error::invalid(format!(
                     "the S3 key for attribute `{attr}` of item {} would be {key_len} bytes, above S3's limit of {MAX_KEY_BYTES}; use shorter keys or a shorter prefix",
@@ -734,6 +740,16 @@ impl Store {
                     Ok(Some(Planned::Inline(bytes)))
                 }
                 Some(blob) => {
+                    // Compressed first: the object holds, and its MD5 names,
+                    // the compressed bytes.
+                    let compressed;
+                    let blob = match M::SCHEMA.large[*index].compress {
+                        Some(encoding) => {
+                            compressed = crate::compress::compress(blob, encoding).await?;
+                            &compressed
+                        }
+                        None => blob,
+                    };
                     // A file small enough for one PutObject is read now, and
                     // hashed from the very bytes that will be sent.
                     let blob = match blob.path() {
@@ -760,11 +776,13 @@ impl Store {
         let mut uploads = Vec::with_capacity(values.values.len());
         for ((index, _), hashed) in values.values.iter().zip(hashed) {
             let attr = M::SCHEMA.large[*index].name;
+            let encoding = M::SCHEMA.large[*index].compress;
             let (object, inline) = match hashed? {
                 None => (None, None),
                 Some(Planned::Inline(bytes)) => (None, Some(bytes)),
                 Some(Planned::Object(md5, blob)) => {
-                    (Some((target.render_key(attr, &md5.hex), md5, blob)), None)
+                    let id = object_id(encoding, &md5.hex);
+                    (Some((target.render_key(attr, &id), md5, blob)), None)
                 }
             };
             uploads.push(Upload {
@@ -772,6 +790,7 @@ impl Store {
                 attr,
                 target: object,
                 inline,
+                encoding,
             });
         }
         uploads.sort_by_key(|u| u.index);
@@ -830,7 +849,8 @@ impl Store {
             .iter()
             .filter_map(|u| {
                 let (_, md5, _) = u.target.as_ref()?;
-                Some(target.object(self.bucket(), u.attr, &md5.hex))
+                let id = object_id(u.encoding, &md5.hex);
+                Some(target.object(self.bucket(), u.attr, &id))
             })
             .collect();
         let mut created = HashMap::new();
@@ -868,6 +888,7 @@ impl Store {
                 inline: u.inline.clone(),
                 object: u.target.as_ref().map(|(key, md5, body)| StagedObject {
                     pointer: self.pointer_to(key.clone()),
+                    encoding: u.encoding,
                     md5: md5.hex.clone(),
                     size: body.len(),
                     created: created[key],
@@ -997,6 +1018,12 @@ impl Store {
             .filter(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| bad("its key does not end in md5=<32 hex digits>".to_owned()))?
             .to_ascii_lowercase();
+        let mut segments = pointer.key.rsplit('/');
+        if let Some(name) = segments.nth(1).and_then(|s| s.strip_prefix("enc=")) {
+            if Encoding::from_name(name).is_none() {
+                return Err(bad(format!("its key names an unknown encoding {name:?}")));
+            }
+        }
         Ok((pointer, md5))
     }
 
@@ -1079,4 +1106,11 @@ impl Store {
         }
         cleanup
     }
+}
+
+/// The encoding an object key records (its `enc=` segment, just before `md5=`),
+/// for a key [`Store::check_pointer`] accepted.
+pub(crate) fn encoding_in_key(key: &str) -> Option<Encoding> {
+    let name = key.rsplit('/').nth(1)?.strip_prefix("enc=")?;
+    Encoding::from_name(name)
 }

@@ -6,7 +6,7 @@ use futures_util::stream::{self, StreamExt};
 
 use std::collections::HashMap;
 
-use super::{Store, READ_RACE_LOST, READ_RACE_RETRIES};
+use super::{encoding_in_key, Store, READ_RACE_LOST, READ_RACE_RETRIES};
 use crate::backend::MAX_BATCH_GET;
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
@@ -302,7 +302,12 @@ impl Store {
         let fetches: Vec<_> = wanted
             .into_iter()
             .map(|(index, attr, pointer)| async move {
-                self.fetch(attr, &pointer).await.map(|b| (index, b))
+                let stored = self.fetch(attr, &pointer).await?;
+                let value = match encoding_in_key(&pointer.0.key) {
+                    Some(encoding) => crate::compress::decompress(stored, encoding).await?,
+                    None => stored,
+                };
+                Ok((index, value))
             })
             .collect();
         let fetched: Vec<Result<(usize, Bytes)>> = stream::iter(fetches)

@@ -12,7 +12,7 @@ use super::{Cleanup, Store};
 use crate::changes::LargeValues;
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::Result;
-use crate::layout::Pointer;
+use crate::layout::{object_id, Encoding, Pointer};
 use crate::model::{Item, Key, Model};
 use crate::ownership::{new_token, Owned, State, Target, TOKENS};
 
@@ -21,9 +21,11 @@ use crate::ownership::{new_token, Owned, State, Target, TOKENS};
 pub struct StagedObject {
     /// Where it is.
     pub pointer: Pointer,
-    /// Lowercase hex MD5 of its bytes.
+    /// How its bytes encode the value (`#[large(compress = "...")]`).
+    pub encoding: Option<Encoding>,
+    /// Lowercase hex MD5 of its bytes (as stored: compressed, if encoded).
     pub md5: String,
-    /// Size in bytes.
+    /// Size in bytes (as stored).
     pub size: u64,
     /// Whether this call created it (`false`: an object with identical content
     /// and key already existed).
@@ -162,7 +164,10 @@ impl<M: Model> Staged<M> {
             .iter()
             .filter_map(|a| {
                 let o = a.object.as_ref()?;
-                Some(self.target.object(&o.pointer.bucket, a.attr, &o.md5))
+                Some(
+                    self.target
+                        .object(&o.pointer.bucket, a.attr, &object_id(o.encoding, &o.md5)),
+                )
             })
             .collect()
     }
@@ -173,7 +178,10 @@ impl<M: Model> Staged<M> {
             .iter()
             .filter_map(|a| {
                 let o = a.object.as_ref().filter(|o| o.created)?;
-                Some(self.target.object(&o.pointer.bucket, a.attr, &o.md5))
+                Some(
+                    self.target
+                        .object(&o.pointer.bucket, a.attr, &object_id(o.encoding, &o.md5)),
+                )
             })
             .collect()
     }

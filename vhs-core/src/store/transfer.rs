@@ -276,7 +276,8 @@ impl Store {
 
     /// Bytes `range` of a large attribute (cut short at the value's end): one
     /// ranged GetObject after reading the item. The whole value's MD5 cannot be
-    /// checked on a part of it; S3 checks the transfer.
+    /// checked on a part of it; S3 checks the transfer. A compressed value
+    /// (`#[large(compress = "...")]`) has no ranges: [`Error::InvalidInput`].
     pub async fn read_large_range<M: Model>(
         &self,
         key: &Key<M>,
@@ -285,7 +286,16 @@ impl Store {
     ) -> Result<Bytes> {
         for _ in 0..=READ_RACE_RETRIES {
             let pointer = match self.locate(key, attr).await? {
-                Located::Object(pointer, _) => pointer,
+                Located::Object(pointer, _) => {
+                    if let Some(encoding) = super::encoding_in_key(&pointer.key) {
+                        return Err(Error::invalid(format!(
+                            "large attribute `{attr}` of item {key} is stored {}-compressed: \
+                             a range of the value is no range of the object; use download_large",
+                            encoding.name()
+                        )));
+                    }
+                    pointer
+                }
                 Located::Inline(bytes) => {
                     let len = bytes.len() as u64;
                     let (start, end) = (range.start.min(len), range.end.min(len));
@@ -312,6 +322,8 @@ impl Store {
     /// a dangling or foreign pointer. The client receives the bytes unchecked; the
     /// key ends in their MD5 (`md5=<hex>`) for it to check. A value kept in the
     /// item (`#[large(inline_below = N)]`) has no object: [`Error::InvalidInput`].
+    /// A compressed value (`#[large(compress = "...")]`) is served as stored,
+    /// compressed; its key says how (`enc=zstd/` or `enc=gzip/` before `md5=`).
     pub async fn presign_large<M: Model>(
         &self,
         key: &Key<M>,
@@ -421,8 +433,16 @@ impl Store {
             Err(e) => e,
         })?;
         let total = first.total;
+        // The MD5 is that of the stored bytes; a compressed value is decoded as
+        // it is written.
+        let mut decoder = match super::encoding_in_key(&pointer.key) {
+            Some(encoding) => Some(crate::compress::StreamDecoder::new(encoding)?),
+            None => None,
+        };
+        let mut undecodable = None;
         let mut hasher = Some(Md5::new());
-        let mut written = 0u64;
+        // Stored bytes received, and value bytes written.
+        let (mut written, mut delivered) = (0u64, 0u64);
         let mut fetching = FuturesOrdered::new();
         let mut next = first.body.len() as u64;
         let mut ready = Some(first.body);
@@ -471,15 +491,46 @@ impl Store {
                 h.update(&b);
                 h
             });
+            written += bytes.len() as u64;
+            let out = match decoder.take() {
+                None if undecodable.is_some() => Bytes::new(),
+                None => bytes,
+                Some(d) => match d.feed_off(bytes).await {
+                    Ok((d, out)) => {
+                        decoder = Some(d);
+                        Bytes::from(out)
+                    }
+                    // Reported after the MD5 check, which says whether the
+                    // stored bytes were altered (`Integrity`) or not.
+                    Err(e) => {
+                        undecodable = Some(e);
+                        Bytes::new()
+                    }
+                },
+            };
             writer
-                .write_all(&bytes)
+                .write_all(&out)
                 .await
                 .map_err(|e| Error::io("write a download", e))?;
-            written += bytes.len() as u64;
+            delivered += out.len() as u64;
             hasher = Some(match hashing.await {
                 Ok(h) => h,
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             });
+        }
+        if let Some(d) = decoder {
+            let out = match d.finish() {
+                Ok(out) => out,
+                Err(e) => {
+                    undecodable = Some(e);
+                    Vec::new()
+                }
+            };
+            writer
+                .write_all(&out)
+                .await
+                .map_err(|e| Error::io("write a download", e))?;
+            delivered += out.len() as u64;
         }
         writer
             .flush()
@@ -494,7 +545,10 @@ impl Store {
                 actual,
             });
         }
-        Ok(written)
+        if let Some(e) = undecodable {
+            return Err(e);
+        }
+        Ok(delivered)
     }
 }
 
