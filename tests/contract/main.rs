@@ -131,6 +131,7 @@ contract! {
     maintenance::gc_respects_grace_dry_run_and_foreign_keys,
     maintenance::verify_reports_every_broken_pointer,
     maintenance::gc_is_safe_while_writers_run,
+    versioned::update_retry_downloads_only_changed_values,
     versioned::versioned_stores_keep_small_values_inline,
     versioned::single_version_put_rules,
     versioned::single_version_put_latest_and_start,

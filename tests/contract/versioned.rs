@@ -550,3 +550,47 @@ pub async fn versioned_stores_keep_small_values_inline(fx: Fixture) {
     assert_eq!(m.get("a", 1).await.unwrap().value, big);
     assert_eq!(m.get("a", 0).await.unwrap().value, small);
 }
+
+/// A versioned update that loses its first attempt to another writer reads
+/// again, but downloads only the values that changed: bodies are kept by key
+/// (keys name their content) for the whole call.
+pub async fn update_retry_downloads_only_changed_values(fx: Fixture) {
+    let s = single(&fx);
+    s.ensure_table().await.unwrap();
+    s.put("a", 0, &doc(0)).await.unwrap();
+    let rival = single(&fx);
+    let handle = tokio::runtime::Handle::current();
+    let mut calls = 0;
+    fx.faults.reset();
+    let written = s
+        .update("a", |mut d| {
+            calls += 1;
+            if calls == 1 {
+                // Another writer takes the next version first, changing only
+                // `html`: this attempt fails, the next one reads version 1.
+                tokio::task::block_in_place(|| {
+                    handle.block_on(rival.update("a", |mut d| {
+                        d.html = Some("<p>rival</p>".into());
+                        d
+                    }))
+                })
+                .unwrap();
+            }
+            d.data = serde_json::json!({ "calls": calls });
+            d
+        })
+        .await
+        .unwrap();
+    assert_eq!((written.version, written.attempts, calls), (2, 2, 2));
+    let latest = s.get_latest("a").await.unwrap().value;
+    assert_eq!(latest.html.as_deref(), Some("<p>rival</p>"));
+    // Ours: html + image on the first attempt, html alone on the second; the
+    // rival's own read: html + image.
+    let gets = fx
+        .faults
+        .calls()
+        .iter()
+        .filter(|c| **c == vhs::Op::GetObject)
+        .count();
+    assert_eq!(gets, 2 + 1 + 2 + 2, "the last read was get_latest");
+}

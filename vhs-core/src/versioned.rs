@@ -30,7 +30,7 @@ use crate::model::{Item, KeyKind, Model};
 use crate::ownership::{new_token, Plan, State, Target, PLACEHOLDER};
 use crate::retry::RetryPolicy;
 use crate::store::{
-    next_version, number_attr, Cleanup, Store, Stored, UploadOrder, READ_RACE_LOST,
+    next_version, number_attr, Bodies, Cleanup, Store, Stored, UploadOrder, READ_RACE_LOST,
     READ_RACE_RETRIES,
 };
 
@@ -253,9 +253,11 @@ impl<M: Model> Core<M> {
     }
 
     /// Loads every large value of an envelope.
-    async fn read(&self, item: Item) -> Result<Versioned<M>> {
+    async fn read(&self, item: Item, bodies: Option<&Bodies>) -> Result<Versioned<M>> {
         let (version, mut stored) = self.open(item)?;
-        self.store.load_all(&self.prefix, &mut stored).await?;
+        self.store
+            .load_all_with(&self.prefix, &mut stored, bodies)
+            .await?;
         Ok(Versioned {
             version,
             value: stored.model,
@@ -266,14 +268,23 @@ impl<M: Model> Core<M> {
     /// one read and delete its objects meanwhile: then the read starts over. A
     /// missing object of a version that is still the latest is a dangling pointer.
     /// Also returns the envelope as read.
-    async fn read_latest(&self, id: &str) -> Result<Option<(Versioned<M>, Item)>> {
+    /// `bodies`: objects fetched by earlier attempts of the same call.
+    async fn read_latest(
+        &self,
+        id: &str,
+        bodies: Option<&Bodies>,
+    ) -> Result<Option<(Versioned<M>, Item)>> {
         let mut item = self.latest_item(id).await?;
         for _ in 0..=READ_RACE_RETRIES {
             let Some(current) = item else {
                 return Ok(None);
             };
             let version = number_attr(&current, VERSION);
-            match self.read(current.clone()).await.map(|v| (v, current)) {
+            match self
+                .read(current.clone(), bodies)
+                .await
+                .map(|v| (v, current))
+            {
                 Err(e @ Error::DanglingPointer { .. }) => {
                     item = self.latest_item(id).await?;
                     if item.as_ref().and_then(|i| number_attr(i, VERSION)) == version {
@@ -333,7 +344,7 @@ impl<M: Model> Core<M> {
     }
 
     async fn get_latest(&self, id: &str) -> Result<Versioned<M>> {
-        match self.read_latest(id).await? {
+        match self.read_latest(id, None).await? {
             Some((latest, _)) => Ok(latest),
             None => Err(Error::NoVersionExists {
                 table: self.table.clone(),
@@ -504,6 +515,7 @@ impl<M: Model> Core<M> {
         f: &mut F,
         init: Option<&mut I>,
         tried: &mut Vec<(u64, String)>,
+        bodies: &Bodies,
     ) -> Result<Written>
     where
         F: FnMut(M) -> M + Send,
@@ -512,7 +524,7 @@ impl<M: Model> Core<M> {
         if let Some(done) = self.earlier_attempt(id, tried).await? {
             return Ok(done);
         }
-        let (expected, next, value, known) = match self.read_latest(id).await? {
+        let (expected, next, value, known) = match self.read_latest(id, Some(bodies)).await? {
             Some((current, item)) => {
                 let next = next_version(current.version)?;
                 (Some(current.version), next, f(current.value), Some(item))
@@ -582,10 +594,11 @@ impl<M: Model> Core<M> {
         I: FnMut() -> M + Send,
     {
         let mut tried = Vec::new();
+        let bodies = Bodies::default();
         let mut attempt = 1;
         loop {
             match self
-                .update_once(id, f, init.as_deref_mut(), &mut tried)
+                .update_once(id, f, init.as_deref_mut(), &mut tried, &bodies)
                 .await
             {
                 Ok(mut written) => {
@@ -831,7 +844,7 @@ impl<M: Model> MultiVersionStore<M> {
             .get_item(&self.core.table, &target.key, true)
             .await?
         {
-            Some(item) if !item.contains_key(PLACEHOLDER) => self.core.read(item).await,
+            Some(item) if !item.contains_key(PLACEHOLDER) => self.core.read(item, None).await,
             _ => Err(target.not_found()),
         }
     }

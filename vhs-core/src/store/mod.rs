@@ -26,6 +26,7 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 
 pub use delete::{Deleted, Precondition};
+pub(crate) use read::Bodies;
 pub use read::Stored;
 pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
 pub(crate) use transfer::ObjectPut;

@@ -68,6 +68,12 @@ impl<M: Model> Stored<M> {
     }
 }
 
+/// Object bodies already fetched and checked, by key. A key names its content
+/// (its MD5 is in it), so a body found here is the object's for as long as
+/// the object exists: a read-modify-write that starts over after a conflict
+/// downloads only the values that changed.
+pub(crate) type Bodies = std::sync::Mutex<HashMap<String, Bytes>>;
+
 impl Store {
     /// Reads an item and every large value (eventually consistent read).
     ///
@@ -248,10 +254,21 @@ impl Store {
         prefix: &str,
         stored: &mut Stored<M>,
     ) -> Result<()> {
+        self.load_all_with(prefix, stored, None).await
+    }
+
+    /// [`Store::load_all`], taking the bodies of objects already fetched from
+    /// `bodies` and keeping those it fetches there.
+    pub(crate) async fn load_all_with<M: Model>(
+        &self,
+        prefix: &str,
+        stored: &mut Stored<M>,
+        bodies: Option<&Bodies>,
+    ) -> Result<()> {
         let all: Vec<&str> = (stored.pointers.iter().map(|(a, _)| *a))
             .chain(stored.inline.iter().map(|(a, _)| *a))
             .collect();
-        self.load_from(prefix, stored, &all).await
+        self.load_from(prefix, stored, &all, bodies).await
     }
 
     /// Reads only the item: ordinary fields and pointers, no object fetched.
@@ -273,15 +290,17 @@ impl Store {
     /// stay `None`.
     pub async fn load<M: Model>(&self, stored: &mut Stored<M>, attrs: &[&str]) -> Result<()> {
         let prefix = self.table_prefix(self.table_name::<M>())?;
-        self.load_from(&prefix, stored, attrs).await
+        self.load_from(&prefix, stored, attrs, None).await
     }
 
-    /// [`Store::load`] for objects under `prefix`.
+    /// [`Store::load`] for objects under `prefix`, with the bodies cache of
+    /// [`Store::load_all_with`].
     pub(crate) async fn load_from<M: Model>(
         &self,
         prefix: &str,
         stored: &mut Stored<M>,
         attrs: &[&str],
+        bodies: Option<&Bodies>,
     ) -> Result<()> {
         let mut wanted = Vec::new();
         let mut inline = Vec::new();
@@ -302,7 +321,18 @@ impl Store {
         let fetches: Vec<_> = wanted
             .into_iter()
             .map(|(index, attr, pointer)| async move {
-                let stored = self.fetch(attr, &pointer).await?;
+                let key = &pointer.0.key;
+                let cached = bodies.and_then(|b| b.lock().ok()?.get(key).cloned());
+                let stored = match cached {
+                    Some(body) => body,
+                    None => {
+                        let body = self.fetch(attr, &pointer).await?;
+                        if let Some(mut b) = bodies.and_then(|b| b.lock().ok()) {
+                            b.insert(key.clone(), body.clone());
+                        }
+                        body
+                    }
+                };
                 let value = match encoding_in_key(&pointer.0.key) {
                     Some(encoding) => crate::compress::decompress(stored, encoding).await?,
                     None => stored,
