@@ -1269,3 +1269,21 @@ pub async fn staged_inline_values_merge_into_your_write(fx: Fixture) {
     let got = fx.store.get_large(&key).await.unwrap();
     assert_eq!(got.body, Some(Bytes::from_static(b"new")));
 }
+
+/// A background job that panics (here: in the `on_cleanup` callback) is
+/// counted out: `flush` returns instead of waiting for it forever.
+pub async fn flush_returns_after_a_panicking_background_job(fx: Fixture) {
+    let fx = Fixture::with(fx.kind, |b| {
+        b.defer_cleanup(true)
+            .on_cleanup(|_| panic!("on_cleanup panicked (on purpose)"))
+    })
+    .await;
+    let doc = Document::sample("p", "s");
+    fx.store.create_large(&doc).await.unwrap();
+    fx.store.delete_large(&doc.primary_key()).await.unwrap();
+    let flushed = tokio::time::timeout(std::time::Duration::from_secs(20), fx.store.flush()).await;
+    assert!(flushed.is_ok(), "flush hung on a panicked job");
+    // The queue still works afterwards.
+    fx.store.create_large(&doc).await.unwrap();
+    assert_eq!(fx.store.get_large(&doc.primary_key()).await.unwrap(), doc);
+}

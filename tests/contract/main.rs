@@ -84,6 +84,7 @@ contract! {
     cases::batch_writes_check_every_input_before_sending,
     cases::inline_values_live_in_the_item,
     cases::staged_inline_values_merge_into_your_write,
+    cases::flush_returns_after_a_panicking_background_job,
     cases::create_over_existing_item_fails_and_cleans_up,
     cases::create_over_existing_item_without_cleanup_keeps_objects,
     cases::create_identical_twice_deletes_nothing,

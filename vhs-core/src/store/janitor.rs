@@ -87,6 +87,19 @@ impl std::fmt::Debug for Janitor {
     }
 }
 
+/// A spawned job while it runs: dropped when it ends, by returning or by
+/// panicking.
+struct Running(Store);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let janitor = &self.0.inner.janitor;
+        if janitor.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            janitor.idle.notify_waiters();
+        }
+    }
+}
+
 impl Store {
     /// Queues `job`. Waits while the queue is full.
     pub(crate) async fn defer(&self, job: impl Future<Output = Cleanup> + Send + 'static) {
@@ -100,13 +113,12 @@ impl Store {
                 janitor.running.fetch_add(1, Ordering::SeqCst);
                 let store = self.clone();
                 runtime.spawn(async move {
+                    // Counted out even if the job or the `on_cleanup` callback
+                    // panics, so that `flush` never waits for it forever.
+                    let _running = Running(store.clone());
                     let outcome = job.await;
-                    let janitor = &store.inner.janitor;
-                    janitor.record(outcome);
+                    store.inner.janitor.record(outcome);
                     drop(slot);
-                    if janitor.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        janitor.idle.notify_waiters();
-                    }
                 });
             }
             (Background::Spawn, None) => janitor.record(job.await),
