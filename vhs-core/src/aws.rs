@@ -247,6 +247,28 @@ impl AwsBackend {
     }
 }
 
+/// The outcome of a write sent with `If-None-Match: *` (PutObject,
+/// CompleteMultipartUpload): a 412 (`PreconditionFailed`, not a modeled error)
+/// means the object already existed.
+fn put_outcome<T, E>(
+    sent: std::result::Result<T, SdkError<E, s3::config::http::HttpResponse>>,
+    operation: &'static str,
+) -> Result<PutOutcome>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match sent {
+        Ok(_) => Ok(PutOutcome::Created),
+        Err(e)
+            if e.code() == Some("PreconditionFailed")
+                || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+        {
+            Ok(PutOutcome::AlreadyExisted)
+        }
+        Err(e) => Err(sdk_error("s3", operation, e)),
+    }
+}
+
 /// Maps an SDK error to [`Error::Backend`], deciding retryability from the error
 /// kind, the service's code and the HTTP status.
 fn sdk_error<E>(
@@ -634,15 +656,7 @@ impl Backend for AwsBackend {
         Ok(Some(match ranged {
             Some(total) => ObjectRange { body, total },
             // The server sent the whole object: cut the range out of it.
-            None => {
-                let total = body.len() as u64;
-                let start = range.start.min(total) as usize;
-                let end = range.end.min(total) as usize;
-                ObjectRange {
-                    body: body.slice(start..end.max(start)),
-                    total,
-                }
-            }
+            None => ObjectRange::cut(&body, range),
         }))
     }
 
@@ -789,16 +803,7 @@ impl Backend for AwsBackend {
         if if_none_match {
             req = req.if_none_match("*");
         }
-        match req.send().await {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(e)
-                if e.code() == Some("PreconditionFailed")
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
-            {
-                Ok(PutOutcome::AlreadyExisted)
-            }
-            Err(e) => Err(sdk_error("s3", "CompleteMultipartUpload", e)),
-        }
+        put_outcome(req.send().await, "CompleteMultipartUpload")
     }
 
     async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
@@ -907,16 +912,7 @@ impl Backend for AwsBackend {
         if request.if_none_match {
             req = req.if_none_match("*");
         }
-        match req.send().await {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(e)
-                if e.code() == Some("PreconditionFailed")
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
-            {
-                Ok(PutOutcome::AlreadyExisted)
-            }
-            Err(e) => Err(sdk_error("s3", "PutObject", e)),
-        }
+        put_outcome(req.send().await, "PutObject")
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {

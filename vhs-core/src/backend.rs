@@ -311,6 +311,20 @@ pub struct ObjectRange {
     pub total: u64,
 }
 
+impl ObjectRange {
+    /// `range` of a whole object's `body`, cut short at its end (empty when it
+    /// starts at or after the end).
+    pub fn cut(body: &Bytes, range: std::ops::Range<u64>) -> ObjectRange {
+        let total = body.len() as u64;
+        let start = range.start.min(total);
+        let end = range.end.min(total).max(start);
+        ObjectRange {
+            body: body.slice(start as usize..end as usize),
+            total,
+        }
+    }
+}
+
 impl fmt::Debug for ObjectRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectRange")

@@ -427,16 +427,10 @@ impl Backend for MemoryBackend {
     ) -> Result<Option<ObjectRange>> {
         yield_now().await;
         let mut state = self.lock();
-        Ok(state.bucket(bucket, "GetObject")?.get(key).map(|o| {
-            let body = &o.object.body;
-            let total = body.len() as u64;
-            let start = range.start.min(total);
-            let end = range.end.min(total).max(start);
-            ObjectRange {
-                body: body.slice(start as usize..end as usize),
-                total,
-            }
-        }))
+        Ok(state
+            .bucket(bucket, "GetObject")?
+            .get(key)
+            .map(|o| ObjectRange::cut(&o.object.body, range)))
     }
 
     /// `memory://{bucket}/{key}?expires={unix seconds}`: names the object, but no

@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 
 use super::{Store, READ_RACE_LOST, READ_RACE_RETRIES};
 use crate::backend::{
-    CompletedPart, MultipartStart, PutObject, PutOutcome, Signal, MAX_PARTS, MIN_PART_BYTES,
+    CompletedPart, MultipartStart, ObjectRange, PutObject, PutOutcome, Signal, MAX_PARTS,
+    MIN_PART_BYTES,
 };
 use crate::blob::{changed, Blob, Repr};
 use crate::error::{Error, Result};
@@ -239,7 +240,7 @@ impl Store {
             Located::Object(pointer, md5) => {
                 self.stream_object(key, attr, &pointer, &md5, writer).await
             }
-            Located::Inline(bytes) => write_inline(writer, &bytes).await,
+            Located::Inline(bytes) => write_out(writer, &bytes).await,
         }
     }
 
@@ -296,11 +297,7 @@ impl Store {
                     }
                     pointer
                 }
-                Located::Inline(bytes) => {
-                    let len = bytes.len() as u64;
-                    let (start, end) = (range.start.min(len), range.end.min(len));
-                    return Ok(bytes.slice(start as usize..end.max(start) as usize));
-                }
+                Located::Inline(bytes) => return Ok(ObjectRange::cut(&bytes, range).body),
             };
             match self
                 .inner
@@ -423,7 +420,7 @@ impl Store {
                     match self.locate(key, attr).await? {
                         Located::Object(p, m) => (pointer, md5) = (p, m),
                         // Rewritten meanwhile as a value kept in the item.
-                        Located::Inline(bytes) => return write_inline(writer, &bytes).await,
+                        Located::Inline(bytes) => return write_out(writer, &bytes).await,
                     }
                 }
             }
@@ -508,11 +505,7 @@ impl Store {
                     }
                 },
             };
-            writer
-                .write_all(&out)
-                .await
-                .map_err(|e| Error::io("write a download", e))?;
-            delivered += out.len() as u64;
+            delivered += write_out(writer, &out).await?;
             hasher = Some(match hashing.await {
                 Ok(h) => h,
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -526,11 +519,7 @@ impl Store {
                     Vec::new()
                 }
             };
-            writer
-                .write_all(&out)
-                .await
-                .map_err(|e| Error::io("write a download", e))?;
-            delivered += out.len() as u64;
+            delivered += write_out(writer, &out).await?;
         }
         writer
             .flush()
@@ -627,12 +616,12 @@ enum Located {
     Inline(Bytes),
 }
 
-/// Writes a value kept in the item to a download's writer.
-async fn write_inline<W: AsyncWrite + Unpin + Send>(writer: &mut W, bytes: &Bytes) -> Result<u64> {
+/// Writes bytes of a download to the caller's writer; returns how many.
+async fn write_out<W: AsyncWrite + Unpin + Send>(writer: &mut W, bytes: &[u8]) -> Result<u64> {
     writer
         .write_all(bytes)
         .await
-        .map_err(|e| Error::io("write a downloaded value", e))?;
+        .map_err(|e| Error::io("write a download", e))?;
     Ok(bytes.len() as u64)
 }
 
