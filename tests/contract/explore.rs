@@ -1105,6 +1105,7 @@ async fn counter_world(gate: &Gate) -> ParkingBackend<MemoryBackend> {
             name: COUNTERS.into(),
             hash_key: ("pk".into(), KeyKind::String),
             range_key: None,
+            indexes: Vec::new(),
         })
         .await
         .expect("table");

@@ -14,6 +14,7 @@ mod fixture;
 mod inputs;
 mod maintenance;
 mod models;
+mod queries;
 mod races;
 mod round_trips;
 mod schedules;
@@ -54,6 +55,12 @@ macro_rules! contract {
 }
 
 contract! {
+    queries::query_range_conditions_and_order,
+    queries::query_pages_past_one_megabyte,
+    queries::global_index_date_ranges_across_offsets,
+    queries::local_index_date_ranges,
+    queries::filters_projections_and_placeholders,
+    queries::query_input_errors_send_nothing,
     round_trips::round_trip_create,
     round_trips::round_trip_get,
     round_trips::round_trip_update,

@@ -247,3 +247,75 @@ pub struct Packed {
     #[large(compress = "zstd")]
     pub blob: Option<vhs::Blob>,
 }
+
+/// A program of the single-table design: hash key `objectType`, range key `id`,
+/// the entity as JSON in `data` (large when big), listed by name.
+#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[vhs(table = "single")]
+pub struct Program {
+    #[vhs(hash_key, rename = "objectType", gsi_hash = "programName-index")]
+    pub object_type: String,
+    #[vhs(range_key)]
+    pub id: String,
+    #[vhs(rename = "programName", gsi_range = "programName-index")]
+    pub program_name: String,
+    #[large(inline_below = 256)]
+    pub data: Option<Json<serde_json::Value>>,
+}
+
+/// An event of the same table: listed by date over all events, and per program.
+#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[vhs(table = "single")]
+pub struct Event {
+    #[vhs(
+        hash_key,
+        rename = "objectType",
+        gsi_hash = "objectType-eventStart-index"
+    )]
+    pub object_type: String,
+    #[vhs(range_key, gsi_range = "programID-index")]
+    pub id: String,
+    #[vhs(
+        rename = "programID",
+        gsi_hash = "programID-index",
+        gsi_hash = "programID-eventStart-index"
+    )]
+    pub program_id: Option<String>,
+    #[vhs(
+        rename = "eventStart",
+        gsi_range = "objectType-eventStart-index",
+        gsi_range = "programID-eventStart-index"
+    )]
+    pub event_start: DateTime<chrono::FixedOffset>,
+    pub seats: u32,
+    pub title: String,
+    #[large]
+    pub data: Option<Json<serde_json::Value>>,
+}
+
+/// A view of [`Event`] with fewer attributes, for projections.
+#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[vhs(table = "single")]
+pub struct EventTitle {
+    #[vhs(hash_key, rename = "objectType")]
+    pub object_type: String,
+    #[vhs(range_key)]
+    pub id: String,
+    pub title: String,
+}
+
+/// Readings of a sensor: a numeric range key, a local index by time, and a
+/// filler to make pages large.
+#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[vhs(table = "readings")]
+pub struct Reading {
+    #[vhs(hash_key)]
+    pub sensor: String,
+    #[vhs(range_key)]
+    pub n: u32,
+    #[vhs(lsi = "by-time")]
+    pub at: DateTime<Utc>,
+    #[vhs(lsi = "by-label")]
+    pub label: String,
+    pub filler: String,
+}

@@ -8,20 +8,22 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb as ddb;
 use aws_sdk_s3 as s3;
 use ddb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType as DdbKeyType, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType as DdbKeyType,
+    LocalSecondaryIndex, ProjectionType, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TableDescription, TableStatus,
 };
 use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
 
 use crate::backend::{
-    Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo, MultipartStart,
-    ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan, Signal,
-    StoredObject, TableSpec,
+    Attempts, Backend, BatchPage, CompletedPart, Conditional, IndexSpec, MultipartInfo,
+    MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
+    Scan, Signal, StoredObject, TableSpec,
 };
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
-use crate::model::{Item, KeyKind};
+use crate::model::{IndexKind, Item, KeyKind, Projection};
 
 /// Settings of [`AwsBackend`] beyond what an `SdkConfig` carries.
 #[derive(Debug, Clone, Default)]
@@ -323,6 +325,77 @@ fn scalar(kind: KeyKind) -> ScalarAttributeType {
     }
 }
 
+/// The attribute definitions of the table's keys and of `indexes`' keys.
+fn attribute_definitions(
+    spec: &TableSpec,
+    indexes: &[IndexSpec],
+) -> Result<Vec<AttributeDefinition>> {
+    let mut keys: Vec<&(String, KeyKind)> = vec![&spec.hash_key];
+    keys.extend(spec.range_key.as_ref());
+    for index in indexes {
+        keys.push(&index.hash_key);
+        keys.extend(index.range_key.as_ref());
+    }
+    let mut defs: Vec<AttributeDefinition> = Vec::new();
+    for (name, kind) in keys {
+        if defs.iter().any(|d| d.attribute_name() == name) {
+            continue;
+        }
+        defs.push(built(
+            "dynamodb",
+            "CreateTable",
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(scalar(*kind))
+                .build(),
+        )?);
+    }
+    Ok(defs)
+}
+
+fn key_schema(
+    operation: &'static str,
+    hash: &(String, KeyKind),
+    range: Option<&(String, KeyKind)>,
+) -> Result<Vec<KeySchemaElement>> {
+    std::iter::once((hash, DdbKeyType::Hash))
+        .chain(range.map(|r| (r, DdbKeyType::Range)))
+        .map(|((name, _), key_type)| {
+            built(
+                "dynamodb",
+                operation,
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(key_type)
+                    .build(),
+            )
+        })
+        .collect()
+}
+
+fn projection(p: &Projection) -> ddb::types::Projection {
+    let b = ddb::types::Projection::builder();
+    match p {
+        Projection::All => b.projection_type(ProjectionType::All),
+        Projection::KeysOnly => b.projection_type(ProjectionType::KeysOnly),
+        Projection::Include(attrs) => b
+            .projection_type(ProjectionType::Include)
+            .set_non_key_attributes(Some(attrs.clone())),
+    }
+    .build()
+}
+
+/// A `ProjectionExpression` of `names`.
+fn projection_expression(names: Option<&Vec<String>>, p: &mut Placeholders) -> Option<String> {
+    names.map(|names| {
+        names
+            .iter()
+            .map(|n| p.name(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 fn built<T, E: std::error::Error + Send + Sync + 'static>(
     service: &'static str,
     operation: &'static str,
@@ -351,6 +424,38 @@ fn non_empty<K, V>(m: HashMap<K, V>) -> Option<HashMap<K, V>> {
 }
 
 impl AwsBackend {
+    /// Waits until the table and its indexes are ACTIVE (immediate on
+    /// emulators; seconds to minutes on AWS); returns its description.
+    async fn wait_active(&self, table: &str) -> Result<TableDescription> {
+        for _ in 0..3000 {
+            let out = self
+                .dynamodb
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| sdk_error("dynamodb", "DescribeTable", e))?;
+            let Some(described) = out.table else {
+                break;
+            };
+            let table_active = matches!(described.table_status(), Some(TableStatus::Active) | None);
+            let indexes_active = described
+                .global_secondary_indexes()
+                .iter()
+                .all(|i| matches!(i.index_status(), Some(IndexStatus::Active) | None));
+            if table_active && indexes_active {
+                return Ok(described);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(Error::backend(
+            "dynamodb",
+            "CreateTable",
+            true,
+            format!("table {table} and its indexes did not become ACTIVE within 10 minutes"),
+        ))
+    }
+
     /// The server-side encryption headers of object writes.
     fn sse(&self) -> (Option<s3::types::ServerSideEncryption>, Option<String>) {
         match &self.encryption {
@@ -367,62 +472,112 @@ impl AwsBackend {
 #[async_trait]
 impl Backend for AwsBackend {
     async fn create_table(&self, spec: &TableSpec) -> Result<()> {
-        let mut defs = vec![(spec.hash_key.clone(), DdbKeyType::Hash)];
-        if let Some(r) = &spec.range_key {
-            defs.push((r.clone(), DdbKeyType::Range));
-        }
+        const OP: &str = "CreateTable";
         let mut req = self
             .dynamodb
             .create_table()
             .table_name(&spec.name)
-            .billing_mode(BillingMode::PayPerRequest);
-        for ((name, kind), key_type) in defs {
-            req = req
-                .attribute_definitions(built(
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(attribute_definitions(spec, &spec.indexes)?))
+            .set_key_schema(Some(key_schema(
+                OP,
+                &spec.hash_key,
+                spec.range_key.as_ref(),
+            )?));
+        for index in &spec.indexes {
+            let keys = key_schema(OP, &index.hash_key, index.range_key.as_ref())?;
+            let projection = projection(&index.projection);
+            req = match index.kind {
+                IndexKind::Global => req.global_secondary_indexes(built(
                     "dynamodb",
-                    "CreateTable",
-                    AttributeDefinition::builder()
-                        .attribute_name(&name)
-                        .attribute_type(scalar(kind))
+                    OP,
+                    GlobalSecondaryIndex::builder()
+                        .index_name(&index.name)
+                        .set_key_schema(Some(keys))
+                        .projection(projection)
                         .build(),
-                )?)
-                .key_schema(built(
+                )?),
+                IndexKind::Local => req.local_secondary_indexes(built(
                     "dynamodb",
-                    "CreateTable",
-                    KeySchemaElement::builder()
-                        .attribute_name(&name)
-                        .key_type(key_type)
+                    OP,
+                    LocalSecondaryIndex::builder()
+                        .index_name(&index.name)
+                        .set_key_schema(Some(keys))
+                        .projection(projection)
                         .build(),
-                )?);
+                )?),
+            };
         }
-        match req.send().await {
-            Ok(_) => {}
+        let existed = match req.send().await {
+            Ok(_) => false,
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(sdk_error("dynamodb", "CreateTable", e)),
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                true
+            }
+            Err(e) => return Err(sdk_error("dynamodb", OP, e)),
+        };
+        let mut described = self.wait_active(&spec.name).await?;
+        if !existed {
+            return Ok(());
         }
-        // Wait until ACTIVE (immediate on emulators; seconds on AWS).
-        for _ in 0..600 {
-            let out = self
-                .dynamodb
-                .describe_table()
+        // An existing table: add the global indexes it lacks, one per UpdateTable.
+        for index in &spec.indexes {
+            let has = |names: Vec<&str>| names.contains(&index.name.as_str());
+            let globals = described
+                .global_secondary_indexes()
+                .iter()
+                .filter_map(|i| i.index_name())
+                .collect();
+            let locals = described
+                .local_secondary_indexes()
+                .iter()
+                .filter_map(|i| i.index_name())
+                .collect();
+            if has(globals) || has(locals) {
+                continue;
+            }
+            if index.kind == IndexKind::Local {
+                return Err(Error::backend(
+                    "dynamodb",
+                    "UpdateTable",
+                    false,
+                    format!(
+                        "table {} exists without local index {}: local indexes are created with the table only",
+                        spec.name, index.name
+                    ),
+                ));
+            }
+            let create = built(
+                "dynamodb",
+                "UpdateTable",
+                CreateGlobalSecondaryIndexAction::builder()
+                    .index_name(&index.name)
+                    .set_key_schema(Some(key_schema(
+                        "UpdateTable",
+                        &index.hash_key,
+                        index.range_key.as_ref(),
+                    )?))
+                    .projection(projection(&index.projection))
+                    .build(),
+            )?;
+            self.dynamodb
+                .update_table()
                 .table_name(&spec.name)
+                .set_attribute_definitions(Some(attribute_definitions(
+                    spec,
+                    std::slice::from_ref(index),
+                )?))
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                )
                 .send()
                 .await
-                .map_err(|e| sdk_error("dynamodb", "DescribeTable", e))?;
-            let status = out.table().and_then(|t| t.table_status());
-            if matches!(status, Some(TableStatus::Active) | None) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+                .map_err(|e| sdk_error("dynamodb", "UpdateTable", e))?;
+            described = self.wait_active(&spec.name).await?;
         }
-        Err(Error::backend(
-            "dynamodb",
-            "CreateTable",
-            true,
-            format!("table {} did not become ACTIVE within 120 s", spec.name),
-        ))
+        Ok(())
     }
 
     async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
@@ -546,11 +701,20 @@ impl Backend for AwsBackend {
         let mut p = Placeholders::default();
         let name = p.name(&request.hash_key.0);
         let value = p.value(request.hash_key.1.clone());
+        let mut key_condition = format!("{name} = {value}");
+        if let Some(range) = &request.range {
+            key_condition = format!("{key_condition} AND {}", range.render(&mut p));
+        }
+        let filter = condition_parts(request.filter.as_ref(), &mut p);
+        let projection = projection_expression(request.projection.as_ref(), &mut p);
         let out = self
             .dynamodb
             .query()
             .table_name(&request.table)
-            .key_condition_expression(format!("{name} = {value}"))
+            .set_index_name(request.index.clone())
+            .key_condition_expression(key_condition)
+            .set_filter_expression(filter)
+            .set_projection_expression(projection)
             .set_expression_attribute_names(non_empty(p.names))
             .set_expression_attribute_values(non_empty(p.values))
             .scan_index_forward(!request.descending)
@@ -571,12 +735,19 @@ impl Backend for AwsBackend {
             Some((s, t)) => (Some(s as i32), Some(t as i32)),
             None => (None, None),
         };
+        let mut p = Placeholders::default();
+        let filter = condition_parts(request.filter.as_ref(), &mut p);
+        let projection = projection_expression(request.projection.as_ref(), &mut p);
         let out = self
             .dynamodb
             .scan()
             .table_name(&request.table)
             .set_segment(segment)
             .set_total_segments(total)
+            .set_filter_expression(filter)
+            .set_projection_expression(projection)
+            .set_expression_attribute_names(non_empty(p.names))
+            .set_expression_attribute_values(non_empty(p.values))
             .set_limit(request.limit.map(|l| l.min(i32::MAX as usize) as i32))
             .set_exclusive_start_key(request.start.clone())
             .consistent_read(request.consistent)

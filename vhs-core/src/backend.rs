@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::Result;
-use crate::model::{Item, KeyKind};
+use crate::model::{IndexKind, Item, KeyKind, Projection};
 
 /// DynamoDB's item size limit in bytes (400 KB).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -57,7 +57,7 @@ pub enum Conditional<T> {
     Failed(Option<Item>),
 }
 
-/// A table's key schema, for [`Backend::create_table`].
+/// A table's key schema and secondary indexes, for [`Backend::create_table`].
 #[derive(Debug, Clone)]
 pub struct TableSpec {
     /// Table name.
@@ -66,23 +66,79 @@ pub struct TableSpec {
     pub hash_key: (String, KeyKind),
     /// Range key name and type, if any.
     pub range_key: Option<(String, KeyKind)>,
+    /// Secondary indexes.
+    pub indexes: Vec<IndexSpec>,
 }
 
-/// A Query of all items with one hash key value.
+/// A secondary index of a [`TableSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Index name (3 to 255 characters).
+    pub name: String,
+    /// Global (its own hash key) or local (the table's hash key).
+    pub kind: IndexKind,
+    /// Hash key name and type (for a local index, the table's).
+    pub hash_key: (String, KeyKind),
+    /// Range key name and type, if any.
+    pub range_key: Option<(String, KeyKind)>,
+    /// Which attributes the index holds.
+    pub projection: Projection,
+}
+
+/// A key condition on the range key of a [`Query`]: `=`, `<`, `<=`, `>`, `>=`,
+/// `BETWEEN` or `begins_with`, as a [`Condition`] on that attribute
+/// ([`Condition::Compare`] without `<>`, [`Condition::Between`] or
+/// [`Condition::BeginsWith`]).
+pub type RangeCondition = Condition;
+
+/// A Query: the items with one hash key value, of a table or of one of its
+/// secondary indexes, in range key order.
 #[derive(Debug, Clone)]
 pub struct Query {
     /// Table.
     pub table: String,
-    /// Hash key attribute name and value.
+    /// The secondary index to query, `None` for the table itself.
+    pub index: Option<String>,
+    /// Hash key attribute name and value (of the index, when one is queried).
     pub hash_key: (String, aws_sdk_dynamodb::types::AttributeValue),
-    /// Newest (highest range key) first.
+    /// A condition on the range key (of the index, when one is queried).
+    pub range: Option<RangeCondition>,
+    /// Applied to each item read, after `limit`: items that fail it are not
+    /// returned but count against `limit` and the 1 MB page size.
+    pub filter: Option<Condition>,
+    /// Only these attributes are returned (`None`: all).
+    pub projection: Option<Vec<String>>,
+    /// Highest range key first.
     pub descending: bool,
-    /// At most this many items in the page.
+    /// At most this many items are read for the page (before `filter`).
     pub limit: Option<usize>,
     /// Continue after this key (the previous page's `last_key`).
     pub start: Option<Item>,
-    /// Strongly consistent read.
+    /// Strongly consistent read (not available on global indexes).
     pub consistent: bool,
+}
+
+impl Query {
+    /// A query of the items of `table` whose hash key `name` is `value`, with
+    /// nothing else set.
+    pub fn new(
+        table: impl Into<String>,
+        name: impl Into<String>,
+        value: aws_sdk_dynamodb::types::AttributeValue,
+    ) -> Query {
+        Query {
+            table: table.into(),
+            index: None,
+            hash_key: (name.into(), value),
+            range: None,
+            filter: None,
+            projection: None,
+            descending: false,
+            limit: None,
+            start: None,
+            consistent: false,
+        }
+    }
 }
 
 /// A Scan of a whole table, or of segment `segment.0` of `segment.1`.
@@ -92,7 +148,11 @@ pub struct Scan {
     pub table: String,
     /// `(segment, total_segments)` for a parallel scan.
     pub segment: Option<(u32, u32)>,
-    /// At most this many items in the page.
+    /// Applied to each item read, after `limit` (as [`Query::filter`]).
+    pub filter: Option<Condition>,
+    /// Only these attributes are returned (`None`: all).
+    pub projection: Option<Vec<String>>,
+    /// At most this many items are read for the page (before `filter`).
     pub limit: Option<usize>,
     /// Continue after this key (the previous page's `last_key`).
     pub start: Option<Item>,
@@ -100,10 +160,28 @@ pub struct Scan {
     pub consistent: bool,
 }
 
+impl Scan {
+    /// A scan of all of `table`, with nothing else set.
+    pub fn new(table: impl Into<String>) -> Scan {
+        Scan {
+            table: table.into(),
+            segment: None,
+            filter: None,
+            projection: None,
+            limit: None,
+            start: None,
+            consistent: false,
+        }
+    }
+}
+
+/// Most bytes of items one Query or Scan page reads (DynamoDB's 1 MB).
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
 /// One page of a [`Query`] or a [`Scan`].
 #[derive(Debug, Clone, Default)]
 pub struct QueryPage {
-    /// The items, in range key order.
+    /// The items that passed the filter, in range key order.
     pub items: Vec<Item>,
     /// Where the next page starts; `None` if this is the last page.
     pub last_key: Option<Item>,
@@ -340,7 +418,10 @@ impl fmt::Debug for ObjectRange {
 /// Every method is one request to the service, so a wrapper counts requests exactly.
 #[async_trait]
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
-    /// Creates a table (pay-per-request). Succeeds if it already exists.
+    /// Creates a table (pay-per-request) with its secondary indexes. If it
+    /// already exists, creates the global indexes it lacks (an existing index
+    /// of the same name is kept as it is); a missing local index is an error,
+    /// since DynamoDB creates those only with the table.
     async fn create_table(&self, spec: &TableSpec) -> Result<()>;
 
     /// GetItem.
@@ -382,10 +463,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         condition: Option<&Condition>,
     ) -> Result<Conditional<Option<Item>>>;
 
-    /// Query: one page of the items with one hash key value, in range key order.
+    /// Query: one page (at most `limit` items and [`MAX_PAGE_BYTES`] read) of the
+    /// items with one hash key value, in range key order.
     async fn query(&self, request: &Query) -> Result<QueryPage>;
 
-    /// Scan: one page of a table, or of one segment of a parallel scan.
+    /// Scan: one page (as [`Backend::query`]) of a table, or of one segment of a
+    /// parallel scan.
     async fn scan(&self, request: &Scan) -> Result<QueryPage>;
 
     /// Creates a bucket. Succeeds if this account already owns it.

@@ -58,6 +58,13 @@ pub enum Condition {
     Compare(String, Cmp, AttributeValue),
     /// `begins_with(name, prefix)`
     BeginsWith(String, String),
+    /// `name BETWEEN low AND high` (both bounds included).
+    Between(String, AttributeValue, AttributeValue),
+    /// A condition whose value could not be encoded (from a typed
+    /// [`Attr`](crate::Attr)): the store refuses it with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) before sending
+    /// anything, and it never holds.
+    Invalid(String),
     /// All of them hold.
     And(Vec<Condition>),
     /// At least one holds.
@@ -140,6 +147,18 @@ impl Condition {
     pub fn begins_with(name: impl Into<String>, prefix: impl Into<String>) -> Self {
         Condition::BeginsWith(name.into(), prefix.into())
     }
+    /// The attribute is between `low` and `high`, both included.
+    pub fn between(
+        name: impl Into<String>,
+        low: impl IntoAttributeValue,
+        high: impl IntoAttributeValue,
+    ) -> Self {
+        Condition::Between(
+            name.into(),
+            low.into_attribute_value(),
+            high.into_attribute_value(),
+        )
+    }
     /// Both hold.
     pub fn and(self, other: Condition) -> Self {
         match self {
@@ -186,9 +205,25 @@ impl Condition {
             Condition::BeginsWith(n, p) => {
                 matches!(get(n), Some(AttributeValue::S(s)) if s.starts_with(p.as_str()))
             }
+            Condition::Between(n, low, high) => get(n).is_some_and(|a| {
+                compare(a, low).is_some_and(|o| o != Ordering::Less)
+                    && compare(a, high).is_some_and(|o| o != Ordering::Greater)
+            }),
+            Condition::Invalid(_) => false,
             Condition::And(all) => all.iter().all(|c| c.evaluate(item)),
             Condition::Or(any) => any.iter().any(|c| c.evaluate(item)),
             Condition::Not(c) => !c.evaluate(item),
+        }
+    }
+
+    /// The first value that could not be encoded ([`Condition::Invalid`]), as
+    /// an error to report before anything is sent.
+    pub fn check(&self) -> crate::error::Result<()> {
+        match self {
+            Condition::Invalid(reason) => Err(crate::error::Error::invalid(reason.clone())),
+            Condition::And(all) | Condition::Or(all) => all.iter().try_for_each(Condition::check),
+            Condition::Not(c) => c.check(),
+            _ => Ok(()),
         }
     }
 
@@ -208,6 +243,16 @@ impl Condition {
                 placeholders.name(n),
                 placeholders.value(AttributeValue::S(p.clone()))
             ),
+            Condition::Between(n, low, high) => format!(
+                "{} BETWEEN {} AND {}",
+                placeholders.name(n),
+                placeholders.value(low.clone()),
+                placeholders.value(high.clone())
+            ),
+            Condition::Invalid(_) => {
+                let n = placeholders.name("__vhs_none__");
+                format!("attribute_exists({n}) AND attribute_not_exists({n})")
+            }
             Condition::And(all) if all.is_empty() => {
                 let n = placeholders.name("__vhs_none__");
                 format!("attribute_exists({n}) OR attribute_not_exists({n})")
@@ -240,7 +285,7 @@ fn join(parts: &[Condition], sep: &str, placeholders: &mut Placeholders) -> Stri
 
 /// Orders two attribute values of the same scalar type as DynamoDB does
 /// (numbers numerically, strings and binaries bytewise); `None` for other pairs.
-fn compare(a: &AttributeValue, b: &AttributeValue) -> Option<Ordering> {
+pub(crate) fn compare(a: &AttributeValue, b: &AttributeValue) -> Option<Ordering> {
     match (a, b) {
         (AttributeValue::S(x), AttributeValue::S(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
         (AttributeValue::N(x), AttributeValue::N(y)) => compare_numbers(x, y),

@@ -5,6 +5,7 @@
 //! `#[derive(Model)]` macro.
 #![warn(missing_docs)]
 
+mod attr;
 mod aws;
 mod backend;
 mod blob;
@@ -22,13 +23,14 @@ mod retry;
 mod store;
 mod versioned;
 
+pub use attr::Attr;
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
-    item_size, Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo,
+    item_size, Attempts, Backend, BatchPage, CompletedPart, Conditional, IndexSpec, MultipartInfo,
     MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
-    Scan, Signal, StoredObject, TableSpec, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH,
-    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES,
-    MIN_PART_BYTES,
+    RangeCondition, Scan, Signal, StoredObject, TableSpec, Trigger, MAX_BATCH_GET,
+    MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS,
+    MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES,
 };
 pub use blob::Blob;
 pub use changes::{Changes, LargeValues};
@@ -38,13 +40,13 @@ pub use fault::{Fault, FaultyBackend, Op};
 pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
-    Item, Json, Key, KeyDef, KeyKind, KeyType, KeyValue, LargeAttr, LargeValue, Model, Schema,
-    VersionType,
+    canonical_time, IndexDef, IndexKeyType, IndexKind, Item, Json, Key, KeyDef, KeyKind, KeyType,
+    KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, VersionType,
 };
 pub use retry::{retry, RetryPolicy};
 pub use store::{
-    Background, Cleanup, Deleted, Options, Precondition, Staged, StagedAttr, StagedObject, Store,
-    StoreBuilder, Stored, UpdateFragment, Updated,
+    Background, Cleanup, Cursor, Deleted, Options, Page, Precondition, QueryBuilder, ScanBuilder,
+    Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored, UpdateFragment, Updated,
 };
 
 pub use versioned::{MultiVersionStore, Order, Pruned, SingleVersionStore, Versioned, Written};
@@ -58,13 +60,16 @@ pub mod types {
 /// no direct dependency on the AWS crates. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::attr::Attr;
     pub use crate::blob::Blob;
     pub use crate::changes::Changes;
     pub use crate::condition::Condition;
     pub use crate::error::{Error, Result};
     pub use crate::layout::Encoding;
     pub use crate::model::derive_support::*;
-    pub use crate::model::{Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema};
+    pub use crate::model::{
+        IndexDef, IndexKind, Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema,
+    };
     pub use crate::store::{Deleted, Precondition, Staged, Store, Updated};
     pub use aws_sdk_dynamodb::types::AttributeValue;
     pub use bytes::Bytes;

@@ -355,11 +355,10 @@ impl Store {
                     let page = self
                         .backend()
                         .scan(&Scan {
-                            table: table.table.clone(),
                             segment: (segments > 1).then_some((segment, segments)),
-                            limit: None,
                             start,
                             consistent: true,
+                            ..Scan::new(&table.table)
                         })
                         .await?;
                     for item in page.items.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {

@@ -10,12 +10,12 @@ use tokio::task::yield_now;
 use crate::backend::{
     item_size, Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo,
     MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
-    Scan, StoredObject, TableSpec, MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PARTS,
-    MIN_PART_BYTES,
+    Scan, StoredObject, TableSpec, MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PAGE_BYTES,
+    MAX_PARTS, MIN_PART_BYTES,
 };
-use crate::condition::{Condition, ItemUpdate};
+use crate::condition::{compare, Cmp, Condition, ItemUpdate};
 use crate::error::{Error, Result};
-use crate::model::{Item, KeyKind, KeyValue};
+use crate::model::{IndexKind, Item, KeyKind, KeyValue, Projection};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 /// An in-memory DynamoDB + S3, for examples and for unit tests of code that uses vhs.
@@ -95,29 +95,40 @@ struct Table {
 }
 
 impl Table {
-    /// The first `limit` of `items` as a page, with the key to continue from when
-    /// more follow.
-    fn page(&self, mut items: Vec<(&TableKey, &Item)>, limit: Option<usize>) -> QueryPage {
-        let limit = limit.unwrap_or(usize::MAX).max(1);
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let last_key = if more {
-            items.last().map(|(_, item)| self.key_item(item))
-        } else {
-            None
+    /// The table, or one of its indexes, as a query reads it.
+    fn view(&self, index: Option<&str>, operation: &'static str) -> Result<View<'_>> {
+        let mut keys = vec![self.spec.hash_key.0.clone()];
+        keys.extend(self.spec.range_key.iter().map(|(n, _)| n.clone()));
+        let Some(name) = index else {
+            return Ok(View {
+                hash: self.spec.hash_key.clone(),
+                range: self.spec.range_key.clone(),
+                keys,
+                global: false,
+                projection: None,
+            });
         };
-        QueryPage {
-            items: items.into_iter().map(|(_, i)| i.clone()).collect(),
-            last_key,
-        }
-    }
-
-    /// The key attributes of an item.
-    fn key_item(&self, item: &Item) -> Item {
-        std::iter::once(&self.spec.hash_key)
-            .chain(self.spec.range_key.as_ref())
-            .filter_map(|(n, _)| Some((n.clone(), item.get(n)?.clone())))
-            .collect()
+        let index = self
+            .spec
+            .indexes
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| {
+                validation(
+                    operation,
+                    format!("The table does not have the specified index: {name}"),
+                )
+            })?;
+        keys.push(index.hash_key.0.clone());
+        keys.extend(index.range_key.iter().map(|(n, _)| n.clone()));
+        keys.dedup();
+        Ok(View {
+            hash: index.hash_key.clone(),
+            range: index.range_key.clone(),
+            keys,
+            global: index.kind == IndexKind::Global,
+            projection: Some(&index.projection),
+        })
     }
 
     fn key_of(&self, item: &Item, operation: &'static str) -> Result<(KeyValue, Option<KeyValue>)> {
@@ -139,20 +150,147 @@ impl Table {
     }
 }
 
-fn compare_keys(a: &Option<KeyValue>, b: &Option<KeyValue>) -> std::cmp::Ordering {
-    match (a, b) {
-        (Some(KeyValue::Number(x)), Some(KeyValue::Number(y))) => {
-            match (x.parse::<i128>(), y.parse::<i128>()) {
-                (Ok(x), Ok(y)) => x.cmp(&y),
-                _ => x
-                    .parse::<f64>()
-                    .unwrap_or(0.0)
-                    .total_cmp(&y.parse::<f64>().unwrap_or(0.0)),
+/// A table or an index, as a Query or a Scan reads it.
+struct View<'a> {
+    hash: (String, KeyKind),
+    range: Option<(String, KeyKind)>,
+    /// The table's key attributes, then the index's: what `last_key` holds.
+    keys: Vec<String>,
+    global: bool,
+    /// The index's projection (`None` for the table).
+    projection: Option<&'a Projection>,
+}
+
+impl View<'_> {
+    /// Query order: by range key, ties (possible in an index) by the rest of the key.
+    fn order(&self, a: &Item, b: &Item) -> std::cmp::Ordering {
+        self.range
+            .iter()
+            .map(|(n, _)| n)
+            .chain(self.keys.iter())
+            .map(|n| match (a.get(n), b.get(n)) {
+                (Some(x), Some(y)) => compare(x, y).unwrap_or(std::cmp::Ordering::Equal),
+                (x, y) => x.is_some().cmp(&y.is_some()),
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+
+    /// One page read from `items` in order: at most `limit` items and
+    /// [`MAX_PAGE_BYTES`] read, then filtered and projected.
+    fn page(
+        &self,
+        items: Vec<&Item>,
+        limit: Option<usize>,
+        filter: Option<&Condition>,
+        projection: Option<&[String]>,
+    ) -> QueryPage {
+        let limit = limit.unwrap_or(usize::MAX).max(1);
+        let (mut page, mut read, mut bytes) = (QueryPage::default(), 0, 0);
+        for (i, item) in items.iter().enumerate() {
+            let size = item_size(item);
+            if read > 0 && bytes + size > MAX_PAGE_BYTES {
+                page.last_key = Some(self.key_item(items[i - 1]));
+                return page;
+            }
+            read += 1;
+            bytes += size;
+            if filter.is_none_or(|f| f.evaluate(Some(item))) {
+                page.items.push(self.project(item, projection));
+            }
+            if read == limit && i + 1 < items.len() {
+                page.last_key = Some(self.key_item(item));
+                return page;
             }
         }
-        (Some(KeyValue::String(x)), Some(KeyValue::String(y))) => x.as_bytes().cmp(y.as_bytes()),
-        _ => a.cmp(b),
+        page
     }
+
+    fn key_item(&self, item: &Item) -> Item {
+        self.keys
+            .iter()
+            .filter_map(|n| Some((n.clone(), item.get(n)?.clone())))
+            .collect()
+    }
+
+    /// The attributes of `item` the index holds, then those asked for.
+    fn project(&self, item: &Item, asked: Option<&[String]>) -> Item {
+        let held = |n: &String| match self.projection {
+            None | Some(Projection::All) => true,
+            Some(Projection::KeysOnly) => self.keys.contains(n),
+            Some(Projection::Include(attrs)) => self.keys.contains(n) || attrs.contains(n),
+        };
+        item.iter()
+            .filter(|(n, _)| held(n) && asked.is_none_or(|a| a.contains(n)))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Whether `value` is of the key type `kind`.
+fn matches_kind(kind: KeyKind, value: &AttributeValue) -> bool {
+    matches!(
+        (kind, value),
+        (KeyKind::String, AttributeValue::S(_)) | (KeyKind::Number, AttributeValue::N(_))
+    )
+}
+
+/// A range key condition must be one comparison (not `<>`), `BETWEEN` or
+/// `begins_with` (strings only) on the range key, with values of its type.
+fn check_range(view: &View, range: &Condition) -> Result<()> {
+    let bad = |why: &str| {
+        Err(validation(
+            "Query",
+            format!("Invalid KeyConditionExpression: {why}"),
+        ))
+    };
+    let Some((key, kind)) = &view.range else {
+        return bad("the table or index has no range key");
+    };
+    let (name, values): (&String, Vec<&AttributeValue>) = match range {
+        Condition::Compare(_, Cmp::Ne, _) => return bad("<> is not a key condition"),
+        Condition::Compare(n, _, v) => (n, vec![v]),
+        Condition::Between(n, low, high) => {
+            if compare(low, high) == Some(std::cmp::Ordering::Greater) {
+                return bad("the BETWEEN bounds are in the wrong order");
+            }
+            (n, vec![low, high])
+        }
+        Condition::BeginsWith(n, _) if *kind == KeyKind::String => (n, Vec::new()),
+        _ => return bad("only =, <, <=, >, >=, BETWEEN and begins_with apply to a range key"),
+    };
+    if name != key {
+        return bad(&format!("`{name}` is not the range key `{key}`"));
+    }
+    if !values.iter().all(|v| matches_kind(*kind, v)) {
+        return bad("a value has the wrong type for the range key");
+    }
+    Ok(())
+}
+
+/// Index names, key attributes and kinds as DynamoDB checks them.
+fn check_indexes(spec: &TableSpec) -> Result<()> {
+    let mut names = std::collections::HashSet::new();
+    for index in &spec.indexes {
+        if !(3..=255).contains(&index.name.len()) || !names.insert(&index.name) {
+            return Err(validation(
+                "CreateTable",
+                format!("invalid or duplicate index name {:?}", index.name),
+            ));
+        }
+        if index.kind == IndexKind::Local
+            && (index.hash_key != spec.hash_key || index.range_key.is_none())
+        {
+            return Err(validation(
+                "CreateTable",
+                format!(
+                    "local index {} must have the table's hash key and a range key",
+                    index.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validation(operation: &'static str, message: impl Into<String>) -> Error {
@@ -227,13 +365,33 @@ fn check_size(item: &Item, operation: &'static str) -> Result<()> {
 impl Backend for MemoryBackend {
     async fn create_table(&self, spec: &TableSpec) -> Result<()> {
         yield_now().await;
-        self.lock()
-            .tables
-            .entry(spec.name.clone())
-            .or_insert_with(|| Table {
-                spec: spec.clone(),
-                items: BTreeMap::new(),
-            });
+        check_indexes(spec)?;
+        let mut state = self.lock();
+        let Some(table) = state.tables.get_mut(&spec.name) else {
+            state.tables.insert(
+                spec.name.clone(),
+                Table {
+                    spec: spec.clone(),
+                    items: BTreeMap::new(),
+                },
+            );
+            return Ok(());
+        };
+        for index in &spec.indexes {
+            if table.spec.indexes.iter().any(|i| i.name == index.name) {
+                continue;
+            }
+            if index.kind == IndexKind::Local {
+                return Err(validation(
+                    "UpdateTable",
+                    format!(
+                        "table {} exists without local index {}: local indexes are created with the table only",
+                        spec.name, index.name
+                    ),
+                ));
+            }
+            table.spec.indexes.push(index.clone());
+        }
         Ok(())
     }
 
@@ -268,35 +426,53 @@ impl Backend for MemoryBackend {
         yield_now().await;
         let mut state = self.lock();
         let t = state.table(&request.table, "Query")?;
-        let (name, value) = &request.hash_key;
-        if *name != t.spec.hash_key.0 {
-            return Err(validation("Query", format!("`{name}` is not the hash key")));
+        let view = t.view(request.index.as_deref(), "Query")?;
+        if request.consistent && view.global {
+            return Err(validation(
+                "Query",
+                "Consistent reads are not supported on global secondary indexes",
+            ));
         }
-        let hash = match (t.spec.hash_key.1, value) {
-            (KeyKind::String, AttributeValue::S(s)) => KeyValue::String(s.clone()),
-            (KeyKind::Number, AttributeValue::N(n)) => KeyValue::Number(n.clone()),
-            _ => return Err(validation("Query", "hash key value of the wrong type")),
-        };
-        let start = match &request.start {
-            Some(item) => Some(t.key_of(item, "Query")?),
-            None => None,
-        };
-        let mut items: Vec<(&(KeyValue, Option<KeyValue>), &Item)> =
-            t.items.iter().filter(|((h, _), _)| *h == hash).collect();
-        // Numbers sort numerically, as in DynamoDB.
-        items.sort_by(|(a, _), (b, _)| compare_keys(&a.1, &b.1));
+        let (name, value) = &request.hash_key;
+        if *name != view.hash.0 || !matches_kind(view.hash.1, value) {
+            return Err(validation(
+                "Query",
+                format!(
+                    "the key condition must name the hash key `{}` with a value of its type",
+                    view.hash.0
+                ),
+            ));
+        }
+        if let Some(range) = &request.range {
+            check_range(&view, range)?;
+        }
+        let mut items: Vec<&Item> = t
+            .items
+            .values()
+            .filter(|i| i.get(name) == Some(value))
+            .filter(|i| view.range.as_ref().is_none_or(|(r, _)| i.contains_key(r)))
+            .filter(|i| request.range.as_ref().is_none_or(|c| c.evaluate(Some(i))))
+            .collect();
+        items.sort_by(|a, b| view.order(a, b));
         if request.descending {
             items.reverse();
         }
-        if let Some(start) = &start {
-            match items.iter().position(|(k, _)| *k == start) {
-                Some(i) => {
-                    items.drain(..=i);
+        if let Some(start) = &request.start {
+            items.retain(|i| {
+                let o = view.order(i, start);
+                if request.descending {
+                    o.is_lt()
+                } else {
+                    o.is_gt()
                 }
-                None => items.clear(),
-            }
+            });
         }
-        Ok(t.page(items, request.limit))
+        Ok(view.page(
+            items,
+            request.limit,
+            request.filter.as_ref(),
+            request.projection.as_deref(),
+        ))
     }
 
     async fn update_item(
@@ -650,6 +826,7 @@ impl Backend for MemoryBackend {
         yield_now().await;
         let mut state = self.lock();
         let t = state.table(&request.table, "Scan")?;
+        let view = t.view(None, "Scan")?;
         let start = match &request.start {
             Some(item) => Some(t.key_of(item, "Scan")?),
             None => None,
@@ -662,18 +839,22 @@ impl Backend for MemoryBackend {
                 std::hash::Hasher::finish(&h) % u64::from(total.max(1)) == u64::from(segment)
             }
         };
-        let limit = request.limit.unwrap_or(usize::MAX).max(1);
         let lower = match &start {
             Some(s) => std::ops::Bound::Excluded(s),
             None => std::ops::Bound::Unbounded,
         };
-        let items: Vec<(&(KeyValue, Option<KeyValue>), &Item)> = t
+        let items: Vec<&Item> = t
             .items
             .range((lower, std::ops::Bound::Unbounded))
             .filter(|(k, _)| in_segment(k))
-            .take(limit.saturating_add(1))
+            .map(|(_, i)| i)
             .collect();
-        Ok(t.page(items, request.limit))
+        Ok(view.page(
+            items,
+            request.limit,
+            request.filter.as_ref(),
+            request.projection.as_deref(),
+        ))
     }
 
     async fn delete_objects(

@@ -59,11 +59,14 @@ impl fmt::Display for KeyValue {
     }
 }
 
-/// A Rust type that can be a hash or range key: `String` or an integer type.
+/// A Rust type that can be a hash or range key, of the table or of an index:
+/// `String`, an integer type, or a `chrono` `DateTime<Utc>` or
+/// `DateTime<FixedOffset>` (stored as canonical UTC text, see
+/// [`canonical_time`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a vhs key attribute",
-    label = "key attributes must be `String` or an integer type",
-    note = "DynamoDB keys are strings, numbers or binary; vhs supports `String` and the integer types"
+    label = "key attributes must be `String`, an integer type or a `chrono::DateTime`",
+    note = "DynamoDB keys are strings, numbers or binary; vhs supports `String`, the integer types and `DateTime<Utc>` / `DateTime<FixedOffset>`"
 )]
 pub trait KeyType {
     /// The DynamoDB type of the attribute.
@@ -91,6 +94,72 @@ macro_rules! number_key {
 }
 number_key!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
 
+impl KeyType for str {
+    const KIND: KeyKind = KeyKind::String;
+    fn to_key_value(&self) -> KeyValue {
+        KeyValue::String(self.to_owned())
+    }
+}
+
+/// The text a timestamp key is stored as: UTC, a fixed width, nanoseconds, `Z`
+/// (`2026-11-23T07:00:00.000000000Z`), so that text order is time order
+/// whatever offset the value had. (chrono's own serde form drops zero
+/// fractions and keeps the offset, so `...:00Z` would sort after `...:00.5Z`,
+/// and `10:00+02:00` after `09:00Z`.) Years 0 to 9999.
+///
+/// ```
+/// use chrono::DateTime;
+/// let t = DateTime::parse_from_rfc3339("2026-11-23T09:00:00+02:00").unwrap();
+/// assert_eq!(vhs_core::canonical_time(&t), "2026-11-23T07:00:00.000000000Z");
+/// ```
+pub fn canonical_time<Tz: chrono::TimeZone>(time: &chrono::DateTime<Tz>) -> String {
+    time.with_timezone(&chrono::Utc)
+        .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+        .to_string()
+}
+
+impl KeyType for chrono::DateTime<chrono::Utc> {
+    const KIND: KeyKind = KeyKind::String;
+    fn to_key_value(&self) -> KeyValue {
+        KeyValue::String(canonical_time(self))
+    }
+}
+
+impl KeyType for chrono::DateTime<chrono::FixedOffset> {
+    const KIND: KeyKind = KeyKind::String;
+    fn to_key_value(&self) -> KeyValue {
+        KeyValue::String(canonical_time(self))
+    }
+}
+
+/// The type of a field that is a key of a secondary index: a [`KeyType`], or an
+/// `Option` of one (`None`: no attribute, so the item is not in the index).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a vhs index key attribute",
+    label = "index keys must be `String`, an integer type or a `chrono::DateTime`, or an `Option` of one",
+    note = "an `Option` index key that is `None` leaves the item out of the index"
+)]
+pub trait IndexKeyType {
+    /// The DynamoDB type of the attribute.
+    const KIND: KeyKind;
+    /// The value as stored; `None` for no attribute.
+    fn to_index_value(&self) -> Option<KeyValue>;
+}
+
+impl<T: KeyType + ?Sized> IndexKeyType for T {
+    const KIND: KeyKind = T::KIND;
+    fn to_index_value(&self) -> Option<KeyValue> {
+        Some(self.to_key_value())
+    }
+}
+
+impl<T: KeyType> IndexKeyType for Option<T> {
+    const KIND: KeyKind = T::KIND;
+    fn to_index_value(&self) -> Option<KeyValue> {
+        self.as_ref().map(KeyType::to_key_value)
+    }
+}
+
 /// A key attribute of a model's key schema.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyDef {
@@ -116,6 +185,57 @@ pub struct LargeAttr {
     pub compress: Option<crate::layout::Encoding>,
 }
 
+/// Global or local secondary index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// A global secondary index: any hash key, eventually consistent reads only,
+    /// can be added to an existing table.
+    Global,
+    /// A local secondary index: the table's hash key and another range key,
+    /// created with the table only.
+    Local,
+}
+
+/// Which attributes a secondary index holds, beside the keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Projection {
+    /// Every attribute.
+    All,
+    /// The table's and the index's keys only.
+    KeysOnly,
+    /// The keys and these attributes.
+    Include(Vec<String>),
+}
+
+/// A secondary index declared on a model (`#[vhs(gsi_hash = "...")]`,
+/// `#[vhs(gsi_range = "...")]`, `#[vhs(lsi = "...")]`).
+#[derive(Debug, Clone, Copy)]
+pub struct IndexDef {
+    /// Index name.
+    pub name: &'static str,
+    /// Global or local.
+    pub kind: IndexKind,
+    /// The index's hash key (for a local index, the table's).
+    pub hash_key: KeyDef,
+    /// The index's range key, if any.
+    pub range_key: Option<KeyDef>,
+    /// `Some(attrs)`: the index holds the keys and these attributes
+    /// (`#[vhs(index(name = "...", include = "a, b"))]`, `keys_only` for none);
+    /// `None`: every attribute (the default).
+    pub include: Option<&'static [&'static str]>,
+}
+
+impl IndexDef {
+    /// The index's projection.
+    pub fn projection(&self) -> Projection {
+        match self.include {
+            None => Projection::All,
+            Some([]) => Projection::KeysOnly,
+            Some(attrs) => Projection::Include(attrs.iter().map(|a| (*a).to_owned()).collect()),
+        }
+    }
+}
+
 /// What `#[derive(Model)]` knows about a struct: table, keys, large attributes.
 #[derive(Debug, Clone, Copy)]
 pub struct Schema {
@@ -133,9 +253,16 @@ pub struct Schema {
     /// The `#[vhs(version)]` attribute, if the model has one: optimistic locking
     /// for every write of the transactional API.
     pub version: Option<&'static str>,
+    /// The secondary indexes, in declaration order.
+    pub indexes: &'static [IndexDef],
 }
 
 impl Schema {
+    /// The secondary index named `name`.
+    pub fn index(&self, name: &str) -> Option<&'static IndexDef> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+
     /// Position of a large attribute by name.
     pub fn large_index(&self, name: &str) -> Option<usize> {
         self.large.iter().position(|a| a.name == name)
@@ -425,6 +552,29 @@ pub mod derive_support {
     /// A key part from a field.
     pub fn key_value<T: KeyType + ?Sized>(value: &T) -> KeyValue {
         value.to_key_value()
+    }
+
+    /// Writes an index key field into the item in its key form (canonical
+    /// text for a timestamp); `None` leaves it out.
+    pub fn put_index_attr<T: IndexKeyType + ?Sized>(item: &mut Item, name: &str, value: &T) {
+        if let Some(v) = value.to_index_value() {
+            item.insert(name.to_owned(), v.to_attribute());
+        }
+    }
+
+    /// A key-typed value as an attribute value, for [`Attr`](crate::Attr) conditions.
+    pub fn key_attr_value<T: KeyType + ?Sized>(value: &T) -> Result<AttributeValue> {
+        Ok(value.to_key_value().to_attribute())
+    }
+
+    /// A serde value as an attribute value, for [`Attr`](crate::Attr) conditions.
+    pub fn serde_attr_value<T: Serialize + ?Sized>(value: &T) -> Result<AttributeValue> {
+        to_attr("value", value)
+    }
+
+    /// The kind of an index key type, for the schema constant.
+    pub const fn index_key_kind<T: IndexKeyType + ?Sized>() -> KeyKind {
+        T::KIND
     }
 
     /// The kind of a key type, for the schema constant.

@@ -127,6 +127,13 @@ fn content(item: &Item) -> Item {
 
 impl<M: Model> Core<M> {
     fn new(store: &Store, table: String, multi: bool) -> Result<Self> {
+        if let Some(index) = M::SCHEMA.indexes.first() {
+            return Err(Error::invalid(format!(
+                "model of table `{}` declares secondary index `{}`, which a versioned store cannot serve: it keeps each value in one `value` attribute, keyed by `id` and `version`, so no index key is a top-level attribute; store this model with `Store` itself",
+                M::SCHEMA.table,
+                index.name
+            )));
+        }
         if let Some(a) = M::SCHEMA
             .large
             .iter()
@@ -180,6 +187,7 @@ impl<M: Model> Core<M> {
             name: self.table.clone(),
             hash_key: (ID.to_owned(), KeyKind::String),
             range_key: self.multi.then(|| (VERSION.to_owned(), KeyKind::Number)),
+            indexes: Vec::new(),
         };
         self.store.backend().create_table(&spec).await
     }
@@ -321,12 +329,11 @@ impl<M: Model> Core<M> {
                 .store
                 .backend()
                 .query(&Query {
-                    table: self.table.clone(),
-                    hash_key: (ID.to_owned(), AttributeValue::S(id.to_owned())),
                     descending: true,
                     limit: Some(8),
                     start,
                     consistent: true,
+                    ..Query::new(&self.table, ID, AttributeValue::S(id.to_owned()))
                 })
                 .await?;
             if let Some(live) = page
@@ -864,12 +871,11 @@ impl<M: Model> MultiVersionStore<M> {
                 .store
                 .backend()
                 .query(&Query {
-                    table: self.core.table.clone(),
-                    hash_key: (ID.to_owned(), AttributeValue::S(id.to_owned())),
                     descending: order == Order::NewestFirst,
                     limit: Some(500),
                     start,
                     consistent: true,
+                    ..Query::new(&self.core.table, ID, AttributeValue::S(id.to_owned()))
                 })
                 .await?;
             let versions: Vec<Result<u64>> = page

@@ -11,6 +11,16 @@ use syn::{
 use crate::attr::{self, ContainerAttrs, FieldAttrs};
 use crate::Errors;
 
+/// A secondary index, gathered from the fields that name it.
+pub struct Index<'a> {
+    pub name: String,
+    pub global: bool,
+    /// The first mention, for error spans.
+    pub span: &'a syn::LitStr,
+    pub hash: Vec<&'a Field<'a>>,
+    pub range: Vec<&'a Field<'a>>,
+}
+
 pub struct Input<'a> {
     pub ident: &'a Ident,
     pub vis: &'a Visibility,
@@ -128,6 +138,38 @@ impl<'a> Input<'a> {
             .find(|field| matches!(field.role, Role::Version))
     }
 
+    /// The secondary indexes, in order of first mention. A local index's hash
+    /// key is the table's.
+    pub fn indexes(&'a self) -> Vec<Index<'a>> {
+        use crate::attr::IndexRole;
+        let mut out: Vec<Index> = Vec::new();
+        for field in &self.fields {
+            for (role, name) in field.attrs.index_keys() {
+                let global = role != IndexRole::Lsi;
+                let at = match out.iter().position(|i| i.name == name.value()) {
+                    Some(at) => at,
+                    None => {
+                        out.push(Index {
+                            name: name.value(),
+                            global,
+                            span: name,
+                            hash: Vec::new(),
+                            range: Vec::new(),
+                        });
+                        out.len() - 1
+                    }
+                };
+                let index = &mut out[at];
+                index.global &= global;
+                match role {
+                    IndexRole::GsiHash => index.hash.push(field),
+                    IndexRole::GsiRange | IndexRole::Lsi => index.range.push(field),
+                }
+            }
+        }
+        out
+    }
+
     /// The `#[large]` fields, in field order, which is the schema's order.
     pub fn large(&self) -> impl Iterator<Item = (&Field<'a>, &'a Type)> {
         self.fields.iter().filter_map(|field| match field.role {
@@ -171,6 +213,11 @@ impl<'a> Field<'a> {
 
     pub fn is_key(&self) -> bool {
         matches!(self.role, Role::HashKey | Role::RangeKey)
+    }
+
+    /// A key of the table or of a secondary index: written in its key form.
+    pub fn is_any_key(&self) -> bool {
+        self.is_key() || self.attrs.index_keys().next().is_some()
     }
 }
 

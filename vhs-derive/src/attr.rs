@@ -25,6 +25,29 @@ pub struct FieldAttrs<'a> {
     pub version: Option<Path>,
     pub rename: Option<LitStr>,
     pub large: Option<Large<'a>>,
+    /// `gsi_hash = "index"`, once per global index the field is the hash key of.
+    pub gsi_hash: Vec<LitStr>,
+    /// `gsi_range = "index"`, once per global index the field is the range key of.
+    pub gsi_range: Vec<LitStr>,
+    /// `lsi = "index"`, once per local index the field is the range key of.
+    pub lsi: Vec<LitStr>,
+}
+
+impl FieldAttrs<'_> {
+    /// Every index name the field is a key of, with its role.
+    pub fn index_keys(&self) -> impl Iterator<Item = (IndexRole, &LitStr)> {
+        (self.gsi_hash.iter().map(|n| (IndexRole::GsiHash, n)))
+            .chain(self.gsi_range.iter().map(|n| (IndexRole::GsiRange, n)))
+            .chain(self.lsi.iter().map(|n| (IndexRole::Lsi, n)))
+    }
+}
+
+/// What a field is to a secondary index.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum IndexRole {
+    GsiHash,
+    GsiRange,
+    Lsi,
 }
 
 /// `#[large]` or `#[large(content_type = "...", inline_below = N, compress = "...")]`.
@@ -44,7 +67,8 @@ pub const CODECS: [&str; 2] = ["zstd", "gzip"];
 const MAX_INLINE: u64 = 400 * 1024;
 
 const CONTAINER_KEYS: &str = "`table` or `crate`";
-const FIELD_KEYS: &str = "`hash_key`, `range_key`, `version` or `rename`";
+const FIELD_KEYS: &str =
+    "`hash_key`, `range_key`, `version`, `rename`, `gsi_hash`, `gsi_range` or `lsi`";
 
 pub fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
     let mut out = ContainerAttrs {
@@ -100,6 +124,9 @@ pub fn field<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> 
         version: None,
         rename: None,
         large: None,
+        gsi_hash: Vec::new(),
+        gsi_range: Vec::new(),
+        lsi: Vec::new(),
     };
     for attr in attrs {
         let parsed = if attr.path().is_ident("vhs") {
@@ -129,6 +156,15 @@ fn field_key(meta: &ParseNestedMeta, out: &mut FieldAttrs) -> Result<()> {
     } else if meta.path.is_ident("rename") {
         let rename = string(meta, "rename")?;
         set_once(meta, &mut out.rename, rename)
+    } else if meta.path.is_ident("gsi_hash") {
+        out.gsi_hash.push(string(meta, "gsi_hash")?);
+        Ok(())
+    } else if meta.path.is_ident("gsi_range") {
+        out.gsi_range.push(string(meta, "gsi_range")?);
+        Ok(())
+    } else if meta.path.is_ident("lsi") {
+        out.lsi.push(string(meta, "lsi")?);
+        Ok(())
     } else if meta.path.is_ident("large") {
         Err(meta.error("`large` is an attribute of its own: write `#[large]`"))
     } else if meta.path.is_ident("table") || meta.path.is_ident("crate") {
@@ -262,9 +298,17 @@ fn set_once<T>(meta: &ParseNestedMeta, slot: &mut Option<T>, value: T) -> Result
 }
 
 fn is_field_key(path: &Path) -> bool {
-    ["hash_key", "range_key", "version", "rename"]
-        .iter()
-        .any(|key| path.is_ident(key))
+    [
+        "hash_key",
+        "range_key",
+        "version",
+        "rename",
+        "gsi_hash",
+        "gsi_range",
+        "lsi",
+    ]
+    .iter()
+    .any(|key| path.is_ident(key))
 }
 
 fn path_str(path: &Path) -> String {

@@ -11,7 +11,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident};
 
-use crate::ast::{is_string, Field, Input, Role};
+use crate::ast::{is_string, option_inner, Field, Input, Role};
 use crate::{valid, Errors};
 
 pub fn derive(node: &DeriveInput) -> TokenStream {
@@ -109,6 +109,37 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
         None => quote!(#p::Option::None),
     };
 
+    let index_defs = input.indexes().into_iter().map(|index| {
+        let name = &index.name;
+        let index_key = |field: &Field| {
+            let (name, ty) = (&field.name, field.ty);
+            let kind = quote_spanned!(ty.span()=> #p::index_key_kind::<#ty>());
+            quote!(#p::KeyDef { name: #name, kind: #kind })
+        };
+        let (kind, hash) = if index.global {
+            (
+                quote!(#p::IndexKind::Global),
+                index.hash.first().map(|f| index_key(f)),
+            )
+        } else {
+            (quote!(#p::IndexKind::Local), hash_def.clone())
+        };
+        let range = match index.range.first() {
+            Some(field) => {
+                let def = index_key(field);
+                quote!(#p::Option::Some(#def))
+            }
+            None => quote!(#p::Option::None),
+        };
+        quote!(#p::IndexDef {
+            name: #name,
+            kind: #kind,
+            hash_key: #hash,
+            range_key: #range,
+            include: #p::Option::None,
+        })
+    });
+
     let key_value = |field: &Field| {
         let (member, ty) = (field.ident, field.ty);
         quote_spanned!(ty.span()=> #p::key_value::<#ty>(&self.#member))
@@ -127,7 +158,12 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
     let capacity = Literal::usize_unsuffixed(stored.len());
     let put_attrs = stored.iter().map(|field| {
         let (member, ty, name) = (field.ident, field.ty, &field.name);
-        quote_spanned!(ty.span()=> #p::put_attr::<#ty>(&mut item, #name, &self.#member)?;)
+        if field.is_any_key() {
+            // The key form: a timestamp as canonical UTC text that sorts.
+            quote_spanned!(ty.span()=> #p::put_index_attr::<#ty>(&mut item, #name, &self.#member);)
+        } else {
+            quote_spanned!(ty.span()=> #p::put_attr::<#ty>(&mut item, #name, &self.#member)?;)
+        }
     });
     let init_fields = input.fields.iter().map(|field| {
         let (member, ty, name) = (field.ident, field.ty, &field.name);
@@ -197,6 +233,7 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 large: &[#(#large_defs),*],
                 attributes: &[#(#attribute_names),*],
                 version: #version_def,
+                indexes: &[#(#index_defs),*],
             };
 
             fn primary_key(&self) -> #p::Key<Self> {
@@ -279,9 +316,42 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
          and the version read for a versioned model) holds. Calls `Store::delete_large_if`."
     );
 
+    let attrs = input
+        .fields
+        .iter()
+        .filter(|f| !matches!(f.role, Role::Large { .. }))
+        .map(|field| {
+            let konst = format_ident!(
+                "{}",
+                field.ident.unraw().to_string().to_uppercase(),
+                span = field.ident.span()
+            );
+            let name = &field.name;
+            let value = option_inner(field.ty).unwrap_or(field.ty);
+            let value = if is_string(value) {
+                quote!(str)
+            } else {
+                quote!(#value)
+            };
+            let encode = if field.is_any_key() {
+                quote_spanned!(field.ty.span()=> #p::key_attr_value::<#value>)
+            } else {
+                quote_spanned!(field.ty.span()=> #p::serde_attr_value::<#value>)
+            };
+            let doc = format!(
+                "The attribute `{name}` of a `{model}`, for conditions, key conditions and filters."
+            );
+            quote! {
+                #[doc = #doc]
+                pub const #konst: #p::Attr<Self, #value> = #p::Attr::new(#name, #encode);
+            }
+        });
+
     quote! {
         #[allow(dead_code)]
         impl #ident {
+            #(#attrs)*
+
             #[doc = #key_doc]
             #[must_use]
             pub fn key(#(#params),*) -> #p::Key<Self> {

@@ -68,11 +68,30 @@ use syn::{parse_macro_input, DeriveInput};
 ///   the model says today. Values kept in the item (`inline_below`) are never
 ///   compressed.
 ///
+/// - `#[vhs(gsi_hash = "index")]`, `#[vhs(gsi_range = "index")]`: the field is
+///   the hash (range) key of the global secondary index `index`; a field may be
+///   a key of several indexes, the table's keys included (repeat the option).
+///   `#[vhs(lsi = "index")]`: the field is the range key of the local secondary
+///   index `index` (whose hash key is the table's; the model needs a range key).
+///   `Store::ensure_table` creates them (projection: all attributes). An index
+///   key's type is `String`, an integer type or a `chrono` `DateTime<Utc>` /
+///   `DateTime<FixedOffset>`, or an `Option` of one (`None` leaves the item out
+///   of the index); a `#[large]` field cannot be one.
+///
+/// Keys of the table and of indexes are written in their key form: a
+/// `DateTime` as canonical UTC text with nanoseconds
+/// (`2026-11-23T07:00:00.000000000Z`, see `vhs::canonical_time`), so that text
+/// order is time order whatever offset the value had.
+///
 /// Every other field is an ordinary attribute, converted with serde.
 ///
 /// # Generated items
 ///
 /// - `impl vhs::Model for Document`.
+/// - One `vhs::Attr` constant per field that is not `#[large]`, named after the
+///   field in capitals (`Document::UPDATE_AT`), for conditions, query key
+///   conditions and filters: `Document::PK.eq("p1")`. Its value type is the
+///   field's without `Option` (`str` for `String`).
 /// - Associated functions on `Document`: `key(pk, sk)` builds a typed key (or
 ///   `key(pk)` without a range key), `changes()` starts an update, and
 ///   `create_large`, `get_large`, `get_large_consistent`, `update_large`,

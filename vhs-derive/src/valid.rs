@@ -18,6 +18,105 @@ pub fn validate(input: &Input, errors: &mut Errors) {
         check_field(field, errors);
     }
     check_names(input, errors);
+    check_indexes(input, errors);
+}
+
+/// DynamoDB's rule for index names.
+fn valid_index_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn check_indexes(input: &Input, errors: &mut Errors) {
+    use crate::attr::IndexRole;
+    for field in &input.fields {
+        let mut seen: Vec<String> = Vec::new();
+        for (role, name) in field.attrs.index_keys() {
+            if field.attrs.large.is_some() {
+                errors.push(Error::new_spanned(
+                    name,
+                    format!(
+                        "a `#[large]` field cannot be a key of index `{}`: index keys are top-level attributes of the DynamoDB item, and a large value lives in S3",
+                        name.value()
+                    ),
+                ));
+                continue;
+            }
+            if !valid_index_name(&name.value()) {
+                errors.push(Error::new_spanned(
+                    name,
+                    "index names are 3 to 255 characters: letters, digits, `_`, `-` and `.`",
+                ));
+                continue;
+            }
+            if seen.contains(&name.value()) {
+                errors.push(Error::new_spanned(
+                    name,
+                    format!(
+                        "field `{}` is already a key of index `{}`: a field is the hash key or the range key of an index, not both",
+                        field.ident,
+                        name.value()
+                    ),
+                ));
+            }
+            seen.push(name.value());
+            if role == IndexRole::Lsi && input.range_key().is_none() && !input.field_attr_errors {
+                errors.push(Error::new_spanned(
+                    name,
+                    "a local index needs a table with a range key: it is another range key for the table's hash key; declare a global index with `gsi_hash` and `gsi_range` instead",
+                ));
+            }
+        }
+    }
+    for index in input.indexes() {
+        let mentions: Vec<(IndexRole, &syn::LitStr)> = input
+            .fields
+            .iter()
+            .flat_map(|f| f.attrs.index_keys())
+            .filter(|(_, n)| n.value() == index.name)
+            .collect();
+        let lsi = mentions.iter().any(|(r, _)| *r == IndexRole::Lsi);
+        let gsi = mentions.iter().any(|(r, _)| *r != IndexRole::Lsi);
+        if lsi && gsi {
+            errors.push(Error::new_spanned(
+                index.span,
+                format!(
+                    "index `{}` is named both by `lsi` and by `gsi_hash`/`gsi_range`: an index is global or local",
+                    index.name
+                ),
+            ));
+            continue;
+        }
+        if gsi && index.hash.is_empty() {
+            errors.push(Error::new_spanned(
+                index.span,
+                format!(
+                    "global index `{}` has no hash key: mark a field `#[vhs(gsi_hash = \"{}\")]`",
+                    index.name, index.name
+                ),
+            ));
+        }
+        for extra in index.hash.iter().skip(1) {
+            errors.push(Error::new_spanned(
+                extra.ident,
+                format!(
+                    "global index `{}` already has hash key `{}`: an index has one hash key",
+                    index.name, index.hash[0].ident
+                ),
+            ));
+        }
+        for extra in index.range.iter().skip(1) {
+            errors.push(Error::new_spanned(
+                extra.ident,
+                format!(
+                    "index `{}` already has range key `{}`: an index has at most one range key",
+                    index.name, index.range[0].ident
+                ),
+            ));
+        }
+    }
 }
 
 fn check_generics(generics: &Generics, errors: &mut Errors) {

@@ -10,6 +10,7 @@ mod create;
 mod delete;
 mod janitor;
 mod limit;
+mod query;
 mod read;
 mod staged;
 mod transfer;
@@ -26,6 +27,7 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 
 pub use delete::{Deleted, Precondition};
+pub use query::{Cursor, Page, QueryBuilder, ScanBuilder};
 pub(crate) use read::Bodies;
 pub use read::Stored;
 pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
@@ -652,13 +654,29 @@ impl Store {
         Ok(mine)
     }
 
-    /// Creates `M`'s table (pay-per-request) if it does not exist.
+    /// Creates `M`'s table (pay-per-request) with the secondary indexes `M`
+    /// declares, if it does not exist; if it does, creates the global indexes
+    /// it lacks. Models sharing one table (a single-table design) each add
+    /// their own indexes. A local index missing from an existing table is an
+    /// error: DynamoDB creates those with the table only.
     pub async fn ensure_table<M: Model>(&self) -> Result<()> {
         let schema = M::SCHEMA;
+        let key = |k: crate::model::KeyDef| (k.name.to_owned(), k.kind);
         let spec = TableSpec {
             name: self.table_name::<M>().to_owned(),
-            hash_key: (schema.hash_key.name.to_owned(), schema.hash_key.kind),
-            range_key: schema.range_key.map(|r| (r.name.to_owned(), r.kind)),
+            hash_key: key(schema.hash_key),
+            range_key: schema.range_key.map(key),
+            indexes: schema
+                .indexes
+                .iter()
+                .map(|i| crate::backend::IndexSpec {
+                    name: i.name.to_owned(),
+                    kind: i.kind,
+                    hash_key: key(i.hash_key),
+                    range_key: i.range_key.map(key),
+                    projection: i.projection(),
+                })
+                .collect(),
         };
         self.inner.backend.create_table(&spec).await
     }

@@ -96,7 +96,7 @@ impl Store {
     }
 
     /// Loads every large value of an item read for `key`.
-    async fn load_read<M: Model>(
+    pub(crate) async fn load_read<M: Model>(
         &self,
         key: &Key<M>,
         prefix: &str,

@@ -1,0 +1,817 @@
+//! Queries and scans: paginated streams of models, of a table or of one of its
+//! secondary indexes.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use futures_util::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
+
+use super::{Store, Stored};
+use crate::backend::{Query, Scan};
+use crate::condition::{Cmp, Condition};
+use crate::error::{Error, Result};
+use crate::model::{IndexKind, Item, KeyDef, KeyKind, Model, Schema};
+use crate::ownership::PLACEHOLDER;
+
+/// Where a listing stopped: pass it to `start_after` to resume after the last
+/// item returned. Its text form (`to_string()` / `parse()`) is URL-safe, to hand
+/// to a client as a page token. It holds key values in clear: treat it as the
+/// keys it names.
+#[derive(Clone, PartialEq)]
+pub struct Cursor(Item);
+
+impl Cursor {
+    /// The key attributes of the last item read: the table's keys, and the
+    /// index's keys when an index is listed.
+    pub fn key(&self) -> &Item {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cursor({self})")
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = serde_json::Map::new();
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        for name in names {
+            let (kind, value) = match &self.0[name] {
+                AttributeValue::S(s) => ("S", s.clone()),
+                AttributeValue::N(n) => ("N", n.clone()),
+                AttributeValue::B(b) => (
+                    "B",
+                    base64::engine::general_purpose::STANDARD.encode(b.as_ref()),
+                ),
+                _ => continue,
+            };
+            let mut typed = serde_json::Map::new();
+            typed.insert(kind.to_owned(), serde_json::Value::String(value));
+            map.insert(name.clone(), serde_json::Value::Object(typed));
+        }
+        let json = serde_json::Value::Object(map).to_string();
+        f.write_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Cursor> {
+        let bad = || Error::invalid(format!("{s:?} is not a vhs cursor"));
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| bad())?;
+        let value: serde_json::Value = serde_json::from_slice(&json).map_err(|_| bad())?;
+        let mut item = Item::new();
+        for (name, typed) in value.as_object().ok_or_else(bad)? {
+            let (kind, v) = typed
+                .as_object()
+                .filter(|t| t.len() == 1)
+                .and_then(|t| t.iter().next())
+                .ok_or_else(bad)?;
+            let v = v.as_str().ok_or_else(bad)?.to_owned();
+            let value = match kind.as_str() {
+                "S" => AttributeValue::S(v),
+                "N" => AttributeValue::N(v),
+                "B" => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .map_err(|_| bad())?,
+                )),
+                _ => return Err(bad()),
+            };
+            item.insert(name.clone(), value);
+        }
+        if item.is_empty() {
+            return Err(bad());
+        }
+        Ok(Cursor(item))
+    }
+}
+
+/// One page of a listing: the items, and where to resume after them.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items, in the listing's order.
+    pub items: Vec<T>,
+    /// Resumes after the last item read (which may come after the last one
+    /// returned, when a filter left items out); `None` when the listing is done.
+    pub cursor: Option<Cursor>,
+}
+
+/// A request to list: what varies between a query and a scan.
+#[derive(Clone)]
+enum Request {
+    Query(Box<Query>),
+    Scan(Box<Scan>),
+}
+
+/// A listing ready to run: the request, the key attributes a cursor holds, the
+/// most items to return.
+#[derive(Clone)]
+struct Listing {
+    store: Store,
+    request: Request,
+    keys: Vec<&'static str>,
+    limit: Option<usize>,
+    page_size: Option<usize>,
+}
+
+impl Listing {
+    /// The pages as stored items, placeholders left out, empty pages skipped.
+    fn raw_pages(self, start: Option<Item>) -> BoxStream<'static, Result<Page<Item>>> {
+        let state = (self, start, false);
+        stream::try_unfold(state, |(listing, mut start, done)| async move {
+            if done || listing.limit == Some(0) {
+                return Ok(None);
+            }
+            let mut listing = listing;
+            loop {
+                let mut page = listing.fetch(start.clone()).await?;
+                page.items.retain(|i| !i.contains_key(PLACEHOLDER));
+                let mut cursor = page.last_key.take().map(Cursor);
+                let mut done = false;
+                if let Some(limit) = listing.limit {
+                    if page.items.len() > limit {
+                        page.items.truncate(limit);
+                        cursor = page.items.last().map(|i| listing.cursor_of(i));
+                    }
+                    let left = limit - page.items.len();
+                    listing.limit = Some(left);
+                    done = left == 0;
+                }
+                let next = cursor.as_ref().map(|c| c.0.clone());
+                done |= next.is_none();
+                if page.items.is_empty() && !done {
+                    start = next;
+                    continue;
+                }
+                let out = Page {
+                    items: page.items,
+                    cursor,
+                };
+                return Ok(Some((out, (listing, next, done))));
+            }
+        })
+        .boxed()
+    }
+
+    fn cursor_of(&self, item: &Item) -> Cursor {
+        Cursor(
+            self.keys
+                .iter()
+                .filter_map(|k| Some(((*k).to_owned(), item.get(*k)?.clone())))
+                .collect(),
+        )
+    }
+
+    async fn fetch(&self, start: Option<Item>) -> Result<crate::backend::QueryPage> {
+        let page = match (self.limit, self.page_size) {
+            (Some(l), Some(p)) => Some(l.min(p)),
+            (l, p) => l.or(p),
+        };
+        match &self.request {
+            Request::Query(q) => {
+                let q = Query {
+                    start,
+                    limit: page,
+                    ..Query::clone(q)
+                };
+                self.store.backend().query(&q).await
+            }
+            Request::Scan(s) => {
+                let s = Scan {
+                    start,
+                    limit: page,
+                    ..Scan::clone(s)
+                };
+                self.store.backend().scan(&s).await
+            }
+        }
+    }
+}
+
+/// Turns pages of stored items into pages of `T`, stored or loaded.
+fn typed<T: Model>(
+    store: Store,
+    pages: BoxStream<'static, Result<Page<Item>>>,
+    load: bool,
+) -> BoxStream<'static, Result<Page<Stored<T>>>> {
+    pages
+        .and_then(move |page| {
+            let store = store.clone();
+            async move {
+                let stored: Vec<Stored<T>> = page
+                    .items
+                    .into_iter()
+                    .map(Stored::from_item)
+                    .collect::<Result<_>>()?;
+                let stored = if load {
+                    store.load_many(stored).await?
+                } else {
+                    stored
+                };
+                Ok(Page {
+                    items: stored,
+                    cursor: page.cursor,
+                })
+            }
+        })
+        .boxed()
+}
+
+impl Store {
+    /// Loads every large value of each item, [`Options::max_concurrency`]
+    /// items at once, each as [`Store::get_large`] does (MD5 checked, a read
+    /// that loses a race to a replacing write reads the item again, and leaves
+    /// it out if a delete won).
+    ///
+    /// [`Options::max_concurrency`]: crate::Options::max_concurrency
+    async fn load_many<T: Model>(&self, stored: Vec<Stored<T>>) -> Result<Vec<Stored<T>>> {
+        let prefix = self.table_prefix(self.table_name::<T>())?;
+        let loads: Vec<_> = stored
+            .into_iter()
+            .map(|s| {
+                let prefix = prefix.clone();
+                async move {
+                    let key = s.model.primary_key();
+                    let (pointers, inline) = (s.pointers.clone(), s.inline.clone());
+                    match self.load_read(&key, &prefix, s).await {
+                        Ok(model) => Ok(Some(Stored {
+                            model,
+                            pointers,
+                            inline,
+                        })),
+                        // Deleted after the listing read it.
+                        Err(e) if e.is_not_found() => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .collect();
+        let loaded: Vec<Option<Stored<T>>> = stream::iter(loads)
+            .buffered(self.options().max_concurrency)
+            .try_collect()
+            .await?;
+        Ok(loaded.into_iter().flatten().collect())
+    }
+
+    /// Starts a query of `M`'s table, or of one of its secondary indexes, for
+    /// the items whose hash key is equal to a value: `hash` is
+    /// `Model::ATTR.eq(value)` on the hash key of the table or of an index.
+    ///
+    /// The table or index is the one whose keys are the attributes named by
+    /// `hash` and [`QueryBuilder::range`] (the table first); name one with
+    /// [`QueryBuilder::index`] when several fit.
+    ///
+    /// ```
+    /// # use futures_util::TryStreamExt;
+    /// # use vhs::{Model, MemoryBackend, Store};
+    /// #[derive(Model, serde::Serialize, serde::Deserialize)]
+    /// struct Event {
+    ///     #[vhs(hash_key)]
+    ///     kind: String,
+    ///     #[vhs(range_key)]
+    ///     id: String,
+    ///     #[vhs(gsi_hash = "by-venue")]
+    ///     venue: String,
+    ///     seats: u32,
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Store::builder(MemoryBackend::new(), "bucket").build()?;
+    /// store.ensure_table::<Event>().await?;
+    /// let big: Vec<Event> = store
+    ///     .query(Event::VENUE.eq("hall"))
+    ///     .filter(Event::SEATS.ge(&100))
+    ///     .items()
+    ///     .try_collect()
+    ///     .await?;
+    /// # assert!(big.is_empty());
+    /// # Ok::<(), vhs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn query<M: Model>(&self, hash: Condition) -> QueryBuilder<M> {
+        QueryBuilder {
+            store: self.clone(),
+            schema: M::SCHEMA,
+            table: self.table_name::<M>().to_owned(),
+            hash,
+            range: None,
+            index: None,
+            filter: None,
+            projection: None,
+            descending: false,
+            limit: None,
+            page_size: None,
+            start: None,
+            consistent: false,
+            _out: PhantomData,
+        }
+    }
+
+    /// Starts a scan of `M`'s table: every item, in no particular order. In a
+    /// table several models share, filter on what tells them apart.
+    pub fn scan<M: Model>(&self) -> ScanBuilder<M> {
+        ScanBuilder {
+            store: self.clone(),
+            schema: M::SCHEMA,
+            table: self.table_name::<M>().to_owned(),
+            filter: None,
+            projection: None,
+            segments: 1,
+            page_size: None,
+            start: None,
+            consistent: false,
+            _out: PhantomData,
+        }
+    }
+}
+
+/// A query being built; see [`Store::query`]. Run it with
+/// [`items`](QueryBuilder::items), [`pages`](QueryBuilder::pages),
+/// [`stored`](QueryBuilder::stored) or [`stored_pages`](QueryBuilder::stored_pages).
+#[must_use = "a query does nothing until its stream is polled"]
+pub struct QueryBuilder<T> {
+    store: Store,
+    /// The schema of the model the conditions name.
+    schema: Schema,
+    table: String,
+    hash: Condition,
+    range: Option<Condition>,
+    index: Option<String>,
+    filter: Option<Condition>,
+    projection: Option<Vec<String>>,
+    descending: bool,
+    limit: Option<usize>,
+    page_size: Option<usize>,
+    start: Option<Cursor>,
+    consistent: bool,
+    _out: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for QueryBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryBuilder")
+            .field("table", &self.table)
+            .field("index", &self.index)
+            .field("hash", &self.hash)
+            .field("range", &self.range)
+            .field("filter", &self.filter)
+            .field("descending", &self.descending)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The attributes a projection onto `V` reads: its keys, its attributes, its
+/// large attributes, and the placeholder mark (so placeholders stay out).
+fn projection_of(schema: &Schema) -> Vec<String> {
+    let mut names: Vec<String> = std::iter::once(schema.hash_key.name)
+        .chain(schema.range_key.map(|r| r.name))
+        .chain(schema.attributes.iter().copied())
+        .chain(schema.large.iter().map(|a| a.name))
+        .chain(std::iter::once(PLACEHOLDER))
+        .map(str::to_owned)
+        .collect();
+    names.dedup();
+    names
+}
+
+/// Only `ops` on a key, with a value of its type.
+fn check_key_condition(c: &Condition, key: KeyDef, what: &str) -> Result<()> {
+    let of_kind = |v: &AttributeValue| {
+        matches!(
+            (key.kind, v),
+            (KeyKind::String, AttributeValue::S(_)) | (KeyKind::Number, AttributeValue::N(_))
+        )
+    };
+    let ok = match c {
+        Condition::Compare(_, Cmp::Ne, _) => false,
+        Condition::Compare(_, _, v) => of_kind(v),
+        Condition::Between(_, low, high) => {
+            of_kind(low)
+                && of_kind(high)
+                && crate::condition::compare(low, high) != Some(std::cmp::Ordering::Greater)
+        }
+        Condition::BeginsWith(..) => key.kind == KeyKind::String,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what} on `{}` must be =, <, <=, >, >=, between (low <= high) or begins_with (strings), with a value of the key's type; got {c:?}",
+            key.name
+        )))
+    }
+}
+
+/// The attribute a key condition names.
+fn key_condition_name(c: &Condition) -> Option<&str> {
+    match c {
+        Condition::Compare(n, _, _) | Condition::Between(n, _, _) | Condition::BeginsWith(n, _) => {
+            Some(n)
+        }
+        _ => None,
+    }
+}
+
+impl<T: Model> QueryBuilder<T> {
+    /// A condition on the range key (of the table or of the index):
+    /// `Model::ATTR.lt(..)`, `le`, `gt`, `ge`, `eq`, `between` or `begins_with`.
+    pub fn range(mut self, condition: Condition) -> Self {
+        self.range = Some(condition);
+        self
+    }
+
+    /// Queries the secondary index `name` (by default, the table or index
+    /// whose keys the conditions name).
+    pub fn index(mut self, name: impl Into<String>) -> Self {
+        self.index = Some(name.into());
+        self
+    }
+
+    /// Returns only the items for which `condition` holds (several filters
+    /// are combined with AND). The service applies it after reading: items
+    /// left out still cost their read, and a page may come back short.
+    pub fn filter(mut self, condition: Condition) -> Self {
+        self.filter = Some(match self.filter.take() {
+            Some(f) => f.and(condition),
+            None => condition,
+        });
+        self
+    }
+
+    /// Highest range key first.
+    pub fn descending(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+
+    /// At most `n` items in all.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// At most `n` items read per request (DynamoDB's `Limit`); a page also
+    /// ends at 1 MB read.
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = Some(n.max(1));
+        self
+    }
+
+    /// Resumes after the item a [`Page::cursor`] names.
+    pub fn start_after(mut self, cursor: Cursor) -> Self {
+        self.start = Some(cursor);
+        self
+    }
+
+    /// Strongly consistent reads (the table and local indexes only).
+    pub fn consistent(mut self) -> Self {
+        self.consistent = true;
+        self
+    }
+
+    /// Returns `V`s instead: a model of the same table with some of the
+    /// attributes (and the same keys), so that only those are read.
+    pub fn select<V: Model>(self) -> QueryBuilder<V> {
+        QueryBuilder {
+            store: self.store,
+            schema: self.schema,
+            table: self.table,
+            hash: self.hash,
+            range: self.range,
+            index: self.index,
+            filter: self.filter,
+            projection: Some(projection_of(&V::SCHEMA)),
+            descending: self.descending,
+            limit: self.limit,
+            page_size: self.page_size,
+            start: self.start,
+            consistent: self.consistent,
+            _out: PhantomData,
+        }
+    }
+
+    /// Checks the query and picks the table or index it reads.
+    fn listing(self) -> Result<(Listing, Option<Item>)> {
+        let schema = self.schema;
+        check_output::<T>(&schema, &self.store, &self.table)?;
+        for c in [Some(&self.hash), self.range.as_ref(), self.filter.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            c.check()?;
+        }
+        let (hash_name, hash_value) = match &self.hash {
+            Condition::Compare(n, Cmp::Eq, v) => (n.clone(), v.clone()),
+            other => {
+                return Err(Error::invalid(format!(
+                    "the hash key condition of a query is an equality (`Model::ATTR.eq(value)`); got {other:?}"
+                )))
+            }
+        };
+        let range_name = match &self.range {
+            Some(c) => Some(key_condition_name(c).ok_or_else(|| {
+                Error::invalid(format!(
+                    "the range key condition of a query is one comparison, between or begins_with; got {c:?}"
+                ))
+            })?),
+            None => None,
+        };
+        let fits = |hash: KeyDef, range: Option<KeyDef>| {
+            hash.name == hash_name && range_name.is_none_or(|r| range.is_some_and(|k| k.name == r))
+        };
+        // (index name, hash key, range key, global)
+        let mut candidates: Vec<(Option<&str>, KeyDef, Option<KeyDef>, bool)> = Vec::new();
+        if self.index.is_none() && fits(schema.hash_key, schema.range_key) {
+            candidates.push((None, schema.hash_key, schema.range_key, false));
+        }
+        for i in schema.indexes {
+            if self.index.as_deref().is_none_or(|n| n == i.name) && fits(i.hash_key, i.range_key) {
+                candidates.push((
+                    Some(i.name),
+                    i.hash_key,
+                    i.range_key,
+                    i.kind == IndexKind::Global,
+                ));
+            }
+        }
+        let describe = || match range_name {
+            Some(r) => format!("hash key `{hash_name}` and range key `{r}`"),
+            None => format!("hash key `{hash_name}`"),
+        };
+        let (index, hash_key, range_key, global) = match candidates.as_slice() {
+            [] => {
+                return Err(Error::invalid(match &self.index {
+                    Some(name) if schema.index(name).is_none() => format!(
+                        "table `{}` has no index `{name}` declared on its model",
+                        self.table
+                    ),
+                    Some(name) => format!("index `{name}` does not have {}", describe()),
+                    None => format!(
+                        "neither table `{}` nor any of its indexes has {}; declare an index with `gsi_hash`/`gsi_range` or `lsi`",
+                        self.table,
+                        describe()
+                    ),
+                }))
+            }
+            [(_, _, _, _)] | [(None, _, _, _), ..] => candidates[0],
+            many => {
+                let names: Vec<&str> = many.iter().filter_map(|c| c.0).collect();
+                return Err(Error::invalid(format!(
+                    "indexes {names:?} all have {}: name one with `.index(...)`",
+                    describe()
+                )));
+            }
+        };
+        check_key_condition(&self.hash, hash_key, "the hash key condition")?;
+        if let (Some(c), Some(k)) = (&self.range, range_key) {
+            check_key_condition(c, k, "the range key condition")?;
+        }
+        if self.consistent && global {
+            return Err(Error::invalid(format!(
+                "index `{}` is global: its reads are eventually consistent only",
+                index.unwrap_or_default()
+            )));
+        }
+        let mut keys = vec![schema.hash_key.name];
+        keys.extend(schema.range_key.map(|r| r.name));
+        keys.push(hash_key.name);
+        keys.extend(range_key.map(|r| r.name));
+        keys.dedup();
+        let query = Query {
+            index: index.map(str::to_owned),
+            range: self.range,
+            filter: Some(live_only(self.filter)),
+            projection: self.projection,
+            descending: self.descending,
+            consistent: self.consistent,
+            ..Query::new(self.table, hash_name, hash_value)
+        };
+        let start = self.start.map(|c| c.0);
+        Ok((
+            Listing {
+                store: self.store,
+                request: Request::Query(Box::new(query)),
+                keys,
+                limit: self.limit,
+                page_size: self.page_size,
+            },
+            start,
+        ))
+    }
+
+    fn run(self, load: bool) -> BoxStream<'static, Result<Page<Stored<T>>>> {
+        let store = self.store.clone();
+        match self.listing() {
+            Ok((listing, start)) => typed(store, listing.raw_pages(start), load),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    /// The pages, every large value loaded.
+    pub fn pages(self) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
+        self.run(true).map_ok(|p| Page {
+            items: p.items.into_iter().map(|s| s.model).collect(),
+            cursor: p.cursor,
+        })
+    }
+
+    /// The items, every large value loaded.
+    pub fn items(self) -> impl Stream<Item = Result<T>> + Send + 'static {
+        flatten(self.pages())
+    }
+
+    /// The pages, large values not loaded: each item keeps its pointers, for
+    /// [`Store::load`] to load what is needed.
+    pub fn stored_pages(self) -> impl Stream<Item = Result<Page<Stored<T>>>> + Send + 'static {
+        self.run(false)
+    }
+
+    /// The items, large values not loaded (see [`QueryBuilder::stored_pages`]).
+    pub fn stored(self) -> impl Stream<Item = Result<Stored<T>>> + Send + 'static {
+        flatten(self.stored_pages())
+    }
+}
+
+/// The filter with placeholders (items being deleted) left out.
+fn live_only(filter: Option<Condition>) -> Condition {
+    let live = Condition::not_exists(PLACEHOLDER);
+    match filter {
+        Some(f) => live.and(f),
+        None => live,
+    }
+}
+
+/// The output model must read the same table, with the same keys.
+fn check_output<T: Model>(schema: &Schema, store: &Store, table: &str) -> Result<()> {
+    let out = T::SCHEMA;
+    let same_keys = out.hash_key.name == schema.hash_key.name
+        && out.range_key.map(|r| r.name) == schema.range_key.map(|r| r.name);
+    if store.table_name::<T>() != table || !same_keys {
+        return Err(Error::invalid(format!(
+            "`select` needs a model of the same table (`{table}`) with the same keys; `{}` has table `{}`",
+            std::any::type_name::<T>(),
+            store.table_name::<T>()
+        )));
+    }
+    Ok(())
+}
+
+fn flatten<T: Send + 'static>(
+    pages: impl Stream<Item = Result<Page<T>>> + Send + 'static,
+) -> impl Stream<Item = Result<T>> + Send + 'static {
+    pages
+        .map_ok(|p| stream::iter(p.items.into_iter().map(Ok)))
+        .try_flatten()
+}
+
+/// A scan being built; see [`Store::scan`]. Run it like a [`QueryBuilder`].
+#[must_use = "a scan does nothing until its stream is polled"]
+pub struct ScanBuilder<T> {
+    store: Store,
+    schema: Schema,
+    table: String,
+    filter: Option<Condition>,
+    projection: Option<Vec<String>>,
+    segments: u32,
+    page_size: Option<usize>,
+    start: Option<Cursor>,
+    consistent: bool,
+    _out: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for ScanBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanBuilder")
+            .field("table", &self.table)
+            .field("filter", &self.filter)
+            .field("segments", &self.segments)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Model> ScanBuilder<T> {
+    /// Returns only the items for which `condition` holds (see
+    /// [`QueryBuilder::filter`]).
+    pub fn filter(mut self, condition: Condition) -> Self {
+        self.filter = Some(match self.filter.take() {
+            Some(f) => f.and(condition),
+            None => condition,
+        });
+        self
+    }
+
+    /// Reads the table as `n` segments at once (DynamoDB's parallel scan),
+    /// their pages merged as they come. Page cursors then resume their own
+    /// segment only, so [`ScanBuilder::start_after`] needs one segment.
+    pub fn segments(mut self, n: u32) -> Self {
+        self.segments = n.max(1);
+        self
+    }
+
+    /// At most `n` items read per request; a page also ends at 1 MB read.
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = Some(n.max(1));
+        self
+    }
+
+    /// Resumes after the item a [`Page::cursor`] names (one segment only).
+    pub fn start_after(mut self, cursor: Cursor) -> Self {
+        self.start = Some(cursor);
+        self
+    }
+
+    /// Strongly consistent reads.
+    pub fn consistent(mut self) -> Self {
+        self.consistent = true;
+        self
+    }
+
+    /// Returns `V`s instead (see [`QueryBuilder::select`]).
+    pub fn select<V: Model>(self) -> ScanBuilder<V> {
+        ScanBuilder {
+            store: self.store,
+            schema: self.schema,
+            table: self.table,
+            filter: self.filter,
+            projection: Some(projection_of(&V::SCHEMA)),
+            segments: self.segments,
+            page_size: self.page_size,
+            start: self.start,
+            consistent: self.consistent,
+            _out: PhantomData,
+        }
+    }
+
+    fn run(self, load: bool) -> BoxStream<'static, Result<Page<Stored<T>>>> {
+        let fail = |e: Error| stream::once(async move { Err(e) }).boxed();
+        if let Err(e) = check_output::<T>(&self.schema, &self.store, &self.table)
+            .and_then(|()| self.filter.as_ref().map_or(Ok(()), Condition::check))
+        {
+            return fail(e);
+        }
+        if self.start.is_some() && self.segments > 1 {
+            return fail(Error::invalid(
+                "`start_after` resumes one segment: scan with one segment",
+            ));
+        }
+        let mut keys = vec![self.schema.hash_key.name];
+        keys.extend(self.schema.range_key.map(|r| r.name));
+        let filter = live_only(self.filter);
+        let total = self.segments;
+        let start = self.start.map(|c| c.0);
+        let streams: Vec<_> = (0..total)
+            .map(|segment| {
+                let listing = Listing {
+                    store: self.store.clone(),
+                    request: Request::Scan(Box::new(Scan {
+                        segment: (total > 1).then_some((segment, total)),
+                        filter: Some(filter.clone()),
+                        projection: self.projection.clone(),
+                        consistent: self.consistent,
+                        ..Scan::new(&self.table)
+                    })),
+                    keys: keys.clone(),
+                    limit: None,
+                    page_size: self.page_size,
+                };
+                typed(self.store.clone(), listing.raw_pages(start.clone()), load)
+            })
+            .collect();
+        stream::select_all(streams).boxed()
+    }
+
+    /// The pages, every large value loaded.
+    pub fn pages(self) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
+        self.run(true).map_ok(|p| Page {
+            items: p.items.into_iter().map(|s| s.model).collect(),
+            cursor: p.cursor,
+        })
+    }
+
+    /// The items, every large value loaded.
+    pub fn items(self) -> impl Stream<Item = Result<T>> + Send + 'static {
+        flatten(self.pages())
+    }
+
+    /// The pages, large values not loaded (see [`QueryBuilder::stored_pages`]).
+    pub fn stored_pages(self) -> impl Stream<Item = Result<Page<Stored<T>>>> + Send + 'static {
+        self.run(false)
+    }
+
+    /// The items, large values not loaded.
+    pub fn stored(self) -> impl Stream<Item = Result<Stored<T>>> + Send + 'static {
+        flatten(self.stored_pages())
+    }
+}
