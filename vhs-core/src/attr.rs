@@ -20,17 +20,17 @@ use crate::error::Result;
 /// canonical text).
 ///
 /// ```
-/// use vhs::Model;
-/// #[derive(Model, serde::Serialize, serde::Deserialize)]
-/// struct Event {
-///     #[vhs(hash_key)]
-///     kind: String,
-///     #[vhs(range_key)]
-///     id: String,
-///     seats: u32,
+/// use vhs_core::types::AttributeValue;
+/// use vhs_core::{Attr, Condition, Result};
+///
+/// struct Event; // a model; `#[derive(Model)]` writes these constants for you
+/// fn number(n: &u32) -> Result<AttributeValue> {
+///     Ok(AttributeValue::N(n.to_string()))
 /// }
-/// let c = Event::SEATS.ge(&10).and(Event::KIND.eq("EVENT"));
-/// # let _ = c;
+/// const SEATS: Attr<Event, u32> = Attr::new("seats", number);
+///
+/// let c: Condition = SEATS.between(&10, &20);
+/// assert_eq!(c, Condition::between("seats", 10u32, 20u32));
 /// ```
 pub struct Attr<M, T: ?Sized> {
     name: &'static str,

@@ -272,31 +272,27 @@ impl Store {
     /// `hash` and [`QueryBuilder::range`] (the table first); name one with
     /// [`QueryBuilder::index`] when several fit.
     ///
-    /// ```
-    /// # use futures_util::TryStreamExt;
-    /// # use vhs::{Model, MemoryBackend, Store};
-    /// #[derive(Model, serde::Serialize, serde::Deserialize)]
-    /// struct Event {
-    ///     #[vhs(hash_key)]
-    ///     kind: String,
-    ///     #[vhs(range_key)]
-    ///     id: String,
-    ///     #[vhs(gsi_hash = "by-venue")]
-    ///     venue: String,
-    ///     seats: u32,
+    /// ```no_run
+    /// use futures_util::TryStreamExt;
+    /// use vhs_core::{Attr, Model, Result, Store};
+    ///
+    /// /// The items whose hash key `hash` is `value` and whose range key
+    /// /// `seats` is at least `min`, largest first, every large value loaded.
+    /// async fn at_least<M: Model>(
+    ///     store: &Store,
+    ///     hash: Attr<M, str>,
+    ///     value: &str,
+    ///     seats: Attr<M, u32>,
+    ///     min: u32,
+    /// ) -> Result<Vec<M>> {
+    ///     store
+    ///         .query::<M>(hash.eq(value))
+    ///         .range(seats.ge(&min))
+    ///         .descending()
+    ///         .items()
+    ///         .try_collect()
+    ///         .await
     /// }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Store::builder(MemoryBackend::new(), "bucket").build()?;
-    /// store.ensure_table::<Event>().await?;
-    /// let big: Vec<Event> = store
-    ///     .query(Event::VENUE.eq("hall"))
-    ///     .filter(Event::SEATS.ge(&100))
-    ///     .items()
-    ///     .try_collect()
-    ///     .await?;
-    /// # assert!(big.is_empty());
-    /// # Ok::<(), vhs::Error>(())
-    /// # }).unwrap();
     /// ```
     pub fn query<M: Model>(&self, hash: Condition) -> QueryBuilder<M> {
         QueryBuilder {
