@@ -44,7 +44,7 @@ use futures::FutureExt;
 use vhs::types::AttributeValue;
 use vhs::{
     Backend, Condition, Conditional, Item, ItemUpdate, ObjectInfo, ObjectPage, Op, PutObject,
-    PutOutcome, Query, QueryPage, Scan, StoredObject, TableSpec,
+    PutOutcome, Query, QueryPage, Scan, StoredObject, TableSpec, TransactWrite, Transacted,
 };
 
 tokio::task_local! {
@@ -442,6 +442,20 @@ impl<B: Backend> Backend for ParkingBackend<B> {
             .unwrap_or_default();
         let what = format!("{}{segment}{}", request.table, continued(&request.start));
         self.park(Op::Scan, what, self.inner.scan(request)).await
+    }
+
+    async fn transact_write(
+        &self,
+        actions: &[TransactWrite],
+        token: &str,
+    ) -> vhs::Result<Transacted> {
+        let tables: Vec<&str> = actions.iter().map(TransactWrite::table).collect();
+        self.park(
+            Op::TransactWriteItems,
+            format!("{} actions on {tables:?}", actions.len()),
+            self.inner.transact_write(actions, token),
+        )
+        .await
     }
 
     async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {

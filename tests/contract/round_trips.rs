@@ -149,6 +149,17 @@ impl Backend for Depth {
     async fn scan(&self, request: &Scan) -> vhs::Result<QueryPage> {
         self.run(Op::Scan, self.inner().scan(request)).await
     }
+    async fn transact_write(
+        &self,
+        actions: &[vhs::TransactWrite],
+        token: &str,
+    ) -> vhs::Result<vhs::Transacted> {
+        self.run(
+            Op::TransactWriteItems,
+            self.inner().transact_write(actions, token),
+        )
+        .await
+    }
     async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
         self.inner().create_bucket(bucket).await
     }

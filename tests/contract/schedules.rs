@@ -132,6 +132,13 @@ impl Backend for EarlyAnswer {
     async fn scan(&self, request: &Scan) -> vhs::Result<QueryPage> {
         self.inner.scan(request).await
     }
+    async fn transact_write(
+        &self,
+        actions: &[vhs::TransactWrite],
+        token: &str,
+    ) -> vhs::Result<vhs::Transacted> {
+        self.inner.transact_write(actions, token).await
+    }
     async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
         self.inner.create_bucket(bucket).await
     }

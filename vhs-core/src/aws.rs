@@ -11,7 +11,7 @@ use ddb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType as DdbKeyType,
     LocalSecondaryIndex, ProjectionType, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TableDescription, TableStatus,
+    ScalarAttributeType, TableDescription, TableStatus, TransactWriteItem,
 };
 use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
@@ -21,6 +21,7 @@ use crate::backend::{
     MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
     Scan, Signal, StoredObject, TableSpec,
 };
+use crate::backend::{CancelReason, TransactWrite, Transacted};
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
 use crate::model::{IndexKind, Item, KeyKind, Projection};
@@ -693,6 +694,118 @@ impl Backend for AwsBackend {
                     ),
                 ) => Ok(Conditional::Failed(c.item.clone())),
                 _ => Err(sdk_error("dynamodb", "DeleteItem", e)),
+            },
+        }
+    }
+
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
+        const OP: &str = "TransactWriteItems";
+        let mut items = Vec::with_capacity(actions.len());
+        for action in actions {
+            let mut p = Placeholders::default();
+            let old = ReturnValuesOnConditionCheckFailure::AllOld;
+            let item = match action {
+                TransactWrite::Put {
+                    table,
+                    item,
+                    condition,
+                } => {
+                    let expr = condition_parts(condition.as_ref(), &mut p);
+                    let put = ddb::types::Put::builder()
+                        .table_name(table)
+                        .set_item(Some(item.clone()))
+                        .set_condition_expression(expr)
+                        .set_expression_attribute_names(non_empty(p.names))
+                        .set_expression_attribute_values(non_empty(p.values))
+                        .return_values_on_condition_check_failure(old)
+                        .build();
+                    TransactWriteItem::builder()
+                        .put(built("dynamodb", OP, put)?)
+                        .build()
+                }
+                TransactWrite::Update {
+                    table,
+                    key,
+                    update,
+                    condition,
+                } => {
+                    let update_expr = update.render(&mut p);
+                    let expr = condition_parts(condition.as_ref(), &mut p);
+                    let update = ddb::types::Update::builder()
+                        .table_name(table)
+                        .set_key(Some(key.clone()))
+                        .update_expression(update_expr)
+                        .set_condition_expression(expr)
+                        .set_expression_attribute_names(non_empty(p.names))
+                        .set_expression_attribute_values(non_empty(p.values))
+                        .return_values_on_condition_check_failure(old)
+                        .build();
+                    TransactWriteItem::builder()
+                        .update(built("dynamodb", OP, update)?)
+                        .build()
+                }
+                TransactWrite::Delete {
+                    table,
+                    key,
+                    condition,
+                } => {
+                    let expr = condition_parts(condition.as_ref(), &mut p);
+                    let delete = ddb::types::Delete::builder()
+                        .table_name(table)
+                        .set_key(Some(key.clone()))
+                        .set_condition_expression(expr)
+                        .set_expression_attribute_names(non_empty(p.names))
+                        .set_expression_attribute_values(non_empty(p.values))
+                        .return_values_on_condition_check_failure(old)
+                        .build();
+                    TransactWriteItem::builder()
+                        .delete(built("dynamodb", OP, delete)?)
+                        .build()
+                }
+                TransactWrite::Check {
+                    table,
+                    key,
+                    condition,
+                } => {
+                    let expr = condition.render(&mut p);
+                    let check = ddb::types::ConditionCheck::builder()
+                        .table_name(table)
+                        .set_key(Some(key.clone()))
+                        .condition_expression(expr)
+                        .set_expression_attribute_names(non_empty(p.names))
+                        .set_expression_attribute_values(non_empty(p.values))
+                        .return_values_on_condition_check_failure(old)
+                        .build();
+                    TransactWriteItem::builder()
+                        .condition_check(built("dynamodb", OP, check)?)
+                        .build()
+                }
+            };
+            items.push(item);
+        }
+        let result = self
+            .dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(token)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transacted::Committed),
+            Err(e) => match e.as_service_error() {
+                Some(
+                    ddb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c),
+                ) if !c.cancellation_reasons().is_empty() => Ok(Transacted::Canceled(
+                    c.cancellation_reasons()
+                        .iter()
+                        .map(|r| CancelReason {
+                            code: r.code().filter(|c| *c != "None").map(str::to_owned),
+                            message: r.message().map(str::to_owned),
+                            item: r.item().filter(|i| !i.is_empty()).cloned(),
+                        })
+                        .collect(),
+                )),
+                _ => Err(sdk_error("dynamodb", OP, e)),
             },
         }
     }

@@ -187,6 +187,106 @@ pub struct QueryPage {
     pub last_key: Option<Item>,
 }
 
+/// Most actions in one TransactWriteItems call.
+pub const MAX_TRANSACT_ITEMS: usize = 100;
+
+/// One action of a TransactWriteItems call. Each names a distinct item.
+#[derive(Debug, Clone)]
+pub enum TransactWrite {
+    /// PutItem.
+    Put {
+        /// Table.
+        table: String,
+        /// The item.
+        item: Item,
+        /// Condition on the stored item.
+        condition: Option<Condition>,
+    },
+    /// UpdateItem.
+    Update {
+        /// Table.
+        table: String,
+        /// The key.
+        key: Item,
+        /// The update.
+        update: ItemUpdate,
+        /// Condition on the stored item.
+        condition: Option<Condition>,
+    },
+    /// DeleteItem.
+    Delete {
+        /// Table.
+        table: String,
+        /// The key.
+        key: Item,
+        /// Condition on the stored item.
+        condition: Option<Condition>,
+    },
+    /// ConditionCheck: the condition must hold; nothing is written.
+    Check {
+        /// Table.
+        table: String,
+        /// The key.
+        key: Item,
+        /// The condition.
+        condition: Condition,
+    },
+}
+
+impl TransactWrite {
+    /// The table the action writes.
+    pub fn table(&self) -> &str {
+        match self {
+            TransactWrite::Put { table, .. }
+            | TransactWrite::Update { table, .. }
+            | TransactWrite::Delete { table, .. }
+            | TransactWrite::Check { table, .. } => table,
+        }
+    }
+
+    /// The condition of the action, if any.
+    pub fn condition(&self) -> Option<&Condition> {
+        match self {
+            TransactWrite::Put { condition, .. }
+            | TransactWrite::Update { condition, .. }
+            | TransactWrite::Delete { condition, .. } => condition.as_ref(),
+            TransactWrite::Check { condition, .. } => Some(condition),
+        }
+    }
+}
+
+/// What a TransactWriteItems call did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transacted {
+    /// Every action was applied, at once (or a call with the same client
+    /// request token already was, within the service's idempotency window).
+    Committed,
+    /// Nothing was applied: one reason per action, in order.
+    Canceled(Vec<CancelReason>),
+}
+
+/// Why one action of a canceled transaction was not applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelReason {
+    /// `None` for an action that was fine (another one canceled the
+    /// transaction); else the service's code: `ConditionalCheckFailed`,
+    /// `TransactionConflict`, `ThrottlingError`, ...
+    pub code: Option<String>,
+    /// The service's message.
+    pub message: Option<String>,
+    /// For `ConditionalCheckFailed`, the item as stored when the condition was
+    /// checked (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), `None` if there
+    /// was none.
+    pub item: Option<Item>,
+}
+
+impl CancelReason {
+    /// The action's condition did not hold.
+    pub fn condition_failed(&self) -> bool {
+        self.code.as_deref() == Some("ConditionalCheckFailed")
+    }
+}
+
 /// A PutObject request.
 #[derive(Clone)]
 pub struct PutObject {
@@ -471,6 +571,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// parallel scan.
     async fn scan(&self, request: &Scan) -> Result<QueryPage>;
 
+    /// TransactWriteItems: every action applied, or none. `token` is the
+    /// client request token: a call sent again with the same token and the
+    /// same actions is not applied twice (within the service's window; some
+    /// emulators ignore it, so callers also resolve a resend themselves).
+    /// Each action's condition failure returns the stored item.
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted>;
+
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, bucket: &str) -> Result<()>;
 
@@ -594,6 +701,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn scan(&self, request: &Scan) -> Result<QueryPage> {
         (**self).scan(request).await
+    }
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
+        (**self).transact_write(actions, token).await
     }
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
         (**self).head_object(bucket, key).await

@@ -143,6 +143,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A transaction was canceled because its action number `action` (0-based,
+    /// in the order the actions were added) could not be applied, for `reason`
+    /// ([`Error::NotFound`], [`Error::AlreadyExists`], [`Error::ConditionFailed`],
+    /// [`Error::VersionConflict`], [`Error::Busy`], ...). Nothing was written,
+    /// and the objects the transaction uploaded were removed.
+    #[error("transaction canceled by action {action}: {reason}")]
+    TransactionCanceled {
+        /// Which action.
+        action: usize,
+        /// Why.
+        reason: Box<Error>,
+    },
+
     /// The input was rejected before anything was written.
     #[error("invalid input: {message}")]
     InvalidInput {
@@ -206,7 +219,7 @@ impl Error {
                 ..
             } | Error::VersionConflict { .. }
                 | Error::Busy { .. }
-        )
+        ) || matches!(self, Error::TransactionCanceled { reason, .. } if reason.is_retryable())
     }
 
     /// Whether this is [`Error::NotFound`].

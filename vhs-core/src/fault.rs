@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::backend::{
     Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo, MultipartStart,
     ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan,
-    StoredObject, TableSpec,
+    StoredObject, TableSpec, TransactWrite, Transacted,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -57,6 +57,8 @@ pub enum Op {
     ListMultipartUploads,
     /// BatchGetItem.
     BatchGetItem,
+    /// TransactWriteItems.
+    TransactWriteItems,
 }
 
 /// What an injected fault does.
@@ -234,6 +236,7 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::ListMultipartUploads => "ListMultipartUploads",
             Op::BatchGetItem => "BatchGetItem",
+            Op::TransactWriteItems => "TransactWriteItems",
         },
         code: Some("InjectedFault".into()),
         retryable,
@@ -266,6 +269,13 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
     async fn scan(&self, request: &Scan) -> Result<QueryPage> {
         self.run(Op::Scan, self.inner.scan(request)).await
+    }
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
+        self.run(
+            Op::TransactWriteItems,
+            self.inner.transact_write(actions, token),
+        )
+        .await
     }
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
         self.run(Op::HeadObject, self.inner.head_object(bucket, key))

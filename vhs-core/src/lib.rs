@@ -26,11 +26,12 @@ mod versioned;
 pub use attr::Attr;
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
-    item_size, Attempts, Backend, BatchPage, CompletedPart, Conditional, IndexSpec, MultipartInfo,
-    MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
-    RangeCondition, Scan, Signal, StoredObject, TableSpec, Trigger, MAX_BATCH_GET,
-    MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS,
-    MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES,
+    item_size, Attempts, Backend, BatchPage, CancelReason, CompletedPart, Conditional, IndexSpec,
+    MultipartInfo, MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome,
+    Query, QueryPage, RangeCondition, Scan, Signal, StoredObject, TableSpec, TransactWrite,
+    Transacted, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS,
+    MIN_PART_BYTES,
 };
 pub use blob::Blob;
 pub use changes::{Changes, LargeValues};

@@ -7,11 +7,12 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use tokio::task::yield_now;
 
+use crate::backend::CancelReason;
 use crate::backend::{
     item_size, Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo,
     MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
-    Scan, StoredObject, TableSpec, MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PAGE_BYTES,
-    MAX_PARTS, MIN_PART_BYTES,
+    Scan, StoredObject, TableSpec, TransactWrite, Transacted, MAX_BATCH_GET, MAX_ITEM_BYTES,
+    MAX_KEY_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 use crate::condition::{compare, Cmp, Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -43,6 +44,8 @@ pub struct MemoryBackend {
 #[derive(Debug, Default)]
 struct State {
     tables: HashMap<String, Table>,
+    /// Client request tokens of applied transactions, with what they named.
+    transactions: HashMap<String, Vec<(String, TableKey)>>,
     buckets: HashMap<String, BTreeMap<String, MemObject>>,
     uploads: BTreeMap<String, MemUpload>,
     next_upload: u64,
@@ -518,6 +521,116 @@ impl Backend for MemoryBackend {
         check_size(&new, "UpdateItem")?;
         t.items.insert(k, new);
         Ok(Conditional::Applied(old))
+    }
+
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
+        const OP: &str = "TransactWriteItems";
+        yield_now().await;
+        if actions.is_empty() || actions.len() > MAX_TRANSACT_ITEMS {
+            return Err(validation(
+                OP,
+                format!(
+                    "a transaction has 1 to {MAX_TRANSACT_ITEMS} actions, not {}",
+                    actions.len()
+                ),
+            ));
+        }
+        let mut state = self.lock();
+        // Every action's item, by table and key.
+        let mut named: Vec<(String, TableKey)> = Vec::with_capacity(actions.len());
+        for action in actions {
+            let t = state.table(action.table(), OP)?;
+            let key = match action {
+                TransactWrite::Put { item, .. } => {
+                    check_size(item, OP)?;
+                    t.key_of(item, OP)?
+                }
+                TransactWrite::Update { key, update, .. } => {
+                    let names = [
+                        Some(&t.spec.hash_key.0),
+                        t.spec.range_key.as_ref().map(|r| &r.0),
+                    ];
+                    if (update.set.iter().map(|(n, _)| n).chain(&update.remove))
+                        .any(|n| names.contains(&Some(n)))
+                    {
+                        return Err(validation(
+                            OP,
+                            "cannot update attribute: it is part of the key",
+                        ));
+                    }
+                    t.key_of(key, OP)?
+                }
+                TransactWrite::Delete { key, .. } | TransactWrite::Check { key, .. } => {
+                    t.key_of(key, OP)?
+                }
+            };
+            let id = (action.table().to_owned(), key);
+            if named.contains(&id) {
+                return Err(validation(
+                    OP,
+                    "Transaction request cannot include multiple operations on one item",
+                ));
+            }
+            named.push(id);
+        }
+        if let Some(earlier) = state.transactions.get(token) {
+            return if *earlier == named {
+                Ok(Transacted::Committed)
+            } else {
+                Err(validation(
+                    OP,
+                    "IdempotentParameterMismatch: request token already in use for another request",
+                ))
+            };
+        }
+        let mut reasons = Vec::with_capacity(actions.len());
+        let mut canceled = false;
+        for (action, (table, key)) in actions.iter().zip(&named) {
+            let stored = state.tables[table].items.get(key);
+            let holds = action.condition().is_none_or(|c| c.evaluate(stored));
+            canceled |= !holds;
+            reasons.push(CancelReason {
+                code: (!holds).then(|| "ConditionalCheckFailed".to_owned()),
+                message: (!holds).then(|| "The conditional request failed".to_owned()),
+                item: if holds { None } else { stored.cloned() },
+            });
+        }
+        if canceled {
+            return Ok(Transacted::Canceled(reasons));
+        }
+        let mut writes: Vec<(String, TableKey, Option<Item>)> = Vec::new();
+        for (action, (table, key)) in actions.iter().zip(&named) {
+            let stored = state.tables[table].items.get(key);
+            let new = match action {
+                TransactWrite::Put { item, .. } => Some(item.clone()),
+                TransactWrite::Update {
+                    key: key_item,
+                    update,
+                    ..
+                } => {
+                    let mut new = stored.cloned().unwrap_or_else(|| key_item.clone());
+                    update.apply(&mut new);
+                    check_size(&new, OP)?;
+                    Some(new)
+                }
+                TransactWrite::Delete { .. } => None,
+                TransactWrite::Check { .. } => continue,
+            };
+            writes.push((table.clone(), key.clone(), new));
+        }
+        for (table, key, new) in writes {
+            let items = &mut state.table(&table, OP)?.items;
+            match new {
+                Some(item) => {
+                    items.insert(key, item);
+                }
+                None => {
+                    items.remove(&key);
+                }
+            }
+        }
+        state.transactions.insert(token.to_owned(), named);
+        Ok(Transacted::Committed)
     }
 
     async fn delete_item(

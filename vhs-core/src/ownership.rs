@@ -1038,63 +1038,14 @@ impl Store {
         let token = token.to_owned();
         let new = uploaded.staged.owned();
         let uris = uploaded.staged.uris();
-        let cleanup_on = self.options().clean_up_when_succeeded;
         let mut planned: (Vec<Owned>, Stamp) = (Vec::new(), Stamp::now(&token));
         let result = async {
             self.refresh(uploaded).await?;
             self.commit(target, &token, state, Some(&mut uploaded.proofs), |state| {
-                let plan = plan(state);
-                if matches!(plan, Plan::Update(..) | Plan::Put(_))
-                    && new.iter().any(|o| state.blocked(o))
-                {
-                    return Decision::Wait("an object it points to is being deleted");
-                }
-                match plan {
-                    Plan::Fail(e) => Decision::Fail(e),
-                    Plan::Done => Decision::Done,
-                    Plan::Put(mut item) => {
-                        item.insert(TOKENS.to_owned(), state.history_with(&token));
-                        let condition = match state {
-                            State::Placeholder(placeholder) => self
-                                .carry_over(target, placeholder, &new, &mut item)
-                                .and(state.unchanged(target)),
-                            _ => Condition::not_exists(target.hash_attr),
-                        };
-                        planned.0.clear();
-                        Decision::Write(Write::Put(item), condition)
-                    }
-                    Plan::Update(mut update, extra) => {
-                        let stamp = Stamp::now(&token).reserving();
-                        let marks = if cleanup_on {
-                            self.replaced(target, state, changed, &uris)
-                        } else {
-                            Vec::new()
-                        };
-                        update
-                            .set
-                            .push((TOKENS.to_owned(), state.history_with(&token)));
-                        update
-                            .set
-                            .extend(marks.iter().map(|o| (o.mark(), stamp.value())));
-                        let mut condition = state.unchanged(target);
-                        if let Some(extra) = extra {
-                            condition = condition.and(extra);
-                        }
-                        for o in &new {
-                            condition = condition.and(match state.reservation(target, o) {
-                                // Created after the reservation (proved before
-                                // the send): the commit ends it.
-                                Some(Reserved::Mark(value)) => {
-                                    update.remove.push(o.mark());
-                                    Condition::eq(o.mark(), value)
-                                }
-                                _ => Condition::not_exists(o.mark()),
-                            });
-                        }
-                        planned = (marks, stamp);
-                        Decision::Write(Write::Update(update), condition)
-                    }
-                }
+                let (decision, marks, stamp) =
+                    self.decide(target, &token, state, &new, &uris, changed, plan(state));
+                planned = (marks, stamp);
+                decision
             })
             .await
         }
@@ -1116,6 +1067,77 @@ impl Store {
             .release(target, marked, stamp, Reservation::Marks)
             .await;
         Ok(Written { committed, cleanup })
+    }
+
+    /// The protocol's form of `plan` on `state` (step 2): the write with the
+    /// token history and the deletion marks of the objects it stops referencing
+    /// in `changed` attributes (with `clean_up_when_succeeded`), conditioned on
+    /// the state being unchanged and on no object it points to (`new`, whose
+    /// URIs are `uris`) being marked, or waiting while one is being deleted.
+    /// Returns the decision, and the objects the write reserves under the stamp.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decide(
+        &self,
+        target: &Target,
+        token: &str,
+        state: &State,
+        new: &[Owned],
+        uris: &[String],
+        changed: &[&str],
+        plan: Plan,
+    ) -> (Decision, Vec<Owned>, Stamp) {
+        let none = |d: Decision| (d, Vec::new(), Stamp::now(token));
+        if matches!(plan, Plan::Update(..) | Plan::Put(_)) && new.iter().any(|o| state.blocked(o)) {
+            return none(Decision::Wait("an object it points to is being deleted"));
+        }
+        match plan {
+            Plan::Fail(e) => none(Decision::Fail(e)),
+            Plan::Done => none(Decision::Done),
+            Plan::Put(mut item) => {
+                item.insert(TOKENS.to_owned(), state.history_with(token));
+                let condition = match state {
+                    State::Placeholder(placeholder) => self
+                        .carry_over(target, placeholder, new, &mut item)
+                        .and(state.unchanged(target)),
+                    _ => Condition::not_exists(target.hash_attr),
+                };
+                none(Decision::Write(Write::Put(item), condition))
+            }
+            Plan::Update(mut update, extra) => {
+                let stamp = Stamp::now(token).reserving();
+                let marks = if self.options().clean_up_when_succeeded {
+                    self.replaced(target, state, changed, uris)
+                } else {
+                    Vec::new()
+                };
+                update
+                    .set
+                    .push((TOKENS.to_owned(), state.history_with(token)));
+                update
+                    .set
+                    .extend(marks.iter().map(|o| (o.mark(), stamp.value())));
+                let mut condition = state.unchanged(target);
+                if let Some(extra) = extra {
+                    condition = condition.and(extra);
+                }
+                for o in new {
+                    condition = condition.and(match state.reservation(target, o) {
+                        // Created after the reservation (proved before the
+                        // send): the commit ends it.
+                        Some(Reserved::Mark(value)) => {
+                            update.remove.push(o.mark());
+                            Condition::eq(o.mark(), value)
+                        }
+                        _ => Condition::not_exists(o.mark()),
+                    });
+                }
+                (
+                    Decision::Write(Write::Update(update), condition),
+                    marks,
+                    stamp,
+                )
+            }
+        }
     }
 
     /// What a Put replacing `placeholder` must keep: its deletion marks, except

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::backend::{
     Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo, MultipartStart,
     ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan,
-    StoredObject, TableSpec,
+    StoredObject, TableSpec, TransactWrite, Transacted,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::Result;
@@ -100,6 +100,10 @@ impl<B: Backend> Backend for Limited<B> {
     }
     async fn scan(&self, request: &Scan) -> Result<QueryPage> {
         self.on(&self.dynamodb, self.inner.scan(request)).await
+    }
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
+        self.on(&self.dynamodb, self.inner.transact_write(actions, token))
+            .await
     }
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         self.on(&self.s3, self.inner.create_bucket(bucket)).await
