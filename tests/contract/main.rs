@@ -19,6 +19,7 @@ mod races;
 mod round_trips;
 mod schedules;
 mod transact;
+mod transactions;
 mod transfers;
 mod versioned;
 
@@ -55,6 +56,12 @@ macro_rules! contract {
 }
 
 contract! {
+    schedules::transaction_after_a_concurrent_identical_write,
+    schedules::transaction_losing_a_version_race_to_identical_content,
+    transactions::transaction_commits_items_of_several_tables,
+    transactions::transaction_canceled_by_one_action_writes_nothing,
+    transactions::transaction_lost_responses_apply_once,
+    transactions::transaction_input_errors_send_nothing,
     queries::query_range_conditions_and_order,
     queries::query_pages_past_one_megabyte,
     queries::global_index_date_ranges_across_offsets,

@@ -14,7 +14,7 @@ use vhs::{
 };
 
 use crate::fixture::Fixture;
-use crate::models::Note;
+use crate::models::{Note, VDoc};
 
 type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -29,6 +29,9 @@ enum Point {
     /// Before the first conditional UpdateItem: between a writer's uploads and
     /// its commit.
     BeforeCommit,
+    /// Before the first TransactWriteItems: between a transaction's uploads and
+    /// reads and its commit.
+    BeforeTransaction,
 }
 
 /// A backend that runs another caller's work at one [`Point`] of a call.
@@ -137,6 +140,9 @@ impl Backend for EarlyAnswer {
         actions: &[vhs::TransactWrite],
         token: &str,
     ) -> vhs::Result<vhs::Transacted> {
+        if self.point == Point::BeforeTransaction {
+            self.run_hook().await;
+        }
         self.inner.transact_write(actions, token).await
     }
     async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
@@ -375,4 +381,119 @@ pub async fn gc_between_an_update_s_upload_and_its_commit(fx: Fixture) {
     assert!(hooked.ran(), "the schedule happened");
     let got = fx.store.get_large(&key).await.unwrap();
     assert_eq!(got.html.as_deref(), Some("B"));
+}
+
+fn vdoc_store(fx: &Fixture, backend: impl Backend) -> Store {
+    Store::builder(backend, fx.bucket.clone())
+        .prefix(fx.store.prefix())
+        .table_for::<Note>(fx.store.table_name::<Note>())
+        .table_for::<VDoc>(fx.store.table_name::<VDoc>())
+        .build()
+        .unwrap()
+}
+
+/// Another writer updates the item with the very content the transaction
+/// uploaded, between the transaction's read and its commit. The commit's
+/// condition fails (the item changed), the transaction decides again on the
+/// item the failure returned, and commits: the shared object is referenced by
+/// both writes in turn and never deleted.
+pub async fn transaction_after_a_concurrent_identical_write(fx: Fixture) {
+    fx.store.create_large(&Note::new("T", "x")).await.unwrap();
+    let other = vdoc_store(&fx, fx.raw.clone());
+    let hooked = Arc::new(EarlyAnswer::at(
+        Point::BeforeTransaction,
+        fx.raw.clone(),
+        async move {
+            other
+                .update_large(&Note::key("T"), Note::changes().set_html(Some("y".into())))
+                .await
+                .unwrap();
+        },
+    ));
+    let tx = vdoc_store(&fx, hooked.clone());
+    tx.transaction()
+        .update(&Note::key("T"), Note::changes().set_html(Some("y".into())))
+        .create(&Note::new("U", "y"))
+        .commit()
+        .await
+        .unwrap();
+    assert!(hooked.ran(), "the schedule happened");
+    tx.flush().await;
+    fx.store.flush().await;
+    assert_eq!(
+        fx.store.get_large(&Note::key("T")).await.unwrap(),
+        Note::new("T", "y")
+    );
+    assert_eq!(
+        fx.store.get_large(&Note::key("U")).await.unwrap(),
+        Note::new("U", "y")
+    );
+    // T's "y" and U's "y" (objects belong to their item); "x" was deleted.
+    assert_eq!(fx.objects().await.len(), 2, "{:?}", fx.objects().await);
+}
+
+/// Another writer wins the version race with identical content: the
+/// transaction's commit is canceled by the service, it decides again on the
+/// returned item, finds the version moved, and reports `VersionConflict`. Its
+/// cleanup must not delete the object it uploaded: the winner points to it.
+pub async fn transaction_losing_a_version_race_to_identical_content(fx: Fixture) {
+    let v1 = VDoc {
+        id: "R".into(),
+        version: 1,
+        body: Some("one".into()),
+        title: "t".into(),
+    };
+    fx.store.create_large(&v1).await.unwrap();
+    let other = vdoc_store(&fx, fx.raw.clone());
+    let hooked = Arc::new(EarlyAnswer::at(
+        Point::BeforeTransaction,
+        fx.raw.clone(),
+        async move {
+            other
+                .update_large(
+                    &VDoc::key("R"),
+                    VDoc::changes().set_body(Some("two".into())).if_version(1),
+                )
+                .await
+                .unwrap();
+        },
+    ));
+    let tx = vdoc_store(&fx, hooked.clone());
+    let err = tx
+        .transaction()
+        .update(
+            &VDoc::key("R"),
+            VDoc::changes().set_body(Some("two".into())).if_version(1),
+        )
+        .create(&Note::new("W", "w"))
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(hooked.ran(), "the schedule happened");
+    match err {
+        vhs::Error::TransactionCanceled { action: 0, reason } => assert!(
+            matches!(
+                *reason,
+                vhs::Error::VersionConflict {
+                    expected: 1,
+                    found: Some(2),
+                    ..
+                }
+            ),
+            "{reason}"
+        ),
+        other => panic!("{other}"),
+    }
+    tx.flush().await;
+    fx.store.flush().await;
+    let now = fx.store.get_large(&VDoc::key("R")).await.unwrap();
+    assert_eq!((now.version, now.body.as_deref()), (2, Some("two")));
+    assert!(fx
+        .store
+        .get_large(&Note::key("W"))
+        .await
+        .unwrap_err()
+        .is_not_found());
+    // Only R's "two": "one" was replaced, W's object removed with the cancel.
+    assert_eq!(fx.objects().await.len(), 1, "{:?}", fx.objects().await);
 }

@@ -46,8 +46,9 @@ pub use model::{
 };
 pub use retry::{retry, RetryPolicy};
 pub use store::{
-    Background, Cleanup, Cursor, Deleted, Options, Page, Precondition, QueryBuilder, ScanBuilder,
-    Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored, UpdateFragment, Updated,
+    Background, Cleanup, Commit, Cursor, Deleted, Options, Page, Precondition, QueryBuilder,
+    ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored, Transaction,
+    UpdateFragment, Updated,
 };
 
 pub use versioned::{MultiVersionStore, Order, Pruned, SingleVersionStore, Versioned, Written};

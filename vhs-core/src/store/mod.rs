@@ -13,6 +13,7 @@ mod limit;
 mod query;
 mod read;
 mod staged;
+mod transact;
 mod transfer;
 mod update;
 
@@ -31,6 +32,7 @@ pub use query::{Cursor, Page, QueryBuilder, ScanBuilder};
 pub(crate) use read::Bodies;
 pub use read::Stored;
 pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
+pub use transact::{Commit, Transaction};
 pub(crate) use transfer::ObjectPut;
 pub use update::Updated;
 

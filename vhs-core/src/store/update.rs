@@ -66,40 +66,15 @@ impl Store {
         changes: impl Into<Changes<M>>,
     ) -> Result<Updated<M>> {
         let changes = changes.into();
-        changes.validate()?;
         let target = self.target(key)?;
-        let uploads = self.plan(&target, &changes.large).await?;
-        let mut update = ItemUpdate {
-            set: changes
-                .set
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), v.clone()))
-                .collect(),
-            remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
-        };
-        let version = version_read::<M>(changes.expected_version, "if_version(..)")?;
-        let mut condition = changes.condition.clone();
-        if let Some((attr, v)) = version {
-            update.set.push((
-                attr.to_owned(),
-                AttributeValue::N(next_version(v)?.to_string()),
-            ));
-            let eq = Condition::eq(attr, v);
-            condition = Some(match condition {
-                Some(c) => c.and(eq),
-                None => eq,
-            });
-        }
-        for u in &uploads {
-            match u.stored(self.bucket()) {
-                Some(value) => update.set.push((u.attr.to_owned(), value)),
-                None => update.remove.push(u.attr.to_owned()),
-            }
-        }
-        let mut lower_bound = target.key.clone();
-        update.apply(&mut lower_bound);
-        check_item_size(&target, &lower_bound)?;
-        let changed: Vec<&str> = uploads.iter().map(|u| u.attr).collect();
+        let PreparedUpdate {
+            uploads,
+            update,
+            condition,
+            changed,
+            stale,
+        } = self.prepare_update(&target, &changes).await?;
+        let stale = |state: &State| stale.check(state);
 
         // Round trip 1: the uploads and the read, at once.
         let (uploaded, read) = self
@@ -108,30 +83,6 @@ impl Store {
             })
             .await;
         let mut uploaded = uploaded?;
-        let stale = |state: &State| -> Option<Error> {
-            let Some(item) = state.live() else {
-                return Some(target.not_found());
-            };
-            if condition.as_ref().is_some_and(|c| !c.evaluate(Some(item))) {
-                return Some(match version {
-                    Some((attr, expected))
-                        if !Condition::eq(attr, expected).evaluate(Some(item)) =>
-                    {
-                        Error::VersionConflict {
-                            table: target.table.clone(),
-                            key: target.describe.clone(),
-                            expected,
-                            found: number_attr(item, attr),
-                        }
-                    }
-                    _ => Error::ConditionFailed {
-                        table: target.table.clone(),
-                        key: target.describe.clone(),
-                    },
-                });
-            }
-            None
-        };
         let state = match read {
             Ok(item) => State::of(item),
             Err(e) => {
@@ -175,6 +126,121 @@ impl Store {
             old,
             staged: uploaded.into_staged(),
             cleanup: written.cleanup,
+        })
+    }
+}
+
+/// An update checked and planned, nothing sent: what `update_large` and a
+/// transaction's update write.
+pub(crate) struct PreparedUpdate {
+    pub uploads: Vec<super::Upload>,
+    /// Attributes set and removed, the version bump and the new pointers.
+    pub update: ItemUpdate,
+    /// The caller's condition and the version read, checked by the service.
+    pub condition: Option<Condition>,
+    /// The large attributes it writes (their old objects are replaced).
+    pub changed: Vec<&'static str>,
+    pub stale: Stale,
+}
+
+/// What makes a write's premise false on a state of the item: no live item,
+/// the caller's condition, the version read.
+#[derive(Debug, Clone)]
+pub(crate) struct Stale {
+    pub target: crate::ownership::Target,
+    pub condition: Option<Condition>,
+    pub version: Option<(&'static str, u64)>,
+}
+
+impl Stale {
+    /// The error the write fails with on `state`, if its premise is false.
+    pub fn check(&self, state: &State) -> Option<Error> {
+        let target = &self.target;
+        let Some(item) = state.live() else {
+            return Some(target.not_found());
+        };
+        if let Some((attr, expected)) = self.version {
+            if !Condition::eq(attr, expected).evaluate(Some(item)) {
+                return Some(Error::VersionConflict {
+                    table: target.table.clone(),
+                    key: target.describe.clone(),
+                    expected,
+                    found: number_attr(item, attr),
+                });
+            }
+        }
+        if self
+            .condition
+            .as_ref()
+            .is_some_and(|c| !c.evaluate(Some(item)))
+        {
+            return Some(Error::ConditionFailed {
+                table: target.table.clone(),
+                key: target.describe.clone(),
+            });
+        }
+        None
+    }
+
+    /// The caller's condition and the version, as one condition.
+    pub fn condition(&self) -> Option<Condition> {
+        let version = self.version.map(|(attr, v)| Condition::eq(attr, v));
+        match (self.condition.clone(), version) {
+            (Some(c), Some(v)) => Some(c.and(v)),
+            (c, v) => c.or(v),
+        }
+    }
+}
+
+impl Store {
+    /// Checks `changes` and plans their uploads (hashing the values): every
+    /// check an update makes before it sends anything.
+    pub(crate) async fn prepare_update<M: Model>(
+        &self,
+        target: &crate::ownership::Target,
+        changes: &Changes<M>,
+    ) -> Result<PreparedUpdate> {
+        changes.validate()?;
+        if let Some(c) = &changes.condition {
+            c.check()?;
+        }
+        let uploads = self.plan(target, &changes.large).await?;
+        let mut update = ItemUpdate {
+            set: changes
+                .set
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect(),
+            remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        let version = version_read::<M>(changes.expected_version, "if_version(..)")?;
+        if let Some((attr, v)) = version {
+            update.set.push((
+                attr.to_owned(),
+                AttributeValue::N(next_version(v)?.to_string()),
+            ));
+        }
+        for u in &uploads {
+            match u.stored(self.bucket()) {
+                Some(value) => update.set.push((u.attr.to_owned(), value)),
+                None => update.remove.push(u.attr.to_owned()),
+            }
+        }
+        let mut lower_bound = target.key.clone();
+        update.apply(&mut lower_bound);
+        check_item_size(target, &lower_bound)?;
+        let changed: Vec<&'static str> = uploads.iter().map(|u| u.attr).collect();
+        let stale = Stale {
+            target: target.clone(),
+            condition: changes.condition.clone(),
+            version,
+        };
+        Ok(PreparedUpdate {
+            uploads,
+            update,
+            condition: stale.condition(),
+            changed,
+            stale,
         })
     }
 }
