@@ -5,6 +5,7 @@
 //!
 //! One test binary, so the emulator starts once per run.
 
+mod cache;
 mod cases;
 mod chaos;
 mod emulator;
@@ -56,6 +57,10 @@ macro_rules! contract {
 }
 
 contract! {
+    schedules::cached_read_racing_a_write_is_not_served,
+    cache::cache_serves_items_and_bodies_until_their_ttl,
+    cache::cache_is_invalidated_by_every_write,
+    cache::cache_serves_query_pages_until_their_ttl,
     schedules::transaction_after_a_concurrent_identical_write,
     schedules::transaction_losing_a_version_race_to_identical_content,
     transactions::transaction_commits_items_of_several_tables,

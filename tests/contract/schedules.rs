@@ -32,6 +32,9 @@ enum Point {
     /// Before the first TransactWriteItems: between a transaction's uploads and
     /// reads and its commit.
     BeforeTransaction,
+    /// After the first GetItem read its item, before its answer returns: a
+    /// write that lands between a read and what the reader does with it.
+    AfterFirstRead,
 }
 
 /// A backend that runs another caller's work at one [`Point`] of a call.
@@ -99,7 +102,11 @@ impl Backend for EarlyAnswer {
         if self.point == Point::Early412 {
             self.hook_done.wait().await;
         }
-        self.inner.get_item(table, key, consistent).await
+        let read = self.inner.get_item(table, key, consistent).await;
+        if self.point == Point::AfterFirstRead {
+            self.run_hook().await;
+        }
+        read
     }
     async fn put_item(
         &self,
@@ -496,4 +503,49 @@ pub async fn transaction_losing_a_version_race_to_identical_content(fx: Fixture)
         .is_not_found());
     // Only R's "two": "one" was replaced, W's object removed with the cancel.
     assert_eq!(fx.objects().await.len(), 1, "{:?}", fx.objects().await);
+}
+
+/// A read cache must never serve what a read that raced a write saw: the
+/// reader's GetItem answers the old item, the same store's update (of an
+/// ordinary attribute, so the old item's objects stay) lands and returns, then
+/// the reader stores what it read. The next read must miss and see the update.
+pub async fn cached_read_racing_a_write_is_not_served(fx: Fixture) {
+    let v = VDoc {
+        id: "K".into(),
+        version: 1,
+        body: Some("body".into()),
+        title: "old".into(),
+    };
+    fx.store.create_large(&v).await.unwrap();
+    let cell: Arc<std::sync::OnceLock<Store>> = Arc::new(std::sync::OnceLock::new());
+    let writer = cell.clone();
+    let hooked = Arc::new(EarlyAnswer::at(
+        Point::AfterFirstRead,
+        fx.raw.clone(),
+        async move {
+            let store = writer.get().expect("store built").clone();
+            store
+                .update_large(
+                    &VDoc::key("K"),
+                    VDoc::changes().set_title("new".into()).if_version(1),
+                )
+                .await
+                .unwrap();
+        },
+    ));
+    let store = Store::builder(hooked.clone(), fx.bucket.clone())
+        .prefix(fx.store.prefix())
+        .table_for::<VDoc>(fx.store.table_name::<VDoc>())
+        .cache(vhs::CacheOptions::new().ttl(std::time::Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    cell.set(store.clone()).unwrap();
+    // The racing read answers what it read...
+    let raced = store.get_large(&VDoc::key("K")).await.unwrap();
+    assert!(hooked.ran(), "the schedule happened");
+    assert_eq!((raced.title.as_str(), raced.version), ("old", 1));
+    // ...but the cache does not keep serving it.
+    let next = store.get_large(&VDoc::key("K")).await.unwrap();
+    assert_eq!((next.title.as_str(), next.version), ("new", 2));
+    store.flush().await;
 }

@@ -9,6 +9,7 @@ mod attr;
 mod aws;
 mod backend;
 mod blob;
+mod cache;
 mod changes;
 mod compress;
 mod condition;
@@ -34,6 +35,7 @@ pub use backend::{
     MIN_PART_BYTES,
 };
 pub use blob::Blob;
+pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
 pub use changes::{Changes, LargeValues};
 pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
 pub use error::{BoxError, Error, Result};

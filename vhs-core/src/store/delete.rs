@@ -104,6 +104,9 @@ impl Store {
         precondition: impl Into<Precondition>,
     ) -> Result<Deleted<M>> {
         let precondition = precondition.into();
+        if let Some(c) = &precondition.condition {
+            c.check()?;
+        }
         let version = version_read::<M>(precondition.version, "Precondition::if_version(..)")?;
         let target = self.target(key)?;
         let (old, cleanup) = self

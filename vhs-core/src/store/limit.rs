@@ -19,6 +19,9 @@ use crate::backend::{
     ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan,
     StoredObject, TableSpec, TransactWrite, Transacted,
 };
+use std::sync::Arc;
+
+use crate::cache::ReadCache;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::Result;
 use crate::model::Item;
@@ -29,16 +32,36 @@ pub(crate) struct Limited<B> {
     inner: B,
     dynamodb: Semaphore,
     s3: Semaphore,
+    /// Told of every write to a table when it returns.
+    cache: Option<Arc<ReadCache>>,
 }
 
 impl<B: Backend> Limited<B> {
     /// At most `per_service` DynamoDB calls and `per_service` S3 calls at once.
-    pub(crate) fn new(inner: B, per_service: usize) -> Self {
+    /// Every write to a table returning invalidates what `cache` holds of it.
+    pub(crate) fn new(inner: B, per_service: usize, cache: Option<Arc<ReadCache>>) -> Self {
         Limited {
             inner,
             dynamodb: Semaphore::new(per_service),
             s3: Semaphore::new(per_service),
+            cache,
         }
+    }
+
+    /// A DynamoDB write to `tables`: whatever its outcome, the read cache
+    /// forgets the tables once it returned (see [`ReadCache`]).
+    async fn write<T>(
+        &self,
+        tables: &[&str],
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let out = self.on(&self.dynamodb, call).await;
+        if let Some(cache) = &self.cache {
+            for table in tables {
+                cache.invalidate(table);
+            }
+        }
+        out
     }
 
     async fn on<T>(
@@ -67,7 +90,7 @@ impl<B: Backend> Backend for Limited<B> {
         item: Item,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Option<Item>>> {
-        self.on(&self.dynamodb, self.inner.put_item(table, item, condition))
+        self.write(&[table], self.inner.put_item(table, item, condition))
             .await
     }
     async fn update_item(
@@ -77,8 +100,8 @@ impl<B: Backend> Backend for Limited<B> {
         update: &ItemUpdate,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Item>> {
-        self.on(
-            &self.dynamodb,
+        self.write(
+            &[table],
             self.inner.update_item(table, key, update, condition),
         )
         .await
@@ -89,11 +112,8 @@ impl<B: Backend> Backend for Limited<B> {
         key: &Item,
         condition: Option<&Condition>,
     ) -> Result<Conditional<Option<Item>>> {
-        self.on(
-            &self.dynamodb,
-            self.inner.delete_item(table, key, condition),
-        )
-        .await
+        self.write(&[table], self.inner.delete_item(table, key, condition))
+            .await
     }
     async fn query(&self, request: &Query) -> Result<QueryPage> {
         self.on(&self.dynamodb, self.inner.query(request)).await
@@ -102,7 +122,8 @@ impl<B: Backend> Backend for Limited<B> {
         self.on(&self.dynamodb, self.inner.scan(request)).await
     }
     async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
-        self.on(&self.dynamodb, self.inner.transact_write(actions, token))
+        let tables: Vec<&str> = actions.iter().map(TransactWrite::table).collect();
+        self.write(&tables, self.inner.transact_write(actions, token))
             .await
     }
     async fn create_bucket(&self, bucket: &str) -> Result<()> {

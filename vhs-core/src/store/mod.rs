@@ -41,6 +41,7 @@ use crate::backend::{
     MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES,
 };
 use crate::blob::{md5_of, md5_of_blob, Blob};
+use crate::cache::{CacheOptions, ReadCache};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::layout::{escape, normalize_prefix, object_id, Encoding, Md5Sum, Pointer};
@@ -131,6 +132,7 @@ pub struct StoreBuilder {
     tables: HashMap<String, String>,
     table_prefixes: HashMap<String, String>,
     on_cleanup: Option<janitor::OnCleanup>,
+    cache: Option<CacheOptions>,
 }
 
 impl StoreBuilder {
@@ -249,6 +251,16 @@ impl StoreBuilder {
         self
     }
 
+    /// Turns the read cache on (it is off by default): items read by
+    /// [`Store::get_large`], query and scan pages, and object bodies, shared by
+    /// the store's clones. Every write through this store invalidates what is
+    /// cached of its table; **writes by other processes are not seen** until
+    /// the TTL passes (see [`CacheOptions`]). Consistent reads bypass it.
+    pub fn cache(mut self, options: CacheOptions) -> Self {
+        self.cache = Some(options);
+        self
+    }
+
     /// The store. Fails on an empty bucket name, a zero concurrency, and on two
     /// tables whose objects would share a prefix (equal, or one inside the other).
     pub fn build(self) -> Result<Store> {
@@ -282,6 +294,7 @@ impl StoreBuilder {
                 self.options.multipart_threshold
             )));
         }
+        let cache = self.cache.map(|o| Arc::new(ReadCache::new(o)));
         let store = Store {
             inner: Arc::new(Inner {
                 janitor: Janitor::new(
@@ -292,7 +305,9 @@ impl StoreBuilder {
                 backend: Arc::new(limit::Limited::new(
                     self.backend,
                     self.options.max_in_flight,
+                    cache.clone(),
                 )),
+                cache,
                 bucket: self.bucket,
                 prefix: self.prefix,
                 options: self.options,
@@ -334,6 +349,7 @@ pub struct Store {
 
 struct Inner {
     backend: Arc<dyn Backend>,
+    cache: Option<Arc<ReadCache>>,
     bucket: String,
     prefix: String,
     options: Options,
@@ -351,6 +367,7 @@ impl fmt::Debug for Store {
             .field("options", &self.inner.options)
             .field("tables", &self.inner.tables)
             .field("table_prefixes", &self.inner.table_prefixes)
+            .field("cache", &self.inner.cache)
             .finish()
     }
 }
@@ -600,7 +617,13 @@ impl Store {
             tables: HashMap::new(),
             table_prefixes: HashMap::new(),
             on_cleanup: None,
+            cache: None,
         }
+    }
+
+    /// The read cache, if the store has one ([`StoreBuilder::cache`]).
+    pub(crate) fn cache(&self) -> Option<&ReadCache> {
+        self.inner.cache.as_deref()
     }
 
     /// The backend (for calls of your own, or to inspect it in tests).

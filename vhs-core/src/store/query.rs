@@ -1,6 +1,7 @@
 //! Queries and scans: paginated streams of models, of a table or of one of its
 //! secondary indexes.
 
+use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
@@ -123,6 +124,8 @@ struct Listing {
     keys: Vec<&'static str>,
     limit: Option<usize>,
     page_size: Option<usize>,
+    /// The model returned, whose page TTL applies in the read cache.
+    model: TypeId,
 }
 
 impl Listing {
@@ -178,14 +181,30 @@ impl Listing {
             (Some(l), Some(p)) => Some(l.min(p)),
             (l, p) => l.or(p),
         };
-        match &self.request {
+        let (table, consistent) = match &self.request {
+            Request::Query(q) => (&q.table, q.consistent),
+            Request::Scan(s) => (&s.table, s.consistent),
+        };
+        let cache = self.store.cache().filter(|_| !consistent);
+        // Taken before the read (see `ReadCache`).
+        let cached = cache.map(|c| {
+            let generation = c.generation(table);
+            let request = self.canonical(start.as_ref(), page);
+            (c, generation, request)
+        });
+        if let Some((c, generation, request)) = &cached {
+            if let Some(hit) = c.page(table, *generation, request) {
+                return Ok(hit);
+            }
+        }
+        let fetched = match &self.request {
             Request::Query(q) => {
                 let q = Query {
                     start,
                     limit: page,
                     ..Query::clone(q)
                 };
-                self.store.backend().query(&q).await
+                self.store.backend().query(&q).await?
             }
             Request::Scan(s) => {
                 let s = Scan {
@@ -193,9 +212,30 @@ impl Listing {
                     limit: page,
                     ..Scan::clone(s)
                 };
-                self.store.backend().scan(&s).await
+                self.store.backend().scan(&s).await?
             }
+        };
+        if let Some((c, generation, request)) = cached {
+            c.put_page(self.model, table, generation, &request, fetched.clone());
         }
+        Ok(fetched)
+    }
+
+    /// Every argument of one request, in a canonical form: the page cache key.
+    fn canonical(&self, start: Option<&Item>, limit: Option<usize>) -> String {
+        let mut start: Vec<(&String, &AttributeValue)> = start.into_iter().flatten().collect();
+        start.sort_by(|a, b| a.0.cmp(b.0));
+        let request = match &self.request {
+            Request::Query(q) => format!(
+                "query {:?} {:?} {:?} {:?} {:?} {}",
+                q.index, q.hash_key, q.range, q.filter, q.projection, q.descending
+            ),
+            Request::Scan(s) => format!("scan {:?} {:?} {:?}", s.segment, s.filter, s.projection),
+        };
+        format!(
+            "{request} limit {limit:?} start {start:?} model {:?}",
+            self.model
+        )
     }
 }
 
@@ -602,6 +642,7 @@ impl<T: Model> QueryBuilder<T> {
                 keys,
                 limit: self.limit,
                 page_size: self.page_size,
+                model: TypeId::of::<T>(),
             },
             start,
         ))
@@ -781,6 +822,7 @@ impl<T: Model> ScanBuilder<T> {
                     keys: keys.clone(),
                     limit: None,
                     page_size: self.page_size,
+                    model: TypeId::of::<T>(),
                 };
                 typed(self.store.clone(), listing.raw_pages(start.clone()), load)
             })

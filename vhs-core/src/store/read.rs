@@ -91,7 +91,38 @@ impl Store {
 
     async fn read<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<M> {
         let prefix = self.table_prefix(self.table_name::<M>())?;
-        let stored = self.get_stored(key, consistent).await?;
+        let stored = match self.cache() {
+            None => self.get_stored(key, consistent).await?,
+            Some(cache) => {
+                let target = self.target(key)?;
+                // Taken before the read: a write that returns meanwhile moves
+                // it on, and what this read stores is never served.
+                let generation = cache.generation(&target.table);
+                let cached = (!consistent)
+                    .then(|| cache.item(&target.table, generation, &target.describe))
+                    .flatten();
+                let item = match cached {
+                    Some(item) => item,
+                    None => match State::of(
+                        self.backend()
+                            .get_item(&target.table, &target.key, consistent)
+                            .await?,
+                    ) {
+                        State::Live(item) => {
+                            cache.put_item::<M>(
+                                &target.table,
+                                generation,
+                                &target.describe,
+                                item.clone(),
+                            );
+                            item
+                        }
+                        _ => return Err(target.not_found()),
+                    },
+                };
+                Stored::from_item(item)?
+            }
+        };
         self.load_read(key, &prefix, stored).await
     }
 
@@ -322,13 +353,19 @@ impl Store {
             .into_iter()
             .map(|(index, attr, pointer)| async move {
                 let key = &pointer.0.key;
-                let cached = bodies.and_then(|b| b.lock().ok()?.get(key).cloned());
+                let cached = bodies
+                    .and_then(|b| b.lock().ok()?.get(key).cloned())
+                    .or_else(|| self.cache()?.body(key));
                 let stored = match cached {
                     Some(body) => body,
                     None => {
+                        // Checked against the MD5 in its key.
                         let body = self.fetch(attr, &pointer).await?;
                         if let Some(mut b) = bodies.and_then(|b| b.lock().ok()) {
                             b.insert(key.clone(), body.clone());
+                        }
+                        if let Some(cache) = self.cache() {
+                            cache.put_body(key, body.clone());
                         }
                         body
                     }
