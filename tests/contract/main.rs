@@ -19,6 +19,7 @@ mod queries;
 mod races;
 mod round_trips;
 mod schedules;
+mod timestamps;
 mod transact;
 mod transactions;
 mod transfers;
@@ -57,6 +58,7 @@ macro_rules! contract {
 }
 
 contract! {
+    timestamps::updated_at_is_set_by_every_write,
     schedules::cached_read_racing_a_write_is_not_served,
     cache::cache_serves_items_and_bodies_until_their_ttl,
     cache::cache_is_invalidated_by_every_write,

@@ -319,3 +319,16 @@ pub struct Reading {
     pub label: String,
     pub filler: String,
 }
+
+/// A note whose `updatedAt` the store sets on every write.
+#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[vhs(table = "notes")]
+pub struct Stamped {
+    #[vhs(hash_key)]
+    pub pk: String,
+    #[vhs(updated_at, rename = "updatedAt")]
+    pub updated: Option<DateTime<Utc>>,
+    pub n: u32,
+    #[large]
+    pub html: Option<String>,
+}

@@ -44,7 +44,7 @@ pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
     canonical_time, IndexDef, IndexKeyType, IndexKind, Item, Json, Key, KeyDef, KeyKind, KeyType,
-    KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, VersionType,
+    KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, TimestampType, VersionType,
 };
 pub use retry::{retry, RetryPolicy};
 pub use store::{

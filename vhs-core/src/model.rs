@@ -255,6 +255,9 @@ pub struct Schema {
     pub version: Option<&'static str>,
     /// The secondary indexes, in declaration order.
     pub indexes: &'static [IndexDef],
+    /// The `#[vhs(updated_at)]` attribute, if any: every create and update
+    /// sets it to the time of the write (canonical UTC text).
+    pub updated_at: Option<&'static str>,
 }
 
 impl Schema {
@@ -410,6 +413,33 @@ impl<M: Model> fmt::Debug for Key<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({self})")
     }
+}
+
+/// A type a `#[vhs(updated_at)]` field can have: `DateTime<Utc>`,
+/// `DateTime<FixedOffset>`, or an `Option` of one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a vhs `updated_at` attribute",
+    label = "`updated_at` fields are `chrono::DateTime<Utc>` or `DateTime<FixedOffset>`, or an `Option` of one",
+    note = "the store writes the time of every write into it, as canonical UTC text"
+)]
+pub trait TimestampType {}
+
+impl TimestampType for chrono::DateTime<chrono::Utc> {}
+impl TimestampType for chrono::DateTime<chrono::FixedOffset> {}
+impl<T: TimestampType> TimestampType for Option<T> {}
+
+/// Sets `M`'s `#[vhs(updated_at)]` attribute of `item` to now, if it has one.
+pub(crate) fn stamp_updated_at<M: Model>(item: &mut Item) {
+    if let Some((attr, now)) = updated_now::<M>() {
+        item.insert(attr.to_owned(), now);
+    }
+}
+
+/// `M`'s `#[vhs(updated_at)]` attribute and the time now, as stored.
+pub(crate) fn updated_now<M: Model>() -> Option<(&'static str, AttributeValue)> {
+    let attr = M::SCHEMA.updated_at?;
+    let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+    Some((attr, AttributeValue::S(canonical_time(&now))))
 }
 
 /// A type a `#[vhs(version)]` field can have: an integer type.
@@ -580,6 +610,11 @@ pub mod derive_support {
     /// The kind of a key type, for the schema constant.
     pub const fn key_kind<T: KeyType + ?Sized>() -> KeyKind {
         T::KIND
+    }
+
+    /// Checks an `updated_at` field's type, for the schema constant.
+    pub const fn updated_at_attr<T: TimestampType + ?Sized>(name: &'static str) -> &'static str {
+        name
     }
 
     /// Checks a version field's type, for the schema constant.

@@ -118,10 +118,20 @@ enum Expect {
 }
 
 /// An envelope without vhs's bookkeeping, for comparing values.
-fn content(item: &Item) -> Item {
+/// What a stored version holds, bookkeeping left out, and the time of the
+/// write (`updated_at`, an attribute of the value) too: a put of the same
+/// value later is the same content.
+fn content(item: &Item, updated_at: Option<&str>) -> Item {
     item.iter()
         .filter(|(k, _)| !k.starts_with("vhs:"))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| match (k.as_str(), v, updated_at) {
+            (VALUE, AttributeValue::M(value), Some(attr)) => {
+                let mut value = value.clone();
+                value.remove(attr);
+                (k.clone(), AttributeValue::M(value))
+            }
+            _ => (k.clone(), v.clone()),
+        })
         .collect()
 }
 
@@ -234,7 +244,9 @@ impl<M: Model> Core<M> {
     fn record(&self, target: &Target, version: u64, value: &M) -> Result<Item> {
         let mut record = target.key.clone();
         record.insert(VERSION.to_owned(), AttributeValue::N(version.to_string()));
-        record.insert(VALUE.to_owned(), AttributeValue::M(value.to_item()?));
+        let mut value = value.to_item()?;
+        crate::model::stamp_updated_at::<M>(&mut value);
+        record.insert(VALUE.to_owned(), AttributeValue::M(value));
         Ok(record)
     }
 
@@ -464,7 +476,7 @@ impl<M: Model> Core<M> {
             }
         };
         let large: Vec<&str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
-        let ours = content(&record);
+        let ours = content(&record, M::SCHEMA.updated_at);
         let written = store
             .write(&target, token, &mut uploaded, state, &large, |state| {
                 let Some(stored) = state.live() else {
@@ -476,7 +488,7 @@ impl<M: Model> Core<M> {
                 let found = number_attr(stored, VERSION);
                 if matches!(expect, Expect::Lower)
                     && found == Some(version)
-                    && content(stored) == ours
+                    && content(stored, M::SCHEMA.updated_at) == ours
                 {
                     // `put` of the identical value at this version: idempotent
                     // success. (A read-modify-write that computed the same value as

@@ -131,6 +131,13 @@ impl<'a> Input<'a> {
             .find(|field| matches!(field.role, Role::RangeKey))
     }
 
+    /// The `#[vhs(updated_at)]` field, if any.
+    pub fn updated_at(&self) -> Option<&Field<'a>> {
+        self.fields
+            .iter()
+            .find(|field| field.attrs.updated_at.is_some())
+    }
+
     /// The `#[vhs(version)]` field, if any.
     pub fn version(&self) -> Option<&Field<'a>> {
         self.fields
@@ -215,9 +222,10 @@ impl<'a> Field<'a> {
         matches!(self.role, Role::HashKey | Role::RangeKey)
     }
 
-    /// A key of the table or of a secondary index: written in its key form.
+    /// A key of the table or of a secondary index, or the `updated_at`
+    /// timestamp: written in its key form (a timestamp as canonical text).
     pub fn is_any_key(&self) -> bool {
-        self.is_key() || self.attrs.index_keys().next().is_some()
+        self.is_key() || self.attrs.index_keys().next().is_some() || self.attrs.updated_at.is_some()
     }
 }
 

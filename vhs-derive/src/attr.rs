@@ -23,6 +23,8 @@ pub struct FieldAttrs<'a> {
     pub range_key: Option<Path>,
     /// The `version` word, kept for error spans.
     pub version: Option<Path>,
+    /// The `updated_at` word, kept for error spans.
+    pub updated_at: Option<Path>,
     pub rename: Option<LitStr>,
     pub large: Option<Large<'a>>,
     /// `gsi_hash = "index"`, once per global index the field is the hash key of.
@@ -68,7 +70,7 @@ const MAX_INLINE: u64 = 400 * 1024;
 
 const CONTAINER_KEYS: &str = "`table` or `crate`";
 const FIELD_KEYS: &str =
-    "`hash_key`, `range_key`, `version`, `rename`, `gsi_hash`, `gsi_range` or `lsi`";
+    "`hash_key`, `range_key`, `version`, `updated_at`, `rename`, `gsi_hash`, `gsi_range` or `lsi`";
 
 pub fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
     let mut out = ContainerAttrs {
@@ -122,6 +124,7 @@ pub fn field<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> 
         hash_key: None,
         range_key: None,
         version: None,
+        updated_at: None,
         rename: None,
         large: None,
         gsi_hash: Vec::new(),
@@ -153,6 +156,9 @@ fn field_key(meta: &ParseNestedMeta, out: &mut FieldAttrs) -> Result<()> {
     } else if meta.path.is_ident("version") {
         flag(meta, "version")?;
         set_once(meta, &mut out.version, meta.path.clone())
+    } else if meta.path.is_ident("updated_at") {
+        flag(meta, "updated_at")?;
+        set_once(meta, &mut out.updated_at, meta.path.clone())
     } else if meta.path.is_ident("rename") {
         let rename = string(meta, "rename")?;
         set_once(meta, &mut out.rename, rename)
@@ -302,6 +308,7 @@ fn is_field_key(path: &Path) -> bool {
         "hash_key",
         "range_key",
         "version",
+        "updated_at",
         "rename",
         "gsi_hash",
         "gsi_range",

@@ -140,6 +140,15 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
         })
     });
 
+    let updated_at_def = match input.updated_at() {
+        Some(field) => {
+            let (name, ty) = (&field.name, field.ty);
+            let attr = quote_spanned!(ty.span()=> #p::updated_at_attr::<#ty>(#name));
+            quote!(#p::Option::Some(#attr))
+        }
+        None => quote!(#p::Option::None),
+    };
+
     let key_value = |field: &Field| {
         let (member, ty) = (field.ident, field.ty);
         quote_spanned!(ty.span()=> #p::key_value::<#ty>(&self.#member))
@@ -234,6 +243,7 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 attributes: &[#(#attribute_names),*],
                 version: #version_def,
                 indexes: &[#(#index_defs),*],
+                updated_at: #updated_at_def,
             };
 
             fn primary_key(&self) -> #p::Key<Self> {
@@ -428,6 +438,8 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
         let set = match field.role {
             // The store writes the version; `if_version` states the expected one.
             Role::HashKey | Role::RangeKey | Role::Version => continue,
+            // The store sets it on every write.
+            Role::Plain if field.attrs.updated_at.is_some() => continue,
             Role::Large { inner } => {
                 let index = Literal::usize_unsuffixed(large_index);
                 large_index += 1;

@@ -52,6 +52,11 @@ use syn::{parse_macro_input, DeriveInput};
 ///   is the natural choice). It is stored like an ordinary attribute, but it is
 ///   the store that writes it, so the update builder has no setter for it; an
 ///   update states the version it read with `if_version` instead.
+/// - `#[vhs(updated_at)]`: every create and update the store makes sets this
+///   attribute to the time of the write (canonical UTC text, like a timestamp
+///   key); at most one field, not a key, `#[large]` or the version. Its type is
+///   `chrono::DateTime<Utc>` or `DateTime<FixedOffset>`, or an `Option` of one
+///   (what you set is replaced). The update builder has no setter for it.
 /// - `#[vhs(rename = "...")]`: the attribute name; defaults to the field's name.
 /// - `#[large]`, `#[large(content_type = "...")]`: the value is stored as an S3
 ///   object and the item holds a pointer to it. The field's type is `Option<T>`

@@ -14,6 +14,7 @@ pub fn validate(input: &Input, errors: &mut Errors) {
     check_generics(input.generics, errors);
     check_keys(input, errors);
     check_version(input, errors);
+    check_updated_at(input, errors);
     for field in &input.fields {
         check_field(field, errors);
     }
@@ -200,6 +201,31 @@ fn check_version(input: &Input, errors: &mut Errors) {
             ));
         }
         version.get_or_insert(field);
+    }
+}
+
+fn check_updated_at(input: &Input, errors: &mut Errors) {
+    let mut first: Option<&Field> = None;
+    for field in &input.fields {
+        let Some(word) = &field.attrs.updated_at else {
+            continue;
+        };
+        if field.is_key() || field.attrs.large.is_some() || field.attrs.version.is_some() {
+            errors.push(Error::new_spanned(
+                word,
+                "`#[vhs(updated_at)]` goes on an ordinary field (not a key, `#[large]` or the version): the store sets it on every write",
+            ));
+        } else if let Some(first) = first {
+            errors.push(Error::new_spanned(
+                word,
+                format!(
+                    "duplicate `updated_at`: field `{}` is already `#[vhs(updated_at)]`",
+                    first.ident
+                ),
+            ));
+        } else {
+            first = Some(field);
+        }
     }
 }
 

@@ -59,7 +59,9 @@ impl Store {
             if !seen.insert(target.describe.clone()) {
                 return Err(twice(&target));
             }
-            inputs.push((target, item.to_item()?, LargeValues::of(item)?));
+            let mut record = item.to_item()?;
+            crate::model::stamp_updated_at::<M>(&mut record);
+            inputs.push((target, record, LargeValues::of(item)?));
         }
         let checks: Vec<_> = inputs
             .into_iter()

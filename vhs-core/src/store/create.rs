@@ -26,7 +26,8 @@ impl Store {
     pub async fn create_large<M: Model>(&self, item: &M) -> Result<Staged<M>> {
         let key = item.primary_key();
         let target = self.target(&key)?;
-        let record = item.to_item()?;
+        let mut record = item.to_item()?;
+        crate::model::stamp_updated_at::<M>(&mut record);
         self.create_record(&target, LargeValues::of(item)?, record, |_| {
             Plan::Fail(Error::AlreadyExists {
                 table: target.table.clone(),

@@ -158,7 +158,10 @@ impl Transaction {
     pub fn create<M: Model>(mut self, item: &M) -> Self {
         let store = self.store.clone();
         let target = store.target(&item.primary_key());
-        let record = item.to_item();
+        let record = item.to_item().map(|mut record| {
+            crate::model::stamp_updated_at::<M>(&mut record);
+            record
+        });
         let values = LargeValues::of(item);
         self.actions.push(Box::pin(async move {
             let (target, mut record, values) = (target?, record?, values?);

@@ -226,6 +226,14 @@ impl Store {
                 None => update.remove.push(u.attr.to_owned()),
             }
         }
+        // A write of anything sets `#[vhs(updated_at)]`; no change writes nothing.
+        if !update.is_empty() {
+            if let Some((attr, now)) = crate::model::updated_now::<M>() {
+                update.remove.retain(|a| a != attr);
+                update.set.retain(|(a, _)| a != attr);
+                update.set.push((attr.to_owned(), now));
+            }
+        }
         let mut lower_bound = target.key.clone();
         update.apply(&mut lower_bound);
         check_item_size(target, &lower_bound)?;
