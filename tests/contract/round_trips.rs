@@ -72,10 +72,13 @@ impl Depth {
         self.flying[s].fetch_sub(1, Ordering::SeqCst);
         // Calls sent together are polled for the first time one after another
         // in the caller's task; a loaded machine may answer one before the next
-        // was polled at all. Yielding first lets every call already queued in
-        // that task start before this one counts as finished, so the count
-        // depends on what waits for what, not on timing.
-        for _ in 0..4 {
+        // was polled at all, and tokio's cooperative budget can make a sibling's
+        // first poll (a semaphore permit, say) wait for a later poll of the
+        // task. Yielding first lets every call already queued in that task
+        // start before this one counts as finished, so the count depends on
+        // what waits for what, not on timing. (4 yields were seen to fall short
+        // of 16 uploads started at once, under a loaded full run.)
+        for _ in 0..64 {
             tokio::task::yield_now().await;
         }
         self.finished.fetch_max(depth, Ordering::SeqCst);

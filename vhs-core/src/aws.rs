@@ -700,10 +700,27 @@ impl Backend for AwsBackend {
 
     async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
         const OP: &str = "TransactWriteItems";
+        // The part every kind of action has: its condition, the expression
+        // placeholders, the stored item on a failed condition; then `build()`.
+        macro_rules! conditional {
+            ($builder:expr, $expr:expr, $p:expr) => {
+                built(
+                    "dynamodb",
+                    OP,
+                    $builder
+                        .set_condition_expression($expr)
+                        .set_expression_attribute_names(non_empty($p.names))
+                        .set_expression_attribute_values(non_empty($p.values))
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build(),
+                )?
+            };
+        }
         let mut items = Vec::with_capacity(actions.len());
         for action in actions {
             let mut p = Placeholders::default();
-            let old = ReturnValuesOnConditionCheckFailure::AllOld;
             let item = match action {
                 TransactWrite::Put {
                     table,
@@ -713,14 +730,9 @@ impl Backend for AwsBackend {
                     let expr = condition_parts(condition.as_ref(), &mut p);
                     let put = ddb::types::Put::builder()
                         .table_name(table)
-                        .set_item(Some(item.clone()))
-                        .set_condition_expression(expr)
-                        .set_expression_attribute_names(non_empty(p.names))
-                        .set_expression_attribute_values(non_empty(p.values))
-                        .return_values_on_condition_check_failure(old)
-                        .build();
+                        .set_item(Some(item.clone()));
                     TransactWriteItem::builder()
-                        .put(built("dynamodb", OP, put)?)
+                        .put(conditional!(put, expr, p))
                         .build()
                 }
                 TransactWrite::Update {
@@ -734,14 +746,9 @@ impl Backend for AwsBackend {
                     let update = ddb::types::Update::builder()
                         .table_name(table)
                         .set_key(Some(key.clone()))
-                        .update_expression(update_expr)
-                        .set_condition_expression(expr)
-                        .set_expression_attribute_names(non_empty(p.names))
-                        .set_expression_attribute_values(non_empty(p.values))
-                        .return_values_on_condition_check_failure(old)
-                        .build();
+                        .update_expression(update_expr);
                     TransactWriteItem::builder()
-                        .update(built("dynamodb", OP, update)?)
+                        .update(conditional!(update, expr, p))
                         .build()
                 }
                 TransactWrite::Delete {
@@ -752,14 +759,9 @@ impl Backend for AwsBackend {
                     let expr = condition_parts(condition.as_ref(), &mut p);
                     let delete = ddb::types::Delete::builder()
                         .table_name(table)
-                        .set_key(Some(key.clone()))
-                        .set_condition_expression(expr)
-                        .set_expression_attribute_names(non_empty(p.names))
-                        .set_expression_attribute_values(non_empty(p.values))
-                        .return_values_on_condition_check_failure(old)
-                        .build();
+                        .set_key(Some(key.clone()));
                     TransactWriteItem::builder()
-                        .delete(built("dynamodb", OP, delete)?)
+                        .delete(conditional!(delete, expr, p))
                         .build()
                 }
                 TransactWrite::Check {
@@ -767,17 +769,12 @@ impl Backend for AwsBackend {
                     key,
                     condition,
                 } => {
-                    let expr = condition.render(&mut p);
+                    let expr = Some(condition.render(&mut p));
                     let check = ddb::types::ConditionCheck::builder()
                         .table_name(table)
-                        .set_key(Some(key.clone()))
-                        .condition_expression(expr)
-                        .set_expression_attribute_names(non_empty(p.names))
-                        .set_expression_attribute_values(non_empty(p.values))
-                        .return_values_on_condition_check_failure(old)
-                        .build();
+                        .set_key(Some(key.clone()));
                     TransactWriteItem::builder()
-                        .condition_check(built("dynamodb", OP, check)?)
+                        .condition_check(conditional!(check, expr, p))
                         .build()
                 }
             };

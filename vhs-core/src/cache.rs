@@ -209,13 +209,15 @@ impl Weighter<String, Bytes> for BodyWeight {
     }
 }
 
+/// (table, generation, the item's key or the request).
+type EntryKey = (String, u64, String);
+type Entries<T> = Cache<EntryKey, Entry<T>>;
+
 /// The caches of one store and its clones.
 pub(crate) struct ReadCache {
     options: CacheOptions,
-    /// (table, generation, key) → item.
-    items: Cache<(String, u64, String), Entry<Item>>,
-    /// (table, generation, request) → page.
-    pages: Cache<(String, u64, String), Entry<QueryPage>>,
+    items: Entries<Item>,
+    pages: Entries<QueryPage>,
     bodies: Cache<String, Bytes, BodyWeight>,
     generations: Mutex<HashMap<String, u64>>,
 }
@@ -268,45 +270,42 @@ impl ReadCache {
         ttls.get(&type_id).copied().unwrap_or(default)
     }
 
-    fn live<T: Clone>(&self, entry: Option<Entry<T>>) -> Option<T> {
-        let entry = entry?;
-        (self.options.clock.now() < entry.expires).then_some(entry.value)
+    /// The unexpired entry at `key` of `cache` (an expired one is dropped).
+    fn get<T: Clone>(&self, cache: &Entries<T>, key: &EntryKey) -> Option<T> {
+        let entry = cache.get(key)?;
+        if self.options.clock.now() < entry.expires {
+            return Some(entry.value);
+        }
+        cache.remove(key);
+        None
+    }
+
+    /// Keeps `value` at `key` of `cache` for `ttl` (not at all for zero).
+    fn put<T: Clone>(&self, cache: &Entries<T>, key: EntryKey, value: T, ttl: Duration) {
+        if !ttl.is_zero() {
+            let expires = self.options.clock.now() + ttl;
+            cache.insert(key, Entry { value, expires });
+        }
     }
 
     /// The item `key` of `table` cached at generation `generation`, unexpired.
     pub(crate) fn item(&self, table: &str, generation: u64, key: &str) -> Option<Item> {
-        let k = (table.to_owned(), generation, key.to_owned());
-        let found = self.live(self.items.get(&k));
-        if found.is_none() {
-            self.items.remove(&k);
-        }
-        found
+        self.get(&self.items, &(table.to_owned(), generation, key.to_owned()))
     }
 
     /// Caches an item of `M` read at `generation` (taken before the read).
     pub(crate) fn put_item<M: Model>(&self, table: &str, generation: u64, key: &str, item: Item) {
         let ttl = self.ttl_of(TypeId::of::<M>(), false);
-        if ttl.is_zero() {
-            return;
-        }
-        let expires = self.options.clock.now() + ttl;
-        self.items.insert(
-            (table.to_owned(), generation, key.to_owned()),
-            Entry {
-                value: item,
-                expires,
-            },
-        );
+        let key = (table.to_owned(), generation, key.to_owned());
+        self.put(&self.items, key, item, ttl);
     }
 
     /// The page cached for `request` (every argument, in a canonical form).
     pub(crate) fn page(&self, table: &str, generation: u64, request: &str) -> Option<QueryPage> {
-        let k = (table.to_owned(), generation, request.to_owned());
-        let found = self.live(self.pages.get(&k));
-        if found.is_none() {
-            self.pages.remove(&k);
-        }
-        found
+        self.get(
+            &self.pages,
+            &(table.to_owned(), generation, request.to_owned()),
+        )
     }
 
     /// Caches a page of the model `type_id` read at `generation`.
@@ -319,17 +318,8 @@ impl ReadCache {
         page: QueryPage,
     ) {
         let ttl = self.ttl_of(type_id, true);
-        if ttl.is_zero() {
-            return;
-        }
-        let expires = self.options.clock.now() + ttl;
-        self.pages.insert(
-            (table.to_owned(), generation, request.to_owned()),
-            Entry {
-                value: page,
-                expires,
-            },
-        );
+        let key = (table.to_owned(), generation, request.to_owned());
+        self.put(&self.pages, key, page, ttl);
     }
 
     /// A body by object key.

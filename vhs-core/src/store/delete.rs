@@ -129,14 +129,7 @@ impl Store {
     ) -> Result<(Option<Item>, Cleanup)> {
         let token = new_token();
         let stamp = Stamp::now(&token);
-        let mut update = ItemUpdate::default();
-        update
-            .remove
-            .extend(target.plain.iter().map(|a| (*a).to_owned()));
-        update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
-        update
-            .set
-            .push((TOKENS.to_owned(), AttributeValue::S(token.clone())));
+        let update = placeholder_update(target, &stamp, &token);
         let mut base = Condition::exists(target.hash_attr).and(Condition::not_exists(PLACEHOLDER));
         if let Some((attr, v)) = version {
             base = base.and(Condition::eq(attr, v));
@@ -239,4 +232,20 @@ impl Store {
             .marks_left
             .extend(pointers.into_iter().map(|o| o.key));
     }
+}
+
+/// The write that turns a live item into a placeholder (step 6 of the
+/// [`ownership`](crate::ownership) protocol): its ordinary attributes removed,
+/// its pointers kept as reservations, `vhs:ph` set to `stamp`, and a fresh
+/// token history of `token`.
+pub(crate) fn placeholder_update(target: &Target, stamp: &Stamp, token: &str) -> ItemUpdate {
+    let mut update = ItemUpdate::default();
+    update
+        .remove
+        .extend(target.plain.iter().map(|a| (*a).to_owned()));
+    update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
+    update
+        .set
+        .push((TOKENS.to_owned(), AttributeValue::S(token.to_owned())));
+    update
 }

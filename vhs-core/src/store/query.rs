@@ -371,6 +371,66 @@ impl Store {
     }
 }
 
+/// The methods queries and scans share: filter, paging, consistency, and the
+/// four ways to run them. (A scan's cursor resumes one segment.)
+macro_rules! listing_methods {
+    () => {
+        /// Returns only the items for which `condition` holds (several filters
+        /// are combined with AND). The service applies it after reading: items
+        /// left out still cost their read, and a page may come back short.
+        pub fn filter(mut self, condition: Condition) -> Self {
+            self.filter = Some(match self.filter.take() {
+                Some(f) => f.and(condition),
+                None => condition,
+            });
+            self
+        }
+
+        /// At most `n` items read per request (DynamoDB's `Limit`); a page
+        /// also ends at 1 MB read.
+        pub fn page_size(mut self, n: usize) -> Self {
+            self.page_size = Some(n.max(1));
+            self
+        }
+
+        /// Resumes after the item a [`Page::cursor`] names.
+        pub fn start_after(mut self, cursor: Cursor) -> Self {
+            self.start = Some(cursor);
+            self
+        }
+
+        /// Strongly consistent reads (not available on global indexes).
+        pub fn consistent(mut self) -> Self {
+            self.consistent = true;
+            self
+        }
+
+        /// The pages, every large value loaded.
+        pub fn pages(self) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
+            self.run(true).map_ok(|p| Page {
+                items: p.items.into_iter().map(|s| s.model).collect(),
+                cursor: p.cursor,
+            })
+        }
+
+        /// The items, every large value loaded.
+        pub fn items(self) -> impl Stream<Item = Result<T>> + Send + 'static {
+            flatten(self.pages())
+        }
+
+        /// The pages, large values not loaded: each item keeps its pointers,
+        /// for [`Store::load`] to load what is needed.
+        pub fn stored_pages(self) -> impl Stream<Item = Result<Page<Stored<T>>>> + Send + 'static {
+            self.run(false)
+        }
+
+        /// The items, large values not loaded (see `stored_pages`).
+        pub fn stored(self) -> impl Stream<Item = Result<Stored<T>>> + Send + 'static {
+            flatten(self.stored_pages())
+        }
+    };
+}
+
 /// A query being built; see [`Store::query`]. Run it with
 /// [`items`](QueryBuilder::items), [`pages`](QueryBuilder::pages),
 /// [`stored`](QueryBuilder::stored) or [`stored_pages`](QueryBuilder::stored_pages).
@@ -475,17 +535,6 @@ impl<T: Model> QueryBuilder<T> {
         self
     }
 
-    /// Returns only the items for which `condition` holds (several filters
-    /// are combined with AND). The service applies it after reading: items
-    /// left out still cost their read, and a page may come back short.
-    pub fn filter(mut self, condition: Condition) -> Self {
-        self.filter = Some(match self.filter.take() {
-            Some(f) => f.and(condition),
-            None => condition,
-        });
-        self
-    }
-
     /// Highest range key first.
     pub fn descending(mut self) -> Self {
         self.descending = true;
@@ -495,25 +544,6 @@ impl<T: Model> QueryBuilder<T> {
     /// At most `n` items in all.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n);
-        self
-    }
-
-    /// At most `n` items read per request (DynamoDB's `Limit`); a page also
-    /// ends at 1 MB read.
-    pub fn page_size(mut self, n: usize) -> Self {
-        self.page_size = Some(n.max(1));
-        self
-    }
-
-    /// Resumes after the item a [`Page::cursor`] names.
-    pub fn start_after(mut self, cursor: Cursor) -> Self {
-        self.start = Some(cursor);
-        self
-    }
-
-    /// Strongly consistent reads (the table and local indexes only).
-    pub fn consistent(mut self) -> Self {
-        self.consistent = true;
         self
     }
 
@@ -656,29 +686,7 @@ impl<T: Model> QueryBuilder<T> {
         }
     }
 
-    /// The pages, every large value loaded.
-    pub fn pages(self) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
-        self.run(true).map_ok(|p| Page {
-            items: p.items.into_iter().map(|s| s.model).collect(),
-            cursor: p.cursor,
-        })
-    }
-
-    /// The items, every large value loaded.
-    pub fn items(self) -> impl Stream<Item = Result<T>> + Send + 'static {
-        flatten(self.pages())
-    }
-
-    /// The pages, large values not loaded: each item keeps its pointers, for
-    /// [`Store::load`] to load what is needed.
-    pub fn stored_pages(self) -> impl Stream<Item = Result<Page<Stored<T>>>> + Send + 'static {
-        self.run(false)
-    }
-
-    /// The items, large values not loaded (see [`QueryBuilder::stored_pages`]).
-    pub fn stored(self) -> impl Stream<Item = Result<Stored<T>>> + Send + 'static {
-        flatten(self.stored_pages())
-    }
+    listing_methods!();
 }
 
 /// The filter with placeholders (items being deleted) left out.
@@ -739,39 +747,11 @@ impl<T> fmt::Debug for ScanBuilder<T> {
 }
 
 impl<T: Model> ScanBuilder<T> {
-    /// Returns only the items for which `condition` holds (see
-    /// [`QueryBuilder::filter`]).
-    pub fn filter(mut self, condition: Condition) -> Self {
-        self.filter = Some(match self.filter.take() {
-            Some(f) => f.and(condition),
-            None => condition,
-        });
-        self
-    }
-
     /// Reads the table as `n` segments at once (DynamoDB's parallel scan),
     /// their pages merged as they come. Page cursors then resume their own
     /// segment only, so [`ScanBuilder::start_after`] needs one segment.
     pub fn segments(mut self, n: u32) -> Self {
         self.segments = n.max(1);
-        self
-    }
-
-    /// At most `n` items read per request; a page also ends at 1 MB read.
-    pub fn page_size(mut self, n: usize) -> Self {
-        self.page_size = Some(n.max(1));
-        self
-    }
-
-    /// Resumes after the item a [`Page::cursor`] names (one segment only).
-    pub fn start_after(mut self, cursor: Cursor) -> Self {
-        self.start = Some(cursor);
-        self
-    }
-
-    /// Strongly consistent reads.
-    pub fn consistent(mut self) -> Self {
-        self.consistent = true;
         self
     }
 
@@ -830,26 +810,5 @@ impl<T: Model> ScanBuilder<T> {
         stream::select_all(streams).boxed()
     }
 
-    /// The pages, every large value loaded.
-    pub fn pages(self) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
-        self.run(true).map_ok(|p| Page {
-            items: p.items.into_iter().map(|s| s.model).collect(),
-            cursor: p.cursor,
-        })
-    }
-
-    /// The items, every large value loaded.
-    pub fn items(self) -> impl Stream<Item = Result<T>> + Send + 'static {
-        flatten(self.pages())
-    }
-
-    /// The pages, large values not loaded (see [`QueryBuilder::stored_pages`]).
-    pub fn stored_pages(self) -> impl Stream<Item = Result<Page<Stored<T>>>> + Send + 'static {
-        self.run(false)
-    }
-
-    /// The items, large values not loaded.
-    pub fn stored(self) -> impl Stream<Item = Result<Stored<T>>> + Send + 'static {
-        flatten(self.stored_pages())
-    }
+    listing_methods!();
 }

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::future::{join, join_all, BoxFuture};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
@@ -16,7 +15,7 @@ use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
 use crate::ownership::{
-    new_token, Decision, Owned, Plan, Reservation, Stamp, State, Target, Write, PLACEHOLDER, TOKENS,
+    new_token, Decision, Owned, Plan, Reservation, Stamp, State, Target, Write, PLACEHOLDER,
 };
 
 /// Times a TransactWriteItems whose outcome is unknown is sent again.
@@ -627,14 +626,7 @@ impl Store {
     /// is still the state read, whose pointers are then released.
     fn decide_delete(&self, target: &Target, stale: &Stale, state: &State, token: &str) -> Decided {
         let stamp = Stamp::now(token);
-        let mut update = ItemUpdate::default();
-        update
-            .remove
-            .extend(target.plain.iter().map(|a| (*a).to_owned()));
-        update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
-        update
-            .set
-            .push((TOKENS.to_owned(), AttributeValue::S(token.to_owned())));
+        let update = super::delete::placeholder_update(target, &stamp, token);
         let mut condition = state.unchanged(target);
         if let Some(c) = stale.condition() {
             condition = condition.and(c);
