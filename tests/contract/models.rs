@@ -251,7 +251,7 @@ pub struct Packed {
 /// A program of the single-table design: hash key `objectType`, range key `id`,
 /// the entity as JSON in `data` (large when big), listed by name.
 #[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[vhs(table = "single")]
+#[vhs(table = "single", index(name = "programName-index", keys_only))]
 pub struct Program {
     #[vhs(hash_key, rename = "objectType", gsi_hash = "programName-index")]
     pub object_type: String,
@@ -265,7 +265,7 @@ pub struct Program {
 
 /// An event of the same table: listed by date over all events, and per program.
 #[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[vhs(table = "single")]
+#[vhs(table = "single", index(name = "programID-index", include = ["title"]))]
 pub struct Event {
     #[vhs(
         hash_key,
@@ -314,7 +314,7 @@ pub struct Reading {
     #[vhs(range_key)]
     pub n: u32,
     #[vhs(lsi = "by-time")]
-    pub at: DateTime<Utc>,
+    pub at: DateTime<chrono::FixedOffset>,
     #[vhs(lsi = "by-label")]
     pub label: String,
     pub filler: String,

@@ -70,8 +70,10 @@ fn ids(events: &[Event]) -> Vec<String> {
 
 pub async fn query_range_conditions_and_order(fx: Fixture) {
     let fx = fixture(fx.kind).await;
-    let at =
-        |n: u32| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(n as i64);
+    let at = |n: u32| {
+        (Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(n as i64))
+            .fixed_offset()
+    };
     for n in [1u32, 2, 3, 10, 20, 100] {
         let r = Reading {
             sensor: "s".into(),
@@ -176,7 +178,10 @@ pub async fn query_pages_past_one_megabyte(fx: Fixture) {
         let r = Reading {
             sensor: "big".into(),
             n,
-            at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, n).unwrap(),
+            at: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, n)
+                .unwrap()
+                .fixed_offset(),
             label: format!("{n:02}"),
             filler: filler.clone(),
         };
@@ -261,7 +266,8 @@ pub async fn global_index_date_ranges_across_offsets(fx: Fixture) {
     .unwrap();
     assert_eq!(ids(&p1), ["e01", "e04"]);
     // Per program, by id: the two indexes of `programID` are told apart by
-    // the range key named.
+    // the range key named. This one holds `title` only: the events come
+    // whole from the table, large values loaded.
     let p0: Vec<Event> = collect(
         fx.store
             .query::<Event>(Event::PROGRAM_ID.eq("p0"))
@@ -271,6 +277,7 @@ pub async fn global_index_date_ranges_across_offsets(fx: Fixture) {
     .await
     .unwrap();
     assert_eq!(ids(&p0), ["e03", "e06", "e09"]);
+    assert_eq!(p0[0], all[3]);
     // Without a range condition both fit: name one.
     let err = collect(fx.store.query::<Event>(Event::PROGRAM_ID.eq("p0")).items())
         .await
@@ -289,7 +296,9 @@ pub async fn global_index_date_ranges_across_offsets(fx: Fixture) {
     .await
     .unwrap();
     assert_eq!(ids(&p0), ["e09", "e06", "e03", "e00"]);
-    // Programs by name, in the index Program added to the same table.
+    // Programs by name, in the index Program added to the same table. It
+    // holds the keys only: the items are read from the table.
+    fx.faults.reset();
     let programs: Vec<Program> = collect(
         fx.store
             .query::<Program>(Program::OBJECT_TYPE.eq("PROGRAM"))
@@ -299,26 +308,34 @@ pub async fn global_index_date_ranges_across_offsets(fx: Fixture) {
     .await
     .unwrap();
     assert_eq!(programs, [program]);
+    assert_eq!(
+        fx.faults.calls(),
+        [Op::Query, Op::BatchGetItem],
+        "keys from the index, the items from the table"
+    );
 }
 
 pub async fn local_index_date_ranges(fx: Fixture) {
     let fx = fixture(fx.kind).await;
-    // Readings numbered in the opposite order of their times.
+    // Readings numbered in the opposite order of their times, each written
+    // in another UTC offset.
     let base = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
     for n in 0..6u32 {
+        let tz = offset([5, -7, 0, 11, -2, 3][n as usize]);
         let r = Reading {
             sensor: "t".into(),
             n,
-            at: base - Duration::minutes(n as i64),
+            at: (base - Duration::minutes(n as i64)).with_timezone(&tz),
             label: format!("{n}"),
             filler: String::new(),
         };
         fx.store.create_large(&r).await.unwrap();
     }
+    let after: DateTime<FixedOffset> = (base - Duration::minutes(4)).with_timezone(&offset(-9));
     let by_time: Vec<Reading> = collect(
         fx.store
             .query::<Reading>(Reading::SENSOR.eq("t"))
-            .range(Reading::AT.gt(&(base - Duration::minutes(4))))
+            .range(Reading::AT.gt(&after))
             .consistent()
             .items(),
     )
@@ -328,6 +345,16 @@ pub async fn local_index_date_ranges(fx: Fixture) {
         by_time.iter().map(|r| r.n).collect::<Vec<_>>(),
         [3, 2, 1, 0]
     );
+    let latest_first: Vec<Reading> = collect(
+        fx.store
+            .query::<Reading>(Reading::SENSOR.eq("t"))
+            .range(Reading::AT.le(&after))
+            .descending()
+            .items(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(latest_first.iter().map(|r| r.n).collect::<Vec<_>>(), [4, 5]);
 }
 
 pub async fn filters_projections_and_placeholders(fx: Fixture) {

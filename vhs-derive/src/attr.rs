@@ -13,6 +13,15 @@ use crate::Errors;
 pub struct ContainerAttrs {
     pub table: Option<LitStr>,
     pub krate: Option<Path>,
+    /// `index(name = "...", keys_only)` / `index(name = "...", include = [...])`.
+    pub projections: Vec<IndexProjection>,
+}
+
+/// What a secondary index holds besides the keys, when not every attribute.
+pub struct IndexProjection {
+    pub name: LitStr,
+    /// The attributes it holds (none: `keys_only`).
+    pub include: Vec<LitStr>,
 }
 
 /// `#[vhs(...)]` and `#[large(...)]` on a field.
@@ -68,7 +77,7 @@ pub const CODECS: [&str; 2] = ["zstd", "gzip"];
 /// DynamoDB's item size limit: a value kept in the item cannot be larger.
 const MAX_INLINE: u64 = 400 * 1024;
 
-const CONTAINER_KEYS: &str = "`table` or `crate`";
+const CONTAINER_KEYS: &str = "`table`, `crate` or `index(...)`";
 const FIELD_KEYS: &str =
     "`hash_key`, `range_key`, `version`, `updated_at`, `rename`, `gsi_hash`, `gsi_range` or `lsi`";
 
@@ -76,6 +85,7 @@ pub fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
     let mut out = ContainerAttrs {
         table: None,
         krate: None,
+        projections: Vec::new(),
     };
     for attr in attrs {
         if attr.path().is_ident("large") {
@@ -100,6 +110,9 @@ pub fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
                     )
                 })?;
                 set_once(&meta, &mut out.krate, path)
+            } else if meta.path.is_ident("index") {
+                out.projections.push(index_projection(&meta)?);
+                Ok(())
             } else if is_field_key(&meta.path) {
                 Err(meta.error(format!(
                     "`{}` goes on a field, not on the struct",
@@ -236,6 +249,61 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
         compress,
     });
     Ok(())
+}
+
+/// `index(name = "...", keys_only)` or `index(name = "...", include = ["a", "b"])`.
+fn index_projection(meta: &ParseNestedMeta) -> Result<IndexProjection> {
+    const FORM: &str = "expected `index(name = \"...\", keys_only)` or `index(name = \"...\", include = [\"attr\", ...])`";
+    let mut name = None;
+    let mut keys_only = None;
+    let mut include: Option<Vec<LitStr>> = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("name") {
+            let lit = string(&inner, "name")?;
+            set_once(&inner, &mut name, lit)
+        } else if inner.path.is_ident("keys_only") {
+            flag(&inner, "keys_only")?;
+            set_once(&inner, &mut keys_only, inner.path.clone())
+        } else if inner.path.is_ident("include") {
+            let expr: Expr = inner.value()?.parse()?;
+            let Expr::Array(array) = &expr else {
+                return Err(Error::new_spanned(expr, FORM));
+            };
+            let mut attrs = Vec::new();
+            for element in &array.elems {
+                match element {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(lit), ..
+                    }) => attrs.push(lit.clone()),
+                    other => return Err(Error::new_spanned(other, FORM)),
+                }
+            }
+            if attrs.is_empty() {
+                return Err(Error::new_spanned(
+                    array,
+                    "`include` names at least one attribute; for none, write `keys_only`",
+                ));
+            }
+            set_once(&inner, &mut include, attrs)
+        } else {
+            Err(inner.error(FORM))
+        }
+    })?;
+    let Some(name) = name else {
+        return Err(meta.error(FORM));
+    };
+    match (keys_only, include) {
+        (Some(_), None) => Ok(IndexProjection {
+            name,
+            include: Vec::new(),
+        }),
+        (None, Some(include)) => Ok(IndexProjection { name, include }),
+        (Some(word), Some(_)) => Err(Error::new_spanned(
+            word,
+            "`keys_only` and `include` exclude each other: an index holds the keys only, or the keys and the attributes listed",
+        )),
+        (None, None) => Err(meta.error(FORM)),
+    }
 }
 
 /// A key that takes no value, like `hash_key`.

@@ -131,12 +131,24 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
             }
             None => quote!(#p::Option::None),
         };
+        let include = match input
+            .attrs
+            .projections
+            .iter()
+            .find(|projection| projection.name.value() == index.name)
+        {
+            Some(projection) => {
+                let attrs = &projection.include;
+                quote!(#p::Option::Some(&[#(#attrs),*]))
+            }
+            None => quote!(#p::Option::None),
+        };
         quote!(#p::IndexDef {
             name: #name,
             kind: #kind,
             hash_key: #hash,
             range_key: #range,
-            include: #p::Option::None,
+            include: #include,
         })
     });
 

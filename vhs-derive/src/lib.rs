@@ -42,6 +42,10 @@ use syn::{parse_macro_input, DeriveInput};
 /// On the struct:
 /// - `#[vhs(table = "...")]`: the table name; defaults to the struct's name.
 /// - `#[vhs(crate = "path::to::vhs")]`: where the `vhs` crate is, if not `::vhs`.
+/// - `#[vhs(index(name = "...", keys_only))]`, `#[vhs(index(name = "...", include =
+///   ["attr", ...]))]`: the projection of a secondary index the fields declare
+///   (default: every attribute). A typed query of such an index reads its keys
+///   from the index and the items from the table (one BatchGetItem per page).
 ///
 /// On a field:
 /// - `#[vhs(hash_key)]`: the hash (partition) key; exactly one field. Its type is
@@ -78,7 +82,8 @@ use syn::{parse_macro_input, DeriveInput};
 ///   a key of several indexes, the table's keys included (repeat the option).
 ///   `#[vhs(lsi = "index")]`: the field is the range key of the local secondary
 ///   index `index` (whose hash key is the table's; the model needs a range key).
-///   `Store::ensure_table` creates them (projection: all attributes). An index
+///   `Store::ensure_table` creates them (projection: all attributes, unless
+///   `index(...)` on the struct says otherwise). An index
 ///   key's type is `String`, an integer type or a `chrono` `DateTime<Utc>` /
 ///   `DateTime<FixedOffset>`, or an `Option` of one (`None` leaves the item out
 ///   of the index); a `#[large]` field cannot be one.

@@ -20,6 +20,49 @@ pub fn validate(input: &Input, errors: &mut Errors) {
     }
     check_names(input, errors);
     check_indexes(input, errors);
+    check_projections(input, errors);
+}
+
+fn check_projections(input: &Input, errors: &mut Errors) {
+    let indexes = input.indexes();
+    let mut seen: Vec<String> = Vec::new();
+    for projection in &input.attrs.projections {
+        let name = projection.name.value();
+        let Some(index) = indexes.iter().find(|i| i.name == name) else {
+            errors.push(Error::new_spanned(
+                &projection.name,
+                format!("no field is a key of index `{name}`: declare it with `gsi_hash`/`gsi_range` or `lsi` on the fields first"),
+            ));
+            continue;
+        };
+        if seen.contains(&name) {
+            errors.push(Error::new_spanned(
+                &projection.name,
+                format!("duplicate projection of index `{name}`"),
+            ));
+        }
+        seen.push(name.clone());
+        for attr in &projection.include {
+            let field = input.fields.iter().find(|f| f.name == attr.value());
+            let key = field.is_some_and(|f| {
+                f.is_key()
+                    || index
+                        .hash
+                        .iter()
+                        .chain(&index.range)
+                        .any(|k| k.name == f.name)
+            });
+            if field.is_none() || key {
+                errors.push(Error::new_spanned(
+                    attr,
+                    format!(
+                        "`{}` is not a non-key attribute of this model: `include` lists attributes (by their names in the item) that are neither the table's keys nor the index's",
+                        attr.value()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// DynamoDB's rule for index names.

@@ -126,6 +126,11 @@ struct Listing {
     page_size: Option<usize>,
     /// The model returned, whose page TTL applies in the read cache.
     model: TypeId,
+    /// The index read holds only some attributes: each page's items are read
+    /// from the table (BatchGetItem) by their keys, the first `table_keys`
+    /// of `keys`.
+    full_items: bool,
+    table_keys: usize,
 }
 
 impl Listing {
@@ -139,6 +144,9 @@ impl Listing {
             let mut listing = listing;
             loop {
                 let mut page = listing.fetch(start.clone()).await?;
+                if listing.full_items {
+                    page.items = listing.full(page.items).await?;
+                }
                 page.items.retain(|i| !i.contains_key(PLACEHOLDER));
                 let mut cursor = page.last_key.take().map(Cursor);
                 let mut done = false;
@@ -165,6 +173,45 @@ impl Listing {
             }
         })
         .boxed()
+    }
+
+    /// The items of the table with the keys of `items` (as an index holding
+    /// some attributes returned them), in the same order; an item deleted
+    /// since is left out.
+    async fn full(&self, items: Vec<Item>) -> Result<Vec<Item>> {
+        let table = match &self.request {
+            Request::Query(q) => &q.table,
+            Request::Scan(s) => &s.table,
+        };
+        let key_of = |item: &Item| -> Vec<(String, String)> {
+            self.keys[..self.table_keys]
+                .iter()
+                .map(|k| ((*k).to_owned(), format!("{:?}", item.get(*k))))
+                .collect()
+        };
+        let keys: Vec<Item> = items
+            .iter()
+            .map(|i| {
+                self.keys[..self.table_keys]
+                    .iter()
+                    .filter_map(|k| Some(((*k).to_owned(), i.get(*k)?.clone())))
+                    .collect()
+            })
+            .collect();
+        let reads: Vec<_> = keys
+            .chunks(crate::backend::MAX_BATCH_GET)
+            .map(|chunk| self.store.batch_get_all(table, chunk.to_vec()))
+            .collect();
+        let mut found = std::collections::HashMap::new();
+        for chunk in futures_util::future::try_join_all(reads).await? {
+            for item in chunk {
+                found.insert(key_of(&item), item);
+            }
+        }
+        Ok(items
+            .iter()
+            .filter_map(|i| found.remove(&key_of(i)))
+            .collect())
     }
 
     fn cursor_of(&self, item: &Item) -> Cursor {
@@ -652,14 +699,23 @@ impl<T: Model> QueryBuilder<T> {
         }
         let mut keys = vec![schema.hash_key.name];
         keys.extend(schema.range_key.map(|r| r.name));
-        keys.push(hash_key.name);
-        keys.extend(range_key.map(|r| r.name));
-        keys.dedup();
+        let table_keys = keys.len();
+        for k in std::iter::once(hash_key.name).chain(range_key.map(|r| r.name)) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        // An index that holds some attributes only: the items are read from
+        // the table by their keys (a projection then applies to nothing: the
+        // index cannot serve attributes it does not hold).
+        let full_items = index
+            .and_then(|i| schema.index(i))
+            .is_some_and(|i| i.projection() != crate::model::Projection::All);
         let query = Query {
             index: index.map(str::to_owned),
             range: self.range,
             filter: Some(live_only(self.filter)),
-            projection: self.projection,
+            projection: if full_items { None } else { self.projection },
             descending: self.descending,
             consistent: self.consistent,
             ..Query::new(self.table, hash_name, hash_value)
@@ -673,6 +729,8 @@ impl<T: Model> QueryBuilder<T> {
                 limit: self.limit,
                 page_size: self.page_size,
                 model: TypeId::of::<T>(),
+                full_items,
+                table_keys,
             },
             start,
         ))
@@ -803,6 +861,8 @@ impl<T: Model> ScanBuilder<T> {
                     limit: None,
                     page_size: self.page_size,
                     model: TypeId::of::<T>(),
+                    full_items: false,
+                    table_keys: keys.len(),
                 };
                 typed(self.store.clone(), listing.raw_pages(start.clone()), load)
             })

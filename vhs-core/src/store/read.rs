@@ -246,7 +246,11 @@ impl Store {
 
     /// One BatchGetItem chunk, its unprocessed keys asked again with backoff
     /// until none is left.
-    async fn batch_get_all(&self, table: &str, mut keys: Vec<Item>) -> Result<Vec<Item>> {
+    pub(crate) async fn batch_get_all(
+        &self,
+        table: &str,
+        mut keys: Vec<Item>,
+    ) -> Result<Vec<Item>> {
         let policy = RetryPolicy::attempts(20).delays(
             std::time::Duration::from_millis(20),
             std::time::Duration::from_secs(2),
