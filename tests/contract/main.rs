@@ -58,6 +58,7 @@ macro_rules! contract {
 }
 
 contract! {
+    schedules::transaction_cancellations_without_a_condition,
     timestamps::updated_at_is_set_by_every_write,
     schedules::cached_read_racing_a_write_is_not_served,
     cache::cache_serves_items_and_bodies_until_their_ttl,

@@ -35,6 +35,9 @@ enum Point {
     /// After the first GetItem read its item, before its answer returns: a
     /// write that lands between a read and what the reader does with it.
     AfterFirstRead,
+    /// The first TransactWriteItems is canceled, without being sent, with
+    /// this code for its first action (`None`: no reason at all).
+    CancelFirstTransaction(Option<&'static str>),
 }
 
 /// A backend that runs another caller's work at one [`Point`] of a call.
@@ -149,6 +152,18 @@ impl Backend for EarlyAnswer {
     ) -> vhs::Result<vhs::Transacted> {
         if self.point == Point::BeforeTransaction {
             self.run_hook().await;
+        }
+        if let Point::CancelFirstTransaction(code) = self.point {
+            if self.run_hook().await {
+                let reason = |code: Option<&str>| vhs::CancelReason {
+                    code: code.map(str::to_owned),
+                    message: code.map(|c| format!("{c} (injected)")),
+                    item: None,
+                };
+                let mut reasons = vec![reason(code)];
+                reasons.extend((1..actions.len()).map(|_| reason(None)));
+                return Ok(vhs::Transacted::Canceled(reasons));
+            }
         }
         self.inner.transact_write(actions, token).await
     }
@@ -548,4 +563,50 @@ pub async fn cached_read_racing_a_write_is_not_served(fx: Fixture) {
     let next = store.get_large(&VDoc::key("K")).await.unwrap();
     assert_eq!((next.title.as_str(), next.version), ("new", 2));
     store.flush().await;
+}
+
+/// A cancellation the service gives for good (here `ValidationError`) ends the
+/// transaction at once with that action and code, its uploads removed; one
+/// that gives no reason at all is waited out and sent again, not looped on.
+pub async fn transaction_cancellations_without_a_condition(fx: Fixture) {
+    let refusing = Arc::new(EarlyAnswer::at(
+        Point::CancelFirstTransaction(Some("ValidationError")),
+        fx.raw.clone(),
+        async {},
+    ));
+    let tx = vdoc_store(&fx, refusing.clone());
+    let err = tx
+        .transaction()
+        .create(&Note::new("X", "x"))
+        .create(&Note::new("Y", "y"))
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(refusing.ran(), "the schedule happened");
+    match &err {
+        vhs::Error::TransactionCanceled { action: 0, reason } => assert!(
+            matches!(&**reason, vhs::Error::Backend { code: Some(c), retryable: false, .. } if c == "ValidationError"),
+            "{reason}"
+        ),
+        other => panic!("{other}"),
+    }
+    tx.flush().await;
+    assert!(fx.objects().await.is_empty(), "{:?}", fx.objects().await);
+
+    let silent = Arc::new(EarlyAnswer::at(
+        Point::CancelFirstTransaction(None),
+        fx.raw.clone(),
+        async {},
+    ));
+    let tx = vdoc_store(&fx, silent.clone());
+    tx.transaction()
+        .create(&Note::new("X", "x"))
+        .commit()
+        .await
+        .unwrap();
+    assert!(silent.ran(), "the schedule happened");
+    assert_eq!(
+        fx.store.get_large(&Note::key("X")).await.unwrap(),
+        Note::new("X", "x")
+    );
 }

@@ -9,7 +9,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::update::{PreparedUpdate, Stale};
 use super::{Cleanup, Precondition, Proofs, Store, Upload, UploadOrder, Uploaded};
-use crate::backend::{Signal, TransactWrite, Transacted, MAX_TRANSACT_ITEMS};
+use crate::backend::{CancelReason, Signal, TransactWrite, Transacted, MAX_TRANSACT_ITEMS};
 use crate::changes::{Changes, LargeValues};
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -20,6 +20,18 @@ use crate::ownership::{
 
 /// Times a TransactWriteItems whose outcome is unknown is sent again.
 const RESENDS: u32 = 3;
+
+/// Cancellation codes that a later attempt may not meet: another transaction
+/// on the same items, throttling.
+fn transient_cancel(code: &str) -> bool {
+    matches!(
+        code,
+        "TransactionConflict"
+            | "ThrottlingError"
+            | "ProvisionedThroughputExceeded"
+            | "RequestLimitExceeded"
+    )
+}
 
 /// A multi-item transaction, built with [`Store::transaction`]: creates,
 /// updates and deletes of items of any models and tables, and condition
@@ -467,15 +479,19 @@ impl Store {
             match self.send_transaction(&writes, &request_token).await {
                 Ok(Transacted::Committed) => return Ok(decided),
                 Ok(Transacted::Canceled(reasons)) => {
-                    let mut conflict = false;
+                    let (mut changed, mut transient) = (false, false);
+                    let mut refused: Option<(usize, CancelReason)> = None;
                     for (i, r) in reasons.into_iter().enumerate().take(prepared.len()) {
                         if r.condition_failed() {
+                            changed = true;
                             states[i] = State::of(r.item);
                             if let Some(s) = staging[i].as_mut() {
                                 s.proofs().reread();
                             }
+                        } else if r.code.as_deref().is_some_and(transient_cancel) {
+                            transient = true;
                         } else if r.code.is_some() {
-                            conflict = true;
+                            refused.get_or_insert((i, r));
                         }
                     }
                     // A send whose response was lost was applied: the items
@@ -483,14 +499,31 @@ impl Store {
                     if states.iter().any(|s| s.wrote(token)) {
                         return Ok(decided);
                     }
-                    if conflict {
+                    // An action the service refuses for good (a validation
+                    // error, an item collection over its limit): no retry.
+                    if let Some((action, r)) = refused {
+                        return Err(Error::TransactionCanceled {
+                            action,
+                            reason: Box::new(Error::Backend {
+                                service: "dynamodb",
+                                operation: "TransactWriteItems",
+                                code: r.code,
+                                retryable: false,
+                                message: r.message.unwrap_or_default(),
+                                source: None,
+                            }),
+                        });
+                    }
+                    // Conflicts and throttling, or a cancellation that gives no
+                    // reason: wait, bounded, before deciding and sending again.
+                    if transient || !changed {
                         waits += 1;
                         if !wait.pause(waits).await {
                             return Err(Error::backend(
                                 "dynamodb",
                                 "TransactWriteItems",
                                 true,
-                                "canceled by conflicting transactions on every attempt",
+                                "canceled by conflicting transactions (or throttled) on every attempt",
                             ));
                         }
                     }
