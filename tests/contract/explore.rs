@@ -467,6 +467,18 @@ impl<B: Backend> Backend for ParkingBackend<B> {
         .await
     }
 
+    async fn describe_table(&self, table: &str) -> vhs::Result<Option<TableSpec>> {
+        self.inner.describe_table(table).await
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> vhs::Result<bool> {
+        self.inner.bucket_exists(bucket).await
+    }
+
+    async fn configure_bucket(&self, spec: &vhs::BucketSpec) -> vhs::Result<()> {
+        self.inner.configure_bucket(spec).await
+    }
+
     async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
         // An upload gated on a read is not a choice before the read answered.
         // (A server may answer 412 earlier; the store trusts no such 412.)
@@ -1120,6 +1132,8 @@ async fn counter_world(gate: &Gate) -> ParkingBackend<MemoryBackend> {
             hash_key: ("pk".into(), KeyKind::String),
             range_key: None,
             indexes: Vec::new(),
+            streams: false,
+            point_in_time_recovery: false,
         })
         .await
         .expect("table");

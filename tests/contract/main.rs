@@ -13,6 +13,7 @@ mod explore;
 mod faults;
 mod fixture;
 mod inputs;
+mod inspect;
 mod maintenance;
 mod models;
 mod queries;
@@ -154,6 +155,8 @@ contract! {
     maintenance::gc_respects_grace_dry_run_and_foreign_keys,
     maintenance::verify_reports_every_broken_pointer,
     maintenance::gc_is_safe_while_writers_run,
+    inspect::untyped_table_reads_like_the_model,
+    inspect::untyped_gc_and_verify_match_the_typed_ones,
     versioned::update_retry_downloads_only_changed_values,
     versioned::versioned_stores_keep_small_values_inline,
     versioned::single_version_put_rules,
@@ -172,6 +175,7 @@ contract! {
     races::shared_prefixes_are_refused_at_build,
     races::race_update_new_and_back_to_old,
     races::race_gc_with_reput_of_orphan,
+    inspect::race_untyped_gc_with_reput_of_orphan,
     races::race_delete_and_identical_recreate,
     races::race_twin_creates_one_failing,
     races::lost_responses_apply_versioned_updates_once,

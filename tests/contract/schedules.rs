@@ -170,6 +170,15 @@ impl Backend for EarlyAnswer {
     async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
         self.inner.create_bucket(bucket).await
     }
+    async fn describe_table(&self, table: &str) -> vhs::Result<Option<vhs::TableSpec>> {
+        self.inner.describe_table(table).await
+    }
+    async fn bucket_exists(&self, bucket: &str) -> vhs::Result<bool> {
+        self.inner.bucket_exists(bucket).await
+    }
+    async fn configure_bucket(&self, spec: &vhs::BucketSpec) -> vhs::Result<()> {
+        self.inner.configure_bucket(spec).await
+    }
     async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
         if self.point == Point::Early412
             && request.if_none_match

@@ -10,8 +10,9 @@ use aws_sdk_s3 as s3;
 use ddb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType as DdbKeyType,
-    LocalSecondaryIndex, ProjectionType, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TableDescription, TableStatus, TransactWriteItem,
+    LocalSecondaryIndex, PointInTimeRecoverySpecification, ProjectionType, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableDescription, TableStatus,
+    TransactWriteItem,
 };
 use s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use s3::types::{Delete, ObjectIdentifier};
@@ -21,7 +22,7 @@ use crate::backend::{
     MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
     Scan, Signal, StoredObject, TableSpec,
 };
-use crate::backend::{CancelReason, TransactWrite, Transacted};
+use crate::backend::{BucketSpec, CancelReason, TransactWrite, Transacted};
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
 use crate::model::{IndexKind, Item, KeyKind, Projection};
@@ -32,6 +33,11 @@ use crate::model::{IndexKind, Item, KeyKind, Projection};
 pub struct AwsOptions {
     /// Send every request to this endpoint (an emulator, a VPC endpoint, ...).
     pub endpoint_url: Option<String>,
+    /// Send DynamoDB requests here (overrides `endpoint_url` for DynamoDB).
+    pub dynamodb_endpoint_url: Option<String>,
+    /// Send S3 requests here (overrides `endpoint_url` for S3): an
+    /// S3-compatible store beside DynamoDB.
+    pub s3_endpoint_url: Option<String>,
     /// Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key`.
     /// Needed by most S3 emulators and S3-compatible servers.
     pub force_path_style: bool,
@@ -168,8 +174,18 @@ impl AwsBackend {
     pub fn with_options(config: &aws_config::SdkConfig, options: AwsOptions) -> Self {
         let mut d = ddb::config::Builder::from(config);
         let mut s = s3::config::Builder::from(config).force_path_style(options.force_path_style);
-        if let Some(url) = &options.endpoint_url {
+        if let Some(url) = options
+            .dynamodb_endpoint_url
+            .as_ref()
+            .or(options.endpoint_url.as_ref())
+        {
             d = d.endpoint_url(url);
+        }
+        if let Some(url) = options
+            .s3_endpoint_url
+            .as_ref()
+            .or(options.endpoint_url.as_ref())
+        {
             s = s.endpoint_url(url);
         }
         if options.checksums_when_required {
@@ -314,9 +330,30 @@ where
         operation,
         code,
         retryable,
-        message: DisplayErrorContext(&err).to_string(),
+        message: match &err {
+            // The service's own words; the SDK's rendering adds a debug dump of
+            // the error metadata and the raw response.
+            SdkError::ServiceError(_) => err
+                .message()
+                .map(str::to_owned)
+                .or_else(|| status.map(|s| format!("HTTP {s}")))
+                .unwrap_or_else(|| "no message".to_owned()),
+            _ => DisplayErrorContext(&err).to_string(),
+        },
         source: Some(Box::new(err)),
     }
+}
+
+/// A stream of new and old images.
+fn stream_specification() -> Result<ddb::types::StreamSpecification> {
+    built(
+        "dynamodb",
+        "CreateTable",
+        ddb::types::StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(ddb::types::StreamViewType::NewAndOldImages)
+            .build(),
+    )
 }
 
 fn scalar(kind: KeyKind) -> ScalarAttributeType {
@@ -457,6 +494,40 @@ impl AwsBackend {
         ))
     }
 
+    /// The stream and point-in-time recovery a [`TableSpec`] asks for, on a
+    /// table described as `described`.
+    async fn table_options(&self, spec: &TableSpec, described: &TableDescription) -> Result<()> {
+        let has_stream = described
+            .stream_specification()
+            .is_some_and(|s| s.stream_enabled());
+        if spec.streams && !has_stream {
+            self.dynamodb
+                .update_table()
+                .table_name(&spec.name)
+                .stream_specification(stream_specification()?)
+                .send()
+                .await
+                .map_err(|e| sdk_error("dynamodb", "UpdateTable", e))?;
+            self.wait_active(&spec.name).await?;
+        }
+        if spec.point_in_time_recovery {
+            self.dynamodb
+                .update_continuous_backups()
+                .table_name(&spec.name)
+                .point_in_time_recovery_specification(built(
+                    "dynamodb",
+                    "UpdateContinuousBackups",
+                    PointInTimeRecoverySpecification::builder()
+                        .point_in_time_recovery_enabled(true)
+                        .build(),
+                )?)
+                .send()
+                .await
+                .map_err(|e| sdk_error("dynamodb", "UpdateContinuousBackups", e))?;
+        }
+        Ok(())
+    }
+
     /// The server-side encryption headers of object writes.
     fn sse(&self) -> (Option<s3::types::ServerSideEncryption>, Option<String>) {
         match &self.encryption {
@@ -485,6 +556,9 @@ impl Backend for AwsBackend {
                 &spec.hash_key,
                 spec.range_key.as_ref(),
             )?));
+        if spec.streams {
+            req = req.stream_specification(stream_specification()?);
+        }
         for index in &spec.indexes {
             let keys = key_schema(OP, &index.hash_key, index.range_key.as_ref())?;
             let projection = projection(&index.projection);
@@ -521,7 +595,7 @@ impl Backend for AwsBackend {
         };
         let mut described = self.wait_active(&spec.name).await?;
         if !existed {
-            return Ok(());
+            return self.table_options(spec, &described).await;
         }
         // An existing table: add the global indexes it lacks, one per UpdateTable.
         for index in &spec.indexes {
@@ -578,7 +652,99 @@ impl Backend for AwsBackend {
                 .map_err(|e| sdk_error("dynamodb", "UpdateTable", e))?;
             described = self.wait_active(&spec.name).await?;
         }
-        Ok(())
+        self.table_options(spec, &described).await
+    }
+
+    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
+        const OP: &str = "DescribeTable";
+        let out = match self
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(sdk_error("dynamodb", OP, e)),
+        };
+        let Some(d) = out.table else { return Ok(None) };
+        let kind_of = |name: &str| -> Result<KeyKind> {
+            match d
+                .attribute_definitions()
+                .iter()
+                .find(|a| a.attribute_name() == name)
+                .map(|a| a.attribute_type())
+            {
+                Some(ScalarAttributeType::S) => Ok(KeyKind::String),
+                Some(ScalarAttributeType::N) => Ok(KeyKind::Number),
+                other => Err(Error::backend(
+                    "dynamodb",
+                    OP,
+                    false,
+                    format!("key attribute {name} of table {table} has type {other:?}, which vhs does not support (S or N)"),
+                )),
+            }
+        };
+        let keys = |schema: &[KeySchemaElement]| -> Result<((String, KeyKind), Option<(String, KeyKind)>)> {
+            let mut hash = None;
+            let mut range = None;
+            for k in schema {
+                let key = (k.attribute_name().to_owned(), kind_of(k.attribute_name())?);
+                match k.key_type() {
+                    DdbKeyType::Hash => hash = Some(key),
+                    _ => range = Some(key),
+                }
+            }
+            let hash = hash.ok_or_else(|| {
+                Error::backend("dynamodb", OP, false, format!("table {table} has no hash key"))
+            })?;
+            Ok((hash, range))
+        };
+        let projection_of =
+            |p: Option<&ddb::types::Projection>| match p.and_then(|p| p.projection_type()) {
+                Some(ProjectionType::KeysOnly) => Projection::KeysOnly,
+                Some(ProjectionType::Include) => Projection::Include(
+                    p.map(|p| p.non_key_attributes().to_vec())
+                        .unwrap_or_default(),
+                ),
+                _ => Projection::All,
+            };
+        let (hash_key, range_key) = keys(d.key_schema())?;
+        let mut indexes = Vec::new();
+        for g in d.global_secondary_indexes() {
+            let (hash_key, range_key) = keys(g.key_schema())?;
+            indexes.push(IndexSpec {
+                name: g.index_name().unwrap_or_default().to_owned(),
+                kind: IndexKind::Global,
+                hash_key,
+                range_key,
+                projection: projection_of(g.projection()),
+            });
+        }
+        for l in d.local_secondary_indexes() {
+            let (hash_key, range_key) = keys(l.key_schema())?;
+            indexes.push(IndexSpec {
+                name: l.index_name().unwrap_or_default().to_owned(),
+                kind: IndexKind::Local,
+                hash_key,
+                range_key,
+                projection: projection_of(l.projection()),
+            });
+        }
+        Ok(Some(TableSpec {
+            name: table.to_owned(),
+            hash_key,
+            range_key,
+            indexes,
+            streams: d.stream_specification().is_some_and(|s| s.stream_enabled()),
+            point_in_time_recovery: false,
+        }))
     }
 
     async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
@@ -1168,6 +1334,145 @@ impl Backend for AwsBackend {
             }
             Err(e) => Err(sdk_error("s3", "CreateBucket", e)),
         }
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self
+            .s3
+            .head_bucket()
+            .bucket(bucket)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(sdk_error("s3", "HeadBucket", e)),
+        }
+    }
+
+    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+        use s3::types::{
+            AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+            LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+            PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+            ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+        };
+        let owner = self.expected_bucket_owner.clone();
+        if spec.block_public_access {
+            self.s3
+                .put_public_access_block()
+                .bucket(&spec.name)
+                .public_access_block_configuration(
+                    PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(true)
+                        .ignore_public_acls(true)
+                        .block_public_policy(true)
+                        .restrict_public_buckets(true)
+                        .build(),
+                )
+                .set_expected_bucket_owner(owner.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error("s3", "PutPublicAccessBlock", e))?;
+        }
+        if spec.default_encryption {
+            const OP: &str = "PutBucketEncryption";
+            let by_default = built(
+                "s3",
+                OP,
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build(),
+            )?;
+            let config = built(
+                "s3",
+                OP,
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(
+                        ServerSideEncryptionRule::builder()
+                            .apply_server_side_encryption_by_default(by_default)
+                            .bucket_key_enabled(true)
+                            .build(),
+                    )
+                    .build(),
+            )?;
+            self.s3
+                .put_bucket_encryption()
+                .bucket(&spec.name)
+                .server_side_encryption_configuration(config)
+                .set_expected_bucket_owner(owner.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error("s3", OP, e))?;
+        }
+        if spec.abort_incomplete_multipart_days.is_none()
+            && spec.noncurrent_version_expiry_days.is_none()
+        {
+            return Ok(());
+        }
+        const OP: &str = "PutBucketLifecycleConfiguration";
+        // Keep the rules someone else put on the bucket: replace only vhs's own.
+        let mut rules: Vec<LifecycleRule> = match self
+            .s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(&spec.name)
+            .set_expected_bucket_owner(owner.clone())
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .rules
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.id() != Some(BucketSpec::LIFECYCLE_RULE_ID))
+                .collect(),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Vec::new(),
+            Err(e) => return Err(sdk_error("s3", "GetBucketLifecycleConfiguration", e)),
+        };
+        let mut rule = LifecycleRule::builder()
+            .id(BucketSpec::LIFECYCLE_RULE_ID)
+            .status(ExpirationStatus::Enabled)
+            .filter(
+                LifecycleRuleFilter::builder()
+                    .prefix(if spec.prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}/", spec.prefix.trim_end_matches('/'))
+                    })
+                    .build(),
+            );
+        if let Some(days) = spec.abort_incomplete_multipart_days {
+            rule = rule.abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(days as i32)
+                    .build(),
+            );
+        }
+        if let Some(days) = spec.noncurrent_version_expiry_days {
+            rule = rule.noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(days as i32)
+                    .build(),
+            );
+        }
+        rules.push(built("s3", OP, rule.build())?);
+        self.s3
+            .put_bucket_lifecycle_configuration()
+            .bucket(&spec.name)
+            .lifecycle_configuration(built(
+                "s3",
+                OP,
+                BucketLifecycleConfiguration::builder()
+                    .set_rules(Some(rules))
+                    .build(),
+            )?)
+            .set_expected_bucket_owner(owner)
+            .send()
+            .await
+            .map_err(|e| sdk_error("s3", OP, e))?;
+        Ok(())
     }
 
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {

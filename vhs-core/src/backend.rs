@@ -58,7 +58,7 @@ pub enum Conditional<T> {
 }
 
 /// A table's key schema and secondary indexes, for [`Backend::create_table`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
     /// Table name.
     pub name: String,
@@ -68,6 +68,68 @@ pub struct TableSpec {
     pub range_key: Option<(String, KeyKind)>,
     /// Secondary indexes.
     pub indexes: Vec<IndexSpec>,
+    /// A DynamoDB stream of `NEW_AND_OLD_IMAGES` (enabled on an existing table
+    /// that has none).
+    pub streams: bool,
+    /// Point-in-time recovery (continuous backups), enabled if asked for.
+    pub point_in_time_recovery: bool,
+}
+
+impl TableSpec {
+    /// A table with a hash key only, no index, no stream, no point-in-time recovery.
+    pub fn new(name: impl Into<String>, hash_key: (impl Into<String>, KeyKind)) -> Self {
+        TableSpec {
+            name: name.into(),
+            hash_key: (hash_key.0.into(), hash_key.1),
+            range_key: None,
+            indexes: Vec::new(),
+            streams: false,
+            point_in_time_recovery: false,
+        }
+    }
+}
+
+/// How [`Backend::configure_bucket`] sets up a bucket (see
+/// [`Store::ensure_bucket_with`](crate::Store::ensure_bucket_with)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    /// Bucket name.
+    pub name: String,
+    /// The object prefix the lifecycle rule applies to (`""`: the whole bucket).
+    pub prefix: String,
+    /// Block every form of public access (all four settings of
+    /// `PutPublicAccessBlock`).
+    pub block_public_access: bool,
+    /// Default encryption of new objects: SSE-S3 (`AES256`) with a bucket key.
+    pub default_encryption: bool,
+    /// A lifecycle rule aborting multipart uploads not completed this many days
+    /// after they started (a crashed writer's parts otherwise cost storage
+    /// forever).
+    pub abort_incomplete_multipart_days: Option<u32>,
+    /// In the same lifecycle rule: expire noncurrent object versions this many
+    /// days after they became noncurrent. vhs does not need versioning, but on a
+    /// bucket where someone enabled it, every object vhs deletes would otherwise
+    /// stay as a noncurrent version, billed forever.
+    pub noncurrent_version_expiry_days: Option<u32>,
+}
+
+impl BucketSpec {
+    /// The settings `vhs provision` uses: public access blocked, default
+    /// encryption, incomplete multipart uploads aborted after 7 days, noncurrent
+    /// versions expired after 30 days.
+    pub fn new(name: impl Into<String>, prefix: impl Into<String>) -> Self {
+        BucketSpec {
+            name: name.into(),
+            prefix: prefix.into(),
+            block_public_access: true,
+            default_encryption: true,
+            abort_incomplete_multipart_days: Some(7),
+            noncurrent_version_expiry_days: Some(30),
+        }
+    }
+
+    /// The lifecycle rule's id.
+    pub const LIFECYCLE_RULE_ID: &'static str = "vhs-abort-incomplete-multipart";
 }
 
 /// A secondary index of a [`TableSpec`].
@@ -578,8 +640,22 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Each action's condition failure returns the stored item.
     async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted>;
 
+    /// DescribeTable: the table's keys, indexes and stream; `None` if there is
+    /// no such table. (`point_in_time_recovery` is reported as `false`: it takes
+    /// another call to read.)
+    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>>;
+
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, bucket: &str) -> Result<()>;
+
+    /// HeadBucket: whether the bucket exists (and this account may list it).
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool>;
+
+    /// Applies a [`BucketSpec`] to an existing bucket: public access block,
+    /// default encryption, lifecycle rule. Replaces the bucket's lifecycle
+    /// configuration only when it has none or only vhs's rule; otherwise adds
+    /// vhs's rule to it.
+    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()>;
 
     /// PutObject. The object must not come into existence before
     /// [`PutObject::complete_after`] fires (an answer of `AlreadyExisted` may come
@@ -781,8 +857,17 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     ) -> Result<Conditional<Option<Item>>> {
         (**self).delete_item(table, key, condition).await
     }
+    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
+        (**self).describe_table(table).await
+    }
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         (**self).create_bucket(bucket).await
+    }
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        (**self).bucket_exists(bucket).await
+    }
+    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+        (**self).configure_bucket(spec).await
     }
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
         (**self).put_object(request).await

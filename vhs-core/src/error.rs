@@ -23,6 +23,13 @@ pub enum Error {
         key: String,
     },
 
+    /// The table does not exist (or this account may not describe it).
+    #[error("table {table} not found")]
+    TableNotFound {
+        /// Table name.
+        table: String,
+    },
+
     /// A create found an item with the same key already stored.
     #[error("item {key} already exists in table {table}")]
     AlreadyExists {
@@ -186,8 +193,12 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// DynamoDB or S3 (or the in-memory backend) failed.
-    #[error("{service} {operation} failed{}: {message}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    /// DynamoDB or S3 (or the in-memory backend) failed. Reads as one line:
+    /// service, operation, the service's error code, its message, e.g.
+    /// `S3 CreateBucket: InvalidBucketName: The specified bucket is not valid.`;
+    /// the SDK's error (with the raw response) stays reachable through
+    /// [`source()`](std::error::Error::source).
+    #[error("{} {operation}: {}{message}", service_name(service), code.as_ref().map(|c| format!("{c}: ")).unwrap_or_default())]
     Backend {
         /// `dynamodb`, `s3` or `memory`.
         service: &'static str,
@@ -203,6 +214,15 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+}
+
+/// How a service reads in a message: `DynamoDB`, `S3`, else as given.
+fn service_name(service: &str) -> &str {
+    match service {
+        "dynamodb" => "DynamoDB",
+        "s3" => "S3",
+        other => other,
+    }
 }
 
 impl Error {
@@ -222,9 +242,9 @@ impl Error {
         ) || matches!(self, Error::TransactionCanceled { reason, .. } if reason.is_retryable())
     }
 
-    /// Whether this is [`Error::NotFound`].
+    /// Whether this is [`Error::NotFound`] or [`Error::TableNotFound`].
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
+        matches!(self, Error::NotFound { .. } | Error::TableNotFound { .. })
     }
 
     pub(crate) fn invalid(message: impl fmt::Display) -> Self {
@@ -303,7 +323,9 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "dynamodb PutItem failed (ValidationException): too big"
+            "DynamoDB PutItem: ValidationException: too big"
         );
+        let e = Error::backend("s3", "GetObject", true, "timed out");
+        assert_eq!(e.to_string(), "S3 GetObject: timed out");
     }
 }

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::backend::{
-    Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo, MultipartStart,
-    ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage, Scan,
-    StoredObject, TableSpec, TransactWrite, Transacted,
+    Attempts, Backend, BatchPage, BucketSpec, CompletedPart, Conditional, MultipartInfo,
+    MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
+    Scan, StoredObject, TableSpec, TransactWrite, Transacted,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -59,6 +59,14 @@ pub enum Op {
     BatchGetItem,
     /// TransactWriteItems.
     TransactWriteItems,
+    /// DescribeTable.
+    DescribeTable,
+    /// HeadBucket.
+    HeadBucket,
+    /// The bucket configuration calls of [`Backend::configure_bucket`]
+    /// (PutPublicAccessBlock, PutBucketEncryption, GetBucketLifecycleConfiguration,
+    /// PutBucketLifecycleConfiguration).
+    ConfigureBucket,
 }
 
 /// What an injected fault does.
@@ -212,10 +220,10 @@ impl<B: Backend> FaultyBackend<B> {
     }
 }
 
-fn injected(op: Op, retryable: bool, message: &str) -> Error {
-    Error::Backend {
-        service: "fault-injection",
-        operation: match op {
+impl Op {
+    /// The name of the API operation (for [`Op::ConfigureBucket`], its last call).
+    pub fn name(self) -> &'static str {
+        match self {
             Op::CreateTable => "CreateTable",
             Op::GetItem => "GetItem",
             Op::PutItem => "PutItem",
@@ -237,7 +245,17 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
             Op::ListMultipartUploads => "ListMultipartUploads",
             Op::BatchGetItem => "BatchGetItem",
             Op::TransactWriteItems => "TransactWriteItems",
-        },
+            Op::DescribeTable => "DescribeTable",
+            Op::HeadBucket => "HeadBucket",
+            Op::ConfigureBucket => "PutBucketLifecycleConfiguration",
+        }
+    }
+}
+
+fn injected(op: Op, retryable: bool, message: &str) -> Error {
+    Error::Backend {
+        service: "fault-injection",
+        operation: op.name(),
         code: Some("InjectedFault".into()),
         retryable,
         message: message.into(),
@@ -308,6 +326,18 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         self.run(Op::CreateBucket, self.inner.create_bucket(bucket))
+            .await
+    }
+    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
+        self.run(Op::DescribeTable, self.inner.describe_table(table))
+            .await
+    }
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        self.run(Op::HeadBucket, self.inner.bucket_exists(bucket))
+            .await
+    }
+    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+        self.run(Op::ConfigureBucket, self.inner.configure_bucket(spec))
             .await
     }
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {

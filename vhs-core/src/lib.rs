@@ -15,11 +15,13 @@ mod compress;
 mod condition;
 mod error;
 mod fault;
+pub mod inspect;
 mod layout;
 pub mod maintenance;
 mod memory;
 mod model;
 pub mod ownership;
+mod provision;
 mod retry;
 mod store;
 mod versioned;
@@ -27,12 +29,12 @@ mod versioned;
 pub use attr::Attr;
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
-    item_size, Attempts, Backend, BatchPage, CancelReason, CompletedPart, Conditional, IndexSpec,
-    MultipartInfo, MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome,
-    Query, QueryPage, RangeCondition, Scan, Signal, StoredObject, TableSpec, TransactWrite,
-    Transacted, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES,
-    MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS,
-    MIN_PART_BYTES,
+    item_size, Attempts, Backend, BatchPage, BucketSpec, CancelReason, CompletedPart, Conditional,
+    IndexSpec, MultipartInfo, MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject,
+    PutOutcome, Query, QueryPage, RangeCondition, Scan, Signal, StoredObject, TableSpec,
+    TransactWrite, Transacted, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
+    MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES,
+    MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
@@ -40,12 +42,14 @@ pub use changes::{Changes, LargeValues};
 pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
 pub use error::{BoxError, Error, Result};
 pub use fault::{Fault, FaultyBackend, Op};
+pub use inspect::{AnyTable, AttrStats, Stats};
 pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
     canonical_time, IndexDef, IndexKeyType, IndexKind, Item, Json, Key, KeyDef, KeyKind, KeyType,
     KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, TimestampType, VersionType,
 };
+pub use provision::ProvisionPlan;
 pub use retry::{retry, RetryPolicy};
 pub use store::{
     Background, Cleanup, Commit, Cursor, Deleted, Options, Page, Precondition, QueryBuilder,

@@ -237,9 +237,148 @@ pub(crate) struct TableRef {
     pub target_of: TargetOf,
     /// A human-readable key of an item.
     pub describe: Box<dyn Fn(&Item) -> String + Send + Sync>,
+    /// For a table known only by its key schema ([`TableRef::untyped`]): the
+    /// attributes seen holding a pointer into the table's prefix, which are its
+    /// large attributes (`large` is then empty).
+    pub discovered: Option<Discovered>,
+}
+
+/// The pointer attributes of an untyped table, as the scan finds them.
+pub(crate) type Discovered =
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<&'static str>>>;
+
+/// One `&'static str` per distinct name, for attribute names that are only
+/// known at run time (untyped tables): each distinct name is allocated once per
+/// process.
+pub(crate) fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Option<HashSet<&'static str>>> = std::sync::Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(n);
+    n
 }
 
 impl TableRef {
+    /// The pointers `item` holds: `(attribute, value)` for every large
+    /// attribute it has (a value other than a string is rendered, so verify can
+    /// report it), and the number of values kept inline (binary). For an untyped
+    /// table, the string attributes holding `s3://{bucket}/{prefix}/...`, which
+    /// are recorded as discovered.
+    pub(crate) fn pointers(&self, bucket: &str, item: &Item) -> (Vec<(&'static str, String)>, u64) {
+        let mut out = Vec::new();
+        let mut inline = 0;
+        match &self.discovered {
+            None => {
+                for attr in &self.large {
+                    match item.get(*attr) {
+                        Some(AttributeValue::S(uri)) => out.push((*attr, uri.clone())),
+                        Some(AttributeValue::B(_)) => inline += 1,
+                        Some(other) => out.push((*attr, format!("{other:?}"))),
+                        None => {}
+                    }
+                }
+            }
+            Some(found) => {
+                let start = format!("s3://{bucket}/{}", self.object_prefix());
+                let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+                for (name, value) in item {
+                    if name.starts_with("vhs:") {
+                        continue;
+                    }
+                    if let AttributeValue::S(uri) = value {
+                        if uri.starts_with(&start) {
+                            let name = intern(name);
+                            found.insert(name);
+                            out.push((name, uri.clone()));
+                        }
+                    }
+                }
+                out.sort();
+            }
+        }
+        (out, inline)
+    }
+
+    /// A table known only by its key schema: the CLI's view of any table vhs
+    /// (or pynamodb_mate, whose layout vhs shares) wrote. Pointers are
+    /// recognised by their value (see [`TableRef::pointers`]); an object's item
+    /// is named by its key's `pk=`/`sk=` segments.
+    pub fn untyped(store: &Store, spec: &crate::backend::TableSpec) -> Result<TableRef> {
+        use crate::model::KeyValue;
+        let table = spec.name.clone();
+        let prefix = store.table_prefix(&table)?;
+        let hash = (intern(&spec.hash_key.0), spec.hash_key.1);
+        let range = spec.range_key.as_ref().map(|(n, k)| (intern(n), *k));
+        let discovered: Discovered = Default::default();
+        let part = |kind: KeyKind, text: &str| match kind {
+            KeyKind::String => Some(KeyValue::String(text.to_owned())),
+            KeyKind::Number => text
+                .parse::<i128>()
+                .is_ok()
+                .then(|| KeyValue::Number(text.to_owned())),
+        };
+        let (t, p, found) = (table.clone(), prefix.clone(), discovered.clone());
+        Ok(TableRef {
+            table,
+            prefix,
+            large: Vec::new(),
+            keys: (hash.0, range.map(|r| r.0)),
+            target_of: Box::new(move |k: &ObjectKey| {
+                let mut key = Item::new();
+                key.insert(hash.0.to_owned(), part(hash.1, &k.hash)?.to_attribute());
+                let range_text = match (range, &k.range) {
+                    (Some((name, kind)), Some(r)) => {
+                        key.insert(name.to_owned(), part(kind, r)?.to_attribute());
+                        Some(r.clone())
+                    }
+                    (None, None) => None,
+                    _ => return None,
+                };
+                let mut large: Vec<&'static str> = found
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .copied()
+                    .collect();
+                let attr = intern(&k.attr);
+                if !large.contains(&attr) {
+                    large.push(attr);
+                }
+                let describe = std::iter::once(format!("{}={:?}", hash.0, k.hash))
+                    .chain(
+                        range
+                            .zip(range_text.as_ref())
+                            .map(|((n, _), r)| format!("{n}={r:?}")),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Some(Target {
+                    table: t.clone(),
+                    prefix: p.clone(),
+                    key,
+                    hash_attr: hash.0,
+                    hash: k.hash.clone(),
+                    range: range_text,
+                    large,
+                    plain: Vec::new(),
+                    describe,
+                })
+            }),
+            describe: Box::new(move |item: &Item| {
+                std::iter::once(hash.0)
+                    .chain(range.map(|r| r.0))
+                    .map(|n| format!("{n}={}", display(item.get(n))))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+            discovered: Some(discovered),
+        })
+    }
+
     /// The prefix its objects are listed under: `{prefix}/`, or everything.
     fn object_prefix(&self) -> String {
         if self.prefix.is_empty() {
@@ -286,6 +425,7 @@ impl TableRef {
                     .collect::<Vec<_>>()
                     .join(", ")
             }),
+            discovered: None,
         })
     }
 }
@@ -299,6 +439,9 @@ pub(crate) fn display(value: Option<&AttributeValue>) -> String {
         None => "?".to_owned(),
     }
 }
+
+/// The object keys a scan found referenced (as hashes).
+pub(crate) struct Referenced(HashSet<u128>);
 
 /// GC candidates of one item: its target, and each object with its size.
 type Candidates = (Target, Vec<(Owned, u64)>);
@@ -361,6 +504,11 @@ impl Store {
                             ..Scan::new(&table.table)
                         })
                         .await?;
+                    if table.discovered.is_some() {
+                        for item in &page.items {
+                            table.pointers(self.bucket(), item);
+                        }
+                    }
                     for item in page.items.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
                         for v in item.values() {
                             if let AttributeValue::S(s) = v {
@@ -386,6 +534,47 @@ impl Store {
             all.extend(set?);
         }
         Ok((all, scanned.load(Ordering::Relaxed)))
+    }
+
+    /// [`Store::scan_table`] for callers outside this module: the referenced
+    /// object keys, and the number of items scanned.
+    pub(crate) async fn scan_referenced<F, Fut>(
+        &self,
+        table: &TableRef,
+        segments: u32,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        on_page: F,
+    ) -> Result<(Referenced, u64)>
+    where
+        F: Fn(Vec<Item>) -> Fut + Sync,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
+        let (set, items) = self.scan_table(table, segments, progress, on_page).await?;
+        Ok((Referenced(set), items))
+    }
+
+    /// Every object under the table's prefix, with whether `referenced` holds it.
+    pub(crate) async fn list_table_objects(
+        &self,
+        table: &TableRef,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        referenced: &Referenced,
+        mut each: impl FnMut(crate::backend::ObjectInfo, bool),
+    ) -> Result<u64> {
+        self.for_each_object(table, progress, |o| {
+            let is = referenced.0.contains(&key_hash(&o.key));
+            each(o, is)
+        })
+        .await
+    }
+
+    /// The multipart uploads under the table's prefix not completed nor aborted.
+    pub(crate) async fn incomplete_uploads(&self, table: &TableRef) -> Result<u64> {
+        Ok(self
+            .backend()
+            .list_multipart_uploads(self.bucket(), &table.object_prefix())
+            .await?
+            .len() as u64)
     }
 
     /// Aborts the multipart uploads under the table's prefix that started more
@@ -466,6 +655,29 @@ impl Store {
     }
 
     pub(crate) async fn gc_table(
+        &self,
+        table: &TableRef,
+        options: &GcOptions,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<GcReport> {
+        let span = tracing::info_span!(
+            "gc",
+            table = %table.table,
+            dry_run = options.dry_run,
+            deleted = tracing::field::Empty,
+            failed = tracing::field::Empty,
+            requests = tracing::field::Empty,
+        );
+        let report = crate::store::traced(&span, self.gc_run(table, options, progress)).await?;
+        span.record("deleted", report.deleted.len());
+        span.record("failed", report.failed.len());
+        for (key, error) in &report.failed {
+            tracing::warn!(parent: &span, uri = %format!("s3://{}/{key}", self.bucket()), %error, "gc could not delete an orphan; the next run tries again");
+        }
+        Ok(report)
+    }
+
+    async fn gc_run(
         &self,
         table: &TableRef,
         options: &GcOptions,
@@ -721,6 +933,24 @@ impl Store {
         options: &VerifyOptions,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<VerifyReport> {
+        let span = tracing::info_span!(
+            "verify",
+            table = %table.table,
+            rehash = options.rehash,
+            clean = tracing::field::Empty,
+            requests = tracing::field::Empty,
+        );
+        let report = crate::store::traced(&span, self.verify_run(table, options, progress)).await?;
+        span.record("clean", report.is_clean());
+        Ok(report)
+    }
+
+    async fn verify_run(
+        &self,
+        table: &TableRef,
+        options: &VerifyOptions,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<VerifyReport> {
         // Check each page's pointers (concurrently) as it is scanned: only the
         // broken ones are kept.
         let checked = AtomicU64::new(0);
@@ -767,17 +997,10 @@ impl Store {
         let mut pointers = Vec::new();
         let mut inline = 0;
         for item in page.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
-            for attr in &table.large {
-                let value = match item.get(*attr) {
-                    Some(AttributeValue::S(uri)) => uri.clone(),
-                    Some(AttributeValue::B(_)) => {
-                        inline += 1;
-                        continue;
-                    }
-                    Some(other) => format!("{other:?}"),
-                    None => continue,
-                };
-                pointers.push(((table.describe)(item), *attr, value));
+            let (held, kept) = table.pointers(self.bucket(), item);
+            inline += kept;
+            for (attr, value) in held {
+                pointers.push(((table.describe)(item), attr, value));
             }
         }
         // Futures built up front (not in a stream combinator's closure), so the

@@ -7,13 +7,13 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use tokio::task::yield_now;
 
-use crate::backend::CancelReason;
 use crate::backend::{
     item_size, Attempts, Backend, BatchPage, CompletedPart, Conditional, MultipartInfo,
     MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
     Scan, StoredObject, TableSpec, TransactWrite, Transacted, MAX_BATCH_GET, MAX_ITEM_BYTES,
     MAX_KEY_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
+use crate::backend::{BucketSpec, CancelReason};
 use crate::condition::{compare, Cmp, Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::{IndexKind, Item, KeyKind, KeyValue, Projection};
@@ -395,7 +395,17 @@ impl Backend for MemoryBackend {
             }
             table.spec.indexes.push(index.clone());
         }
+        table.spec.streams |= spec.streams;
+        table.spec.point_in_time_recovery |= spec.point_in_time_recovery;
         Ok(())
+    }
+
+    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
+        yield_now().await;
+        Ok(self.lock().tables.get(table).map(|t| TableSpec {
+            point_in_time_recovery: false,
+            ..t.spec.clone()
+        }))
     }
 
     async fn get_item(&self, table: &str, key: &Item, _consistent: bool) -> Result<Option<Item>> {
@@ -654,6 +664,45 @@ impl Backend for MemoryBackend {
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         yield_now().await;
         self.lock().buckets.entry(bucket.to_owned()).or_default();
+        Ok(())
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        yield_now().await;
+        Ok(self.lock().buckets.contains_key(bucket))
+    }
+
+    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+        yield_now().await;
+        const OP: &str = "PutBucketLifecycleConfiguration";
+        if [
+            spec.abort_incomplete_multipart_days,
+            spec.noncurrent_version_expiry_days,
+        ]
+        .contains(&Some(0))
+        {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: OP,
+                code: Some("InvalidArgument".into()),
+                retryable: false,
+                message: "'Days' in a lifecycle rule must be a positive integer".into(),
+                source: None,
+            });
+        }
+        if !self.lock().buckets.contains_key(&spec.name) {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: "PutPublicAccessBlock",
+                code: Some("NoSuchBucket".into()),
+                retryable: false,
+                message: "The specified bucket does not exist".into(),
+                source: None,
+            });
+        }
+        // Objects in memory are never public nor stored anywhere: the settings
+        // hold by construction, and there are no versions or abandoned parts to
+        // expire beyond what `abort_multipart_upload` removes.
         Ok(())
     }
 

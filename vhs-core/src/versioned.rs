@@ -18,6 +18,8 @@ use std::marker::PhantomData;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::stream::{self, Stream};
+use tracing::field::Empty;
+use tracing::Span;
 
 use crate::backend::{Query, TableSpec};
 use crate::changes::LargeValues;
@@ -30,13 +32,49 @@ use crate::model::{Item, KeyKind, Model};
 use crate::ownership::{new_token, Plan, State, Target, PLACEHOLDER};
 use crate::retry::RetryPolicy;
 use crate::store::{
-    next_version, number_attr, Bodies, Cleanup, Store, Stored, UploadOrder, READ_RACE_LOST,
-    READ_RACE_RETRIES,
+    next_version, number_attr, record_values, traced, Bodies, Cleanup, Store, Stored, UploadOrder,
+    READ_RACE_LOST, READ_RACE_RETRIES,
 };
 
 const ID: &str = "id";
 const VERSION: &str = "version";
 const VALUE: &str = "value";
+
+/// The span of the versioned store operation `$name` on the value `$id` of
+/// `$core`'s table. `version`, `attrs`, `bytes`, `attempts`, `requests` and
+/// `cleanup` are recorded as they become known.
+macro_rules! span {
+    ($name:literal, $core:expr, $id:expr) => {
+        tracing::info_span!(
+            $name,
+            store = if $core.multi { "multi" } else { "single" },
+            table = %$core.table,
+            id = $id,
+            version = Empty,
+            attrs = Empty,
+            bytes = Empty,
+            attempts = Empty,
+            requests = Empty,
+            cleanup = Empty,
+        )
+    };
+}
+
+/// Records what a write did in its span.
+fn record_written(span: &Span, written: &Result<Written>) {
+    if let Ok(w) = written {
+        span.record("version", w.version);
+        span.record("attempts", w.attempts);
+        w.cleanup.record_in(span);
+    }
+}
+
+/// Records the version read in its span.
+fn record_read<M>(span: &Span, read: &Result<Versioned<M>>) {
+    if let Ok(v) = read {
+        span.record("version", v.version);
+    }
+}
 
 /// The version of an envelope item.
 fn version_of(item: &Item) -> Result<u64> {
@@ -198,6 +236,8 @@ impl<M: Model> Core<M> {
             hash_key: (ID.to_owned(), KeyKind::String),
             range_key: self.multi.then(|| (VERSION.to_owned(), KeyKind::Number)),
             indexes: Vec::new(),
+            streams: false,
+            point_in_time_recovery: false,
         };
         self.store.backend().create_table(&spec).await
     }
@@ -233,6 +273,7 @@ impl<M: Model> Core<M> {
                     format!("id={id}")
                 }
             }),
+            discovered: None,
         }
     }
 
@@ -401,6 +442,7 @@ impl<M: Model> Core<M> {
         let target = self.target(id, version)?;
         let mut record = self.record(&target, version, value)?;
         let values = LargeValues::of(value)?;
+        record_values(&Span::current(), [&values]);
         let conflict = |found: Option<u64>| match expect {
             Expect::Lower => match found {
                 Some(f) if f > version => Error::HigherVersionExists {
@@ -725,10 +767,14 @@ macro_rules! shared_api {
             options: &GcOptions,
             progress: impl Fn(Progress) + Send + Sync,
         ) -> Result<GcReport> {
-            self.core
-                .store
-                .gc_table(&self.core.table_ref(), options, &progress)
-                .await
+            let span = tracing::info_span!(
+                "versioned_gc",
+                table = %self.core.table,
+                requests = Empty,
+            );
+            let table = self.core.table_ref();
+            let gc = self.core.store.gc_table(&table, options, &progress);
+            traced(&span, gc).await
         }
 
         /// Checks the invariants for this table: see
@@ -738,28 +784,43 @@ macro_rules! shared_api {
             options: &VerifyOptions,
             progress: impl Fn(Progress) + Send + Sync,
         ) -> Result<VerifyReport> {
-            self.core
-                .store
-                .verify_table(&self.core.table_ref(), options, &progress)
-                .await
+            let span = tracing::info_span!(
+                "versioned_verify",
+                table = %self.core.table,
+                requests = Empty,
+            );
+            let table = self.core.table_ref();
+            let verify = self.core.store.verify_table(&table, options, &progress);
+            traced(&span, verify).await
         }
 
         /// Creates the table with the right key schema if it does not exist.
         pub async fn ensure_table(&self) -> Result<()> {
-            self.core.ensure_table().await
+            let span = tracing::info_span!(
+                "versioned_ensure_table",
+                table = %self.core.table,
+                requests = Empty,
+            );
+            traced(&span, self.core.ensure_table()).await
         }
 
         /// The newest version of `id` ([`Error::NoVersionExists`] if there is none; a
         /// missing object is [`Error::DanglingPointer`]).
         pub async fn get_latest(&self, id: &str) -> Result<Versioned<M>> {
-            self.core.get_latest(id).await
+            let span = span!("versioned_get_latest", self.core, id);
+            let read = traced(&span, self.core.get_latest(id)).await;
+            record_read(&span, &read);
+            read
         }
 
         /// Writes `value` at the version after the stored latest (or at the start
         /// version), retrying with the retry policy if another writer takes that
         /// version first.
         pub async fn put_latest(&self, id: &str, value: &M) -> Result<Written> {
-            self.core.put_latest(id, value).await
+            let span = span!("versioned_put_latest", self.core, id);
+            let written = traced(&span, self.core.put_latest(id, value)).await;
+            record_written(&span, &written);
+            written
         }
 
         /// Reads the latest, applies `f`, writes latest + 1, and repeats the whole
@@ -769,7 +830,10 @@ macro_rules! shared_api {
         where
             F: FnMut(M) -> M + Send,
         {
-            self.core.update(id, &mut f, None::<&mut fn() -> M>).await
+            let span = span!("versioned_update", self.core, id);
+            let written = traced(&span, self.core.update(id, &mut f, None::<&mut fn() -> M>)).await;
+            record_written(&span, &written);
+            written
         }
 
         /// Like [`update`](Self::update), but starts from `init()` at the start
@@ -779,7 +843,10 @@ macro_rules! shared_api {
             I: FnMut() -> M + Send,
             F: FnMut(M) -> M + Send,
         {
-            self.core.update(id, &mut f, Some(&mut init)).await
+            let span = span!("versioned_upsert", self.core, id);
+            let written = traced(&span, self.core.update(id, &mut f, Some(&mut init))).await;
+            record_written(&span, &written);
+            written
         }
     };
 }
@@ -810,15 +877,27 @@ impl<M: Model> SingleVersionStore<M> {
     /// lower; [`Error::HigherVersionExists`] or [`Error::VersionAlreadyExists`]
     /// otherwise. Re-putting the identical value at the same version succeeds.
     pub async fn put(&self, id: &str, version: u64, value: &M) -> Result<Written> {
-        self.core
-            .put_once(id, version, value, Expect::Lower, &new_token(), None)
-            .await
+        let span = span!("versioned_put", self.core, id);
+        span.record("version", version);
+        let token = new_token();
+        let written = self
+            .core
+            .put_once(id, version, value, Expect::Lower, &token, None);
+        let written = traced(&span, written).await;
+        record_written(&span, &written);
+        written
     }
 
     /// Deletes the value if its stored version is `version` (DynamoDB first, then
     /// its objects, through the cleanup guard); [`Error::NotFound`] otherwise.
     pub async fn delete_version(&self, id: &str, version: u64) -> Result<Cleanup> {
-        self.core.delete_version(id, version).await
+        let span = span!("versioned_delete_version", self.core, id);
+        span.record("version", version);
+        let cleanup = traced(&span, self.core.delete_version(id, version)).await;
+        if let Ok(cleanup) = &cleanup {
+            cleanup.record_in(&span);
+        }
+        cleanup
     }
 }
 
@@ -848,13 +927,25 @@ impl<M: Model> MultiVersionStore<M> {
     /// ([`Error::VersionAlreadyExists`], except for the identical value, which
     /// succeeds).
     pub async fn put(&self, id: &str, version: u64, value: &M) -> Result<Written> {
-        self.core
-            .put_once(id, version, value, Expect::Lower, &new_token(), None)
-            .await
+        let span = span!("versioned_put", self.core, id);
+        span.record("version", version);
+        let token = new_token();
+        let written = self
+            .core
+            .put_once(id, version, value, Expect::Lower, &token, None);
+        let written = traced(&span, written).await;
+        record_written(&span, &written);
+        written
     }
 
     /// One version ([`Error::NotFound`] if it does not exist).
     pub async fn get(&self, id: &str, version: u64) -> Result<Versioned<M>> {
+        let span = span!("versioned_get", self.core, id);
+        span.record("version", version);
+        traced(&span, self.get_version(id, version)).await
+    }
+
+    async fn get_version(&self, id: &str, version: u64) -> Result<Versioned<M>> {
         let target = self.core.target(id, version)?;
         match self
             .core
@@ -878,18 +969,15 @@ impl<M: Model> MultiVersionStore<M> {
             let Some(start) = next else {
                 return Ok(None);
             };
-            let page = self
-                .core
-                .store
-                .backend()
-                .query(&Query {
-                    descending: order == Order::NewestFirst,
-                    limit: Some(500),
-                    start,
-                    consistent: true,
-                    ..Query::new(&self.core.table, ID, AttributeValue::S(id.to_owned()))
-                })
-                .await?;
+            let span = span!("versioned_versions", self.core, id);
+            let query = Query {
+                descending: order == Order::NewestFirst,
+                limit: Some(500),
+                start,
+                consistent: true,
+                ..Query::new(&self.core.table, ID, AttributeValue::S(id.to_owned()))
+            };
+            let page = traced(&span, self.core.store.backend().query(&query)).await?;
             let versions: Vec<Result<u64>> = page
                 .items
                 .iter()
@@ -905,11 +993,26 @@ impl<M: Model> MultiVersionStore<M> {
     /// Deletes one version (DynamoDB first, then its objects, through the cleanup
     /// guard); [`Error::NotFound`] if it does not exist.
     pub async fn delete_version(&self, id: &str, version: u64) -> Result<Cleanup> {
-        self.core.delete_version(id, version).await
+        let span = span!("versioned_delete_version", self.core, id);
+        span.record("version", version);
+        let cleanup = traced(&span, self.core.delete_version(id, version)).await;
+        if let Ok(cleanup) = &cleanup {
+            cleanup.record_in(&span);
+        }
+        cleanup
     }
 
     /// Deletes every version but the newest `keep_last`, oldest objects included.
     pub async fn prune(&self, id: &str, keep_last: usize) -> Result<Pruned> {
+        let span = span!("versioned_prune", self.core, id);
+        let pruned = traced(&span, self.prune_all(id, keep_last)).await;
+        if let Ok(pruned) = &pruned {
+            pruned.cleanup.record_in(&span);
+        }
+        pruned
+    }
+
+    async fn prune_all(&self, id: &str, keep_last: usize) -> Result<Pruned> {
         use futures_util::TryStreamExt;
         let all: Vec<u64> = self.versions(id, Order::NewestFirst).try_collect().await?;
         let mut pruned = Pruned::default();

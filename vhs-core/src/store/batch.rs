@@ -13,8 +13,9 @@
 use std::collections::HashSet;
 
 use futures_util::stream::{self, StreamExt};
+use tracing::field::Empty;
 
-use super::{Deleted, Staged, Store, Upload};
+use super::{record_values, traced, Deleted, Staged, Store, Tally, Upload};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
@@ -52,6 +53,22 @@ impl Store {
         &self,
         items: &[M],
     ) -> Result<Vec<Result<Staged<M>>>> {
+        let span = tracing::info_span!(
+            "batch_create_large",
+            table = self.table_name::<M>(),
+            items = items.len(),
+            attrs = Empty,
+            bytes = Empty,
+            requests = Empty,
+        );
+        traced(&span, self.batch_create(items, &span)).await
+    }
+
+    async fn batch_create<M: Model>(
+        &self,
+        items: &[M],
+        span: &tracing::Span,
+    ) -> Result<Vec<Result<Staged<M>>>> {
         let mut seen = HashSet::new();
         let mut inputs = Vec::with_capacity(items.len());
         for item in items {
@@ -63,6 +80,7 @@ impl Store {
             crate::model::stamp_updated_at::<M>(&mut record);
             inputs.push((target, record, LargeValues::of(item)?));
         }
+        record_values(span, inputs.iter().map(|(_, _, values)| values));
         let checks: Vec<_> = inputs
             .into_iter()
             .map(|(target, mut record, values)| async move {
@@ -106,19 +124,37 @@ impl Store {
         &self,
         keys: &[Key<M>],
     ) -> Result<Vec<Result<Deleted<M>>>> {
-        let mut seen = HashSet::new();
-        for key in keys {
-            key.validate()?;
-            let target = self.target(key)?;
-            if !seen.insert(target.describe.clone()) {
-                return Err(twice(&target));
+        let span = tracing::info_span!(
+            "batch_delete_large",
+            table = self.table_name::<M>(),
+            items = keys.len(),
+            requests = Empty,
+            cleanup = Empty,
+        );
+        let deleted = traced(&span, async {
+            let mut seen = HashSet::new();
+            for key in keys {
+                key.validate()?;
+                let target = self.target(key)?;
+                if !seen.insert(target.describe.clone()) {
+                    return Err(twice(&target));
+                }
             }
+            let deletes: Vec<_> = keys.iter().map(|key| self.delete_large(key)).collect();
+            Ok(stream::iter(deletes)
+                .buffered(self.options().max_concurrency)
+                .collect::<Vec<_>>()
+                .await)
+        })
+        .await;
+        if let Ok(deleted) = &deleted {
+            let mut tally = Tally::default();
+            for d in deleted.iter().flatten() {
+                tally.add(&d.cleanup);
+            }
+            tally.record_in(&span);
         }
-        let deletes: Vec<_> = keys.iter().map(|key| self.delete_large(key)).collect();
-        Ok(stream::iter(deletes)
-            .buffered(self.options().max_concurrency)
-            .collect()
-            .await)
+        deleted
     }
 }
 

@@ -1,6 +1,8 @@
 //! `create_large`: uploads, then one conditional PutItem.
 
-use super::{check_item_size, Staged, Store, Upload, UploadOrder, Uploaded};
+use tracing::field::Empty;
+
+use super::{check_item_size, record_values, traced, Staged, Store, Upload, UploadOrder, Uploaded};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::model::{Item, Model};
@@ -25,17 +27,30 @@ impl Store {
     /// trips).
     pub async fn create_large<M: Model>(&self, item: &M) -> Result<Staged<M>> {
         let key = item.primary_key();
-        let target = self.target(&key)?;
-        let mut record = item.to_item()?;
-        crate::model::stamp_updated_at::<M>(&mut record);
-        self.create_record(&target, LargeValues::of(item)?, record, |_| {
-            Plan::Fail(Error::AlreadyExists {
-                table: target.table.clone(),
-                key: target.describe.clone(),
+        let span = tracing::info_span!(
+            "create_large",
+            table = self.table_name::<M>(),
+            key = %key,
+            attrs = Empty,
+            bytes = Empty,
+            requests = Empty,
+        );
+        traced(&span, async {
+            let target = self.target(&key)?;
+            let mut record = item.to_item()?;
+            crate::model::stamp_updated_at::<M>(&mut record);
+            let values = LargeValues::of(item)?;
+            record_values(&span, [&values]);
+            self.create_record(&target, values, record, |_| {
+                Plan::Fail(Error::AlreadyExists {
+                    table: target.table.clone(),
+                    key: target.describe.clone(),
+                })
             })
+            .await
+            .map(|(staged, _)| staged)
         })
         .await
-        .map(|(staged, _)| staged)
     }
 
     /// Validates `values`, adds their pointers to `record` and checks the item

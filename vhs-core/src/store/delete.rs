@@ -5,8 +5,10 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::field::Empty;
+use tracing::Span;
 
-use super::{number_attr, version_read, Cleanup, Store};
+use super::{number_attr, traced, version_read, Cleanup, Store};
 use crate::backend::Conditional;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -84,7 +86,14 @@ impl Store {
     /// absent. For a model with a `#[vhs(version)]` attribute use
     /// [`delete_large_if`](Self::delete_large_if) with the version you read.
     pub async fn delete_large<M: Model>(&self, key: &Key<M>) -> Result<Deleted<M>> {
-        self.delete_large_if(key, Precondition::new()).await
+        let span = tracing::info_span!(
+            "delete_large",
+            table = self.table_name::<M>(),
+            key = %key,
+            requests = Empty,
+            cleanup = Empty,
+        );
+        self.delete_traced(&span, key, Precondition::new()).await
     }
 
     /// Deletes an item if `precondition` holds ([`Error::ConditionFailed`],
@@ -103,7 +112,35 @@ impl Store {
         key: &Key<M>,
         precondition: impl Into<Precondition>,
     ) -> Result<Deleted<M>> {
-        let precondition = precondition.into();
+        let span = tracing::info_span!(
+            "delete_large_if",
+            table = self.table_name::<M>(),
+            key = %key,
+            requests = Empty,
+            cleanup = Empty,
+        );
+        self.delete_traced(&span, key, precondition.into()).await
+    }
+
+    /// A delete inside `span`, its cleanup recorded there.
+    async fn delete_traced<M: Model>(
+        &self,
+        span: &Span,
+        key: &Key<M>,
+        precondition: Precondition,
+    ) -> Result<Deleted<M>> {
+        let deleted = traced(span, self.delete_if(key, precondition)).await;
+        if let Ok(deleted) = &deleted {
+            deleted.cleanup.record_in(span);
+        }
+        deleted
+    }
+
+    async fn delete_if<M: Model>(
+        &self,
+        key: &Key<M>,
+        precondition: Precondition,
+    ) -> Result<Deleted<M>> {
         if let Some(c) = &precondition.condition {
             c.check()?;
         }

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
 use tokio::sync::{Notify, Semaphore};
+use tracing::field::Empty;
+use tracing::Span;
 
-use super::{Cleanup, Store};
+use super::{traced, Cleanup, Store};
 
 /// Where the store runs its background jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,7 +104,23 @@ impl Drop for Running {
 
 impl Store {
     /// Queues `job`. Waits while the queue is full.
+    ///
+    /// The job runs in a `background_cleanup` span of its own (it may outlive
+    /// the operation that queued it), which follows from the span the caller
+    /// is in.
     pub(crate) async fn defer(&self, job: impl Future<Output = Cleanup> + Send + 'static) {
+        let span = tracing::info_span!(
+            parent: None,
+            "background_cleanup",
+            requests = Empty,
+            cleanup = Empty,
+        );
+        span.follows_from(Span::current());
+        let job = async move {
+            let cleanup = traced(&span, job).await;
+            cleanup.record_in(&span);
+            cleanup
+        };
         let janitor = &self.inner.janitor;
         let runtime = tokio::runtime::Handle::try_current().ok();
         match (janitor.mode, runtime) {
@@ -161,15 +179,21 @@ impl Store {
     /// # }
     /// ```
     pub async fn flush(&self) -> Cleanup {
-        let janitor = &self.inner.janitor;
-        self.run_held().await;
-        loop {
-            let idle = janitor.idle.notified();
-            if janitor.running.load(Ordering::SeqCst) == 0 {
-                break;
+        let span = tracing::info_span!("flush", requests = Empty, cleanup = Empty);
+        let cleanup = traced(&span, async {
+            let janitor = &self.inner.janitor;
+            self.run_held().await;
+            loop {
+                let idle = janitor.idle.notified();
+                if janitor.running.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                idle.await;
             }
-            idle.await;
-        }
-        std::mem::take(&mut *janitor.report.lock().unwrap_or_else(|e| e.into_inner()))
+            std::mem::take(&mut *janitor.report.lock().unwrap_or_else(|e| e.into_inner()))
+        })
+        .await;
+        cleanup.record_in(&span);
+        cleanup
     }
 }

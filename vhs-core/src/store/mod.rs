@@ -26,6 +26,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
+use tracing::field::Empty;
+use tracing::Span;
 
 pub use delete::{Deleted, Precondition};
 pub use query::{Cursor, Page, QueryBuilder, ScanBuilder};
@@ -50,6 +52,7 @@ use crate::ownership::{Owned, State, Target};
 use crate::retry::RetryPolicy;
 pub use janitor::Background;
 use janitor::Janitor;
+pub(crate) use limit::traced;
 
 /// Behaviour switches of a [`Store`].
 #[derive(Debug, Clone)]
@@ -408,6 +411,89 @@ impl Cleanup {
         self.queued.extend(other.queued);
         self.unmarked.extend(other.unmarked);
     }
+
+    /// Records what this cleanup came to in `span`'s `cleanup` field.
+    pub(crate) fn record_in(&self, span: &Span) {
+        Tally::of(self).record_in(span);
+    }
+}
+
+/// What cleanups came to, in counts: the `cleanup` field of an operation's
+/// span (`clean: 2 deleted`, `queued: ...`, `leftover: ...`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    deleted: usize,
+    queued: usize,
+    leftover: usize,
+    marks_left: usize,
+}
+
+impl Tally {
+    pub(crate) fn of(cleanup: &Cleanup) -> Tally {
+        Tally {
+            deleted: cleanup.deleted.len(),
+            queued: cleanup.queued.len(),
+            leftover: cleanup.leftover.len(),
+            marks_left: cleanup.marks_left.len(),
+        }
+    }
+
+    /// Adds the counts of `cleanup`.
+    pub(crate) fn add(&mut self, cleanup: &Cleanup) {
+        let other = Tally::of(cleanup);
+        self.deleted += other.deleted;
+        self.queued += other.queued;
+        self.leftover += other.leftover;
+        self.marks_left += other.marks_left;
+    }
+
+    /// Records the counts in `span`'s `cleanup` field (formatted only if a
+    /// subscriber reads it).
+    pub(crate) fn record_in(self, span: &Span) {
+        span.record("cleanup", tracing::field::display(self));
+    }
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Tally {
+            deleted,
+            queued,
+            leftover,
+            marks_left,
+        } = *self;
+        if leftover > 0 || marks_left > 0 {
+            write!(
+                f,
+                "leftover: {leftover} objects left for GC, {marks_left} deletion marks left, {deleted} deleted, {queued} queued"
+            )
+        } else if queued > 0 {
+            write!(
+                f,
+                "queued: {queued} objects to delete in the background, {deleted} deleted"
+            )
+        } else {
+            write!(f, "clean: {deleted} deleted")
+        }
+    }
+}
+
+/// Records how many large values `values` hold (removals left out) and their
+/// bytes in `span`'s `attrs` and `bytes` fields.
+pub(crate) fn record_values<'a, M: 'a>(
+    span: &Span,
+    values: impl IntoIterator<Item = &'a LargeValues<M>>,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    let (attrs, bytes) = values
+        .into_iter()
+        .flat_map(|values| values.values.iter())
+        .filter_map(|(_, blob)| blob.as_ref())
+        .fold((0u64, 0u64), |(n, bytes), blob| (n + 1, bytes + blob.len()));
+    span.record("attrs", attrs);
+    span.record("bytes", bytes);
 }
 
 /// An upload planned and validated, not yet done.
@@ -702,13 +788,47 @@ impl Store {
                     projection: i.projection(),
                 })
                 .collect(),
+            streams: false,
+            point_in_time_recovery: false,
         };
-        self.inner.backend.create_table(&spec).await
+        self.ensure_table_spec(&spec).await
+    }
+
+    /// Creates a table from its [`TableSpec`] (keys, indexes, stream,
+    /// point-in-time recovery), or brings an existing one up to it: adds the
+    /// global indexes, the stream and the point-in-time recovery it lacks, and
+    /// waits until the table and its indexes are active. What
+    /// [`ensure_table`](Self::ensure_table) does for a model, and `vhs provision`
+    /// for a table described on the command line.
+    pub async fn ensure_table_spec(&self, spec: &TableSpec) -> Result<()> {
+        let span = tracing::info_span!("ensure_table", table = %spec.name, requests = Empty);
+        traced(&span, self.inner.backend.create_table(spec)).await
     }
 
     /// Creates the bucket if this account does not have it yet.
     pub async fn ensure_bucket(&self) -> Result<()> {
-        self.inner.backend.create_bucket(&self.inner.bucket).await
+        let bucket = &self.inner.bucket;
+        let span = tracing::info_span!("ensure_bucket", bucket = %bucket, requests = Empty);
+        traced(&span, self.inner.backend.create_bucket(bucket)).await
+    }
+
+    /// Creates the bucket if needed, then applies `spec`'s settings: public
+    /// access blocked, default encryption, a lifecycle rule aborting incomplete
+    /// multipart uploads (and expiring noncurrent versions) under the prefix.
+    /// Idempotent. `spec.name` must be this store's bucket.
+    pub async fn ensure_bucket_with(&self, spec: &crate::backend::BucketSpec) -> Result<()> {
+        if spec.name != self.inner.bucket {
+            return Err(Error::invalid(format!(
+                "bucket spec names {:?}, but this store's bucket is {:?}",
+                spec.name, self.inner.bucket
+            )));
+        }
+        let span = tracing::info_span!("ensure_bucket_with", bucket = %spec.name, requests = Empty);
+        traced(&span, async {
+            self.ensure_bucket().await?;
+            self.inner.backend.configure_bucket(spec).await
+        })
+        .await
     }
 
     /// The S3 key of a large value of the item with `key` whose stored bytes
@@ -1121,6 +1241,13 @@ impl Store {
                             .filter(|k| !failed.contains(k.as_str()))
                             .cloned(),
                     );
+                    for (key, error) in &errors {
+                        tracing::warn!(
+                            uri = %format_args!("s3://{}/{key}", self.inner.bucket),
+                            error = %error,
+                            "object not deleted: left for GC"
+                        );
+                    }
                     cleanup.leftover.extend(errors);
                 }
                 Err(e) if attempts == Attempts::Once => {
@@ -1134,6 +1261,11 @@ impl Store {
                         match head {
                             Ok(None) => cleanup.deleted.push(key.clone()),
                             _ => {
+                                tracing::warn!(
+                                    uri = %format_args!("s3://{}/{key}", self.inner.bucket),
+                                    error = %e,
+                                    "object's one delete attempt not confirmed: it stays reserved for GC unless deleted again"
+                                );
                                 cleanup.leftover.push((
                                     key.clone(),
                                     format!("its one delete attempt was not confirmed ({e}); it stays marked for GC"),
@@ -1143,9 +1275,18 @@ impl Store {
                         }
                     }
                 }
-                Err(e) => cleanup
-                    .leftover
-                    .extend(batch.iter().map(|k| (k.clone(), e.to_string()))),
+                Err(e) => {
+                    for key in batch {
+                        tracing::warn!(
+                            uri = %format_args!("s3://{}/{key}", self.inner.bucket),
+                            error = %e,
+                            "object not deleted: left for GC"
+                        );
+                    }
+                    cleanup
+                        .leftover
+                        .extend(batch.iter().map(|k| (k.clone(), e.to_string())));
+                }
             }
         }
         cleanup

@@ -9,8 +9,10 @@ use std::str::FromStr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use futures_util::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
+use tracing::field::Empty;
+use tracing::Span;
 
-use super::{Store, Stored};
+use super::{traced, Store, Stored};
 use crate::backend::{Query, Scan};
 use crate::condition::{Cmp, Condition};
 use crate::error::{Error, Result};
@@ -143,10 +145,16 @@ impl Listing {
             }
             let mut listing = listing;
             loop {
-                let mut page = listing.fetch(start.clone()).await?;
-                if listing.full_items {
-                    page.items = listing.full(page.items).await?;
-                }
+                let span = listing.page_span();
+                let mut page = traced(&span, async {
+                    let mut page = listing.fetch(start.clone()).await?;
+                    if listing.full_items {
+                        page.items = listing.full(page.items).await?;
+                    }
+                    Ok::<_, Error>(page)
+                })
+                .await?;
+                span.record("items", page.items.len());
                 page.items.retain(|i| !i.contains_key(PLACEHOLDER));
                 let mut cursor = page.last_key.take().map(Cursor);
                 let mut done = false;
@@ -173,6 +181,27 @@ impl Listing {
             }
         })
         .boxed()
+    }
+
+    /// The span of one page fetch: `query` or `scan`, its table (and index or
+    /// segment), the items read and the requests made.
+    fn page_span(&self) -> Span {
+        match &self.request {
+            Request::Query(q) => tracing::info_span!(
+                "query",
+                table = %q.table,
+                index = q.index.as_deref(),
+                items = Empty,
+                requests = Empty,
+            ),
+            Request::Scan(s) => tracing::info_span!(
+                "scan",
+                table = %s.table,
+                segment = s.segment.map(|(segment, _)| segment),
+                items = Empty,
+                requests = Empty,
+            ),
+        }
     }
 
     /// The items of the table with the keys of `items` (as an index holding
@@ -323,6 +352,16 @@ impl Store {
     ///
     /// [`Options::max_concurrency`]: crate::Options::max_concurrency
     async fn load_many<T: Model>(&self, stored: Vec<Stored<T>>) -> Result<Vec<Stored<T>>> {
+        let span = tracing::info_span!(
+            "load_many",
+            table = self.table_name::<T>(),
+            items = stored.len(),
+            requests = Empty,
+        );
+        traced(&span, self.load_each(stored)).await
+    }
+
+    async fn load_each<T: Model>(&self, stored: Vec<Stored<T>>) -> Result<Vec<Stored<T>>> {
         let prefix = self.table_prefix(self.table_name::<T>())?;
         let loads: Vec<_> = stored
             .into_iter()

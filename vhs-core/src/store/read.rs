@@ -6,7 +6,9 @@ use futures_util::stream::{self, StreamExt};
 
 use std::collections::HashMap;
 
-use super::{encoding_in_key, Store, READ_RACE_LOST, READ_RACE_RETRIES};
+use tracing::field::Empty;
+
+use super::{encoding_in_key, traced, Store, READ_RACE_LOST, READ_RACE_RETRIES};
 use crate::backend::MAX_BATCH_GET;
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
@@ -81,18 +83,32 @@ impl Store {
     /// object is [`Error::DanglingPointer`], distinct from [`Error::NotFound`]. A
     /// placeholder left by a delete is [`Error::NotFound`].
     pub async fn get_large<M: Model>(&self, key: &Key<M>) -> Result<M> {
-        self.read(key, false).await
+        let span = tracing::info_span!(
+            "get_large",
+            table = self.table_name::<M>(),
+            key = %key,
+            consistent = false,
+            requests = Empty,
+        );
+        traced(&span, self.read(key, false)).await
     }
 
     /// [`Store::get_large`] with a strongly consistent read of the item.
     pub async fn get_large_consistent<M: Model>(&self, key: &Key<M>) -> Result<M> {
-        self.read(key, true).await
+        let span = tracing::info_span!(
+            "get_large",
+            table = self.table_name::<M>(),
+            key = %key,
+            consistent = true,
+            requests = Empty,
+        );
+        traced(&span, self.read(key, true)).await
     }
 
     async fn read<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<M> {
         let prefix = self.table_prefix(self.table_name::<M>())?;
         let stored = match self.cache() {
-            None => self.get_stored(key, consistent).await?,
+            None => self.read_stored(key, consistent).await?,
             Some(cache) => {
                 let target = self.target(key)?;
                 // Taken before the read: a write that returns meanwhile moves
@@ -139,7 +155,7 @@ impl Store {
         for _ in 0..=READ_RACE_RETRIES {
             match self.load_all(prefix, &mut stored).await {
                 Err(Error::DanglingPointer { attr, uri }) => {
-                    let now = self.get_stored(key, true).await?;
+                    let now = self.read_stored(key, true).await?;
                     if now.pointer(&attr) == Some(uri.as_str()) {
                         return Err(Error::DanglingPointer { attr, uri });
                     }
@@ -159,6 +175,16 @@ impl Store {
     /// consistent, like `get_large`. A key given twice is batched once, and its
     /// later copies are read again with `get_large` (`M` need not be `Clone`).
     pub async fn batch_get_large<M: Model>(&self, keys: &[Key<M>]) -> Result<Vec<Option<M>>> {
+        let span = tracing::info_span!(
+            "batch_get_large",
+            table = self.table_name::<M>(),
+            items = keys.len(),
+            requests = Empty,
+        );
+        traced(&span, self.batch_get(keys)).await
+    }
+
+    async fn batch_get<M: Model>(&self, keys: &[Key<M>]) -> Result<Vec<Option<M>>> {
         let prefix = self.table_prefix(self.table_name::<M>())?;
         let table = self.table_name::<M>().to_owned();
         let mut targets = Vec::with_capacity(keys.len());
@@ -308,6 +334,22 @@ impl Store {
 
     /// Reads only the item: ordinary fields and pointers, no object fetched.
     pub async fn get_stored<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<Stored<M>> {
+        let span = tracing::info_span!(
+            "get_stored",
+            table = self.table_name::<M>(),
+            key = %key,
+            consistent,
+            requests = Empty,
+        );
+        traced(&span, self.read_stored(key, consistent)).await
+    }
+
+    /// [`Store::get_stored`], for the store's own reads (no span of its own).
+    pub(crate) async fn read_stored<M: Model>(
+        &self,
+        key: &Key<M>,
+        consistent: bool,
+    ) -> Result<Stored<M>> {
         let target = self.target(key)?;
         match State::of(
             self.backend()
@@ -324,8 +366,17 @@ impl Store {
     /// the item are decoded without a request. Attributes the item does not hold
     /// stay `None`.
     pub async fn load<M: Model>(&self, stored: &mut Stored<M>, attrs: &[&str]) -> Result<()> {
-        let prefix = self.table_prefix(self.table_name::<M>())?;
-        self.load_from(&prefix, stored, attrs, None).await
+        let span = tracing::info_span!(
+            "load",
+            table = self.table_name::<M>(),
+            attrs = attrs.len(),
+            requests = Empty,
+        );
+        traced(&span, async {
+            let prefix = self.table_prefix(self.table_name::<M>())?;
+            self.load_from(&prefix, stored, attrs, None).await
+        })
+        .await
     }
 
     /// [`Store::load`] for objects under `prefix`, with the bodies cache of

@@ -7,8 +7,10 @@ use std::marker::PhantomData;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
+use tracing::field::Empty;
+use tracing::Span;
 
-use super::{Cleanup, Store};
+use super::{record_values, traced, Cleanup, Store};
 use crate::changes::LargeValues;
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::Result;
@@ -286,6 +288,19 @@ impl Store {
         key: &Key<M>,
         values: LargeValues<M>,
     ) -> Result<Staged<M>> {
+        let span = tracing::info_span!(
+            "put_s3",
+            table = self.table_name::<M>(),
+            key = %key,
+            attrs = Empty,
+            bytes = Empty,
+            requests = Empty,
+        );
+        record_values(&span, [&values]);
+        traced(&span, self.stage(key, values)).await
+    }
+
+    async fn stage<M: Model>(&self, key: &Key<M>, values: LargeValues<M>) -> Result<Staged<M>> {
         let target = self.target(key)?;
         let uploads = self.plan(&target, &values).await?;
         let (uploaded, read) = self
@@ -331,15 +346,29 @@ impl Store {
     /// Hook: your PutItem of a new item failed. Deletes the objects `staged`
     /// created, unless an item references them.
     pub async fn clean_up_after_create_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
-        self.retire(&staged.target, staged.created_objects(), State::Unknown)
-            .await
+        let span = tracing::info_span!(
+            "clean_up_after_create_failed",
+            table = %staged.target.table,
+            key = %staged.target.describe,
+            requests = Empty,
+            cleanup = Empty,
+        );
+        let cleanup = self.retire(&staged.target, staged.created_objects(), State::Unknown);
+        hook(&span, cleanup).await
     }
 
     /// Hook: your UpdateItem failed. Deletes the objects `staged` created, unless
     /// an item references them.
     pub async fn clean_up_after_update_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
-        self.retire(&staged.target, staged.created_objects(), State::Unknown)
-            .await
+        let span = tracing::info_span!(
+            "clean_up_after_update_failed",
+            table = %staged.target.table,
+            key = %staged.target.describe,
+            requests = Empty,
+            cleanup = Empty,
+        );
+        let cleanup = self.retire(&staged.target, staged.created_objects(), State::Unknown);
+        hook(&span, cleanup).await
     }
 
     /// Hook: your UpdateItem succeeded. Deletes the objects `old_item` referenced
@@ -352,6 +381,13 @@ impl Store {
         staged: &Staged<M>,
         old_item: &Item,
     ) -> Cleanup {
+        let span = tracing::info_span!(
+            "clean_up_after_update_succeeded",
+            table = %staged.target.table,
+            key = %staged.target.describe,
+            requests = Empty,
+            cleanup = Empty,
+        );
         let new = staged.uris();
         let old = staged
             .attrs
@@ -359,10 +395,17 @@ impl Store {
             .filter_map(|a| self.owned_value(&staged.target, a.attr, old_item.get(a.attr)?))
             .filter(|o| !new.contains(&o.uri))
             .collect();
-        self.retire(&staged.target, old, State::Unknown).await
+        hook(&span, self.retire(&staged.target, old, State::Unknown)).await
     }
 
     fn owned_value(&self, target: &Target, attr: &str, value: &AttributeValue) -> Option<Owned> {
         target.owned(self.bucket(), attr, value)
     }
+}
+
+/// Runs a cleanup hook inside its `span`, its outcome recorded there.
+async fn hook(span: &Span, cleanup: impl std::future::Future<Output = Cleanup>) -> Cleanup {
+    let cleanup = traced(span, cleanup).await;
+    cleanup.record_in(span);
+    cleanup
 }

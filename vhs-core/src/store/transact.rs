@@ -6,9 +6,10 @@ use std::fmt;
 
 use futures_util::future::{join, join_all, BoxFuture};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tracing::field::Empty;
 
 use super::update::{PreparedUpdate, Stale};
-use super::{Cleanup, Precondition, Proofs, Store, Upload, UploadOrder, Uploaded};
+use super::{traced, Cleanup, Precondition, Proofs, Store, Upload, UploadOrder, Uploaded};
 use crate::backend::{CancelReason, Signal, TransactWrite, Transacted, MAX_TRANSACT_ITEMS};
 use crate::changes::{Changes, LargeValues};
 use crate::condition::{Condition, ItemUpdate};
@@ -285,6 +286,20 @@ impl Transaction {
     /// resolved (the same request is sent again, and the items' write history
     /// tells whether it was applied) before anything is reported.
     pub async fn commit(self) -> Result<Commit> {
+        let span = tracing::info_span!(
+            "commit",
+            actions = self.actions.len(),
+            requests = Empty,
+            cleanup = Empty,
+        );
+        let commit = traced(&span, self.run()).await;
+        if let Ok(commit) = &commit {
+            commit.cleanup.record_in(&span);
+        }
+        commit
+    }
+
+    async fn run(self) -> Result<Commit> {
         let Transaction { store, actions } = self;
         if actions.is_empty() || actions.len() > MAX_TRANSACT_ITEMS {
             return Err(Error::invalid(format!(

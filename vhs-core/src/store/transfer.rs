@@ -16,8 +16,9 @@ use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use md5::{Digest, Md5};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tracing::field::Empty;
 
-use super::{Store, READ_RACE_LOST, READ_RACE_RETRIES};
+use super::{traced, Store, READ_RACE_LOST, READ_RACE_RETRIES};
 use crate::backend::{
     CompletedPart, MultipartStart, ObjectRange, PutObject, PutOutcome, Signal, MAX_PARTS,
     MIN_PART_BYTES,
@@ -236,6 +237,28 @@ impl Store {
         attr: &str,
         writer: &mut W,
     ) -> Result<u64> {
+        let span = tracing::info_span!(
+            "download_large",
+            table = self.table_name::<M>(),
+            key = %key,
+            attr,
+            bytes = Empty,
+            requests = Empty,
+        );
+        let written = traced(&span, self.download(key, attr, writer)).await;
+        if let Ok(bytes) = written {
+            span.record("bytes", bytes);
+        }
+        written
+    }
+
+    /// [`Store::download_large`] without its span.
+    async fn download<M: Model, W: AsyncWrite + Unpin + Send>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        writer: &mut W,
+    ) -> Result<u64> {
         match self.locate(key, attr).await? {
             Located::Object(pointer, md5) => {
                 self.stream_object(key, attr, &pointer, &md5, writer).await
@@ -254,6 +277,29 @@ impl Store {
         path: impl AsRef<Path>,
     ) -> Result<u64> {
         let path = path.as_ref();
+        let span = tracing::info_span!(
+            "download_large_to_file",
+            table = self.table_name::<M>(),
+            key = %key,
+            attr,
+            path = %path.display(),
+            bytes = Empty,
+            requests = Empty,
+        );
+        let written = traced(&span, self.download_to_file(key, attr, path)).await;
+        if let Ok(bytes) = written {
+            span.record("bytes", bytes);
+        }
+        written
+    }
+
+    /// [`Store::download_large_to_file`] without its span.
+    async fn download_to_file<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        path: &Path,
+    ) -> Result<u64> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => std::path::PathBuf::from("."),
@@ -264,7 +310,7 @@ impl Store {
             .map_err(|e| Error::io(format!("create a temporary file in {}", dir.display()), e))?;
         let (file, temp_path) = temp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
-        let written = self.download_large(key, attr, &mut file).await?;
+        let written = self.download(key, attr, &mut file).await?;
         let write_err = |e| Error::io(format!("write {}", temp_path.display()), e);
         file.flush().await.map_err(write_err)?;
         file.sync_all().await.map_err(write_err)?;
@@ -280,6 +326,30 @@ impl Store {
     /// checked on a part of it; S3 checks the transfer. A compressed value
     /// (`#[large(compress = "...")]`) has no ranges: [`Error::InvalidInput`].
     pub async fn read_large_range<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        let span = tracing::info_span!(
+            "read_large_range",
+            table = self.table_name::<M>(),
+            key = %key,
+            attr,
+            start = range.start,
+            end = range.end,
+            bytes = Empty,
+            requests = Empty,
+        );
+        let read = traced(&span, self.read_range(key, attr, range)).await;
+        if let Ok(bytes) = &read {
+            span.record("bytes", bytes.len());
+        }
+        read
+    }
+
+    /// [`Store::read_large_range`] without its span.
+    async fn read_range<M: Model>(
         &self,
         key: &Key<M>,
         attr: &str,
@@ -327,6 +397,23 @@ impl Store {
         attr: &str,
         expires_in: std::time::Duration,
     ) -> Result<String> {
+        let span = tracing::info_span!(
+            "presign_large",
+            table = self.table_name::<M>(),
+            key = %key,
+            attr,
+            requests = Empty,
+        );
+        traced(&span, self.presign(key, attr, expires_in)).await
+    }
+
+    /// [`Store::presign_large`] without its span.
+    async fn presign<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String> {
         const MAX: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
         if expires_in.is_zero() || expires_in > MAX {
             return Err(Error::invalid(format!(
@@ -353,7 +440,7 @@ impl Store {
     async fn locate<M: Model>(&self, key: &Key<M>, attr: &str) -> Result<Located> {
         let index = M::SCHEMA.require_large(attr)?;
         let attr = M::SCHEMA.large[index].name;
-        let stored = self.get_stored(key, false).await?;
+        let stored = self.read_stored(key, false).await?;
         if let Some(bytes) = stored.inline_value(attr) {
             return Ok(Located::Inline(bytes.clone()));
         }
@@ -381,7 +468,7 @@ impl Store {
     /// An object found missing: `Ok` if the item now points elsewhere (a
     /// concurrent write replaced it: read again), a dangling pointer if not.
     async fn gone<M: Model>(&self, key: &Key<M>, attr: &str, pointer: &Pointer) -> Result<()> {
-        let now = self.get_stored(key, true).await?;
+        let now = self.read_stored(key, true).await?;
         if now.pointer(attr) == Some(pointer.uri().as_str()) {
             return Err(Error::DanglingPointer {
                 attr: attr.to_owned(),
@@ -429,6 +516,55 @@ impl Store {
             Ok(t) => t.busy(READ_RACE_LOST),
             Err(e) => e,
         })?;
+        let table = self.table_name::<M>();
+        self.stream_from(table, &key.to_string(), attr, &pointer, &md5, first, writer)
+            .await
+    }
+
+    /// Streams the object a pointer names to `writer`, MD5-checked, for a
+    /// caller without a model ([`AnyTable`](crate::AnyTable)): a missing object
+    /// is [`Error::DanglingPointer`] (the caller reads the item again to tell a
+    /// replaced value from a lost one). `table` and `key` name the item in errors.
+    pub(crate) async fn stream_pointer<W: AsyncWrite + Unpin + Send>(
+        &self,
+        table: &str,
+        key: &str,
+        attr: &str,
+        pointer: &Pointer,
+        md5: &str,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let first = self
+            .inner
+            .backend
+            .get_object_range(
+                &pointer.bucket,
+                &pointer.key,
+                0..self.inner.options.part_size,
+            )
+            .await?
+            .ok_or_else(|| Error::DanglingPointer {
+                attr: attr.to_owned(),
+                uri: pointer.uri(),
+            })?;
+        self.stream_from(table, key, attr, pointer, md5, first, writer)
+            .await
+    }
+
+    /// The rest of a download whose first range is `first`.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_from<W: AsyncWrite + Unpin + Send>(
+        &self,
+        table: &str,
+        key: &str,
+        attr: &str,
+        pointer: &Pointer,
+        md5: &str,
+        first: ObjectRange,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let backend = &self.inner.backend;
+        let chunk = self.inner.options.part_size;
         let total = first.total;
         // The MD5 is that of the stored bytes; a compressed value is decoded as
         // it is written.
@@ -459,8 +595,8 @@ impl Store {
                         format!("range {start}..{end} of {} came back short", pointer.uri()),
                     )),
                     None => Err(Error::Busy {
-                        table: self.table_name::<M>().to_owned(),
-                        key: key.to_string(),
+                        table: table.to_owned(),
+                        key: key.to_owned(),
                         reason: format!(
                             "`{attr}` was replaced (its object deleted) while it was downloaded; read it again"
                         ),
@@ -530,7 +666,7 @@ impl Store {
             return Err(Error::Integrity {
                 attr: attr.to_owned(),
                 uri: pointer.uri(),
-                expected: md5,
+                expected: md5.to_owned(),
                 actual,
             });
         }

@@ -5,7 +5,12 @@ use std::fmt;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{check_item_size, next_version, number_attr, version_read, Cleanup, Staged, Store};
+use tracing::field::Empty;
+
+use super::{
+    check_item_size, next_version, number_attr, record_values, traced, version_read, Cleanup,
+    Staged, Store,
+};
 use crate::changes::Changes;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -65,7 +70,25 @@ impl Store {
         key: &Key<M>,
         changes: impl Into<Changes<M>>,
     ) -> Result<Updated<M>> {
+        let span = tracing::info_span!(
+            "update_large",
+            table = self.table_name::<M>(),
+            key = %key,
+            attrs = Empty,
+            bytes = Empty,
+            requests = Empty,
+            cleanup = Empty,
+        );
         let changes = changes.into();
+        record_values(&span, [&changes.large]);
+        let updated = traced(&span, self.update(key, changes)).await;
+        if let Ok(updated) = &updated {
+            updated.cleanup.record_in(&span);
+        }
+        updated
+    }
+
+    async fn update<M: Model>(&self, key: &Key<M>, changes: Changes<M>) -> Result<Updated<M>> {
         let target = self.target(key)?;
         let PreparedUpdate {
             uploads,

@@ -1,0 +1,470 @@
+//! Tables known by their key schema only, no Rust model: what the `vhs`
+//! command-line tool works on.
+//!
+//! [`Store::open_table`] reads the key schema with DescribeTable. Pointers are
+//! recognised by the layout: a string attribute holding
+//! `s3://{bucket}/{table prefix}/...` is a large attribute's pointer, and an
+//! object's key names its item (`pk=`, `sk=`) and attribute (`attr=`). That is
+//! the layout vhs writes and pynamodb_mate's large-attribute pattern writes, so
+//! both kinds of table can be inspected; [`AnyTable::gc`] and
+//! [`AnyTable::verify`] run the same code as [`Store::gc`] and [`Store::verify`].
+//!
+//! ```
+//! # async fn demo() -> vhs_core::Result<()> {
+//! use vhs_core::{KeyKind, MemoryBackend, Store, TableSpec};
+//! let store = Store::builder(MemoryBackend::new(), "bucket").build()?;
+//! store.ensure_bucket().await?;
+//! store.ensure_table_spec(&TableSpec::new("docs", ("id", KeyKind::String))).await?;
+//! let table = store.open_table("docs").await?;
+//! let key = table.key("doc-1", None)?;
+//! assert!(table.get(&key).await?.is_none());
+//! let stats = table.stats(|_| {}).await?;
+//! assert_eq!(stats.items, 0);
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokio::io::AsyncWrite;
+
+use crate::backend::{ObjectInfo, Query, Scan, TableSpec};
+use crate::condition::Condition;
+use crate::error::{Error, Result};
+use crate::layout::ObjectKey;
+use crate::maintenance::{GcOptions, GcReport, Progress, TableRef, VerifyOptions, VerifyReport};
+use crate::model::{Item, KeyKind};
+use crate::ownership::PLACEHOLDER;
+use crate::store::Store;
+
+/// A table read through its key schema (see the [module docs](self)).
+pub struct AnyTable {
+    store: Store,
+    spec: TableSpec,
+    table: TableRef,
+}
+
+impl std::fmt::Debug for AnyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyTable")
+            .field("spec", &self.spec)
+            .field("prefix", &self.table.prefix)
+            .finish()
+    }
+}
+
+/// What [`AnyTable::stats`] counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live items (placeholders of deletes in progress not counted).
+    pub items: u64,
+    /// Placeholders: tombstones a delete (or GC) leaves on an item's key, which
+    /// GC removes once older than the retention, or a delete in progress.
+    pub placeholders: u64,
+    /// Pointers the live items hold.
+    pub pointers: u64,
+    /// Objects under the table's prefix.
+    pub objects: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Objects and bytes per large attribute (the `attr=` segment of the key).
+    pub by_attr: BTreeMap<String, AttrStats>,
+    /// Objects no live item references (GC removes them once older than its
+    /// grace period; a write in flight has some for a moment).
+    pub orphans: u64,
+    /// Their total size in bytes.
+    pub orphan_bytes: u64,
+    /// Objects under the prefix whose key is not in the layout (never touched).
+    pub foreign: u64,
+    /// Multipart uploads under the prefix not completed nor aborted yet.
+    pub incomplete_uploads: u64,
+}
+
+/// Objects of one large attribute, in [`Stats::by_attr`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttrStats {
+    /// Objects.
+    pub objects: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Of them, objects no live item references.
+    pub orphans: u64,
+}
+
+impl Store {
+    /// Opens `table` by its key schema (DescribeTable): no model needed.
+    /// [`Error::TableNotFound`] if there is no such table.
+    pub async fn open_table(&self, table: &str) -> Result<AnyTable> {
+        let spec =
+            self.backend()
+                .describe_table(table)
+                .await?
+                .ok_or_else(|| Error::TableNotFound {
+                    table: table.to_owned(),
+                })?;
+        Ok(AnyTable {
+            table: TableRef::untyped(self, &spec)?,
+            store: self.clone(),
+            spec,
+        })
+    }
+}
+
+impl AnyTable {
+    /// The key schema and indexes, as DescribeTable gave them.
+    pub fn spec(&self) -> &TableSpec {
+        &self.spec
+    }
+
+    /// The prefix the table's objects go under.
+    pub fn prefix(&self) -> &str {
+        &self.table.prefix
+    }
+
+    /// The primary key of an item, from the text of its hash key and (for a
+    /// table with a range key) range key. [`Error::InvalidInput`] if a part is
+    /// missing or extra, or a number key is not a number.
+    pub fn key(&self, hash: &str, range: Option<&str>) -> Result<Item> {
+        let part = |key: &(String, KeyKind), text: &str| self.key_value(key, text);
+        let mut key = Item::new();
+        key.insert(
+            self.spec.hash_key.0.clone(),
+            part(&self.spec.hash_key, hash)?,
+        );
+        match (&self.spec.range_key, range) {
+            (Some(r), Some(text)) => {
+                key.insert(r.0.clone(), part(r, text)?);
+            }
+            (None, None) => {}
+            (Some(r), None) => {
+                return Err(Error::invalid(format!(
+                    "table {} has a range key ({}): give it after the hash key",
+                    self.spec.name, r.0
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid(format!(
+                    "table {} has no range key: give the hash key ({}) only",
+                    self.spec.name, self.spec.hash_key.0
+                )))
+            }
+        }
+        Ok(key)
+    }
+
+    /// The item's key, human-readable (`id="a", version=3`).
+    pub fn describe(&self, item: &Item) -> String {
+        (self.table.describe)(item)
+    }
+
+    /// The item (consistent read); `None` if there is none or it is being
+    /// deleted (a placeholder).
+    pub async fn get(&self, key: &Item) -> Result<Option<Item>> {
+        let span = tracing::info_span!(
+            "get",
+            table = %self.spec.name,
+            key = %self.describe(key),
+            requests = tracing::field::Empty
+        );
+        let item = crate::store::traced(
+            &span,
+            self.store.backend().get_item(&self.spec.name, key, true),
+        )
+        .await?;
+        Ok(item.filter(|i| !i.contains_key(PLACEHOLDER)))
+    }
+
+    /// The pointers an item holds: `(attribute, s3:// URI)`, sorted.
+    pub fn pointers(&self, item: &Item) -> Vec<(String, String)> {
+        self.table
+            .pointers(self.store.bucket(), item)
+            .0
+            .into_iter()
+            .map(|(a, v)| (a.to_owned(), v))
+            .collect()
+    }
+
+    /// Up to `limit` live items, in the table's order (Scan), or of one hash
+    /// key value (Query), starting after `start`; with the key to resume from
+    /// if there may be more.
+    pub async fn list(
+        &self,
+        hash: Option<&str>,
+        start: Option<Item>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let span = tracing::info_span!(
+            "list",
+            table = %self.spec.name,
+            hash,
+            limit,
+            requests = tracing::field::Empty
+        );
+        crate::store::traced(&span, self.list_run(hash, start, limit)).await
+    }
+
+    async fn list_run(
+        &self,
+        hash: Option<&str>,
+        start: Option<Item>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let filter = Some(Condition::not_exists(PLACEHOLDER));
+        let hash = match hash {
+            Some(h) => Some(self.key_part_hash(h)?),
+            None => None,
+        };
+        let mut items = Vec::new();
+        let mut start = start;
+        while items.len() < limit {
+            let want = (limit - items.len()).min(1000);
+            let page = match &hash {
+                Some(value) => {
+                    self.store
+                        .backend()
+                        .query(&Query {
+                            filter: filter.clone(),
+                            start: start.take(),
+                            limit: Some(want),
+                            consistent: true,
+                            ..Query::new(&self.spec.name, &self.spec.hash_key.0, value.clone())
+                        })
+                        .await?
+                }
+                None => {
+                    self.store
+                        .backend()
+                        .scan(&Scan {
+                            filter: filter.clone(),
+                            start: start.take(),
+                            limit: Some(want),
+                            consistent: true,
+                            ..Scan::new(&self.spec.name)
+                        })
+                        .await?
+                }
+            };
+            items.extend(page.items);
+            match page.last_key {
+                Some(k) => start = Some(k),
+                None => return Ok((items, None)),
+            }
+        }
+        // A full page: resume after its last item.
+        let last = items.last().map(|i| self.key_of(i));
+        Ok((items, last))
+    }
+
+    fn key_part_hash(&self, text: &str) -> Result<AttributeValue> {
+        self.key_value(&self.spec.hash_key, text)
+    }
+
+    /// The value of key attribute `name` of type `kind` from its text.
+    fn key_value(&self, (name, kind): &(String, KeyKind), text: &str) -> Result<AttributeValue> {
+        if text.is_empty() {
+            return Err(Error::invalid(format!(
+                "key attribute {name} of table {} cannot be empty",
+                self.spec.name
+            )));
+        }
+        match kind {
+            KeyKind::String => Ok(AttributeValue::S(text.to_owned())),
+            KeyKind::Number => match text.parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(AttributeValue::N(text.to_owned())),
+                _ => Err(Error::invalid(format!(
+                    "key attribute {name} of table {} is a number; {text:?} is not one",
+                    self.spec.name
+                ))),
+            },
+        }
+    }
+
+    fn key_of(&self, item: &Item) -> Item {
+        std::iter::once(&self.spec.hash_key.0)
+            .chain(self.spec.range_key.as_ref().map(|r| &r.0))
+            .filter_map(|n| Some((n.clone(), item.get(n)?.clone())))
+            .collect()
+    }
+
+    /// HeadObject of a pointer's object: its size, or `None` if it is missing.
+    /// [`Error::BadPointer`] for a URI outside the table's prefix.
+    pub async fn object_info(&self, attr: &str, uri: &str) -> Result<Option<ObjectInfo>> {
+        let (pointer, _) = self.store.check_pointer(&self.table.prefix, attr, uri)?;
+        self.store
+            .backend()
+            .head_object(&pointer.bucket, &pointer.key)
+            .await
+    }
+
+    /// Streams the value of `attr` of `item` to `writer` (decoded, for a
+    /// compressed value), checking the MD5 its key records as the bytes pass:
+    /// a mismatch is [`Error::Integrity`], returned after the last byte, so
+    /// treat what was written as good only on `Ok`. Returns the bytes written.
+    pub async fn download<W: AsyncWrite + Unpin + Send>(
+        &self,
+        item: &Item,
+        attr: &str,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let span = tracing::info_span!(
+            "download",
+            table = %self.spec.name,
+            key = %self.describe(item),
+            attr,
+            bytes = tracing::field::Empty,
+            requests = tracing::field::Empty
+        );
+        let written = crate::store::traced(&span, self.download_from(item, attr, writer)).await?;
+        span.record("bytes", written);
+        Ok(written)
+    }
+
+    async fn download_from<W: AsyncWrite + Unpin + Send>(
+        &self,
+        item: &Item,
+        attr: &str,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let mut item = item.clone();
+        // An object found missing before its first byte: the item may have been
+        // updated meanwhile (its old object deleted). Read it again, and follow
+        // the new pointer; the same pointer again is a dangling one.
+        for _ in 0..3 {
+            let uri = self.pointer_in(&item, attr)?;
+            let (pointer, md5) = self.store.check_pointer(&self.table.prefix, attr, &uri)?;
+            let described = self.describe(&item);
+            match self
+                .store
+                .stream_pointer(&self.spec.name, &described, attr, &pointer, &md5, writer)
+                .await
+            {
+                Err(Error::DanglingPointer { .. }) => {
+                    let key = self.key_of(&item);
+                    match self.get(&key).await? {
+                        Some(now) if now.get(attr) != item.get(attr) => item = now,
+                        Some(_) => {
+                            return Err(Error::DanglingPointer {
+                                attr: attr.to_owned(),
+                                uri,
+                            })
+                        }
+                        None => {
+                            return Err(Error::NotFound {
+                                table: self.spec.name.clone(),
+                                key: described,
+                            })
+                        }
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Busy {
+            table: self.spec.name.clone(),
+            key: self.describe(&item),
+            reason: format!("`{attr}` was replaced three times while it was read; read it again"),
+        })
+    }
+
+    fn pointer_in(&self, item: &Item, attr: &str) -> Result<String> {
+        match item.get(attr) {
+            Some(AttributeValue::S(uri)) if uri.starts_with("s3://") => Ok(uri.clone()),
+            _ => Err(Error::invalid(format!(
+                "item {} holds no pointer in attribute `{attr}`; its pointers: [{}]",
+                self.describe(item),
+                self.pointers(item)
+                    .iter()
+                    .map(|(a, _)| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// [`Store::gc`] of this table: orphans (unreferenced objects older than
+    /// the grace period) deleted through the deletion protocol.
+    pub async fn gc(
+        &self,
+        options: &GcOptions,
+        progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<GcReport> {
+        self.store.gc_table(&self.table, options, &progress).await
+    }
+
+    /// [`Store::verify`] of this table: every pointer resolves (with `rehash`,
+    /// to the bytes its MD5 names); orphans counted.
+    pub async fn verify(
+        &self,
+        options: &VerifyOptions,
+        progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<VerifyReport> {
+        self.store
+            .verify_table(&self.table, options, &progress)
+            .await
+    }
+
+    /// Counts items, objects and bytes (per attribute), orphans and incomplete
+    /// multipart uploads: one Scan of the table, one listing of the prefix.
+    pub async fn stats(&self, progress: impl Fn(Progress) + Send + Sync) -> Result<Stats> {
+        let span = tracing::info_span!(
+            "stats",
+            table = %self.spec.name,
+            requests = tracing::field::Empty
+        );
+        crate::store::traced(&span, self.count(&progress)).await
+    }
+
+    async fn count(&self, progress: &(dyn Fn(Progress) + Send + Sync)) -> Result<Stats> {
+        let placeholders = AtomicU64::new(0);
+        let pointers = AtomicU64::new(0);
+        let (referenced, scanned) = self
+            .store
+            .scan_referenced(&self.table, 4, progress, |page| {
+                let (placeholders, pointers) = (&placeholders, &pointers);
+                async move {
+                    for item in &page {
+                        if item.contains_key(PLACEHOLDER) {
+                            placeholders.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            let n = self.table.pointers(self.store.bucket(), item).0.len();
+                            pointers.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        let placeholders = placeholders.into_inner();
+        let mut stats = Stats {
+            items: scanned - placeholders,
+            placeholders,
+            pointers: pointers.into_inner(),
+            ..Stats::default()
+        };
+        let prefix = self.table.prefix.clone();
+        self.store
+            .list_table_objects(&self.table, progress, &referenced, |o, is_referenced| {
+                stats.objects += 1;
+                stats.bytes += o.size;
+                let Some(key) = ObjectKey::parse(&prefix, &o.key) else {
+                    stats.foreign += 1;
+                    return;
+                };
+                let attr = stats.by_attr.entry(key.attr).or_default();
+                attr.objects += 1;
+                attr.bytes += o.size;
+                if !is_referenced {
+                    attr.orphans += 1;
+                    stats.orphans += 1;
+                    stats.orphan_bytes += o.size;
+                }
+            })
+            .await?;
+        stats.incomplete_uploads = self.store.incomplete_uploads(&self.table).await?;
+        Ok(stats)
+    }
+}

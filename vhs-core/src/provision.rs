@@ -1,0 +1,79 @@
+//! Provisioning a table and its bucket: the plan, then the calls
+//! ([`Store::plan_provision`], [`Store::provision`]), what `vhs provision` runs.
+
+use crate::backend::{BucketSpec, TableSpec};
+use crate::error::{Error, Result};
+use crate::model::IndexKind;
+use crate::store::Store;
+
+/// What [`Store::plan_provision`] found, and what provisioning changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProvisionPlan {
+    /// The table as it exists (keys, indexes, stream), `None` if it does not.
+    pub table: Option<TableSpec>,
+    /// What provisioning changes on the existing table, one line each (`add
+    /// global index by_email`, `enable the stream`, `enable point-in-time
+    /// recovery`); empty for a new table, which is created whole.
+    pub table_changes: Vec<String>,
+    /// Whether the bucket exists. Its settings are applied either way (they
+    /// are idempotent, and reading them back would take four more calls).
+    pub bucket_exists: bool,
+}
+
+impl Store {
+    /// Reads what exists (DescribeTable, HeadBucket) and says what
+    /// [`Store::provision`] would do; changes nothing. [`Error::InvalidInput`]
+    /// if the table exists with other keys than `table`, or without a local
+    /// index `table` declares (those come only with the table).
+    pub async fn plan_provision(
+        &self,
+        table: &TableSpec,
+        bucket: &BucketSpec,
+    ) -> Result<ProvisionPlan> {
+        let existing = self.backend().describe_table(&table.name).await?;
+        let mut changes = Vec::new();
+        if let Some(found) = &existing {
+            if found.hash_key != table.hash_key || found.range_key != table.range_key {
+                return Err(Error::invalid(format!(
+                    "table {} exists with keys {:?} / {:?}, not the {:?} / {:?} asked for",
+                    table.name, found.hash_key, found.range_key, table.hash_key, table.range_key
+                )));
+            }
+            for index in &table.indexes {
+                if found.indexes.iter().any(|f| f.name == index.name) {
+                    continue;
+                }
+                if index.kind == IndexKind::Local {
+                    return Err(Error::invalid(format!(
+                        "table {} exists without local index {}: local indexes are created with the table only",
+                        table.name, index.name
+                    )));
+                }
+                changes.push(format!("add global index {}", index.name));
+            }
+            if table.streams && !found.streams {
+                changes.push("enable the stream (NEW_AND_OLD_IMAGES)".to_owned());
+            }
+            if table.point_in_time_recovery {
+                changes.push("enable point-in-time recovery".to_owned());
+            }
+        }
+        Ok(ProvisionPlan {
+            table: existing,
+            table_changes: changes,
+            bucket_exists: self.backend().bucket_exists(&bucket.name).await?,
+        })
+    }
+
+    /// Plans ([`Store::plan_provision`]), then creates or updates the table
+    /// ([`Store::ensure_table_spec`]) and the bucket
+    /// ([`Store::ensure_bucket_with`]). Idempotent. Returns the plan: what was
+    /// found before.
+    pub async fn provision(&self, table: &TableSpec, bucket: &BucketSpec) -> Result<ProvisionPlan> {
+        let plan = self.plan_provision(table, bucket).await?;
+        self.ensure_table_spec(table).await?;
+        self.ensure_bucket_with(bucket).await?;
+        Ok(plan)
+    }
+}
