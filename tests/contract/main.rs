@@ -12,6 +12,7 @@ mod emulator;
 mod explore;
 mod faults;
 mod fixture;
+mod iam;
 mod inputs;
 mod inspect;
 mod maintenance;

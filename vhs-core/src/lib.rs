@@ -15,6 +15,7 @@ mod compress;
 mod condition;
 mod error;
 mod fault;
+pub mod iam;
 pub mod inspect;
 mod layout;
 pub mod maintenance;
