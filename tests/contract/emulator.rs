@@ -201,14 +201,25 @@ fn work_root() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("vhs-emulators")
 }
 
+/// A file of this harness directory (`tests/contract/` of the workspace root),
+/// whichever crate of the workspace includes this module (`vhs-cli`'s tests do).
+fn harness_file(name: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let here = manifest.join("tests/contract").join(name);
+    if here.exists() {
+        return here;
+    }
+    manifest.join("../tests/contract").join(name)
+}
+
 fn watchdog_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/watchdog.py")
+    harness_file("watchdog.py")
 }
 
 /// moto_server with a lock around each request: moto applies a conditional write without
 /// one, so two concurrent writes can both pass their conditions (measured in the script).
 fn moto_serial_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/moto_serial.py")
+    harness_file("moto_serial.py")
 }
 
 fn io_err(what: impl std::fmt::Display, err: std::io::Error) -> String {

@@ -1,0 +1,540 @@
+//! End to end: the `vhs` binary against the local emulator (ministack by
+//! default, `VHS_TEST_EMULATOR=moto` for moto), on a table the library wrote
+//! and on one pynamodb_mate wrote.
+
+#[path = "../../tests/contract/emulator.rs"]
+#[allow(dead_code)]
+mod emulator;
+
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use serde_json::Value;
+use vhs::{AwsBackend, AwsOptions, Model, Store};
+
+/// The model the library writes with; the CLI never sees it.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "cli_docs")]
+struct Doc {
+    #[vhs(hash_key)]
+    id: String,
+    title: String,
+    #[large]
+    body: Option<Bytes>,
+    #[large]
+    thumb: Option<Bytes>,
+}
+
+fn unique(what: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "cli-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `vhs` with `args` against the emulator.
+async fn vhs(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vhs"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("VHS_ENDPOINT_URL", url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .await
+        .expect("run vhs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `vhs`, expects exit status `code`, returns stdout.
+async fn expect(url: &str, args: &[&str], code: i32) -> String {
+    let out = vhs(url, args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "vhs {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+async fn json(url: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = expect(url, &all, 0).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_session_on_a_table_the_library_wrote() {
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let (table, bucket) = (unique("docs"), unique("bkt"));
+    let common = [
+        "--table",
+        table.as_str(),
+        "--bucket",
+        bucket.as_str(),
+        "--prefix",
+        "vhs",
+    ];
+    let with = |args: &[&'static str]| -> Vec<String> {
+        common
+            .iter()
+            .map(|s| s.to_string())
+            .chain(args.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |args: Vec<String>, code: i32| {
+        let url = url.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            expect(&url, &args, code).await
+        }
+    };
+
+    // Provision: a plan, then created, then found; the template needs no server.
+    let plan = run(with(&["provision", "--hash-key", "id:S", "--dry-run"]), 0).await;
+    assert!(
+        plan.contains(&format!("table  {table}: would create")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("bucket") && plan.contains("would create"),
+        "{plan}"
+    );
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    assert!(
+        ddb.describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .is_err(),
+        "a dry run created the table"
+    );
+    let created = run(
+        with(&[
+            "provision",
+            "--hash-key",
+            "id:S",
+            "--streams",
+            "--point-in-time-recovery",
+        ]),
+        0,
+    )
+    .await;
+    assert!(
+        created.contains(&format!("table  {table}: created")),
+        "{created}"
+    );
+    assert!(
+        created.contains(&format!("bucket {bucket}: created")),
+        "{created}"
+    );
+    let again = run(with(&["provision", "--hash-key", "id:S", "--streams"]), 0).await;
+    assert!(
+        again.contains(&format!("table  {table}: found (")),
+        "{again}"
+    );
+    assert!(again.contains("found, configured"), "{again}");
+    let s3 = s3(&config);
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("lifecycle rule");
+    let rule = &lifecycle.rules()[0];
+    assert_eq!(rule.id(), Some(vhs::BucketSpec::LIFECYCLE_RULE_ID));
+    assert_eq!(
+        rule.abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation()),
+        Some(7)
+    );
+    let block = s3
+        .get_public_access_block()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("public access block");
+    assert_eq!(
+        block
+            .public_access_block_configuration()
+            .and_then(|c| c.restrict_public_buckets()),
+        Some(true)
+    );
+    let described = ddb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    assert!(described
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled()));
+    // Other keys than the table has: refused, nothing changed.
+    run(with(&["provision", "--hash-key", "other:N"]), 2).await;
+
+    // Write through the library.
+    let store = Store::builder(
+        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+        &bucket,
+    )
+    .prefix("vhs")
+    .table_for::<Doc>(&table)
+    .build()
+    .unwrap();
+    let big = Bytes::from((0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    for (id, body) in [
+        ("doc-0", Bytes::from_static(b"zero")),
+        ("doc-1", Bytes::from_static(b"one body")),
+        ("a/b c", big.clone()),
+    ] {
+        store
+            .create_large(&Doc {
+                id: id.into(),
+                title: format!("title of {id}"),
+                body: Some(body),
+                thumb: Some(Bytes::from(vec![7u8; 10])),
+            })
+            .await
+            .unwrap();
+    }
+
+    // ls: every item, every pointer with its size; keys in command-line form.
+    let listed = json(&url, &args(&with(&["ls"]))).await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{listed}");
+    let slashed = items
+        .iter()
+        .find(|i| i["key"] == "a%2Fb%20c")
+        .expect("escaped key");
+    assert_eq!(slashed["pointers"]["body"]["size"], 300_000);
+    assert_eq!(slashed["pointers"]["thumb"]["size"], 10);
+    let table_text = run(with(&["ls", "--limit", "2"]), 0).await;
+    assert_eq!(table_text.lines().count(), 1 + 2 * 2, "{table_text}");
+    assert!(table_text.starts_with("KEY"), "{table_text}");
+
+    // get: the item as JSON, its pointers with sizes; a missing key exits 3.
+    let got = json(&url, &args(&with(&["get", "doc-1"]))).await;
+    assert_eq!(got[0]["item"]["title"], "title of doc-1");
+    assert_eq!(got[0]["pointers"]["body"]["size"], 8);
+    run(with(&["get", "doc-1", "nope"]), 3).await;
+    run(with(&["get", "doc-1/extra"]), 2).await;
+
+    // cat: the bytes, MD5-checked, by the key `ls` printed.
+    let out = vhs(&url, &args(&with(&["cat", "a%2Fb%20c", "--attr", "body"]))).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, big.to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("thumb.bin");
+    let file_arg = file.to_str().unwrap();
+    run(
+        with(&["cat", "doc-1", "--attr", "thumb", "-o"])
+            .into_iter()
+            .chain([file_arg.to_owned()])
+            .collect(),
+        0,
+    )
+    .await;
+    assert_eq!(std::fs::read(&file).unwrap(), vec![7u8; 10]);
+    run(with(&["cat", "doc-1", "--attr", "title"]), 2).await;
+
+    // Clean so far.
+    let report = run(with(&["verify"]), 0).await;
+    assert!(report.trim_end().ends_with("OK"), "{report}");
+
+    // Behind the store's back: doc-0's body object deleted, doc-1's thumb
+    // object overwritten with other bytes, an orphan planted.
+    let pointer = |id: &str, attr: &str| {
+        let store = store.clone();
+        let (id, attr) = (id.to_owned(), attr.to_owned());
+        async move {
+            let stored = store.get_stored(&Doc::key(id), true).await.unwrap();
+            let uri = stored.pointer(&attr).unwrap().to_owned();
+            vhs::Pointer::parse(&uri).unwrap()
+        }
+    };
+    let gone = pointer("doc-0", "body").await;
+    s3.delete_object()
+        .bucket(&bucket)
+        .key(&gone.key)
+        .send()
+        .await
+        .unwrap();
+    let altered = pointer("doc-1", "thumb").await;
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&altered.key)
+        .body(vec![8u8; 10].into())
+        .send()
+        .await
+        .unwrap();
+    let orphan_body = b"nobody points here".to_vec();
+    let orphan_key = format!(
+        "vhs/{table}/pk=ghost/attr=body/md5={}",
+        hex(&Md5::digest(&orphan_body))
+    );
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&orphan_key)
+        .body(orphan_body.clone().into())
+        .send()
+        .await
+        .unwrap();
+
+    // verify: the dangling pointer (and, rehashing, the altered object); exit 1.
+    let report = run(with(&["verify"]), 1).await;
+    assert!(report.contains("DANGLING id=\"doc-0\" `body`"), "{report}");
+    assert!(report.contains("1 orphans"), "{report}");
+    assert!(report.trim_end().ends_with("PROBLEMS FOUND"), "{report}");
+    let out = vhs(
+        &url,
+        &args(&with(&["verify", "--rehash", "--output", "json"])),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let rehashed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rehashed["clean"], false);
+    assert_eq!(rehashed["dangling"].as_array().unwrap().len(), 1);
+    assert_eq!(rehashed["integrity"][0]["item"], "id=\"doc-1\"");
+    assert_eq!(rehashed["orphans"], 1);
+
+    // cat of the altered object: the bytes pass, the MD5 does not; exit 1.
+    let out = vhs(&url, &args(&with(&["cat", "doc-1", "--attr", "thumb"]))).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("integrity mismatch"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = vhs(&url, &args(&with(&["cat", "doc-0", "--attr", "body"]))).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("dangling pointer"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // stats counts it all.
+    let stats = json(&url, &args(&with(&["stats"]))).await;
+    assert_eq!(stats["items"], 3, "{stats}");
+    assert_eq!(stats["pointers"], 6, "{stats}");
+    assert_eq!(stats["objects"], 6, "{stats}"); // 6 written, 1 deleted, 1 planted
+    assert_eq!(stats["orphans"], 1, "{stats}");
+    assert_eq!(stats["orphan_bytes"], orphan_body.len() as u64, "{stats}");
+    assert_eq!(stats["by_attr"]["body"]["objects"], 3, "{stats}");
+    assert_eq!(stats["by_attr"]["body"]["orphans"], 1, "{stats}");
+    assert_eq!(stats["by_attr"]["thumb"]["objects"], 3, "{stats}");
+    assert_eq!(stats["incomplete_uploads"], 0, "{stats}");
+
+    // gc: the dry run lists the orphan and deletes nothing; then it goes.
+    let dry = run(with(&["gc", "--grace", "0s", "--dry-run"]), 0).await;
+    assert!(dry.contains(&format!("would delete {orphan_key}")), "{dry}");
+    assert!(head(&s3, &bucket, &orphan_key).await, "a dry run deleted");
+    let young = run(with(&["gc"]), 0).await;
+    assert!(young.contains("1 younger than the grace period"), "{young}");
+    let done = run(with(&["gc", "--grace", "0s"]), 0).await;
+    assert!(done.contains(&format!("deleted {orphan_key}")), "{done}");
+    assert!(!head(&s3, &bucket, &orphan_key).await, "gc left the orphan");
+    let stats = json(&url, &args(&with(&["stats"]))).await;
+    assert_eq!(stats["orphans"], 0, "{stats}");
+    assert_eq!(stats["objects"], 5, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_on_a_table_pynamodb_mate_wrote() {
+    let url = emulator::endpoint().await;
+    let (table, bucket) = (unique("mate"), unique("matebkt"));
+    let venv = tokio::task::spawn_blocking(|| {
+        emulator::python_env(
+            "pynamodb_mate-6.0.1.1",
+            &[
+                "pynamodb_mate==6.0.1.1",
+                "pynamodb==6.1.0",
+                "boto3==1.44.5",
+                "botocore==1.44.5",
+            ],
+            "python",
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynamodb_mate_table.py");
+    let out = tokio::process::Command::new(venv.join("bin/python"))
+        .args([script, "--endpoint", &url, "--table", &table])
+        .args(["--bucket", &bucket, "--prefix", "mate/data"])
+        .output()
+        .await
+        .expect("run the pynamodb_mate writer");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written = written["items"].as_array().unwrap();
+    assert_eq!(written.len(), 6);
+
+    let common = |rest: &[&str]| -> Vec<String> {
+        [
+            "--table",
+            table.as_str(),
+            "--bucket",
+            bucket.as_str(),
+            "--table-prefix",
+            "mate/data",
+        ]
+        .iter()
+        .chain(rest)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let listed = json(&url, &args(&common(&["ls"]))).await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{listed}");
+    for w in written {
+        let item = items
+            .iter()
+            .find(|i| i["key"] == w["id"])
+            .unwrap_or_else(|| panic!("{} not listed: {listed}", w["id"]));
+        let p = &item["pointers"][w["attr"].as_str().unwrap()];
+        assert_eq!(p["uri"], w["uri"], "{listed}");
+        assert_eq!(p["size"], w["size"], "{listed}");
+    }
+    let got = json(&url, &args(&common(&["get", "doc-2"]))).await;
+    assert_eq!(got[0]["item"]["title"], "document 2");
+    for w in written {
+        let id = w["id"].as_str().unwrap();
+        let attr = w["attr"].as_str().unwrap();
+        let out = vhs(&url, &args(&common(&["cat", id, "--attr", attr]))).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(hex(&Md5::digest(&out.stdout)), w["md5"].as_str().unwrap());
+        assert_eq!(out.stdout.len() as u64, w["size"].as_u64().unwrap());
+    }
+    let report = expect(&url, &args(&common(&["verify", "--rehash"])), 0).await;
+    assert!(
+        report.contains("3 items, 6 pointers checked (rehashed)"),
+        "{report}"
+    );
+    let stats = json(&url, &args(&common(&["stats"]))).await;
+    assert_eq!(stats["objects"], 6, "{stats}");
+    assert_eq!(stats["orphans"], 0, "{stats}");
+    assert_eq!(stats["foreign"], 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_read_as_one_line_with_distinct_exit_codes() {
+    let url = emulator::endpoint().await;
+    // The service's code and message, not the SDK's dump.
+    let out = vhs(&url, &["--table", "tbl", "--bucket", "pb", "provision"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "error: S3 CreateBucket: InvalidBucketName: The specified bucket is not valid."
+    );
+    let out = vhs(&url, &["--table", "no-such-table", "--bucket", "b", "ls"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "error: table no-such-table not found"
+    );
+    let out = vhs(&url, &["ls"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--table is required"));
+    // Usage errors are clap's, also 2.
+    assert_eq!(
+        vhs(&url, &["gc", "--grace", "soon"]).await.status.code(),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn offline_commands_print_policies_templates_and_completions() {
+    let none = "http://127.0.0.1:9"; // never contacted
+    let t = ["--table", "docs", "--bucket", "bkt", "--prefix", "vhs"];
+    let policy: Value = serde_json::from_str(
+        &expect(
+            none,
+            &[&t[..], &["iam-policy", "--access", "write"]].concat(),
+            0,
+        )
+        .await,
+    )
+    .unwrap();
+    let text_all = policy.to_string();
+    assert!(text_all.contains("arn:aws:s3:::bkt/vhs/docs/*"), "{policy}");
+    assert!(text_all.contains("s3:DeleteObject"), "{policy}");
+    let template: Value = serde_json::from_str(
+        &expect(
+            none,
+            &[&t[..], &["provision", "--format", "cloudformation"]].concat(),
+            0,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        template["Resources"]["Table"]["Properties"]["TableName"],
+        "docs"
+    );
+    let bash = expect(none, &["completions", "bash"], 0).await;
+    assert!(bash.contains("_vhs()"), "{bash}");
+    let zsh = expect(none, &["completions", "zsh"], 0).await;
+    assert!(zsh.starts_with("#compdef vhs"), "{zsh}");
+    for sub in [
+        "",
+        "provision",
+        "iam-policy",
+        "ls",
+        "get",
+        "cat",
+        "gc",
+        "verify",
+        "stats",
+    ] {
+        let args: Vec<&str> = [sub, "--help"]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        let help = expect(none, &args, 0).await;
+        assert!(help.contains("Usage: vhs"), "{help}");
+    }
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn head(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
+    s3.head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
