@@ -850,11 +850,11 @@ impl Store {
                     }
                     objects.retain(|o| !state.marked(target, o) && !state.references(target, o));
                     if attempts > RESENDS + 2 {
-                        cleanup.leftover.extend(
-                            objects
-                                .drain(..)
-                                .map(|o| (o.key, "not deleted: the item kept changing".to_owned())),
-                        );
+                        let reason = "not deleted: the item kept changing";
+                        warn_left(self.bucket(), &objects, reason);
+                        cleanup
+                            .leftover
+                            .extend(objects.drain(..).map(|o| (o.key, reason.to_owned())));
                     }
                 }
                 Err(Error::Backend {
@@ -868,6 +868,7 @@ impl Store {
                 }
                 Err(e) => {
                     let reason = format!("not deleted: could not mark it for deletion: {e}");
+                    warn_left(self.bucket(), &objects, &reason);
                     cleanup
                         .leftover
                         .extend(objects.drain(..).map(|o| (o.key, reason.clone())));
@@ -907,6 +908,7 @@ impl Store {
     ) {
         if reserved_at.elapsed() > self.options().retention / 2 {
             let reason = "not deleted: more than half the retention passed since it was reserved";
+            warn_left(self.bucket(), objects, reason);
             cleanup
                 .leftover
                 .extend(objects.iter().map(|o| (o.key.clone(), reason.to_owned())));
@@ -1321,4 +1323,11 @@ pub(crate) enum Reservation {
     /// As the pointers of the placeholder it made (a delete), under the stamp in
     /// its `vhs:ph`.
     Pointers,
+}
+
+/// A `warn` event per object left for GC, with the reason.
+fn warn_left(bucket: &str, objects: &[Owned], reason: &str) {
+    for o in objects {
+        tracing::warn!(uri = %format_args!("s3://{bucket}/{}", o.key), reason, "object left for GC");
+    }
 }
