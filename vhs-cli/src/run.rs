@@ -96,12 +96,29 @@ async fn store(g: &Global) -> Result<Store> {
     options.dynamodb_endpoint_url = g.dynamodb_endpoint_url.clone();
     options.s3_endpoint_url = g.s3_endpoint_url.clone();
     options.force_path_style = g.endpoint_url.is_some() || g.s3_endpoint_url.is_some();
-    let mut builder =
-        Store::builder(AwsBackend::with_options(&config, options), bucket).prefix(&g.prefix);
-    if let Some(prefix) = &g.table_prefix {
-        builder = builder.table_prefix(table, prefix);
+    configured(g, AwsBackend::with_options(&config, options), bucket, table).build()
+}
+
+/// A store builder over `backend` with the prefixes the options give.
+fn configured(
+    g: &Global,
+    backend: impl vhs::Backend,
+    bucket: &str,
+    table: &str,
+) -> vhs::StoreBuilder {
+    let builder = Store::builder(backend, bucket).prefix(&g.prefix);
+    match &g.table_prefix {
+        Some(prefix) => builder.table_prefix(table, prefix),
+        None => builder,
     }
-    builder.build()
+}
+
+/// The table's object prefix as a store computes it, without building a
+/// client (for the commands that call nothing).
+fn offline_table_prefix(g: &Global, bucket: &str, table: &str) -> Result<String> {
+    configured(g, vhs::MemoryBackend::new(), bucket, table)
+        .build()?
+        .table_prefix(table)
 }
 
 async fn open(g: &Global) -> Result<AnyTable> {
@@ -491,14 +508,8 @@ async fn provision(g: &Global, args: &cli::Provision) -> Result<u8> {
     let bucket = bucket_name(g)?;
     let spec = provision::table_spec(table, args).map_err(invalid)?;
     if args.format == cli::Format::Cloudformation {
-        // The prefix without building a client: as the store would compute it.
-        let store = Store::builder(vhs::MemoryBackend::new(), bucket).prefix(&g.prefix);
-        let store = match &g.table_prefix {
-            Some(p) => store.table_prefix(table, p),
-            None => store,
-        }
-        .build()?;
-        let bucket_spec = provision::bucket_spec(bucket, &store.table_prefix(table)?, args);
+        let bucket_spec =
+            provision::bucket_spec(bucket, &offline_table_prefix(g, bucket, table)?, args);
         print_json(&provision::cloudformation(&spec, &bucket_spec));
         return Ok(0);
     }
@@ -550,14 +561,7 @@ fn iam_policy(g: &Global, args: &cli::IamPolicy) -> Result<u8> {
     use vhs::iam::{policy, Access, PolicyScope};
     let table = table_name(g)?;
     let bucket = bucket_name(g)?;
-    // The table's object prefix, as a store computes it.
-    let store = Store::builder(vhs::MemoryBackend::new(), bucket).prefix(&g.prefix);
-    let store = match &g.table_prefix {
-        Some(p) => store.table_prefix(table, p),
-        None => store,
-    }
-    .build()?;
-    let mut scope = PolicyScope::new(table, bucket, store.table_prefix(table)?);
+    let mut scope = PolicyScope::new(table, bucket, offline_table_prefix(g, bucket, table)?);
     scope.region = g.region.clone();
     scope.account = args.account.clone();
     scope.partition = args.partition.clone();

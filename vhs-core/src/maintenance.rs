@@ -308,19 +308,11 @@ impl TableRef {
     /// recognised by their value (see [`TableRef::pointers`]); an object's item
     /// is named by its key's `pk=`/`sk=` segments.
     pub fn untyped(store: &Store, spec: &crate::backend::TableSpec) -> Result<TableRef> {
-        use crate::model::KeyValue;
         let table = spec.name.clone();
         let prefix = store.table_prefix(&table)?;
         let hash = (intern(&spec.hash_key.0), spec.hash_key.1);
         let range = spec.range_key.as_ref().map(|(n, k)| (intern(n), *k));
         let discovered: Discovered = Default::default();
-        let part = |kind: KeyKind, text: &str| match kind {
-            KeyKind::String => Some(KeyValue::String(text.to_owned())),
-            KeyKind::Number => text
-                .parse::<i128>()
-                .is_ok()
-                .then(|| KeyValue::Number(text.to_owned())),
-        };
         let (t, p, found) = (table.clone(), prefix.clone(), discovered.clone());
         Ok(TableRef {
             table,
@@ -329,10 +321,10 @@ impl TableRef {
             keys: (hash.0, range.map(|r| r.0)),
             target_of: Box::new(move |k: &ObjectKey| {
                 let mut key = Item::new();
-                key.insert(hash.0.to_owned(), part(hash.1, &k.hash)?.to_attribute());
+                key.insert(hash.0.to_owned(), key_part(hash.1, &k.hash)?.to_attribute());
                 let range_text = match (range, &k.range) {
                     (Some((name, kind)), Some(r)) => {
-                        key.insert(name.to_owned(), part(kind, r)?.to_attribute());
+                        key.insert(name.to_owned(), key_part(kind, r)?.to_attribute());
                         Some(r.clone())
                     }
                     (None, None) => None,
@@ -393,13 +385,6 @@ impl TableRef {
     /// The table of model `M`.
     pub fn of<M: Model>(store: &Store) -> Result<TableRef> {
         let schema = M::SCHEMA;
-        let key_part = |kind: KeyKind, text: &str| match kind {
-            KeyKind::String => Some(crate::model::KeyValue::String(text.to_owned())),
-            KeyKind::Number => text
-                .parse::<i128>()
-                .is_ok()
-                .then(|| crate::model::KeyValue::Number(text.to_owned())),
-        };
         let table = store.table_name::<M>().to_owned();
         let store2 = store.clone();
         Ok(TableRef {
@@ -427,6 +412,19 @@ impl TableRef {
             }),
             discovered: None,
         })
+    }
+}
+
+/// A key value from the text of an object key's `pk=`/`sk=` segment; `None`
+/// for a number key whose text is not an integer (no item of vhs's has it).
+fn key_part(kind: KeyKind, text: &str) -> Option<crate::model::KeyValue> {
+    use crate::model::KeyValue;
+    match kind {
+        KeyKind::String => Some(KeyValue::String(text.to_owned())),
+        KeyKind::Number => text
+            .parse::<i128>()
+            .is_ok()
+            .then(|| KeyValue::Number(text.to_owned())),
     }
 }
 
