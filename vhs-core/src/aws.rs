@@ -319,6 +319,9 @@ where
                             | "SlowDown"
                             | "RequestTimeout"
                             | "TransactionConflictException"
+                            // A resend whose first send (same client request
+                            // token) is still being applied.
+                            | "TransactionInProgressException"
                             | "ConditionalRequestConflict"
                     )
                 })

@@ -42,7 +42,7 @@ pub enum Attempts {
     Retried,
     /// Exactly one attempt: once sent, it is never sent again, so it lands at most
     /// once. The deletion protocol relies on this for objects it reserved (see
-    /// [`ownership`](crate::ownership)).
+    /// [`protocol`](crate::protocol)).
     Once,
 }
 
@@ -448,7 +448,7 @@ impl fmt::Debug for PutObject {
 }
 
 /// What a PutObject did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PutOutcome {
     /// This call created the object.
     Created,

@@ -6,6 +6,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -60,6 +61,9 @@ pub enum Condition {
     BeginsWith(String, String),
     /// `name BETWEEN low AND high` (both bounds included).
     Between(String, AttributeValue, AttributeValue),
+    /// `contains(name, text)`: the string attribute contains `text`, or the
+    /// string set attribute has it as a member.
+    Contains(String, String),
     /// A condition whose value could not be encoded (from a typed
     /// [`Attr`](crate::Attr)): the store refuses it with
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) before sending
@@ -147,6 +151,10 @@ impl Condition {
     pub fn begins_with(name: impl Into<String>, prefix: impl Into<String>) -> Self {
         Condition::BeginsWith(name.into(), prefix.into())
     }
+    /// The string attribute contains `text` (or the string set has it).
+    pub fn contains(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Condition::Contains(name.into(), text.into())
+    }
     /// The attribute is between `low` and `high`, both included.
     pub fn between(
         name: impl Into<String>,
@@ -209,6 +217,11 @@ impl Condition {
                 compare(a, low).is_some_and(|o| o != Ordering::Less)
                     && compare(a, high).is_some_and(|o| o != Ordering::Greater)
             }),
+            Condition::Contains(n, text) => match get(n) {
+                Some(AttributeValue::S(s)) => s.contains(text.as_str()),
+                Some(AttributeValue::Ss(set)) => set.iter().any(|m| m == text),
+                _ => false,
+            },
             Condition::Invalid(_) => false,
             Condition::And(all) => all.iter().all(|c| c.evaluate(item)),
             Condition::Or(any) => any.iter().any(|c| c.evaluate(item)),
@@ -249,6 +262,11 @@ impl Condition {
                 placeholders.value(low.clone()),
                 placeholders.value(high.clone())
             ),
+            Condition::Contains(n, text) => format!(
+                "contains({}, {})",
+                placeholders.name(n),
+                placeholders.value(AttributeValue::S(text.clone()))
+            ),
             Condition::Invalid(_) => {
                 let n = placeholders.name("__vhs_none__");
                 format!("attribute_exists({n}) AND attribute_not_exists({n})")
@@ -265,6 +283,61 @@ impl Condition {
             Condition::Or(any) => join(any, " OR ", placeholders),
             Condition::Not(c) => format!("NOT ({})", c.render(placeholders)),
         }
+    }
+}
+
+// Conditions and updates are values: the protocol's model checker stores them
+// in its states, which it hashes.
+impl Eq for Condition {}
+
+impl Hash for Condition {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Condition::Exists(n) | Condition::NotExists(n) | Condition::Invalid(n) => n.hash(state),
+            Condition::Compare(n, op, v) => {
+                n.hash(state);
+                (*op as u8).hash(state);
+                hash_value(v, state);
+            }
+            Condition::BeginsWith(n, p) | Condition::Contains(n, p) => {
+                n.hash(state);
+                p.hash(state);
+            }
+            Condition::Between(n, low, high) => {
+                n.hash(state);
+                hash_value(low, state);
+                hash_value(high, state);
+            }
+            Condition::And(all) | Condition::Or(all) => all.hash(state),
+            Condition::Not(c) => c.hash(state),
+        }
+    }
+}
+
+/// Hashes an attribute value by its content (map entries in key order).
+pub(crate) fn hash_value<H: Hasher>(value: &AttributeValue, state: &mut H) {
+    std::mem::discriminant(value).hash(state);
+    match value {
+        AttributeValue::S(s) | AttributeValue::N(s) => s.hash(state),
+        AttributeValue::B(b) => b.as_ref().hash(state),
+        AttributeValue::Bool(b) | AttributeValue::Null(b) => b.hash(state),
+        AttributeValue::Ss(v) | AttributeValue::Ns(v) => v.hash(state),
+        AttributeValue::Bs(v) => v.iter().for_each(|b| b.as_ref().hash(state)),
+        AttributeValue::L(v) => v.iter().for_each(|e| hash_value(e, state)),
+        AttributeValue::M(m) => hash_item(m, state),
+        _ => {}
+    }
+}
+
+/// Hashes an item by its content, attributes in name order.
+pub(crate) fn hash_item<H: Hasher>(item: &Item, state: &mut H) {
+    let mut names: Vec<&String> = item.keys().collect();
+    names.sort();
+    names.len().hash(state);
+    for n in names {
+        n.hash(state);
+        hash_value(&item[n], state);
     }
 }
 
@@ -346,28 +419,59 @@ impl Placeholders {
     }
 }
 
-/// A backend-neutral `UpdateItem`: attributes to set and attributes to remove.
+/// A backend-neutral `UpdateItem`: attributes to set, to remove, and numbers
+/// to add to.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemUpdate {
     /// `SET name = value`.
     pub set: Vec<(String, AttributeValue)>,
     /// `REMOVE name`.
     pub remove: Vec<String>,
+    /// `ADD name number`: the number attribute increased by it (created with
+    /// it if absent). vhs counts deletion marks this way: a count never
+    /// returns to a value it had, whichever copy of a request lands when.
+    pub add: Vec<(String, i64)>,
+}
+
+impl Eq for ItemUpdate {}
+
+impl Hash for ItemUpdate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.set.len().hash(state);
+        for (n, v) in &self.set {
+            n.hash(state);
+            hash_value(v, state);
+        }
+        self.remove.hash(state);
+        self.add.hash(state);
+    }
 }
 
 impl ItemUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.remove.is_empty()
+        self.set.is_empty() && self.remove.is_empty() && self.add.is_empty()
     }
 
-    /// Applies the update to an item in place.
+    /// Applies the update to an item in place. An `ADD` to an attribute that
+    /// is not an integer replaces it (DynamoDB refuses that request; vhs never
+    /// sends one).
     pub fn apply(&self, item: &mut Item) {
         for (n, v) in &self.set {
             item.insert(n.clone(), v.clone());
         }
         for n in &self.remove {
             item.remove(n);
+        }
+        for (n, by) in &self.add {
+            let now = match item.get(n) {
+                Some(AttributeValue::N(v)) => v.parse::<i64>().unwrap_or(0),
+                _ => 0,
+            };
+            item.insert(
+                n.clone(),
+                AttributeValue::N(now.saturating_add(*by).to_string()),
+            );
         }
     }
 
@@ -391,6 +495,20 @@ impl ItemUpdate {
         if !self.remove.is_empty() {
             let rm: Vec<String> = self.remove.iter().map(|n| placeholders.name(n)).collect();
             parts.push(format!("REMOVE {}", rm.join(", ")));
+        }
+        if !self.add.is_empty() {
+            let add: Vec<String> = self
+                .add
+                .iter()
+                .map(|(n, by)| {
+                    format!(
+                        "{} {}",
+                        placeholders.name(n),
+                        placeholders.value(AttributeValue::N(by.to_string()))
+                    )
+                })
+                .collect();
+            parts.push(format!("ADD {}", add.join(", ")));
         }
         parts.join(" ")
     }
@@ -445,7 +563,15 @@ mod tests {
         let u = ItemUpdate {
             set: vec![("x".into(), AttributeValue::S("1".into()))],
             remove: vec!["y".into()],
+            add: vec![("n".into(), 1)],
         };
-        assert_eq!(u.render(&mut p), "SET #un0 = :uv0 REMOVE #un1");
+        assert_eq!(
+            u.render(&mut p),
+            "SET #un0 = :uv0 REMOVE #un1 ADD #un2 :uv1"
+        );
+        let mut item = Item::new();
+        u.apply(&mut item);
+        u.apply(&mut item);
+        assert_eq!(item["n"], AttributeValue::N("2".into()));
     }
 }

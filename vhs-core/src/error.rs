@@ -163,6 +163,21 @@ pub enum Error {
         reason: Box<Error>,
     },
 
+    /// A write was sent, its answer never came (after every resend), and the
+    /// item does not tell whether it was applied: it may have been, or may
+    /// still be. Read the item to see; a later call decides on what it finds.
+    #[error("outcome unknown: {operation} of item {key} in table {table} may or may not have been applied: {message}")]
+    OutcomeUnknown {
+        /// Table name.
+        table: String,
+        /// Human-readable key.
+        key: String,
+        /// What was sent.
+        operation: &'static str,
+        /// Why it could not be resolved.
+        message: String,
+    },
+
     /// The input was rejected before anything was written.
     #[error("invalid input: {message}")]
     InvalidInput {
@@ -239,12 +254,147 @@ impl Error {
                 ..
             } | Error::VersionConflict { .. }
                 | Error::Busy { .. }
+                | Error::OutcomeUnknown { .. }
         ) || matches!(self, Error::TransactionCanceled { reason, .. } if reason.is_retryable())
     }
 
     /// Whether this is [`Error::NotFound`] or [`Error::TableNotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. } | Error::TableNotFound { .. })
+    }
+
+    /// A copy, for a value that must be cloned (a protocol machine's state in
+    /// the model checker): the same variant and message; a source error is
+    /// kept as its message only.
+    pub(crate) fn duplicate(&self) -> Error {
+        let source = |s: &dyn std::error::Error| -> BoxError { s.to_string().into() };
+        match self {
+            Error::NotFound { table, key } => Error::NotFound {
+                table: table.clone(),
+                key: key.clone(),
+            },
+            Error::TableNotFound { table } => Error::TableNotFound {
+                table: table.clone(),
+            },
+            Error::AlreadyExists { table, key } => Error::AlreadyExists {
+                table: table.clone(),
+                key: key.clone(),
+            },
+            Error::ConditionFailed { table, key } => Error::ConditionFailed {
+                table: table.clone(),
+                key: key.clone(),
+            },
+            Error::VersionConflict {
+                table,
+                key,
+                expected,
+                found,
+            } => Error::VersionConflict {
+                table: table.clone(),
+                key: key.clone(),
+                expected: *expected,
+                found: *found,
+            },
+            Error::VersionAlreadyExists {
+                table,
+                key,
+                version,
+            } => Error::VersionAlreadyExists {
+                table: table.clone(),
+                key: key.clone(),
+                version: *version,
+            },
+            Error::HigherVersionExists {
+                table,
+                key,
+                version,
+                found,
+            } => Error::HigherVersionExists {
+                table: table.clone(),
+                key: key.clone(),
+                version: *version,
+                found: *found,
+            },
+            Error::NoVersionExists { table, key } => Error::NoVersionExists {
+                table: table.clone(),
+                key: key.clone(),
+            },
+            Error::Busy { table, key, reason } => Error::Busy {
+                table: table.clone(),
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            Error::DanglingPointer { attr, uri } => Error::DanglingPointer {
+                attr: attr.clone(),
+                uri: uri.clone(),
+            },
+            Error::Integrity {
+                attr,
+                uri,
+                expected,
+                actual,
+            } => Error::Integrity {
+                attr: attr.clone(),
+                uri: uri.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            Error::BadPointer {
+                attr,
+                value,
+                reason,
+            } => Error::BadPointer {
+                attr: attr.clone(),
+                value: value.clone(),
+                reason: reason.clone(),
+            },
+            Error::TransactionCanceled { action, reason } => Error::TransactionCanceled {
+                action: *action,
+                reason: Box::new(reason.duplicate()),
+            },
+            Error::OutcomeUnknown {
+                table,
+                key,
+                operation,
+                message,
+            } => Error::OutcomeUnknown {
+                table: table.clone(),
+                key: key.clone(),
+                operation,
+                message: message.clone(),
+            },
+            Error::InvalidInput { message } => Error::InvalidInput {
+                message: message.clone(),
+            },
+            Error::Io { action, source } => Error::Io {
+                action: action.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Codec {
+                direction,
+                attr,
+                source: s,
+            } => Error::Codec {
+                direction,
+                attr: attr.clone(),
+                source: source(s.as_ref()),
+            },
+            Error::Backend {
+                service,
+                operation,
+                code,
+                retryable,
+                message,
+                source: s,
+            } => Error::Backend {
+                service,
+                operation,
+                code: code.clone(),
+                retryable: *retryable,
+                message: message.clone(),
+                source: s.as_deref().map(|e| source(e)),
+            },
+        }
     }
 
     pub(crate) fn invalid(message: impl fmt::Display) -> Self {

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::layout::ObjectKey;
 use crate::maintenance::{GcOptions, GcReport, Progress, TableRef, VerifyOptions, VerifyReport};
 use crate::model::{Item, KeyKind};
-use crate::ownership::PLACEHOLDER;
+use crate::protocol::item::PLACEHOLDER;
 use crate::store::Store;
 
 /// A table read through its key schema (see the [module docs](self)).
@@ -290,10 +290,15 @@ impl AnyTable {
             .collect()
     }
 
-    /// HeadObject of a pointer's object: its size, or `None` if it is missing.
-    /// [`Error::BadPointer`] for a URI outside the table's prefix.
-    pub async fn object_info(&self, attr: &str, uri: &str) -> Result<Option<ObjectInfo>> {
-        let (pointer, _) = self.store.check_pointer(&self.table.prefix, attr, uri)?;
+    /// HeadObject of the object `item`'s attribute `attr` points to: its size,
+    /// or `None` if it is missing. [`Error::BadPointer`] for a value that is no
+    /// pointer of this item's (outside the table's prefix, or naming another
+    /// item or attribute).
+    pub async fn object_info(&self, item: &Item, attr: &str) -> Result<Option<ObjectInfo>> {
+        let uri = self.pointer_in(item, attr)?;
+        let (pointer, _) = self
+            .store
+            .check_pointer(&self.target_of(item)?, attr, &uri)?;
         self.store
             .backend()
             .head_object(&pointer.bucket, &pointer.key)
@@ -335,7 +340,9 @@ impl AnyTable {
         // the new pointer; the same pointer again is a dangling one.
         for _ in 0..3 {
             let uri = self.pointer_in(&item, attr)?;
-            let (pointer, md5) = self.store.check_pointer(&self.table.prefix, attr, &uri)?;
+            let (pointer, md5) = self
+                .store
+                .check_pointer(&self.target_of(&item)?, attr, &uri)?;
             let described = self.describe(&item);
             match self
                 .store
@@ -367,6 +374,16 @@ impl AnyTable {
             table: self.spec.name.clone(),
             key: self.describe(&item),
             reason: format!("`{attr}` was replaced three times while it was read; read it again"),
+        })
+    }
+
+    /// The protocol's view of `item`: its key, and the objects it may own.
+    fn target_of(&self, item: &Item) -> Result<crate::protocol::item::Target> {
+        crate::maintenance::item_target(&self.table, item).ok_or_else(|| {
+            Error::invalid(format!(
+                "item {} has a key no object key can name (a number key that is not an integer)",
+                self.describe(item)
+            ))
         })
     }
 

@@ -21,7 +21,7 @@ mod layout;
 pub mod maintenance;
 mod memory;
 mod model;
-pub mod ownership;
+pub mod protocol;
 mod provision;
 mod retry;
 mod store;

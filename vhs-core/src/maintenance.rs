@@ -15,7 +15,7 @@
 //!
 //! Each table has its own object prefix, so GC of one table never sees another
 //! table's objects. GC deletes through the deletion protocol of
-//! [`ownership`](crate::ownership): each candidate is marked on its item with one
+//! [`protocol`](crate::protocol): each candidate is marked on its item with one
 //! conditional write that requires no reference to it (the re-check and the
 //! reservation in one linearizable step), then deleted, then unmarked. It also
 //! takes over what dead callers left: deletion marks and placeholders older than
@@ -30,16 +30,17 @@ use futures_util::future::join_all;
 use md5::{Digest, Md5};
 
 use std::collections::HashMap;
-use std::time::Instant;
 
-use crate::backend::{Attempts, Conditional, Scan};
-use crate::condition::{Condition, ItemUpdate};
+use std::sync::Arc;
+
+use crate::backend::Scan;
 use crate::error::{Error, Result};
 use crate::layout::ObjectKey;
 use crate::model::{Item, KeyKind, Model};
-use crate::ownership::{
-    new_token, parse_mark_name, Owned, Stamp, State, Target, GEN, MARK, PLACEHOLDER,
-};
+use crate::protocol::clock::{Now, Settings, Stamp, Tokens};
+use crate::protocol::engine::{self, NoUploads};
+use crate::protocol::item::{ObjectRef, State, Target, MARK, PLACEHOLDER, TOKENS};
+use crate::protocol::machine::{Next, Retire, TakeOver, TakeOverOutput};
 use crate::store::{Cleanup, Store};
 
 /// The resolution of S3's `LastModified`.
@@ -74,10 +75,20 @@ pub struct GcOptions {
     /// Parallel Scan segments. Default 4.
     pub segments: u32,
     /// Deletion marks and placeholders older than this are taken over: the caller
-    /// that left them is presumed dead. Default `None`: the store's
-    /// [`Options::retention`](crate::Options::retention). Lower it only when no
-    /// caller can still be working on them.
+    /// that left them is presumed dead. Default `None`: the table's recorded
+    /// protocol settings (a mark is dead the retention plus the clock skew bound
+    /// after its stamp, an empty placeholder twice the retention plus the bound;
+    /// see [`Options::retention`](crate::Options::retention)). Lower it only
+    /// when no caller can still be working on them.
     pub take_over_after: Option<Duration>,
+    /// Collect even though the table holds items that point to objects but
+    /// carry none of vhs's bookkeeping (no `vhs:tok`): items written by another
+    /// library (pynamodb_mate, say) or by hand. Such a writer does not respect
+    /// deletion marks: while one runs, GC can delete an object it has just
+    /// pointed to. Set this only once every writer outside vhs is stopped.
+    /// Default `false`: GC finds such items and deletes nothing
+    /// ([`Error::InvalidInput`] naming how many).
+    pub foreign_writers_stopped: bool,
 }
 
 impl Default for GcOptions {
@@ -87,6 +98,7 @@ impl Default for GcOptions {
             dry_run: false,
             segments: 4,
             take_over_after: None,
+            foreign_writers_stopped: false,
         }
     }
 }
@@ -105,6 +117,11 @@ impl GcOptions {
     /// Sets [`GcOptions::take_over_after`].
     pub fn take_over_after(mut self, age: Duration) -> Self {
         self.take_over_after = Some(age);
+        self
+    }
+    /// Sets [`GcOptions::foreign_writers_stopped`].
+    pub fn foreign_writers_stopped(mut self, yes: bool) -> Self {
+        self.foreign_writers_stopped = yes;
         self
     }
     /// Sets [`GcOptions::segments`] (at least 1).
@@ -135,6 +152,10 @@ pub struct GcReport {
     pub placeholders_removed: u64,
     /// Objects under the prefix whose key is not in vhs's layout: never touched.
     pub foreign: u64,
+    /// Live items that point to objects but carry none of vhs's bookkeeping
+    /// (written by another library or by hand); see
+    /// [`GcOptions::foreign_writers_stopped`].
+    pub foreign_items: u64,
     /// Multipart uploads under the prefix started more than the retention ago:
     /// left by a process that died mid-upload, aborted (counted only, in a dry
     /// run).
@@ -314,6 +335,7 @@ impl TableRef {
         let range = spec.range_key.as_ref().map(|(n, k)| (intern(n), *k));
         let discovered: Discovered = Default::default();
         let (t, p, found) = (table.clone(), prefix.clone(), discovered.clone());
+        let bucket = store.bucket().to_owned();
         Ok(TableRef {
             table,
             prefix,
@@ -350,6 +372,7 @@ impl TableRef {
                     .join(", ");
                 Some(Target {
                     table: t.clone(),
+                    bucket: bucket.clone(),
                     prefix: p.clone(),
                     key,
                     hash_attr: hash.0,
@@ -442,10 +465,10 @@ pub(crate) fn display(value: Option<&AttributeValue>) -> String {
 pub(crate) struct Referenced(HashSet<u128>);
 
 /// GC candidates of one item: its target, and each object with its size.
-type Candidates = (Target, Vec<(Owned, u64)>);
+type Candidates = (Target, Vec<(ObjectRef, u64)>);
 
 /// The target of a scanned item.
-fn item_target(table: &TableRef, item: &Item) -> Option<Target> {
+pub(crate) fn item_target(table: &TableRef, item: &Item) -> Option<Target> {
     let text = |name: &str| match item.get(name)? {
         AttributeValue::S(s) | AttributeValue::N(s) => Some(s.clone()),
         _ => None,
@@ -625,8 +648,13 @@ impl Store {
                 .backend()
                 .list_objects(self.bucket(), &prefix, next)
                 .await?;
-            listed += page.objects.len() as u64;
+            let settings = crate::protocol::agreed::settings_key(&table.prefix);
             for o in page.objects {
+                // The table's protocol settings: not a value.
+                if o.key == settings {
+                    continue;
+                }
+                listed += 1;
                 each(o);
             }
             progress(Progress::ObjectsListed(listed));
@@ -681,32 +709,59 @@ impl Store {
         options: &GcOptions,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<GcReport> {
-        let retention = options.take_over_after.unwrap_or(self.options().retention);
+        let settings = self.settings_of_prefix(&table.prefix).await?;
+        // What judges marks and placeholders dead: the table's settings, or an
+        // explicit override (tests, and a table nobody writes any more).
+        let judge = match options.take_over_after {
+            Some(age) => Settings::new(age, Duration::ZERO),
+            None => settings,
+        };
+        let now = Now::system();
         let stale = std::sync::Mutex::new(Vec::new());
+        let foreign = AtomicU64::new(0);
         let (referenced, items) = self
             .scan_table(table, options.segments, progress, |page| {
-                let stale = &stale;
+                let (stale, foreign) = (&stale, &foreign);
                 async move {
-                    let old: Vec<Item> = page
-                        .into_iter()
-                        .filter(|item| {
-                            item.iter().any(|(name, value)| {
-                                (name == PLACEHOLDER || name.starts_with(MARK))
-                                    && Stamp::parse(Some(value))
-                                        .is_some_and(|s| s.older_than(retention))
-                            })
-                        })
-                        .collect();
+                    let mut old = Vec::new();
+                    for item in page {
+                        if !item.contains_key(PLACEHOLDER)
+                            && !item.contains_key(TOKENS)
+                            && !table.pointers(self.bucket(), &item).0.is_empty()
+                        {
+                            foreign.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let dead = item.iter().any(|(name, value)| {
+                            (name == PLACEHOLDER || name.starts_with(MARK))
+                                && Stamp::parse(Some(value)).is_some_and(|s| {
+                                    !s.is_from_future(now, &judge) && s.is_dead(now, &judge)
+                                })
+                        });
+                        if dead {
+                            old.push(item);
+                        }
+                    }
                     stale.lock().unwrap_or_else(|e| e.into_inner()).extend(old);
                     Ok(())
                 }
             })
             .await?;
+        let foreign = foreign.into_inner();
+        if foreign > 0 && !options.foreign_writers_stopped && !options.dry_run {
+            return Err(Error::invalid(format!(
+                "{foreign} items of table `{}` point to objects but carry none of vhs's bookkeeping (no `vhs:tok`): \
+                 they were written by another library or by hand, whose writers ignore deletion marks, \
+                 so GC could delete an object one of them just pointed to. Stop every writer outside vhs, \
+                 then run GC with `foreign_writers_stopped` (`vhs gc --foreign-writers-stopped`); nothing was deleted",
+                table.table
+            )));
+        }
         let mut report = GcReport {
             items,
+            foreign_items: foreign,
             ..GcReport::default()
         };
-        let now = SystemTime::now();
+        let wall = SystemTime::now();
         let mut listed = HashSet::new();
         let mut candidates: HashMap<String, Candidates> = HashMap::new();
         report.objects = self
@@ -726,14 +781,14 @@ impl Store {
                 // ago may show as 0.99 s old. Count from the end of that second.
                 let age = o
                     .last_modified
-                    .and_then(|t| now.duration_since(t).ok())
+                    .and_then(|t| wall.duration_since(t).ok())
                     .unwrap_or(Duration::ZERO)
                     .saturating_sub(TIMESTAMP_RESOLUTION);
                 if age < options.grace {
                     report.too_young += 1;
                     return;
                 }
-                let object = target.object(self.bucket(), &parsed.attr, &parsed.id());
+                let object = target.object(&parsed.attr, &parsed.id());
                 candidates
                     .entry(target.describe.clone())
                     .or_insert_with(|| (target, Vec::new()))
@@ -743,7 +798,7 @@ impl Store {
             .await?;
 
         report.uploads_aborted = self
-            .abort_stale_uploads(table, retention, options.dry_run)
+            .abort_stale_uploads(table, judge.retention, options.dry_run)
             .await?;
 
         if options.dry_run {
@@ -762,155 +817,97 @@ impl Store {
             .collect();
         let total = sizes.len() as u64;
         let mut cleanup = Cleanup::default();
-        let mut groups: Vec<(Target, Vec<Owned>)> = candidates
+        let mut groups: Vec<(Target, Vec<ObjectRef>)> = candidates
             .into_values()
             .map(|(t, objects)| (t, objects.into_iter().map(|(o, _)| o).collect()))
             .collect();
         groups.sort_by(|a, b| a.0.describe.cmp(&b.0.describe));
-        for chunk in groups.chunks(crate::backend::MAX_DELETE_BATCH) {
-            self.gc_chunk(chunk, &mut cleanup).await;
+        let mut tokens = Tokens::random();
+        let mut chunk = Vec::new();
+        let mut in_chunk = 0;
+        for group in groups {
+            in_chunk += group.1.len();
+            chunk.push(group);
+            if in_chunk >= crate::backend::MAX_DELETE_BATCH {
+                self.gc_chunk(
+                    std::mem::take(&mut chunk),
+                    &mut tokens,
+                    settings,
+                    &mut cleanup,
+                )
+                .await;
+                in_chunk = 0;
+                progress(Progress::ObjectsDeleted(cleanup.deleted.len() as u64));
+            }
+        }
+        if !chunk.is_empty() {
+            self.gc_chunk(chunk, &mut tokens, settings, &mut cleanup)
+                .await;
             progress(Progress::ObjectsDeleted(cleanup.deleted.len() as u64));
         }
         for key in &cleanup.deleted {
             report.deleted_bytes += sizes.get(key).copied().unwrap_or(0);
         }
-        report.rescued = total - cleanup.deleted.len() as u64 - cleanup.leftover.len() as u64;
+        report.rescued =
+            total.saturating_sub(cleanup.deleted.len() as u64 + cleanup.leftover.len() as u64);
         report.deleted = cleanup.deleted;
         report.deleted.sort();
         report.failed = cleanup.leftover;
 
         let stale = stale.into_inner().unwrap_or_else(|e| e.into_inner());
         for item in stale {
-            self.take_over(table, item, retention, &listed, &mut report)
-                .await;
+            let Some(target) = item_target(table, &item) else {
+                continue;
+            };
+            let machine = TakeOver::new(
+                Arc::new(target),
+                State::of(Some(item)),
+                tokens.fork(),
+                Now::system(),
+                settings,
+                judge,
+            );
+            let out: TakeOverOutput = engine::drive(self, &NoUploads, machine, |m, input, now| {
+                m.step(input, now)
+            })
+            .await;
+            report.marks_taken_over += out.taken;
+            report.placeholders_removed += u64::from(out.removed);
+            // Deleting an object that was already gone counts as nothing.
+            report.deleted.extend(
+                out.cleanup
+                    .deleted
+                    .into_iter()
+                    .filter(|k| listed.contains(k)),
+            );
+            report.failed.extend(out.cleanup.leftover);
         }
         Ok(report)
     }
 
     /// Marks the candidates of each item (one write per item), deletes every
-    /// marked object in one DeleteObjects, unmarks.
-    async fn gc_chunk(&self, groups: &[(Target, Vec<Owned>)], cleanup: &mut Cleanup) {
-        let stamp = Stamp::now(&new_token());
-        let marked_at = Instant::now();
-        let mut marked = Vec::new();
-        for (target, objects) in groups {
-            let ok = self
-                .mark(target, objects.clone(), State::Unknown, &stamp, cleanup)
-                .await;
-            marked.push((target, ok));
-        }
-        let all: Vec<Owned> = marked
-            .iter()
-            .flat_map(|(_, objects)| objects.iter().cloned())
-            .collect();
-        self.delete_reserved(&all, marked_at, Attempts::Retried, cleanup)
-            .await;
-        for (target, objects) in marked {
-            self.unmark(target, objects, &stamp, cleanup).await;
-        }
-    }
-
-    /// Finishes what a caller that died left on `item`: deletion marks older than
-    /// the retention, the pointers of a placeholder older than it, and the
-    /// placeholder itself.
-    ///
-    /// The objects are taken over first, in one conditional write: each stale
-    /// mark gets this run's stamp (so a writer that would end a reservation finds
-    /// it changed), each stale pointer becomes such a mark, and the item's
-    /// `vhs:gen` (live) or `vhs:ph` (placeholder) is renewed; a placeholder so
-    /// renewed is removed by a later run, a retention after. Then the objects are
-    /// deleted and the marks removed.
-    async fn take_over(
+    /// marked object in one DeleteObjects, unmarks (the retirement machine).
+    async fn gc_chunk(
         &self,
-        table: &TableRef,
-        item: Item,
-        retention: Duration,
-        listed: &HashSet<String>,
-        report: &mut GcReport,
+        groups: Vec<(Target, Vec<ObjectRef>)>,
+        tokens: &mut Tokens,
+        settings: Settings,
+        cleanup: &mut Cleanup,
     ) {
-        let Some(target) = item_target(table, &item) else {
-            return;
-        };
-        let placeholder = item.get(PLACEHOLDER).cloned();
-        let stamp = Stamp::now(&new_token());
-        let mut update = ItemUpdate::default();
-        let mut condition = Condition::And(Vec::new());
-        let mut objects = Vec::new();
-        for (name, value) in &item {
-            let Some((attr, md5)) = parse_mark_name(name) else {
-                continue;
-            };
-            if Stamp::parse(Some(value)).is_some_and(|s| s.older_than(retention)) {
-                condition = condition.and(Condition::eq(name.clone(), value.clone()));
-                update.set.push((name.clone(), stamp.value()));
-                objects.push(target.object(self.bucket(), &attr, &md5));
+        let groups = groups
+            .into_iter()
+            .map(|(t, objects)| (Arc::new(t), objects, State::Unknown))
+            .collect();
+        let machine = Retire::new(groups, &tokens.next(), Now::system(), settings);
+        let out = engine::drive(self, &NoUploads, machine, |m, input, now| {
+            match m.step(input, now) {
+                Next::Report(()) | Next::Done => Next::Report(m.take_cleanup()),
+                Next::Do(ops) => Next::Do(ops),
+                Next::Pause { until, reason } => Next::Pause { until, reason },
             }
-        }
-        let marks = objects.len() as u64;
-        let stale_placeholder =
-            Stamp::parse(placeholder.as_ref()).is_some_and(|s| s.older_than(retention));
-        if stale_placeholder {
-            for o in target.owned_in(self.bucket(), &item) {
-                condition = condition.and(Condition::eq(o.attr.clone(), o.uri.as_str()));
-                update.remove.push(o.attr.clone());
-                update.set.push((o.mark(), stamp.value()));
-                objects.push(o);
-            }
-        }
-        let mut cleanup = Cleanup::default();
-        if !objects.is_empty() {
-            match placeholder {
-                Some(ph) => {
-                    condition = condition.and(Condition::eq(PLACEHOLDER, ph));
-                    update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
-                }
-                None => {
-                    condition = condition
-                        .and(Condition::exists(target.hash_attr))
-                        .and(Condition::not_exists(PLACEHOLDER));
-                    update
-                        .set
-                        .push((GEN.to_owned(), AttributeValue::S(new_token())));
-                }
-            }
-            let taken = matches!(
-                self.backend()
-                    .update_item(&target.table, &target.key, &update, Some(&condition))
-                    .await,
-                Ok(Conditional::Applied(_))
-            );
-            if !taken {
-                // Changed since the scan: a later run sees what it became.
-                return;
-            }
-            report.marks_taken_over += marks;
-            self.delete_marked(&target, objects, &stamp, Instant::now(), &mut cleanup)
-                .await;
-            // Deleting an object that was already gone counts as nothing.
-            report
-                .deleted
-                .extend(cleanup.deleted.drain(..).filter(|k| listed.contains(k)));
-            report.failed.append(&mut cleanup.leftover);
-            return;
-        }
-        if !stale_placeholder {
-            return;
-        }
-        let condition = Condition::eq(PLACEHOLDER, item[PLACEHOLDER].clone());
-        let current = self
-            .backend()
-            .get_item(&target.table, &target.key, true)
-            .await;
-        let quiet = matches!(&current, Ok(Some(i)) if !State::Placeholder(i.clone()).busy(&target));
-        if quiet {
-            if let Ok(Conditional::Applied(_)) = self
-                .backend()
-                .delete_item(&target.table, &target.key, Some(&condition))
-                .await
-            {
-                report.placeholders_removed += 1;
-            }
-        }
+        })
+        .await;
+        cleanup.absorb(out);
     }
 
     /// Checks invariant (1) for every item of `M`'s table (every pointer resolves;
@@ -997,16 +994,24 @@ impl Store {
         for item in page.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
             let (held, kept) = table.pointers(self.bucket(), item);
             inline += kept;
+            let target = item_target(table, item);
             for (attr, value) in held {
-                pointers.push(((table.describe)(item), attr, value));
+                pointers.push(((table.describe)(item), target.clone(), attr, value));
             }
         }
         // Futures built up front (not in a stream combinator's closure), so the
         // caller's future stays provably `Send`.
         let checks: Vec<_> = pointers
             .into_iter()
-            .map(|(item, attr, value)| async move {
-                let result = self.check_object(&table.prefix, attr, &value, rehash).await;
+            .map(|(item, target, attr, value)| async move {
+                let result = match &target {
+                    Some(target) => self.check_object(target, attr, &value, rehash).await,
+                    None => Err(Error::BadPointer {
+                        attr: attr.to_owned(),
+                        value: value.clone(),
+                        reason: "its item's key cannot name an object (a number key that is not an integer)".to_owned(),
+                    }),
+                };
                 let n = checked.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % 100 == 0 {
                     progress(Progress::PointersChecked(n));
@@ -1042,9 +1047,15 @@ impl Store {
         Ok(())
     }
 
-    /// Invariant 1 for one pointer.
-    async fn check_object(&self, prefix: &str, attr: &str, uri: &str, rehash: bool) -> Result<()> {
-        let (pointer, md5) = self.check_pointer(prefix, attr, uri)?;
+    /// Invariant 1 for one pointer of `target`'s item.
+    async fn check_object(
+        &self,
+        target: &Target,
+        attr: &str,
+        uri: &str,
+        rehash: bool,
+    ) -> Result<()> {
+        let (pointer, md5) = self.check_pointer(target, attr, uri)?;
         if rehash {
             return self.fetch(attr, &(pointer, md5)).await.map(|_| ());
         }

@@ -29,11 +29,12 @@ use crate::maintenance::{
     display, GcOptions, GcReport, Progress, TableRef, VerifyOptions, VerifyReport,
 };
 use crate::model::{Item, KeyKind, Model};
-use crate::ownership::{new_token, Plan, State, Target, PLACEHOLDER};
+use crate::protocol::decide::Plan;
+use crate::protocol::item::{State, Target, PLACEHOLDER};
 use crate::retry::RetryPolicy;
 use crate::store::{
-    next_version, number_attr, record_values, traced, Bodies, Cleanup, Store, Stored, UploadOrder,
-    READ_RACE_LOST, READ_RACE_RETRIES,
+    new_token, next_version, number_attr, record_values, traced, Bodies, Cleanup, Store, Stored,
+    UploadOrder, READ_RACE_LOST, READ_RACE_RETRIES,
 };
 
 const ID: &str = "id";
@@ -222,6 +223,7 @@ impl<M: Model> Core<M> {
         }
         Ok(target_of(
             &self.table,
+            self.store.bucket(),
             &self.prefix,
             self.multi,
             M::SCHEMA.large.iter().map(|a| a.name).collect(),
@@ -244,6 +246,7 @@ impl<M: Model> Core<M> {
 
     fn table_ref(&self) -> TableRef {
         let (multi, table, prefix) = (self.multi, self.table.clone(), self.prefix.clone());
+        let bucket = self.store.bucket().to_owned();
         let large: Vec<&'static str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
         TableRef {
             table: self.table.clone(),
@@ -258,6 +261,7 @@ impl<M: Model> Core<M> {
                 };
                 Some(target_of(
                     &table,
+                    &bucket,
                     &prefix,
                     multi,
                     large.clone(),
@@ -315,9 +319,20 @@ impl<M: Model> Core<M> {
 
     /// Loads every large value of an envelope.
     async fn read(&self, item: Item, bodies: Option<&Bodies>) -> Result<Versioned<M>> {
+        let id = match item.get(ID) {
+            Some(AttributeValue::S(id)) => id.clone(),
+            _ => {
+                return Err(Error::Codec {
+                    direction: "decode",
+                    attr: ID.to_owned(),
+                    source: "missing or not a string".into(),
+                })
+            }
+        };
         let (version, mut stored) = self.open(item)?;
+        let target = self.target(&id, version)?;
         self.store
-            .load_all_with(&self.prefix, &mut stored, bodies)
+            .load_all_with(&target, &mut stored, bodies)
             .await?;
         Ok(Versioned {
             version,
@@ -413,19 +428,18 @@ impl<M: Model> Core<M> {
         }
     }
 
-    /// Whether a write with `token` of `version` of `id` is stored: in the latest
-    /// envelope's history (single-version), or in that version's (multi).
+    /// Whether a write with `token` of `version` of `id` landed: its token is
+    /// in the history of the item it wrote (the latest envelope in the
+    /// single-version store, that version's in the multi-version one), whatever
+    /// happened to the item since (a later version, a delete: the history
+    /// survives both).
     async fn landed(&self, id: &str, version: u64, token: &str) -> Result<bool> {
         let item = self
             .store
             .backend()
             .get_item(&self.table, &self.key(id, version), true)
             .await?;
-        let state = State::of(item);
-        Ok(state.wrote(token)
-            && state
-                .live()
-                .is_some_and(|i| number_attr(i, VERSION).is_some_and(|v| v >= version)))
+        Ok(State::of(item).wrote(token))
     }
 
     /// One put attempt of `value` at `version` under `expect`, with `token`;
@@ -465,99 +479,70 @@ impl<M: Model> Core<M> {
             },
         };
         let store = &self.store;
-        let (mut uploaded, state) = match known {
+        let uploads = store.prepare_record(&target, &values, &mut record).await?;
+        let order = match known {
             // Every version is its own item: a create.
-            _ if self.multi => (
-                store
-                    .stage_record(&target, &values, &mut record, true, UploadOrder::Unread)
-                    .await?,
-                State::Absent,
-            ),
-            Some(item) => {
-                let state = State::of(item);
-                // Values the live item read already points to are not sent again
-                // (an unchanged attribute of a read-modify-write). Never a
-                // placeholder's pointers: those objects are being deleted.
-                let referenced = state
-                    .live()
-                    .into_iter()
-                    .flat_map(|item| M::SCHEMA.large.iter().filter_map(|a| item.get(a.name)))
-                    .filter_map(|v| v.as_s().ok())
-                    .filter_map(|uri| crate::layout::Pointer::parse(uri).ok())
-                    .filter(|p| p.bucket == store.bucket())
-                    .map(|p| p.key)
-                    .collect();
-                let order = UploadOrder::AfterRead { referenced };
-                (
-                    store
-                        .stage_record(&target, &values, &mut record, false, order)
-                        .await?,
-                    state,
-                )
-            }
-            None => {
-                // The uploads and the read at once; created objects come into
-                // existence after the read.
-                let (uploaded, read) = store
-                    .upload_while_reading(&target, |order| {
-                        store.stage_record(&target, &values, &mut record, false, order)
-                    })
-                    .await;
-                let mut uploaded = uploaded?;
-                match read {
-                    Ok(item) => (uploaded, State::of(item)),
-                    Err(e) => {
-                        if store.options().clean_up_when_failed {
-                            store
-                                .retire(&target, uploaded.created(), State::Unknown)
-                                .await;
-                        }
-                        return Err(e);
-                    }
-                }
-            }
+            _ if self.multi => UploadOrder::Unread,
+            // Values the live item read already points to are not sent again
+            // (an unchanged attribute of a read-modify-write). Never a
+            // placeholder's pointers: those objects are being deleted.
+            Some(item) => UploadOrder::AfterRead(State::of(item)),
+            // The uploads and the read at once; created objects come into
+            // existence after the read.
+            None => UploadOrder::WhileReading,
         };
-        let large: Vec<&str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
+        let large: Vec<&'static str> = M::SCHEMA.large.iter().map(|a| a.name).collect();
         let ours = content(&record, M::SCHEMA.updated_at);
         let written = store
-            .write(&target, token, &mut uploaded, state, &large, |state| {
-                let Some(stored) = state.live() else {
-                    return match expect {
-                        Expect::Exactly(Some(_)) if !self.multi => Plan::Fail(conflict(None)),
-                        _ => Plan::Put(record.clone()),
+            .write_with_token::<M>(
+                &target,
+                uploads,
+                order,
+                large.clone(),
+                token.to_owned(),
+                |state| {
+                    let Some(stored) = state.live() else {
+                        return match expect {
+                            Expect::Exactly(Some(_)) if !self.multi => Plan::Fail(conflict(None)),
+                            _ => Plan::Put(record.clone()),
+                        };
                     };
-                };
-                let found = number_attr(stored, VERSION);
-                if matches!(expect, Expect::Lower)
-                    && found == Some(version)
-                    && content(stored, M::SCHEMA.updated_at) == ours
-                {
-                    // `put` of the identical value at this version: idempotent
-                    // success. (A read-modify-write that computed the same value as
-                    // a concurrent one did not write it: that is a conflict.)
-                    return Plan::Done;
-                }
-                let replace = match expect {
-                    _ if self.multi => false,
-                    Expect::Lower => found.is_some_and(|f| f < version),
-                    Expect::Exactly(expected) => expected.is_some() && found == expected,
-                };
-                if !replace {
-                    return Plan::Fail(conflict(if self.multi { Some(version) } else { found }));
-                }
-                let mut update = ItemUpdate::default();
-                for (name, v) in &record {
-                    if name != ID {
-                        update.set.push((name.clone(), v.clone()));
+                    let found = number_attr(stored, VERSION);
+                    if matches!(expect, Expect::Lower)
+                        && found == Some(version)
+                        && content(stored, M::SCHEMA.updated_at) == ours
+                    {
+                        // `put` of the identical value at this version: idempotent
+                        // success. (A read-modify-write that computed the same value as
+                        // a concurrent one did not write it: that is a conflict.)
+                        return Plan::Done;
                     }
-                }
-                for attr in &large {
-                    if !record.contains_key(*attr) {
-                        update.remove.push((*attr).to_owned());
+                    let replace = match expect {
+                        _ if self.multi => false,
+                        Expect::Lower => found.is_some_and(|f| f < version),
+                        Expect::Exactly(expected) => expected.is_some() && found == expected,
+                    };
+                    if !replace {
+                        return Plan::Fail(conflict(if self.multi {
+                            Some(version)
+                        } else {
+                            found
+                        }));
                     }
-                }
-                Plan::Update(update, None)
-            })
+                    let mut update = ItemUpdate::default();
+                    for (name, v) in &record {
+                        if name != ID {
+                            update.set.push((name.clone(), v.clone()));
+                        }
+                    }
+                    for attr in &large {
+                        if !record.contains_key(*attr) {
+                            update.remove.push((*attr).to_owned());
+                        }
+                    }
+                    Plan::Update(update, None)
+                },
+            )
             .await?;
         Ok(Written {
             version,
@@ -709,6 +694,7 @@ impl<M: Model> Core<M> {
 /// The target of `id` (at `version` in a multi-version table).
 fn target_of(
     table: &str,
+    bucket: &str,
     prefix: &str,
     multi: bool,
     large: Vec<&'static str>,
@@ -726,6 +712,7 @@ fn target_of(
     };
     Target {
         table: table.to_owned(),
+        bucket: bucket.to_owned(),
         prefix: prefix.to_owned(),
         key,
         hash_attr: ID,

@@ -19,7 +19,8 @@ use super::{record_values, traced, Deleted, Staged, Store, Tally, Upload};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
-use crate::ownership::{Plan, Target};
+use crate::protocol::decide::Plan;
+use crate::protocol::item::Target;
 
 impl Store {
     /// Creates many items, like [`Store::create_large`] for each, concurrently.
@@ -97,10 +98,11 @@ impl Store {
         let writes: Vec<_> = checked
             .into_iter()
             .map(|(target, record, uploads)| async move {
-                self.create_prepared(&target, uploads, record, |_| {
+                let (table, key) = (target.table.clone(), target.describe.clone());
+                self.create_prepared(&target, uploads, record, move |_| {
                     Plan::Fail(Error::AlreadyExists {
-                        table: target.table.clone(),
-                        key: target.describe.clone(),
+                        table: table.clone(),
+                        key: key.clone(),
                     })
                 })
                 .await

@@ -2,11 +2,12 @@
 
 use tracing::field::Empty;
 
-use super::{check_item_size, record_values, traced, Staged, Store, Upload, UploadOrder, Uploaded};
+use super::{check_item_size, record_values, traced, Staged, Store, Upload, UploadOrder};
 use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::model::{Item, Model};
-use crate::ownership::{new_token, Plan, State, Target};
+use crate::protocol::decide::Plan;
+use crate::protocol::item::{State, Target};
 
 impl Store {
     /// Creates an item: uploads every non-`None` large value, then writes the item
@@ -72,20 +73,6 @@ impl Store {
         Ok(uploads)
     }
 
-    /// [`Store::prepare_record`], then the uploads (all before any DynamoDB
-    /// write). `new_item`: the item most likely does not exist yet.
-    pub(crate) async fn stage_record<M: Model>(
-        &self,
-        target: &Target,
-        values: &LargeValues<M>,
-        record: &mut Item,
-        new_item: bool,
-        order: UploadOrder,
-    ) -> Result<Uploaded<M>> {
-        let uploads = self.prepare_record(target, values, record).await?;
-        self.upload(target, uploads, new_item, order).await
-    }
-
     /// Creates `record` with the large `values` as a new item: on an absent item,
     /// or replacing a placeholder whose deletions have finished. `on_live` decides
     /// what a live item means (an error, or [`Plan::Done`] when it already is the
@@ -95,7 +82,7 @@ impl Store {
         target: &Target,
         values: LargeValues<M>,
         mut record: Item,
-        on_live: impl FnMut(&Item) -> Plan,
+        on_live: impl FnMut(&Item) -> Plan + Send,
     ) -> Result<(Staged<M>, bool)> {
         let uploads = self.prepare_record(target, &values, &mut record).await?;
         self.create_prepared(target, uploads, record, on_live).await
@@ -108,25 +95,20 @@ impl Store {
         target: &Target,
         uploads: Vec<Upload>,
         record: Item,
-        mut on_live: impl FnMut(&Item) -> Plan,
+        mut on_live: impl FnMut(&Item) -> Plan + Send,
     ) -> Result<(Staged<M>, bool)> {
-        let mut uploaded = self
-            .upload(target, uploads, true, UploadOrder::Unread)
-            .await?;
         let written = self
-            .write(
+            .write::<M>(
                 target,
-                &new_token(),
-                &mut uploaded,
-                State::Absent,
-                &[],
+                uploads,
+                UploadOrder::Unread,
+                Vec::new(),
                 |state| match state {
                     State::Live(item) => on_live(item),
                     _ => Plan::Put(record.clone()),
                 },
             )
             .await?;
-        let wrote = written.committed.write.is_some() || written.committed.resolved;
-        Ok((uploaded.into_staged(), wrote))
+        Ok((written.staged, written.committed.wrote))
     }
 }

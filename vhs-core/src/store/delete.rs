@@ -4,18 +4,19 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use std::sync::Arc;
+
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{number_attr, traced, version_read, Cleanup, Store};
-use crate::backend::Conditional;
-use crate::condition::{Condition, ItemUpdate};
-use crate::error::{Error, Result};
+use super::{traced, version_read, Cleanup, Store};
+use crate::condition::Condition;
+use crate::error::Result;
 use crate::model::{Item, Key, Model};
-use crate::ownership::{
-    new_token, Decision, Owned, Reservation, Stamp, State, Target, Write, PLACEHOLDER, TOKENS,
-};
+use crate::protocol::clock::{Now, Tokens};
+use crate::protocol::engine::{self, NoUploads};
+use crate::protocol::item::Target;
+use crate::protocol::machine::Delete as DeleteMachine;
 
 /// Result of `delete_large`.
 pub struct Deleted<M> {
@@ -82,7 +83,7 @@ impl From<Condition> for Precondition {
 }
 
 impl Store {
-    /// Deletes an item and every object it referenced: [`Error::NotFound`] if
+    /// Deletes an item and every object it referenced: [`Error::NotFound`](crate::Error::NotFound) if
     /// absent. For a model with a `#[vhs(version)]` attribute use
     /// [`delete_large_if`](Self::delete_large_if) with the version you read.
     pub async fn delete_large<M: Model>(&self, key: &Key<M>) -> Result<Deleted<M>> {
@@ -96,8 +97,10 @@ impl Store {
         self.delete_traced(&span, key, Precondition::new()).await
     }
 
-    /// Deletes an item if `precondition` holds ([`Error::ConditionFailed`],
-    /// [`Error::VersionConflict`] otherwise, [`Error::NotFound`] if absent), then
+    /// Deletes an item if `precondition` holds
+    /// ([`Error::ConditionFailed`](crate::Error::ConditionFailed),
+    /// [`Error::VersionConflict`](crate::Error::VersionConflict) otherwise,
+    /// [`Error::NotFound`](crate::Error::NotFound) if absent), then
     /// every object it referenced.
     ///
     /// One UpdateItem turns the item into a placeholder that keeps its pointers
@@ -157,132 +160,30 @@ impl Store {
     }
 
     /// Turns the item into a placeholder if `condition` holds and its `version`
-    /// attribute is the given one, deletes its owned objects, removes its pointers.
+    /// attribute is the given one (one conditional write that does not read the
+    /// item first), deletes its objects, removes its pointers (see
+    /// [`protocol::machine::Delete`](crate::protocol)).
     pub(crate) async fn delete_record(
         &self,
         target: &Target,
         condition: Option<&Condition>,
-        version: Option<(&str, u64)>,
+        version: Option<(&'static str, u64)>,
     ) -> Result<(Option<Item>, Cleanup)> {
-        let token = new_token();
-        let stamp = Stamp::now(&token);
-        let update = placeholder_update(target, &stamp, &token);
-        let mut base = Condition::exists(target.hash_attr).and(Condition::not_exists(PLACEHOLDER));
-        if let Some((attr, v)) = version {
-            base = base.and(Condition::eq(attr, v));
-        }
-        if let Some(c) = condition {
-            base = base.and(c.clone());
-        }
-        let committed = self
-            .commit(target, &token, State::Unknown, None, |state| match state {
-                State::Absent | State::Placeholder(_) => Decision::Fail(target.not_found()),
-                State::Live(item) => match version {
-                    Some((attr, expected))
-                        if !Condition::eq(attr, expected).evaluate(Some(item)) =>
-                    {
-                        Decision::Fail(Error::VersionConflict {
-                            table: target.table.clone(),
-                            key: target.describe.clone(),
-                            expected,
-                            found: number_attr(item, attr),
-                        })
-                    }
-                    _ if condition.is_some_and(|c| !c.evaluate(Some(item))) => {
-                        Decision::Fail(Error::ConditionFailed {
-                            table: target.table.clone(),
-                            key: target.describe.clone(),
-                        })
-                    }
-                    _ => Decision::Write(Write::Update(update.clone()), base.clone()),
-                },
-                State::Unknown => Decision::Write(Write::Update(update.clone()), base.clone()),
-            })
-            .await?;
-        let (old, pointers) = match committed.old {
-            Some(old) => {
-                let pointers = target.owned_in(self.bucket(), &old);
-                (Some(old), pointers)
-            }
-            // Resolved after a lost response: the placeholder still holds them.
-            None => (
-                None,
-                committed
-                    .now
-                    .item()
-                    .map(|i| target.owned_in(self.bucket(), i))
-                    .unwrap_or_default(),
-            ),
-        };
-        let cleanup = self
-            .release(target, pointers, stamp, Reservation::Pointers)
-            .await;
-        Ok((old, cleanup))
+        let settings = self.settings_for(target).await?;
+        let machine = DeleteMachine::new(
+            Arc::new(target.clone()),
+            condition.cloned(),
+            version,
+            Tokens::random(),
+            Now::system(),
+            settings,
+            self.options().defer_cleanup,
+        );
+        let out = engine::drive(self, &NoUploads, machine, |m, input, now| {
+            m.step(input, now)
+        })
+        .await;
+        super::warn_leftovers(self.bucket(), &out.cleanup);
+        Ok((out.result?, out.cleanup))
     }
-
-    /// Removes the pointers of a deleting placeholder (made under `stamp`) to
-    /// `pointers`, whose objects are deleted, each on condition it still holds
-    /// the same object. If a create replaced the placeholder, it carried them over
-    /// as reservation marks: those are removed instead.
-    pub(crate) async fn remove_pointers(
-        &self,
-        target: &Target,
-        mut pointers: Vec<Owned>,
-        stamp: &Stamp,
-        cleanup: &mut Cleanup,
-    ) {
-        for _ in 0..4 {
-            if pointers.is_empty() {
-                return;
-            }
-            let mut update = ItemUpdate::default();
-            let mut condition = Condition::exists(PLACEHOLDER);
-            for o in &pointers {
-                update.remove.push(o.attr.clone());
-                condition = condition.and(Condition::eq(o.attr.clone(), o.uri.as_str()));
-            }
-            match self
-                .backend()
-                .update_item(&target.table, &target.key, &update, Some(&condition))
-                .await
-            {
-                Ok(Conditional::Applied(_)) => return,
-                Ok(Conditional::Failed(current)) => {
-                    let state = State::of(current);
-                    if matches!(state, State::Live(_)) {
-                        let carried: Vec<Owned> = pointers
-                            .drain(..)
-                            .filter(|o| state.reservation(target, o).is_some())
-                            .collect();
-                        self.unmark(target, carried, &stamp.reserving(), cleanup)
-                            .await;
-                        return;
-                    }
-                    pointers.retain(|o| {
-                        matches!(state, State::Placeholder(_)) && state.references(target, o)
-                    });
-                }
-                Err(_) => {}
-            }
-        }
-        cleanup
-            .marks_left
-            .extend(pointers.into_iter().map(|o| o.key));
-    }
-}
-
-/// The write that turns a live item into a placeholder (step 6 of the
-/// [`ownership`](crate::ownership) protocol): its ordinary attributes removed,
-/// its pointers kept as reservations, `vhs:ph` set to `stamp`, and a fresh
-/// token history of `token`.
-pub(crate) fn placeholder_update(target: &Target, stamp: &Stamp, token: &str) -> ItemUpdate {
-    let mut update = ItemUpdate::default();
-    update
-        .remove
-        .extend(target.plain.iter().map(|a| (*a).to_owned()));
-    update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
-    update
-        .set
-        .push((TOKENS.to_owned(), AttributeValue::S(token.to_owned())));
-    update
 }

@@ -1,6 +1,6 @@
 //! The background queue for the protocol's work after a commit: deletes of the
 //! objects a write replaced (with deferred cleanup), and the bookkeeping write
-//! that follows every such delete (see [`ownership`](crate::ownership), step 4).
+//! that follows every such delete (see [`protocol`](crate::protocol), step 4).
 //!
 //! Nothing on it is needed for safety: a process that dies with jobs queued
 //! leaves reserved objects and marks that later writers work around and GC takes
@@ -116,8 +116,10 @@ impl Store {
             cleanup = Empty,
         );
         span.follows_from(Span::current());
+        let bucket = self.bucket().to_owned();
         let job = async move {
             let cleanup = traced(&span, job).await;
+            span.in_scope(|| super::warn_leftovers(&bucket, &cleanup));
             cleanup.record_in(&span);
             cleanup
         };

@@ -3,7 +3,7 @@
 //! Each operation reads in one file, with the types it returns beside it:
 //! `create`, `read`, `update`, `delete`, and `staged` (the step-by-step API). The
 //! rules they follow to never delete a referenced object are in
-//! [`ownership`](crate::ownership).
+//! [`protocol`](crate::protocol).
 
 mod batch;
 mod create;
@@ -20,12 +20,11 @@ mod update;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
-use futures_util::future::join_all;
-use futures_util::stream::{self, StreamExt};
+use futures_util::future::{join_all, BoxFuture};
 use tracing::field::Empty;
 use tracing::Span;
 
@@ -39,8 +38,8 @@ pub(crate) use transfer::ObjectPut;
 pub use update::Updated;
 
 use crate::backend::{
-    item_size, Attempts, Backend, PutOutcome, Signal, TableSpec, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
-    MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES,
+    item_size, Backend, PutOutcome, Signal, TableSpec, MAX_ITEM_BYTES, MAX_KEY_BYTES,
+    MAX_OBJECT_BYTES, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES,
 };
 use crate::blob::{md5_of, md5_of_blob, Blob};
 use crate::cache::{CacheOptions, ReadCache};
@@ -48,7 +47,14 @@ use crate::changes::LargeValues;
 use crate::error::{Error, Result};
 use crate::layout::{escape, normalize_prefix, object_id, Encoding, Md5Sum, Pointer};
 use crate::model::{Item, Key, Model};
-use crate::ownership::{Owned, State, Target};
+use crate::protocol::clock::{Settings, Tokens};
+use crate::protocol::decide::Plan;
+use crate::protocol::engine::{self, Env, Uploads};
+use crate::protocol::item::{ObjectRef, State, Target};
+pub(crate) use crate::protocol::machine::UploadOrder;
+use crate::protocol::machine::{Commit as CommitMachine, CommitConfig, Committed};
+pub use crate::protocol::Cleanup;
+pub(crate) use crate::protocol::Tally;
 use crate::retry::RetryPolicy;
 pub use janitor::Background;
 use janitor::Janitor;
@@ -69,13 +75,22 @@ pub struct Options {
     pub clean_up_when_succeeded: bool,
     /// How many S3 requests one call runs at once. Default 16.
     pub max_concurrency: usize,
-    /// The protocol's one time bound (see [`ownership`](crate::ownership), step 8).
-    /// A placeholder left by a deletion is kept at least this long after its last
-    /// deletion activity; a write uploads again if more than half of it passed
-    /// since its upload began; a deleter does not delete what it marked more than
-    /// half of it ago; GC takes over marks and placeholders older than it. Default
-    /// 1 hour.
+    /// The protocol's time bound `R` (see [`protocol::spec`](crate::protocol::spec)),
+    /// **recorded for a table the first time a store needs it**
+    /// ([`Store::ensure_table`] does): every process working on that table
+    /// then uses the recorded value, whatever its own options say, so two
+    /// processes can never disagree. Every request must land within `R/4` of
+    /// being sent, or never; a write uploads again if more than `R/2` passed
+    /// since its uploads began; a deleter does not send a delete more than
+    /// `R/4` after its mark; marks and reservations are dead (taken over by GC
+    /// and by writers) `R + S` after their stamp; empty placeholders are
+    /// removed `2R + S` after their newest stamp. Default 1 hour.
     pub retention: Duration,
+    /// The bound `S` on the difference between any two clocks (of the hosts
+    /// running vhs against a table), recorded with the retention. A stamp more
+    /// than `S` in the future is never judged dead. Default: 2 minutes, or a
+    /// quarter of the retention if that is shorter.
+    pub max_clock_skew: Option<Duration>,
     /// How long a write waits for a deletion of the same object (or of the item)
     /// to finish before giving up with [`Error::Busy`]. Default: 50 attempts, 5 ms
     /// doubling up to 500 ms.
@@ -114,6 +129,7 @@ impl Default for Options {
             clean_up_when_succeeded: true,
             max_concurrency: 16,
             retention: Duration::from_secs(3600),
+            max_clock_skew: None,
             wait: RetryPolicy::attempts(50),
             defer_cleanup: false,
             background: Background::Spawn,
@@ -123,6 +139,18 @@ impl Default for Options {
             part_concurrency: 4,
             max_in_flight: 128,
         }
+    }
+}
+
+impl Options {
+    /// The protocol settings these options propose for a table that has none
+    /// recorded yet.
+    pub fn settings(&self) -> Settings {
+        Settings::new(
+            self.retention,
+            self.max_clock_skew
+                .unwrap_or_else(|| Duration::from_secs(120).min(self.retention / 4)),
+        )
     }
 }
 
@@ -196,6 +224,12 @@ impl StoreBuilder {
     /// Sets [`Options::retention`].
     pub fn retention(mut self, retention: Duration) -> Self {
         self.options.retention = retention;
+        self
+    }
+
+    /// Sets [`Options::max_clock_skew`].
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.options.max_clock_skew = Some(skew);
         self
     }
 
@@ -276,6 +310,7 @@ impl StoreBuilder {
         if self.options.max_concurrency == 0 {
             return Err(Error::invalid("max_concurrency must be at least 1"));
         }
+        self.options.settings().check()?;
         if self.options.cleanup_queue == 0 {
             return Err(Error::invalid("cleanup_queue must be at least 1"));
         }
@@ -311,6 +346,7 @@ impl StoreBuilder {
                     cache.clone(),
                 )),
                 cache,
+                settings: std::sync::Mutex::new(HashMap::new()),
                 bucket: self.bucket,
                 prefix: self.prefix,
                 options: self.options,
@@ -353,6 +389,8 @@ pub struct Store {
 struct Inner {
     backend: Arc<dyn Backend>,
     cache: Option<Arc<ReadCache>>,
+    /// The protocol settings recorded for each table prefix, once read.
+    settings: std::sync::Mutex<HashMap<String, Settings>>,
     bucket: String,
     prefix: String,
     options: Options,
@@ -372,109 +410,6 @@ impl fmt::Debug for Store {
             .field("table_prefixes", &self.inner.table_prefixes)
             .field("cache", &self.inner.cache)
             .finish()
-    }
-}
-
-/// Objects a cleanup deleted and the ones it could not delete.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Cleanup {
-    /// Keys of the objects deleted.
-    pub deleted: Vec<String>,
-    /// Keys that should have been deleted but were not, with the reason: orphans
-    /// for garbage collection. Their failure never fails the call that reports them.
-    pub leftover: Vec<(String, String)>,
-    /// Keys whose deletion mark could not be removed after the delete: a write of
-    /// identical content waits for it until GC takes the mark over (after
-    /// [`Options::retention`]).
-    pub marks_left: Vec<String>,
-    /// Keys handed to the background queue for deletion
-    /// ([`Options::defer_cleanup`]): their outcome is reported by
-    /// [`Store::flush`] and [`StoreBuilder::on_cleanup`].
-    pub queued: Vec<String>,
-    /// Objects deleted without a mark because their table does not exist.
-    #[doc(hidden)]
-    pub unmarked: Vec<String>,
-}
-
-impl Cleanup {
-    /// The keys of [`Cleanup::leftover`], sorted: objects to collect later.
-    pub fn leftover_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.leftover.iter().map(|(k, _)| k.clone()).collect();
-        keys.sort();
-        keys
-    }
-
-    pub(crate) fn absorb(&mut self, other: Cleanup) {
-        self.deleted.extend(other.deleted);
-        self.leftover.extend(other.leftover);
-        self.marks_left.extend(other.marks_left);
-        self.queued.extend(other.queued);
-        self.unmarked.extend(other.unmarked);
-    }
-
-    /// Records what this cleanup came to in `span`'s `cleanup` field.
-    pub(crate) fn record_in(&self, span: &Span) {
-        Tally::of(self).record_in(span);
-    }
-}
-
-/// What cleanups came to, in counts: the `cleanup` field of an operation's
-/// span (`clean: 2 deleted`, `queued: ...`, `leftover: ...`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Tally {
-    deleted: usize,
-    queued: usize,
-    leftover: usize,
-    marks_left: usize,
-}
-
-impl Tally {
-    pub(crate) fn of(cleanup: &Cleanup) -> Tally {
-        Tally {
-            deleted: cleanup.deleted.len(),
-            queued: cleanup.queued.len(),
-            leftover: cleanup.leftover.len(),
-            marks_left: cleanup.marks_left.len(),
-        }
-    }
-
-    /// Adds the counts of `cleanup`.
-    pub(crate) fn add(&mut self, cleanup: &Cleanup) {
-        let other = Tally::of(cleanup);
-        self.deleted += other.deleted;
-        self.queued += other.queued;
-        self.leftover += other.leftover;
-        self.marks_left += other.marks_left;
-    }
-
-    /// Records the counts in `span`'s `cleanup` field (formatted only if a
-    /// subscriber reads it).
-    pub(crate) fn record_in(self, span: &Span) {
-        span.record("cleanup", tracing::field::display(self));
-    }
-}
-
-impl fmt::Display for Tally {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Tally {
-            deleted,
-            queued,
-            leftover,
-            marks_left,
-        } = *self;
-        if leftover > 0 || marks_left > 0 {
-            write!(
-                f,
-                "leftover: {leftover} objects left for GC, {marks_left} deletion marks left, {deleted} deleted, {queued} queued"
-            )
-        } else if queued > 0 {
-            write!(
-                f,
-                "queued: {queued} objects to delete in the background, {deleted} deleted"
-            )
-        } else {
-            write!(f, "clean: {deleted} deleted")
-        }
     }
 }
 
@@ -536,91 +471,56 @@ impl Upload {
     }
 }
 
-/// Uploads done: the staged result, the requests with what is known of their
-/// objects (see [`Proofs`]), and when they began.
-pub(crate) struct Uploaded<M> {
+/// A `warn` event per object a cleanup left for GC, with the reason (in the
+/// span of the operation, or of the background job, that left it).
+pub(crate) fn warn_leftovers(bucket: &str, cleanup: &Cleanup) {
+    for (key, reason) in &cleanup.leftover {
+        tracing::warn!(
+            uri = %format_args!("s3://{bucket}/{key}"),
+            error = %reason,
+            "object not deleted: left for GC"
+        );
+    }
+}
+
+/// A fresh write token.
+pub(crate) fn new_token() -> String {
+    Tokens::random().next()
+}
+
+/// What [`Store::write`] did: the staged values, the commit, and what its
+/// deletions came to so far.
+pub(crate) struct Written<M> {
     pub staged: Staged<M>,
-    pub proofs: Proofs,
-    pub started: Instant,
+    pub committed: Committed,
+    pub cleanup: Cleanup,
 }
 
-impl<M: Model> Uploaded<M> {
-    /// The objects this call created, as owned objects of its item (including the
-    /// ones uploaded again while proving them).
-    pub(crate) fn created(&mut self) -> Vec<Owned> {
-        self.staged.mark_created(&self.proofs.recreated);
-        self.staged.created_objects()
-    }
-
-    /// The staged result, with the objects created while proving marked so.
-    pub(crate) fn into_staged(mut self) -> Staged<M> {
-        self.staged.mark_created(&self.proofs.recreated);
-        self.staged
-    }
-}
-
-/// The uploads of a write, and which of their objects are known to have existed
-/// after the latest read of the item's state (step 2 of the
-/// [`ownership`](crate::ownership) protocol: a commit decided on a state may point
-/// only to objects that existed after that state was read).
-#[derive(Debug, Default)]
-pub(crate) struct Proofs {
+/// The object writes of one call, as the protocol's engine sends them.
+pub(crate) struct Puts<'a> {
+    pub store: &'a Store,
     pub puts: Vec<ObjectPut>,
-    /// Per put: the object, as its item owns it.
-    pub objects: Vec<Owned>,
-    /// Per put: its object existed after the latest state read.
-    pub proven: Vec<bool>,
-    /// Per put: this call created its object after the latest state read.
-    pub fresh: Vec<bool>,
-    /// Per put: the reservation this call's creation of its object is known to
-    /// follow (see [`State::reservation`]).
-    pub cleared: Vec<Option<crate::ownership::Reserved>>,
-    /// Keys created by uploading again while proving.
-    pub recreated: Vec<String>,
 }
 
-impl Proofs {
-    fn new(
-        puts: Vec<ObjectPut>,
-        objects: Vec<Owned>,
-        proven: Vec<bool>,
-        fresh: Vec<bool>,
-    ) -> Proofs {
-        let n = puts.len();
-        Proofs {
-            puts,
-            objects,
-            fresh,
-            proven,
-            cleared: vec![None; n],
-            recreated: Vec::new(),
-        }
-    }
-
-    /// A new state was read: what was known after the previous read may not hold.
-    pub(crate) fn reread(&mut self) {
-        self.proven.fill(false);
-        self.fresh.fill(false);
+impl Uploads for Puts<'_> {
+    fn put<'b>(&'b self, upload: usize, after: &'b Signal) -> BoxFuture<'b, Result<PutOutcome>> {
+        Box::pin(self.store.put_object(&self.puts[upload], after))
     }
 }
 
-/// How an upload is ordered with the read of the item's state its commit will
-/// be decided on.
-#[derive(Debug)]
-pub(crate) enum UploadOrder {
-    /// No read (a create: the commit requires an absent item).
-    Unread,
-    /// Concurrent with the read: every object this upload creates comes into
-    /// existence after `Signal` fires, which the caller fires once the read
-    /// returned. An object found already there (412) may predate the read.
-    Gated(Signal),
-    /// Sent after the read returned: every object is known to exist after it.
-    /// Objects whose keys are in `referenced` (pointed to by the item as read)
-    /// are not sent at all: the read found them referenced, so they existed then,
-    /// and no deleter removes an object its item references, so they still
-    /// exist while the commit's condition holds that state. That is what a 412
-    /// on a request sent after the read would have said, without the request.
-    AfterRead { referenced: HashSet<String> },
+impl Env for Store {
+    fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+    fn wait(&self) -> &RetryPolicy {
+        &self.inner.options.wait
+    }
+    fn max_concurrency(&self) -> usize {
+        self.inner.options.max_concurrency
+    }
+    fn defer(&self, job: BoxFuture<'static, Cleanup>) -> BoxFuture<'_, ()> {
+        Box::pin(Store::defer(self, job))
+    }
 }
 
 /// Reads that found an object deleted by a concurrent replacement are repeated
@@ -800,9 +700,27 @@ impl Store {
     /// waits until the table and its indexes are active. What
     /// [`ensure_table`](Self::ensure_table) does for a model, and `vhs provision`
     /// for a table described on the command line.
+    ///
+    /// It also records the table's protocol settings (the retention and the
+    /// clock skew bound, from this store's [`Options`]) with its objects if
+    /// none are recorded yet, and reads them if they are: every process then
+    /// uses the same (see [`Options::retention`]). The bucket must exist.
     pub async fn ensure_table_spec(&self, spec: &TableSpec) -> Result<()> {
         let span = tracing::info_span!("ensure_table", table = %spec.name, requests = Empty);
-        traced(&span, self.inner.backend.create_table(spec)).await
+        traced(&span, async {
+            self.inner.backend.create_table(spec).await?;
+            let prefix = self.table_prefix(&spec.name)?;
+            self.settings_of_prefix(&prefix).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The protocol settings recorded for `table` (recording this store's if
+    /// there are none yet): what every process uses for it.
+    pub async fn protocol_settings(&self, table: &str) -> Result<Settings> {
+        let prefix = self.table_prefix(table)?;
+        self.settings_of_prefix(&prefix).await
     }
 
     /// Creates the bucket if this account does not have it yet.
@@ -844,6 +762,7 @@ impl Store {
         let table = self.table_name::<M>().to_owned();
         Ok(Target {
             prefix: self.table_prefix(&table)?,
+            bucket: self.inner.bucket.clone(),
             table,
             key: key.to_item(),
             hash_attr: M::SCHEMA.hash_key.name,
@@ -962,7 +881,7 @@ impl Store {
     }
 
     /// The object writes of planned uploads.
-    fn requests<M: Model>(&self, target: &Target, uploads: &[Upload]) -> Vec<ObjectPut> {
+    pub(crate) fn requests<M: Model>(&self, target: &Target, uploads: &[Upload]) -> Vec<ObjectPut> {
         let mut metadata = HashMap::new();
         metadata.insert("pk".to_owned(), escape(&target.hash));
         if let Some(r) = &target.range {
@@ -987,66 +906,29 @@ impl Store {
             .collect()
     }
 
-    /// Uploads (concurrently, bounded, `If-None-Match: *`), ordered with the
-    /// state read as `order` says. If an upload fails, the objects this call
-    /// created are retired (`new_item`: marked first as on an absent item, the
-    /// likely state) and the error is returned.
-    pub(crate) async fn upload<M: Model>(
-        &self,
-        target: &Target,
-        uploads: Vec<Upload>,
-        new_item: bool,
-        order: UploadOrder,
-    ) -> Result<Uploaded<M>> {
-        let started = Instant::now();
-        let puts = self.requests::<M>(target, &uploads);
-        let (after, referenced) = match &order {
-            UploadOrder::Gated(signal) => (signal.clone(), None),
-            UploadOrder::AfterRead { referenced } => (Signal::open(), Some(referenced)),
-            UploadOrder::Unread => (Signal::open(), None),
-        };
-        let empty = HashSet::new();
-        let outcomes = self
-            .put_all(&puts, &after, referenced.unwrap_or(&empty))
-            .await;
-        let objects: Vec<Owned> = uploads
+    /// The objects planned uploads write, one per upload with an object, in
+    /// the order of [`Store::requests`].
+    pub(crate) fn objects_of(&self, target: &Target, uploads: &[Upload]) -> Vec<ObjectRef> {
+        uploads
             .iter()
             .filter_map(|u| {
                 let (_, md5, _) = u.target.as_ref()?;
-                let id = object_id(u.encoding, &md5.hex);
-                Some(target.object(self.bucket(), u.attr, &id))
+                Some(target.object(u.attr, &object_id(u.encoding, &md5.hex)))
             })
-            .collect();
-        let mut created = HashMap::new();
-        // Whether each object is known to exist after the read (`proven`), having
-        // been created after it (`fresh`).
-        let (mut proven, mut fresh) = (Vec::new(), Vec::new());
-        let mut first_error = None;
-        for (put, outcome) in puts.iter().zip(outcomes) {
-            let new = matches!(outcome, Ok(PutOutcome::Created));
-            let (p, f) = match order {
-                UploadOrder::AfterRead { .. } => (outcome.is_ok(), new),
-                UploadOrder::Gated(_) => (new, new),
-                UploadOrder::Unread => (false, false),
-            };
-            proven.push(p);
-            fresh.push(f);
-            match outcome {
-                Ok(o) => {
-                    created.insert(put.key.clone(), o == PutOutcome::Created);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
+            .collect()
+    }
+
+    /// The staged result of planned uploads, `created` telling, per object,
+    /// whether this call created it.
+    pub(crate) fn staged_of<M: Model>(
+        &self,
+        target: &Target,
+        uploads: &[Upload],
+        created: &[bool],
+    ) -> Staged<M> {
+        let mut created = created.iter();
         let attrs = uploads
             .iter()
-            .filter(|u| {
-                u.target
-                    .as_ref()
-                    .is_none_or(|(k, _, _)| created.contains_key(k))
-            })
             .map(|u| StagedAttr {
                 attr: u.attr,
                 inline: u.inline.clone(),
@@ -1055,107 +937,113 @@ impl Store {
                     encoding: u.encoding,
                     md5: md5.hex.clone(),
                     size: body.len(),
-                    created: created[key],
+                    created: created.next().copied().unwrap_or(false),
                 }),
             })
             .collect();
-        let mut uploaded = Uploaded {
-            staged: Staged::new(target.clone(), attrs),
-            proofs: Proofs::new(puts, objects, proven, fresh),
-            started,
-        };
-        match first_error {
-            None => Ok(uploaded),
-            Some(e) => {
-                // No item references these yet; the protocol still marks them.
-                let guess = if new_item {
-                    State::Absent
-                } else {
-                    State::Unknown
-                };
-                self.retire(target, uploaded.created(), guess).await;
-                Err(e)
-            }
-        }
+        Staged::new(target.clone(), attrs)
     }
 
-    /// Runs `upload` (with the order to give it) while reading the item with a
-    /// consistent GetItem: every object the upload creates comes into existence
-    /// after the read returned (see [`UploadOrder::Gated`]).
-    pub(crate) async fn upload_while_reading<T, F: std::future::Future<Output = T>>(
+    /// The protocol settings of `target`'s table: the ones recorded with its
+    /// objects (recording this store's if there are none yet), read once per
+    /// store and table.
+    pub(crate) async fn settings_for(&self, target: &Target) -> Result<Settings> {
+        self.settings_of_prefix(&target.prefix).await
+    }
+
+    pub(crate) async fn settings_of_prefix(&self, prefix: &str) -> Result<Settings> {
+        if let Some(s) = self
+            .inner
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+        {
+            return Ok(*s);
+        }
+        let proposed = self.inner.options.settings();
+        let recorded = crate::protocol::agreed::load_or_record(
+            self.inner.backend.as_ref(),
+            &self.inner.bucket,
+            prefix,
+            proposed,
+        )
+        .await?;
+        recorded.check()?;
+        self.inner
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(prefix.to_owned(), recorded);
+        Ok(recorded)
+    }
+
+    /// A write of one item through the protocol (the commit machine):
+    /// `uploads` sent as `order` says, then the write `plan` wants on the
+    /// state read, deciding again on every state a failed condition returns;
+    /// then the release of what it replaced in `changed` attributes.
+    pub(crate) async fn write<M: Model>(
         &self,
         target: &Target,
-        upload: impl FnOnce(UploadOrder) -> F,
-    ) -> (T, Result<Option<Item>>) {
-        let (trigger, signal) = Signal::new();
-        let read = async {
-            let read = self
-                .backend()
-                .get_item(&target.table, &target.key, true)
-                .await;
-            trigger.fire();
-            read
-        };
-        futures_util::future::join(upload(UploadOrder::Gated(signal)), read).await
+        uploads: Vec<Upload>,
+        order: UploadOrder,
+        changed: Vec<&'static str>,
+        plan: impl FnMut(&State) -> Plan + Send,
+    ) -> Result<Written<M>> {
+        self.write_with_token(target, uploads, order, changed, new_token(), plan)
+            .await
     }
 
-    /// Runs the object writes concurrently (bounded), in order; none completes
-    /// before `after` fires. Keys in `referenced` are not sent: they answer
-    /// [`PutOutcome::AlreadyExisted`] (see [`UploadOrder::AfterRead`]).
-    async fn put_all(
+    /// [`Store::write`] whose write carries `token` (in the item's history once
+    /// it landed).
+    pub(crate) async fn write_with_token<M: Model>(
         &self,
-        puts: &[ObjectPut],
-        after: &Signal,
-        referenced: &HashSet<String>,
-    ) -> Vec<Result<PutOutcome>> {
-        // Futures built up front (not in a stream combinator's closure), so the
-        // caller's future stays provably `Send`.
-        let calls: Vec<_> = puts
-            .iter()
-            .enumerate()
-            .map(|(i, put)| async move {
-                if referenced.contains(&put.key) {
-                    return (i, Ok(PutOutcome::AlreadyExisted));
-                }
-                (i, self.put_object(put, after).await)
-            })
-            .collect();
-        let mut results: Vec<(usize, Result<PutOutcome>)> = stream::iter(calls)
-            .buffer_unordered(self.inner.options.max_concurrency)
-            .collect()
-            .await;
-        results.sort_by_key(|r| r.0);
-        results.into_iter().map(|(_, r)| r).collect()
+        target: &Target,
+        uploads: Vec<Upload>,
+        order: UploadOrder,
+        changed: Vec<&'static str>,
+        token: String,
+        mut plan: impl FnMut(&State) -> Plan + Send,
+    ) -> Result<Written<M>> {
+        let settings = self.settings_for(target).await?;
+        let puts = Puts {
+            store: self,
+            puts: self.requests::<M>(target, &uploads),
+        };
+        let options = &self.inner.options;
+        let config = CommitConfig {
+            target: Arc::new(target.clone()),
+            objects: self.objects_of(target, &uploads),
+            order,
+            changed,
+            clean_up_when_failed: options.clean_up_when_failed,
+            clean_up_when_succeeded: options.clean_up_when_succeeded,
+            defer_cleanup: options.defer_cleanup,
+            settings,
+        };
+        let machine = CommitMachine::new(config, token, Tokens::random());
+        let out = engine::drive(self, &puts, machine, |m, input, now| {
+            m.step(input, now, &mut plan)
+        })
+        .await;
+        warn_leftovers(&self.inner.bucket, &out.cleanup);
+        let committed = out.result?;
+        Ok(Written {
+            staged: self.staged_of(target, &uploads, &out.created),
+            committed,
+            cleanup: out.cleanup,
+        })
     }
 
-    /// Before a commit: if more than half the retention passed since the uploads
-    /// began (step 8), uploads them again.
-    pub(crate) async fn refresh<M: Model>(&self, uploaded: &mut Uploaded<M>) -> Result<()> {
-        if uploaded.started.elapsed() <= self.inner.options.retention / 2 {
-            return Ok(());
-        }
-        uploaded.started = Instant::now();
-        let outcomes = self
-            .put_all(&uploaded.proofs.puts, &Signal::open(), &HashSet::new())
-            .await;
-        let proofs = &mut uploaded.proofs;
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            let created = outcome? == PutOutcome::Created;
-            if created {
-                proofs.recreated.push(proofs.puts[i].key.clone());
-            }
-            // Sent after the state read the commit starts from.
-            proofs.proven[i] = true;
-            proofs.fresh[i] = created;
-        }
-        Ok(())
-    }
-
-    /// Refuses pointers into other buckets, outside the table's prefix, or without
-    /// an MD5.
+    /// Checks a pointer before it is followed: in this bucket, under the
+    /// table's prefix, ending in an MD5 (and a known encoding), and naming
+    /// the very item (`target`) and attribute (`attr`) that hold it. Any other
+    /// is [`Error::BadPointer`]: never read from, never deleted. (An item that
+    /// points to another item's object would otherwise read a value its owner
+    /// may delete at any time.)
     pub(crate) fn check_pointer(
         &self,
-        prefix: &str,
+        target: &Target,
         attr: &str,
         uri: &str,
     ) -> Result<(Pointer, String)> {
@@ -1164,6 +1052,7 @@ impl Store {
             value: uri.to_owned(),
             reason,
         };
+        let prefix = &target.prefix;
         let pointer = Pointer::parse(uri).map_err(|e| bad(e.to_string()))?;
         if pointer.bucket != self.inner.bucket {
             return Err(bad(format!(
@@ -1187,6 +1076,21 @@ impl Store {
             if Encoding::from_name(name).is_none() {
                 return Err(bad(format!("its key names an unknown encoding {name:?}")));
             }
+        }
+        if target
+            .owned(attr, &AttributeValue::S(uri.to_owned()))
+            .is_none()
+        {
+            let named = crate::layout::ObjectKey::parse(prefix, &pointer.key)
+                .map(|k| {
+                    let range = k.range.map(|r| format!(", sk={r:?}")).unwrap_or_default();
+                    format!("pk={:?}{range}, attr={:?}", k.hash, k.attr)
+                })
+                .unwrap_or_else(|| "something outside vhs's key layout".to_owned());
+            return Err(bad(format!(
+                "its key names {named}, not this item ({}) and attribute {attr:?}: that object is not this item's to read",
+                target.describe
+            )));
         }
         Ok((pointer, md5))
     }
@@ -1215,81 +1119,6 @@ impl Store {
             });
         }
         Ok(object.body)
-    }
-
-    /// DeleteObjects in batches of 1000, every per-key error reported. Callers
-    /// hold the deletion marks of every key (see [`ownership`](crate::ownership)).
-    ///
-    /// With [`Attempts::Once`], a batch whose one attempt failed or went unanswered
-    /// is resolved with HeadObject: a key found gone is deleted (only this caller
-    /// could have deleted it), one still there is left over, and its mark must
-    /// stay, since the attempt may still land.
-    pub(crate) async fn delete_keys(&self, keys: Vec<String>, attempts: Attempts) -> Cleanup {
-        let mut cleanup = Cleanup::default();
-        for batch in keys.chunks(MAX_DELETE_BATCH) {
-            match self
-                .inner
-                .backend
-                .delete_objects(&self.inner.bucket, batch, attempts)
-                .await
-            {
-                Ok(errors) => {
-                    let failed: HashSet<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
-                    cleanup.deleted.extend(
-                        batch
-                            .iter()
-                            .filter(|k| !failed.contains(k.as_str()))
-                            .cloned(),
-                    );
-                    for (key, error) in &errors {
-                        tracing::warn!(
-                            uri = %format_args!("s3://{}/{key}", self.inner.bucket),
-                            error = %error,
-                            "object not deleted: left for GC"
-                        );
-                    }
-                    cleanup.leftover.extend(errors);
-                }
-                Err(e) if attempts == Attempts::Once => {
-                    let heads = batch.iter().map(|k| async move {
-                        (
-                            k,
-                            self.inner.backend.head_object(&self.inner.bucket, k).await,
-                        )
-                    });
-                    for (key, head) in join_all(heads).await {
-                        match head {
-                            Ok(None) => cleanup.deleted.push(key.clone()),
-                            _ => {
-                                tracing::warn!(
-                                    uri = %format_args!("s3://{}/{key}", self.inner.bucket),
-                                    error = %e,
-                                    "object's one delete attempt not confirmed: it stays reserved for GC unless deleted again"
-                                );
-                                cleanup.leftover.push((
-                                    key.clone(),
-                                    format!("its one delete attempt was not confirmed ({e}); it stays marked for GC"),
-                                ));
-                                cleanup.marks_left.push(key.clone());
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    for key in batch {
-                        tracing::warn!(
-                            uri = %format_args!("s3://{}/{key}", self.inner.bucket),
-                            error = %e,
-                            "object not deleted: left for GC"
-                        );
-                    }
-                    cleanup
-                        .leftover
-                        .extend(batch.iter().map(|k| (k.clone(), e.to_string())));
-                }
-            }
-        }
-        cleanup
     }
 }
 

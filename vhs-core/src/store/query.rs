@@ -17,7 +17,7 @@ use crate::backend::{Query, Scan};
 use crate::condition::{Cmp, Condition};
 use crate::error::{Error, Result};
 use crate::model::{IndexKind, Item, KeyDef, KeyKind, Model, Schema};
-use crate::ownership::PLACEHOLDER;
+use crate::protocol::item::PLACEHOLDER;
 
 /// Where a listing stopped: pass it to `start_after` to resume after the last
 /// item returned. Its text form (`to_string()` / `parse()`) is URL-safe, to hand
@@ -362,15 +362,13 @@ impl Store {
     }
 
     async fn load_each<T: Model>(&self, stored: Vec<Stored<T>>) -> Result<Vec<Stored<T>>> {
-        let prefix = self.table_prefix(self.table_name::<T>())?;
         let loads: Vec<_> = stored
             .into_iter()
             .map(|s| {
-                let prefix = prefix.clone();
                 async move {
                     let key = s.model.primary_key();
                     let (pointers, inline) = (s.pointers.clone(), s.inline.clone());
-                    match self.load_read(&key, &prefix, s).await {
+                    match self.load_read(&key, s).await {
                         Ok(model) => Ok(Some(Stored {
                             model,
                             pointers,

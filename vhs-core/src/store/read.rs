@@ -12,7 +12,7 @@ use super::{encoding_in_key, traced, Store, READ_RACE_LOST, READ_RACE_RETRIES};
 use crate::backend::MAX_BATCH_GET;
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
-use crate::ownership::State;
+use crate::protocol::item::{State, Target};
 use crate::retry::RetryPolicy;
 
 /// An item as stored: its ordinary fields loaded, its large fields `None`, and
@@ -106,7 +106,6 @@ impl Store {
     }
 
     async fn read<M: Model>(&self, key: &Key<M>, consistent: bool) -> Result<M> {
-        let prefix = self.table_prefix(self.table_name::<M>())?;
         let stored = match self.cache() {
             None => self.read_stored(key, consistent).await?,
             Some(cache) => {
@@ -139,21 +138,21 @@ impl Store {
                 Stored::from_item(item)?
             }
         };
-        self.load_read(key, &prefix, stored).await
+        self.load_read(key, stored).await
     }
 
     /// Loads every large value of an item read for `key`.
     pub(crate) async fn load_read<M: Model>(
         &self,
         key: &Key<M>,
-        prefix: &str,
         mut stored: Stored<M>,
     ) -> Result<M> {
+        let target = self.target(key)?;
         // A concurrent update may replace the item and delete the objects we were
         // about to read: a pointer that changed meanwhile is a race to read again,
         // one that did not is a dangling pointer. Losing every race is `Busy`.
         for _ in 0..=READ_RACE_RETRIES {
-            match self.load_all(prefix, &mut stored).await {
+            match self.load_all(&target, &mut stored).await {
                 Err(Error::DanglingPointer { attr, uri }) => {
                     let now = self.read_stored(key, true).await?;
                     if now.pointer(&attr) == Some(uri.as_str()) {
@@ -185,7 +184,6 @@ impl Store {
     }
 
     async fn batch_get<M: Model>(&self, keys: &[Key<M>]) -> Result<Vec<Option<M>>> {
-        let prefix = self.table_prefix(self.table_name::<M>())?;
         let table = self.table_name::<M>().to_owned();
         let mut targets = Vec::with_capacity(keys.len());
         for key in keys {
@@ -233,12 +231,11 @@ impl Store {
             .map(|&i| {
                 let item = found.remove(&targets[i].describe);
                 let key = &keys[i];
-                let prefix = &prefix;
                 async move {
                     match item {
                         None => Ok(None),
                         Some(item) => self
-                            .load_read(key, prefix, Stored::from_item(item)?)
+                            .load_read(key, Stored::from_item(item)?)
                             .await
                             .map(Some),
                     }
@@ -309,27 +306,27 @@ impl Store {
         }
     }
 
-    /// Loads every large attribute the item holds.
+    /// Loads every large attribute the item of `target` holds.
     pub(crate) async fn load_all<M: Model>(
         &self,
-        prefix: &str,
+        target: &Target,
         stored: &mut Stored<M>,
     ) -> Result<()> {
-        self.load_all_with(prefix, stored, None).await
+        self.load_all_with(target, stored, None).await
     }
 
     /// [`Store::load_all`], taking the bodies of objects already fetched from
     /// `bodies` and keeping those it fetches there.
     pub(crate) async fn load_all_with<M: Model>(
         &self,
-        prefix: &str,
+        target: &Target,
         stored: &mut Stored<M>,
         bodies: Option<&Bodies>,
     ) -> Result<()> {
         let all: Vec<&str> = (stored.pointers.iter().map(|(a, _)| *a))
             .chain(stored.inline.iter().map(|(a, _)| *a))
             .collect();
-        self.load_from(prefix, stored, &all, bodies).await
+        self.load_from(target, stored, &all, bodies).await
     }
 
     /// Reads only the item: ordinary fields and pointers, no object fetched.
@@ -373,17 +370,18 @@ impl Store {
             requests = Empty,
         );
         traced(&span, async {
-            let prefix = self.table_prefix(self.table_name::<M>())?;
-            self.load_from(&prefix, stored, attrs, None).await
+            let target = self.target(&stored.model.primary_key())?;
+            self.load_from(&target, stored, attrs, None).await
         })
         .await
     }
 
-    /// [`Store::load`] for objects under `prefix`, with the bodies cache of
-    /// [`Store::load_all_with`].
+    /// [`Store::load`] for the objects of `target`'s item, with the bodies
+    /// cache of [`Store::load_all_with`]. A pointer that does not name this
+    /// item and its attribute is [`Error::BadPointer`].
     pub(crate) async fn load_from<M: Model>(
         &self,
-        prefix: &str,
+        target: &Target,
         stored: &mut Stored<M>,
         attrs: &[&str],
         bodies: Option<&Bodies>,
@@ -394,7 +392,7 @@ impl Store {
             let index = M::SCHEMA.require_large(attr)?;
             if let Some(uri) = stored.pointer(attr) {
                 let attr = M::SCHEMA.large[index].name;
-                wanted.push((index, attr, self.check_pointer(prefix, attr, uri)?));
+                wanted.push((index, attr, self.check_pointer(target, attr, uri)?));
             } else if let Some(bytes) = stored.inline_value(attr) {
                 inline.push((index, bytes.clone()));
             }

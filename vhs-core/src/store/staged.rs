@@ -4,19 +4,24 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{record_values, traced, Cleanup, Store};
+use super::{record_values, traced, Cleanup, Puts, Store};
 use crate::changes::LargeValues;
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::Result;
 use crate::layout::{object_id, Encoding, Pointer};
 use crate::model::{Item, Key, Model};
-use crate::ownership::{new_token, Owned, State, Target, TOKENS};
+use crate::protocol::clock::{Now, Settings, Tokens};
+use crate::protocol::engine::{self, NoUploads};
+use crate::protocol::item::{ObjectRef, State, Target, TOKENS};
+use crate::protocol::machine::{Next, Retire, Settle, Stage, Staging};
 
 /// One uploaded (or found already present) object of a staged attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +71,10 @@ impl StagedAttr {
 pub struct Staged<M> {
     pub(crate) target: Target,
     attrs: Vec<StagedAttr>,
-    /// From [`Store::put_s3`]: the state of the item it read, which the commit
-    /// must still find, and the token history to write with it.
-    read: Option<(Condition, AttributeValue)>,
+    /// From [`Store::put_s3`]: what the caller's write must carry (the state
+    /// read, the condition, the bookkeeping), and the table's settings (for
+    /// the deadline).
+    read: Option<(Staging, Settings)>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -126,15 +132,6 @@ impl<M: Model> Staged<M> {
         }
     }
 
-    /// Records that the objects with these keys were created by this call.
-    pub(crate) fn mark_created(&mut self, keys: &[String]) {
-        for a in &mut self.attrs {
-            if let Some(o) = a.object.as_mut().filter(|o| keys.contains(&o.pointer.key)) {
-                o.created = true;
-            }
-        }
-    }
-
     /// Per attribute: its object, its inline value, or neither for a removal.
     pub fn attrs(&self) -> &[StagedAttr] {
         &self.attrs
@@ -161,31 +158,58 @@ impl<M: Model> Staged<M> {
     }
 
     /// Every staged object, as an object of its item.
-    pub(crate) fn owned(&self) -> Vec<Owned> {
+    pub(crate) fn owned(&self) -> Vec<ObjectRef> {
         self.attrs
             .iter()
             .filter_map(|a| {
                 let o = a.object.as_ref()?;
-                Some(
-                    self.target
-                        .object(&o.pointer.bucket, a.attr, &object_id(o.encoding, &o.md5)),
-                )
+                Some(self.target.object(a.attr, &object_id(o.encoding, &o.md5)))
             })
             .collect()
     }
 
+    /// The objects `old_item` pointed to in the attributes staged here, but
+    /// not the staged ones: what a write of these values replaced.
+    pub(crate) fn replaced_objects(&self, old_item: Option<&Item>) -> Vec<ObjectRef> {
+        let Some(old_item) = old_item else {
+            return Vec::new();
+        };
+        let new = self.uris();
+        self.attrs
+            .iter()
+            .filter_map(|a| self.target.owned(a.attr, old_item.get(a.attr)?))
+            .filter(|o| !new.contains(&o.uri))
+            .collect()
+    }
+
     /// The objects this call created, as objects of its item.
-    pub(crate) fn created_objects(&self) -> Vec<Owned> {
+    pub(crate) fn created_objects(&self) -> Vec<ObjectRef> {
         self.attrs
             .iter()
             .filter_map(|a| {
                 let o = a.object.as_ref().filter(|o| o.created)?;
-                Some(
-                    self.target
-                        .object(&o.pointer.bucket, a.attr, &object_id(o.encoding, &o.md5)),
-                )
+                Some(self.target.object(a.attr, &object_id(o.encoding, &o.md5)))
             })
             .collect()
+    }
+
+    /// When the staged values expire (from [`Store::put_s3`]): a write that
+    /// commits them must land before then. [`Staged::condition`] never holds
+    /// once it passed (the uploads are too old: a deletion of an identical
+    /// object that raced them could be complete by then); start again from
+    /// `put_s3`. It is half the table's retention after the uploads began.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        let (staging, settings) = self.read.as_ref()?;
+        let ms = staging.began.stamp.at_ms + settings.upload_window_ms();
+        Some(UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Whether the [`deadline`](Self::deadline) passed (by this process's
+    /// clocks, wall and monotonic).
+    pub fn is_expired(&self) -> bool {
+        self.read
+            .as_ref()
+            .is_some_and(|(staging, settings)| staging.expired(Now::system(), settings))
     }
 
     /// The `s3://` URIs the staged attributes will hold.
@@ -194,46 +218,107 @@ impl<M: Model> Staged<M> {
     }
 
     /// The condition every write that commits these pointers must include (see
-    /// [`ownership`](crate::ownership), step 2): the item is still in the state
-    /// [`Store::put_s3`] read (absent, or the same write history), and none of the
-    /// staged objects carries a deletion mark. AND it into your condition; when it
-    /// fails, another write came first: call the failure hook and start again
-    /// from `put_s3`.
+    /// [`protocol::spec`](crate::protocol::spec), step 2): the item is still in
+    /// the state [`Store::put_s3`] read (absent, the same placeholder, or the
+    /// same live item: history and generation), and no staged object is being
+    /// deleted. AND it into your UpdateItem's condition, or your PutItem's over
+    /// an absent item or a placeholder (a PutItem that replaces a live item
+    /// takes [`put_condition`](Self::put_condition)); when it fails, another
+    /// write came first: call the failure hook and start again from `put_s3`.
+    ///
+    /// Once the [`deadline`](Self::deadline) passed it never holds: your
+    /// write then fails instead of pointing to objects a deletion may have
+    /// removed meanwhile.
     pub fn condition(&self) -> Condition {
-        let mut all: Vec<Condition> = self.read.iter().map(|(c, _)| c.clone()).collect();
-        all.extend(self.owned().iter().map(|o| Condition::not_exists(o.mark())));
+        if let Some((staging, settings)) = &self.read {
+            return staging.condition_at(Now::system(), settings);
+        }
+        let mut all: Vec<Condition> = self
+            .owned()
+            .iter()
+            .map(|o| Condition::not_exists(o.mark()))
+            .collect();
         match all.len() {
             1 => all.remove(0),
             _ => Condition::And(all),
         }
     }
 
-    /// The large attributes to merge into a PutItem's item (pointers and inline
-    /// values; removed attributes are simply absent), with the write's token
-    /// history.
+    /// Whether your write of these values was applied, from the item as it is
+    /// now (read it, or take the one a failed condition returns with
+    /// `ReturnValuesOnConditionCheckFailure = ALL_OLD`): its history holds
+    /// the write's token. Ask it when your write's answer was lost, and when
+    /// it failed its condition: the SDK may have sent it twice, the first
+    /// landing and the second failing on what the first wrote. Then call the
+    /// success hook, not the failure one.
+    pub fn landed_in(&self, item: &Item) -> bool {
+        self.read
+            .as_ref()
+            .is_some_and(|(staging, _)| staging.landed_in(item))
+    }
+
+    /// The condition for a PutItem that replaces the live item
+    /// [`Store::put_s3`] read: [`Staged::condition`], and also that the
+    /// deletion marks [`to_put_attributes`](Self::to_put_attributes) carries
+    /// over are still there (a PutItem replaces the whole item). Over an absent
+    /// item or a placeholder it is [`Staged::condition`].
+    pub fn put_condition(&self) -> Condition {
+        match &self.read {
+            Some((staging, settings)) => staging.put_condition_at(Now::system(), settings),
+            None => self.condition(),
+        }
+    }
+
+    /// The attributes to merge into a PutItem's item: the pointers and inline
+    /// values (removed attributes are simply absent), the write's token history,
+    /// and the deletion marks the item carries (a PutItem replaces the whole
+    /// item: it must keep what is being deleted there).
     pub fn to_put_attributes(&self) -> HashMap<String, AttributeValue> {
         let mut attrs: HashMap<String, AttributeValue> = self
             .attrs
             .iter()
             .filter_map(|a| Some((a.attr.to_owned(), a.stored()?)))
             .collect();
-        if let Some((_, history)) = &self.read {
-            attrs.insert(TOKENS.to_owned(), history.clone());
+        if let Some((staging, _)) = &self.read {
+            for (name, value) in &staging.put {
+                attrs.entry(name.clone()).or_insert_with(|| value.clone());
+            }
         }
         attrs
     }
 
     /// The backend-neutral update: `SET` the pointers, the inline values and the
-    /// write's token history, `REMOVE` removed attributes.
+    /// write's token history, `REMOVE` removed attributes (and, over a
+    /// placeholder or a mark this write ends, what the protocol's bookkeeping
+    /// requires).
     pub fn to_item_update(&self) -> ItemUpdate {
         let mut update = ItemUpdate::default();
-        if let Some((_, history)) = &self.read {
-            update.set.push((TOKENS.to_owned(), history.clone()));
+        let mut rest = ItemUpdate::default();
+        if let Some((staging, _)) = &self.read {
+            // The history first.
+            for (name, value) in &staging.update.set {
+                match name == TOKENS {
+                    true => update.set.push((name.clone(), value.clone())),
+                    false => rest.set.push((name.clone(), value.clone())),
+                }
+            }
+            rest.remove.extend(staging.update.remove.iter().cloned());
         }
         for a in &self.attrs {
             match a.stored() {
                 Some(value) => update.set.push((a.attr.to_owned(), value)),
                 None => update.remove.push(a.attr.to_owned()),
+            }
+        }
+        for (name, value) in rest.set {
+            if !update.set.iter().any(|(n, _)| *n == name) {
+                update.set.push((name, value));
+            }
+        }
+        for name in rest.remove {
+            let set = update.set.iter().any(|(n, _)| *n == name);
+            if !set && !update.remove.contains(&name) {
+                update.remove.push(name);
             }
         }
         update
@@ -244,20 +329,14 @@ impl<M: Model> Staged<M> {
     pub fn to_update_fragment(&self) -> UpdateFragment {
         let mut p = Placeholders::with_tag("vhs");
         let mut fragment = UpdateFragment::default();
-        if let Some((_, history)) = &self.read {
-            let name = p.name(TOKENS);
-            let value = p.value(history.clone());
+        let update = self.to_item_update();
+        for (n, v) in update.set {
+            let name = p.name(&n);
+            let value = p.value(v);
             fragment.set.push(format!("{name} = {value}"));
         }
-        for a in &self.attrs {
-            let name = p.name(a.attr);
-            match a.stored() {
-                Some(value) => {
-                    let value = p.value(value);
-                    fragment.set.push(format!("{name} = {value}"));
-                }
-                None => fragment.remove.push(name),
-            }
+        for n in update.remove {
+            fragment.remove.push(p.name(&n));
         }
         if self.objects().next().is_some() || self.read.is_some() {
             fragment.condition = self.condition().render(&mut p);
@@ -303,48 +382,74 @@ impl Store {
     async fn stage<M: Model>(&self, key: &Key<M>, values: LargeValues<M>) -> Result<Staged<M>> {
         let target = self.target(key)?;
         let uploads = self.plan(&target, &values).await?;
-        let (uploaded, read) = self
-            .upload_while_reading(&target, |order| {
-                self.upload::<M>(&target, uploads, false, order)
-            })
-            .await;
-        let mut uploaded = uploaded?;
-        let result = async {
-            let mut state = State::of(read?);
-            let new = uploaded.staged.owned();
-            let mut waits = 0;
-            while state.busy(&target) || new.iter().any(|o| state.marked(&target, o)) {
-                waits += 1;
-                if !self.options().wait.pause(waits).await {
-                    return Err(target.busy("an object it points to is being deleted"));
-                }
-                state = State::of(
-                    self.backend()
-                        .get_item(&target.table, &target.key, true)
-                        .await?,
-                );
-                uploaded.proofs.proven.fill(false);
-            }
-            self.prove(&target, &state, &mut uploaded.proofs).await?;
-            Ok(state)
-        }
-        .await;
-        match result {
-            Ok(state) => {
-                let mut staged = uploaded.into_staged();
-                staged.read = Some((state.unchanged(&target), state.history_with(&new_token())));
-                Ok(staged)
-            }
-            Err(e) => {
-                self.retire(&target, uploaded.created(), State::Unknown)
-                    .await;
-                Err(e)
-            }
-        }
+        let settings = self.settings_for(&target).await?;
+        let puts = Puts {
+            store: self,
+            puts: self.requests::<M>(&target, &uploads),
+        };
+        let attrs = uploads.iter().map(|u| u.attr).collect();
+        let machine = Stage::new(
+            Arc::new(target.clone()),
+            self.objects_of(&target, &uploads),
+            attrs,
+            Tokens::random(),
+            settings,
+        );
+        let out = engine::drive(self, &puts, machine, |m, input, now| m.step(input, now)).await;
+        let staging = out.result?;
+        let mut staged = self.staged_of(&target, &uploads, &out.created);
+        staged.read = Some((staging, settings));
+        Ok(staged)
     }
 
-    /// Hook: your PutItem of a new item failed. Deletes the objects `staged`
-    /// created, unless an item references them.
+    /// Steps 3 and 4 for `objects` of `target`'s item: mark, delete, unmark
+    /// (never one the item points to).
+    pub(crate) async fn retire(&self, target: &Target, objects: Vec<ObjectRef>) -> Cleanup {
+        if objects.is_empty() {
+            return Cleanup::default();
+        }
+        let settings = match self.settings_for(target).await {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = format!("not deleted: {e}");
+                return Cleanup {
+                    leftover: objects
+                        .into_iter()
+                        .map(|o| (o.key, reason.clone()))
+                        .collect(),
+                    ..Cleanup::default()
+                };
+            }
+        };
+        let machine = Retire::new(
+            vec![(Arc::new(target.clone()), objects, State::Unknown)],
+            &Tokens::random().next(),
+            Now::system(),
+            settings,
+        );
+        let cleanup = engine::drive(self, &NoUploads, machine, |m, input, now| {
+            match m.step(input, now) {
+                Next::Report(()) => Next::Report(m.take_cleanup()),
+                Next::Do(ops) => Next::Do(ops),
+                Next::Pause { until, reason } => Next::Pause { until, reason },
+                Next::Done => Next::Report(m.take_cleanup()),
+            }
+        })
+        .await;
+        super::warn_leftovers(self.bucket(), &cleanup);
+        cleanup
+    }
+
+    /// Hook: your PutItem failed its condition, or its answer was lost.
+    ///
+    /// Your SDK may have sent the write twice, and a first copy can land even
+    /// after the second was answered with a failed condition. So the hook first
+    /// settles it: one conditional write to the item (it bumps `vhs:seq`, or
+    /// makes an absent item a placeholder) after which no copy of your write can
+    /// land, and whose answer tells whether one did
+    /// ([`Cleanup::write_landed`]). If none did, it deletes the objects `staged`
+    /// created (never one an item references); if one did, your write
+    /// succeeded after all, and the hook does the success hook's work instead.
     pub async fn clean_up_after_create_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
         let span = tracing::info_span!(
             "clean_up_after_create_failed",
@@ -353,12 +458,14 @@ impl Store {
             requests = Empty,
             cleanup = Empty,
         );
-        let cleanup = self.retire(&staged.target, staged.created_objects(), State::Unknown);
-        hook(&span, cleanup).await
+        hook(&span, self.settle_failed(staged)).await
     }
 
-    /// Hook: your UpdateItem failed. Deletes the objects `staged` created, unless
-    /// an item references them.
+    /// Hook: your UpdateItem failed its condition, or its answer was lost. As
+    /// [`clean_up_after_create_failed`](Self::clean_up_after_create_failed):
+    /// settles whether a copy of your write landed ([`Cleanup::write_landed`]),
+    /// then deletes what `staged` created, or, if it landed, the objects it
+    /// replaced.
     pub async fn clean_up_after_update_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
         let span = tracing::info_span!(
             "clean_up_after_update_failed",
@@ -367,8 +474,48 @@ impl Store {
             requests = Empty,
             cleanup = Empty,
         );
-        let cleanup = self.retire(&staged.target, staged.created_objects(), State::Unknown);
-        hook(&span, cleanup).await
+        hook(&span, self.settle_failed(staged)).await
+    }
+
+    /// Both failure hooks: settle, then retire what the outcome leaves over.
+    async fn settle_failed<M: Model>(&self, staged: &Staged<M>) -> Cleanup {
+        let Some((staging, settings)) = &staged.read else {
+            return self.retire(&staged.target, staged.created_objects()).await;
+        };
+        let machine = Settle::new(
+            Arc::new(staged.target.clone()),
+            &staging.token,
+            &Tokens::random().next(),
+            Now::system(),
+            *settings,
+        );
+        let settled = engine::drive(self, &NoUploads, machine, |m, input, now| {
+            m.step(input, now)
+        })
+        .await;
+        match settled {
+            Ok(landed) => {
+                let objects = match landed {
+                    true => staged.replaced_objects(staging.state.live()),
+                    false => staged.created_objects(),
+                };
+                let mut cleanup = self.retire(&staged.target, objects).await;
+                cleanup.write_landed = Some(landed);
+                cleanup
+            }
+            Err(e) => {
+                // Unsettled: a copy may still land and point to them.
+                let reason = format!("not deleted: could not settle whether the write landed: {e}");
+                Cleanup {
+                    leftover: staged
+                        .created_objects()
+                        .into_iter()
+                        .map(|o| (o.key, reason.clone()))
+                        .collect(),
+                    ..Cleanup::default()
+                }
+            }
+        }
     }
 
     /// Hook: your UpdateItem succeeded. Deletes the objects `old_item` referenced
@@ -388,18 +535,8 @@ impl Store {
             requests = Empty,
             cleanup = Empty,
         );
-        let new = staged.uris();
-        let old = staged
-            .attrs
-            .iter()
-            .filter_map(|a| self.owned_value(&staged.target, a.attr, old_item.get(a.attr)?))
-            .filter(|o| !new.contains(&o.uri))
-            .collect();
-        hook(&span, self.retire(&staged.target, old, State::Unknown)).await
-    }
-
-    fn owned_value(&self, target: &Target, attr: &str, value: &AttributeValue) -> Option<Owned> {
-        target.owned(self.bucket(), attr, value)
+        let old = staged.replaced_objects(Some(old_item));
+        hook(&span, self.retire(&staged.target, old)).await
     }
 }
 

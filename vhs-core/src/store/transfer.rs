@@ -449,8 +449,7 @@ impl Store {
                 "item {key} holds no value for large attribute `{attr}`"
             ))
         })?;
-        let prefix = self.table_prefix(self.table_name::<M>())?;
-        let (pointer, md5) = self.check_pointer(&prefix, attr, uri)?;
+        let (pointer, md5) = self.check_pointer(&self.target(key)?, attr, uri)?;
         Ok(Located::Object(pointer, md5))
     }
 

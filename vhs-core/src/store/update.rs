@@ -9,13 +9,14 @@ use tracing::field::Empty;
 
 use super::{
     check_item_size, next_version, number_attr, record_values, traced, version_read, Cleanup,
-    Staged, Store,
+    Staged, Store, UploadOrder,
 };
 use crate::changes::Changes;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
-use crate::ownership::{new_token, Plan, State};
+use crate::protocol::decide::Plan;
+use crate::protocol::item::{State, Target};
 
 /// Result of `update_large`.
 pub struct Updated<M> {
@@ -97,44 +98,31 @@ impl Store {
             changed,
             stale,
         } = self.prepare_update(&target, &changes).await?;
-        let stale = |state: &State| stale.check(state);
-
-        // Round trip 1: the uploads and the read, at once.
-        let (uploaded, read) = self
-            .upload_while_reading(&target, |order| {
-                self.upload::<M>(&target, uploads, false, order)
-            })
-            .await;
-        let mut uploaded = uploaded?;
-        let state = match read {
-            Ok(item) => State::of(item),
-            Err(e) => {
-                if self.options().clean_up_when_failed {
-                    self.retire(&target, uploaded.created(), State::Unknown)
-                        .await;
-                }
-                return Err(e);
-            }
-        };
         if update.is_empty() {
-            // Nothing to write: the read answers.
-            if let Some(e) = stale(&state) {
+            // Nothing to write (and so nothing to upload): a consistent read
+            // answers.
+            let state = State::of(
+                self.backend()
+                    .get_item(&target.table, &target.key, true)
+                    .await?,
+            );
+            if let Some(e) = stale.check(&state) {
                 return Err(e);
             }
             return Ok(Updated {
                 old: state.live().cloned().unwrap_or_default(),
-                staged: uploaded.into_staged(),
+                staged: self.staged_of(&target, &uploads, &[]),
                 cleanup: Cleanup::default(),
             });
         }
+        // Round trip 1: the uploads and the read, at once; then the commit.
         let written = self
-            .write(
+            .write::<M>(
                 &target,
-                &new_token(),
-                &mut uploaded,
-                state,
-                &changed,
-                |state| match stale(state) {
+                uploads,
+                UploadOrder::WhileReading,
+                changed,
+                |state| match stale.check(state) {
                     Some(e) => Plan::Fail(e),
                     None => Plan::Update(update.clone(), condition.clone()),
                 },
@@ -147,7 +135,7 @@ impl Store {
             .unwrap_or_default();
         Ok(Updated {
             old,
-            staged: uploaded.into_staged(),
+            staged: written.staged,
             cleanup: written.cleanup,
         })
     }
@@ -170,7 +158,7 @@ pub(crate) struct PreparedUpdate {
 /// the caller's condition, the version read.
 #[derive(Debug, Clone)]
 pub(crate) struct Stale {
-    pub target: crate::ownership::Target,
+    pub target: Target,
     pub condition: Option<Condition>,
     pub version: Option<(&'static str, u64)>,
 }
@@ -220,7 +208,7 @@ impl Store {
     /// check an update makes before it sends anything.
     pub(crate) async fn prepare_update<M: Model>(
         &self,
-        target: &crate::ownership::Target,
+        target: &Target,
         changes: &Changes<M>,
     ) -> Result<PreparedUpdate> {
         changes.validate()?;
@@ -235,6 +223,7 @@ impl Store {
                 .map(|(n, v)| ((*n).to_owned(), v.clone()))
                 .collect(),
             remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
+            add: Vec::new(),
         };
         let version = version_read::<M>(changes.expected_version, "if_version(..)")?;
         if let Some((attr, v)) = version {

@@ -1,0 +1,408 @@
+//! What the protocol knows about one item: where it lives and what it may own
+//! ([`Target`], [`ObjectRef`]), and what a caller read of it ([`State`]): its
+//! write history, its marks, whether it is a placeholder.
+
+use std::hash::{Hash, Hasher};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::clock::{Now, Settings, Stamp};
+use crate::condition::{hash_item, Condition};
+
+use crate::error::Error;
+use crate::layout::{escape, split_object_id, unescape, ObjectKey, Pointer};
+use crate::model::Item;
+
+/// The tokens of the last writes, newest first, space-separated.
+pub(crate) const TOKENS: &str = "vhs:tok";
+/// Present on placeholders only: the stamp of the write that made it (a
+/// delete, or a mark on an absent item), which owns its pointers.
+pub(crate) const PLACEHOLDER: &str = "vhs:ph";
+/// Prefix of deletion-mark attribute names: `vhs:del:{attr}:{id}`.
+pub(crate) const MARK: &str = "vhs:del:";
+/// On live items and placeholders: how many deletion marks (and take-overs,
+/// and poisons) were set outside a commit, added to by each (`ADD`), so a
+/// commit decided on an earlier read fails. A count never returns to a value
+/// it had, whichever copy of a request lands when (a string generation
+/// could: a late copy of an old mark would restore it).
+pub(crate) const SEQ: &str = "vhs:seq";
+/// On live items and placeholders: the stamp of the last deletion mark set
+/// outside a commit (a placeholder's age counts from it).
+pub(crate) const ACT: &str = "vhs:act";
+/// Written by earlier versions in place of [`SEQ`] (a random token changed by
+/// every mark). Never written now; still pinned by commits, in case a process
+/// of an earlier version still marks.
+pub(crate) const GEN: &str = "vhs:gen";
+/// Tokens kept in [`TOKENS`].
+pub(crate) const HISTORY: usize = 16;
+/// Appended to a delete's token for the write that makes its lost sends
+/// harmless (see [`poison`](super::decide::poison)): `contains(vhs:tok, t)`
+/// matches it, while the history does not count it as the delete itself.
+pub(crate) const POISON: &str = "!";
+
+/// The name of the deletion mark of object `id` of attribute `attr`.
+pub(crate) fn mark_name(attr: &str, id: &str) -> String {
+    format!("{MARK}{}:{id}", escape(attr))
+}
+
+/// `(attr, id)` of a deletion-mark attribute name.
+pub(crate) fn parse_mark_name(name: &str) -> Option<(String, String)> {
+    let (attr, id) = name.strip_prefix(MARK)?.rsplit_once(':')?;
+    Some((unescape(attr)?, id.to_owned()))
+}
+
+/// Where one item lives, and what it may own: its table and DynamoDB key, the
+/// bucket and table prefix of its objects, the key parts its objects' keys
+/// carry, and the model's attribute names.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Target {
+    pub table: String,
+    pub bucket: String,
+    /// The table's object prefix (normalized).
+    pub prefix: String,
+    pub key: Item,
+    pub hash_attr: &'static str,
+    pub hash: String,
+    pub range: Option<String>,
+    /// The model's large attributes (for reads; the protocol never relies on
+    /// it: an object's own key names its attribute).
+    pub large: Vec<&'static str>,
+    /// The ordinary attributes a delete removes.
+    pub plain: Vec<&'static str>,
+    pub describe: String,
+}
+
+impl Eq for Target {}
+
+impl Hash for Target {
+    // Equal targets have equal tables and keys (and so equal descriptions):
+    // this is enough, and cheap (the model checker hashes every state).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.table.hash(state);
+        self.describe.hash(state);
+    }
+}
+
+/// An object of an item's attribute, as the protocol handles it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ObjectRef {
+    pub attr: String,
+    /// Its id in its attribute ([`crate::layout::object_id`]): its MD5, prefixed by
+    /// its encoding if any.
+    pub id: String,
+    /// The S3 key.
+    pub key: String,
+    /// The `s3://` URI an item holds when it points to it.
+    pub uri: String,
+}
+
+impl ObjectRef {
+    /// The name of its deletion mark.
+    pub fn mark(&self) -> String {
+        mark_name(&self.attr, &self.id)
+    }
+
+    /// No attribute of the item points to it (its own attribute is the only
+    /// one that can) and nobody marked it.
+    pub fn unreferenced(&self) -> Condition {
+        Condition::not_exists(self.mark()).and(Condition::ne(self.attr.clone(), self.uri.as_str()))
+    }
+}
+
+impl Target {
+    pub fn not_found(&self) -> Error {
+        Error::NotFound {
+            table: self.table.clone(),
+            key: self.describe.clone(),
+        }
+    }
+
+    pub fn busy(&self, reason: impl Into<String>) -> Error {
+        Error::Busy {
+            table: self.table.clone(),
+            key: self.describe.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The S3 key of a value of `attr` whose object is `id`.
+    pub fn render_key(&self, attr: &str, id: &str) -> String {
+        let (encoding, md5) = split_object_id(id).unwrap_or((None, id));
+        ObjectKey {
+            hash: self.hash.clone(),
+            range: self.range.clone(),
+            attr: attr.to_owned(),
+            encoding,
+            md5: md5.to_owned(),
+        }
+        .render(&self.prefix)
+    }
+
+    /// The object `id` of `attr`.
+    pub fn object(&self, attr: &str, id: &str) -> ObjectRef {
+        let key = self.render_key(attr, id);
+        ObjectRef {
+            attr: attr.to_owned(),
+            id: id.to_owned(),
+            uri: Pointer {
+                bucket: self.bucket.clone(),
+                key: key.clone(),
+            }
+            .uri(),
+            key,
+        }
+    }
+
+    /// The object a value stored in attribute `attr` points to, if it is a
+    /// pointer this item owns: in the bucket, under the table's prefix, and
+    /// naming this item and **this attribute**. Any other value is never
+    /// followed, never counted as a reference, never deleted through this item.
+    pub fn owned(&self, attr: &str, value: &AttributeValue) -> Option<ObjectRef> {
+        let AttributeValue::S(uri) = value else {
+            return None;
+        };
+        let pointer = Pointer::parse(uri).ok()?;
+        if pointer.bucket != self.bucket {
+            return None;
+        }
+        let parsed = ObjectKey::parse(&self.prefix, &pointer.key)?;
+        let mine = parsed.hash == self.hash && parsed.range == self.range && parsed.attr == attr;
+        mine.then(|| ObjectRef {
+            attr: attr.to_owned(),
+            id: parsed.id(),
+            key: pointer.key,
+            uri: uri.clone(),
+        })
+    }
+
+    /// Every object `item` points to that this item owns (any attribute but
+    /// vhs's own), sorted.
+    pub fn owned_in(&self, item: &Item) -> Vec<ObjectRef> {
+        let mut out: Vec<ObjectRef> = item
+            .iter()
+            .filter(|(name, _)| !name.starts_with("vhs:"))
+            .filter_map(|(name, value)| self.owned(name, value))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The object a deletion mark names.
+    pub fn marked_object(&self, mark: &str) -> Option<ObjectRef> {
+        let (attr, id) = parse_mark_name(mark)?;
+        split_object_id(&id)?;
+        Some(self.object(&attr, &id))
+    }
+}
+
+/// What a caller knows about an item.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum State {
+    /// Not read.
+    Unknown,
+    Absent,
+    Placeholder(Item),
+    Live(Item),
+}
+
+impl Eq for State {}
+
+impl Hash for State {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        if let Some(item) = self.item() {
+            hash_item(item, state);
+        }
+    }
+}
+
+/// What holds an object back from being pointed to, in a state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Hold {
+    /// Nothing.
+    Free,
+    /// A deletion mark of a live deleter: wait until it ends or dies.
+    Blocked { until: Option<u64> },
+    /// A live reservation: the object existed when it was set and is deleted by
+    /// at most one attempt. A writer that created the object after reading it
+    /// may point to it, ending it. `value` is the reservation's stored text.
+    Reserved {
+        value: String,
+        kind: Ending,
+        until: Option<u64>,
+    },
+    /// A mark or reservation whose stamp is dead: nothing its owner sent can
+    /// still land. A writer that knows the object exists after its read may
+    /// point to it, ending it.
+    Dead { value: String, kind: Ending },
+}
+
+/// How a commit that points to an object under a reservation or dead mark ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Ending {
+    /// Remove the mark (it must still hold `value`).
+    Mark,
+    /// The placeholder's pointer (the placeholder must still hold it).
+    Pointer,
+}
+
+impl State {
+    pub fn of(item: Option<Item>) -> State {
+        match item {
+            None => State::Absent,
+            Some(i) if i.contains_key(PLACEHOLDER) => State::Placeholder(i),
+            Some(i) => State::Live(i),
+        }
+    }
+
+    pub fn item(&self) -> Option<&Item> {
+        match self {
+            State::Placeholder(i) | State::Live(i) => Some(i),
+            State::Unknown | State::Absent => None,
+        }
+    }
+
+    pub fn live(&self) -> Option<&Item> {
+        match self {
+            State::Live(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn is_placeholder(&self) -> bool {
+        matches!(self, State::Placeholder(_))
+    }
+
+    fn attr(&self, name: &str) -> Option<&AttributeValue> {
+        self.item()?.get(name)
+    }
+
+    /// The placeholder's stamp.
+    pub fn placeholder_stamp(&self) -> Option<Stamp> {
+        match self {
+            State::Placeholder(i) => Stamp::parse(i.get(PLACEHOLDER)),
+            _ => None,
+        }
+    }
+
+    /// The write history: on a placeholder, the token of the write that made
+    /// it first, then the tokens of `vhs:tok`. Newest first.
+    pub fn history(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        if let State::Placeholder(i) = self {
+            if let Some(AttributeValue::S(s)) = i.get(PLACEHOLDER) {
+                if let Some((_, rest)) = s.split_once(' ') {
+                    out.push(rest.split(' ').next().unwrap_or(rest));
+                }
+            }
+        }
+        if let Some(AttributeValue::S(s)) = self.attr(TOKENS) {
+            out.extend(s.split(' ').filter(|t| !t.is_empty()));
+        }
+        out
+    }
+
+    /// Whether a write with `token` is in the item's history.
+    pub fn wrote(&self, token: &str) -> bool {
+        self.history().contains(&token)
+    }
+
+    /// The token history after a write with `token` on this state: `token`
+    /// first, then the state's history (placeholders included), at most
+    /// [`HISTORY`] tokens.
+    pub fn history_with(&self, token: &str) -> AttributeValue {
+        let mut tokens = vec![token];
+        tokens.extend(self.history().into_iter().take(HISTORY - 1));
+        AttributeValue::S(tokens.join(" "))
+    }
+
+    /// Whether attribute `object.attr` holds `object`.
+    pub fn references(&self, object: &ObjectRef) -> bool {
+        matches!(self.attr(&object.attr), Some(AttributeValue::S(s)) if *s == object.uri)
+    }
+
+    /// The value of `object`'s deletion mark, if it has one.
+    pub fn mark(&self, object: &ObjectRef) -> Option<&AttributeValue> {
+        self.attr(&object.mark())
+    }
+
+    /// Every deletion mark of the item: `(name, value)`, sorted.
+    pub fn marks(&self) -> Vec<(&str, &AttributeValue)> {
+        let mut out: Vec<(&str, &AttributeValue)> = self
+            .item()
+            .map(|i| {
+                i.iter()
+                    .filter(|(n, _)| n.starts_with(MARK))
+                    .map(|(n, v)| (n.as_str(), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// What holds `object` back in this state, at `now`.
+    pub fn hold(&self, object: &ObjectRef, now: Now, settings: &Settings) -> Hold {
+        let judge = |value: &AttributeValue, kind: Ending| -> Hold {
+            let (Some(stamp), AttributeValue::S(text)) = (Stamp::parse(Some(value)), value) else {
+                // Not a stamp vhs wrote: never judged dead, never ended.
+                return Hold::Blocked { until: None };
+            };
+            let value = text.clone();
+            // A placeholder's pointers are reservations under its stamp.
+            let once = stamp.once || kind == Ending::Pointer;
+            // A stamp from the future: one host's clock is wrong; nothing is
+            // judged dead from it.
+            let until = (!stamp.is_from_future(now, settings)).then(|| stamp.dies_at(settings));
+            if until.is_some() && stamp.is_dead(now, settings) {
+                return Hold::Dead { value, kind };
+            }
+            if once {
+                Hold::Reserved { value, kind, until }
+            } else {
+                Hold::Blocked { until }
+            }
+        };
+        if let Some(value) = self.mark(object) {
+            return judge(value, Ending::Mark);
+        }
+        if let State::Placeholder(i) = self {
+            if self.references(object) {
+                let ph = i
+                    .get(PLACEHOLDER)
+                    .cloned()
+                    .unwrap_or(AttributeValue::Null(true));
+                return judge(&ph, Ending::Pointer);
+            }
+        }
+        Hold::Free
+    }
+
+    /// The newest stamp of a placeholder (`vhs:ph`, `vhs:act`), for its age.
+    pub fn newest_stamp(&self) -> Option<u64> {
+        let i = self.item()?;
+        [PLACEHOLDER, ACT]
+            .iter()
+            .filter_map(|n| Stamp::parse(i.get(*n)))
+            .map(|s| s.at_ms)
+            .max()
+    }
+
+    /// The condition that the item is still exactly this state.
+    pub fn unchanged(&self, target: &Target) -> Condition {
+        let same = |name: &str| match self.attr(name) {
+            Some(v) => Condition::eq(name, v.clone()),
+            None => Condition::not_exists(name),
+        };
+        match self {
+            State::Unknown => Condition::And(Vec::new()),
+            State::Absent => Condition::not_exists(target.hash_attr),
+            State::Placeholder(_) => same(PLACEHOLDER).and(same(SEQ)).and(same(GEN)),
+            State::Live(_) => Condition::exists(target.hash_attr)
+                .and(Condition::not_exists(PLACEHOLDER))
+                .and(same(TOKENS))
+                .and(same(SEQ))
+                .and(same(GEN)),
+        }
+    }
+}
