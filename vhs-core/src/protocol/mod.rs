@@ -33,6 +33,8 @@ pub(crate) mod item;
 pub(crate) mod machine;
 pub mod spec;
 
+#[cfg(test)]
+mod model;
 
 pub use cleanup::Cleanup;
 pub(crate) use cleanup::Tally;

@@ -1,0 +1,829 @@
+//! The model's actors: each runs the protocol's own machines (the very ones
+//! the engine runs) with a caller's intent, and records what it reported.
+
+// An actor's phase holds a machine inline: the checker clones and hashes
+// whole worlds, and a box per phase would only add an allocation to each.
+#![allow(clippy::large_enum_variant)]
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::world::{Setup, World, TICK};
+use crate::backend::Conditional;
+use crate::condition::ItemUpdate;
+use crate::error::Error;
+use crate::protocol::clock::{Now, Settings, Tokens};
+use crate::protocol::decide::{ItemHash, Plan, Write};
+use crate::protocol::item::{ObjectRef, State, PLACEHOLDER};
+use crate::protocol::machine::{
+    Action, ActionKind, ActionPlan, Answer, Commit, CommitConfig, Delete, In, Next, Op, Retire,
+    Settle, Stage, Staging, TakeOver, Transact, UploadOrder,
+};
+
+/// What an actor does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Kind {
+    /// `create_large` of an item pointing to these objects.
+    Create(Vec<usize>),
+    /// `update_large` setting the attributes of these objects to them.
+    Update(Vec<usize>),
+    /// `delete_large`.
+    Delete,
+    /// A transaction whose one action creates the item with these objects.
+    TxCreate(Vec<usize>),
+    /// A transaction whose one action updates the item to these objects.
+    TxUpdate(Vec<usize>),
+    /// A transaction whose one action deletes the item.
+    TxDelete,
+    /// `put_s3` of these objects, then the caller's own PutItem (over an
+    /// absent item or a placeholder) or UpdateItem (over a live item) with the
+    /// staged condition, then the matching hook.
+    Step(Vec<usize>),
+    /// GC: typed (a model that knows attribute `a` only, in a table whose
+    /// items also hold `b`) or untyped (attributes discovered by the scan).
+    Gc { typed: bool },
+}
+
+/// One actor of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct Spec {
+    pub kind: Kind,
+    /// Its clock is this many ticks ahead.
+    pub ahead: u8,
+    /// `defer_cleanup`.
+    pub defer: bool,
+    /// It takes no step before the model's time (in ticks) reaches this: a
+    /// narrower environment, for the tests that only need to show that a
+    /// counterexample exists.
+    pub starts_at: u8,
+}
+
+impl Spec {
+    pub fn new(kind: Kind) -> Spec {
+        Spec {
+            kind,
+            ahead: 0,
+            defer: false,
+            starts_at: 0,
+        }
+    }
+    pub fn starting_at(mut self, ticks: u8) -> Spec {
+        self.starts_at = ticks;
+        self
+    }
+    pub fn ahead(mut self, ticks: u8) -> Spec {
+        self.ahead = ticks;
+        self
+    }
+    pub fn deferred(mut self) -> Spec {
+        self.defer = true;
+        self
+    }
+    /// Whether it writes the item on a caller's behalf (what liveness is
+    /// about).
+    pub fn writer(&self) -> bool {
+        !matches!(self.kind, Kind::Gc { .. })
+    }
+    /// Its uploads (object indices), in order.
+    pub fn uploads(&self) -> Vec<usize> {
+        match &self.kind {
+            Kind::Create(o)
+            | Kind::Update(o)
+            | Kind::TxCreate(o)
+            | Kind::TxUpdate(o)
+            | Kind::Step(o) => o.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What an actor reported.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Outcome {
+    Ok,
+    /// A definite failure: nothing of its own was written.
+    Failed(String),
+    /// Busy: it waited and gave up.
+    Busy,
+    /// It does not know whether its write applied.
+    Unknown,
+}
+
+fn outcome_of(e: &Error) -> Outcome {
+    match e {
+        Error::OutcomeUnknown { .. } => Outcome::Unknown,
+        Error::Busy { .. } => Outcome::Busy,
+        Error::TransactionCanceled { reason, .. } => match outcome_of(reason) {
+            Outcome::Failed(_) => Outcome::Failed(format!("canceled: {reason}")),
+            other => other,
+        },
+        e => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// The step-by-step caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum StepPhase {
+    Staging(Stage),
+    /// Staged: the caller's own write is its next step (which may come much
+    /// later: the caller does other things first). `created`: which staged
+    /// objects `put_s3` created.
+    Staged {
+        staging: StagingHash,
+        created: Vec<bool>,
+    },
+    /// Its own write sent.
+    Writing {
+        staging: StagingHash,
+        created: Vec<bool>,
+    },
+    /// The failure hook settling whether the write landed (after a failed
+    /// condition that does not show it, or a lost answer).
+    Settling {
+        settle: Settle,
+        staging: StagingHash,
+        created: Vec<bool>,
+    },
+    /// A hook retiring objects, then reporting `outcome`.
+    Hook(Retire, Outcome),
+    Done,
+}
+
+/// A [`Staging`], hashable.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StagingHash(pub Staging);
+
+impl Eq for StagingHash {}
+
+impl std::hash::Hash for StagingHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.state.hash(state);
+        self.0.token.hash(state);
+        self.0.condition.hash(state);
+        self.0.put_condition.hash(state);
+        crate::condition::hash_item(&self.0.put, state);
+        self.0.update.hash(state);
+        self.0.began.hash(state);
+    }
+}
+
+/// GC.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum GcPhase {
+    /// The scan (a consistent read of the item).
+    Scanning,
+    /// The listing of the objects (a HeadObject of each), on the scanned item.
+    Listing(State),
+    Retiring(Retire, State),
+    TakingOver(TakeOver),
+    Done,
+}
+
+/// An actor's machinery, made at its first step (so its stamps read the
+/// model's clock then).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Body {
+    NotStarted,
+    Commit(Commit),
+    Delete(Delete),
+    Transact(Transact),
+    Step(StepPhase),
+    Gc(GcPhase),
+}
+
+/// Where an actor is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Phase {
+    /// It can take its next step (its answers are in, or it is starting).
+    Ready,
+    /// Its batch is in flight.
+    Waiting,
+    /// Waiting for a deletion; `until`: when that one is dead at the latest.
+    Paused(Option<u64>),
+    Finished,
+    Crashed,
+}
+
+/// An answer as the model stores it: `None` for a lost one (the caller sees
+/// a timeout).
+pub(super) type Got = Option<Answer>;
+
+/// An actor's state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct Actor {
+    pub body: Body,
+    pub phase: Phase,
+    /// Its current batch's number, and the answers in so far.
+    pub batch: u16,
+    pub answers: Vec<Option<Got>>,
+    /// The first step's input is `Start`, and so is the one after a report.
+    pub start: bool,
+    pub outcome: Option<Outcome>,
+}
+
+impl Actor {
+    pub fn new() -> Actor {
+        Actor {
+            body: Body::NotStarted,
+            phase: Phase::Ready,
+            batch: 0,
+            answers: Vec::new(),
+            start: true,
+            outcome: None,
+        }
+    }
+
+    /// The token its own write carries: every machine draws it first.
+    pub fn token(index: u8) -> String {
+        Tokens::new(u64::from(index) + 1).next()
+    }
+}
+
+/// The time as actor `spec` sees it.
+pub(super) fn now_of(world: &World, spec: &Spec) -> Now {
+    Now {
+        wall_ms: (u64::from(world.time) + u64::from(spec.ahead)) * TICK,
+        mono_ms: u64::from(world.time) * TICK,
+    }
+}
+
+/// The update an `Update(objects)` actor asks for.
+fn update_of(setup: &Setup, objects: &[usize], index: u8) -> ItemUpdate {
+    let mut update = ItemUpdate::default();
+    update
+        .set
+        .push(("body".to_owned(), AttributeValue::S(format!("u{index}"))));
+    for &i in objects {
+        let o = &setup.objects[i];
+        update
+            .set
+            .push((o.attr.clone(), AttributeValue::S(o.uri.clone())));
+    }
+    update
+}
+
+/// The machinery actor `index` runs, made at its first step (at `now`).
+pub(super) fn body(setup: &Setup, spec: &Spec, index: u8, now: Now, s: Settings) -> Body {
+    let mut tokens = Tokens::new(u64::from(index) + 1);
+    let target = setup.target.clone();
+    match &spec.kind {
+        Kind::Create(o) | Kind::Update(o) => {
+            let create = matches!(spec.kind, Kind::Create(_));
+            let token = tokens.next();
+            Body::Commit(Commit::new(
+                CommitConfig {
+                    target,
+                    objects: objects(setup, o),
+                    order: if create {
+                        UploadOrder::Unread
+                    } else {
+                        UploadOrder::WhileReading
+                    },
+                    changed: if create {
+                        Vec::new()
+                    } else {
+                        attrs_of(setup, o)
+                    },
+                    clean_up_when_failed: true,
+                    clean_up_when_succeeded: true,
+                    defer_cleanup: spec.defer,
+                    settings: s,
+                },
+                token,
+                tokens,
+            ))
+        }
+        Kind::Delete => Body::Delete(Delete::new(target, None, None, tokens, now, s, spec.defer)),
+        Kind::TxCreate(_) | Kind::TxUpdate(_) | Kind::TxDelete => {
+            let kind = match &spec.kind {
+                Kind::TxCreate(_) => ActionKind::Write {
+                    changed: Vec::new(),
+                },
+                Kind::TxUpdate(o) => ActionKind::Write {
+                    changed: attrs_of(setup, o),
+                },
+                _ => ActionKind::Delete,
+            };
+            let uploads = spec.uploads();
+            Body::Transact(Transact::new(
+                vec![Action {
+                    target,
+                    kind,
+                    uploads: 0..uploads.len(),
+                }],
+                objects(setup, &uploads),
+                s,
+                true,
+                true,
+                spec.defer,
+                tokens,
+            ))
+        }
+        Kind::Step(o) => Body::Step(StepPhase::Staging(Stage::new(
+            target,
+            objects(setup, o),
+            attrs_of(setup, o),
+            tokens,
+            s,
+        ))),
+        Kind::Gc { .. } => Body::Gc(GcPhase::Scanning),
+    }
+}
+
+/// The plan of a commit actor (also the engine's, in the conformance test).
+pub(super) fn plan(setup: &Setup, kind: &Kind, index: u8, state: &State) -> Plan {
+    plan_of(setup, kind, index, state)
+}
+
+/// The plan of a transaction actor.
+pub(super) fn action_plan(setup: &Setup, kind: &Kind, index: u8, state: &State) -> ActionPlan {
+    match kind {
+        Kind::TxDelete => match state {
+            State::Live(_) => ActionPlan::Delete(None),
+            _ => ActionPlan::Fail(setup.target.not_found()),
+        },
+        k => ActionPlan::Write(plan_of(setup, k, index, state)),
+    }
+}
+
+/// What an error reported means to the checker.
+pub(super) fn outcome(e: &Error) -> Outcome {
+    outcome_of(e)
+}
+
+/// The plan of a commit actor.
+fn plan_of(setup: &Setup, kind: &Kind, index: u8, state: &State) -> Plan {
+    match kind {
+        Kind::Create(objects) | Kind::TxCreate(objects) => match state {
+            State::Live(_) => Plan::Fail(Error::AlreadyExists {
+                table: "t".into(),
+                key: "i".into(),
+            }),
+            _ => Plan::Put(setup.record(objects, &format!("c{index}"))),
+        },
+        Kind::Update(objects) | Kind::TxUpdate(objects) => match state {
+            State::Live(_) => Plan::Update(update_of(setup, objects, index), None),
+            _ => Plan::Fail(setup.target.not_found()),
+        },
+        _ => Plan::Fail(Error::invalid("no plan")),
+    }
+}
+
+fn objects(setup: &Setup, indices: &[usize]) -> Vec<ObjectRef> {
+    indices.iter().map(|&i| setup.objects[i].clone()).collect()
+}
+
+fn attrs_of(setup: &Setup, indices: &[usize]) -> Vec<&'static str> {
+    indices
+        .iter()
+        .map(|&i| {
+            if setup.objects[i].attr == "a" {
+                "a"
+            } else {
+                "b"
+            }
+        })
+        .collect()
+}
+
+/// The answers of a batch, as a machine gets them.
+fn input(actor: &Actor) -> In {
+    if actor.start {
+        return In::Start;
+    }
+    match actor.phase {
+        Phase::Paused(_) => In::Resumed(true),
+        _ => In::Answers(
+            actor
+                .answers
+                .iter()
+                .map(|a| match a {
+                    Some(Some(answer)) => Ok(answer.clone()),
+                    _ => Err(Error::backend(
+                        "model",
+                        "request",
+                        true,
+                        "timed out (answer lost)",
+                    )),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// What one step of an actor does to the world.
+pub(super) enum Stepped {
+    Sent,
+    Paused,
+    Reported,
+    Finished,
+}
+
+/// Takes actor `index`'s next step: sends its next batch into `world`, or
+/// pauses, or reports.
+pub(super) fn step(
+    setup: &Setup,
+    spec: &Spec,
+    index: u8,
+    actor: &mut Actor,
+    world: &mut World,
+    s: Settings,
+) -> Stepped {
+    let now = now_of(world, spec);
+    let input = input(actor);
+    actor.start = false;
+    // For the machines an actor runs after its own (hooks, GC's).
+    let mut helper = Tokens::new(u64::from(index) + 1001);
+    if actor.body == Body::NotStarted {
+        actor.body = body(setup, spec, index, now, s);
+    }
+    let next: Next<Outcome> = match &mut actor.body {
+        Body::NotStarted => unreachable!(),
+        Body::Commit(m) => {
+            let kind = spec.kind.clone();
+            let mut plan = |state: &State| plan_of(setup, &kind, index, state);
+            map(m.step(input, now, &mut plan), |o| match o.result {
+                Ok(_) => Outcome::Ok,
+                Err(e) => outcome_of(&e),
+            })
+        }
+        Body::Delete(m) => map(m.step(input, now), |o| match o.result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => outcome_of(&e),
+        }),
+        Body::Transact(m) => {
+            let kind = spec.kind.clone();
+            let mut plan = |_: usize, state: &State| action_plan(setup, &kind, index, state);
+            map(m.step(input, now, &mut plan), |o| match o.result {
+                Ok(()) => Outcome::Ok,
+                Err(e) => outcome_of(&e),
+            })
+        }
+        Body::Step(phase) => step_by_step(setup, spec, index, phase, input, now, &mut helper, s),
+        Body::Gc(phase) => gc(setup, spec, phase, input, now, &mut helper, s),
+    };
+    match next {
+        Next::Do(ops) => {
+            // Numbered only to tell apart what is still in flight, so that a
+            // writer polling a wait does not make new states forever.
+            actor.batch = world
+                .net
+                .iter()
+                .filter(|m| m.actor == index)
+                .map(|m| m.batch + 1)
+                .max()
+                .unwrap_or(0);
+            actor.answers = vec![None; ops.len()];
+            let n = ops.len();
+            for (slot, op) in ops.into_iter().enumerate() {
+                world.send(super::world::Msg {
+                    actor: index,
+                    batch: actor.batch,
+                    slot: slot as u8,
+                    op,
+                    sent_at: world.time,
+                    copies: 1,
+                    answered: false,
+                });
+            }
+            actor.phase = if n == 0 { Phase::Ready } else { Phase::Waiting };
+            Stepped::Sent
+        }
+        Next::Pause { until, .. } => {
+            actor.phase = Phase::Paused(until);
+            Stepped::Paused
+        }
+        Next::Report(outcome) => {
+            if actor.outcome.is_none() {
+                actor.outcome = Some(outcome);
+            }
+            actor.start = true;
+            actor.phase = Phase::Ready;
+            Stepped::Reported
+        }
+        Next::Done => {
+            actor.phase = Phase::Finished;
+            Stepped::Finished
+        }
+    }
+}
+
+fn map<O, P>(next: Next<O>, f: impl FnOnce(O) -> P) -> Next<P> {
+    match next {
+        Next::Do(ops) => Next::Do(ops),
+        Next::Pause { until, reason } => Next::Pause { until, reason },
+        Next::Report(o) => Next::Report(f(o)),
+        Next::Done => Next::Done,
+    }
+}
+
+/// The step-by-step caller: `put_s3`, its own write, the hook.
+#[allow(clippy::too_many_arguments)]
+fn step_by_step(
+    setup: &Setup,
+    spec: &Spec,
+    index: u8,
+    phase: &mut StepPhase,
+    input: In,
+    now: Now,
+    tokens: &mut Tokens,
+    s: Settings,
+) -> Next<Outcome> {
+    let Kind::Step(indices) = &spec.kind else {
+        unreachable!()
+    };
+    // The success hook's objects (`clean_up_after_update_succeeded`): the old
+    // objects of the attributes written, not pointed to again.
+    let replaced = |staging: &Staging| -> Vec<ObjectRef> {
+        let old = staging.state.live().cloned().unwrap_or_default();
+        let new: Vec<&str> = indices
+            .iter()
+            .map(|&i| setup.objects[i].uri.as_str())
+            .collect();
+        attrs_of(setup, indices)
+            .iter()
+            .filter_map(|a| setup.target.owned(a, old.get(*a)?))
+            .filter(|o| !new.contains(&o.uri.as_str()))
+            .collect()
+    };
+    // The failure hook's objects: those `put_s3` created.
+    let created_objects = |created: &[bool]| -> Vec<ObjectRef> {
+        indices
+            .iter()
+            .zip(created)
+            .filter(|(_, c)| **c)
+            .map(|(&i, _)| setup.objects[i].clone())
+            .collect()
+    };
+    let (retire, outcome): (Vec<ObjectRef>, Outcome) = match phase {
+        StepPhase::Staging(stage) => {
+            return match stage.step(input, now) {
+                Next::Report(out) => match out.result {
+                    Err(e) => Next::Report(outcome_of(&e)),
+                    Ok(staging) => {
+                        *phase = StepPhase::Staged {
+                            staging: StagingHash(staging),
+                            created: out.created,
+                        };
+                        Next::Do(Vec::new())
+                    }
+                },
+                Next::Done => Next::Done,
+                other => map(other, |_| Outcome::Ok),
+            }
+        }
+        StepPhase::Staged { staging, created } => {
+            let staging = staging.0.clone();
+            // The caller's own write, as `Staged` builds it: `Staged::condition`
+            // for an UpdateItem, `put_condition` for a PutItem.
+            let live = matches!(staging.state, State::Live(_));
+            let condition = match live {
+                true => staging.condition_at(now, &s),
+                false => staging.put_condition_at(now, &s),
+            };
+            let write = if live {
+                let mut u = update_of(setup, indices, index);
+                u.set.extend(staging.update.set.iter().cloned());
+                u.remove.extend(staging.update.remove.iter().cloned());
+                Write::Update(u)
+            } else {
+                let mut item = setup.record(indices, &format!("s{index}"));
+                for (k, v) in &staging.put {
+                    item.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                Write::Put(ItemHash(item))
+            };
+            *phase = StepPhase::Writing {
+                staging: StagingHash(staging),
+                created: std::mem::take(created),
+            };
+            return Next::Do(vec![Op::Write {
+                target: setup.target.clone(),
+                write,
+                condition,
+            }]);
+        }
+        StepPhase::Writing { staging, created } => {
+            let answers = input.answers();
+            match answers.into_iter().next() {
+                // Applied, or failed on what its first copy wrote
+                // (`Staged::landed_in`): the success hook.
+                Some(Ok(Answer::Written(Conditional::Applied(_)))) => {
+                    (replaced(&staging.0), Outcome::Ok)
+                }
+                Some(Ok(Answer::Written(Conditional::Failed(Some(cur)))))
+                    if staging.0.landed_in(&cur) =>
+                {
+                    (replaced(&staging.0), Outcome::Ok)
+                }
+                // Failed, or its answer lost: the failure hook, which first
+                // settles whether a copy landed or still can.
+                _ => {
+                    let settle = Settle::new(
+                        setup.target.clone(),
+                        &staging.0.token,
+                        &tokens.fork().next(),
+                        now,
+                        s,
+                    );
+                    *phase = StepPhase::Settling {
+                        settle,
+                        staging: staging.clone(),
+                        created: std::mem::take(created),
+                    };
+                    return step_by_step(setup, spec, index, phase, In::Start, now, tokens, s);
+                }
+            }
+        }
+        StepPhase::Settling {
+            settle,
+            staging,
+            created,
+        } => match settle.step(input, now) {
+            Next::Report(Ok(true)) => (replaced(&staging.0), Outcome::Ok),
+            Next::Report(Ok(false)) => (
+                created_objects(created),
+                Outcome::Failed("condition failed".into()),
+            ),
+            // Unsettled: the hook deletes nothing.
+            Next::Report(Err(_)) => (Vec::new(), Outcome::Unknown),
+            Next::Done => return Next::Done,
+            other => return map(other, |_| Outcome::Ok),
+        },
+        StepPhase::Hook(retire, outcome) => {
+            return match retire.step(input, now) {
+                Next::Do(ops) => Next::Do(ops),
+                Next::Report(()) | Next::Done => {
+                    let outcome = outcome.clone();
+                    *phase = StepPhase::Done;
+                    Next::Report(outcome)
+                }
+                Next::Pause { until, reason } => Next::Pause { until, reason },
+            }
+        }
+        StepPhase::Done => return Next::Done,
+    };
+    if retire.is_empty() {
+        *phase = StepPhase::Done;
+        return Next::Report(outcome);
+    }
+    let mut retire_m = Retire::new(
+        vec![(setup.target.clone(), retire, State::Unknown)],
+        &tokens.fork().next(),
+        now,
+        s,
+    );
+    let next = retire_m.step(In::Start, now);
+    *phase = StepPhase::Hook(retire_m, outcome.clone());
+    match next {
+        Next::Do(ops) => Next::Do(ops),
+        _ => {
+            *phase = StepPhase::Done;
+            Next::Report(outcome)
+        }
+    }
+}
+
+/// The objects a listing can find.
+fn listable(setup: &Setup) -> impl Iterator<Item = &ObjectRef> {
+    setup
+        .objects
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| setup.relevant & (1 << i) != 0)
+        .map(|(_, o)| o)
+}
+
+/// GC of the model's one item: scan, list, retire the orphans, take over
+/// what is dead.
+fn gc(
+    setup: &Setup,
+    spec: &Spec,
+    phase: &mut GcPhase,
+    input: In,
+    now: Now,
+    tokens: &mut Tokens,
+    s: Settings,
+) -> Next<Outcome> {
+    let Kind::Gc { typed } = spec.kind else {
+        unreachable!()
+    };
+    // The item the orphans' keys name, as a typed GC of a model that knows
+    // `a` only, or an untyped one, sees it.
+    let mut target = (*setup.target).clone();
+    target.large = if typed { vec!["a"] } else { vec!["a", "b"] };
+    let target = std::sync::Arc::new(target);
+    let mut input = Some(input);
+    loop {
+        match phase {
+            GcPhase::Scanning => match input.take().expect("an input") {
+                In::Answers(mut a) => {
+                    let item = match a.pop() {
+                        Some(Ok(Answer::Item(i))) => i,
+                        _ => return Next::Report(Outcome::Failed("scan failed".into())),
+                    };
+                    let scanned = State::of(item);
+                    // The listing: what exists, object by object (a listing is
+                    // no snapshot either), of the objects the scan did not see
+                    // referenced (the others are not candidates anyway).
+                    let ops = listable(setup)
+                        .filter(|o| !referenced(&scanned).contains(&o.uri))
+                        .map(|o| Op::Head {
+                            bucket: setup.target.bucket.clone(),
+                            key: o.key.clone(),
+                        })
+                        .collect();
+                    *phase = GcPhase::Listing(scanned);
+                    return Next::Do(ops);
+                }
+                _ => {
+                    return Next::Do(vec![Op::Read {
+                        target: setup.target.clone(),
+                    }])
+                }
+            },
+            GcPhase::Listing(scanned) => {
+                let referenced = referenced(scanned);
+                let listed: Vec<&ObjectRef> = listable(setup)
+                    .filter(|o| !referenced.contains(&o.uri))
+                    .collect();
+                let exists: Vec<bool> = match input.take().expect("an input") {
+                    In::Answers(a) => a
+                        .into_iter()
+                        .map(|a| matches!(a, Ok(Answer::Exists(true))))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let orphans: Vec<ObjectRef> = listed
+                    .into_iter()
+                    .zip(exists)
+                    .filter(|(_, e)| *e)
+                    .map(|(o, _)| o.clone())
+                    .collect();
+                let retire = Retire::new(
+                    vec![(target.clone(), orphans, State::Unknown)],
+                    &tokens.fork().next(),
+                    now,
+                    s,
+                );
+                *phase = GcPhase::Retiring(retire, scanned.clone());
+                input = Some(In::Start);
+            }
+            GcPhase::Retiring(retire, scanned) => {
+                match retire.step(input.take().expect("an input"), now) {
+                    Next::Do(ops) => return Next::Do(ops),
+                    Next::Pause { .. } => unreachable!("a retirement never pauses"),
+                    Next::Report(()) | Next::Done => {
+                        if !stale(scanned, now, &s) {
+                            *phase = GcPhase::Done;
+                            return Next::Report(Outcome::Ok);
+                        }
+                        let t = TakeOver::new(
+                            target.clone(),
+                            scanned.clone(),
+                            tokens.fork(),
+                            now,
+                            s,
+                            s,
+                        );
+                        *phase = GcPhase::TakingOver(t);
+                        input = Some(In::Start);
+                    }
+                }
+            }
+            GcPhase::TakingOver(t) => {
+                return map(t.step(input.take().expect("an input"), now), |_| {
+                    Outcome::Ok
+                });
+            }
+            GcPhase::Done => return Next::Done,
+        }
+    }
+}
+
+/// What GC's scan counts as referenced: any value of a live item naming an
+/// object (placeholders are left out).
+fn referenced(scanned: &State) -> Vec<String> {
+    scanned
+        .live()
+        .map(|i| {
+            i.values()
+                .filter_map(|v| match v {
+                    AttributeValue::S(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a scanned item has anything GC would take over (a mark or a
+/// placeholder older than the retention).
+pub(super) fn stale(state: &State, now: Now, s: &Settings) -> bool {
+    state.item().is_some_and(|i| {
+        i.iter().any(|(n, v)| {
+            (n == PLACEHOLDER || n.starts_with(crate::protocol::item::MARK))
+                && crate::protocol::clock::Stamp::parse(Some(v))
+                    .is_some_and(|st| !st.is_from_future(now, s) && st.is_dead(now, s))
+        })
+    })
+}
