@@ -257,33 +257,51 @@ pub async fn update_post_success_cleanup_fails(fx: Fixture) {
 /// The one reserved delete attempt fails, and the response to the write that
 /// turns the reservations into ordinary marks is lost: the resend finds its own
 /// marks, so the objects are still deleted and unmarked.
-pub async fn reserved_delete_fails_and_escalation_response_is_lost(fx: Fixture) {
+/// The one delete attempt of an update's reservations fails and the objects
+/// are still there: they stay reserved (the attempt could land late for all
+/// the caller knows), nothing deletes them again, and once the reservation is
+/// dead GC takes it over and deletes them.
+pub async fn reserved_delete_fails_and_stays_reserved_for_gc(fx: Fixture) {
     let fx = fixture(&fx, true, true).await;
     let doc = Document::sample("p", "s");
     let created = fx.store.create_large(&doc).await.unwrap();
-    fx.faults.inject(Op::DeleteObjects, 1, FAIL);
-    // UpdateItem 1 is the commit, 2 the escalation.
-    fx.faults.inject(Op::UpdateItem, 2, Fault::LoseResponse);
+    fx.faults
+        .inject(Op::DeleteObjects, 1, Fault::Fail { retryable: true });
     let updated = fx
         .store
         .update_large(&doc.primary_key(), two_new_values())
         .await
         .unwrap();
-    assert_eq!(sorted(updated.cleanup.deleted.clone()), keys_of(&created));
-    assert!(updated.cleanup.leftover.is_empty(), "{:?}", updated.cleanup);
-    assert!(
-        updated.cleanup.marks_left.is_empty(),
-        "{:?}",
-        updated.cleanup
+    assert!(updated.cleanup.deleted.is_empty(), "{:?}", updated.cleanup);
+    assert_eq!(sorted(updated.cleanup.leftover_keys()), keys_of(&created));
+    assert_eq!(
+        sorted(updated.cleanup.marks_left.clone()),
+        keys_of(&created)
     );
     let background = fx.store.flush().await;
-    assert!(background.marks_left.is_empty(), "{background:?}");
+    assert!(background.deleted.is_empty(), "{background:?}");
+    let marks = |item: &vhs::Item| item.keys().filter(|k| k.starts_with("vhs:del:")).count();
+    let stored = fx.raw_item(&doc.primary_key()).await.expect("the item");
+    assert_eq!(marks(&stored), 2, "{stored:?}");
+    // Only one DeleteObjects was ever sent.
+    assert_eq!(
+        fx.faults
+            .calls()
+            .iter()
+            .filter(|c| **c == Op::DeleteObjects)
+            .count(),
+        1
+    );
+    // Dead (the override stands for the retention passing): GC takes over.
+    let report = fx
+        .store
+        .gc::<Document>(&gc_now().take_over_after(std::time::Duration::ZERO), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.marks_taken_over, 2, "{report:?}");
     assert_eq!(fx.objects().await, keys_of(&updated.staged));
     let stored = fx.raw_item(&doc.primary_key()).await.expect("the item");
-    assert!(
-        !stored.keys().any(|k| k.starts_with("vhs:del:")),
-        "{stored:?}"
-    );
+    assert_eq!(marks(&stored), 0, "{stored:?}");
 }
 
 pub async fn delete_fails_at_delete_item(fx: Fixture) {
@@ -301,10 +319,8 @@ pub async fn delete_object_cleanup_fails(fx: Fixture) {
     let fx = fixture(&fx, true, true).await;
     let doc = Document::sample("p", "s");
     let created = fx.store.create_large(&doc).await.unwrap();
-    // The one reserved attempt, then the retried delete after the reservations
-    // became ordinary marks.
+    // The one reserved attempt fails: nothing deletes them again.
     fx.faults.inject(Op::DeleteObjects, 1, FAIL);
-    fx.faults.inject(Op::DeleteObjects, 2, FAIL);
     let deleted = fx.store.delete_large(&doc.primary_key()).await.unwrap();
     let leftover: Vec<String> = deleted
         .cleanup

@@ -28,6 +28,9 @@ pub struct Fixture {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The name of the object that records a table's protocol settings.
+pub const SETTINGS: &str = "vhs-protocol.json";
+
 impl Fixture {
     pub async fn new(kind: Kind) -> Fixture {
         Self::with(kind, |b| b).await
@@ -81,7 +84,8 @@ impl Fixture {
         }
     }
 
-    /// Every object key in the bucket, sorted.
+    /// Every object key in the bucket, sorted: the values, not the tables'
+    /// protocol settings (`{table prefix}/vhs-protocol.json`).
     pub async fn objects(&self) -> Vec<String> {
         let mut keys = Vec::new();
         let mut next = None;
@@ -91,7 +95,12 @@ impl Fixture {
                 .list_objects(&self.bucket, "", next)
                 .await
                 .expect("list");
-            keys.extend(page.objects.into_iter().map(|o| o.key));
+            keys.extend(
+                page.objects
+                    .into_iter()
+                    .map(|o| o.key)
+                    .filter(|k| !k.ends_with(SETTINGS)),
+            );
             match page.next {
                 Some(n) => next = Some(n),
                 None => break,

@@ -651,11 +651,11 @@ async fn reads(rig: &mut Rig, store: &Store, single: &Single, multi: &Multi) {
         .run(Read, "AnyTable::get", table.get(&key))
         .await
         .expect("stored");
-    let (attr, uri) = table.pointers(&item).remove(0);
+    let (attr, _) = table.pointers(&item).remove(0);
     rig.run(
         Read,
         "AnyTable::object_info",
-        table.object_info(&attr, &uri),
+        table.object_info(&item, &attr),
     )
     .await;
     rig.run(

@@ -44,7 +44,7 @@ pub async fn untyped_table_reads_like_the_model(fx: Fixture) {
     assert_eq!(html, b"<html>b/c/x y</html>");
     assert_eq!(n, html.len() as u64);
     let size = table
-        .object_info("image", &pointers[1].1)
+        .object_info(&item, "image")
         .await
         .unwrap()
         .expect("object")

@@ -19,6 +19,7 @@ mod maintenance;
 mod models;
 mod queries;
 mod races;
+mod reviewed;
 mod round_trips;
 mod schedules;
 mod timestamps;
@@ -144,7 +145,7 @@ contract! {
     faults::update_fails_at_update_item,
     faults::update_item_response_lost,
     faults::update_post_success_cleanup_fails,
-    faults::reserved_delete_fails_and_escalation_response_is_lost,
+    faults::reserved_delete_fails_and_stays_reserved_for_gc,
     faults::delete_fails_at_delete_item,
     faults::delete_object_cleanup_fails,
     faults::delete_per_key_errors_are_reported,
@@ -186,4 +187,14 @@ contract! {
     schedules::early_412_step_by_step_commit_then_writer_dies,
     schedules::early_412_create_races_its_twins_cleanup,
     schedules::gc_between_an_update_s_upload_and_its_commit,
+    reviewed::reviewed_1_a_late_pointer_removal_keeps_a_newer_delete_s_reservation,
+    reviewed::reviewed_2_typed_gc_rechecks_the_object_s_own_attribute,
+    reviewed::reviewed_2_untyped_gc_marks_each_orphan_by_its_own_attribute,
+    reviewed::reviewed_3_a_staged_write_cannot_land_after_its_deadline,
+    reviewed::reviewed_4_a_create_resent_after_a_delete_does_not_undo_it,
+    reviewed::reviewed_5_a_dead_deleter_delays_an_identical_create_only_until_its_deadline,
+    reviewed::reviewed_6_a_pointer_to_another_item_s_object_is_a_bad_pointer,
+    reviewed::reviewed_7_a_resent_delete_does_not_delete_a_newer_item,
+    reviewed::reviewed_8_a_mark_stays_while_its_delete_may_still_land,
+    reviewed::reviewed_9_a_slow_answer_does_not_stretch_the_send_window,
 }

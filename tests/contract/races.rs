@@ -341,6 +341,7 @@ async fn collected(store: &Store, memory: &MemoryBackend) -> Result<(), String> 
         .objects
         .into_iter()
         .map(|o| o.key)
+        .filter(|k| !k.ends_with(crate::fixture::SETTINGS))
         .collect();
     let item = memory
         .get_item(store.table_name::<Note>(), &Note::key("n").to_item(), true)

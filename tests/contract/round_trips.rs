@@ -548,6 +548,11 @@ pub async fn round_trip_reuse_without_waiting(fx: Fixture) {
         .background(Background::OnFlush)
         .build()
         .unwrap();
+    // A new process reads the table's protocol settings once (as
+    // `ensure_table` does); that is not the update's.
+    held.protocol_settings(store.table_name::<Wide>())
+        .await
+        .unwrap();
     depth.take();
     let back = held
         .update_large(&Wide::key(id), changes_to(&one))

@@ -20,7 +20,7 @@ type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Where [`EarlyAnswer`] runs its hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Point {
+pub enum Point {
     /// The first `If-None-Match` upload that finds its object answers 412 at once
     /// (without waiting for the upload's signal), after running the hook: another
     /// caller's work, done while the upload's answer is in flight. Reads of items
@@ -38,14 +38,28 @@ enum Point {
     /// The first TransactWriteItems is canceled, without being sent, with
     /// this code for its first action (`None`: no reason at all).
     CancelFirstTransaction(Option<&'static str>),
+    /// The first conditional UpdateItem lands, then the hook runs, then its
+    /// answer is lost (a retryable error).
+    LoseFirstUpdateAnswer,
+    /// The first conditional PutItem lands, then the hook runs, then its
+    /// answer is lost.
+    LoseFirstPutAnswer,
+    /// The first conditional UpdateItem lands, then the hook runs, then its
+    /// answer arrives: a slow answer.
+    SlowFirstUpdateAnswer,
+    /// The first DeleteObjects answers a retryable error without being sent;
+    /// it lands when the test calls [`EarlyAnswer::land_held`].
+    HoldFirstDelete,
 }
 
 /// A backend that runs another caller's work at one [`Point`] of a call.
-struct EarlyAnswer {
+pub struct EarlyAnswer {
     inner: Arc<dyn Backend>,
     point: Point,
     hook: Mutex<Option<(Hook, Trigger)>>,
     hook_done: Signal,
+    /// A DeleteObjects held back ([`Point::HoldFirstDelete`]): bucket, keys.
+    held: Mutex<Option<(String, Vec<String>)>>,
 }
 
 impl std::fmt::Debug for EarlyAnswer {
@@ -59,7 +73,7 @@ impl EarlyAnswer {
         Self::at(Point::Early412, inner, hook)
     }
 
-    fn at(
+    pub fn at(
         point: Point,
         inner: Arc<dyn Backend>,
         hook: impl Future<Output = ()> + Send + 'static,
@@ -70,7 +84,33 @@ impl EarlyAnswer {
             point,
             hook: Mutex::new(Some((Box::pin(hook), trigger))),
             hook_done,
+            held: Mutex::new(None),
         }
+    }
+
+    /// Sends the DeleteObjects held back by [`Point::HoldFirstDelete`]: it
+    /// lands now, late.
+    pub async fn land_held(&self) -> bool {
+        let held = self.held.lock().unwrap().take();
+        match held {
+            Some((bucket, keys)) => {
+                self.inner
+                    .delete_objects(&bucket, &keys, vhs::Attempts::Once)
+                    .await
+                    .unwrap();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lost(operation: &'static str) -> vhs::Error {
+        vhs::Error::backend(
+            "dynamodb",
+            operation,
+            true,
+            "timed out (answer lost, injected)",
+        )
     }
 
     /// Runs the hook if it has not run yet.
@@ -86,7 +126,7 @@ impl EarlyAnswer {
         }
     }
 
-    fn ran(&self) -> bool {
+    pub fn ran(&self) -> bool {
         self.hook.lock().unwrap().is_none()
     }
 }
@@ -117,6 +157,13 @@ impl Backend for EarlyAnswer {
         item: Item,
         condition: Option<&Condition>,
     ) -> vhs::Result<Conditional<Option<Item>>> {
+        if self.point == Point::LoseFirstPutAnswer && condition.is_some() && !self.ran() {
+            let answer = self.inner.put_item(table, item, condition).await;
+            if self.run_hook().await {
+                return Err(Self::lost("PutItem"));
+            }
+            return answer;
+        }
         self.inner.put_item(table, item, condition).await
     }
     async fn update_item(
@@ -128,6 +175,17 @@ impl Backend for EarlyAnswer {
     ) -> vhs::Result<Conditional<Item>> {
         if self.point == Point::BeforeCommit && condition.is_some() {
             self.run_hook().await;
+        }
+        let after = matches!(
+            self.point,
+            Point::LoseFirstUpdateAnswer | Point::SlowFirstUpdateAnswer
+        );
+        if after && condition.is_some() && !self.ran() {
+            let answer = self.inner.update_item(table, key, update, condition).await;
+            if self.run_hook().await && self.point == Point::LoseFirstUpdateAnswer {
+                return Err(Self::lost("UpdateItem"));
+            }
+            return answer;
         }
         self.inner.update_item(table, key, update, condition).await
     }
@@ -274,6 +332,25 @@ impl Backend for EarlyAnswer {
         keys: &[String],
         attempts: vhs::Attempts,
     ) -> vhs::Result<Vec<(String, String)>> {
+        let hold = self.point == Point::HoldFirstDelete && !self.ran() && {
+            let mut held = self.held.lock().unwrap();
+            let first = held.is_none();
+            if first {
+                *held = Some((bucket.to_owned(), keys.to_vec()));
+            }
+            first
+        };
+        if hold {
+            {
+                self.run_hook().await;
+                return Err(vhs::Error::backend(
+                    "s3",
+                    "DeleteObjects",
+                    true,
+                    "timed out (held back, injected)",
+                ));
+            }
+        }
         self.inner.delete_objects(bucket, keys, attempts).await
     }
     async fn list_objects(
