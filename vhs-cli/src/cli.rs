@@ -251,12 +251,18 @@ pub struct Gc {
     #[arg(long)]
     pub dry_run: bool,
     /// Take over deletion marks and placeholders older than this (their caller
-    /// is presumed dead); default the library's retention (1 day).
+    /// is presumed dead); default: the table's recorded retention plus clock
+    /// skew bound (1 h + 2 min unless the table recorded others).
     #[arg(long, value_parser = parse_duration)]
     pub take_over_after: Option<Duration>,
     /// Parallel Scan segments.
     #[arg(long, default_value_t = 4)]
     pub segments: u32,
+    /// Every writer that is not vhs (no `vhs:tok` in its items, e.g. a
+    /// PynamoDB mixin) is stopped: delete all the same when such items hold
+    /// pointers. Without it, gc deletes nothing on finding one (exit 2).
+    #[arg(long)]
+    pub foreign_writers_stopped: bool,
 }
 
 /// `vhs verify`.

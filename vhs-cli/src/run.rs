@@ -158,9 +158,9 @@ async fn pointers_with_sizes(
         .pointers(item)
         .into_iter()
         .map(|(attr, uri)| async move {
-            // A value that is no pointer into this store has no size to show
+            // A value that is no pointer of this item's has no size to show
             // (verify reports it); anything else is an error.
-            let size = match table.object_info(&attr, &uri).await {
+            let size = match table.object_info(item, &attr).await {
                 Ok(info) => info.map(|i| i.size),
                 Err(Error::BadPointer { .. }) => None,
                 Err(e) => return Err(e),
@@ -322,7 +322,8 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
     let mut options = GcOptions::default()
         .grace(args.grace)
         .dry_run(args.dry_run)
-        .segments(args.segments);
+        .segments(args.segments)
+        .foreign_writers_stopped(args.foreign_writers_stopped);
     if let Some(age) = args.take_over_after {
         options = options.take_over_after(age);
     }
@@ -339,6 +340,7 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
             "too_young": report.too_young,
             "rescued": report.rescued,
             "foreign": report.foreign,
+            "foreign_items": report.foreign_items,
             "marks_taken_over": report.marks_taken_over,
             "placeholders_removed": report.placeholders_removed,
             "uploads_aborted": report.uploads_aborted,

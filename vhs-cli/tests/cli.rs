@@ -441,6 +441,30 @@ async fn read_only_commands_on_a_table_pynamodb_mate_wrote() {
     assert_eq!(stats["objects"], 6, "{stats}");
     assert_eq!(stats["orphans"], 0, "{stats}");
     assert_eq!(stats["foreign"], 0, "{stats}");
+
+    // pynamodb_mate ignores deletion marks: gc refuses to collect beside it
+    // until told every such writer is stopped.
+    let out = vhs(&url, &args(&common(&["gc", "--grace", "0s"]))).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("3 items of table") && said.contains("--foreign-writers-stopped"),
+        "{said}"
+    );
+    let gc = json(
+        &url,
+        &args(&common(&[
+            "gc",
+            "--grace",
+            "0s",
+            "--foreign-writers-stopped",
+        ])),
+    )
+    .await;
+    assert_eq!(gc["foreign_items"], 3, "{gc}");
+    assert_eq!(gc["deleted"].as_array().map(Vec::len), Some(0), "{gc}");
+    let report = expect(&url, &args(&common(&["verify"])), 0).await;
+    assert!(report.contains("3 items, 6 pointers checked"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
