@@ -66,14 +66,15 @@ impl Store {
         })
     }
 
-    /// Plans ([`Store::plan_provision`]), then creates or updates the table
-    /// ([`Store::ensure_table_spec`]) and the bucket
-    /// ([`Store::ensure_bucket_with`]). Idempotent. Returns the plan: what was
-    /// found before.
+    /// Plans ([`Store::plan_provision`]), then creates or updates the bucket
+    /// ([`Store::ensure_bucket_with`]) and the table
+    /// ([`Store::ensure_table_spec`]), in that order: the table's protocol
+    /// settings are recorded in the bucket. Idempotent. Returns the plan: what
+    /// was found before.
     pub async fn provision(&self, table: &TableSpec, bucket: &BucketSpec) -> Result<ProvisionPlan> {
         let plan = self.plan_provision(table, bucket).await?;
-        self.ensure_table_spec(table).await?;
         self.ensure_bucket_with(bucket).await?;
+        self.ensure_table_spec(table).await?;
         Ok(plan)
     }
 }
