@@ -197,4 +197,5 @@ contract! {
     reviewed::reviewed_7_a_resent_delete_does_not_delete_a_newer_item,
     reviewed::reviewed_8_a_mark_stays_while_its_delete_may_still_land,
     reviewed::reviewed_9_a_slow_answer_does_not_stretch_the_send_window,
+    reviewed::upgrade_items_of_the_previous_version_keep_working,
 }
