@@ -799,6 +799,11 @@ fn trace(m: &ProtocolModel, path: Vec<(S, Option<A>)>) -> String {
     for (before, action) in &path {
         let Some(action) = action else { continue };
         let after = m.next_state(before, action.clone()).expect("a step");
+        // "actor's request", for a message in flight before the step.
+        let request = |id: &Id| {
+            let msg = m.msg(before, *id).expect("in flight");
+            format!("{}'s {}", actor_text(m, id.0), op_text(m, id.0, &msg.op))
+        };
         let what = match action {
             A::Step(n) => {
                 let sent: Vec<String> = after
@@ -848,11 +853,7 @@ fn trace(m: &ProtocolModel, path: Vec<(S, Option<A>)>) -> String {
                     Answer::Exists(false) => ": not found",
                     _ => "",
                 };
-                format!(
-                    "{}'s {} lands{how}{result}",
-                    actor_text(m, id.0),
-                    op_text(m, id.0, &msg.op)
-                )
+                format!("{} lands{how}{result}", request(id))
             }
             A::TimeOut(id) => {
                 let msg = m.msg(before, *id).expect("in flight");
@@ -862,22 +863,8 @@ fn trace(m: &ProtocolModel, path: Vec<(S, Option<A>)>) -> String {
                     op_text(m, id.0, &msg.op)
                 )
             }
-            A::SdkRetry(id) => {
-                let msg = m.msg(before, *id).expect("in flight");
-                format!(
-                    "the SDK sends {}'s {} again",
-                    actor_text(m, id.0),
-                    op_text(m, id.0, &msg.op)
-                )
-            }
-            A::Drop(id) => {
-                let msg = m.msg(before, *id).expect("in flight");
-                format!(
-                    "{}'s {} never lands",
-                    actor_text(m, id.0),
-                    op_text(m, id.0, &msg.op)
-                )
-            }
+            A::SdkRetry(id) => format!("the SDK sends {} again", request(id)),
+            A::Drop(id) => format!("{} never lands", request(id)),
             A::Sleep(n) => format!(
                 "{} waits for time to pass before its next step",
                 actor_text(m, *n)
