@@ -12,9 +12,13 @@ Options are taken from flags, then VHS_* environment variables, then the AWS def
 Keys: a KEY is the hash key value, or HASH/RANGE for a table with a range key. Write a
 '/' or '%' inside a value as %2F or %25 (`vhs ls` prints keys in this form).
 
-Exit status: 0 success; 1 a check failed (verify found a problem, an MD5 mismatch, a
-gc delete failed); 2 invalid input or usage; 3 not found (table, item, attribute);
-4 DynamoDB or S3 failed; 5 anything else (local I/O, ...).";
+Without --prefix/--table-prefix, a command reading items infers the table prefix from
+the pointers it finds (and says so on stderr), or refuses (exit 2) when they disagree.
+
+Exit status: 0 success; 1 a check failed (verify found a problem, or pointers outside
+the bucket and table prefix; an MD5 mismatch; a gc delete failed); 2 invalid input or
+usage; 3 not found (table, item, attribute); 4 DynamoDB or S3 failed (an unreachable
+endpoint, missing credentials); 5 anything else (local I/O, ...).";
 
 /// Provision, inspect, verify and clean up a vhs store: DynamoDB items whose
 /// large attributes live in S3.
@@ -93,7 +97,8 @@ pub enum Command {
     IamPolicy(IamPolicy),
     /// List items with their pointers and object sizes.
     Ls(Ls),
-    /// Print items as JSON, pointers with their object sizes.
+    /// Print items as JSON, pointers with their object sizes (vhs's `vhs:*`
+    /// bookkeeping attributes only with --raw).
     Get(Get),
     /// Stream a large value to stdout (or a file), checking its MD5; exit 1 on a
     /// mismatch.
@@ -107,6 +112,9 @@ pub enum Command {
     /// Count items, objects and bytes by attribute, orphans and incomplete
     /// multipart uploads.
     Stats(Stats),
+    /// Repair an item with a dangling pointer through the ownership protocol:
+    /// remove the pointer (attribute), or delete the item.
+    Repair(Repair),
     /// Print a shell completion script.
     Completions(Completions),
 }
@@ -224,6 +232,34 @@ pub struct Get {
     /// The items' keys: HASH, or HASH/RANGE.
     #[arg(required = true)]
     pub keys: Vec<String>,
+    /// Also print vhs's bookkeeping attributes (`vhs:tok`, marks, ...).
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// `vhs repair`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Without --attr or --delete-item, every dangling pointer of the item is removed.
+A pointer whose object exists is not dangling: repair refuses it (exit 2) unless
+--force. Removing a pointer is an update through the protocol (the object it
+stops referencing, if any, is deleted); deleting the item is a delete through the
+protocol (its objects deleted, a placeholder left for gc).")]
+pub struct Repair {
+    /// The item's key: HASH, or HASH/RANGE (as `vhs ls` prints it).
+    pub key: String,
+    /// Remove the pointer in this attribute only.
+    #[arg(long, conflicts_with = "delete_item")]
+    pub attr: Option<String>,
+    /// Delete the whole item (and every object it owns) instead.
+    #[arg(long)]
+    pub delete_item: bool,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Repair even though the pointer is not dangling (its object exists).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `vhs cat`.

@@ -155,16 +155,32 @@ fn decode(part: &str) -> Result<String, String> {
 }
 
 /// The command-line form of an item's key: `HASH` or `HASH/RANGE`, each part
-/// escaped as object keys are (so `/` and `%` cannot be mistaken).
+/// with `%` written `%25` and `/` written `%2F` (nothing else escaped), so the
+/// parts cannot be mistaken and [`parse_key`] gives them back.
 pub fn format_key(item: &Item, hash: &str, range: Option<&str>) -> String {
     let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => vhs::escape(s),
+        Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.clone(),
         _ => "?".to_owned(),
     };
-    match range {
-        Some(r) => format!("{}/{}", text(hash), text(r)),
-        None => text(hash),
-    }
+    let parts = std::iter::once(text(hash)).chain(range.map(text));
+    key_of_parts(parts)
+}
+
+/// The command-line form of a key given as its parts' text (hash, range).
+pub fn key_of_parts<S: AsRef<str>>(parts: impl IntoIterator<Item = S>) -> String {
+    parts
+        .into_iter()
+        .map(|p| p.as_ref().replace('%', "%25").replace('/', "%2F"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The item without vhs's bookkeeping attributes (`vhs:*`).
+pub fn without_bookkeeping(item: &Item) -> Item {
+    item.iter()
+        .filter(|(name, _)| !name.starts_with("vhs:"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
 }
 
 /// Reports [`Progress`]: bars on a terminal, a plain line every few seconds
@@ -246,7 +262,7 @@ mod tests {
         item.insert("pk".into(), AttributeValue::S("a/b%c d".into()));
         item.insert("sk".into(), AttributeValue::N("12".into()));
         let text = format_key(&item, "pk", Some("sk"));
-        assert_eq!(text, "a%2Fb%25c%20d/12");
+        assert_eq!(text, "a%2Fb%25c d/12");
         assert_eq!(
             parse_key(&text),
             Ok(("a/b%c d".to_owned(), Some("12".to_owned())))

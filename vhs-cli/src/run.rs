@@ -3,7 +3,7 @@
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use vhs::maintenance::{GcOptions, VerifyOptions};
+use vhs::maintenance::{BrokenPointer, GcOptions, VerifyOptions};
 use vhs::{AnyTable, AwsBackend, AwsOptions, Error, Item, Store};
 
 use crate::cli::{self, Cli, Command, Global, Output};
@@ -31,7 +31,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::Integrity { .. } | Error::DanglingPointer { .. } | Error::BadPointer { .. } => {
             EXIT_CHECK
         }
-        Error::Backend { .. } => EXIT_BACKEND,
+        Error::Backend { .. } | Error::Config { .. } => EXIT_BACKEND,
         _ => EXIT_OTHER,
     }
 }
@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Gc(args) => gc(g, args).await,
         Command::Verify(args) => verify(g, args).await,
         Command::Stats(_) => stats(g).await,
+        Command::Repair(args) => repair(g, args).await,
     }
 }
 
@@ -81,6 +82,11 @@ fn bucket_name(g: &Global) -> Result<&str> {
 
 /// A store over AWS (or the endpoints given) for the table and bucket given.
 async fn store(g: &Global) -> Result<Store> {
+    store_at(g, g.table_prefix.as_deref()).await
+}
+
+/// [`store`] with the table's objects under `table_prefix` (if given).
+async fn store_at(g: &Global, table_prefix: Option<&str>) -> Result<Store> {
     let table = table_name(g)?;
     let bucket = bucket_name(g)?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -96,18 +102,27 @@ async fn store(g: &Global) -> Result<Store> {
     options.dynamodb_endpoint_url = g.dynamodb_endpoint_url.clone();
     options.s3_endpoint_url = g.s3_endpoint_url.clone();
     options.force_path_style = g.endpoint_url.is_some() || g.s3_endpoint_url.is_some();
-    configured(g, AwsBackend::with_options(&config, options), bucket, table).build()
+    configured(
+        g,
+        AwsBackend::with_options(&config, options),
+        bucket,
+        table,
+        table_prefix,
+    )
+    .build()
 }
 
-/// A store builder over `backend` with the prefixes the options give.
+/// A store builder over `backend` with the store prefix the options give and
+/// the table prefix `table_prefix` (if given).
 fn configured(
     g: &Global,
     backend: impl vhs::Backend,
     bucket: &str,
     table: &str,
+    table_prefix: Option<&str>,
 ) -> vhs::StoreBuilder {
     let builder = Store::builder(backend, bucket).prefix(&g.prefix);
-    match &g.table_prefix {
+    match table_prefix {
         Some(prefix) => builder.table_prefix(table, prefix),
         None => builder,
     }
@@ -116,13 +131,111 @@ fn configured(
 /// The table's object prefix as a store computes it, without building a
 /// client (for the commands that call nothing).
 fn offline_table_prefix(g: &Global, bucket: &str, table: &str) -> Result<String> {
-    configured(g, vhs::MemoryBackend::new(), bucket, table)
-        .build()?
-        .table_prefix(table)
+    configured(
+        g,
+        vhs::MemoryBackend::new(),
+        bucket,
+        table,
+        g.table_prefix.as_deref(),
+    )
+    .build()?
+    .table_prefix(table)
 }
 
+/// Items read to infer the table prefix when none is given.
+const PROBE_ITEMS: usize = 200;
+
+/// Opens the table. Without `--prefix` or `--table-prefix`, the pointers of
+/// the first items tell where the table's objects are: if none lies under the
+/// default prefix and all of them agree on one in this bucket, that one is
+/// used (said on stderr); if they disagree, the command is refused.
 async fn open(g: &Global) -> Result<AnyTable> {
-    store(g).await?.open_table(table_name(g)?).await
+    let name = table_name(g)?;
+    let table = store(g).await?.open_table(name).await?;
+    if !g.prefix.is_empty() || g.table_prefix.is_some() {
+        return Ok(table);
+    }
+    let (items, _) = table.list(None, None, PROBE_ITEMS).await?;
+    let mut inside = 0;
+    let mut homes = std::collections::BTreeSet::new();
+    for item in &items {
+        inside += table.pointers(item).len();
+        for (_, uri) in table.foreign_pointers(item) {
+            if let Some(home) = AnyTable::home_of(&uri) {
+                homes.insert(home);
+            }
+        }
+    }
+    let bucket = bucket_name(g)?;
+    if inside > 0 || !homes.iter().any(|(b, _)| b == bucket) {
+        // Pointers where expected, none at all, or only in other buckets
+        // (which the commands report as foreign pointers).
+        return Ok(table);
+    }
+    let shown = |(b, p): &(String, String)| format!("s3://{b}/{p}/");
+    if homes.len() > 1 {
+        return Err(invalid(format!(
+            "no --prefix given and the items of table {name} point under several prefixes ({}): give --prefix or --table-prefix",
+            homes.iter().map(shown).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let Some(home) = homes.into_iter().next() else {
+        return Ok(table);
+    };
+    let hint = match home.1.strip_suffix(&format!("/{name}")) {
+        Some(store_prefix) => format!("--prefix {store_prefix}"),
+        None => format!("--table-prefix {}", home.1),
+    };
+    eprintln!(
+        "vhs: no --prefix given; the items' pointers are under {}: reading them as with {hint}",
+        shown(&home)
+    );
+    store_at(g, Some(&home.1)).await?.open_table(name).await
+}
+
+/// `s3://bucket/table-prefix/`: where the table's objects are.
+fn home(g: &Global, table: &AnyTable) -> String {
+    format!(
+        "s3://{}/{}/",
+        g.bucket.as_deref().unwrap_or_default(),
+        table.prefix()
+    )
+}
+
+/// Broken pointers with their keys' command-line form, sorted by key and
+/// attribute.
+fn sorted(list: &[BrokenPointer]) -> Vec<(String, &BrokenPointer)> {
+    let mut list: Vec<(String, &BrokenPointer)> = list
+        .iter()
+        .map(|b| (output::key_of_parts(&b.key), b))
+        .collect();
+    list.sort_by(|a, b| (&a.0, &a.1.attr).cmp(&(&b.0, &b.1.attr)));
+    list
+}
+
+/// The one line saying that items hold pointers outside the table's objects.
+fn foreign_line(count: u64, examples: &[BrokenPointer], home: &str) -> String {
+    let example = examples
+        .first()
+        .map(|b| {
+            format!(
+                " (e.g. {} `{}` = {})",
+                output::key_of_parts(&b.key),
+                b.attr,
+                b.value
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "FOREIGN POINTERS: {count} values point outside {home}{example}: nothing checked them; is --bucket or --prefix wrong?"
+    )
+}
+
+fn foreign_json(examples: &[BrokenPointer]) -> Vec<Value> {
+    examples
+        .iter()
+        .map(|b| json!({"key": output::key_of_parts(&b.key), "attr": b.attr, "value": b.value}))
+        .collect()
 }
 
 fn print_json(value: &Value) {
@@ -149,23 +262,34 @@ async fn fetch(table: &AnyTable, text: &str) -> Result<(Item, Option<Item>)> {
     Ok((key, item))
 }
 
-/// Pointers of `item` with the sizes of their objects (`None`: missing).
+/// What a pointer's object is.
+#[derive(Debug, Clone, PartialEq)]
+enum Object {
+    /// It exists, this many bytes.
+    Size(u64),
+    /// It does not exist: the pointer dangles.
+    Missing,
+    /// The value is no pointer of this item's (verify says why).
+    Bad(String),
+}
+
+/// Pointers of `item` with their objects. Only a failure of S3 itself is an
+/// error: one bad pointer does not stop a listing.
 async fn pointers_with_sizes(
     table: &AnyTable,
     item: &Item,
-) -> Result<Vec<(String, String, Option<u64>)>> {
+) -> Result<Vec<(String, String, Object)>> {
     let heads = table
         .pointers(item)
         .into_iter()
         .map(|(attr, uri)| async move {
-            // A value that is no pointer of this item's has no size to show
-            // (verify reports it); anything else is an error.
-            let size = match table.object_info(item, &attr).await {
-                Ok(info) => info.map(|i| i.size),
-                Err(Error::BadPointer { .. }) => None,
-                Err(e) => return Err(e),
+            let object = match table.object_info(item, &attr).await {
+                Ok(Some(info)) => Object::Size(info.size),
+                Ok(None) => Object::Missing,
+                Err(e @ Error::Backend { .. }) => return Err(e),
+                Err(e) => Object::Bad(e.to_string()),
             };
-            Ok::<_, Error>((attr, uri, size))
+            Ok::<_, Error>((attr, uri, object))
         });
     stream::iter(heads)
         .buffered(16)
@@ -175,11 +299,27 @@ async fn pointers_with_sizes(
         .collect()
 }
 
-fn pointers_json(pointers: &[(String, String, Option<u64>)]) -> Value {
+fn pointers_json(pointers: &[(String, String, Object)]) -> Value {
     Value::Object(
         pointers
             .iter()
-            .map(|(attr, uri, size)| (attr.clone(), json!({"uri": uri, "size": size})))
+            .map(|(attr, uri, object)| {
+                let value = match object {
+                    Object::Size(n) => json!({"uri": uri, "size": n}),
+                    Object::Missing => json!({"uri": uri, "size": null, "missing": true}),
+                    Object::Bad(problem) => json!({"uri": uri, "size": null, "problem": problem}),
+                };
+                (attr.clone(), value)
+            })
+            .collect(),
+    )
+}
+
+fn foreign_pointers_json(pointers: &[(String, String)]) -> Value {
+    Value::Object(
+        pointers
+            .iter()
+            .map(|(attr, uri)| (attr.clone(), Value::String(uri.clone())))
             .collect(),
     )
 }
@@ -188,25 +328,45 @@ async fn ls(g: &Global, args: &cli::Ls) -> Result<u8> {
     let table = open(g).await?;
     let (items, more) = table.list(args.pk.as_deref(), None, args.limit).await?;
     let mut rows = Vec::new();
+    let mut foreign = 0u64;
+    let mut first_foreign = None;
     for item in &items {
-        rows.push((
-            key_text(&table, item),
-            pointers_with_sizes(&table, item).await?,
-        ));
+        let key = key_text(&table, item);
+        let outside = table.foreign_pointers(item);
+        foreign += outside.len() as u64;
+        if first_foreign.is_none() {
+            first_foreign = outside.first().map(|(attr, uri)| BrokenPointer {
+                item: table.describe(item),
+                key: output::parse_key(&key)
+                    .map(|(h, r)| std::iter::once(h).chain(r).collect())
+                    .unwrap_or_default(),
+                attr: attr.clone(),
+                value: uri.clone(),
+                problem: String::new(),
+            });
+        }
+        rows.push((key, pointers_with_sizes(&table, item).await?, outside));
     }
+    let examples: Vec<BrokenPointer> = first_foreign.into_iter().collect();
     match g.output {
         Output::Json => print_json(&json!({
-            "items": rows.iter().map(|(key, pointers)| json!({
+            "items": rows.iter().map(|(key, pointers, outside)| json!({
                 "key": key,
                 "pointers": pointers_json(pointers),
+                "foreign_pointers": foreign_pointers_json(outside),
             })).collect::<Vec<_>>(),
             "more": more.is_some(),
+            "foreign_pointers": foreign,
         })),
         Output::Text => {
             let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(3).max(3);
             let attr_width = rows
                 .iter()
-                .flat_map(|r| r.1.iter().map(|p| p.0.len()))
+                .flat_map(|r| {
+                    r.1.iter()
+                        .map(|p| p.0.len())
+                        .chain(r.2.iter().map(|p| p.0.len()))
+                })
                 .max()
                 .unwrap_or(4)
                 .max(4);
@@ -216,17 +376,27 @@ async fn ls(g: &Global, args: &cli::Ls) -> Result<u8> {
                 "ATTR",
                 "SIZE"
             );
-            for (key, pointers) in &rows {
-                if pointers.is_empty() {
+            for (key, pointers, outside) in &rows {
+                if pointers.is_empty() && outside.is_empty() {
                     crate::say!("{key:width$}  {:attr_width$}  {:>10}  -", "-", "-");
                 }
-                for (attr, uri, bytes) in pointers {
-                    let bytes = bytes.map_or("MISSING".to_owned(), size);
-                    crate::say!("{key:width$}  {attr:attr_width$}  {bytes:>10}  {uri}");
+                for (attr, uri, object) in pointers {
+                    let shown = match object {
+                        Object::Size(n) => size(*n),
+                        Object::Missing => "MISSING".to_owned(),
+                        Object::Bad(_) => "BAD".to_owned(),
+                    };
+                    crate::say!("{key:width$}  {attr:attr_width$}  {shown:>10}  {uri}");
+                }
+                for (attr, uri) in outside {
+                    crate::say!("{key:width$}  {attr:attr_width$}  {:>10}  {uri}", "FOREIGN");
                 }
             }
             if more.is_some() {
                 eprintln!("(more items: raise --limit)");
+            }
+            if foreign > 0 {
+                eprintln!("{}", foreign_line(foreign, &examples, &home(g, &table)));
             }
         }
     }
@@ -241,11 +411,21 @@ async fn get(g: &Global, args: &cli::Get) -> Result<u8> {
         match fetch(&table, text).await? {
             (_, Some(item)) => {
                 let pointers = pointers_with_sizes(&table, &item).await?;
-                found.push(json!({
+                let shown = if args.raw {
+                    item_json(&item)
+                } else {
+                    item_json(&output::without_bookkeeping(&item))
+                };
+                let mut entry = json!({
                     "key": key_text(&table, &item),
-                    "item": item_json(&item),
+                    "item": shown,
                     "pointers": pointers_json(&pointers),
-                }));
+                });
+                let outside = table.foreign_pointers(&item);
+                if !outside.is_empty() {
+                    entry["foreign_pointers"] = foreign_pointers_json(&outside);
+                }
+                found.push(entry);
             }
             (key, None) => missing.push(table.describe(&key)),
         }
@@ -341,6 +521,8 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
             "rescued": report.rescued,
             "foreign": report.foreign,
             "foreign_items": report.foreign_items,
+            "foreign_pointers": report.foreign_pointers,
+            "foreign_pointer_examples": foreign_json(&report.foreign_pointer_examples),
             "marks_taken_over": report.marks_taken_over,
             "placeholders_removed": report.placeholders_removed,
             "uploads_aborted": report.uploads_aborted,
@@ -375,6 +557,16 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
                 report.uploads_aborted,
                 if args.dry_run { "to abort" } else { "aborted" },
             );
+            if report.foreign_pointers > 0 {
+                crate::say!(
+                    "{}",
+                    foreign_line(
+                        report.foreign_pointers,
+                        &report.foreign_pointer_examples,
+                        &home(g, &table)
+                    )
+                );
+            }
         }
     }
     Ok(if report.failed.is_empty() {
@@ -394,22 +586,27 @@ async fn verify(g: &Global, args: &cli::Verify) -> Result<u8> {
         .await;
     reporter.finish();
     let report = report?;
-    let broken = |list: &[vhs::maintenance::BrokenPointer]| {
-        list.iter()
-            .map(
-                |b| json!({"item": b.item, "attr": b.attr, "value": b.value, "problem": b.problem}),
-            )
+    let home = home(g, &table);
+    let broken = |list: &[BrokenPointer]| {
+        sorted(list)
+            .into_iter()
+            .map(|(key, b)| json!({"key": key, "attr": b.attr, "value": b.value, "problem": b.problem}))
             .collect::<Vec<_>>()
     };
+    let nothing_checked = report.pointers == 0 && report.items > 0;
     match g.output {
         Output::Json => print_json(&json!({
             "clean": report.is_clean(),
             "items": report.items,
             "pointers": report.pointers,
+            "nothing_checked": nothing_checked,
+            "objects_under": home,
             "inline": report.inline,
             "dangling": broken(&report.dangling),
             "integrity": broken(&report.integrity),
             "bad_pointers": broken(&report.bad_pointers),
+            "foreign_pointers": report.foreign_pointers,
+            "foreign_pointer_examples": foreign_json(&report.foreign_pointer_examples),
             "orphans": report.orphans,
             "orphan_bytes": report.orphan_bytes,
             "foreign": report.foreign,
@@ -420,30 +617,41 @@ async fn verify(g: &Global, args: &cli::Verify) -> Result<u8> {
                 ("INTEGRITY", &report.integrity),
                 ("BAD POINTER", &report.bad_pointers),
             ] {
-                for b in list {
-                    crate::say!("{what} {} `{}`: {}", b.item, b.attr, b.problem);
+                for (key, b) in sorted(list) {
+                    crate::say!("{what} {key} `{}`: {}", b.attr, b.problem);
                 }
             }
+            if report.foreign_pointers > 0 {
+                crate::say!(
+                    "{}",
+                    foreign_line(
+                        report.foreign_pointers,
+                        &report.foreign_pointer_examples,
+                        &home
+                    )
+                );
+            }
             crate::say!(
-                "{} items, {} pointers checked{}: {} dangling, {} integrity mismatches, {} bad pointers; {} orphans ({}), {} foreign objects",
+                "{} items, {} pointers checked{}: {} dangling, {} integrity mismatches, {} bad pointers, {} foreign pointers; {} orphans ({}), {} foreign objects",
                 report.items,
                 report.pointers,
                 if args.rehash { " (rehashed)" } else { "" },
                 report.dangling.len(),
                 report.integrity.len(),
                 report.bad_pointers.len(),
+                report.foreign_pointers,
                 report.orphans,
                 size(report.orphan_bytes),
                 report.foreign,
             );
-            crate::say!(
-                "{}",
-                if report.is_clean() {
-                    "OK"
-                } else {
-                    "PROBLEMS FOUND"
-                }
-            );
+            let verdict = if !report.is_clean() {
+                "PROBLEMS FOUND".to_owned()
+            } else if nothing_checked {
+                format!("NOTHING CHECKED: no item holds a pointer under {home}")
+            } else {
+                "OK".to_owned()
+            };
+            crate::say!("{verdict}");
         }
     }
     Ok(if report.is_clean() { 0 } else { EXIT_CHECK })
@@ -471,6 +679,8 @@ async fn stats(g: &Global) -> Result<u8> {
             "orphan_bytes": stats.orphan_bytes,
             "foreign": stats.foreign,
             "incomplete_uploads": stats.incomplete_uploads,
+            "foreign_pointers": stats.foreign_pointers,
+            "foreign_pointer_examples": foreign_json(&stats.foreign_pointer_examples),
         })),
         Output::Text => {
             crate::say!(
@@ -500,6 +710,16 @@ async fn stats(g: &Global) -> Result<u8> {
             );
             crate::say!("foreign     {}", stats.foreign);
             crate::say!("incomplete multipart uploads {}", stats.incomplete_uploads);
+            if stats.foreign_pointers > 0 {
+                crate::say!(
+                    "{}",
+                    foreign_line(
+                        stats.foreign_pointers,
+                        &stats.foreign_pointer_examples,
+                        &home(g, &table)
+                    )
+                );
+            }
         }
     }
     Ok(0)
@@ -516,6 +736,20 @@ async fn provision(g: &Global, args: &cli::Provision) -> Result<u8> {
         return Ok(0);
     }
     let store = store(g).await?;
+    match store.open_table(table).await {
+        Ok(found) => {
+            let (has, asked) = (found.spec(), &spec);
+            if has.hash_key != asked.hash_key || has.range_key != asked.range_key {
+                return Err(invalid(format!(
+                    "table {table} exists with keys {}, not {}",
+                    keys_text(has),
+                    keys_text(asked)
+                )));
+            }
+        }
+        Err(Error::TableNotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
     let bucket_spec = provision::bucket_spec(bucket, &store.table_prefix(table)?, args);
     let plan = if args.dry_run {
         store.plan_provision(&spec, &bucket_spec).await?
@@ -559,6 +793,21 @@ async fn provision(g: &Global, args: &cli::Provision) -> Result<u8> {
     Ok(0)
 }
 
+/// `tenant:S / id:S`: a table's keys as `--hash-key`/`--range-key` take them.
+fn keys_text(spec: &vhs::TableSpec) -> String {
+    let one = |(name, kind): &(String, vhs::KeyKind)| {
+        let kind = match kind {
+            vhs::KeyKind::String => "S",
+            vhs::KeyKind::Number => "N",
+        };
+        format!("{name}:{kind}")
+    };
+    std::iter::once(one(&spec.hash_key))
+        .chain(spec.range_key.as_ref().map(one))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn iam_policy(g: &Global, args: &cli::IamPolicy) -> Result<u8> {
     use vhs::iam::{policy, Access, PolicyScope};
     let table = table_name(g)?;
@@ -574,5 +823,114 @@ fn iam_policy(g: &Global, args: &cli::IamPolicy) -> Result<u8> {
         cli::AccessArg::Admin => Access::Admin,
     };
     print_json(&policy(access, &scope));
+    Ok(0)
+}
+
+/// `vhs repair`: removes dangling pointers, or deletes the item, through the
+/// library's protocol paths (`AnyTable::remove_pointer`, `AnyTable::delete_item`).
+async fn repair(g: &Global, args: &cli::Repair) -> Result<u8> {
+    let table = open(g).await?;
+    let (key, item) = fetch(&table, &args.key).await?;
+    let item = item.ok_or_else(|| Error::NotFound {
+        table: table.spec().name.clone(),
+        key: table.describe(&key),
+    })?;
+    let shown_key = key_text(&table, &item);
+    let pointers = pointers_with_sizes(&table, &item).await?;
+    let held = || {
+        pointers
+            .iter()
+            .map(|(a, _, _)| a.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let chosen: Vec<&(String, String, Object)> = match &args.attr {
+        Some(attr) => {
+            let found: Vec<_> = pointers.iter().filter(|p| &p.0 == attr).collect();
+            if found.is_empty() {
+                return Err(invalid(format!(
+                    "item {shown_key} holds no pointer in `{attr}`; its pointers: [{}]",
+                    held()
+                )));
+            }
+            found
+        }
+        None if args.force && args.delete_item => pointers.iter().collect(),
+        None => pointers.iter().filter(|p| p.2 == Object::Missing).collect(),
+    };
+    if let Some((attr, _, object)) = chosen.iter().find(|p| p.2 != Object::Missing) {
+        if !args.force {
+            let state = match object {
+                Object::Size(n) => format!("its object exists, {}", size(*n)),
+                Object::Bad(problem) => format!("it is not a pointer of this item: {problem}"),
+                Object::Missing => "missing".to_owned(),
+            };
+            return Err(invalid(format!(
+                "`{attr}` of {shown_key} is not dangling ({state}): repair refuses it unless --force"
+            )));
+        }
+    }
+    if chosen.is_empty() {
+        if args.delete_item && !args.force {
+            return Err(invalid(format!(
+                "{shown_key} has no dangling pointer: repair refuses to delete it unless --force"
+            )));
+        }
+        if !args.delete_item {
+            crate::say!("nothing to repair: {shown_key} has no dangling pointer");
+            return Ok(0);
+        }
+    }
+    let state = |object: &Object| match object {
+        Object::Size(n) => size(*n),
+        Object::Missing => "missing".to_owned(),
+        Object::Bad(_) => "bad".to_owned(),
+    };
+    let would = if args.dry_run { "would " } else { "" };
+    let mut lines = Vec::new();
+    let mut deleted_objects = Vec::new();
+    if args.delete_item {
+        if !args.dry_run {
+            let (_, cleanup) = table.delete_item(&key).await?;
+            deleted_objects.extend(cleanup.deleted);
+        }
+        lines.push(format!(
+            "{would}delete item {shown_key} (pointers: {})",
+            pointers
+                .iter()
+                .map(|(a, uri, o)| format!("`{a}` {uri} [{}]", state(o)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else {
+        for (attr, uri, object) in &chosen {
+            if !args.dry_run {
+                let cleanup = table.remove_pointer(&key, attr, uri).await?;
+                deleted_objects.extend(cleanup.deleted);
+            }
+            lines.push(format!(
+                "{would}remove `{attr}` of {shown_key} ({uri} [{}])",
+                state(object)
+            ));
+        }
+    }
+    match g.output {
+        Output::Json => print_json(&json!({
+            "key": shown_key,
+            "dry_run": args.dry_run,
+            "action": if args.delete_item { "delete_item" } else { "remove_pointers" },
+            "attrs": chosen.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
+            "done": lines,
+            "deleted_objects": deleted_objects,
+        })),
+        Output::Text => {
+            for line in &lines {
+                crate::say!("{line}");
+            }
+            for key in &deleted_objects {
+                crate::say!("deleted object {key}");
+            }
+        }
+    }
     Ok(0)
 }

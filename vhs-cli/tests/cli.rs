@@ -195,8 +195,13 @@ async fn operator_session_on_a_table_the_library_wrote() {
         .table()
         .and_then(|t| t.stream_specification())
         .is_some_and(|s| s.stream_enabled()));
-    // Other keys than the table has: refused, nothing changed.
-    run(with(&["provision", "--hash-key", "other:N"]), 2).await;
+    // Other keys than the table has: refused in plain words, nothing changed.
+    let out = vhs(&url, &args(&with(&["provision", "--hash-key", "other:N"]))).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!("error: invalid input: table {table} exists with keys id:S, not other:N")
+    );
 
     // Write through the library.
     let store = Store::builder(
@@ -230,7 +235,7 @@ async fn operator_session_on_a_table_the_library_wrote() {
     assert_eq!(items.len(), 3, "{listed}");
     let slashed = items
         .iter()
-        .find(|i| i["key"] == "a%2Fb%20c")
+        .find(|i| i["key"] == "a%2Fb c")
         .expect("escaped key");
     assert_eq!(slashed["pointers"]["body"]["size"], 300_000);
     assert_eq!(slashed["pointers"]["thumb"]["size"], 10);
@@ -246,7 +251,7 @@ async fn operator_session_on_a_table_the_library_wrote() {
     run(with(&["get", "doc-1/extra"]), 2).await;
 
     // cat: the bytes, MD5-checked, by the key `ls` printed.
-    let out = vhs(&url, &args(&with(&["cat", "a%2Fb%20c", "--attr", "body"]))).await;
+    let out = vhs(&url, &args(&with(&["cat", "a%2Fb c", "--attr", "body"]))).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(out.stdout, big.to_vec());
     let dir = tempfile::tempdir().unwrap();
@@ -308,7 +313,7 @@ async fn operator_session_on_a_table_the_library_wrote() {
 
     // verify: the dangling pointer (and, rehashing, the altered object); exit 1.
     let report = run(with(&["verify"]), 1).await;
-    assert!(report.contains("DANGLING id=\"doc-0\" `body`"), "{report}");
+    assert!(report.contains("DANGLING doc-0 `body`"), "{report}");
     assert!(report.contains("1 orphans"), "{report}");
     assert!(report.trim_end().ends_with("PROBLEMS FOUND"), "{report}");
     let out = vhs(
@@ -320,7 +325,7 @@ async fn operator_session_on_a_table_the_library_wrote() {
     let rehashed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rehashed["clean"], false);
     assert_eq!(rehashed["dangling"].as_array().unwrap().len(), 1);
-    assert_eq!(rehashed["integrity"][0]["item"], "id=\"doc-1\"");
+    assert_eq!(rehashed["integrity"][0]["key"], "doc-1");
     assert_eq!(rehashed["orphans"], 1);
 
     // cat of the altered object: the bytes pass, the MD5 does not; exit 1.
@@ -485,7 +490,17 @@ async fn errors_read_as_one_line_with_distinct_exit_codes() {
     );
     let out = vhs(&url, &["ls"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--table is required"));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("--table") && said.contains("VHS_TABLE") && said.lines().count() == 1,
+        "{said}"
+    );
+    // Options backed by the environment are options in the usage line.
+    let help = expect(&url, &["ls", "--help"], 0).await;
+    let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap();
+    assert_eq!(usage, "Usage: vhs ls [OPTIONS]", "{help}");
+    assert!(help.contains("[env: VHS_TABLE="), "{help}");
+    assert!(help.contains("[env: VHS_BUCKET="), "{help}");
     // Usage errors are clap's, also 2.
     assert_eq!(
         vhs(&url, &["gc", "--grace", "soon"]).await.status.code(),
@@ -544,6 +559,351 @@ async fn offline_commands_print_policies_templates_and_completions() {
         let help = expect(none, &args, 0).await;
         assert!(help.contains("Usage: vhs"), "{help}");
     }
+}
+
+/// Runs `vhs` with `args` and `env` (and nothing else from the environment
+/// but PATH): the exit status, stdout and stderr.
+async fn vhs_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vhs"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run vhs");
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Runs `vhs` against the emulator: exit status, stdout, stderr.
+async fn run3(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = vhs(url, args).await;
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfigured_prefix_and_bucket_are_found_and_dangling_items_repaired() {
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let (table, bucket, other) = (unique("pfx"), unique("pbkt"), unique("obkt"));
+    let store_with = |prefix: &str| {
+        Store::builder(
+            AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+            &bucket,
+        )
+        .prefix(prefix)
+        .table_for::<Doc>(&table)
+        .build()
+        .unwrap()
+    };
+    let store = store_with("app");
+    store.ensure_table::<Doc>().await.unwrap();
+    store.ensure_bucket().await.unwrap();
+    s3(&config)
+        .create_bucket()
+        .bucket(&other)
+        .send()
+        .await
+        .unwrap();
+    for id in ["a/b c", "doc-1", "doc-2", "doc-3"] {
+        store
+            .create_large(&Doc {
+                id: id.into(),
+                title: format!("title of {id}"),
+                body: Some(Bytes::from(format!("body of {id}"))),
+                thumb: Some(Bytes::from_static(b"thumb")),
+            })
+            .await
+            .unwrap();
+    }
+    let t = ["--table", table.as_str(), "--bucket", bucket.as_str()];
+    let with =
+        |rest: &[&str]| -> Vec<String> { t.iter().chain(rest).map(|s| s.to_string()).collect() };
+
+    // No --prefix: inferred from the pointers, said on stderr, all checked.
+    let (code, out, err) = run3(&url, &args(&with(&["verify"]))).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("--prefix app"), "{err}");
+    assert!(out.contains("4 items, 8 pointers checked"), "{out}");
+    assert!(out.trim_end().ends_with("OK"), "{out}");
+    let listed = json(&url, &args(&with(&["ls"]))).await;
+    assert_eq!(listed["foreign_pointers"], 0, "{listed}");
+    assert_eq!(listed["items"][0]["pointers"].as_object().unwrap().len(), 2);
+
+    // A wrong prefix, a wrong bucket: verify exits 1 and says why in one line.
+    let (code, out, _) = run3(&url, &args(&with(&["--prefix", "nope", "verify"]))).await;
+    assert_eq!(code, Some(1), "{out}");
+    let why: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("FOREIGN POINTERS"))
+        .collect();
+    assert_eq!(why.len(), 1, "{out}");
+    assert!(
+        why[0].contains(&format!(
+            "8 values point outside s3://{bucket}/nope/{table}/"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("0 pointers checked"), "{out}");
+    assert!(out.trim_end().ends_with("PROBLEMS FOUND"), "{out}");
+    let wrong = [
+        "--table",
+        table.as_str(),
+        "--bucket",
+        other.as_str(),
+        "--prefix",
+        "app",
+    ];
+    let (code, out, _) = run3(&url, &[&wrong[..], &["verify"]].concat()).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("FOREIGN POINTERS")
+                && l.contains(&format!("outside s3://{other}/app/{table}/"))
+                && l.contains("--bucket"))
+            .count(),
+        1,
+        "{out}"
+    );
+    let report: Value = serde_json::from_str(
+        &run3(
+            &url,
+            &[&wrong[..], &["verify", "--output", "json"]].concat(),
+        )
+        .await
+        .1,
+    )
+    .unwrap();
+    assert_eq!(report["clean"], false, "{report}");
+    assert_eq!(report["foreign_pointers"], 8, "{report}");
+    assert_eq!(report["foreign_pointer_examples"][0]["key"], "a%2Fb c");
+    let stats = json(&url, &[&wrong[..], &["stats"]].concat()).await;
+    assert_eq!(stats["foreign_pointers"], 8, "{stats}");
+    let (code, out, err) = run3(&url, &[&wrong[..], &["ls"]].concat()).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("FOREIGN")).count(),
+        8,
+        "{out}"
+    );
+    assert!(err.contains("FOREIGN POINTERS: 8 values"), "{err}");
+
+    // The library's own reports carry the count too.
+    let wrong_store = Store::builder(
+        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+        &other,
+    )
+    .prefix("app")
+    .table_for::<Doc>(&table)
+    .build()
+    .unwrap();
+    let report = wrong_store
+        .verify::<Doc>(&vhs::maintenance::VerifyOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.foreign_pointers, 8, "{report:?}");
+    assert!(!report.is_clean());
+
+    // get hides vhs's bookkeeping unless --raw; keys read alike everywhere.
+    let got = json(&url, &args(&with(&["--prefix", "app", "get", "a%2Fb c"]))).await;
+    assert_eq!(got[0]["key"], "a%2Fb c");
+    assert!(got[0]["item"].get("vhs:tok").is_none(), "{got}");
+    assert_eq!(got[0]["item"]["title"], "title of a/b c");
+    let raw = json(
+        &url,
+        &args(&with(&["--prefix", "app", "get", "--raw", "a%2Fb c"])),
+    )
+    .await;
+    assert!(raw[0]["item"].get("vhs:tok").is_some(), "{raw}");
+
+    // Dangling pointers behind the store's back: ls goes on past them.
+    let s3c = s3(&config);
+    for id in ["a/b c", "doc-2"] {
+        let stored = store.get_stored(&Doc::key(id), true).await.unwrap();
+        let gone = vhs::Pointer::parse(stored.pointer("body").unwrap()).unwrap();
+        s3c.delete_object()
+            .bucket(&bucket)
+            .key(&gone.key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let p = |rest: &[&str]| with(&[&["--prefix", "app"], rest].concat());
+    let (code, out, err) = run3(&url, &args(&p(&["ls"]))).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 1 + 8, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("MISSING")).count(),
+        2,
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("doc-3")), "{out}");
+    let listed = json(&url, &args(&p(&["ls"]))).await;
+    let report: Value = serde_json::from_str(
+        &run3(&url, &args(&p(&["verify", "--output", "json"])))
+            .await
+            .1,
+    )
+    .unwrap();
+    let dangling: Vec<&str> = report["dangling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(dangling, ["a%2Fb c", "doc-2"], "{report}");
+    let listed_keys: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    for key in &dangling {
+        assert!(listed_keys.contains(key), "{listed}");
+        let got = json(&url, &args(&p(&["get", key]))).await;
+        assert_eq!(got[0]["key"], *key);
+    }
+    let (_, out, _) = run3(&url, &args(&p(&["verify"]))).await;
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("DANGLING")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("DANGLING a%2Fb c `body`"), "{out}");
+    assert!(lines[1].starts_with("DANGLING doc-2 `body`"), "{out}");
+
+    // repair: refused on a pointer that resolves; a dry run changes nothing;
+    // then the pointer removed, the other item deleted; verify is clean.
+    let (code, _, err) = run3(&url, &args(&p(&["repair", "doc-2", "--attr", "thumb"]))).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not dangling"), "{err}");
+    let (code, _, err) = run3(&url, &args(&p(&["repair", "doc-1", "--delete-item"]))).await;
+    assert_eq!(code, Some(2), "{err}");
+    let dry = expect(&url, &args(&p(&["repair", "doc-2", "--dry-run"])), 0).await;
+    assert!(dry.contains("would remove `body` of doc-2"), "{dry}");
+    expect(&url, &args(&p(&["verify"])), 1).await;
+    let done = expect(&url, &args(&p(&["repair", "doc-2", "--attr", "body"])), 0).await;
+    assert!(done.contains("remove `body` of doc-2"), "{done}");
+    let got = json(&url, &args(&p(&["get", "doc-2"]))).await;
+    assert!(got[0]["item"].get("body").is_none(), "{got}");
+    assert_eq!(got[0]["pointers"]["thumb"]["size"], 5, "{got}");
+    let dry = expect(
+        &url,
+        &args(&p(&["repair", "a%2Fb c", "--delete-item", "--dry-run"])),
+        0,
+    )
+    .await;
+    assert!(dry.contains("would delete item a%2Fb c"), "{dry}");
+    expect(&url, &args(&p(&["get", "a%2Fb c"])), 0).await;
+    let done = expect(&url, &args(&p(&["repair", "a%2Fb c", "--delete-item"])), 0).await;
+    assert!(done.contains("delete item a%2Fb c"), "{done}");
+    expect(&url, &args(&p(&["get", "a%2Fb c"])), 3).await;
+    let clean = expect(&url, &args(&p(&["verify"])), 0).await;
+    assert!(clean.contains("3 items, 5 pointers checked"), "{clean}");
+    assert!(clean.trim_end().ends_with("OK"), "{clean}");
+    // The deleted item's thumb went with it: no orphan left.
+    let stats = json(&url, &args(&p(&["stats"]))).await;
+    assert_eq!(stats["objects"], 5, "{stats}");
+
+    // Pointers under two prefixes and no --prefix: refused, both named.
+    store_with("elsewhere")
+        .create_large(&Doc {
+            id: "stray".into(),
+            title: "stray".into(),
+            body: Some(Bytes::from_static(b"stray")),
+            thumb: None,
+        })
+        .await
+        .unwrap();
+    let (code, _, err) = run3(&url, &args(&with(&["verify"]))).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("s3://{bucket}/app/{table}/"))
+            && err.contains(&format!("s3://{bucket}/elsewhere/{table}/"))
+            && err.contains("--prefix"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_pointers_is_not_reported_ok() {
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let (table, bucket) = (unique("bare"), unique("barebkt"));
+    let store = Store::builder(
+        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+        &bucket,
+    )
+    .table_for::<Doc>(&table)
+    .build()
+    .unwrap();
+    store.ensure_table::<Doc>().await.unwrap();
+    store.ensure_bucket().await.unwrap();
+    for id in ["x", "y"] {
+        store
+            .create_large(&Doc {
+                id: id.into(),
+                title: id.into(),
+                body: None,
+                thumb: None,
+            })
+            .await
+            .unwrap();
+    }
+    let out = expect(&url, &["--table", &table, "--bucket", &bucket, "verify"], 0).await;
+    let last = out.trim_end().lines().last().unwrap();
+    assert!(last.starts_with("NOTHING CHECKED"), "{out}");
+    assert!(out.contains("2 items, 0 pointers checked"), "{out}");
+    let report: Value = serde_json::from_str(
+        &expect(
+            &url,
+            &[
+                "--table", &table, "--bucket", &bucket, "verify", "--output", "json",
+            ],
+            0,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(report["nothing_checked"], true, "{report}");
+}
+
+#[tokio::test]
+async fn a_stopped_endpoint_and_missing_credentials_read_as_one_line() {
+    // A port nothing listens on: bound, then closed.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let closed = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let base = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", empty),
+        ("AWS_SHARED_CREDENTIALS_FILE", empty),
+        ("VHS_TABLE", "docs"),
+        ("VHS_BUCKET", "bkt"),
+    ];
+    let with_keys = [
+        &base[..],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("VHS_ENDPOINT_URL", closed.as_str()),
+        ],
+    ]
+    .concat();
+    let (code, out, err) = vhs_env(&["ls"], &with_keys).await;
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    let no_keys = [&base[..], &[("VHS_ENDPOINT_URL", closed.as_str())]].concat();
+    let (code, out, err) = vhs_env(&["verify"], &no_keys).await;
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.to_lowercase().contains("credentials"), "{err}");
 }
 
 fn args(v: &[String]) -> Vec<&str> {

@@ -31,13 +31,17 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use tokio::io::AsyncWrite;
 
 use crate::backend::{ObjectInfo, Query, Scan, TableSpec};
-use crate::condition::Condition;
+use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::layout::ObjectKey;
-use crate::maintenance::{GcOptions, GcReport, Progress, TableRef, VerifyOptions, VerifyReport};
+use crate::maintenance::{
+    BrokenPointer, ForeignTally, GcOptions, GcReport, Progress, TableRef, VerifyOptions,
+    VerifyReport,
+};
 use crate::model::{Item, KeyKind};
+use crate::protocol::decide::Plan;
 use crate::protocol::item::PLACEHOLDER;
-use crate::store::Store;
+use crate::store::{Cleanup, Store};
 
 /// A table read through its key schema (see the [module docs](self)).
 pub struct AnyTable {
@@ -81,6 +85,14 @@ pub struct Stats {
     pub foreign: u64,
     /// Multipart uploads under the prefix not completed nor aborted yet.
     pub incomplete_uploads: u64,
+    /// Items' string values starting `s3://` that lie outside the store's
+    /// bucket or the table's prefix (see
+    /// [`VerifyReport::foreign_pointers`](crate::maintenance::VerifyReport::foreign_pointers)):
+    /// usually a wrong bucket or prefix in the store's configuration.
+    pub foreign_pointers: u64,
+    /// Up to [`FOREIGN_EXAMPLES`](crate::maintenance::FOREIGN_EXAMPLES) of
+    /// them, by key.
+    pub foreign_pointer_examples: Vec<BrokenPointer>,
 }
 
 /// Objects of one large attribute, in [`Stats::by_attr`].
@@ -186,6 +198,31 @@ impl AnyTable {
             .into_iter()
             .map(|(a, v)| (a.to_owned(), v))
             .collect()
+    }
+
+    /// The values of `item` that look like pointers (strings starting
+    /// `s3://`) but lie outside the store's bucket or the table's prefix:
+    /// `(attribute, value)`, sorted. Nothing follows them: a store configured
+    /// with the wrong bucket or prefix sees every pointer here.
+    pub fn foreign_pointers(&self, item: &Item) -> Vec<(String, String)> {
+        self.table
+            .foreign_pointers(self.store.bucket(), item)
+            .into_iter()
+            .map(|(a, v)| (a.to_owned(), v))
+            .collect()
+    }
+
+    /// Where a pointer's object lives: its bucket and the table prefix its
+    /// key starts with (everything before the `pk=` segment), e.g.
+    /// `("bkt", "app/docs")` for `s3://bkt/app/docs/pk=a/attr=body/md5=...`.
+    /// `None` if `uri` is not an `s3://` URI whose key has a `pk=` segment.
+    /// What a store reading the item would need as its
+    /// [`table_prefix`](crate::StoreBuilder::table_prefix).
+    pub fn home_of(uri: &str) -> Option<(String, String)> {
+        let pointer = crate::layout::Pointer::parse(uri).ok()?;
+        let segments: Vec<&str> = pointer.key.split('/').collect();
+        let at = segments.iter().position(|s| s.starts_with("pk="))?;
+        Some((pointer.bucket.clone(), segments[..at].join("/")))
     }
 
     /// Up to `limit` live items, in the table's order (Scan), or of one hash
@@ -402,6 +439,114 @@ impl AnyTable {
         }
     }
 
+    /// Removes the pointer `attr` of the item at `key` if it still holds
+    /// `uri`, through the ownership protocol (the commit machine: one
+    /// conditional write decided on the item read, the object it stops
+    /// referencing reserved and deleted, as an update that removes a large
+    /// value does). For repairing an item whose pointer dangles: the caller
+    /// decides whether the object is missing (see [`AnyTable::object_info`]).
+    /// [`Error::NotFound`] if there is no live item,
+    /// [`Error::ConditionFailed`] if `attr` no longer holds `uri`,
+    /// [`Error::InvalidInput`] if `attr` is a key or vhs attribute. Returns
+    /// what the cleanup deleted (nothing, for a missing object) or left.
+    pub async fn remove_pointer(&self, key: &Item, attr: &str, uri: &str) -> Result<Cleanup> {
+        let span = tracing::info_span!(
+            "remove_pointer",
+            table = %self.spec.name,
+            key = %self.describe(key),
+            attr,
+            requests = tracing::field::Empty
+        );
+        crate::store::traced(&span, self.remove_pointer_run(key, attr, uri)).await
+    }
+
+    async fn remove_pointer_run(&self, key: &Item, attr: &str, uri: &str) -> Result<Cleanup> {
+        if attr.starts_with("vhs:") || self.is_key_attr(attr) {
+            return Err(Error::invalid(format!(
+                "`{attr}` is a key or vhs attribute of table {}, not a pointer",
+                self.spec.name
+            )));
+        }
+        let item = self.get(key).await?.ok_or_else(|| Error::NotFound {
+            table: self.spec.name.clone(),
+            key: self.describe(key),
+        })?;
+        self.pointers(&item); // records the item's pointer attributes
+        let target = self.target_of(&item)?;
+        let attr: &'static str = crate::maintenance::intern(attr);
+        let value = AttributeValue::S(uri.to_owned());
+        let written = self
+            .store
+            .write::<Untyped>(
+                &target,
+                Vec::new(),
+                crate::store::UploadOrder::WhileReading,
+                vec![attr],
+                |state| match state.live() {
+                    None => Plan::Fail(target.not_found()),
+                    Some(now) if now.get(attr) == Some(&value) => Plan::Update(
+                        ItemUpdate {
+                            remove: vec![attr.to_owned()],
+                            ..ItemUpdate::default()
+                        },
+                        Some(Condition::eq(attr, uri)),
+                    ),
+                    Some(_) => Plan::Fail(Error::ConditionFailed {
+                        table: target.table.clone(),
+                        key: target.describe.clone(),
+                    }),
+                },
+            )
+            .await?;
+        Ok(written.cleanup)
+    }
+
+    /// Deletes the item at `key` and every object it owns, through the
+    /// ownership protocol (the delete machine, as [`Store::delete_large`]
+    /// does: the item becomes a placeholder keeping its pointers as
+    /// reservations, its objects are deleted, the placeholder's pointers
+    /// removed; GC removes the placeholder after the retention). A missing
+    /// object (a dangling pointer) is no obstacle. Returns the item as it was
+    /// and what the cleanup deleted or left. [`Error::NotFound`] if there is
+    /// no live item.
+    pub async fn delete_item(&self, key: &Item) -> Result<(Item, Cleanup)> {
+        let span = tracing::info_span!(
+            "delete_item",
+            table = %self.spec.name,
+            key = %self.describe(key),
+            requests = tracing::field::Empty
+        );
+        crate::store::traced(&span, self.delete_item_run(key)).await
+    }
+
+    async fn delete_item_run(&self, key: &Item) -> Result<(Item, Cleanup)> {
+        let not_found = || Error::NotFound {
+            table: self.spec.name.clone(),
+            key: self.describe(key),
+        };
+        let item = self.get(key).await?.ok_or_else(not_found)?;
+        self.pointers(&item); // records the item's pointer attributes
+        let mut target = self.target_of(&item)?;
+        // Everything but the key, vhs's bookkeeping and the pointers it owns
+        // (kept as reservations until their objects are gone) is removed.
+        target.plain = item
+            .iter()
+            .filter(|(name, value)| {
+                !name.starts_with("vhs:")
+                    && !self.is_key_attr(name)
+                    && target.owned(name, value).is_none()
+            })
+            .map(|(name, _)| crate::maintenance::intern(name))
+            .collect();
+        target.plain.sort();
+        let (old, cleanup) = self.store.delete_record(&target, None, None).await?;
+        Ok((old.unwrap_or(item), cleanup))
+    }
+
+    fn is_key_attr(&self, name: &str) -> bool {
+        name == self.spec.hash_key.0 || self.spec.range_key.as_ref().is_some_and(|r| r.0 == name)
+    }
+
     /// [`Store::gc`] of this table: orphans (unreferenced objects older than
     /// the grace period) deleted through the deletion protocol.
     pub async fn gc(
@@ -438,11 +583,13 @@ impl AnyTable {
     async fn count(&self, progress: &(dyn Fn(Progress) + Send + Sync)) -> Result<Stats> {
         let placeholders = AtomicU64::new(0);
         let pointers = AtomicU64::new(0);
+        let outside = ForeignTally::default();
         let (referenced, scanned) = self
             .store
             .scan_referenced(&self.table, 4, progress, |page| {
-                let (placeholders, pointers) = (&placeholders, &pointers);
+                let (placeholders, pointers, outside) = (&placeholders, &pointers, &outside);
                 async move {
+                    outside.note(&self.table, self.store.bucket(), &page);
                     for item in &page {
                         if item.contains_key(PLACEHOLDER) {
                             placeholders.fetch_add(1, Ordering::Relaxed);
@@ -456,10 +603,13 @@ impl AnyTable {
             })
             .await?;
         let placeholders = placeholders.into_inner();
+        let (foreign_pointers, foreign_pointer_examples) = outside.finish();
         let mut stats = Stats {
             items: scanned - placeholders,
             placeholders,
             pointers: pointers.into_inner(),
+            foreign_pointers,
+            foreign_pointer_examples,
             ..Stats::default()
         };
         let prefix = self.table.prefix.clone();
@@ -483,5 +633,45 @@ impl AnyTable {
             .await?;
         stats.incomplete_uploads = self.store.incomplete_uploads(&self.table).await?;
         Ok(stats)
+    }
+}
+
+/// The model an [`AnyTable`] write goes through the commit machine with: it
+/// uploads nothing, so no part of the model is ever asked for.
+struct Untyped;
+
+impl crate::model::Model for Untyped {
+    const SCHEMA: crate::model::Schema = crate::model::Schema {
+        table: "",
+        hash_key: crate::model::KeyDef {
+            name: "",
+            kind: KeyKind::String,
+        },
+        range_key: None,
+        large: &[],
+        attributes: &[],
+        version: None,
+        indexes: &[],
+        updated_at: None,
+    };
+
+    fn primary_key(&self) -> crate::model::Key<Self> {
+        crate::model::Key::from_parts(crate::model::KeyValue::String(String::new()), None)
+    }
+
+    fn to_item(&self) -> Result<Item> {
+        Ok(Item::new())
+    }
+
+    fn from_item(_: Item) -> Result<Self> {
+        Ok(Untyped)
+    }
+
+    fn encode_large(&self) -> Result<Vec<Option<crate::blob::Blob>>> {
+        Ok(Vec::new())
+    }
+
+    fn decode_large(&mut self, _: usize, _: bytes::Bytes) -> Result<()> {
+        Ok(())
     }
 }

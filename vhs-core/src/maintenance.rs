@@ -166,6 +166,14 @@ pub struct GcReport {
     pub deleted_bytes: u64,
     /// Deletes that failed, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Values that look like pointers (`s3://...`) but lie outside this
+    /// store's bucket or the table's prefix: see
+    /// [`VerifyReport::foreign_pointers`]. GC never counts them as references
+    /// and never deletes through them; a wrong bucket or prefix in the
+    /// store's configuration shows here.
+    pub foreign_pointers: u64,
+    /// Up to [`FOREIGN_EXAMPLES`] of them, by key.
+    pub foreign_pointer_examples: Vec<BrokenPointer>,
 }
 
 /// Settings of [`Store::verify`].
@@ -196,11 +204,18 @@ impl VerifyOptions {
     }
 }
 
-/// One broken pointer found by [`Store::verify`].
+/// How many examples of foreign pointers the reports keep
+/// ([`VerifyReport::foreign_pointer_examples`]).
+pub const FOREIGN_EXAMPLES: usize = 5;
+
+/// One broken (or foreign) pointer found by [`Store::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenPointer {
     /// The item's key, human-readable.
     pub item: String,
+    /// The item's key values as text: the hash key's, then the range key's
+    /// (if the table has one). Reports are sorted by it.
+    pub key: Vec<String>,
     /// The attribute.
     pub attr: String,
     /// What it holds.
@@ -233,13 +248,80 @@ pub struct VerifyReport {
     pub orphan_bytes: u64,
     /// Objects under the prefix whose key is not in vhs's layout.
     pub foreign: u64,
+    /// Items' values that look like pointers (strings starting `s3://`; for a
+    /// model, in its large attributes) but name another bucket or lie outside
+    /// the table's prefix: nothing checked them. Usually the store is
+    /// configured with the wrong bucket or prefix (every pointer is then
+    /// foreign and `pointers` is 0); a model's large attribute holding one is
+    /// also in `bad_pointers`.
+    pub foreign_pointers: u64,
+    /// Up to [`FOREIGN_EXAMPLES`] of them, by key.
+    pub foreign_pointer_examples: Vec<BrokenPointer>,
 }
 
 impl VerifyReport {
-    /// No dangling pointer, no integrity mismatch, no bad pointer.
+    /// No dangling pointer, no integrity mismatch, no bad pointer, no foreign
+    /// pointer.
     pub fn is_clean(&self) -> bool {
-        self.dangling.is_empty() && self.integrity.is_empty() && self.bad_pointers.is_empty()
+        self.dangling.is_empty()
+            && self.integrity.is_empty()
+            && self.bad_pointers.is_empty()
+            && self.foreign_pointers == 0
     }
+}
+
+/// Foreign pointers counted during a scan, with a few examples.
+#[derive(Default)]
+pub(crate) struct ForeignTally {
+    count: AtomicU64,
+    examples: std::sync::Mutex<Vec<BrokenPointer>>,
+}
+
+impl ForeignTally {
+    /// Counts the foreign pointers of the live items of `page`.
+    pub(crate) fn note(&self, table: &TableRef, bucket: &str, page: &[Item]) {
+        for item in page.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
+            let found = table.foreign_pointers(bucket, item);
+            if found.is_empty() {
+                continue;
+            }
+            self.count.fetch_add(found.len() as u64, Ordering::Relaxed);
+            let mut examples = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+            let home = format!("s3://{bucket}/{}", table.object_prefix());
+            for (attr, value) in found {
+                examples.push(BrokenPointer {
+                    item: (table.describe)(item),
+                    key: key_texts(table, item),
+                    attr: attr.to_owned(),
+                    value,
+                    problem: format!("outside this store's objects ({home})"),
+                });
+            }
+            examples.sort_by(|a, b| (&a.key, &a.attr).cmp(&(&b.key, &b.attr)));
+            examples.truncate(FOREIGN_EXAMPLES);
+        }
+    }
+
+    /// The count and the examples.
+    pub(crate) fn finish(self) -> (u64, Vec<BrokenPointer>) {
+        (
+            self.count.into_inner(),
+            self.examples
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
+
+/// The key values of `item` as text (hash, then range).
+pub(crate) fn key_texts(table: &TableRef, item: &Item) -> Vec<String> {
+    std::iter::once(table.keys.0)
+        .chain(table.keys.1)
+        .map(|n| match item.get(n) {
+            Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.clone(),
+            other => display(other),
+        })
+        .collect()
 }
 
 /// The target of the item an object key names, if it can name one.
@@ -324,6 +406,38 @@ impl TableRef {
         (out, inline)
     }
 
+    /// Values of `item` that look like pointers but lie outside `bucket` or
+    /// the table's prefix: `(attribute, value)`, sorted. For a model, its
+    /// large attributes only (other attributes may hold any `s3://` text); for
+    /// an untyped table, every attribute but vhs's own.
+    pub(crate) fn foreign_pointers(
+        &self,
+        bucket: &str,
+        item: &Item,
+    ) -> Vec<(&'static str, String)> {
+        let home = format!("s3://{bucket}/{}", self.object_prefix());
+        let foreign = |value: Option<&AttributeValue>| match value {
+            Some(AttributeValue::S(uri)) if uri.starts_with("s3://") && !uri.starts_with(&home) => {
+                Some(uri.clone())
+            }
+            _ => None,
+        };
+        let mut out: Vec<(&'static str, String)> = match &self.discovered {
+            None => self
+                .large
+                .iter()
+                .filter_map(|a| Some((*a, foreign(item.get(*a))?)))
+                .collect(),
+            Some(_) => item
+                .iter()
+                .filter(|(name, _)| !name.starts_with("vhs:"))
+                .filter_map(|(name, value)| Some((intern(name), foreign(Some(value))?)))
+                .collect(),
+        };
+        out.sort();
+        out
+    }
+
     /// A table known only by its key schema: the CLI's view of any table vhs
     /// (or pynamodb_mate, whose layout vhs shares) wrote. Pointers are
     /// recognised by their value (see [`TableRef::pointers`]); an object's item
@@ -395,7 +509,7 @@ impl TableRef {
     }
 
     /// The prefix its objects are listed under: `{prefix}/`, or everything.
-    fn object_prefix(&self) -> String {
+    pub(crate) fn object_prefix(&self) -> String {
         if self.prefix.is_empty() {
             String::new()
         } else {
@@ -719,10 +833,12 @@ impl Store {
         let now = Now::system();
         let stale = std::sync::Mutex::new(Vec::new());
         let foreign = AtomicU64::new(0);
+        let outside = ForeignTally::default();
         let (referenced, items) = self
             .scan_table(table, options.segments, progress, |page| {
-                let (stale, foreign) = (&stale, &foreign);
+                let (stale, foreign, outside) = (&stale, &foreign, &outside);
                 async move {
+                    outside.note(table, self.bucket(), &page);
                     let mut old = Vec::new();
                     for item in page {
                         if !item.contains_key(PLACEHOLDER)
@@ -756,9 +872,12 @@ impl Store {
                 table.table
             )));
         }
+        let (foreign_pointers, foreign_pointer_examples) = outside.finish();
         let mut report = GcReport {
             items,
             foreign_items: foreign,
+            foreign_pointers,
+            foreign_pointer_examples,
             ..GcReport::default()
         };
         let wall = SystemTime::now();
@@ -950,16 +1069,26 @@ impl Store {
         // broken ones are kept.
         let checked = AtomicU64::new(0);
         let broken = std::sync::Mutex::new(VerifyReport::default());
+        let outside = ForeignTally::default();
         let (referenced, items) = self
             .scan_table(table, options.segments, progress, |page| {
-                let (checked, broken) = (&checked, &broken);
+                let (checked, broken, outside) = (&checked, &broken, &outside);
                 async move {
+                    outside.note(table, self.bucket(), &page);
                     self.verify_page(table, page, options.rehash, checked, broken, progress)
                         .await
                 }
             })
             .await?;
         let mut report = broken.into_inner().unwrap_or_else(|e| e.into_inner());
+        (report.foreign_pointers, report.foreign_pointer_examples) = outside.finish();
+        for list in [
+            &mut report.dangling,
+            &mut report.integrity,
+            &mut report.bad_pointers,
+        ] {
+            list.sort_by(|a, b| (&a.key, &a.attr).cmp(&(&b.key, &b.attr)));
+        }
         report.items = items;
         report.pointers = checked.load(Ordering::Relaxed);
         progress(Progress::PointersChecked(report.pointers));
@@ -996,14 +1125,15 @@ impl Store {
             inline += kept;
             let target = item_target(table, item);
             for (attr, value) in held {
-                pointers.push(((table.describe)(item), target.clone(), attr, value));
+                let key = key_texts(table, item);
+                pointers.push(((table.describe)(item), key, target.clone(), attr, value));
             }
         }
         // Futures built up front (not in a stream combinator's closure), so the
         // caller's future stays provably `Send`.
         let checks: Vec<_> = pointers
             .into_iter()
-            .map(|(item, target, attr, value)| async move {
+            .map(|(item, key, target, attr, value)| async move {
                 let result = match &target {
                     Some(target) => self.check_object(target, attr, &value, rehash).await,
                     None => Err(Error::BadPointer {
@@ -1016,7 +1146,7 @@ impl Store {
                 if n % 100 == 0 {
                     progress(Progress::PointersChecked(n));
                 }
-                (item, attr, value, result)
+                (item, key, attr, value, result)
             })
             .collect();
         let results: Vec<_> = stream::iter(checks)
@@ -1025,9 +1155,10 @@ impl Store {
             .await;
         let mut report = broken.lock().unwrap_or_else(|e| e.into_inner());
         report.inline += inline;
-        for (item, attr, value, result) in results {
+        for (item, key, attr, value, result) in results {
             let pointer = |problem: String| BrokenPointer {
                 item: item.clone(),
+                key: key.clone(),
                 attr: attr.to_owned(),
                 value: value.clone(),
                 problem,
@@ -1057,7 +1188,18 @@ impl Store {
     ) -> Result<()> {
         let (pointer, md5) = self.check_pointer(target, attr, uri)?;
         if rehash {
-            return self.fetch(attr, &(pointer, md5)).await.map(|_| ());
+            // Streamed range by range through the hash, never held whole.
+            return self
+                .stream_pointer(
+                    &target.table,
+                    &target.describe,
+                    attr,
+                    &pointer,
+                    &md5,
+                    &mut tokio::io::sink(),
+                )
+                .await
+                .map(|_| ());
         }
         match self
             .backend()
