@@ -471,6 +471,10 @@ impl<B: Backend> Backend for ParkingBackend<B> {
         self.inner.describe_table(table).await
     }
 
+    async fn delete_table(&self, table: &str) -> vhs::Result<bool> {
+        self.inner.delete_table(table).await
+    }
+
     async fn bucket_exists(&self, bucket: &str) -> vhs::Result<bool> {
         self.inner.bucket_exists(bucket).await
     }

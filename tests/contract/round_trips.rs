@@ -242,6 +242,9 @@ impl Backend for Depth {
     async fn describe_table(&self, table: &str) -> vhs::Result<Option<vhs::TableSpec>> {
         self.inner().describe_table(table).await
     }
+    async fn delete_table(&self, table: &str) -> vhs::Result<bool> {
+        self.inner().delete_table(table).await
+    }
     async fn bucket_exists(&self, bucket: &str) -> vhs::Result<bool> {
         self.inner().bucket_exists(bucket).await
     }

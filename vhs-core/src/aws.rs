@@ -658,6 +658,34 @@ impl Backend for AwsBackend {
         self.table_options(spec, &described).await
     }
 
+    async fn delete_table(&self, table: &str) -> Result<bool> {
+        const OP: &str = "DeleteTable";
+        match self.dynamodb.delete_table().table_name(table).send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(sdk_error("dynamodb", OP, e)),
+        }
+        // DynamoDB deletes in the background (status DELETING): wait until the
+        // table is gone, so that it can be created again at once.
+        for _ in 0..3000 {
+            if self.describe_table(table).await?.is_none() {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(Error::backend(
+            "dynamodb",
+            OP,
+            true,
+            format!("table {table} was still being deleted after 10 minutes"),
+        ))
+    }
+
     async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
         const OP: &str = "DescribeTable";
         let out = match self

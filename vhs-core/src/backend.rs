@@ -645,6 +645,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// another call to read.)
     async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>>;
 
+    /// DeleteTable (provisioning, for tests and teardown): deletes the table
+    /// and every item in it, and returns once it is gone. `false` if there was
+    /// no such table. S3 objects the items referenced are not touched.
+    async fn delete_table(&self, table: &str) -> Result<bool>;
+
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, bucket: &str) -> Result<()>;
 
@@ -752,6 +757,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn create_table(&self, spec: &TableSpec) -> Result<()> {
         (**self).create_table(spec).await
+    }
+    async fn delete_table(&self, table: &str) -> Result<bool> {
+        (**self).delete_table(table).await
     }
     async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
         (**self).get_item(table, key, consistent).await

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::blob::Blob;
-use crate::condition::Condition;
+use crate::condition::{Condition, IntoAttributeValue, SetExpr};
 use crate::error::{Error, Result};
 use crate::model::{derive_support, LargeValue, Model};
 
@@ -89,14 +89,25 @@ impl<M: Model> fmt::Debug for LargeValues<M> {
 }
 
 /// Changes to a stored item: new large values, ordinary attributes to set or
-/// remove, and an optional condition. The argument of `update_large`.
+/// remove, atomic operations on ordinary attributes (`add`, `append_to_list`,
+/// `set_if_not_exists`, `delete_from_set`), and an optional condition. The
+/// argument of `update_large`.
+///
+/// Each ordinary attribute gets one operation: a later call naming the same
+/// attribute replaces the earlier one (DynamoDB refuses an update naming an
+/// attribute twice).
 ///
 /// `#[derive(Model)]` generates a typed builder, `{Model}Update`, with one
-/// `set_<field>` method per field, that converts into this.
+/// `set_<field>` method per field (and `add_<field>`, `append_<field>`,
+/// `set_<field>_if_not_exists` where the field's type fits), that converts
+/// into this.
 pub struct Changes<M> {
     pub(crate) large: LargeValues<M>,
     pub(crate) set: Vec<(&'static str, AttributeValue)>,
     pub(crate) remove: Vec<&'static str>,
+    pub(crate) set_expr: Vec<(&'static str, SetExpr)>,
+    pub(crate) add: Vec<(&'static str, AttributeValue)>,
+    pub(crate) delete: Vec<(&'static str, AttributeValue)>,
     pub(crate) condition: Option<Condition>,
     pub(crate) expected_version: Option<u64>,
     pub(crate) error: Option<Error>,
@@ -109,6 +120,9 @@ impl<M: Model> Changes<M> {
             large: LargeValues::new(),
             set: Vec::new(),
             remove: Vec::new(),
+            set_expr: Vec::new(),
+            add: Vec::new(),
+            delete: Vec::new(),
             condition: None,
             expected_version: None,
             error: None,
@@ -132,9 +146,79 @@ impl<M: Model> Changes<M> {
 
     /// Removes an ordinary attribute.
     pub fn remove(mut self, name: &'static str) -> Self {
-        self.set.retain(|(n, _)| *n != name);
-        self.remove.retain(|n| *n != name);
+        self.forget(name);
         self.remove.push(name);
+        self
+    }
+
+    /// DynamoDB's `ADD name value`, atomic on the service: a number (any Rust
+    /// number) is added to the number attribute, a set (`AttributeValue::Ss`,
+    /// `Ns` or `Bs`, non-empty) has its members added to the set attribute.
+    /// An absent attribute starts at 0 or the empty set. A stored attribute of
+    /// another type fails the update with DynamoDB's `ValidationException`.
+    pub fn add(mut self, name: &'static str, value: impl IntoAttributeValue) -> Self {
+        self.add_attr_value(name, value.into_attribute_value());
+        self
+    }
+
+    /// `ADD name {members}` on a string set attribute: the members added (the
+    /// set created if absent).
+    pub fn add_to_string_set<S: Into<String>>(
+        self,
+        name: &'static str,
+        members: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let members = members.into_iter().map(Into::into).collect();
+        self.add(name, AttributeValue::Ss(members))
+    }
+
+    /// DynamoDB's `DELETE name set`: the members of `set` (`AttributeValue::Ss`,
+    /// `Ns` or `Bs`, non-empty) removed from the set attribute, which is
+    /// removed when it becomes empty; an absent attribute stays absent.
+    pub fn delete_from_set(mut self, name: &'static str, set: AttributeValue) -> Self {
+        self.forget(name);
+        self.delete.push((name, set));
+        self
+    }
+
+    /// `DELETE name {members}` on a string set attribute.
+    pub fn delete_from_string_set<S: Into<String>>(
+        self,
+        name: &'static str,
+        members: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let members = members.into_iter().map(Into::into).collect();
+        self.delete_from_set(name, AttributeValue::Ss(members))
+    }
+
+    /// DynamoDB's `SET name = list_append(name, values)`: `values` (serialized
+    /// as a list) appended to the list attribute, atomically. As on DynamoDB,
+    /// the attribute must exist: an absent one fails the update with a
+    /// `ValidationException` (use [`Changes::append_to_list_or_create`]).
+    pub fn append_to_list<T: Serialize>(mut self, name: &'static str, values: &[T]) -> Self {
+        self.append_attr(name, values, false);
+        self
+    }
+
+    /// `SET name = list_append(if_not_exists(name, []), values)`: appended, or
+    /// the list created with `values` if the attribute is absent.
+    pub fn append_to_list_or_create<T: Serialize>(
+        mut self,
+        name: &'static str,
+        values: &[T],
+    ) -> Self {
+        self.append_attr(name, values, true);
+        self
+    }
+
+    /// DynamoDB's `SET name = if_not_exists(name, value)`: sets the attribute
+    /// only if the stored item does not have it.
+    pub fn set_if_not_exists<T: Serialize + ?Sized>(
+        mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Self {
+        self.set_if_not_exists_attr(name, value);
         self
     }
 
@@ -166,21 +250,77 @@ impl<M: Model> Changes<M> {
 
     /// Whether nothing is changed.
     pub fn is_empty(&self) -> bool {
-        self.large.is_empty() && self.set.is_empty() && self.remove.is_empty()
+        self.large.is_empty()
+            && self.set.is_empty()
+            && self.remove.is_empty()
+            && self.set_expr.is_empty()
+            && self.add.is_empty()
+            && self.delete.is_empty()
+    }
+
+    /// Drops every operation on `name` (the next one replaces them).
+    fn forget(&mut self, name: &str) {
+        self.set.retain(|(n, _)| *n != name);
+        self.remove.retain(|n| *n != name);
+        self.set_expr.retain(|(n, _)| *n != name);
+        self.add.retain(|(n, _)| *n != name);
+        self.delete.retain(|(n, _)| *n != name);
     }
 
     #[doc(hidden)]
     pub fn set_attr<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
         match derive_support::to_attr(name, value) {
             Ok(AttributeValue::Null(_)) => {
-                self.set.retain(|(n, _)| *n != name);
-                self.remove.retain(|n| *n != name);
+                self.forget(name);
                 self.remove.push(name);
             }
             Ok(v) => {
-                self.remove.retain(|n| *n != name);
-                self.set.retain(|(n, _)| *n != name);
+                self.forget(name);
                 self.set.push((name, v));
+            }
+            Err(e) => self.record(e),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn add_attr_value(&mut self, name: &'static str, value: AttributeValue) {
+        self.forget(name);
+        self.add.push((name, value));
+    }
+
+    #[doc(hidden)]
+    pub fn add_attr<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        match derive_support::to_attr(name, value) {
+            Ok(v) => self.add_attr_value(name, v),
+            Err(e) => self.record(e),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn append_attr<T: Serialize>(&mut self, name: &'static str, values: &[T], create: bool) {
+        match derive_support::to_attr(name, values) {
+            Ok(v) => {
+                self.forget(name);
+                self.set_expr.push((
+                    name,
+                    match create {
+                        true => SetExpr::AppendOrCreate(v),
+                        false => SetExpr::Append(v),
+                    },
+                ));
+            }
+            Err(e) => self.record(e),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn set_if_not_exists_attr<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        match derive_support::to_attr(name, value) {
+            // Nothing to set if absent: no change.
+            Ok(AttributeValue::Null(_)) => self.forget(name),
+            Ok(v) => {
+                self.forget(name);
+                self.set_expr.push((name, SetExpr::IfNotExists(v)));
             }
             Err(e) => self.record(e),
         }
@@ -219,7 +359,10 @@ impl<M: Model> Changes<M> {
             .set
             .iter()
             .map(|(n, _)| *n)
-            .chain(self.remove.iter().copied());
+            .chain(self.remove.iter().copied())
+            .chain(self.set_expr.iter().map(|(n, _)| *n))
+            .chain(self.add.iter().map(|(n, _)| *n))
+            .chain(self.delete.iter().map(|(n, _)| *n));
         for name in names {
             if name == schema.hash_key.name || schema.range_key.is_some_and(|r| r.name == name) {
                 return Err(Error::invalid(format!(
@@ -253,6 +396,15 @@ impl<M: Model> fmt::Debug for Changes<M> {
             .field("large", &self.large)
             .field("set", &self.set.iter().map(|(n, _)| n).collect::<Vec<_>>())
             .field("remove", &self.remove)
+            .field(
+                "set_expr",
+                &self.set_expr.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("add", &self.add.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "delete",
+                &self.delete.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("condition", &self.condition)
             .finish()
     }

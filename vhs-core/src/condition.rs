@@ -61,9 +61,18 @@ pub enum Condition {
     BeginsWith(String, String),
     /// `name BETWEEN low AND high` (both bounds included).
     Between(String, AttributeValue, AttributeValue),
-    /// `contains(name, text)`: the string attribute contains `text`, or the
-    /// string set attribute has it as a member.
-    Contains(String, String),
+    /// `contains(name, operand)`: the string attribute contains the string
+    /// `operand`; the set or list attribute has `operand` as a member.
+    Contains(String, AttributeValue),
+    /// `name IN (v1, v2, ...)`: the attribute equals one of the values (1 to
+    /// [`MAX_IN_VALUES`]).
+    In(String, Vec<AttributeValue>),
+    /// `size(name) <op> n`: the size of the attribute (UTF-8 bytes of a string,
+    /// bytes of a binary, elements of a list, map or set) compared with `n`.
+    Size(String, Cmp, u64),
+    /// `attribute_type(name, type)`: the attribute has the DynamoDB type
+    /// `type` (`S`, `SS`, `N`, `NS`, `B`, `BS`, `BOOL`, `NULL`, `L` or `M`).
+    AttributeType(String, String),
     /// A condition whose value could not be encoded (from a typed
     /// [`Attr`](crate::Attr)): the store refuses it with
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) before sending
@@ -75,6 +84,78 @@ pub enum Condition {
     Or(Vec<Condition>),
     /// It does not hold.
     Not(Box<Condition>),
+}
+
+/// Most values of one `IN` condition (DynamoDB's limit).
+pub const MAX_IN_VALUES: usize = 100;
+
+/// The DynamoDB type names [`Condition::attribute_type`] accepts.
+pub const ATTRIBUTE_TYPES: [&str; 10] = ["S", "SS", "N", "NS", "B", "BS", "BOOL", "NULL", "L", "M"];
+
+/// The DynamoDB type name of a value (`S`, `N`, `SS`, ...).
+pub fn type_name(value: &AttributeValue) -> &'static str {
+    match value {
+        AttributeValue::S(_) => "S",
+        AttributeValue::N(_) => "N",
+        AttributeValue::B(_) => "B",
+        AttributeValue::Ss(_) => "SS",
+        AttributeValue::Ns(_) => "NS",
+        AttributeValue::Bs(_) => "BS",
+        AttributeValue::Bool(_) => "BOOL",
+        AttributeValue::Null(_) => "NULL",
+        AttributeValue::L(_) => "L",
+        AttributeValue::M(_) => "M",
+        _ => "unknown",
+    }
+}
+
+/// DynamoDB's `size(..)` of a value: UTF-8 bytes of a string, bytes of a
+/// binary, elements of a list, map or set; `None` for other types.
+pub fn size_of(value: &AttributeValue) -> Option<u64> {
+    let n = match value {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Ss(v) | AttributeValue::Ns(v) => v.len(),
+        AttributeValue::Bs(v) => v.len(),
+        AttributeValue::L(v) => v.len(),
+        AttributeValue::M(m) => m.len(),
+        _ => return None,
+    };
+    Some(n as u64)
+}
+
+/// A `size(name)` being compared: built by [`Condition::size`].
+#[derive(Debug, Clone)]
+pub struct SizeOf(String);
+
+impl SizeOf {
+    fn cmp(self, op: Cmp, n: u64) -> Condition {
+        Condition::Size(self.0, op, n)
+    }
+    /// The size is `n`.
+    pub fn eq(self, n: u64) -> Condition {
+        self.cmp(Cmp::Eq, n)
+    }
+    /// The size is not `n`.
+    pub fn ne(self, n: u64) -> Condition {
+        self.cmp(Cmp::Ne, n)
+    }
+    /// The size is less than `n`.
+    pub fn lt(self, n: u64) -> Condition {
+        self.cmp(Cmp::Lt, n)
+    }
+    /// The size is at most `n`.
+    pub fn le(self, n: u64) -> Condition {
+        self.cmp(Cmp::Le, n)
+    }
+    /// The size is greater than `n`.
+    pub fn gt(self, n: u64) -> Condition {
+        self.cmp(Cmp::Gt, n)
+    }
+    /// The size is at least `n`.
+    pub fn ge(self, n: u64) -> Condition {
+        self.cmp(Cmp::Ge, n)
+    }
 }
 
 /// Conversion of plain Rust values into attribute values for conditions.
@@ -151,9 +232,52 @@ impl Condition {
     pub fn begins_with(name: impl Into<String>, prefix: impl Into<String>) -> Self {
         Condition::BeginsWith(name.into(), prefix.into())
     }
-    /// The string attribute contains `text` (or the string set has it).
-    pub fn contains(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Condition::Contains(name.into(), text.into())
+    /// DynamoDB's `contains(name, operand)`: the string attribute contains the
+    /// string `operand`, or the set or list attribute has `operand` as a member
+    /// (`Condition::contains("tags", "rust")` on a string set or a list of
+    /// strings, `Condition::contains("scores", 7)` on a number set or list).
+    pub fn contains(name: impl Into<String>, operand: impl IntoAttributeValue) -> Self {
+        Condition::Contains(name.into(), operand.into_attribute_value())
+    }
+    /// `name IN (values)`: the attribute equals one of `values` (1 to
+    /// [`MAX_IN_VALUES`] of them; otherwise the condition is refused with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) before anything is sent).
+    pub fn is_in<V: IntoAttributeValue>(
+        name: impl Into<String>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        let name = name.into();
+        let values: Vec<AttributeValue> = values
+            .into_iter()
+            .map(IntoAttributeValue::into_attribute_value)
+            .collect();
+        if values.is_empty() || values.len() > MAX_IN_VALUES {
+            return Condition::Invalid(format!(
+                "`{name}` IN takes 1 to {MAX_IN_VALUES} values, not {}",
+                values.len()
+            ));
+        }
+        Condition::In(name, values)
+    }
+    /// DynamoDB's `size(name)`, to compare: `Condition::size("tags").gt(2)`.
+    /// The size of a string is its UTF-8 length in bytes, of a binary its
+    /// bytes, of a list, map or set its elements; a missing attribute, or a
+    /// number or boolean, makes the comparison false.
+    pub fn size(name: impl Into<String>) -> SizeOf {
+        SizeOf(name.into())
+    }
+    /// `attribute_type(name, type)`: the attribute exists with the DynamoDB
+    /// type `type` (`"S"`, `"SS"`, `"N"`, `"NS"`, `"B"`, `"BS"`, `"BOOL"`,
+    /// `"NULL"`, `"L"`, `"M"`; another name is refused with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput)).
+    pub fn attribute_type(name: impl Into<String>, type_name: &str) -> Self {
+        let name = name.into();
+        if !ATTRIBUTE_TYPES.contains(&type_name) {
+            return Condition::Invalid(format!(
+                "`{type_name}` is not a DynamoDB type for attribute_type on `{name}`; one of {ATTRIBUTE_TYPES:?}"
+            ));
+        }
+        Condition::AttributeType(name, type_name.to_owned())
     }
     /// The attribute is between `low` and `high`, both included.
     pub fn between(
@@ -217,11 +341,38 @@ impl Condition {
                 compare(a, low).is_some_and(|o| o != Ordering::Less)
                     && compare(a, high).is_some_and(|o| o != Ordering::Greater)
             }),
-            Condition::Contains(n, text) => match get(n) {
-                Some(AttributeValue::S(s)) => s.contains(text.as_str()),
-                Some(AttributeValue::Ss(set)) => set.iter().any(|m| m == text),
+            Condition::Contains(n, operand) => match (get(n), operand) {
+                (Some(AttributeValue::S(s)), AttributeValue::S(text)) => s.contains(text.as_str()),
+                (Some(AttributeValue::Ss(set)), AttributeValue::S(m)) => set.contains(m),
+                (Some(AttributeValue::Ns(set)), AttributeValue::N(_)) => set.iter().any(|m| {
+                    compare(&AttributeValue::N(m.clone()), operand) == Some(Ordering::Equal)
+                }),
+                (Some(AttributeValue::Bs(set)), AttributeValue::B(b)) => set.contains(b),
+                (Some(AttributeValue::L(list)), _) => list
+                    .iter()
+                    .any(|e| e == operand || compare(e, operand) == Some(Ordering::Equal)),
                 _ => false,
             },
+            Condition::In(n, values) => get(n).is_some_and(|a| {
+                values
+                    .iter()
+                    .any(|v| compare(a, v) == Some(Ordering::Equal))
+            }),
+            Condition::Size(n, op, want) => match get(n).and_then(size_of) {
+                None => false,
+                Some(size) => {
+                    let o = size.cmp(want);
+                    match op {
+                        Cmp::Eq => o == Ordering::Equal,
+                        Cmp::Ne => o != Ordering::Equal,
+                        Cmp::Lt => o == Ordering::Less,
+                        Cmp::Le => o != Ordering::Greater,
+                        Cmp::Gt => o == Ordering::Greater,
+                        Cmp::Ge => o != Ordering::Less,
+                    }
+                }
+            },
+            Condition::AttributeType(n, t) => get(n).is_some_and(|a| type_name(a) == t),
             Condition::Invalid(_) => false,
             Condition::And(all) => all.iter().all(|c| c.evaluate(item)),
             Condition::Or(any) => any.iter().any(|c| c.evaluate(item)),
@@ -262,10 +413,29 @@ impl Condition {
                 placeholders.value(low.clone()),
                 placeholders.value(high.clone())
             ),
-            Condition::Contains(n, text) => format!(
+            Condition::Contains(n, operand) => format!(
                 "contains({}, {})",
                 placeholders.name(n),
-                placeholders.value(AttributeValue::S(text.clone()))
+                placeholders.value(operand.clone())
+            ),
+            Condition::In(n, values) => {
+                let name = placeholders.name(n);
+                let values: Vec<String> = values
+                    .iter()
+                    .map(|v| placeholders.value(v.clone()))
+                    .collect();
+                format!("{name} IN ({})", values.join(", "))
+            }
+            Condition::Size(n, op, size) => format!(
+                "size({}) {} {}",
+                placeholders.name(n),
+                op.symbol(),
+                placeholders.value(AttributeValue::N(size.to_string()))
+            ),
+            Condition::AttributeType(n, t) => format!(
+                "attribute_type({}, {})",
+                placeholders.name(n),
+                placeholders.value(AttributeValue::S(t.clone()))
             ),
             Condition::Invalid(_) => {
                 let n = placeholders.name("__vhs_none__");
@@ -300,9 +470,22 @@ impl Hash for Condition {
                 (*op as u8).hash(state);
                 hash_value(v, state);
             }
-            Condition::BeginsWith(n, p) | Condition::Contains(n, p) => {
+            Condition::BeginsWith(n, p) | Condition::AttributeType(n, p) => {
                 n.hash(state);
                 p.hash(state);
+            }
+            Condition::Contains(n, v) => {
+                n.hash(state);
+                hash_value(v, state);
+            }
+            Condition::In(n, values) => {
+                n.hash(state);
+                values.iter().for_each(|v| hash_value(v, state));
+            }
+            Condition::Size(n, op, size) => {
+                n.hash(state);
+                (*op as u8).hash(state);
+                size.hash(state);
             }
             Condition::Between(n, low, high) => {
                 n.hash(state);
@@ -419,8 +602,24 @@ impl Placeholders {
     }
 }
 
+/// The right-hand side of a `SET` that reads the stored attribute it sets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetExpr {
+    /// `name = if_not_exists(name, value)`: set only if the attribute is absent.
+    IfNotExists(AttributeValue),
+    /// `name = list_append(name, list)`: the list's elements appended; the
+    /// attribute must exist and be a list.
+    Append(AttributeValue),
+    /// `name = list_append(if_not_exists(name, []), list)`: appended, or the
+    /// attribute created with the list if absent.
+    AppendOrCreate(AttributeValue),
+}
+
 /// A backend-neutral `UpdateItem`: attributes to set, to remove, and numbers
 /// to add to.
+///
+/// Each attribute name appears in at most one of its lists (DynamoDB refuses
+/// an expression whose paths overlap).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemUpdate {
     /// `SET name = value`.
@@ -431,6 +630,15 @@ pub struct ItemUpdate {
     /// it if absent). vhs counts deletion marks this way: a count never
     /// returns to a value it had, whichever copy of a request lands when.
     pub add: Vec<(String, i64)>,
+    /// `SET name = if_not_exists(..)` / `list_append(..)`.
+    pub set_expr: Vec<(String, SetExpr)>,
+    /// `ADD name value`: a number (`N`) added to the number attribute, or a set
+    /// (`SS`, `NS`, `BS`) whose members are added to the set attribute; an
+    /// absent attribute starts at 0 or the empty set.
+    pub add_value: Vec<(String, AttributeValue)>,
+    /// `DELETE name set`: the set's members removed from the set attribute
+    /// (the attribute removed when it becomes empty).
+    pub delete: Vec<(String, AttributeValue)>,
 }
 
 impl Eq for ItemUpdate {}
@@ -444,19 +652,292 @@ impl Hash for ItemUpdate {
         }
         self.remove.hash(state);
         self.add.hash(state);
+        self.set_expr.len().hash(state);
+        for (n, e) in &self.set_expr {
+            n.hash(state);
+            let (tag, v) = match e {
+                SetExpr::IfNotExists(v) => (0u8, v),
+                SetExpr::Append(v) => (1, v),
+                SetExpr::AppendOrCreate(v) => (2, v),
+            };
+            tag.hash(state);
+            hash_value(v, state);
+        }
+        for list in [&self.add_value, &self.delete] {
+            list.len().hash(state);
+            for (n, v) in list {
+                n.hash(state);
+                hash_value(v, state);
+            }
+        }
+    }
+}
+
+/// Why an update cannot apply to an item, as DynamoDB words it.
+const WRONG_TYPE: &str = "An operand in the update expression has an incorrect data type";
+
+/// The sum of two DynamoDB numbers, exact for up to 38 significant digits
+/// (fixed point at the larger scale of the two); `None` if either is not a
+/// number or the sum does not fit.
+fn add_numbers(a: &str, b: &str) -> Option<String> {
+    fn parse(s: &str) -> Option<(i128, u32)> {
+        let s = s.trim();
+        let (neg, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if int.is_empty() && frac.is_empty()
+            || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        let scale = u32::try_from(frac.len()).ok()?;
+        let mut v: i128 = 0;
+        for c in int.bytes().chain(frac.bytes()) {
+            v = v.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
+        }
+        Some((if neg { -v } else { v }, scale))
+    }
+    let ((x, sx), (y, sy)) = (parse(a)?, parse(b)?);
+    let scale = sx.max(sy);
+    let x = x.checked_mul(10i128.checked_pow(scale - sx)?)?;
+    let y = y.checked_mul(10i128.checked_pow(scale - sy)?)?;
+    let sum = x.checked_add(y)?;
+    if scale == 0 {
+        return Some(sum.to_string());
+    }
+    let sign = if sum < 0 { "-" } else { "" };
+    let digits = format!(
+        "{:0>width$}",
+        sum.unsigned_abs(),
+        width = scale as usize + 1
+    );
+    let (int, frac) = digits.split_at(digits.len() - scale as usize);
+    let frac = frac.trim_end_matches('0');
+    Some(match frac.is_empty() {
+        true => format!("{sign}{int}"),
+        false => format!("{sign}{int}.{frac}"),
+    })
+}
+
+/// The union (`add`) or difference of two sets of the same type; `None` if
+/// they are not sets of one type.
+fn combine_sets(
+    stored: &AttributeValue,
+    operand: &AttributeValue,
+    add: bool,
+) -> Option<AttributeValue> {
+    fn merge<T: Clone + PartialEq>(mut a: Vec<T>, b: &[T], add: bool) -> Vec<T> {
+        if add {
+            for m in b {
+                if !a.contains(m) {
+                    a.push(m.clone());
+                }
+            }
+        } else {
+            a.retain(|m| !b.contains(m));
+        }
+        a
+    }
+    Some(match (stored, operand) {
+        (AttributeValue::Ss(a), AttributeValue::Ss(b)) => {
+            AttributeValue::Ss(merge(a.clone(), b, add))
+        }
+        (AttributeValue::Ns(a), AttributeValue::Ns(b)) => {
+            // Numbers are members by value: `1` and `1.0` are one member.
+            let same = |x: &String, y: &String| compare_numbers(x, y) == Some(Ordering::Equal);
+            let mut out = a.clone();
+            if add {
+                for m in b {
+                    if !out.iter().any(|x| same(x, m)) {
+                        out.push(m.clone());
+                    }
+                }
+            } else {
+                out.retain(|x| !b.iter().any(|m| same(x, m)));
+            }
+            AttributeValue::Ns(out)
+        }
+        (AttributeValue::Bs(a), AttributeValue::Bs(b)) => {
+            AttributeValue::Bs(merge(a.clone(), b, add))
+        }
+        _ => return None,
+    })
+}
+
+fn is_set(value: &AttributeValue) -> bool {
+    matches!(
+        value,
+        AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_)
+    )
+}
+
+fn empty_set(value: &AttributeValue) -> bool {
+    match value {
+        AttributeValue::Ss(v) | AttributeValue::Ns(v) => v.is_empty(),
+        AttributeValue::Bs(v) => v.is_empty(),
+        _ => false,
     }
 }
 
 impl ItemUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.remove.is_empty() && self.add.is_empty()
+        self.set.is_empty()
+            && self.remove.is_empty()
+            && self.add.is_empty()
+            && self.set_expr.is_empty()
+            && self.add_value.is_empty()
+            && self.delete.is_empty()
     }
 
-    /// Applies the update to an item in place. An `ADD` to an attribute that
-    /// is not an integer replaces it (DynamoDB refuses that request; vhs never
-    /// sends one).
+    /// Every attribute name the update writes, in any of its clauses.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.set
+            .iter()
+            .map(|(n, _)| n)
+            .chain(&self.remove)
+            .chain(self.add.iter().map(|(n, _)| n))
+            .chain(self.set_expr.iter().map(|(n, _)| n))
+            .chain(self.add_value.iter().map(|(n, _)| n))
+            .chain(self.delete.iter().map(|(n, _)| n))
+    }
+
+    /// Checks the operands on their own, as DynamoDB does before reading the
+    /// item: an `ADD` takes a number or a non-empty set, a `DELETE` a
+    /// non-empty set, a `list_append` a list, and no name appears twice.
+    /// The message is DynamoDB's reason, for a `ValidationException`.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for n in self.names() {
+            if !seen.insert(n) {
+                return Err(format!(
+                    "Invalid UpdateExpression: Two document paths overlap with each other; `{n}` appears twice"
+                ));
+            }
+        }
+        for (n, v) in &self.add_value {
+            if !(matches!(v, AttributeValue::N(_)) || is_set(v)) || empty_set(v) {
+                return Err(format!(
+                    "Invalid UpdateExpression: {WRONG_TYPE}; ADD `{n}` takes a number or a non-empty set, not {}",
+                    type_name(v)
+                ));
+            }
+            if let AttributeValue::N(x) = v {
+                if add_numbers(x, "0").is_none() {
+                    return Err(format!("ADD `{n}`: `{x}` is not a number"));
+                }
+            }
+        }
+        for (n, v) in &self.delete {
+            if !is_set(v) || empty_set(v) {
+                return Err(format!(
+                    "Invalid UpdateExpression: {WRONG_TYPE}; DELETE `{n}` takes a non-empty set, not {}",
+                    type_name(v)
+                ));
+            }
+        }
+        for (n, e) in &self.set_expr {
+            if let SetExpr::Append(v) | SetExpr::AppendOrCreate(v) = e {
+                if !matches!(v, AttributeValue::L(_)) {
+                    return Err(format!(
+                        "Invalid UpdateExpression: Incorrect operand type for operator or function; operator or function: list_append, operand type: {} (on `{n}`)",
+                        type_name(v)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the update to an item in place with DynamoDB's semantics, or
+    /// says why DynamoDB would refuse it (a `ValidationException`'s message)
+    /// and leaves the item unchanged: an `ADD` or `DELETE` to an attribute of
+    /// another type, a `list_append` to an absent attribute or to one that is
+    /// not a list. Every right-hand side reads the item as it was before.
+    pub fn try_apply(&self, item: &mut Item) -> std::result::Result<(), String> {
+        self.validate()?;
+        let before = item.clone();
+        let mut new = item.clone();
+        for (n, e) in &self.set_expr {
+            let value = match (e, before.get(n)) {
+                (SetExpr::IfNotExists(_), Some(_)) => continue,
+                (SetExpr::IfNotExists(v), None) => v.clone(),
+                (SetExpr::Append(_), None) => {
+                    return Err(format!(
+                        "The provided expression refers to an attribute that does not exist in the item (list_append on `{n}`)"
+                    ))
+                }
+                (SetExpr::AppendOrCreate(v), None) => v.clone(),
+                (
+                    SetExpr::Append(AttributeValue::L(more))
+                    | SetExpr::AppendOrCreate(AttributeValue::L(more)),
+                    Some(AttributeValue::L(list)),
+                ) => AttributeValue::L(list.iter().chain(more).cloned().collect()),
+                (_, Some(other)) => {
+                    return Err(format!(
+                        "Invalid UpdateExpression: Incorrect operand type for operator or function; operator or function: list_append, operand type: {} (on `{n}`)",
+                        type_name(other)
+                    ))
+                }
+            };
+            new.insert(n.clone(), value);
+        }
+        for (n, v) in &self.add_value {
+            let value = match (before.get(n), v) {
+                (None, _) => v.clone(),
+                (Some(AttributeValue::N(now)), AttributeValue::N(by)) => {
+                    AttributeValue::N(add_numbers(now, by).ok_or_else(|| {
+                        format!("Number overflow: ADD `{n}` {now} + {by} does not fit 38 digits")
+                    })?)
+                }
+                (Some(stored), _) => combine_sets(stored, v, true).ok_or_else(|| {
+                    format!(
+                        "{WRONG_TYPE}; ADD `{n}`: stored {}, operand {}",
+                        type_name(stored),
+                        type_name(v)
+                    )
+                })?,
+            };
+            new.insert(n.clone(), value);
+        }
+        for (n, v) in &self.delete {
+            let Some(stored) = before.get(n) else {
+                continue;
+            };
+            let left = combine_sets(stored, v, false).ok_or_else(|| {
+                format!(
+                    "{WRONG_TYPE}; DELETE `{n}`: stored {}, operand {}",
+                    type_name(stored),
+                    type_name(v)
+                )
+            })?;
+            match empty_set(&left) {
+                true => new.remove(n),
+                false => new.insert(n.clone(), left),
+            };
+        }
+        *item = new;
+        self.apply_plain(item);
+        Ok(())
+    }
+
+    /// Applies the update to an item in place; a part DynamoDB would refuse
+    /// (see [`ItemUpdate::try_apply`]) leaves the item as it was.
     pub fn apply(&self, item: &mut Item) {
+        let mut attempt = item.clone();
+        if self.try_apply(&mut attempt).is_ok() {
+            *item = attempt;
+        } else {
+            self.apply_plain(item);
+        }
+    }
+
+    /// `SET name = value`, `REMOVE` and the integer `ADD`s. An integer `ADD`
+    /// to an attribute that is not an integer replaces it (DynamoDB refuses
+    /// that request; vhs never sends one).
+    fn apply_plain(&self, item: &mut Item) {
         for (n, v) in &self.set {
             item.insert(n.clone(), v.clone());
         }
@@ -478,8 +959,8 @@ impl ItemUpdate {
     /// Renders an `UpdateExpression` (`SET ... REMOVE ...`).
     pub fn render(&self, placeholders: &mut Placeholders) -> String {
         let mut parts = Vec::new();
-        if !self.set.is_empty() {
-            let set: Vec<String> = self
+        if !self.set.is_empty() || !self.set_expr.is_empty() {
+            let mut set: Vec<String> = self
                 .set
                 .iter()
                 .map(|(n, v)| {
@@ -490,25 +971,48 @@ impl ItemUpdate {
                     )
                 })
                 .collect();
+            for (n, e) in &self.set_expr {
+                let name = placeholders.name(n);
+                let rhs = match e {
+                    SetExpr::IfNotExists(v) => {
+                        format!("if_not_exists({name}, {})", placeholders.value(v.clone()))
+                    }
+                    SetExpr::Append(v) => {
+                        format!("list_append({name}, {})", placeholders.value(v.clone()))
+                    }
+                    SetExpr::AppendOrCreate(v) => {
+                        let empty = placeholders.value(AttributeValue::L(Vec::new()));
+                        format!(
+                            "list_append(if_not_exists({name}, {empty}), {})",
+                            placeholders.value(v.clone())
+                        )
+                    }
+                };
+                set.push(format!("{name} = {rhs}"));
+            }
             parts.push(format!("SET {}", set.join(", ")));
         }
         if !self.remove.is_empty() {
             let rm: Vec<String> = self.remove.iter().map(|n| placeholders.name(n)).collect();
             parts.push(format!("REMOVE {}", rm.join(", ")));
         }
-        if !self.add.is_empty() {
+        if !self.add.is_empty() || !self.add_value.is_empty() {
             let add: Vec<String> = self
                 .add
                 .iter()
-                .map(|(n, by)| {
-                    format!(
-                        "{} {}",
-                        placeholders.name(n),
-                        placeholders.value(AttributeValue::N(by.to_string()))
-                    )
-                })
+                .map(|(n, by)| (n, AttributeValue::N(by.to_string())))
+                .chain(self.add_value.iter().map(|(n, v)| (n, v.clone())))
+                .map(|(n, v)| format!("{} {}", placeholders.name(n), placeholders.value(v)))
                 .collect();
             parts.push(format!("ADD {}", add.join(", ")));
+        }
+        if !self.delete.is_empty() {
+            let delete: Vec<String> = self
+                .delete
+                .iter()
+                .map(|(n, v)| format!("{} {}", placeholders.name(n), placeholders.value(v.clone())))
+                .collect();
+            parts.push(format!("DELETE {}", delete.join(", ")));
         }
         parts.join(" ")
     }
@@ -564,6 +1068,7 @@ mod tests {
             set: vec![("x".into(), AttributeValue::S("1".into()))],
             remove: vec!["y".into()],
             add: vec![("n".into(), 1)],
+            ..ItemUpdate::default()
         };
         assert_eq!(
             u.render(&mut p),
@@ -573,5 +1078,130 @@ mod tests {
         u.apply(&mut item);
         u.apply(&mut item);
         assert_eq!(item["n"], AttributeValue::N("2".into()));
+    }
+}
+
+#[cfg(test)]
+mod calls_tests {
+    use super::*;
+
+    fn n(x: &str) -> AttributeValue {
+        AttributeValue::N(x.into())
+    }
+
+    #[test]
+    fn adds_decimal_numbers_exactly() {
+        assert_eq!(add_numbers("1", "2").as_deref(), Some("3"));
+        assert_eq!(add_numbers("0.1", "0.2").as_deref(), Some("0.3"));
+        assert_eq!(add_numbers("-1.5", "1.5").as_deref(), Some("0"));
+        assert_eq!(add_numbers("-0.25", "0.2").as_deref(), Some("-0.05"));
+        assert_eq!(
+            add_numbers("99999999999999999999999999999999999999", "1").as_deref(),
+            Some("100000000000000000000000000000000000000")
+        );
+        assert_eq!(add_numbers("x", "1"), None);
+    }
+
+    #[test]
+    fn applies_add_append_delete_like_dynamodb() {
+        let mut item = Item::new();
+        let u = ItemUpdate {
+            add_value: vec![
+                ("n".into(), n("5")),
+                (
+                    "tags".into(),
+                    AttributeValue::Ss(vec!["a".into(), "b".into()]),
+                ),
+            ],
+            set_expr: vec![
+                (
+                    "list".into(),
+                    SetExpr::AppendOrCreate(AttributeValue::L(vec![n("1")])),
+                ),
+                ("first".into(), SetExpr::IfNotExists(n("1"))),
+            ],
+            ..ItemUpdate::default()
+        };
+        u.try_apply(&mut item).unwrap();
+        u.try_apply(&mut item).unwrap();
+        assert_eq!(item["n"], n("10"));
+        assert_eq!(
+            item["tags"],
+            AttributeValue::Ss(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(item["list"], AttributeValue::L(vec![n("1"), n("1")]));
+        assert_eq!(item["first"], n("1"));
+        let strict = ItemUpdate {
+            set_expr: vec![("absent".into(), SetExpr::Append(AttributeValue::L(vec![])))],
+            ..ItemUpdate::default()
+        };
+        let before = item.clone();
+        assert!(strict.try_apply(&mut item).is_err());
+        assert_eq!(item, before, "a refused update changes nothing");
+        let wrong = ItemUpdate {
+            add_value: vec![("tags".into(), n("1"))],
+            ..ItemUpdate::default()
+        };
+        assert!(wrong.try_apply(&mut item).is_err());
+        let delete = ItemUpdate {
+            delete: vec![(
+                "tags".into(),
+                AttributeValue::Ss(vec!["a".into(), "b".into()]),
+            )],
+            ..ItemUpdate::default()
+        };
+        delete.try_apply(&mut item).unwrap();
+        assert!(!item.contains_key("tags"), "an emptied set is removed");
+        let twice = ItemUpdate {
+            set: vec![("n".into(), n("1"))],
+            add_value: vec![("n".into(), n("1"))],
+            ..ItemUpdate::default()
+        };
+        assert!(twice.validate().is_err());
+        let mut p = Placeholders::default();
+        assert_eq!(
+            u.render(&mut p),
+            "SET #n0 = list_append(if_not_exists(#n0, :v0), :v1), #n1 = if_not_exists(#n1, :v2) ADD #n2 :v3, #n3 :v4"
+        );
+    }
+
+    #[test]
+    fn evaluates_new_conditions_like_dynamodb() {
+        let mut i = Item::new();
+        i.insert("s".into(), AttributeValue::S("héllo".into()));
+        i.insert(
+            "l".into(),
+            AttributeValue::L(vec![AttributeValue::S("a".into()), n("2")]),
+        );
+        i.insert(
+            "ns".into(),
+            AttributeValue::Ns(vec!["1.0".into(), "3".into()]),
+        );
+        i.insert("n".into(), n("7"));
+        let i = Some(&i);
+        assert!(Condition::contains("l", "a").evaluate(i));
+        assert!(Condition::contains("l", 2).evaluate(i));
+        assert!(!Condition::contains("l", "b").evaluate(i));
+        assert!(Condition::contains("ns", 1).evaluate(i));
+        assert!(Condition::contains("s", "ll").evaluate(i));
+        assert!(Condition::is_in("n", [1, 7]).evaluate(i));
+        assert!(!Condition::is_in("n", [1, 8]).evaluate(i));
+        assert!(Condition::size("s").eq(6).evaluate(i), "UTF-8 bytes");
+        assert!(Condition::size("l").eq(2).evaluate(i));
+        assert!(!Condition::size("n").ge(0).evaluate(i));
+        assert!(!Condition::size("missing").ge(0).evaluate(i));
+        assert!(Condition::attribute_type("ns", "NS").evaluate(i));
+        assert!(!Condition::attribute_type("ns", "SS").evaluate(i));
+        assert!(Condition::attribute_type("ns", "X").check().is_err());
+        assert!(Condition::is_in("n", Vec::<i32>::new()).check().is_err());
+        assert!(Condition::is_in("n", 0..101).check().is_err());
+        let mut p = Placeholders::default();
+        let c = Condition::is_in("n", [1, 2])
+            .and(Condition::size("s").gt(3))
+            .and(Condition::attribute_type("s", "S"));
+        assert_eq!(
+            c.render(&mut p),
+            "(#n0 IN (:v0, :v1)) AND (size(#n1) > :v2) AND (attribute_type(#n1, :v3))"
+        );
     }
 }

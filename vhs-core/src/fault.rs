@@ -332,6 +332,11 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.run(Op::DescribeTable, self.inner.describe_table(table))
             .await
     }
+    /// Passed through, never faulted: a provisioning call for tests and
+    /// teardown, not one the store's reads and writes make.
+    async fn delete_table(&self, table: &str) -> Result<bool> {
+        self.inner.delete_table(table).await
+    }
     async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
         self.run(Op::HeadBucket, self.inner.bucket_exists(bucket))
             .await

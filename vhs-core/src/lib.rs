@@ -40,7 +40,10 @@ pub use backend::{
 pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
 pub use changes::{Changes, LargeValues};
-pub use condition::{Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders};
+pub use condition::{
+    Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders, SetExpr, SizeOf, ATTRIBUTE_TYPES,
+    MAX_IN_VALUES,
+};
 pub use error::{BoxError, Error, Result};
 pub use fault::{Fault, FaultyBackend, Op};
 pub use inspect::{AnyTable, AttrStats, Stats};
@@ -53,7 +56,7 @@ pub use model::{
 pub use provision::ProvisionPlan;
 pub use retry::{retry, RetryPolicy};
 pub use store::{
-    Background, Cleanup, Commit, Cursor, Deleted, Options, Page, Precondition, QueryBuilder,
+    Background, Cleanup, Commit, Cursor, Deleted, Options, Page, Precondition, Put, QueryBuilder,
     ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored, Transaction,
     UpdateFragment, Updated,
 };
@@ -79,11 +82,12 @@ pub mod __private {
     pub use crate::model::{
         IndexDef, IndexKind, Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema,
     };
-    pub use crate::store::{Deleted, Precondition, Staged, Store, Updated};
+    pub use crate::store::{Deleted, Precondition, Put, Staged, Store, Updated};
     pub use aws_sdk_dynamodb::types::AttributeValue;
     pub use bytes::Bytes;
     pub use core::convert::{From, Into};
     pub use core::default::Default;
+    pub use core::iter::{IntoIterator, Iterator};
     pub use core::option::Option;
     pub use std::vec::Vec;
 }

@@ -400,6 +400,11 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn delete_table(&self, table: &str) -> Result<bool> {
+        yield_now().await;
+        Ok(self.lock().tables.remove(table).is_some())
+    }
+
     async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
         yield_now().await;
         Ok(self.lock().tables.get(table).map(|t| TableSpec {
@@ -509,12 +514,7 @@ impl Backend for MemoryBackend {
             Some(&t.spec.hash_key.0),
             t.spec.range_key.as_ref().map(|r| &r.0),
         ];
-        let touches_key = update
-            .set
-            .iter()
-            .map(|(n, _)| n)
-            .chain(&update.remove)
-            .any(|n| key_names.contains(&Some(n)));
+        let touches_key = update.names().any(|n| key_names.contains(&Some(n)));
         if touches_key {
             return Err(validation(
                 "UpdateItem",
@@ -527,7 +527,9 @@ impl Backend for MemoryBackend {
         } else {
             old.clone()
         };
-        update.apply(&mut new);
+        update
+            .try_apply(&mut new)
+            .map_err(|why| validation("UpdateItem", why))?;
         check_size(&new, "UpdateItem")?;
         t.items.insert(k, new);
         Ok(Conditional::Applied(old))
@@ -619,7 +621,9 @@ impl Backend for MemoryBackend {
                     ..
                 } => {
                     let mut new = stored.cloned().unwrap_or_else(|| key_item.clone());
-                    update.apply(&mut new);
+                    update
+                        .try_apply(&mut new)
+                        .map_err(|why| validation(OP, why))?;
                     check_size(&new, OP)?;
                     Some(new)
                 }

@@ -250,6 +250,42 @@ pub fn option_inner(ty: &Type) -> Option<&Type> {
     }
 }
 
+/// `T` if `ty` is written `Vec<T>` (or `std::vec::Vec<T>`, ...).
+pub fn vec_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ungroup(ty) else {
+        return None;
+    };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match (args.args.len(), args.args.first()?) {
+        (1, GenericArgument::Type(inner)) => Some(inner),
+        _ => None,
+    }
+}
+
+/// Whether the type is written as one of Rust's number types (`u32`, `f64`, ...).
+pub fn is_number(ty: &Type) -> bool {
+    const NUMBERS: [&str; 14] = [
+        "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize",
+        "f32", "f64",
+    ];
+    match ungroup(ty) {
+        Type::Path(path) if path.qself.is_none() && path.path.segments.len() == 1 => {
+            let last = &path.path.segments[0];
+            last.arguments.is_none() && NUMBERS.iter().any(|n| last.ident == n)
+        }
+        _ => false,
+    }
+}
+
 /// Whether the type is written `String` (or `std::string::String`, ...).
 pub fn is_string(ty: &Type) -> bool {
     match ungroup(ty) {

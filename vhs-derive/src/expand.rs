@@ -11,7 +11,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident};
 
-use crate::ast::{is_string, option_inner, Field, Input, Role};
+use crate::ast::{is_number, is_string, option_inner, vec_inner, Field, Input, Role};
 use crate::{valid, Errors};
 
 pub fn derive(node: &DeriveInput) -> TokenStream {
@@ -88,11 +88,13 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
             Some(_) => quote!(#p::Option::Some(#p::Encoding::Zstd)),
             None => quote!(#p::Option::None),
         };
+        let spool = quote_spanned!(inner.span()=> #p::spools::<#inner>());
         quote!(#p::LargeAttr {
             name: #name,
             content_type: #content_type,
             inline_below: #inline_below,
             compress: #compress,
+            spool: #spool,
         })
     });
     let attribute_names = input
@@ -225,6 +227,17 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 quote!(#index => self.#member = #decode,)
             })
             .collect();
+        let blob_arms: Vec<TokenStream> = input
+            .large()
+            .enumerate()
+            .map(|(index, (field, inner))| {
+                let (member, name) = (field.ident, &field.name);
+                let index = Literal::usize_unsuffixed(index);
+                let decode =
+                    quote_spanned!(inner.span()=> #p::decode_large_blob::<#inner>(#name, value)?);
+                quote!(#index => self.#member = #decode,)
+            })
+            .collect();
         if arms.is_empty() {
             quote! {
                 fn decode_large(&mut self, _index: usize, _bytes: #p::Bytes) -> #p::Result<()> {
@@ -236,6 +249,14 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 fn decode_large(&mut self, index: usize, bytes: #p::Bytes) -> #p::Result<()> {
                     match index {
                         #(#arms)*
+                        _ => {}
+                    }
+                    #p::Result::Ok(())
+                }
+
+                fn decode_large_blob(&mut self, index: usize, value: #p::Blob) -> #p::Result<()> {
+                    match index {
+                        #(#blob_arms)*
                         _ => {}
                     }
                     #p::Result::Ok(())
@@ -447,6 +468,24 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
     for field in &input.fields {
         let (member, ty, name) = (field.ident, field.ty, &field.name);
         let setter = format_ident!("set_{}", member.unraw(), span = member.span());
+        let inner = option_inner(ty).unwrap_or(ty);
+        // A number takes its exact type: with `impl Into<u32>` a literal `5`
+        // would be an `i32`, which does not convert.
+        let param = |t: &syn::Type| match is_number(t) {
+            true => quote!(#t),
+            false => quote!(impl #p::Into<#t>),
+        };
+        if matches!(field.role, Role::Plain)
+            && field.attrs.updated_at.is_none()
+            && !field.is_any_key()
+        {
+            setters.extend(extra_setters(p, field, inner, &param));
+        }
+        let value_ty = if is_number(inner) {
+            quote!(#ty)
+        } else {
+            param(ty)
+        };
         let set = match field.role {
             // The store writes the version; `if_version` states the expected one.
             Role::HashKey | Role::RangeKey | Role::Version => continue,
@@ -471,7 +510,8 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
         setters.push(quote! {
             #[doc = #doc]
             #[must_use]
-            pub fn #setter(mut self, value: #ty) -> Self {
+            pub fn #setter(mut self, value: #value_ty) -> Self {
+                let value: #ty = #p::Into::into(value);
                 #set;
                 self
             }
@@ -563,6 +603,67 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
             }
         }
     }
+}
+
+/// The atomic operations on an ordinary field, where its type fits:
+/// `add_<field>` (numbers), `append_<field>` (lists), and
+/// `set_<field>_if_not_exists` (any type).
+fn extra_setters(
+    p: &TokenStream,
+    field: &Field,
+    inner: &syn::Type,
+    param: &dyn Fn(&syn::Type) -> TokenStream,
+) -> Vec<TokenStream> {
+    let (member, name) = (field.ident, &field.name);
+    let base = member.unraw();
+    let mut out = Vec::new();
+    if is_number(inner) {
+        let add = format_ident!("add_{}", base, span = member.span());
+        let doc = format!(
+            "Adds `by` to the number attribute `{name}` atomically (DynamoDB's `ADD`; \
+             an absent attribute starts at 0). A negative `by` subtracts."
+        );
+        out.push(quote! {
+            #[doc = #doc]
+            #[must_use]
+            pub fn #add(mut self, by: #inner) -> Self {
+                self.changes.add_attr::<#inner>(#name, &by);
+                self
+            }
+        });
+    }
+    if let Some(element) = vec_inner(inner) {
+        let append = format_ident!("append_{}", base, span = member.span());
+        let doc = format!(
+            "Appends `values` to the list attribute `{name}` atomically (DynamoDB's \
+             `list_append`; an absent attribute is created with `values`)."
+        );
+        out.push(quote! {
+            #[doc = #doc]
+            #[must_use]
+            pub fn #append(mut self, values: impl #p::IntoIterator<Item = #element>) -> Self {
+                let values: #p::Vec<#element> = #p::Iterator::collect(#p::IntoIterator::into_iter(values));
+                self.changes.append_attr::<#element>(#name, &values, true);
+                self
+            }
+        });
+    }
+    let if_absent = format_ident!("set_{}_if_not_exists", base, span = member.span());
+    let value = param(inner);
+    let doc = format!(
+        "Sets the attribute `{name}` only if the stored item does not have it \
+             (DynamoDB's `if_not_exists`)."
+    );
+    out.push(quote! {
+        #[doc = #doc]
+        #[must_use]
+        pub fn #if_absent(mut self, value: #value) -> Self {
+            let value: #inner = #p::Into::into(value);
+            self.changes.set_if_not_exists_attr::<#inner>(#name, &value);
+            self
+        }
+    });
+    out
 }
 
 /// `{Name}Update`.

@@ -255,6 +255,10 @@ impl<B: Backend> Backend for Limited<B> {
         self.dynamodb("DescribeTable", &table, self.inner.describe_table(table))
             .await
     }
+    async fn delete_table(&self, table: &str) -> Result<bool> {
+        self.dynamodb("DeleteTable", &table, self.inner.delete_table(table))
+            .await
+    }
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         self.s3("CreateBucket", bucket, self.inner.create_bucket(bucket))
             .await
@@ -456,6 +460,7 @@ mod tests {
                 content_type: "application/octet-stream",
                 inline_below: 0,
                 compress: None,
+                spool: false,
             }],
             attributes: &[],
             version: None,

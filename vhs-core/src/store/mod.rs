@@ -6,6 +6,7 @@
 //! [`protocol`](crate::protocol).
 
 mod batch;
+mod calls;
 mod create;
 mod delete;
 mod janitor;
@@ -28,6 +29,7 @@ use futures_util::future::{join_all, BoxFuture};
 use tracing::field::Empty;
 use tracing::Span;
 
+pub use calls::Put;
 pub use delete::{Deleted, Precondition};
 pub use query::{Cursor, Page, QueryBuilder, ScanBuilder};
 pub(crate) use read::Bodies;

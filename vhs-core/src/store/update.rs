@@ -224,7 +224,25 @@ impl Store {
                 .collect(),
             remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
             add: Vec::new(),
+            set_expr: changes
+                .set_expr
+                .iter()
+                .map(|(n, e)| ((*n).to_owned(), e.clone()))
+                .collect(),
+            add_value: changes
+                .add
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect(),
+            delete: changes
+                .delete
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect(),
         };
+        // Operands DynamoDB refuses whatever the item holds: refused here,
+        // before anything is uploaded or written.
+        update.validate().map_err(Error::invalid)?;
         let version = version_read::<M>(changes.expected_version, "if_version(..)")?;
         if let Some((attr, v)) = version {
             update.set.push((
