@@ -99,7 +99,10 @@ pub async fn missing_table_and_bucket_are_backend_errors(fx: Fixture) {
         .create_large(&Document::sample("p", "s"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(
+        matches!(&err, Error::TableNotFound { table } if table == "no-such-table"),
+        "{err}"
+    );
     assert!(!err.is_retryable(), "{err}");
     // The objects it uploaded were removed again.
     assert!(fx.objects().await.is_empty());
@@ -107,7 +110,7 @@ pub async fn missing_table_and_bucket_are_backend_errors(fx: Fixture) {
         .get_large(&Document::key("p", "s"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(matches!(err, Error::TableNotFound { .. }), "{err}");
 
     let missing_bucket = vhs::Store::builder(fx.faults.clone(), "no-such-bucket-vhs")
         .table_for::<Document>(fx.tables.0.clone())

@@ -93,7 +93,7 @@ pub async fn tables_never_share_objects(fx: Fixture) {
 
 pub async fn shared_prefixes_are_refused_at_build(fx: Fixture) {
     let build = |f: fn(vhs::StoreBuilder) -> vhs::StoreBuilder| {
-        f(Store::builder(MemoryBackend::new(), "b").prefix("p")).build()
+        f(Store::builder(MemoryBackend::new(), "bkt").prefix("p")).build()
     };
     let err = build(|b| b.table_prefix("a", "x").table_prefix("b", "x")).unwrap_err();
     assert!(err.to_string().contains("share the object prefix"), "{err}");
@@ -335,7 +335,7 @@ async fn collected(store: &Store, memory: &MemoryBackend) -> Result<(), String> 
         .await
         .map_err(|e| e.to_string())?;
     let objects: Vec<String> = memory
-        .list_objects("b", "", None)
+        .list_objects("bkt", "", None)
         .await
         .map_err(|e| e.to_string())?
         .objects
@@ -350,7 +350,7 @@ async fn collected(store: &Store, memory: &MemoryBackend) -> Result<(), String> 
     let referenced: Vec<String> = item
         .filter(|i| !i.contains_key("vhs:ph"))
         .and_then(|i| i.get("html").and_then(|v| v.as_s().ok()).cloned())
-        .map(|uri| uri.trim_start_matches("s3://b/").to_owned())
+        .map(|uri| uri.trim_start_matches("s3://bkt/").to_owned())
         .into_iter()
         .collect();
     if objects != referenced {
@@ -369,7 +369,7 @@ async fn world(gate: Gate, present: bool) -> (Store, MemoryBackend) {
     let zero = RetryPolicy::attempts(2).delays(Duration::ZERO, Duration::ZERO);
     // Background jobs run in `flush`, inside the actor that calls it: the
     // explorer sees (and interleaves) every call.
-    let store = Store::builder(ParkingBackend::new(memory.clone(), &gate), "b")
+    let store = Store::builder(ParkingBackend::new(memory.clone(), &gate), "bkt")
         .wait(zero)
         .background(vhs::Background::OnFlush)
         .build()

@@ -148,6 +148,10 @@ impl AwsOptions {
 pub struct AwsBackend {
     dynamodb: ddb::Client,
     s3: s3::Client,
+    /// Where DynamoDB requests go, named in transport errors.
+    dynamodb_endpoint: String,
+    /// Where S3 requests go, named in transport errors.
+    s3_endpoint: String,
     region: Option<String>,
     encryption: Option<Encryption>,
     expected_bucket_owner: Option<String>,
@@ -222,7 +226,13 @@ impl AwsBackend {
             d = d.timeout_config(t.clone());
             s = s.timeout_config(t);
         }
+        let region = config.region().map(|r| r.as_ref());
+        let any = options.endpoint_url.as_deref().or(config.endpoint_url());
+        let ddb_url = options.dynamodb_endpoint_url.as_deref().or(any);
+        let s3_url = options.s3_endpoint_url.as_deref().or(any);
         AwsBackend {
+            dynamodb_endpoint: endpoint_name(ddb_url, "dynamodb", region),
+            s3_endpoint: endpoint_name(s3_url, "s3", region),
             dynamodb: ddb::Client::from_conf(d.build()),
             s3: s3::Client::from_conf(s.build()),
             region: config.region().map(|r| r.to_string()),
@@ -235,6 +245,12 @@ impl AwsBackend {
     pub fn from_clients(dynamodb: ddb::Client, s3: s3::Client) -> Self {
         let region = s3.config().region().map(|r| r.to_string());
         AwsBackend {
+            dynamodb_endpoint: endpoint_name(
+                None,
+                "dynamodb",
+                dynamodb.config().region().map(|r| r.as_ref()),
+            ),
+            s3_endpoint: endpoint_name(None, "s3", region.as_deref()),
             dynamodb,
             s3,
             region,
@@ -270,8 +286,10 @@ impl AwsBackend {
 /// CompleteMultipartUpload): a 412 (`PreconditionFailed`, not a modeled error)
 /// means the object already existed.
 fn put_outcome<T, E>(
+    backend: &AwsBackend,
     sent: std::result::Result<T, SdkError<E, s3::config::http::HttpResponse>>,
     operation: &'static str,
+    bucket: &str,
 ) -> Result<PutOutcome>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -284,12 +302,13 @@ where
         {
             Ok(PutOutcome::AlreadyExisted)
         }
-        Err(e) => Err(sdk_error("s3", operation, e)),
+        Err(e) => Err(backend.s3_error(operation, bucket, e)),
     }
 }
 
-/// Maps an SDK error to [`Error::Backend`], deciding retryability from the error
-/// kind, the service's code and the HTTP status.
+/// Maps an SDK error to a vhs error, the endpoint unnamed; the backend's own
+/// calls go through [`AwsBackend::ddb_error`] and [`AwsBackend::s3_error`],
+/// which name the endpoint, the table and the bucket.
 fn sdk_error<E>(
     service: &'static str,
     operation: &'static str,
@@ -298,52 +317,341 @@ fn sdk_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    classify(service, operation, None, err)
+}
+
+/// The endpoint named in transport errors: the configured URL, else the AWS
+/// endpoint of the service in the region.
+fn endpoint_name(configured: Option<&str>, service: &str, region: Option<&str>) -> String {
+    match (configured, region) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(region)) => format!("https://{service}.{region}.amazonaws.com"),
+        (None, None) => format!("the {service} endpoint"),
+    }
+}
+
+impl AwsBackend {
+    /// Maps an SDK error of a DynamoDB call on `table`: a
+    /// `ResourceNotFoundException` is [`Error::TableNotFound`].
+    fn ddb_error<E>(
+        &self,
+        operation: &'static str,
+        table: &str,
+        err: SdkError<E, s3::config::http::HttpResponse>,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let missing = err.code() == Some("ResourceNotFoundException");
+        let e = classify("dynamodb", operation, Some(&self.dynamodb_endpoint), err);
+        if missing {
+            return Error::TableNotFound {
+                table: table.to_owned(),
+            };
+        }
+        e
+    }
+
+    /// Maps an SDK error of an S3 call on `bucket`: a `NoSuchBucket` stays an
+    /// [`Error::Backend`] with that code, its message naming the bucket.
+    fn s3_error<E>(
+        &self,
+        operation: &'static str,
+        bucket: &str,
+        err: SdkError<E, s3::config::http::HttpResponse>,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match classify("s3", operation, Some(&self.s3_endpoint), err) {
+            Error::Backend {
+                service,
+                operation,
+                code: Some(code),
+                retryable,
+                source,
+                ..
+            } if code == "NoSuchBucket" => Error::Backend {
+                service,
+                operation,
+                code: Some(code),
+                retryable,
+                message: format!("bucket {bucket} does not exist"),
+                source,
+            },
+            e => e,
+        }
+    }
+
+    /// The tables of a multi-table call DynamoDB said one of does not exist:
+    /// the first that DescribeTable does not find (all of them when none).
+    async fn missing_table(&self, tables: &[&str]) -> String {
+        for table in tables {
+            if let Ok(None) = self.describe_table(table).await {
+                return (*table).to_owned();
+            }
+        }
+        tables.join(" or ")
+    }
+}
+
+/// The longest text taken from a lower layer into a message.
+const DETAIL_MAX: usize = 120;
+
+/// Service codes that say the credentials were refused: (code, what to say).
+const CREDENTIALS_CODES: &[(&str, &str)] = &[
+    ("ExpiredTokenException", "AWS credentials expired"),
+    ("ExpiredToken", "AWS credentials expired"),
+    ("TokenRefreshRequired", "AWS credentials expired"),
+    ("UnrecognizedClientException", "AWS credentials invalid"),
+    ("InvalidClientTokenId", "AWS credentials invalid"),
+    ("InvalidAccessKeyId", "AWS credentials invalid"),
+    ("InvalidToken", "AWS credentials invalid"),
+    ("SignatureDoesNotMatch", "AWS credentials invalid"),
+    ("InvalidSignatureException", "AWS credentials invalid"),
+    ("MissingAuthenticationToken", "AWS credentials missing"),
+    (
+        "MissingAuthenticationTokenException",
+        "AWS credentials missing",
+    ),
+];
+
+/// Maps an SDK error to [`Error::Backend`] (a service's answer, a transport
+/// failure: one line, retryable as its kind says) or [`Error::Config`]
+/// (credentials, region, endpoint configuration: never retryable), found by
+/// walking its `source()` chain. `endpoint` is named in transport errors.
+fn classify<E>(
+    service: &'static str,
+    operation: &'static str,
+    endpoint: Option<&str>,
+    err: SdkError<E, s3::config::http::HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
+    if let SdkError::ServiceError(_) = &err {
+        // The service's own words; the SDK's rendering adds a debug dump of
+        // the error metadata and the raw response.
+        let message = err
+            .message()
+            .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
+            .or_else(|| status.map(|s| format!("HTTP {s}")))
+            .unwrap_or_else(|| "no message".to_owned());
+        if let Some((c, what)) = code
+            .as_deref()
+            .and_then(|c| CREDENTIALS_CODES.iter().find(|(k, _)| *k == c))
+        {
+            return Error::Config {
+                service,
+                operation,
+                message: format!("{what}: {c}: {message}"),
+                source: Some(Box::new(err)),
+            };
         }
-        SdkError::ServiceError(_) => {
-            status.is_some_and(|s| s >= 500 || s == 429)
-                || code.as_deref().is_some_and(|c| {
-                    matches!(
-                        c,
-                        "ThrottlingException"
-                            | "Throttling"
-                            | "ProvisionedThroughputExceededException"
-                            | "RequestLimitExceeded"
-                            | "InternalServerError"
-                            | "InternalError"
-                            | "ServiceUnavailable"
-                            | "SlowDown"
-                            | "RequestTimeout"
-                            | "TransactionConflictException"
-                            // A resend whose first send (same client request
-                            // token) is still being applied.
-                            | "TransactionInProgressException"
-                            | "ConditionalRequestConflict"
-                    )
-                })
-        }
-        _ => false,
-    };
-    Error::Backend {
-        service,
-        operation,
-        code,
-        retryable,
-        message: match &err {
-            // The service's own words; the SDK's rendering adds a debug dump of
-            // the error metadata and the raw response.
-            SdkError::ServiceError(_) => err
-                .message()
-                .map(str::to_owned)
-                .or_else(|| status.map(|s| format!("HTTP {s}")))
-                .unwrap_or_else(|| "no message".to_owned()),
-            _ => DisplayErrorContext(&err).to_string(),
+        let retryable = status.is_some_and(|s| s >= 500 || s == 429)
+            || code.as_deref().is_some_and(|c| {
+                matches!(
+                    c,
+                    "ThrottlingException"
+                        | "Throttling"
+                        | "ProvisionedThroughputExceededException"
+                        | "RequestLimitExceeded"
+                        | "InternalServerError"
+                        | "InternalError"
+                        | "ServiceUnavailable"
+                        | "SlowDown"
+                        | "RequestTimeout"
+                        | "TransactionConflictException"
+                        // A resend whose first send (same client request
+                        // token) is still being applied.
+                        | "TransactionInProgressException"
+                        | "ConditionalRequestConflict"
+                )
+            });
+        return Error::Backend {
+            service,
+            operation,
+            code,
+            retryable,
+            message,
+            source: Some(Box::new(err)),
+        };
+    }
+    match failure(&err, endpoint) {
+        Failure::Config(message) => Error::Config {
+            service,
+            operation,
+            message,
+            source: Some(Box::new(err)),
         },
-        source: Some(Box::new(err)),
+        Failure::Other { message, retryable } => Error::Backend {
+            service,
+            operation,
+            code,
+            retryable,
+            message,
+            source: Some(Box::new(err)),
+        },
+    }
+}
+
+/// What a failure other than a service's answer was.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    /// Credentials, region or endpoint configuration.
+    Config(String),
+    /// Transport (retryable) or a request that could not be built.
+    Other { message: String, retryable: bool },
+}
+
+/// Classifies a failure that is not a service's answer from the SDK error's
+/// variant and its `source()` chain, in one line.
+fn failure<E, R>(err: &SdkError<E, R>, endpoint: Option<&str>) -> Failure
+where
+    E: std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    let chain: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(std::error::Error::source(err), |e| e.source()).collect();
+    let innermost = chain
+        .last()
+        .map(|e| detail(&e.to_string()))
+        .unwrap_or_else(|| detail(&err.to_string()));
+    if let Some(message) = config_failure(&chain, &innermost, endpoint) {
+        return Failure::Config(message);
+    }
+    let at = endpoint.unwrap_or("the endpoint");
+    let io = chain
+        .iter()
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .map(io_phrase);
+    let dns = chain.iter().any(|e| e.to_string() == "dns error");
+    let connect = dns
+        || chain.iter().any(|e| {
+            let s = e.to_string();
+            s == "tcp connect error" || s == "client error (Connect)"
+        });
+    let cause = match (dns, io) {
+        (true, _) => format!("DNS lookup failed: {innermost}"),
+        (false, Some(io)) => io,
+        (false, None) => innermost.clone(),
+    };
+    let (message, retryable) = match err {
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            (format!("cannot connect to {at}: timed out"), true)
+        }
+        SdkError::DispatchFailure(d) if d.is_io() && connect => {
+            (format!("cannot connect to {at}: {cause}"), true)
+        }
+        SdkError::DispatchFailure(d) if d.is_io() => {
+            (format!("connection to {at} failed: {cause}"), true)
+        }
+        SdkError::DispatchFailure(_) => (format!("request not sent: {innermost}"), false),
+        SdkError::TimeoutError(_) => (format!("request to {at} timed out: {innermost}"), true),
+        SdkError::ResponseError(_) => (format!("bad response from {at}: {cause}"), true),
+        SdkError::ConstructionFailure(_) => {
+            (format!("cannot build the request: {innermost}"), false)
+        }
+        _ => (innermost, false),
+    };
+    Failure::Other { message, retryable }
+}
+
+/// A configuration failure in the chain (credentials, region, endpoint), as
+/// a short phrase.
+fn config_failure(
+    chain: &[&(dyn std::error::Error + 'static)],
+    innermost: &str,
+    endpoint: Option<&str>,
+) -> Option<String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    if let Some(c) = chain
+        .iter()
+        .find_map(|e| e.downcast_ref::<CredentialsError>())
+    {
+        return Some(match c {
+            CredentialsError::CredentialsNotLoaded(_) => {
+                match chain.iter().find_map(|e| tried_providers(&e.to_string())) {
+                    Some(tried) => format!("no AWS credentials found (tried {tried})"),
+                    None => format!("no AWS credentials found ({innermost})"),
+                }
+            }
+            CredentialsError::ProviderTimedOut(t) => format!(
+                "loading AWS credentials timed out after {:?}",
+                t.timeout_duration()
+            ),
+            CredentialsError::InvalidConfiguration(_) => {
+                format!("invalid AWS credentials configuration: {innermost}")
+            }
+            _ => format!("cannot load AWS credentials: {innermost}"),
+        });
+    }
+    let texts: Vec<String> = chain.iter().map(|e| e.to_string()).collect();
+    let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
+    if has("no identity resolver") {
+        return Some("no AWS credentials provider configured".to_owned());
+    }
+    if has("missing signing region") || has("region must be set") {
+        return Some("no AWS region configured (set AWS_REGION or a profile's region)".to_owned());
+    }
+    if has("Invalid region") || has("invalid region") {
+        return Some(format!("invalid AWS region: {innermost}"));
+    }
+    if has("failed to apply endpoint") || has("endpoint is not a valid URI") {
+        return Some(match endpoint {
+            Some(url) => format!("invalid endpoint URL {url:?}: {innermost}"),
+            None => format!("invalid endpoint URL: {innermost}"),
+        });
+    }
+    None
+}
+
+/// The providers a credentials chain tried, from its report (`no credentials
+/// found in chain. Attempted:` then one `  Name: why` line each).
+fn tried_providers(report: &str) -> Option<String> {
+    let mut lines = report.lines();
+    if !lines.next()?.starts_with("no credentials found in chain") {
+        return None;
+    }
+    let names: Vec<&str> = lines
+        .filter_map(|l| l.trim().split(':').next())
+        .filter(|n| !n.is_empty())
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
+/// An I/O error as a short phrase (`connection refused`), without the OS code.
+fn io_phrase(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused".to_owned(),
+        K::ConnectionReset => "connection reset".to_owned(),
+        K::ConnectionAborted => "connection aborted".to_owned(),
+        K::TimedOut => "timed out".to_owned(),
+        K::BrokenPipe => "connection closed".to_owned(),
+        K::UnexpectedEof => "connection closed before the response ended".to_owned(),
+        _ => detail(&e.to_string()),
+    }
+}
+
+/// Text from a lower layer made fit for a one-line message: its first line,
+/// without an OS error code or anything from the first `{` or backtick on (a
+/// debug dump), at most [`DETAIL_MAX`] characters.
+fn detail(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let line = line.split(['{', '`']).next().unwrap_or_default();
+    let line = match line.find(" (os error") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let line = line.trim().trim_end_matches([':', ' ']);
+    if line.chars().count() <= DETAIL_MAX {
+        line.to_owned()
+    } else {
+        let cut: String = line.chars().take(DETAIL_MAX).collect();
+        format!("{cut}...")
     }
 }
 
@@ -475,7 +783,7 @@ impl AwsBackend {
                 .table_name(table)
                 .send()
                 .await
-                .map_err(|e| sdk_error("dynamodb", "DescribeTable", e))?;
+                .map_err(|e| self.ddb_error("DescribeTable", table, e))?;
             let Some(described) = out.table else {
                 break;
             };
@@ -510,7 +818,7 @@ impl AwsBackend {
                 .stream_specification(stream_specification()?)
                 .send()
                 .await
-                .map_err(|e| sdk_error("dynamodb", "UpdateTable", e))?;
+                .map_err(|e| self.ddb_error("UpdateTable", &spec.name, e))?;
             self.wait_active(&spec.name).await?;
         }
         if spec.point_in_time_recovery {
@@ -526,7 +834,7 @@ impl AwsBackend {
                 )?)
                 .send()
                 .await
-                .map_err(|e| sdk_error("dynamodb", "UpdateContinuousBackups", e))?;
+                .map_err(|e| self.ddb_error("UpdateContinuousBackups", &spec.name, e))?;
         }
         Ok(())
     }
@@ -594,7 +902,7 @@ impl Backend for AwsBackend {
             {
                 true
             }
-            Err(e) => return Err(sdk_error("dynamodb", OP, e)),
+            Err(e) => return Err(self.ddb_error(OP, &spec.name, e)),
         };
         let mut described = self.wait_active(&spec.name).await?;
         if !existed {
@@ -652,7 +960,7 @@ impl Backend for AwsBackend {
                 )
                 .send()
                 .await
-                .map_err(|e| sdk_error("dynamodb", "UpdateTable", e))?;
+                .map_err(|e| self.ddb_error("UpdateTable", &spec.name, e))?;
             described = self.wait_active(&spec.name).await?;
         }
         self.table_options(spec, &described).await
@@ -702,7 +1010,7 @@ impl Backend for AwsBackend {
             {
                 return Ok(None)
             }
-            Err(e) => return Err(sdk_error("dynamodb", OP, e)),
+            Err(e) => return Err(self.ddb_error(OP, table, e)),
         };
         let Some(d) = out.table else { return Ok(None) };
         let kind_of = |name: &str| -> Result<KeyKind> {
@@ -787,7 +1095,7 @@ impl Backend for AwsBackend {
             .consistent_read(consistent)
             .send()
             .await
-            .map_err(|e| sdk_error("dynamodb", "GetItem", e))?;
+            .map_err(|e| self.ddb_error("GetItem", table, e))?;
         Ok(out.item)
     }
 
@@ -819,7 +1127,7 @@ impl Backend for AwsBackend {
                 Some(ddb::operation::put_item::PutItemError::ConditionalCheckFailedException(
                     c,
                 )) => Ok(Conditional::Failed(c.item.clone())),
-                _ => Err(sdk_error("dynamodb", "PutItem", e)),
+                _ => Err(self.ddb_error("PutItem", table, e)),
             },
         }
     }
@@ -855,7 +1163,7 @@ impl Backend for AwsBackend {
                         c,
                     ),
                 ) => Ok(Conditional::Failed(c.item.clone())),
-                _ => Err(sdk_error("dynamodb", "UpdateItem", e)),
+                _ => Err(self.ddb_error("UpdateItem", table, e)),
             },
         }
     }
@@ -890,7 +1198,7 @@ impl Backend for AwsBackend {
                         c,
                     ),
                 ) => Ok(Conditional::Failed(c.item.clone())),
-                _ => Err(sdk_error("dynamodb", "DeleteItem", e)),
+                _ => Err(self.ddb_error("DeleteItem", table, e)),
             },
         }
     }
@@ -999,7 +1307,17 @@ impl Backend for AwsBackend {
                         })
                         .collect(),
                 )),
-                _ => Err(sdk_error("dynamodb", OP, e)),
+                _ => match self.ddb_error(OP, "", e) {
+                    Error::TableNotFound { .. } => {
+                        let mut tables: Vec<&str> = actions.iter().map(|a| a.table()).collect();
+                        tables.sort_unstable();
+                        tables.dedup();
+                        Err(Error::TableNotFound {
+                            table: self.missing_table(&tables).await,
+                        })
+                    }
+                    e => Err(e),
+                },
             },
         }
     }
@@ -1030,7 +1348,7 @@ impl Backend for AwsBackend {
             .consistent_read(request.consistent)
             .send()
             .await
-            .map_err(|e| sdk_error("dynamodb", "Query", e))?;
+            .map_err(|e| self.ddb_error("Query", &request.table, e))?;
         Ok(QueryPage {
             items: out.items.unwrap_or_default(),
             last_key: out.last_evaluated_key.filter(|k| !k.is_empty()),
@@ -1060,7 +1378,7 @@ impl Backend for AwsBackend {
             .consistent_read(request.consistent)
             .send()
             .await
-            .map_err(|e| sdk_error("dynamodb", "Scan", e))?;
+            .map_err(|e| self.ddb_error("Scan", &request.table, e))?;
         Ok(QueryPage {
             items: out.items.unwrap_or_default(),
             last_key: out.last_evaluated_key.filter(|k| !k.is_empty()),
@@ -1085,7 +1403,7 @@ impl Backend for AwsBackend {
                     .and_then(|t| SystemTime::try_from(*t).ok()),
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(sdk_error("s3", "HeadObject", e)),
+            Err(e) => Err(self.s3_error("HeadObject", bucket, e)),
         }
     }
 
@@ -1123,7 +1441,7 @@ impl Backend for AwsBackend {
             {
                 return Ok(empty(self.head_object(bucket, key).await?));
             }
-            Err(e) => return Err(sdk_error("s3", "GetObject", e)),
+            Err(e) => return Err(self.s3_error("GetObject", bucket, e)),
         };
         let ranged = out.content_range().and_then(|r| {
             r.rsplit('/')
@@ -1157,7 +1475,7 @@ impl Backend for AwsBackend {
             .set_expected_bucket_owner(self.expected_bucket_owner.clone())
             .presigned(config)
             .await
-            .map_err(|e| sdk_error("s3", "GetObject (presign)", e))?;
+            .map_err(|e| self.s3_error("GetObject (presign)", bucket, e))?;
         Ok(request.uri().to_owned())
     }
 
@@ -1181,7 +1499,7 @@ impl Backend for AwsBackend {
             .request_items(table, request)
             .send()
             .await
-            .map_err(|e| sdk_error("dynamodb", "BatchGetItem", e))?;
+            .map_err(|e| self.ddb_error("BatchGetItem", table, e))?;
         Ok(BatchPage {
             items: out
                 .responses
@@ -1211,7 +1529,7 @@ impl Backend for AwsBackend {
         let out = req
             .send()
             .await
-            .map_err(|e| sdk_error("s3", "CreateMultipartUpload", e))?;
+            .map_err(|e| self.s3_error("CreateMultipartUpload", &request.bucket, e))?;
         out.upload_id.ok_or_else(|| {
             Error::backend(
                 "s3",
@@ -1244,7 +1562,7 @@ impl Backend for AwsBackend {
             .set_expected_bucket_owner(self.expected_bucket_owner.clone())
             .send()
             .await
-            .map_err(|e| sdk_error("s3", "UploadPart", e))?;
+            .map_err(|e| self.s3_error("UploadPart", bucket, e))?;
         out.e_tag
             .ok_or_else(|| Error::backend("s3", "UploadPart", true, "no ETag in the answer"))
     }
@@ -1281,7 +1599,7 @@ impl Backend for AwsBackend {
         if if_none_match {
             req = req.if_none_match("*");
         }
-        put_outcome(req.send().await, "CompleteMultipartUpload")
+        put_outcome(self, req.send().await, "CompleteMultipartUpload", bucket)
     }
 
     async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
@@ -1302,7 +1620,7 @@ impl Backend for AwsBackend {
             {
                 Ok(())
             }
-            Err(e) => Err(sdk_error("s3", "AbortMultipartUpload", e)),
+            Err(e) => Err(self.s3_error("AbortMultipartUpload", bucket, e)),
         }
     }
 
@@ -1324,7 +1642,7 @@ impl Backend for AwsBackend {
                 .set_expected_bucket_owner(self.expected_bucket_owner.clone())
                 .send()
                 .await
-                .map_err(|e| sdk_error("s3", "ListMultipartUploads", e))?;
+                .map_err(|e| self.s3_error("ListMultipartUploads", bucket, e))?;
             for u in out.uploads() {
                 if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
                     uploads.push(MultipartInfo {
@@ -1363,7 +1681,7 @@ impl Backend for AwsBackend {
             {
                 Ok(())
             }
-            Err(e) => Err(sdk_error("s3", "CreateBucket", e)),
+            Err(e) => Err(self.s3_error("CreateBucket", bucket, e)),
         }
     }
 
@@ -1379,7 +1697,7 @@ impl Backend for AwsBackend {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(sdk_error("s3", "HeadBucket", e)),
+            Err(e) => Err(self.s3_error("HeadBucket", bucket, e)),
         }
     }
 
@@ -1406,7 +1724,7 @@ impl Backend for AwsBackend {
                 .set_expected_bucket_owner(owner.clone())
                 .send()
                 .await
-                .map_err(|e| sdk_error("s3", "PutPublicAccessBlock", e))?;
+                .map_err(|e| self.s3_error("PutPublicAccessBlock", &spec.name, e))?;
         }
         if spec.default_encryption {
             const OP: &str = "PutBucketEncryption";
@@ -1436,7 +1754,7 @@ impl Backend for AwsBackend {
                 .set_expected_bucket_owner(owner.clone())
                 .send()
                 .await
-                .map_err(|e| sdk_error("s3", OP, e))?;
+                .map_err(|e| self.s3_error(OP, &spec.name, e))?;
         }
         if spec.abort_incomplete_multipart_days.is_none()
             && spec.noncurrent_version_expiry_days.is_none()
@@ -1460,7 +1778,7 @@ impl Backend for AwsBackend {
                 .filter(|r| r.id() != Some(BucketSpec::LIFECYCLE_RULE_ID))
                 .collect(),
             Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Vec::new(),
-            Err(e) => return Err(sdk_error("s3", "GetBucketLifecycleConfiguration", e)),
+            Err(e) => return Err(self.s3_error("GetBucketLifecycleConfiguration", &spec.name, e)),
         };
         let mut rule = LifecycleRule::builder()
             .id(BucketSpec::LIFECYCLE_RULE_ID)
@@ -1502,7 +1820,7 @@ impl Backend for AwsBackend {
             .set_expected_bucket_owner(owner)
             .send()
             .await
-            .map_err(|e| sdk_error("s3", OP, e))?;
+            .map_err(|e| self.s3_error(OP, &spec.name, e))?;
         Ok(())
     }
 
@@ -1514,7 +1832,7 @@ impl Backend for AwsBackend {
         let mut req = self
             .s3
             .put_object()
-            .bucket(request.bucket)
+            .bucket(&request.bucket)
             .key(request.key)
             .content_md5(request.content_md5)
             .content_type(request.content_type)
@@ -1529,7 +1847,7 @@ impl Backend for AwsBackend {
         if request.if_none_match {
             req = req.if_none_match("*");
         }
-        put_outcome(req.send().await, "PutObject")
+        put_outcome(self, req.send().await, "PutObject", &request.bucket)
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
@@ -1544,7 +1862,7 @@ impl Backend for AwsBackend {
         {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(sdk_error("s3", "GetObject", e)),
+            Err(e) => return Err(self.s3_error("GetObject", bucket, e)),
         };
         let metadata = out.metadata.clone().unwrap_or_default();
         let content_type = out.content_type.clone();
@@ -1601,7 +1919,7 @@ impl Backend for AwsBackend {
                     .await
             }
         };
-        let out = sent.map_err(|e| sdk_error("s3", "DeleteObjects", e))?;
+        let out = sent.map_err(|e| self.s3_error("DeleteObjects", bucket, e))?;
         Ok(out
             .errors()
             .iter()
@@ -1633,7 +1951,7 @@ impl Backend for AwsBackend {
             .set_continuation_token(continuation)
             .send()
             .await
-            .map_err(|e| sdk_error("s3", "ListObjectsV2", e))?;
+            .map_err(|e| self.s3_error("ListObjectsV2", bucket, e))?;
         Ok(ObjectPage {
             objects: out
                 .contents()
@@ -1730,5 +2048,327 @@ impl http_body::Body for GatedBody {
         let len =
             self.head.as_ref().map_or(0, |b| b.len()) + self.tail.as_ref().map_or(0, |b| b.len());
         http_body::SizeHint::with_exact(len as u64)
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+
+    /// A port nothing listens on: bound, then released.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    /// A credentials provider that never has credentials (as the environment
+    /// provider without `AWS_ACCESS_KEY_ID`): no network, no IMDS.
+    #[derive(Debug)]
+    struct NoCredentials;
+
+    impl ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded("not set")))
+        }
+    }
+
+    /// An SDK config with no credentials nor region unless given: nothing
+    /// is read from the environment.
+    fn config(
+        url: &str,
+        region: Option<aws_config::Region>,
+        credentials: Option<s3::config::SharedCredentialsProvider>,
+    ) -> aws_config::SdkConfig {
+        let mut b = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(url);
+        b.set_region(region);
+        b.set_credentials_provider(credentials);
+        b.build()
+    }
+
+    fn backend(config: aws_config::SdkConfig) -> AwsBackend {
+        AwsBackend::with_options(
+            &config,
+            AwsOptions::default()
+                .force_path_style(true)
+                .max_attempts(1)
+                .timeouts(None, Some(Duration::from_millis(500)), None),
+        )
+    }
+
+    fn test_credentials() -> Option<s3::config::SharedCredentialsProvider> {
+        Some(s3::config::SharedCredentialsProvider::new(
+            s3::config::Credentials::for_tests(),
+        ))
+    }
+
+    fn region() -> Option<aws_config::Region> {
+        Some(aws_config::Region::new("us-east-1"))
+    }
+
+    fn key() -> Item {
+        Item::from([("pk".to_owned(), ddb::types::AttributeValue::S("a".into()))])
+    }
+
+    async fn get_item(b: &AwsBackend) -> Error {
+        b.get_item("docs", &key(), false).await.unwrap_err()
+    }
+
+    async fn put_object(b: &AwsBackend) -> Error {
+        b.s3.put_object()
+            .bucket("vhs-bucket")
+            .key("k")
+            .body(bytes::Bytes::from_static(b"x").into())
+            .send()
+            .await
+            .map_err(|e| b.s3_error("PutObject", "vhs-bucket", e))
+            .unwrap_err()
+    }
+
+    /// One line, no debug syntax, short, the SDK error in `source()`.
+    fn assert_one_line(e: &Error) {
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(!text.contains('{') && !text.contains('`'), "{text}");
+        assert!(text.len() < 200, "{} chars: {text}", text.len());
+        assert!(std::error::Error::source(e).is_some(), "{text}");
+    }
+
+    #[tokio::test]
+    async fn stopped_endpoint_is_one_retryable_line_naming_it() {
+        let url = format!("http://127.0.0.1:{}", closed_port());
+        let b = backend(config(&url, region(), test_credentials()));
+        let e = get_item(&b).await;
+        assert_one_line(&e);
+        assert_eq!(
+            e.to_string(),
+            format!("DynamoDB GetItem: cannot connect to {url}: connection refused")
+        );
+        assert!(matches!(e, Error::Backend { code: None, .. }) && e.is_retryable());
+        let e = put_object(&b).await;
+        assert_one_line(&e);
+        assert_eq!(
+            e.to_string(),
+            format!("S3 PutObject: cannot connect to {url}: connection refused")
+        );
+        assert!(e.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn unknown_host_is_a_retryable_dns_failure() {
+        let url = "http://vhs-no-such-host.invalid:4566";
+        let b = backend(config(url, region(), test_credentials()));
+        let e = get_item(&b).await;
+        assert_one_line(&e);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "DynamoDB GetItem: cannot connect to {url}: DNS lookup failed"
+            )),
+            "{text}"
+        );
+        assert!(e.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn silent_endpoint_is_a_retryable_timeout() {
+        // Connections are accepted (the backlog) and never answered.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let b = backend(config(&url, region(), test_credentials()));
+        let e = get_item(&b).await;
+        assert_one_line(&e);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("DynamoDB GetItem: request to {url} timed out")),
+            "{text}"
+        );
+        assert!(e.is_retryable());
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_is_a_config_error_naming_what_was_tried() {
+        let url = format!("http://127.0.0.1:{}", closed_port());
+        let chain = aws_config::meta::credentials::CredentialsProviderChain::first_try(
+            "Environment",
+            NoCredentials,
+        )
+        .or_else("Profile", NoCredentials);
+        let b = backend(config(
+            &url,
+            region(),
+            Some(s3::config::SharedCredentialsProvider::new(chain)),
+        ));
+        for e in [get_item(&b).await, put_object(&b).await] {
+            assert_one_line(&e);
+            assert!(
+                matches!(e, Error::Config { .. }) && !e.is_retryable(),
+                "{e}"
+            );
+            assert!(
+                e.to_string()
+                    .ends_with(": no AWS credentials found (tried Environment, Profile)"),
+                "{e}"
+            );
+        }
+        // A lone provider: its reason.
+        let b = backend(config(
+            &url,
+            region(),
+            Some(s3::config::SharedCredentialsProvider::new(NoCredentials)),
+        ));
+        let e = get_item(&b).await;
+        assert_one_line(&e);
+        assert_eq!(
+            e.to_string(),
+            "DynamoDB GetItem: no AWS credentials found (not set)"
+        );
+        // No provider at all.
+        let b = backend(config(&url, region(), None));
+        let e = get_item(&b).await;
+        assert_one_line(&e);
+        assert_eq!(
+            e.to_string(),
+            "DynamoDB GetItem: no AWS credentials provider configured"
+        );
+        assert!(!e.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn missing_region_is_a_config_error() {
+        let url = format!("http://127.0.0.1:{}", closed_port());
+        let b = backend(config(&url, None, test_credentials()));
+        for (e, service) in [
+            (get_item(&b).await, "DynamoDB GetItem"),
+            (put_object(&b).await, "S3 PutObject"),
+        ] {
+            assert_one_line(&e);
+            assert!(
+                matches!(e, Error::Config { .. }) && !e.is_retryable(),
+                "{e}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{service}: no AWS region configured (set AWS_REGION or a profile's region)"
+                )
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_endpoint_is_a_config_error() {
+        let b = backend(config("not a url", region(), test_credentials()));
+        let e = get_item(&b).await;
+        assert_one_line(&e);
+        assert!(
+            matches!(e, Error::Config { .. }) && !e.is_retryable(),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "DynamoDB GetItem: invalid endpoint URL \"not a url\": invalid uri character"
+        );
+    }
+
+    #[test]
+    fn refused_credentials_are_config_errors_other_codes_backend() {
+        use ddb::operation::get_item::GetItemError;
+        let answer = |code: &str, status: u16| {
+            let meta = s3::error::ErrorMetadata::builder()
+                .code(code)
+                .message("The security token included in the request is expired")
+                .build();
+            let raw = s3::config::http::HttpResponse::new(
+                status.try_into().unwrap(),
+                s3::primitives::SdkBody::empty(),
+            );
+            SdkError::service_error(GetItemError::generic(meta), raw)
+        };
+        let e = classify(
+            "dynamodb",
+            "GetItem",
+            None,
+            answer("ExpiredTokenException", 400),
+        );
+        assert_eq!(
+            e.to_string(),
+            "DynamoDB GetItem: AWS credentials expired: ExpiredTokenException: The security token included in the request is expired"
+        );
+        assert!(matches!(e, Error::Config { .. }) && !e.is_retryable());
+        let e = classify(
+            "dynamodb",
+            "GetItem",
+            None,
+            answer("UnrecognizedClientException", 400),
+        );
+        assert!(
+            matches!(e, Error::Config { .. }) && !e.is_retryable(),
+            "{e}"
+        );
+        let e = classify(
+            "dynamodb",
+            "GetItem",
+            None,
+            answer("ThrottlingException", 400),
+        );
+        assert!(
+            matches!(e, Error::Backend { .. }) && e.is_retryable(),
+            "{e}"
+        );
+        let e = classify(
+            "dynamodb",
+            "GetItem",
+            None,
+            answer("ValidationException", 400),
+        );
+        assert!(
+            matches!(e, Error::Backend { .. }) && !e.is_retryable(),
+            "{e}"
+        );
+        let e = classify("dynamodb", "GetItem", None, answer("Whatever", 503));
+        assert!(e.is_retryable(), "{e}");
+    }
+
+    #[test]
+    fn details_are_one_short_line_without_dumps() {
+        assert_eq!(
+            detail("Connection refused (os error 111)"),
+            "Connection refused"
+        );
+        assert_eq!(
+            detail("failed to apply endpoint `x` to request `Request { body: .. }`"),
+            "failed to apply endpoint"
+        );
+        assert_eq!(detail("first\nsecond"), "first");
+        let long = "x".repeat(500);
+        assert_eq!(detail(&long).chars().count(), DETAIL_MAX + 3);
+        assert_eq!(
+            tried_providers(
+                "no credentials found in chain. Attempted:\n  Environment: not set\n  Profile: not enabled"
+            )
+            .as_deref(),
+            Some("Environment, Profile")
+        );
+        assert_eq!(tried_providers("something else"), None);
+    }
+
+    #[test]
+    fn endpoints_are_named_as_configured_else_by_region() {
+        assert_eq!(
+            endpoint_name(Some("http://127.0.0.1:1"), "s3", Some("eu-west-1")),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(
+            endpoint_name(None, "dynamodb", Some("eu-west-1")),
+            "https://dynamodb.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(endpoint_name(None, "s3", None), "the s3 endpoint");
     }
 }

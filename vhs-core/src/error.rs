@@ -229,6 +229,26 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+
+    /// The AWS configuration does not allow the call: no AWS credentials found
+    /// (nothing was sent), credentials the service refused as expired or
+    /// invalid, no region, an endpoint that is not a URL. Reads as one line,
+    /// e.g. `DynamoDB GetItem: no AWS credentials found (tried Environment,
+    /// Profile)`; the SDK's error stays reachable through
+    /// [`source()`](std::error::Error::source). Not retryable: fix the
+    /// configuration (environment, profile, role, region, endpoint).
+    #[error("{} {operation}: {message}", service_name(service))]
+    Config {
+        /// `dynamodb` or `s3`.
+        service: &'static str,
+        /// The operation, e.g. `GetItem`.
+        operation: &'static str,
+        /// What is missing or wrong, in a short phrase.
+        message: String,
+        /// The underlying SDK error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 /// How a service reads in a message: `DynamoDB`, `S3`, else as given.
@@ -391,6 +411,17 @@ impl Error {
                 operation,
                 code: code.clone(),
                 retryable: *retryable,
+                message: message.clone(),
+                source: s.as_deref().map(|e| source(e)),
+            },
+            Error::Config {
+                service,
+                operation,
+                message,
+                source: s,
+            } => Error::Config {
+                service,
+                operation,
                 message: message.clone(),
                 source: s.as_deref().map(|e| source(e)),
             },

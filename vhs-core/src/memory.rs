@@ -332,14 +332,14 @@ impl MemoryBackend {
 }
 
 impl State {
-    fn table(&mut self, name: &str, operation: &'static str) -> Result<&mut Table> {
-        self.tables.get_mut(name).ok_or_else(|| {
-            not_found(
-                operation,
-                "ResourceNotFoundException",
-                &format!("table {name}"),
-            )
-        })
+    /// The table `name`; [`Error::TableNotFound`] as the AWS backend reports
+    /// DynamoDB's `ResourceNotFoundException`, whatever the operation.
+    fn table(&mut self, name: &str, _operation: &'static str) -> Result<&mut Table> {
+        self.tables
+            .get_mut(name)
+            .ok_or_else(|| Error::TableNotFound {
+                table: name.to_owned(),
+            })
     }
 
     fn bucket(

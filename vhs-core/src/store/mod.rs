@@ -300,15 +300,11 @@ impl StoreBuilder {
         self
     }
 
-    /// The store. Fails on an empty bucket name, a zero concurrency, and on two
-    /// tables whose objects would share a prefix (equal, or one inside the other).
+    /// The store. Fails, before anything is sent, on a bucket name S3 refuses
+    /// (see [`check_bucket_name`]), a zero concurrency, and on two tables whose
+    /// objects would share a prefix (equal, or one inside the other).
     pub fn build(self) -> Result<Store> {
-        if self.bucket.is_empty() || self.bucket.contains('/') {
-            return Err(Error::invalid(format!(
-                "bucket name {:?} is empty or contains '/'",
-                self.bucket
-            )));
-        }
+        check_bucket_name(&self.bucket)?;
         if self.options.max_concurrency == 0 {
             return Err(Error::invalid("max_concurrency must be at least 1"));
         }
@@ -367,6 +363,48 @@ impl StoreBuilder {
             store.table_prefix(table)?;
         }
         Ok(store)
+    }
+}
+
+/// Checks `name` against S3's naming rules for general purpose buckets:
+/// 3 to 63 characters; only lowercase letters, digits, `.` and `-`; a letter
+/// or digit first and last; no `..`; not an IPv4 address; none of the
+/// reserved prefixes (`xn--`, `sthree-`, `amzn-s3-demo-`) or suffixes
+/// (`-s3alias`, `--ol-s3`, `.mrap`, `--x-s3`, `--table-s3`).
+///
+/// [`Error::InvalidInput`] names the bucket and the rule broken.
+pub fn check_bucket_name(name: &str) -> Result<()> {
+    const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let broken = if !(3..=63).contains(&name.len()) {
+        Some(format!(
+            "must be 3 to 63 characters long, not {}",
+            name.len()
+        ))
+    } else if let Some(c) = name.chars().find(|&c| !(alnum(c) || c == '.' || c == '-')) {
+        Some(format!(
+            "may hold only lowercase letters, digits, '.' and '-', not {c:?}"
+        ))
+    } else if !name.starts_with(alnum) || !name.ends_with(alnum) {
+        Some("must start and end with a lowercase letter or a digit".to_owned())
+    } else if name.contains("..") {
+        Some("must not contain two adjacent periods".to_owned())
+    } else if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        Some("must not be formatted as an IP address".to_owned())
+    } else if let Some(p) = PREFIXES.iter().find(|p| name.starts_with(*p)) {
+        Some(format!("must not start with the reserved prefix {p:?}"))
+    } else {
+        SUFFIXES
+            .iter()
+            .find(|x| name.ends_with(*x))
+            .map(|x| format!("must not end with the reserved suffix {x:?}"))
+    };
+    match broken {
+        Some(rule) => Err(Error::invalid(format!(
+            "bucket name {name:?} is not valid in S3: it {rule}"
+        ))),
+        None => Ok(()),
     }
 }
 

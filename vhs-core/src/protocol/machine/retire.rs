@@ -164,9 +164,7 @@ impl Retire {
                                 self.leave(g, "not deleted: the item kept changing");
                             }
                         }
-                        Err(Error::Backend {
-                            code: Some(code), ..
-                        }) if code == "ResourceNotFoundException" => {
+                        Err(Error::TableNotFound { .. }) => {
                             // No table: no item can point to them.
                             let group = &mut self.groups[g];
                             let objects = std::mem::take(&mut group.pending);
