@@ -675,3 +675,98 @@ impl crate::model::Model for Untyped {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::maintenance::VerifyOptions;
+    use crate::MemoryBackend;
+
+    fn s(text: &str) -> AttributeValue {
+        AttributeValue::S(text.to_owned())
+    }
+
+    /// A dangling pointer, a foreign one and a clean item, written behind the
+    /// store's back: the reports count them; repair goes through the protocol.
+    #[tokio::test]
+    async fn foreign_pointers_are_counted_and_dangling_ones_repaired() {
+        let store = Store::builder(MemoryBackend::new(), "bkt")
+            .prefix("app")
+            .build()
+            .unwrap();
+        store.ensure_bucket().await.unwrap();
+        store
+            .ensure_table_spec(&TableSpec::new("docs", ("id", KeyKind::String)))
+            .await
+            .unwrap();
+        let md5 = "0123456789abcdef0123456789abcdef";
+        let here = |id: &str| format!("s3://bkt/app/docs/pk={id}/attr=body/md5={md5}");
+        for (id, body) in [
+            ("a", here("a")),
+            (
+                "b",
+                format!("s3://elsewhere/old/docs/pk=b/attr=body/md5={md5}"),
+            ),
+            ("c", here("c")),
+            ("d", "plain text".to_owned()),
+        ] {
+            let item: Item = [("id", s(id)), ("body", s(&body)), ("title", s("t"))]
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect();
+            store.backend().put_item("docs", item, None).await.unwrap();
+        }
+        let table = store.open_table("docs").await.unwrap();
+        let report = table
+            .verify(&VerifyOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.pointers, 2, "{report:?}");
+        assert_eq!(report.dangling.len(), 2, "{report:?}");
+        assert_eq!(report.dangling[0].key, ["a"], "sorted by key: {report:?}");
+        assert_eq!(report.foreign_pointers, 1, "{report:?}");
+        assert_eq!(report.foreign_pointer_examples[0].key, ["b"]);
+        assert!(!report.is_clean());
+        let stats = table.stats(|_| {}).await.unwrap();
+        assert_eq!(stats.foreign_pointers, 1, "{stats:?}");
+        let b = table
+            .get(&table.key("b", None).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let outside = table.foreign_pointers(&b);
+        assert_eq!(outside.len(), 1);
+        assert_eq!(
+            AnyTable::home_of(&outside[0].1),
+            Some(("elsewhere".to_owned(), "old/docs".to_owned()))
+        );
+
+        // Repair: a's pointer removed (its other attributes kept), c deleted.
+        let a = table.key("a", None).unwrap();
+        let err = table
+            .remove_pointer(&a, "body", &here("x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ConditionFailed { .. }), "{err}");
+        table.remove_pointer(&a, "body", &here("a")).await.unwrap();
+        let now = table.get(&a).await.unwrap().unwrap();
+        assert!(
+            !now.contains_key("body") && now.contains_key("title"),
+            "{now:?}"
+        );
+        let c = table.key("c", None).unwrap();
+        table.delete_item(&c).await.unwrap();
+        assert!(table.get(&c).await.unwrap().is_none());
+        assert!(matches!(
+            table.delete_item(&c).await,
+            Err(Error::NotFound { .. })
+        ));
+        let report = table
+            .verify(&VerifyOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert!(report.dangling.is_empty(), "{report:?}");
+        assert_eq!(report.foreign_pointers, 1, "{report:?}");
+    }
+}
