@@ -9,6 +9,7 @@ mod cache;
 mod cases;
 mod chaos;
 mod emulator;
+mod errors;
 mod explore;
 mod faults;
 mod fixture;
@@ -154,6 +155,9 @@ contract! {
     inputs::bad_inputs_are_rejected_before_writing,
     inputs::hostile_key_characters_round_trip,
     inputs::missing_table_and_bucket_are_backend_errors,
+    errors::missing_table_is_table_not_found_on_every_call,
+    errors::missing_bucket_names_the_bucket,
+    errors::bucket_names_s3_refuses_are_refused_by_build,
     maintenance::gc_respects_grace_dry_run_and_foreign_keys,
     maintenance::verify_reports_every_broken_pointer,
     maintenance::gc_is_safe_while_writers_run,

@@ -300,8 +300,11 @@ impl StoreBuilder {
         self
     }
 
-    /// The store. Fails, before anything is sent, on a bucket name S3 refuses
-    /// (see [`check_bucket_name`]), a zero concurrency, and on two tables whose
+    /// The store. Fails with [`Error::InvalidInput`], before anything is sent,
+    /// on a bucket name S3 refuses (3 to 63 characters of lowercase letters,
+    /// digits, `.` and `-`, a letter or digit first and last, no `..`, not an
+    /// IPv4 address, none of S3's reserved prefixes and suffixes such as
+    /// `xn--` and `-s3alias`), a zero concurrency, and on two tables whose
     /// objects would share a prefix (equal, or one inside the other).
     pub fn build(self) -> Result<Store> {
         check_bucket_name(&self.bucket)?;
@@ -373,7 +376,7 @@ impl StoreBuilder {
 /// (`-s3alias`, `--ol-s3`, `.mrap`, `--x-s3`, `--table-s3`).
 ///
 /// [`Error::InvalidInput`] names the bucket and the rule broken.
-pub fn check_bucket_name(name: &str) -> Result<()> {
+pub(crate) fn check_bucket_name(name: &str) -> Result<()> {
     const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
     const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
