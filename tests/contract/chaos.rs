@@ -34,6 +34,10 @@
 //!   client connection (FIN) without sending any of it: the server applied the request but the
 //!   client never learns the outcome.
 //!
+//! - `CutBody`: forwards the request and relays the response head, then only the first half of
+//!   a body of more than 1 KiB (by `Content-Length`) before closing the client connection: a
+//!   download cut midway. Smaller bodies are relayed whole.
+//!
 //! Without a fault the request is forwarded and the response relayed. [`ChaosConfig::latency`]
 //! is slept before each request is forwarded (fault-free or `DropResponse`).
 //!
@@ -102,6 +106,10 @@ pub enum FaultKind {
     Http503,
     /// Forwarded and applied upstream, but the response never reaches the client.
     DropResponse,
+    /// Forwarded; a response whose body has a `Content-Length` above 1 KiB reaches the client
+    /// with its head and the first half of its body, then the connection closes (FIN). Other
+    /// responses are relayed whole. Not in [`FaultKind::ALL`]: only tests of reads use it.
+    CutBody,
 }
 
 impl FaultKind {
@@ -475,6 +483,14 @@ fn handle(shared: &Shared, id: u64, client: TcpStream, fault: Option<FaultKind>)
             body_framing(&head, true)?
         };
         to_client.write_all(&with_connection_close(&head))?;
+        if let (Some(FaultKind::CutBody), Framing::Length(n)) = (fault, framing) {
+            if n > 1024 {
+                upstream_in.copy_exact(n / 2, to_client)?;
+                to_client.flush()?;
+                let _ = client_out.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
         upstream_in.copy_body(framing, to_client)?;
         to_client.flush()?;
         break;
@@ -850,6 +866,7 @@ fn assert_fault<E: std::fmt::Debug>(
                 "{kind:?} on {what}: want a transient dispatch failure, got {seen}: {err:?}"
             );
         }
+        FaultKind::CutBody => panic!("{kind:?} is checked by the reads it cuts, not here"),
     }
 }
 
@@ -1358,4 +1375,81 @@ async fn chaos_workload_keeps_the_invariants() {
         gc.deleted.len(),
         gc.deleted_bytes,
     );
+}
+
+/// Downloads cut midway (`CutBody` on half of all requests): every read path gets the whole
+/// value, MD5-checked, because the backend resumes a cut body from the byte it reached and the
+/// store reads again what the backend could not: `get_large` of a value read whole and of a
+/// `Blob` read range by range, `download_large`, `read_large_range`, `verify` with `rehash`,
+/// and the model-less download the CLI's `cat` uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_cut_downloads_resume() {
+    use vhs::maintenance::VerifyOptions;
+    use vhs::{Blob, Model};
+
+    use crate::models::Video;
+    use crate::reads::noise;
+
+    const PART: u64 = 5 * 1024 * 1024;
+    let fx = crate::fixture::Fixture::new(crate::fixture::Kind::Emulator).await;
+    let proxy = ChaosProxy::start(
+        upstream().await,
+        ChaosConfig {
+            kinds: vec![FaultKind::CutBody],
+            ..ChaosConfig::new(0.5, 11)
+        },
+    );
+    let config = crate::emulator::sdk_config().await;
+    let store = vhs::Store::builder(
+        vhs::AwsBackend::with_options(&config, vhs::AwsOptions::emulator(proxy.url())),
+        fx.bucket.clone(),
+    )
+    .table_for::<Video>(fx.store.table_name::<Video>())
+    .multipart_threshold(PART)
+    .part_size(PART)
+    .build()
+    .unwrap();
+    // Written without faults.
+    let big = noise(2 * PART as usize + 4321, 21);
+    let thumb = noise(300_000, 22);
+    let v = Video {
+        id: "cut".into(),
+        data: Some(Blob::from(big.clone())),
+        thumb: Some(thumb.clone()),
+    };
+    fx.store.create_large(&v).await.unwrap();
+    let key = v.primary_key();
+
+    for round in 0..3 {
+        let got = store.get_large(&key).await.unwrap();
+        assert!(got.data.as_ref().unwrap().path().is_some(), "spooled");
+        assert!(
+            got.data.unwrap().to_bytes().await.unwrap() == big,
+            "round {round}: the Blob"
+        );
+        assert!(got.thumb.unwrap() == thumb, "round {round}: the value read whole");
+        let mut out = Vec::new();
+        store.download_large(&key, "data", &mut out).await.unwrap();
+        assert!(out == big, "round {round}: download_large");
+        let range = store
+            .read_large_range(&key, "data", 1000..2_000_000)
+            .await
+            .unwrap();
+        assert!(range == big.slice(1000..2_000_000), "round {round}: a range");
+        let report = store
+            .verify::<Video>(&VerifyOptions::default().rehash(true), |_| {})
+            .await
+            .unwrap();
+        assert!(report.is_clean(), "round {round}: {report:?}");
+        let table = store
+            .open_table(&store.table_name::<Video>())
+            .await
+            .unwrap();
+        let item = table.get(&key.to_item()).await.unwrap().unwrap();
+        let mut out = Vec::new();
+        table.download(&item, "data", &mut out).await.unwrap();
+        assert!(out == big, "round {round}: AnyTable::download");
+    }
+    let cuts = proxy.settled_stats().faults_of(FaultKind::CutBody);
+    assert!(cuts >= 10, "the proxy cut {cuts} bodies");
 }

@@ -182,6 +182,7 @@ pub async fn put_raw(backend: &dyn Backend, bucket: &str, key: &str, body: &[u8]
             body: bytes::Bytes::copy_from_slice(body),
             content_md5: md5,
             content_type: "application/octet-stream".into(),
+            content_encoding: None,
             metadata: Default::default(),
             if_none_match: false,
             complete_after: vhs::Signal::open(),

@@ -1448,7 +1448,11 @@ impl Backend for AwsBackend {
                 .next()
                 .and_then(|total| total.trim().parse::<u64>().ok())
         });
-        let body = collect_body(out.body).await?;
+        // A ranged answer starts at the range's start; a whole object at 0.
+        let from = if ranged.is_some() { range.start } else { 0 };
+        let Some(body) = self.read_body(bucket, key, out, from).await? else {
+            return Ok(None);
+        };
         Ok(Some(match ranged {
             Some(total) => ObjectRange { body, total },
             // The server sent the whole object: cut the range out of it.
@@ -1520,6 +1524,7 @@ impl Backend for AwsBackend {
             .bucket(&request.bucket)
             .key(&request.key)
             .content_type(&request.content_type)
+            .set_content_encoding(request.content_encoding.clone())
             .set_metadata(non_empty(request.metadata.clone()))
             .set_expected_bucket_owner(self.expected_bucket_owner.clone());
         let (sse, kms_key) = self.sse();
@@ -1836,6 +1841,7 @@ impl Backend for AwsBackend {
             .key(request.key)
             .content_md5(request.content_md5)
             .content_type(request.content_type)
+            .set_content_encoding(request.content_encoding)
             .set_metadata(non_empty(request.metadata))
             .content_length(request.body.len() as i64)
             .body(gated_body(request.body, &request.complete_after))
@@ -1866,11 +1872,15 @@ impl Backend for AwsBackend {
         };
         let metadata = out.metadata.clone().unwrap_or_default();
         let content_type = out.content_type.clone();
-        let body = collect_body(out.body).await?;
+        let content_encoding = out.content_encoding.clone();
+        let Some(body) = self.read_body(bucket, key, out, 0).await? else {
+            return Ok(None);
+        };
         Ok(Some(StoredObject {
             body,
             metadata,
             content_type,
+            content_encoding,
         }))
     }
 
@@ -1971,18 +1981,108 @@ impl Backend for AwsBackend {
     }
 }
 
-/// A GetObject body read whole; a broken transfer is retryable.
-async fn collect_body(body: s3::primitives::ByteStream) -> Result<bytes::Bytes> {
-    match body.collect().await {
-        Ok(data) => Ok(data.into_bytes()),
-        Err(e) => Err(Error::Backend {
-            service: "s3",
-            operation: "GetObject",
-            code: None,
-            retryable: true,
-            message: format!("reading the body failed: {e}"),
-            source: Some(Box::new(e)),
-        }),
+/// How many times in a row a GetObject body may be cut without a byte of
+/// progress before the read gives up (a cut that brought bytes resets the count).
+const BODY_CUTS_WITHOUT_PROGRESS: u32 = 5;
+
+impl AwsBackend {
+    /// Reads the body of a GetObject answer whose first byte is byte `from` of
+    /// the object, to its end. A transfer cut midway (a reset connection, a
+    /// truncated body) resumes with a ranged GET from the byte reached,
+    /// conditional on the ETag first seen: an object's key names its content,
+    /// so the rest is the same bytes. `None`: the object was deleted meanwhile.
+    /// Gives up, retryable, after [`BODY_CUTS_WITHOUT_PROGRESS`] cuts in a row
+    /// that brought nothing.
+    async fn read_body(
+        &self,
+        bucket: &str,
+        key: &str,
+        out: s3::operation::get_object::GetObjectOutput,
+        from: u64,
+    ) -> Result<Option<bytes::Bytes>> {
+        let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
+        let etag = out.e_tag().map(str::to_owned);
+        let mut body = out.body;
+        let mut buf = bytes::BytesMut::with_capacity(
+            expected.map_or(0, |n| n.min(64 * 1024 * 1024) as usize),
+        );
+        let mut cuts = 0u32;
+        loop {
+            let before = buf.len();
+            let cut = loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                    Ok(None) => match expected {
+                        Some(n) if (buf.len() as u64) < n => {
+                            break format!("the body ended after {} of {n} bytes", buf.len())
+                        }
+                        _ => return Ok(Some(buf.freeze())),
+                    },
+                    Err(e) => {
+                        break format!("reading the body failed: {}", DisplayErrorContext(&e))
+                    }
+                }
+            };
+            // Without a length the server gave, a cut body can't be told from
+            // a whole one: only a stream error gets here, and is retried from
+            // the byte reached like any other.
+            if buf.len() > before {
+                cuts = 0;
+            }
+            cuts += 1;
+            let reached = from + buf.len() as u64;
+            if cuts > BODY_CUTS_WITHOUT_PROGRESS {
+                return Err(Error::backend(
+                    "s3",
+                    "GetObject",
+                    true,
+                    format!("s3://{bucket}/{key}: {cut}, {cuts} times at byte {reached}"),
+                ));
+            }
+            tracing::debug!(bucket, key, reached, cuts, %cut, "GetObject body cut; resuming");
+            tokio::time::sleep(Duration::from_millis(20 << cuts.min(6))).await;
+            let last = expected.map(|n| from + n - 1);
+            let range = match last {
+                Some(last) => format!("bytes={reached}-{last}"),
+                None => format!("bytes={reached}-"),
+            };
+            let resumed = self
+                .s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .range(range)
+                .set_if_match(etag.clone())
+                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+                .send()
+                .await;
+            match resumed {
+                Ok(out) => body = out.body,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                    return Ok(None)
+                }
+                // Deleted and written again (same bytes, another ETag, as
+                // a multipart upload of other part sizes gives): the caller
+                // reads again from the start.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                    return Err(Error::backend(
+                        "s3",
+                        "GetObject",
+                        true,
+                        format!("s3://{bucket}/{key} was written again while it was read"),
+                    ));
+                }
+                Err(e) => {
+                    let e = sdk_error("s3", "GetObject", e);
+                    if !e.is_retryable() || expected.is_none() {
+                        return Err(e);
+                    }
+                    // A failed resume counts as a cut without progress.
+                    body = s3::primitives::ByteStream::from_static(b"");
+                    // The empty body ends at once and is judged short above.
+                }
+            }
+        }
     }
 }
 

@@ -362,6 +362,9 @@ pub struct PutObject {
     pub content_md5: String,
     /// Content-Type.
     pub content_type: String,
+    /// Content-Encoding (`zstd`, `gzip`) of a compressed value, so that an HTTP
+    /// client given a presigned URL decodes it; `None` for a value stored as it is.
+    pub content_encoding: Option<String>,
     /// User metadata (`x-amz-meta-*`).
     pub metadata: HashMap<String, String>,
     /// Send `If-None-Match: *`: write only if no object has the key.
@@ -485,6 +488,8 @@ pub struct StoredObject {
     pub metadata: HashMap<String, String>,
     /// Content-Type, if the server returned one.
     pub content_type: Option<String>,
+    /// Content-Encoding, if the object has one.
+    pub content_encoding: Option<String>,
 }
 
 impl fmt::Debug for StoredObject {
@@ -493,6 +498,7 @@ impl fmt::Debug for StoredObject {
             .field("len", &self.body.len())
             .field("metadata", &self.metadata)
             .field("content_type", &self.content_type)
+            .field("content_encoding", &self.content_encoding)
             .finish()
     }
 }
@@ -507,6 +513,8 @@ pub struct MultipartStart {
     pub key: String,
     /// Content-Type.
     pub content_type: String,
+    /// Content-Encoding, as for [`PutObject::content_encoding`].
+    pub content_encoding: Option<String>,
     /// User metadata (`x-amz-meta-*`).
     pub metadata: HashMap<String, String>,
 }

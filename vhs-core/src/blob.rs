@@ -223,6 +223,16 @@ pub(crate) fn spooled(path: tempfile::TempPath, len: u64, md5: Md5Sum) -> Blob {
     }))
 }
 
+/// A value vhs read back into a temporary file, with its MD5 when known.
+pub(crate) fn spooled_from(path: tempfile::TempPath, len: u64, md5: Option<Md5Sum>) -> Blob {
+    Blob(Repr::File(FileBody {
+        path: Arc::from(path.to_path_buf()),
+        len,
+        md5,
+        _spool: Some(Arc::new(path)),
+    }))
+}
+
 /// MD5 of bytes in memory; large bodies are hashed on a blocking thread so the
 /// executor's workers stay free.
 pub(crate) async fn md5_of(bytes: &Bytes) -> Md5Sum {

@@ -101,6 +101,17 @@ impl Md5Sum {
         Self::from_digest(&Md5::digest(bytes))
     }
 
+    /// From its hex form (as a key holds it); `None` if it is not 32 hex digits.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 32 {
+            return None;
+        }
+        let digest = (0..16)
+            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(Self::from_digest(&digest))
+    }
+
     /// From a finished digest.
     pub fn from_digest(digest: &[u8]) -> Self {
         Md5Sum {

@@ -56,7 +56,8 @@ pub use model::{
 pub use provision::ProvisionPlan;
 pub use retry::{retry, RetryPolicy};
 pub use store::{
-    Background, Cleanup, Commit, Cursor, Deleted, Options, Page, Precondition, Put, QueryBuilder,
+    Background, Cleanup, Commit, Cursor, Deleted, ItemFailure, Options, Page, Precondition, Put,
+    QueryBuilder,
     ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored, Transaction,
     UpdateFragment, Updated,
 };

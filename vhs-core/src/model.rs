@@ -183,6 +183,10 @@ pub struct LargeAttr {
     /// Values stored as objects are compressed with this codec
     /// (`#[large(compress = "zstd")]`); values kept in the item never are.
     pub compress: Option<crate::layout::Encoding>,
+    /// The field's type takes a value read into a temporary file
+    /// ([`LargeValue::SPOOLS`]: a [`Blob`]): a read larger than one download
+    /// range is spooled to disk instead of held in memory.
+    pub spool: bool,
 }
 
 /// Global or local secondary index.
@@ -307,6 +311,19 @@ pub trait Model: Sized + Send + Sync + 'static {
 
     /// Sets the large field number `index` from its stored bytes.
     fn decode_large(&mut self, index: usize, bytes: Bytes) -> Result<()>;
+
+    /// Sets the large field number `index` from a value that may be held in a
+    /// temporary file (only for fields whose [`LargeAttr::spool`] is set; the
+    /// store passes values in memory to [`Model::decode_large`]). The derive
+    /// generates it; the default takes values in memory only.
+    fn decode_large_blob(&mut self, index: usize, value: Blob) -> Result<()> {
+        match value.as_bytes() {
+            Some(bytes) => self.decode_large(index, bytes.clone()),
+            None => Err(Error::invalid(format!(
+                "large field number {index} cannot take a value read into a file"
+            ))),
+        }
+    }
 }
 
 /// The primary key of an item of model `M`.
@@ -471,6 +488,22 @@ pub trait LargeValue: Sized {
     fn encode(&self) -> Result<Blob, crate::error::BoxError>;
     /// The value from stored bytes.
     fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError>;
+
+    /// Whether a value read back may stay in a temporary file rather than in
+    /// memory ([`Blob`] only): a read of more than one download range
+    /// ([`Options::part_size`](crate::Options::part_size)) is then spooled to
+    /// disk and handed to [`LargeValue::decode_blob`].
+    const SPOOLS: bool = false;
+
+    /// The value from a [`Blob`] read back, in memory or (when
+    /// [`LargeValue::SPOOLS`]) in a temporary file. The default decodes the
+    /// bytes in memory.
+    fn decode_blob(value: Blob) -> Result<Self, crate::error::BoxError> {
+        match value.as_bytes() {
+            Some(bytes) => Self::decode(bytes.clone()),
+            None => Err("this type reads its value from memory, not from a file".into()),
+        }
+    }
 }
 
 impl LargeValue for Vec<u8> {
@@ -510,6 +543,10 @@ impl LargeValue for Blob {
     }
     fn decode(bytes: Bytes) -> Result<Self, crate::error::BoxError> {
         Ok(Blob::from_bytes(bytes))
+    }
+    const SPOOLS: bool = true;
+    fn decode_blob(value: Blob) -> Result<Self, crate::error::BoxError> {
+        Ok(value)
     }
 }
 
@@ -625,5 +662,18 @@ pub mod derive_support {
     /// The default content type of a large type, for the schema constant.
     pub const fn content_type<T: LargeValue>() -> &'static str {
         T::CONTENT_TYPE
+    }
+
+    /// Whether a large type takes values spooled to a file, for the schema
+    /// constant.
+    pub const fn spools<T: LargeValue>() -> bool {
+        T::SPOOLS
+    }
+
+    /// Decodes a large value that may be held in a file.
+    pub fn decode_large_blob<T: LargeValue>(name: &str, value: Blob) -> Result<Option<T>> {
+        T::decode_blob(value)
+            .map(Some)
+            .map_err(|e| Error::decode(name, e))
     }
 }

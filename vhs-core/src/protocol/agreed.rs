@@ -76,6 +76,7 @@ pub(crate) async fn load_or_record(
             content_md5: Md5Sum::of(&body).base64,
             body,
             content_type: "application/json".to_owned(),
+            content_encoding: None,
             metadata: Default::default(),
             if_none_match: true,
             complete_after: Signal::open(),

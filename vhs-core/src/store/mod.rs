@@ -31,7 +31,7 @@ use tracing::Span;
 
 pub use calls::Put;
 pub use delete::{Deleted, Precondition};
-pub use query::{Cursor, Page, QueryBuilder, ScanBuilder};
+pub use query::{Cursor, ItemFailure, Page, QueryBuilder, ScanBuilder};
 pub(crate) use read::Bodies;
 pub use read::Stored;
 pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
@@ -122,6 +122,17 @@ pub struct Options {
     /// background job of the store (and its clones). Ten thousand concurrent calls
     /// queue for permits instead of opening ten thousand connections. Default 128.
     pub max_in_flight: usize,
+    /// Store-wide bound on the bytes of download ranges in flight or waiting to
+    /// be written, over every read of the store (and its clones) that goes range
+    /// by range: [`Store::download_large`], [`Store::read_large_range`], `Blob`
+    /// values read by [`Store::get_large`], queries and scans, `verify` with
+    /// `rehash`. A download always gets at least one range. Default 32 MiB.
+    pub download_buffer: u64,
+    /// Where a [`Blob`](crate::Blob) value read back is spooled when it is larger
+    /// than one download range ([`Options::part_size`]): a temporary file,
+    /// removed when the last clone of the `Blob` is dropped. Default:
+    /// [`std::env::temp_dir`].
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -140,6 +151,8 @@ impl Default for Options {
             part_size: 8 * 1024 * 1024,
             part_concurrency: 4,
             max_in_flight: 128,
+            download_buffer: 32 * 1024 * 1024,
+            spool_dir: None,
         }
     }
 }
@@ -277,6 +290,18 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets [`Options::download_buffer`].
+    pub fn download_buffer(mut self, bytes: u64) -> Self {
+        self.options.download_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Options::spool_dir`].
+    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.options.spool_dir = Some(dir.into());
+        self
+    }
+
     /// Sets [`Options::part_concurrency`] (at least 1).
     pub fn part_concurrency(mut self, parts: usize) -> Self {
         self.options.part_concurrency = parts;
@@ -348,6 +373,9 @@ impl StoreBuilder {
                 )),
                 cache,
                 settings: std::sync::Mutex::new(HashMap::new()),
+                downloads: Arc::new(tokio::sync::Semaphore::new(transfer::budget_permits(
+                    self.options.download_buffer,
+                ))),
                 bucket: self.bucket,
                 prefix: self.prefix,
                 options: self.options,
@@ -440,6 +468,9 @@ struct Inner {
     tables: HashMap<String, String>,
     table_prefixes: HashMap<String, String>,
     janitor: Janitor,
+    /// [`Options::download_buffer`] in MiB permits: ranges of downloads in
+    /// flight or waiting to be written, over every call of the store.
+    downloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for Store {
@@ -1144,9 +1175,7 @@ impl Store {
         (pointer, md5): &(Pointer, String),
     ) -> Result<Bytes> {
         let object = self
-            .inner
-            .backend
-            .get_object(&pointer.bucket, &pointer.key)
+            .read_object(&pointer.bucket, &pointer.key)
             .await?
             .ok_or_else(|| Error::DanglingPointer {
                 attr: attr.to_owned(),

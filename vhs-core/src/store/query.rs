@@ -100,15 +100,40 @@ impl FromStr for Cursor {
     }
 }
 
-/// One page of a listing: the items, and where to resume after them.
-#[derive(Debug, Clone)]
+/// One page of a listing: the items, the items that could not be read, and
+/// where to resume after them.
+#[derive(Debug)]
 pub struct Page<T> {
     /// The items, in the listing's order.
     pub items: Vec<T>,
+    /// The items of this page that could not be read (a dangling pointer, an
+    /// object whose bytes fail their MD5, an attribute that does not decode):
+    /// one each, so one bad item never costs the page's good ones.
+    pub failed: Vec<ItemFailure>,
     /// Resumes after the last item read (which may come after the last one
     /// returned, when a filter left items out); `None` when the listing is done.
     pub cursor: Option<Cursor>,
 }
+
+/// An item a listing read but could not load: its key, and why.
+#[derive(Debug)]
+pub struct ItemFailure {
+    /// The item's key, as errors write it (`pk="a", sk="b"`).
+    pub key: String,
+    /// What went wrong: [`Error::DanglingPointer`], [`Error::Integrity`],
+    /// [`Error::BadPointer`], [`Error::Codec`], or [`Error::Busy`] for an item
+    /// rewritten faster than it could be read.
+    pub error: Error,
+}
+
+impl std::fmt::Display for ItemFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "item {}: {}", self.key, self.error)
+    }
+}
+
+/// An item of a page as loaded: the item, or why it could not be.
+type Entry<T> = std::result::Result<Stored<T>, ItemFailure>;
 
 /// A request to list: what varies between a query and a scan.
 #[derive(Clone)]
@@ -175,6 +200,7 @@ impl Listing {
                 }
                 let out = Page {
                     items: page.items,
+                    failed: Vec::new(),
                     cursor,
                 };
                 return Ok(Some((out, (listing, next, done))));
@@ -315,33 +341,82 @@ impl Listing {
     }
 }
 
-/// Turns pages of stored items into pages of `T`, stored or loaded.
+/// Turns pages of stored items into pages of `T`, stored or loaded, each item
+/// on its own: one that fails to decode or load is an [`ItemFailure`] in its
+/// place, and the page goes on.
 fn typed<T: Model>(
     store: Store,
     pages: BoxStream<'static, Result<Page<Item>>>,
     load: bool,
-) -> BoxStream<'static, Result<Page<Stored<T>>>> {
+) -> BoxStream<'static, Result<Page<Entry<T>>>> {
     pages
         .and_then(move |page| {
             let store = store.clone();
             async move {
-                let stored: Vec<Stored<T>> = page
+                let entries: Vec<Entry<T>> = page
                     .items
                     .into_iter()
-                    .map(Stored::from_item)
-                    .collect::<Result<_>>()?;
-                let stored = if load {
-                    store.load_many(stored).await?
+                    .map(|item| {
+                        let key = describe_item::<T>(&item);
+                        Stored::from_item(item).map_err(|error| ItemFailure { key, error })
+                    })
+                    .collect();
+                let entries = if load {
+                    store.load_many(entries).await
                 } else {
-                    stored
+                    entries
                 };
                 Ok(Page {
-                    items: stored,
+                    items: entries,
+                    failed: Vec::new(),
                     cursor: page.cursor,
                 })
             }
         })
         .boxed()
+}
+
+/// An item's key as errors write it, from the raw item (its key attributes).
+fn describe_item<T: Model>(item: &Item) -> String {
+    let part = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => format!("{name}={s:?}"),
+        Some(AttributeValue::N(n)) => format!("{name}={n}"),
+        Some(other) => format!("{name}={other:?}"),
+        None => format!("{name}=?"),
+    };
+    let schema = T::SCHEMA;
+    match schema.range_key {
+        Some(range) => format!("{}, {}", part(schema.hash_key.name), part(range.name)),
+        None => part(schema.hash_key.name),
+    }
+}
+
+/// Splits a page of entries into its items and its failures.
+fn split<T>(page: Page<Entry<T>>) -> Page<Stored<T>> {
+    let mut items = Vec::with_capacity(page.items.len());
+    let mut failed = page.failed;
+    for entry in page.items {
+        match entry {
+            Ok(stored) => items.push(stored),
+            Err(failure) => failed.push(failure),
+        }
+    }
+    Page {
+        items,
+        failed,
+        cursor: page.cursor,
+    }
+}
+
+/// The items of pages of entries, in order: a failed item is its error, and
+/// the stream goes on after it; a failed request ends it.
+fn entries<T: Send + 'static>(
+    pages: impl Stream<Item = Result<Page<Entry<T>>>> + Send + 'static,
+) -> impl Stream<Item = Result<Stored<T>>> + Send + 'static {
+    pages
+        .map_ok(|p| stream::iter(p.items.into_iter().map(|e| e.map_err(|f| f.error)).map(Ok)))
+        .try_flatten()
+        .map(|r| r.and_then(|r| r))
 }
 
 impl Store {
@@ -351,41 +426,44 @@ impl Store {
     /// it out if a delete won).
     ///
     /// [`Options::max_concurrency`]: crate::Options::max_concurrency
-    async fn load_many<T: Model>(&self, stored: Vec<Stored<T>>) -> Result<Vec<Stored<T>>> {
+    async fn load_many<T: Model>(&self, entries: Vec<Entry<T>>) -> Vec<Entry<T>> {
         let span = tracing::info_span!(
             "load_many",
             table = self.table_name::<T>(),
-            items = stored.len(),
+            items = entries.len(),
             requests = Empty,
         );
-        traced(&span, self.load_each(stored)).await
+        traced(&span, self.load_each(entries)).await
     }
 
-    async fn load_each<T: Model>(&self, stored: Vec<Stored<T>>) -> Result<Vec<Stored<T>>> {
-        let loads: Vec<_> = stored
+    async fn load_each<T: Model>(&self, entries: Vec<Entry<T>>) -> Vec<Entry<T>> {
+        let loads: Vec<_> = entries
             .into_iter()
-            .map(|s| {
-                async move {
-                    let key = s.model.primary_key();
-                    let (pointers, inline) = (s.pointers.clone(), s.inline.clone());
-                    match self.load_read(&key, s).await {
-                        Ok(model) => Ok(Some(Stored {
-                            model,
-                            pointers,
-                            inline,
-                        })),
-                        // Deleted after the listing read it.
-                        Err(e) if e.is_not_found() => Ok(None),
-                        Err(e) => Err(e),
-                    }
+            .map(|entry| async move {
+                let s = entry?;
+                let key = s.model.primary_key();
+                let (pointers, inline) = (s.pointers.clone(), s.inline.clone());
+                match self.load_read(&key, s).await {
+                    Ok(model) => Ok(Some(Stored {
+                        model,
+                        pointers,
+                        inline,
+                    })),
+                    // Deleted after the listing read it.
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(error) => Err(ItemFailure {
+                        key: key.to_string(),
+                        error,
+                    }),
                 }
             })
             .collect();
-        let loaded: Vec<Option<Stored<T>>> = stream::iter(loads)
-            .buffered(self.options().max_concurrency)
-            .try_collect()
-            .await?;
-        Ok(loaded.into_iter().flatten().collect())
+        let loaded: Vec<std::result::Result<Option<Stored<T>>, ItemFailure>> =
+            stream::iter(loads)
+                .buffered(self.options().max_concurrency)
+                .collect()
+                .await;
+        loaded.into_iter().filter_map(|e| e.transpose()).collect()
     }
 
     /// Starts a query of `M`'s table, or of one of its secondary indexes, for
@@ -489,28 +567,42 @@ macro_rules! listing_methods {
             self
         }
 
-        /// The pages, every large value loaded.
+        /// The pages, every large value loaded. An item that cannot be
+        /// loaded (a dangling pointer, an integrity mismatch…) is in its
+        /// page's [`Page::failed`], and the page's other items are served.
         pub fn pages(self) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
-            self.run(true).map_ok(|p| Page {
-                items: p.items.into_iter().map(|s| s.model).collect(),
-                cursor: p.cursor,
+            self.run(true).map_ok(|p| {
+                let p = split(p);
+                Page {
+                    items: p.items.into_iter().map(|s| s.model).collect(),
+                    failed: p.failed,
+                    cursor: p.cursor,
+                }
             })
         }
 
-        /// The items, every large value loaded.
+        /// The items, every large value loaded, each on its own: an item that
+        /// cannot be loaded (a dangling pointer, an integrity mismatch…) is
+        /// yielded as its error and the stream **goes on** with the next
+        /// item; a request that fails (the query or scan itself) is yielded
+        /// as its error and ends the stream. So `try_collect` stops at the
+        /// first bad item, while a loop that logs and continues reads every
+        /// good one.
         pub fn items(self) -> impl Stream<Item = Result<T>> + Send + 'static {
-            flatten(self.pages())
+            entries(self.run(true)).map_ok(|s| s.model)
         }
 
         /// The pages, large values not loaded: each item keeps its pointers,
-        /// for [`Store::load`] to load what is needed.
+        /// for [`Store::load`] to load what is needed. An item whose ordinary
+        /// attributes do not decode is in [`Page::failed`].
         pub fn stored_pages(self) -> impl Stream<Item = Result<Page<Stored<T>>>> + Send + 'static {
-            self.run(false)
+            self.run(false).map_ok(split)
         }
 
-        /// The items, large values not loaded (see `stored_pages`).
+        /// The items, large values not loaded (see `stored_pages`), each on its
+        /// own like [`items`](Self::items).
         pub fn stored(self) -> impl Stream<Item = Result<Stored<T>>> + Send + 'static {
-            flatten(self.stored_pages())
+            entries(self.run(false))
         }
     };
 }
@@ -773,7 +865,7 @@ impl<T: Model> QueryBuilder<T> {
         ))
     }
 
-    fn run(self, load: bool) -> BoxStream<'static, Result<Page<Stored<T>>>> {
+    fn run(self, load: bool) -> BoxStream<'static, Result<Page<Entry<T>>>> {
         let store = self.store.clone();
         match self.listing() {
             Ok((listing, start)) => typed(store, listing.raw_pages(start), load),
@@ -808,13 +900,6 @@ fn check_output<T: Model>(schema: &Schema, store: &Store, table: &str) -> Result
     Ok(())
 }
 
-fn flatten<T: Send + 'static>(
-    pages: impl Stream<Item = Result<Page<T>>> + Send + 'static,
-) -> impl Stream<Item = Result<T>> + Send + 'static {
-    pages
-        .map_ok(|p| stream::iter(p.items.into_iter().map(Ok)))
-        .try_flatten()
-}
 
 /// A scan being built; see [`Store::scan`]. Run it like a [`QueryBuilder`].
 #[must_use = "a scan does nothing until its stream is polled"]
@@ -866,7 +951,7 @@ impl<T: Model> ScanBuilder<T> {
         }
     }
 
-    fn run(self, load: bool) -> BoxStream<'static, Result<Page<Stored<T>>>> {
+    fn run(self, load: bool) -> BoxStream<'static, Result<Page<Entry<T>>>> {
         let fail = |e: Error| stream::once(async move { Err(e) }).boxed();
         if let Err(e) = check_output::<T>(&self.schema, &self.store, &self.table)
             .and_then(|()| self.filter.as_ref().map_or(Ok(()), Condition::check))
@@ -908,4 +993,77 @@ impl<T: Model> ScanBuilder<T> {
     }
 
     listing_methods!();
+}
+
+// `count()`: the calls engineer's block.
+impl<T: Model> QueryBuilder<T> {
+    /// The number of items the query returns (with its filter, range
+    /// condition and `limit`), reading every page: the items are read with a
+    /// projection of their keys only (no other attribute, no large value), and
+    /// items being deleted (placeholders) are left out as [`items`](Self::items)
+    /// leaves them out.
+    pub async fn count(mut self) -> Result<usize> {
+        self.projection = Some(count_projection(&self.schema));
+        let (listing, start) = self.listing()?;
+        count_pages(listing.raw_pages(start)).await
+    }
+}
+
+impl<T: Model> ScanBuilder<T> {
+    /// The number of items the scan returns (with its filter), reading every
+    /// page of every segment, keys only; placeholders left out as
+    /// [`items`](Self::items) leaves them out.
+    pub async fn count(self) -> Result<usize> {
+        if let Some(f) = &self.filter {
+            f.check()?;
+        }
+        if self.start.is_some() && self.segments > 1 {
+            return Err(Error::invalid(
+                "`start_after` resumes one segment: scan with one segment",
+            ));
+        }
+        let mut keys = vec![self.schema.hash_key.name];
+        keys.extend(self.schema.range_key.map(|r| r.name));
+        let filter = live_only(self.filter);
+        let projection = count_projection(&self.schema);
+        let total = self.segments;
+        let start = self.start.map(|c| c.0);
+        let counts = (0..total).map(|segment| {
+            let listing = Listing {
+                store: self.store.clone(),
+                request: Request::Scan(Box::new(Scan {
+                    segment: (total > 1).then_some((segment, total)),
+                    filter: Some(filter.clone()),
+                    projection: Some(projection.clone()),
+                    consistent: self.consistent,
+                    ..Scan::new(&self.table)
+                })),
+                keys: keys.clone(),
+                limit: None,
+                page_size: self.page_size,
+                model: TypeId::of::<T>(),
+                full_items: false,
+                table_keys: keys.len(),
+            };
+            count_pages(listing.raw_pages(start.clone()))
+        });
+        Ok(futures_util::future::try_join_all(counts)
+            .await?
+            .into_iter()
+            .sum())
+    }
+}
+
+/// What a count reads of each item: its keys, and the placeholder mark (so
+/// placeholders are left out however the filter ran).
+fn count_projection(schema: &Schema) -> Vec<String> {
+    std::iter::once(schema.hash_key.name)
+        .chain(schema.range_key.map(|r| r.name))
+        .chain(std::iter::once(PLACEHOLDER))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn count_pages(pages: BoxStream<'static, Result<Page<Item>>>) -> Result<usize> {
+    pages.try_fold(0, |n, p| async move { Ok(n + p.items.len()) }).await
 }

@@ -405,6 +405,14 @@ impl Store {
         let fetches: Vec<_> = wanted
             .into_iter()
             .map(|(index, attr, pointer)| async move {
+                // A `Blob` field larger than one download range goes to a
+                // temporary file, range by range, never whole in memory.
+                if M::SCHEMA.large[index].spool {
+                    return Ok((
+                        index,
+                        Loaded::Blob(self.fetch_to_blob(attr, &pointer).await?),
+                    ));
+                }
                 let key = &pointer.0.key;
                 let cached = bodies
                     .and_then(|b| b.lock().ok()?.get(key).cloned())
@@ -427,17 +435,26 @@ impl Store {
                     Some(encoding) => crate::compress::decompress(stored, encoding).await?,
                     None => stored,
                 };
-                Ok((index, value))
+                Ok((index, Loaded::Bytes(value)))
             })
             .collect();
-        let fetched: Vec<Result<(usize, Bytes)>> = stream::iter(fetches)
+        let fetched: Vec<Result<(usize, Loaded)>> = stream::iter(fetches)
             .buffer_unordered(self.options().max_concurrency)
             .collect()
             .await;
         for f in fetched {
-            let (index, bytes) = f?;
-            stored.model.decode_large(index, bytes)?;
+            match f? {
+                (index, Loaded::Bytes(bytes)) => stored.model.decode_large(index, bytes)?,
+                (index, Loaded::Blob(blob)) => stored.model.decode_large_blob(index, blob)?,
+            }
         }
         Ok(())
     }
+}
+
+/// A large value fetched: in memory, or a [`Blob`](crate::Blob) that may be
+/// held in a temporary file.
+enum Loaded {
+    Bytes(Bytes),
+    Blob(crate::Blob),
 }

@@ -55,10 +55,15 @@ struct Part {
     md5_base64: String,
 }
 
+/// The Content-Encoding of the object at `key`: the codec its key records
+/// (`enc=zstd` → `zstd`, `enc=gzip` → `gzip`, both HTTP content codings).
+fn content_encoding(key: &str) -> Option<String> {
+    super::encoding_in_key(key).map(|e| e.name().to_owned())
+}
+
 /// The part size for a value of `len` bytes: the configured size, grown (in whole
 /// MiB) where `len` would need more than [`MAX_PARTS`] parts.
 pub(crate) fn part_size(len: u64, configured: u64) -> u64 {
-    const MIB: u64 = 1024 * 1024;
     let least = len.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
     configured.max(least).max(MIN_PART_BYTES)
 }
@@ -79,6 +84,7 @@ impl Store {
                         body: body.clone(),
                         content_md5: put.md5.base64.clone(),
                         content_type: put.content_type.clone(),
+                        content_encoding: content_encoding(&put.key),
                         metadata: put.metadata.clone(),
                         if_none_match: true,
                         complete_after: after.clone(),
@@ -104,6 +110,7 @@ impl Store {
                 bucket: put.bucket.clone(),
                 key: put.key.clone(),
                 content_type: put.content_type.clone(),
+                content_encoding: content_encoding(&put.key),
                 metadata: put.metadata.clone(),
             })
             .await?;
@@ -370,9 +377,7 @@ impl Store {
                 Located::Inline(bytes) => return Ok(ObjectRange::cut(&bytes, range).body),
             };
             match self
-                .inner
-                .backend
-                .get_object_range(&pointer.bucket, &pointer.key, range.clone())
+                .object_range(&pointer.bucket, &pointer.key, range.clone())
                 .await?
             {
                 Some(r) => return Ok(r.body),
@@ -485,18 +490,13 @@ impl Store {
         md5: &str,
         writer: &mut W,
     ) -> Result<u64> {
-        let backend = &self.inner.backend;
-        let chunk = self.inner.options.part_size;
         // The first range says the size; a missing object before any byte was
         // written is a race to read again, as for `get_large`.
         let mut pointer = pointer.clone();
         let mut md5 = md5.to_owned();
         let mut first = None;
         for _ in 0..=READ_RACE_RETRIES {
-            match backend
-                .get_object_range(&pointer.bucket, &pointer.key, 0..chunk)
-                .await?
-            {
+            match self.first_range(&pointer).await? {
                 Some(r) => {
                     first = Some(r);
                     break;
@@ -515,15 +515,15 @@ impl Store {
             Ok(t) => t.busy(READ_RACE_LOST),
             Err(e) => e,
         })?;
-        let table = self.table_name::<M>();
-        self.stream_from(table, &key.to_string(), attr, &pointer, &md5, first, writer)
-            .await
+        let streamed = self.stream_from(attr, &pointer, &md5, first, writer).await;
+        replaced_midway(streamed, self.table_name::<M>(), &key.to_string(), attr)
     }
 
     /// Streams the object a pointer names to `writer`, MD5-checked, for a
     /// caller without a model ([`AnyTable`](crate::AnyTable)): a missing object
     /// is [`Error::DanglingPointer`] (the caller reads the item again to tell a
-    /// replaced value from a lost one). `table` and `key` name the item in errors.
+    /// replaced value from a lost one), or [`Error::Busy`] once bytes were
+    /// written. `table` and `key` name the item in errors.
     pub(crate) async fn stream_pointer<W: AsyncWrite + Unpin + Send>(
         &self,
         table: &str,
@@ -534,36 +534,160 @@ impl Store {
         writer: &mut W,
     ) -> Result<u64> {
         let first = self
-            .inner
-            .backend
-            .get_object_range(
-                &pointer.bucket,
-                &pointer.key,
-                0..self.inner.options.part_size,
-            )
+            .first_range(pointer)
             .await?
             .ok_or_else(|| Error::DanglingPointer {
                 attr: attr.to_owned(),
                 uri: pointer.uri(),
             })?;
-        self.stream_from(table, key, attr, pointer, md5, first, writer)
-            .await
+        let streamed = self.stream_from(attr, pointer, md5, first, writer).await;
+        replaced_midway(streamed, table, key, attr)
     }
 
-    /// The rest of a download whose first range is `first`.
-    #[allow(clippy::too_many_arguments)]
+    /// The value a pointer names, for a field that takes a [`Blob`]: in memory
+    /// when it fits in one download range, else streamed (range by range,
+    /// MD5-checked, decoded if compressed) into a temporary file in
+    /// [`Options::spool_dir`](crate::Options::spool_dir), so memory stays
+    /// bounded whatever its size. A missing object, before the first byte or
+    /// after, is [`Error::DanglingPointer`].
+    pub(crate) async fn fetch_to_blob(
+        &self,
+        attr: &str,
+        (pointer, md5): &(Pointer, String),
+    ) -> Result<Blob> {
+        let first = self
+            .first_range(pointer)
+            .await?
+            .ok_or_else(|| Error::DanglingPointer {
+                attr: attr.to_owned(),
+                uri: pointer.uri(),
+            })?;
+        let encoding = super::encoding_in_key(&pointer.key);
+        if first.range.body.len() as u64 == first.range.total {
+            let body = first.range.body;
+            let actual = crate::blob::md5_of(&body).await.hex;
+            if &actual != md5 {
+                return Err(Error::Integrity {
+                    attr: attr.to_owned(),
+                    uri: pointer.uri(),
+                    expected: md5.clone(),
+                    actual,
+                });
+            }
+            let value = match encoding {
+                Some(encoding) => crate::compress::decompress(body, encoding).await?,
+                None => body,
+            };
+            return Ok(Blob::from_bytes(value));
+        }
+        let dir = match &self.inner.options.spool_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::temp_dir(),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".vhs-read-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(format!("create a temporary file in {}", dir.display()), e))?;
+        let (file, path) = temp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let len = self
+            .stream_from(attr, pointer, md5, first, &mut file)
+            .await?;
+        drop(file);
+        // The stored bytes' MD5 is the value's only when it is not compressed.
+        let known = match encoding {
+            None => Md5Sum::from_hex(md5),
+            Some(_) => None,
+        };
+        Ok(crate::blob::spooled_from(path, len, known))
+    }
+
+    /// The first download range of an object (its size with it), the store's
+    /// download budget held for it; `None` if the object does not exist.
+    async fn first_range(&self, pointer: &Pointer) -> Result<Option<Held>> {
+        let chunk = self.inner.options.part_size;
+        let permit = self.download_permit(chunk, true).await;
+        Ok(self
+            .object_range(&pointer.bucket, &pointer.key, 0..chunk)
+            .await?
+            .map(|range| Held {
+                range,
+                _permit: permit,
+            }))
+    }
+
+    /// Permits of the store's download budget for a range of `len` bytes:
+    /// waited for when `wait` (the caller holds none), else only if free now.
+    async fn download_permit(
+        &self,
+        len: u64,
+        wait: bool,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let budget = &self.inner.downloads;
+        let total = budget_permits(self.inner.options.download_buffer);
+        let n = (len.div_ceil(MIB) as usize).clamp(1, total) as u32;
+        if wait {
+            budget.clone().acquire_many_owned(n).await.ok()
+        } else {
+            budget.clone().try_acquire_many_owned(n).ok()
+        }
+    }
+
+    /// One GetObject of a whole object, repeated on a retryable failure (a
+    /// transfer cut midway that the backend could not resume) within
+    /// [`READ_RETRY`].
+    pub(crate) async fn read_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<crate::backend::StoredObject>> {
+        let mut attempt = 1;
+        loop {
+            match self.inner.backend.get_object(bucket, key).await {
+                Err(e) if READ_RETRY.again(&e, attempt).await => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// One ranged GetObject, repeated like [`Store::read_object`].
+    pub(crate) async fn object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Option<ObjectRange>> {
+        let mut attempt = 1;
+        loop {
+            match self
+                .inner
+                .backend
+                .get_object_range(bucket, key, range.clone())
+                .await
+            {
+                Err(e) if READ_RETRY.again(&e, attempt).await => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// The rest of a download whose first range is `first`: the next ranges
+    /// fetched [`Options::part_concurrency`](crate::Options::part_concurrency)
+    /// at once within the store's download budget, written in order. A range
+    /// found missing is [`Error::DanglingPointer`].
     async fn stream_from<W: AsyncWrite + Unpin + Send>(
         &self,
-        table: &str,
-        key: &str,
         attr: &str,
         pointer: &Pointer,
         md5: &str,
-        first: ObjectRange,
+        first: Held,
         writer: &mut W,
     ) -> Result<u64> {
-        let backend = &self.inner.backend;
         let chunk = self.inner.options.part_size;
+        let Held {
+            range: first,
+            _permit: first_permit,
+        } = first;
         let total = first.total;
         // The MD5 is that of the stored bytes; a compressed value is decoded as
         // it is written.
@@ -577,38 +701,43 @@ impl Store {
         let (mut written, mut delivered) = (0u64, 0u64);
         let mut fetching = FuturesOrdered::new();
         let mut next = first.body.len() as u64;
-        let mut ready = Some(first.body);
-        let fetch = |start: u64| {
+        let mut ready = Some((first.body, first_permit));
+        let fetch = |start: u64, permit| {
             let pointer = &pointer;
             async move {
                 let end = (start + chunk).min(total);
-                match backend
-                    .get_object_range(&pointer.bucket, &pointer.key, start..end)
+                match self
+                    .object_range(&pointer.bucket, &pointer.key, start..end)
                     .await?
                 {
-                    Some(r) if r.body.len() as u64 == end - start && r.total == total => Ok(r.body),
+                    Some(r) if r.body.len() as u64 == end - start && r.total == total => {
+                        Ok((r.body, permit))
+                    }
                     Some(_) => Err(Error::backend(
                         "s3",
                         "GetObject",
                         true,
                         format!("range {start}..{end} of {} came back short", pointer.uri()),
                     )),
-                    None => Err(Error::Busy {
-                        table: table.to_owned(),
-                        key: key.to_owned(),
-                        reason: format!(
-                            "`{attr}` was replaced (its object deleted) while it was downloaded; read it again"
-                        ),
+                    None => Err(Error::DanglingPointer {
+                        attr: attr.to_owned(),
+                        uri: pointer.uri(),
                     }),
                 }
             }
         };
         loop {
+            // Budget taken in range order, and waited for only while this
+            // download holds none: two downloads never wait on each other.
             while fetching.len() < self.inner.options.part_concurrency && next < total {
-                fetching.push_back(fetch(next));
+                let idle = fetching.is_empty() && ready.is_none();
+                let Some(permit) = self.download_permit(chunk, idle).await else {
+                    break;
+                };
+                fetching.push_back(fetch(next, Some(permit)));
                 next = (next + chunk).min(total);
             }
-            let bytes = match ready.take() {
+            let (bytes, permit) = match ready.take() {
                 Some(b) => b,
                 None => match fetching.next().await {
                     Some(r) => r?,
@@ -641,6 +770,7 @@ impl Store {
                 },
             };
             delivered += write_out(writer, &out).await?;
+            drop(permit);
             hasher = Some(match hashing.await {
                 Ok(h) => h,
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -741,6 +871,42 @@ fn read_parts(body: Blob, size: u64, expected: Md5Sum, tx: mpsc::Sender<Result<P
             }
         }
     }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A download whose object went missing after bytes were written to the
+/// caller's writer: [`Error::Busy`], for the caller to start again.
+fn replaced_midway(streamed: Result<u64>, table: &str, key: &str, attr: &str) -> Result<u64> {
+    match streamed {
+        Err(Error::DanglingPointer { .. }) => Err(Error::Busy {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            reason: format!(
+                "`{attr}` was replaced (its object deleted) while it was downloaded; read it again"
+            ),
+        }),
+        other => other,
+    }
+}
+
+/// How object reads repeat a retryable failure: 6 attempts, 50 ms doubling up
+/// to 2 s (the backend resumes a cut body itself first).
+const READ_RETRY: crate::retry::RetryPolicy = crate::retry::RetryPolicy {
+    max_attempts: 6,
+    base_delay: std::time::Duration::from_millis(50),
+    max_delay: std::time::Duration::from_secs(2),
+};
+
+/// The permits of a download budget of `bytes` (one per MiB, at least one).
+pub(crate) fn budget_permits(bytes: u64) -> usize {
+    (bytes.div_ceil(MIB) as usize).clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
+/// A download range with the budget it holds until it is written.
+pub(crate) struct Held {
+    range: ObjectRange,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Where a large attribute's value is.

@@ -54,6 +54,7 @@ fn put_request(m: &ProtocolModel, index: usize, after: Signal) -> PutObject {
         content_md5: Md5Sum::of(&body).base64,
         body,
         content_type: "application/octet-stream".to_owned(),
+        content_encoding: None,
         metadata: Default::default(),
         if_none_match: true,
         complete_after: after,
