@@ -8,17 +8,17 @@
 //! and the same code runs on DynamoDB + S3.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use vhs::{Condition, Error, MemoryBackend, Model, Store};
 
-#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Model, Debug, Clone, PartialEq)] // no serde derive needed
 #[vhs(table = "documents")]
 struct Document {
     #[vhs(hash_key)]
     pk: String,
     #[vhs(range_key)]
     sk: String,
-    update_at: DateTime<Utc>,
+    #[vhs(updated_at)]
+    updated_at: Option<DateTime<Utc>>, // set by every write
     #[large]
     html: Option<String>,
     #[large(content_type = "image/png")]
@@ -38,7 +38,7 @@ async fn main() -> Result<(), Error> {
     let doc = Document {
         pk: "acme".into(),
         sk: "2026/report".into(), // a '/' in a key is escaped in the S3 key
-        update_at: Utc::now(),
+        updated_at: None,
         html: Some("<h1>Quarterly report</h1>".repeat(20_000)), // ~500 KB: too big for DynamoDB
         image: Some(vec![0x89, b'P', b'N', b'G']),
         data: serde_json::json!({ "status": "draft" }),
@@ -56,7 +56,8 @@ async fn main() -> Result<(), Error> {
     // Read it back: every large value fetched and checked against its MD5.
     let key = Document::key("acme", "2026/report");
     let read = Document::get_large(&store, &key).await?;
-    assert_eq!(read, doc);
+    assert!(read.updated_at.is_some());
+    assert_eq!(Document { updated_at: None, ..read.clone() }, doc);
     println!(
         "read back {} bytes of html",
         read.html.as_ref().map_or(0, String::len)

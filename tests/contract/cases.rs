@@ -59,7 +59,7 @@ pub async fn round_trip_with_range_key(fx: Fixture) {
     assert_eq!(object.metadata["pk"], "p1");
     assert_eq!(object.metadata["sk"], "s1");
     assert_eq!(object.metadata["attr"], "html");
-    let update_at = &object.metadata["update_at"];
+    let update_at = &object.metadata["updated_at"];
     assert!(
         update_at.len() >= 20 && update_at.ends_with('Z'),
         "{update_at}"

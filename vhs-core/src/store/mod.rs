@@ -961,7 +961,7 @@ impl Store {
         if let Some(r) = &target.range {
             metadata.insert("sk".to_owned(), escape(r));
         }
-        metadata.insert("update_at".to_owned(), now_iso8601());
+        metadata.insert("updated_at".to_owned(), now_iso8601());
         uploads
             .iter()
             .filter_map(|u| {
