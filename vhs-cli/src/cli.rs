@@ -299,6 +299,12 @@ pub struct Gc {
     /// pointers. Without it, gc deletes nothing on finding one (exit 2).
     #[arg(long)]
     pub foreign_writers_stopped: bool,
+    /// Items hold `s3://` values outside the bucket and table prefix that are
+    /// not this store's pointers: delete all the same. Without it, gc deletes
+    /// nothing on finding one (exit 2): a wrong --bucket or --prefix would
+    /// otherwise make other items' objects look unreferenced.
+    #[arg(long)]
+    pub foreign_pointers_allowed: bool,
 }
 
 /// `vhs verify`.

@@ -503,7 +503,8 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
         .grace(args.grace)
         .dry_run(args.dry_run)
         .segments(args.segments)
-        .foreign_writers_stopped(args.foreign_writers_stopped);
+        .foreign_writers_stopped(args.foreign_writers_stopped)
+        .foreign_pointers_allowed(args.foreign_pointers_allowed);
     if let Some(age) = args.take_over_after {
         options = options.take_over_after(age);
     }

@@ -693,6 +693,45 @@ async fn misconfigured_prefix_and_bucket_are_found_and_dangling_items_repaired()
     assert_eq!(report["foreign_pointer_examples"][0]["key"], "a%2Fb c");
     let stats = json(&url, &[&wrong[..], &["stats"]].concat()).await;
     assert_eq!(stats["foreign_pointers"], 8, "{stats}");
+    // gc under the wrong bucket would judge what is there unreferenced: it
+    // refuses, deletes nothing, and its dry run counts the foreign pointers.
+    let body = b"in the other bucket".to_vec();
+    let planted = format!(
+        "app/{table}/pk=doc-1/attr=body/md5={}",
+        hex(&Md5::digest(&body))
+    );
+    s3(&config)
+        .put_object()
+        .bucket(&other)
+        .key(&planted)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
+    let (code, _, err) = run3(&url, &[&wrong[..], &["gc", "--grace", "0s"]].concat()).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("8 values in table") && err.contains("--foreign-pointers-allowed"),
+        "{err}"
+    );
+    // One line of error (after the progress line gc prints when not on a terminal).
+    assert!(
+        err.trim_end()
+            .lines()
+            .all(|l| l.starts_with("error: ") || l.starts_with("gc: ")),
+        "{err}"
+    );
+    assert!(head(&s3(&config), &other, &planted).await, "gc deleted");
+    let dry = json(
+        &url,
+        &[&wrong[..], &["gc", "--grace", "0s", "--dry-run"]].concat(),
+    )
+    .await;
+    assert_eq!(dry["foreign_pointers"], 8, "{dry}");
+    assert_eq!(
+        dry["foreign_pointer_examples"][0]["key"], "a%2Fb c",
+        "{dry}"
+    );
     let (code, out, err) = run3(&url, &[&wrong[..], &["ls"]].concat()).await;
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(

@@ -730,6 +730,26 @@ mod tests {
         assert!(!report.is_clean());
         let stats = table.stats(|_| {}).await.unwrap();
         assert_eq!(stats.foreign_pointers, 1, "{stats:?}");
+        let err = table.gc(&GcOptions::default(), |_| {}).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { .. }) && err.to_string().contains("1 values"),
+            "{err}"
+        );
+        let gc = table
+            .gc(&GcOptions::default().dry_run(true), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(gc.foreign_pointers, 1, "{gc:?}");
+        let gc = table
+            .gc(
+                &GcOptions::default()
+                    .foreign_pointers_allowed(true)
+                    .foreign_writers_stopped(true),
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(gc.foreign_pointers, 1, "{gc:?}");
         let b = table
             .get(&table.key("b", None).unwrap())
             .await

@@ -89,6 +89,15 @@ pub struct GcOptions {
     /// Default `false`: GC finds such items and deletes nothing
     /// ([`Error::InvalidInput`] naming how many).
     pub foreign_writers_stopped: bool,
+    /// Collect even though items hold values that look like pointers but lie
+    /// outside the store's bucket or the table's prefix
+    /// ([`GcReport::foreign_pointers`]). Such values usually mean the store
+    /// is configured with the wrong bucket or prefix, and GC would then judge
+    /// objects other items point to unreferenced. Default `false`: GC finds
+    /// such values and deletes nothing ([`Error::InvalidInput`] naming how
+    /// many, with an example). Set it when those values are not this store's
+    /// pointers (e.g. an attribute that holds an `s3://` URI of your own).
+    pub foreign_pointers_allowed: bool,
 }
 
 impl Default for GcOptions {
@@ -99,6 +108,7 @@ impl Default for GcOptions {
             segments: 4,
             take_over_after: None,
             foreign_writers_stopped: false,
+            foreign_pointers_allowed: false,
         }
     }
 }
@@ -117,6 +127,11 @@ impl GcOptions {
     /// Sets [`GcOptions::take_over_after`].
     pub fn take_over_after(mut self, age: Duration) -> Self {
         self.take_over_after = Some(age);
+        self
+    }
+    /// Sets [`GcOptions::foreign_pointers_allowed`].
+    pub fn foreign_pointers_allowed(mut self, yes: bool) -> Self {
+        self.foreign_pointers_allowed = yes;
         self
     }
     /// Sets [`GcOptions::foreign_writers_stopped`].
@@ -862,6 +877,23 @@ impl Store {
                 }
             })
             .await?;
+        let (foreign_pointers, foreign_pointer_examples) = outside.finish();
+        if foreign_pointers > 0 && !options.foreign_pointers_allowed && !options.dry_run {
+            let example = foreign_pointer_examples
+                .first()
+                .map(|b| format!(" (e.g. {} `{}` = {})", b.item, b.attr, b.value))
+                .unwrap_or_default();
+            return Err(Error::invalid(format!(
+                "{foreign_pointers} values in table `{}` point outside s3://{}/{}{example}: \
+                 the store's bucket or prefix may be wrong, and GC would then delete objects \
+                 other items point to. Check the bucket and prefix; if these values are not \
+                 this store's pointers, run GC with `foreign_pointers_allowed` \
+                 (`vhs gc --foreign-pointers-allowed`); nothing was deleted",
+                table.table,
+                self.bucket(),
+                table.object_prefix()
+            )));
+        }
         let foreign = foreign.into_inner();
         if foreign > 0 && !options.foreign_writers_stopped && !options.dry_run {
             return Err(Error::invalid(format!(
@@ -872,7 +904,6 @@ impl Store {
                 table.table
             )));
         }
-        let (foreign_pointers, foreign_pointer_examples) = outside.finish();
         let mut report = GcReport {
             items,
             foreign_items: foreign,
