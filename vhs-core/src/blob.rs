@@ -23,8 +23,12 @@ pub(crate) const READ_CHUNK: usize = 1024 * 1024;
 /// (`#[large] video: Option<Blob>`), it lets a value of any size come from a file
 /// ([`Blob::from_file`]) or from any [`AsyncRead`] ([`Blob::from_reader`]) and go
 /// up by multipart upload without being held in memory. A `Blob` read back by
-/// [`Store::get_large`](crate::Store::get_large) holds its bytes in memory; to
-/// stream a value to a file or an `AsyncWrite` instead, use
+/// [`Store::get_large`](crate::Store::get_large) (or a query, a scan, a batch
+/// read) is held in memory when it fits in one download range
+/// ([`Options::part_size`](crate::Options::part_size)), and otherwise streamed
+/// into a temporary file ([`Blob::path`]; see
+/// [`Options::spool_dir`](crate::Options::spool_dir)). To stream a value to a
+/// file or an `AsyncWrite` of your own, use
 /// [`Store::download_large`](crate::Store::download_large).
 ///
 /// ```
