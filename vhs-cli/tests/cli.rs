@@ -565,6 +565,7 @@ async fn offline_commands_print_policies_templates_and_completions() {
         "gc",
         "verify",
         "stats",
+        "repair",
     ] {
         let args: Vec<&str> = [sub, "--help"]
             .into_iter()
