@@ -34,9 +34,10 @@
 //!   client connection (FIN) without sending any of it: the server applied the request but the
 //!   client never learns the outcome.
 //!
-//! - `CutBody`: forwards the request and relays the response head, then only the first half of
-//!   a body of more than 1 KiB (by `Content-Length`) before closing the client connection: a
-//!   download cut midway. Smaller bodies are relayed whole.
+//! - `CutBody`: forwards the request and relays the response head, then, for an S3 GetObject
+//!   (`?x-id=GetObject`) whose body is more than 1 KiB (by `Content-Length`), only the first
+//!   half of the body before closing the client connection: a download cut midway. Other
+//!   responses are relayed whole.
 //!
 //! Without a fault the request is forwarded and the response relayed. [`ChaosConfig::latency`]
 //! is slept before each request is forwarded (fault-free or `DropResponse`).
@@ -106,9 +107,10 @@ pub enum FaultKind {
     Http503,
     /// Forwarded and applied upstream, but the response never reaches the client.
     DropResponse,
-    /// Forwarded; a response whose body has a `Content-Length` above 1 KiB reaches the client
-    /// with its head and the first half of its body, then the connection closes (FIN). Other
-    /// responses are relayed whole. Not in [`FaultKind::ALL`]: only tests of reads use it.
+    /// Forwarded; the response to an S3 GetObject whose body has a `Content-Length` above 1 KiB
+    /// reaches the client with its head and the first half of its body, then the connection
+    /// closes (FIN). Other responses are relayed whole. Not in [`FaultKind::ALL`]: only tests
+    /// of reads use it.
     CutBody,
 }
 
@@ -417,6 +419,11 @@ fn handle(shared: &Shared, id: u64, client: TcpStream, fault: Option<FaultKind>)
         .map(|m| String::from_utf8_lossy(m).into_owned())
         .unwrap_or_default();
     let request_body = body_framing(&head, false)?;
+    // The SDK names the operation in the query: `GET /bucket/key?x-id=GetObject`.
+    let get_object = {
+        let start = head.split(|&b| b == b'\r').next().unwrap_or_default();
+        String::from_utf8_lossy(start).contains("x-id=GetObject")
+    };
     if shared.trace {
         let start = head.split(|&b| b == b'\r').next().unwrap_or_default();
         eprintln!(
@@ -484,7 +491,7 @@ fn handle(shared: &Shared, id: u64, client: TcpStream, fault: Option<FaultKind>)
         };
         to_client.write_all(&with_connection_close(&head))?;
         if let (Some(FaultKind::CutBody), Framing::Length(n)) = (fault, framing) {
-            if n > 1024 {
+            if n > 1024 && get_object {
                 upstream_in.copy_exact(n / 2, to_client)?;
                 to_client.flush()?;
                 let _ = client_out.shutdown(Shutdown::Both);
