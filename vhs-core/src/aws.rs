@@ -2003,9 +2003,10 @@ impl AwsBackend {
         let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
         let etag = out.e_tag().map(str::to_owned);
         let mut body = out.body;
-        let mut buf = bytes::BytesMut::with_capacity(
-            expected.map_or(0, |n| n.min(64 * 1024 * 1024) as usize),
-        );
+        // The whole body is kept: allocated once at the length the server
+        // gave (up to 1 GiB), not grown by doubling.
+        let mut buf =
+            bytes::BytesMut::with_capacity(expected.map_or(0, |n| n.min(1 << 30) as usize));
         let mut cuts = 0u32;
         loop {
             let before = buf.len();
