@@ -915,6 +915,13 @@ async fn repair(g: &Global, args: &cli::Repair) -> Result<u8> {
             ));
         }
     }
+    // Deleting a dangling pointer's object deletes nothing: not reported.
+    let missing: Vec<String> = pointers
+        .iter()
+        .filter(|p| p.2 == Object::Missing)
+        .filter_map(|p| vhs::Pointer::parse(&p.1).ok().map(|p| p.key))
+        .collect();
+    deleted_objects.retain(|k| !missing.contains(k));
     match g.output {
         Output::Json => print_json(&json!({
             "key": shown_key,

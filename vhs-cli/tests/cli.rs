@@ -835,6 +835,10 @@ async fn misconfigured_prefix_and_bucket_are_found_and_dangling_items_repaired()
     expect(&url, &args(&p(&["verify"])), 1).await;
     let done = expect(&url, &args(&p(&["repair", "doc-2", "--attr", "body"])), 0).await;
     assert!(done.contains("remove `body` of doc-2"), "{done}");
+    assert!(
+        !done.contains("deleted object"),
+        "the object was missing: {done}"
+    );
     let got = json(&url, &args(&p(&["get", "doc-2"]))).await;
     assert!(got[0]["item"].get("body").is_none(), "{got}");
     assert_eq!(got[0]["pointers"]["thumb"]["size"], 5, "{got}");
@@ -848,6 +852,15 @@ async fn misconfigured_prefix_and_bucket_are_found_and_dangling_items_repaired()
     expect(&url, &args(&p(&["get", "a%2Fb c"])), 0).await;
     let done = expect(&url, &args(&p(&["repair", "a%2Fb c", "--delete-item"])), 0).await;
     assert!(done.contains("delete item a%2Fb c"), "{done}");
+    // Its thumb (which existed) went with it; its missing body is not listed.
+    assert_eq!(
+        done.lines()
+            .filter(|l| l.starts_with("deleted object"))
+            .count(),
+        1,
+        "{done}"
+    );
+    assert!(done.contains("/attr=thumb/"), "{done}");
     expect(&url, &args(&p(&["get", "a%2Fb c"])), 3).await;
     let clean = expect(&url, &args(&p(&["verify"])), 0).await;
     // (4 items scanned: the deleted item's placeholder stays until gc.)
