@@ -468,7 +468,7 @@ impl Fallback for DocumentUpdate {}
 fn update_builder_with_version() {
     let update = Versioned::changes()
         .if_version(3)
-        .set_title("new".into())
+        .set_title("new")
         .set_body(None);
     let debug = format!("{update:?}");
     assert!(debug.contains(r#"set: ["title"]"#), "{debug}");
@@ -535,4 +535,74 @@ fn restricted_visibility() {
         flag: false,
     };
     assert_eq!(model.primary_key(), visibility::Restricted::key("a"));
+}
+
+/// Setters take `impl Into<T>` for a plain field (`&str` for a `String`), the
+/// exact type for an `Option<T>` field (so `Some("x".into())` and `None`
+/// infer) and for a number (so a literal infers); and the atomic operations
+/// generated where the field's type fits.
+#[derive(Model, Debug, Clone, PartialEq)]
+pub struct Post {
+    #[vhs(hash_key)]
+    id: String,
+    title: String,
+    subtitle: Option<String>,
+    views: u64,
+    score: Option<f64>,
+    tags: Vec<String>,
+    links: Option<Vec<String>>,
+    #[large]
+    body: Option<String>,
+}
+
+#[test]
+fn setters_take_into_and_atomic_operations() {
+    let title = String::from("owned");
+    let changes: Changes<Post> = Post::changes()
+        .set_title("borrowed")
+        .set_title(title)
+        .set_subtitle(Some("s".into()))
+        .set_views(5)
+        .set_score(Some(1.5))
+        .set_tags(vec!["a".to_owned()])
+        .set_body(Some("<p>".into()))
+        .into();
+    let debug = format!("{changes:?}");
+    assert!(
+        debug.contains(r#"set: ["title", "subtitle", "views", "score", "tags"]"#),
+        "{debug}"
+    );
+    assert!(!Changes::from(Post::changes().set_body(None))
+        .large_values()
+        .is_empty());
+
+    let changes: Changes<Post> = Post::changes()
+        .add_views(2)
+        .append_tags(["x".to_owned()])
+        .append_links(vec!["l".to_owned()])
+        .set_title_if_not_exists("first")
+        .set_views_if_not_exists(0)
+        .into();
+    let debug = format!("{changes:?}");
+    // The later `set_views_if_not_exists` replaced `add_views`: one
+    // operation per attribute.
+    assert!(
+        debug.contains(r#"set_expr: ["tags", "links", "title", "views"]"#),
+        "{debug}"
+    );
+    assert!(debug.contains("add: []"), "{debug}");
+    let changes: Changes<Post> = Post::changes().add_views(1).add_score(-0.5).into();
+    assert!(
+        format!("{changes:?}").contains(r#"add: ["views", "score"]"#),
+        "{changes:?}"
+    );
+}
+
+/// `put_large`, `put_large_if` and `exists` are generated beside `create_large`.
+#[allow(dead_code)]
+async fn put_and_exists_are_generated(store: &vhs::Store, post: &Post) -> vhs::Result<bool> {
+    let put: vhs::Put<Post> = Post::put_large(store, post).await?;
+    let _ = put.replaced();
+    Post::put_large_if(store, post, Condition::not_exists("id")).await?;
+    Post::exists(store, &Post::key("a")).await
 }

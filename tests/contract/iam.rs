@@ -359,7 +359,7 @@ async fn writes(rig: &mut Rig, store: &Store, single: &Single, multi: &Multi) {
         "update_large (versioned model)",
         store.update_large(
             &VDoc::key("V"),
-            VDoc::changes().set_title("three".into()).if_version(2),
+            VDoc::changes().set_title("three").if_version(2),
         ),
     )
     .await;

@@ -6,6 +6,7 @@
 //! One test binary, so the emulator starts once per run.
 
 mod cache;
+mod calls;
 mod cases;
 mod chaos;
 mod emulator;
@@ -62,6 +63,12 @@ macro_rules! contract {
 }
 
 contract! {
+    calls::put_large_creates_and_replaces,
+    calls::put_large_if_writes_nothing_when_false,
+    calls::put_large_racing_a_delete,
+    calls::atomic_update_operations,
+    calls::conditions_contains_in_size_and_type,
+    calls::count_exists_and_delete_table,
     schedules::transaction_cancellations_without_a_condition,
     timestamps::updated_at_is_set_by_every_write,
     schedules::cached_read_racing_a_write_is_not_served,

@@ -631,7 +631,7 @@ pub async fn cached_read_racing_a_write_is_not_served(fx: Fixture) {
             store
                 .update_large(
                     &VDoc::key("K"),
-                    VDoc::changes().set_title("new".into()).if_version(1),
+                    VDoc::changes().set_title("new").if_version(1),
                 )
                 .await
                 .unwrap();

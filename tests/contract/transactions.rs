@@ -46,7 +46,7 @@ pub async fn transaction_commits_items_of_several_tables(fx: Fixture) {
             &VDoc::key("V"),
             VDoc::changes()
                 .set_body(Some("v2".into()))
-                .set_title("two".into())
+                .set_title("two")
                 .if_version(1),
         )
         .delete(&Document::key("p", "s"), Precondition::new())
@@ -265,7 +265,7 @@ pub async fn transaction_input_errors_send_nothing(fx: Fixture) {
         store
             .transaction()
             .create(&Note::new("B", "b"))
-            .update(&VDoc::key("V"), VDoc::changes().set_title("t".into()))
+            .update(&VDoc::key("V"), VDoc::changes().set_title("t"))
             .commit()
             .await,
     );

@@ -433,7 +433,7 @@ pub async fn stale_writer_gets_version_conflict(fx: Fixture) {
     VDoc::create_large(&fx.store, &v0).await.unwrap();
     let key = VDoc::key("d");
 
-    let err = VDoc::update_large(&fx.store, &key, VDoc::changes().set_title("x".into()))
+    let err = VDoc::update_large(&fx.store, &key, VDoc::changes().set_title("x"))
         .await
         .unwrap_err();
     assert!(
@@ -457,7 +457,7 @@ pub async fn stale_writer_gets_version_conflict(fx: Fixture) {
 
     let a = VDoc::changes()
         .set_body(Some("body by A".into()))
-        .set_title("A".into())
+        .set_title("A")
         .if_version(read_by_a.version);
     let err = VDoc::update_large(&fx.store, &key, a).await.unwrap_err();
     match &err {

@@ -1143,6 +1143,15 @@ mod calls_tests {
             ..ItemUpdate::default()
         };
         assert!(wrong.try_apply(&mut item).is_err());
+        item.insert("text".into(), AttributeValue::S("t".into()));
+        let not_a_list = ItemUpdate {
+            set_expr: vec![(
+                "text".into(),
+                SetExpr::Append(AttributeValue::L(vec![n("1")])),
+            )],
+            ..ItemUpdate::default()
+        };
+        assert!(not_a_list.try_apply(&mut item).is_err());
         let delete = ItemUpdate {
             delete: vec![(
                 "tags".into(),

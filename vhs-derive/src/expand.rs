@@ -352,6 +352,18 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
          Calls `Store::get_large_consistent`."
     );
     let update_doc = format!("Applies changes to a stored `{model}`. Calls `Store::update_large`.");
+    let put_doc = format!(
+        "Stores a `{model}`, creating it or replacing the stored one (the replaced \
+         large values released through the deletion protocol). Calls `Store::put_large`."
+    );
+    let put_if_doc = format!(
+        "Stores a `{model}` (create or replace) if `condition` holds on the stored \
+         item, or on no item when there is none. Calls `Store::put_large_if`."
+    );
+    let exists_doc = format!(
+        "Whether a `{model}` with this key exists (one GetItem, no large value read). \
+         Calls `Store::exists`."
+    );
     let delete_doc =
         format!("Deletes a `{model}` and its large values. Calls `Store::delete_large`.");
     let delete_if_doc = format!(
@@ -437,6 +449,25 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
                 store.update_large(key, changes).await
             }
 
+            #[doc = #put_doc]
+            pub async fn put_large(store: &#p::Store, item: &Self) -> #p::Result<#p::Put<Self>> {
+                store.put_large(item).await
+            }
+
+            #[doc = #put_if_doc]
+            pub async fn put_large_if(
+                store: &#p::Store,
+                item: &Self,
+                condition: #p::Condition,
+            ) -> #p::Result<#p::Put<Self>> {
+                store.put_large_if(item, condition).await
+            }
+
+            #[doc = #exists_doc]
+            pub async fn exists(store: &#p::Store, key: &#p::Key<Self>) -> #p::Result<bool> {
+                store.exists(key).await
+            }
+
             #[doc = #delete_doc]
             pub async fn delete_large(
                 store: &#p::Store,
@@ -481,7 +512,9 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
         {
             setters.extend(extra_setters(p, field, inner, &param));
         }
-        let value_ty = if is_number(inner) {
+        // `impl Into<T>` for a plain `T` (`set_title("x")` for a `String`); an
+        // `Option<T>` takes itself, so that `Some("x".into())` and `None` infer.
+        let value_ty = if is_number(inner) || option_inner(ty).is_some() {
             quote!(#ty)
         } else {
             param(ty)
