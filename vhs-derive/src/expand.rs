@@ -656,11 +656,12 @@ fn extra_setters(
             "Adds `by` to the number attribute `{name}` atomically (DynamoDB's `ADD`; \
              an absent attribute starts at 0). A negative `by` subtracts."
         );
+        let add_call = quote_spanned!(inner.span()=> self.changes.add_attr::<#inner>(#name, &by));
         out.push(quote! {
             #[doc = #doc]
             #[must_use]
             pub fn #add(mut self, by: #inner) -> Self {
-                self.changes.add_attr::<#inner>(#name, &by);
+                #add_call;
                 self
             }
         });
@@ -671,12 +672,13 @@ fn extra_setters(
             "Appends `values` to the list attribute `{name}` atomically (DynamoDB's \
              `list_append`; an absent attribute is created with `values`)."
         );
+        let append_call = quote_spanned!(element.span()=> self.changes.append_attr::<#element>(#name, &values, true));
         out.push(quote! {
             #[doc = #doc]
             #[must_use]
             pub fn #append(mut self, values: impl #p::IntoIterator<Item = #element>) -> Self {
                 let values: #p::Vec<#element> = #p::Iterator::collect(#p::IntoIterator::into_iter(values));
-                self.changes.append_attr::<#element>(#name, &values, true);
+                #append_call;
                 self
             }
         });
@@ -687,12 +689,14 @@ fn extra_setters(
         "Sets the attribute `{name}` only if the stored item does not have it \
              (DynamoDB's `if_not_exists`)."
     );
+    let if_absent_call =
+        quote_spanned!(inner.span()=> self.changes.set_if_not_exists_attr::<#inner>(#name, &value));
     out.push(quote! {
         #[doc = #doc]
         #[must_use]
         pub fn #if_absent(mut self, value: #value) -> Self {
             let value: #inner = #p::Into::into(value);
-            self.changes.set_if_not_exists_attr::<#inner>(#name, &value);
+            #if_absent_call;
             self
         }
     });
