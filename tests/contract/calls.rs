@@ -396,9 +396,20 @@ pub async fn conditions_contains_in_size_and_type(fx: Fixture) {
             .scan::<Post>()
             .filter(condition.clone())
             .count()
-            .await
-            .unwrap();
-        assert_eq!(n, usize::from(holds), "{condition:?} as a filter");
+            .await;
+        let names_missing = format!("{condition:?}").contains("\"missing\"");
+        match n {
+            Ok(n) => assert_eq!(n, usize::from(holds), "{condition:?} as a filter"),
+            // Expected difference: moto 5.2.5 refuses a filter naming an
+            // attribute no item has ("Invalid attribute name"); DynamoDB
+            // evaluates it.
+            Err(e)
+                if fx.kind == Kind::Emulator
+                    && crate::emulator::emulator_name() == "moto"
+                    && names_missing
+                    && is_validation(&e) => {}
+            Err(e) => panic!("{condition:?} as a filter: {e}"),
+        }
     }
     for bad in [
         Condition::is_in("views", Vec::<u64>::new()),
