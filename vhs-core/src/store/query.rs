@@ -133,7 +133,7 @@ impl std::fmt::Display for ItemFailure {
 }
 
 /// An item of a page as loaded: the item, or why it could not be.
-type Entry<T> = std::result::Result<Stored<T>, ItemFailure>;
+type Entry<T> = std::result::Result<Stored<T>, Box<ItemFailure>>;
 
 /// A request to list: what varies between a query and a scan.
 #[derive(Clone)]
@@ -358,7 +358,8 @@ fn typed<T: Model>(
                     .into_iter()
                     .map(|item| {
                         let key = describe_item::<T>(&item);
-                        Stored::from_item(item).map_err(|error| ItemFailure { key, error })
+                        Stored::from_item(item)
+                            .map_err(|error| Box::new(ItemFailure { key, error }))
                     })
                     .collect();
                 let entries = if load {
@@ -398,7 +399,7 @@ fn split<T>(page: Page<Entry<T>>) -> Page<Stored<T>> {
     for entry in page.items {
         match entry {
             Ok(stored) => items.push(stored),
-            Err(failure) => failed.push(failure),
+            Err(failure) => failed.push(*failure),
         }
     }
     Page {
@@ -451,14 +452,14 @@ impl Store {
                     })),
                     // Deleted after the listing read it.
                     Err(e) if e.is_not_found() => Ok(None),
-                    Err(error) => Err(ItemFailure {
+                    Err(error) => Err(Box::new(ItemFailure {
                         key: key.to_string(),
                         error,
-                    }),
+                    })),
                 }
             })
             .collect();
-        let loaded: Vec<std::result::Result<Option<Stored<T>>, ItemFailure>> =
+        let loaded: Vec<std::result::Result<Option<Stored<T>>, Box<ItemFailure>>> =
             stream::iter(loads)
                 .buffered(self.options().max_concurrency)
                 .collect()
@@ -900,7 +901,6 @@ fn check_output<T: Model>(schema: &Schema, store: &Store, table: &str) -> Result
     Ok(())
 }
 
-
 /// A scan being built; see [`Store::scan`]. Run it like a [`QueryBuilder`].
 #[must_use = "a scan does nothing until its stream is polled"]
 pub struct ScanBuilder<T> {
@@ -1065,5 +1065,7 @@ fn count_projection(schema: &Schema) -> Vec<String> {
 }
 
 async fn count_pages(pages: BoxStream<'static, Result<Page<Item>>>) -> Result<usize> {
-    pages.try_fold(0, |n, p| async move { Ok(n + p.items.len()) }).await
+    pages
+        .try_fold(0, |n, p| async move { Ok(n + p.items.len()) })
+        .await
 }
