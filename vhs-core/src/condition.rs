@@ -615,6 +615,20 @@ pub enum SetExpr {
     AppendOrCreate(AttributeValue),
 }
 
+/// An operation of an `UpdateItem` that reads the stored attribute it writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOp {
+    /// `SET name = if_not_exists(..)` / `list_append(..)`.
+    Set(SetExpr),
+    /// `ADD name value`: a number (`N`) added to the number attribute, or a set
+    /// (`SS`, `NS`, `BS`, non-empty) whose members are added to the set
+    /// attribute; an absent attribute starts at 0 or the empty set.
+    Add(AttributeValue),
+    /// `DELETE name set`: the set's members removed from the set attribute
+    /// (the attribute removed when it becomes empty).
+    Delete(AttributeValue),
+}
+
 /// A backend-neutral `UpdateItem`: attributes to set, to remove, and numbers
 /// to add to.
 ///
@@ -630,15 +644,9 @@ pub struct ItemUpdate {
     /// it if absent). vhs counts deletion marks this way: a count never
     /// returns to a value it had, whichever copy of a request lands when.
     pub add: Vec<(String, i64)>,
-    /// `SET name = if_not_exists(..)` / `list_append(..)`.
-    pub set_expr: Vec<(String, SetExpr)>,
-    /// `ADD name value`: a number (`N`) added to the number attribute, or a set
-    /// (`SS`, `NS`, `BS`) whose members are added to the set attribute; an
-    /// absent attribute starts at 0 or the empty set.
-    pub add_value: Vec<(String, AttributeValue)>,
-    /// `DELETE name set`: the set's members removed from the set attribute
-    /// (the attribute removed when it becomes empty).
-    pub delete: Vec<(String, AttributeValue)>,
+    /// The operations that read the attribute they write (`if_not_exists`,
+    /// `list_append`, `ADD` of any number or set, `DELETE`).
+    pub ops: Vec<(String, UpdateOp)>,
 }
 
 impl Eq for ItemUpdate {}
@@ -652,23 +660,18 @@ impl Hash for ItemUpdate {
         }
         self.remove.hash(state);
         self.add.hash(state);
-        self.set_expr.len().hash(state);
-        for (n, e) in &self.set_expr {
+        self.ops.len().hash(state);
+        for (n, op) in &self.ops {
             n.hash(state);
-            let (tag, v) = match e {
-                SetExpr::IfNotExists(v) => (0u8, v),
-                SetExpr::Append(v) => (1, v),
-                SetExpr::AppendOrCreate(v) => (2, v),
+            let (tag, v) = match op {
+                UpdateOp::Set(SetExpr::IfNotExists(v)) => (0u8, v),
+                UpdateOp::Set(SetExpr::Append(v)) => (1, v),
+                UpdateOp::Set(SetExpr::AppendOrCreate(v)) => (2, v),
+                UpdateOp::Add(v) => (3, v),
+                UpdateOp::Delete(v) => (4, v),
             };
             tag.hash(state);
             hash_value(v, state);
-        }
-        for list in [&self.add_value, &self.delete] {
-            list.len().hash(state);
-            for (n, v) in list {
-                n.hash(state);
-                hash_value(v, state);
-            }
         }
     }
 }
@@ -784,12 +787,21 @@ fn empty_set(value: &AttributeValue) -> bool {
 impl ItemUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-            && self.remove.is_empty()
-            && self.add.is_empty()
-            && self.set_expr.is_empty()
-            && self.add_value.is_empty()
-            && self.delete.is_empty()
+        self.set.is_empty() && self.remove.is_empty() && self.add.is_empty() && self.ops.is_empty()
+    }
+
+    /// The operand of each `ADD` or `DELETE` operation `which` selects.
+    fn op_values(
+        &self,
+        which: impl Fn(&UpdateOp) -> bool,
+    ) -> impl Iterator<Item = (&String, &AttributeValue)> {
+        self.ops
+            .iter()
+            .filter(move |(_, op)| which(op))
+            .filter_map(|(n, op)| match op {
+                UpdateOp::Add(v) | UpdateOp::Delete(v) => Some((n, v)),
+                UpdateOp::Set(_) => None,
+            })
     }
 
     /// Every attribute name the update writes, in any of its clauses.
@@ -799,9 +811,7 @@ impl ItemUpdate {
             .map(|(n, _)| n)
             .chain(&self.remove)
             .chain(self.add.iter().map(|(n, _)| n))
-            .chain(self.set_expr.iter().map(|(n, _)| n))
-            .chain(self.add_value.iter().map(|(n, _)| n))
-            .chain(self.delete.iter().map(|(n, _)| n))
+            .chain(self.ops.iter().map(|(n, _)| n))
     }
 
     /// Checks the operands on their own, as DynamoDB does before reading the
@@ -817,7 +827,7 @@ impl ItemUpdate {
                 ));
             }
         }
-        for (n, v) in &self.add_value {
+        for (n, v) in self.op_values(|op| matches!(op, UpdateOp::Add(_))) {
             if !(matches!(v, AttributeValue::N(_)) || is_set(v)) || empty_set(v) {
                 return Err(format!(
                     "Invalid UpdateExpression: {WRONG_TYPE}; ADD `{n}` takes a number or a non-empty set, not {}",
@@ -830,7 +840,7 @@ impl ItemUpdate {
                 }
             }
         }
-        for (n, v) in &self.delete {
+        for (n, v) in self.op_values(|op| matches!(op, UpdateOp::Delete(_))) {
             if !is_set(v) || empty_set(v) {
                 return Err(format!(
                     "Invalid UpdateExpression: {WRONG_TYPE}; DELETE `{n}` takes a non-empty set, not {}",
@@ -838,8 +848,8 @@ impl ItemUpdate {
                 ));
             }
         }
-        for (n, e) in &self.set_expr {
-            if let SetExpr::Append(v) | SetExpr::AppendOrCreate(v) = e {
+        for (n, op) in &self.ops {
+            if let UpdateOp::Set(SetExpr::Append(v) | SetExpr::AppendOrCreate(v)) = op {
                 if !matches!(v, AttributeValue::L(_)) {
                     return Err(format!(
                         "Invalid UpdateExpression: Incorrect operand type for operator or function; operator or function: list_append, operand type: {} (on `{n}`)",
@@ -860,7 +870,11 @@ impl ItemUpdate {
         self.validate()?;
         let before = item.clone();
         let mut new = item.clone();
-        for (n, e) in &self.set_expr {
+        let sets = self.ops.iter().filter_map(|(n, op)| match op {
+            UpdateOp::Set(e) => Some((n, e)),
+            _ => None,
+        });
+        for (n, e) in sets {
             let value = match (e, before.get(n)) {
                 (SetExpr::IfNotExists(_), Some(_)) => continue,
                 (SetExpr::IfNotExists(v), None) => v.clone(),
@@ -884,7 +898,7 @@ impl ItemUpdate {
             };
             new.insert(n.clone(), value);
         }
-        for (n, v) in &self.add_value {
+        for (n, v) in self.op_values(|op| matches!(op, UpdateOp::Add(_))) {
             let value = match (before.get(n), v) {
                 (None, _) => v.clone(),
                 (Some(AttributeValue::N(now)), AttributeValue::N(by)) => {
@@ -902,7 +916,7 @@ impl ItemUpdate {
             };
             new.insert(n.clone(), value);
         }
-        for (n, v) in &self.delete {
+        for (n, v) in self.op_values(|op| matches!(op, UpdateOp::Delete(_))) {
             let Some(stored) = before.get(n) else {
                 continue;
             };
@@ -959,7 +973,15 @@ impl ItemUpdate {
     /// Renders an `UpdateExpression` (`SET ... REMOVE ...`).
     pub fn render(&self, placeholders: &mut Placeholders) -> String {
         let mut parts = Vec::new();
-        if !self.set.is_empty() || !self.set_expr.is_empty() {
+        let set_ops: Vec<(&String, &SetExpr)> = self
+            .ops
+            .iter()
+            .filter_map(|(n, op)| match op {
+                UpdateOp::Set(e) => Some((n, e)),
+                _ => None,
+            })
+            .collect();
+        if !self.set.is_empty() || !set_ops.is_empty() {
             let mut set: Vec<String> = self
                 .set
                 .iter()
@@ -971,7 +993,7 @@ impl ItemUpdate {
                     )
                 })
                 .collect();
-            for (n, e) in &self.set_expr {
+            for (n, e) in set_ops {
                 let name = placeholders.name(n);
                 let rhs = match e {
                     SetExpr::IfNotExists(v) => {
@@ -996,20 +1018,25 @@ impl ItemUpdate {
             let rm: Vec<String> = self.remove.iter().map(|n| placeholders.name(n)).collect();
             parts.push(format!("REMOVE {}", rm.join(", ")));
         }
-        if !self.add.is_empty() || !self.add_value.is_empty() {
+        let add_ops: Vec<_> = self
+            .op_values(|op| matches!(op, UpdateOp::Add(_)))
+            .collect();
+        if !self.add.is_empty() || !add_ops.is_empty() {
             let add: Vec<String> = self
                 .add
                 .iter()
                 .map(|(n, by)| (n, AttributeValue::N(by.to_string())))
-                .chain(self.add_value.iter().map(|(n, v)| (n, v.clone())))
+                .chain(add_ops.into_iter().map(|(n, v)| (n, v.clone())))
                 .map(|(n, v)| format!("{} {}", placeholders.name(n), placeholders.value(v)))
                 .collect();
             parts.push(format!("ADD {}", add.join(", ")));
         }
-        if !self.delete.is_empty() {
-            let delete: Vec<String> = self
-                .delete
-                .iter()
+        let delete_ops: Vec<_> = self
+            .op_values(|op| matches!(op, UpdateOp::Delete(_)))
+            .collect();
+        if !delete_ops.is_empty() {
+            let delete: Vec<String> = delete_ops
+                .into_iter()
                 .map(|(n, v)| format!("{} {}", placeholders.name(n), placeholders.value(v.clone())))
                 .collect();
             parts.push(format!("DELETE {}", delete.join(", ")));
@@ -1105,20 +1132,20 @@ mod calls_tests {
     #[test]
     fn applies_add_append_delete_like_dynamodb() {
         let mut item = Item::new();
+        let add = UpdateOp::Add;
+        let set = UpdateOp::Set;
         let u = ItemUpdate {
-            add_value: vec![
-                ("n".into(), n("5")),
-                (
-                    "tags".into(),
-                    AttributeValue::Ss(vec!["a".into(), "b".into()]),
-                ),
-            ],
-            set_expr: vec![
+            ops: vec![
                 (
                     "list".into(),
-                    SetExpr::AppendOrCreate(AttributeValue::L(vec![n("1")])),
+                    set(SetExpr::AppendOrCreate(AttributeValue::L(vec![n("1")]))),
                 ),
-                ("first".into(), SetExpr::IfNotExists(n("1"))),
+                ("first".into(), set(SetExpr::IfNotExists(n("1")))),
+                ("n".into(), add(n("5"))),
+                (
+                    "tags".into(),
+                    add(AttributeValue::Ss(vec!["a".into(), "b".into()])),
+                ),
             ],
             ..ItemUpdate::default()
         };
@@ -1131,39 +1158,30 @@ mod calls_tests {
         );
         assert_eq!(item["list"], AttributeValue::L(vec![n("1"), n("1")]));
         assert_eq!(item["first"], n("1"));
-        let strict = ItemUpdate {
-            set_expr: vec![("absent".into(), SetExpr::Append(AttributeValue::L(vec![])))],
+        let one = |name: &str, op| ItemUpdate {
+            ops: vec![(name.to_owned(), op)],
             ..ItemUpdate::default()
         };
+        let strict = one("absent", set(SetExpr::Append(AttributeValue::L(vec![]))));
         let before = item.clone();
         assert!(strict.try_apply(&mut item).is_err());
         assert_eq!(item, before, "a refused update changes nothing");
-        let wrong = ItemUpdate {
-            add_value: vec![("tags".into(), n("1"))],
-            ..ItemUpdate::default()
-        };
-        assert!(wrong.try_apply(&mut item).is_err());
+        assert!(one("tags", add(n("1"))).try_apply(&mut item).is_err());
         item.insert("text".into(), AttributeValue::S("t".into()));
-        let not_a_list = ItemUpdate {
-            set_expr: vec![(
-                "text".into(),
-                SetExpr::Append(AttributeValue::L(vec![n("1")])),
-            )],
-            ..ItemUpdate::default()
-        };
+        let not_a_list = one(
+            "text",
+            set(SetExpr::Append(AttributeValue::L(vec![n("1")]))),
+        );
         assert!(not_a_list.try_apply(&mut item).is_err());
-        let delete = ItemUpdate {
-            delete: vec![(
-                "tags".into(),
-                AttributeValue::Ss(vec!["a".into(), "b".into()]),
-            )],
-            ..ItemUpdate::default()
-        };
+        let delete = one(
+            "tags",
+            UpdateOp::Delete(AttributeValue::Ss(vec!["a".into(), "b".into()])),
+        );
         delete.try_apply(&mut item).unwrap();
         assert!(!item.contains_key("tags"), "an emptied set is removed");
         let twice = ItemUpdate {
             set: vec![("n".into(), n("1"))],
-            add_value: vec![("n".into(), n("1"))],
+            ops: vec![("n".into(), add(n("1")))],
             ..ItemUpdate::default()
         };
         assert!(twice.validate().is_err());

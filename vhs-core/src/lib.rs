@@ -41,8 +41,8 @@ pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
 pub use changes::{Changes, LargeValues};
 pub use condition::{
-    Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders, SetExpr, SizeOf, ATTRIBUTE_TYPES,
-    MAX_IN_VALUES,
+    Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders, SetExpr, SizeOf, UpdateOp,
+    ATTRIBUTE_TYPES, MAX_IN_VALUES,
 };
 pub use error::{BoxError, Error, Result};
 pub use fault::{Fault, FaultyBackend, Op};
@@ -57,9 +57,8 @@ pub use provision::ProvisionPlan;
 pub use retry::{retry, RetryPolicy};
 pub use store::{
     Background, Cleanup, Commit, Cursor, Deleted, ItemFailure, Options, Page, Precondition, Put,
-    QueryBuilder,
-    ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored, Transaction,
-    UpdateFragment, Updated,
+    QueryBuilder, ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored,
+    Transaction, UpdateFragment, Updated,
 };
 
 pub use versioned::{MultiVersionStore, Order, Pruned, SingleVersionStore, Versioned, Written};

@@ -12,7 +12,7 @@ use super::{
     Staged, Store, UploadOrder,
 };
 use crate::changes::Changes;
-use crate::condition::{Condition, ItemUpdate};
+use crate::condition::{Condition, ItemUpdate, UpdateOp};
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
 use crate::protocol::decide::Plan;
@@ -224,20 +224,22 @@ impl Store {
                 .collect(),
             remove: changes.remove.iter().map(|n| (*n).to_owned()).collect(),
             add: Vec::new(),
-            set_expr: changes
+            ops: changes
                 .set_expr
                 .iter()
-                .map(|(n, e)| ((*n).to_owned(), e.clone()))
-                .collect(),
-            add_value: changes
-                .add
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), v.clone()))
-                .collect(),
-            delete: changes
-                .delete
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .map(|(n, e)| ((*n).to_owned(), UpdateOp::Set(e.clone())))
+                .chain(
+                    changes
+                        .add
+                        .iter()
+                        .map(|(n, v)| ((*n).to_owned(), UpdateOp::Add(v.clone()))),
+                )
+                .chain(
+                    changes
+                        .delete
+                        .iter()
+                        .map(|(n, v)| ((*n).to_owned(), UpdateOp::Delete(v.clone()))),
+                )
                 .collect(),
         };
         // Operands DynamoDB refuses whatever the item holds: refused here,
