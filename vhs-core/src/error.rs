@@ -509,4 +509,37 @@ mod tests {
         let e = Error::backend("s3", "GetObject", true, "timed out");
         assert_eq!(e.to_string(), "S3 GetObject: timed out");
     }
+
+    #[test]
+    fn config_errors_are_one_line_and_not_retryable() {
+        let e = Error::Config {
+            service: "dynamodb",
+            operation: "GetItem",
+            message: "no AWS credentials found (tried Environment, Profile)".into(),
+            source: Some("the credential provider was not enabled".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "DynamoDB GetItem: no AWS credentials found (tried Environment, Profile)"
+        );
+        assert!(!e.is_retryable());
+        assert!(!e.is_not_found());
+        assert!(std::error::Error::source(&e).is_some());
+        let copy = e.duplicate();
+        assert_eq!(copy.to_string(), e.to_string());
+        assert!(matches!(
+            copy,
+            Error::Config {
+                source: Some(_),
+                ..
+            }
+        ));
+        // Inside a canceled transaction too.
+        let canceled = Error::TransactionCanceled {
+            action: 0,
+            reason: Box::new(e),
+        };
+        assert!(!canceled.is_retryable());
+        assert!(Error::TableNotFound { table: "t".into() }.is_not_found());
+    }
 }
