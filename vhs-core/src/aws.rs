@@ -2074,7 +2074,7 @@ impl AwsBackend {
                     ));
                 }
                 Err(e) => {
-                    let e = sdk_error("s3", "GetObject", e);
+                    let e = self.s3_error("GetObject", bucket, e);
                     if !e.is_retryable() || expected.is_none() {
                         return Err(e);
                     }

@@ -451,7 +451,7 @@ impl Store {
                         inline,
                     })),
                     // Deleted after the listing read it.
-                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(Error::NotFound { .. }) => Ok(None),
                     Err(error) => Err(Box::new(ItemFailure {
                         key: key.to_string(),
                         error,

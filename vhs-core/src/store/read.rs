@@ -259,7 +259,7 @@ impl Store {
             } else {
                 out.push(match self.get_large(&keys[i]).await {
                     Ok(m) => Some(m),
-                    Err(e) if e.is_not_found() => None,
+                    Err(Error::NotFound { .. }) => None,
                     Err(e) => return Err(e),
                 });
             }
