@@ -37,7 +37,6 @@ async fn reads_of_values_larger_than_memory_stay_under_128_mib() {
     let big = if soak { 300 * MB } else { 150 * MB };
     let fx = crate::fixture::Fixture::new(crate::fixture::Kind::Emulator).await;
     let dir = tempfile::tempdir().unwrap();
-    let t = Instant::now();
     // Written from files, so the writer's memory stays small too.
     for (id, len, seed) in [("big", big, 1), ("s1", 100 * MB, 2), ("s2", 100 * MB, 3)] {
         let path = dir.path().join(id);

@@ -683,6 +683,7 @@ async fn collect_garbage(rig: &mut Rig, store: &Store, single: &Single, multi: &
         bucket: BUCKET.into(),
         key: format!("{prefix}/pk=dead/attr=data/md5=00000000000000000000000000000000"),
         content_type: "application/octet-stream".into(),
+        content_encoding: None,
         metadata: Default::default(),
     })
     .await

@@ -5,6 +5,7 @@
 //!
 //! One test binary, so the emulator starts once per run.
 
+mod bounded;
 mod cache;
 mod calls;
 mod cases;
@@ -21,6 +22,7 @@ mod maintenance;
 mod models;
 mod queries;
 mod races;
+mod reads;
 mod reviewed;
 mod round_trips;
 mod schedules;
@@ -69,6 +71,10 @@ contract! {
     calls::atomic_update_operations,
     calls::conditions_contains_in_size_and_type,
     calls::count_exists_and_delete_table,
+    calls::a_condition_the_service_judges_otherwise_ends_the_call,
+    reads::blob_reads_larger_than_a_range_are_spooled_to_disk,
+    reads::object_reads_cut_midway_are_read_again,
+    reads::listings_serve_the_good_items_of_a_page_with_a_bad_one,
     schedules::transaction_cancellations_without_a_condition,
     timestamps::updated_at_is_set_by_every_write,
     schedules::cached_read_racing_a_write_is_not_served,
