@@ -481,3 +481,44 @@ pub async fn count_exists_and_delete_table(fx: Fixture) {
     fx.store.ensure_table::<Post>().await.unwrap();
     assert_eq!(fx.store.scan::<Post>().count().await.unwrap(), 0);
 }
+
+/// A condition the service judges otherwise than vhs ends the call, never loops: `size()` of
+/// a non-ASCII string is its UTF-8 bytes for DynamoDB and `MemoryBackend` (true here), its
+/// characters for ministack 1.5.33 (false). Where they disagree, the write is refused on the
+/// very item it was decided on, and the call reports `ConditionFailed` (the service's word)
+/// instead of sending the same write again forever; the same for a transaction.
+pub async fn a_condition_the_service_judges_otherwise_ends_the_call(fx: Fixture) {
+    let fx = fixture(fx.kind).await;
+    let key = Post::key("utf8");
+    Post::create_large(&fx.store, &post("utf8", "ééé", "b"))
+        .await
+        .unwrap();
+    // 6 bytes, 3 characters.
+    let condition = Condition::size("title").gt(4);
+    let limit = std::time::Duration::from_secs(60);
+    let update = Post::changes().set_views(7).condition(condition.clone());
+    let updated = tokio::time::timeout(limit, Post::update_large(&fx.store, &key, update))
+        .await
+        .expect("the update ends");
+    let tx = fx
+        .store
+        .transaction()
+        .update(&key, Post::changes().set_views(8).condition(condition));
+    let committed = tokio::time::timeout(limit, tx.commit())
+        .await
+        .expect("the transaction ends");
+    let views = Post::get_large(&fx.store, &key).await.unwrap().views;
+    match (updated, committed) {
+        // The service counts bytes, as DynamoDB does.
+        (Ok(_), Ok(_)) => assert_eq!(views, 8),
+        // The service counts characters: refused, nothing written.
+        (Err(Error::ConditionFailed { .. }), Err(Error::TransactionCanceled { reason, .. }))
+            if matches!(*reason, Error::ConditionFailed { .. }) =>
+        {
+            assert_ne!(fx.kind, Kind::Memory);
+            assert_eq!(views, 1);
+        }
+        (u, c) => panic!("update {u:?}, transaction {c:?}"),
+    }
+    assert_verified(&fx).await;
+}

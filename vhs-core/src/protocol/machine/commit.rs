@@ -422,7 +422,22 @@ impl Commit {
                     match super::written_of(answers.next()) {
                         Ok(Conditional::Applied(old)) => return self.succeed(false, old, now),
                         Ok(Conditional::Failed(current)) => {
-                            self.new_state(State::of(current), now);
+                            let state = State::of(current);
+                            if !sent.lost && state == sent.on {
+                                // The very item the write was decided on: the
+                                // service judged false a condition vhs judged
+                                // true on it (an emulator counting `size()` in
+                                // characters, say). Deciding again would send
+                                // the same write forever; the service's word
+                                // stands.
+                                let target = &self.cfg.target;
+                                let e = Error::ConditionFailed {
+                                    table: target.table.clone(),
+                                    key: target.describe.clone(),
+                                };
+                                return self.fail(e, false, now);
+                            }
+                            self.new_state(state, now);
                             self.phase = Phase::Deciding;
                         }
                         Err(e) if unknown(&e) && sent.sends <= RESENDS => {

@@ -530,10 +530,21 @@ impl Transact {
                         Some(Ok(Answer::Transacted(Transacted::Canceled(reasons)))) => {
                             let (mut changed, mut transient) = (false, false);
                             let mut refused = None;
+                            // An action refused on the very item it was decided
+                            // on: the service judged false a condition vhs judged
+                            // true (see the commit machine); deciding again would
+                            // send the same transaction forever.
+                            let mut unchanged = None;
                             for (a, r) in reasons.into_iter().enumerate().take(self.actions.len()) {
                                 if r.condition_failed() {
                                     changed = true;
-                                    self.new_state(a, State::of(r.item), now);
+                                    let state = State::of(r.item);
+                                    if let Some(sent) = &self.sent {
+                                        if !sent.lost && sent.on.get(a) == Some(&state) {
+                                            unchanged.get_or_insert(a);
+                                        }
+                                    }
+                                    self.new_state(a, state, now);
                                 } else if r.code.as_deref().is_some_and(transient_cancel) {
                                     transient = true;
                                 } else if r.code.is_some() {
@@ -553,6 +564,14 @@ impl Transact {
                                     retryable: false,
                                     message: r.message.unwrap_or_default(),
                                     source: None,
+                                };
+                                return self.canceled(a, e, now);
+                            }
+                            if let Some(a) = unchanged {
+                                let target = &self.actions[a].target;
+                                let e = Error::ConditionFailed {
+                                    table: target.table.clone(),
+                                    key: target.describe.clone(),
                                 };
                                 return self.canceled(a, e, now);
                             }
