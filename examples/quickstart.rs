@@ -57,7 +57,13 @@ async fn main() -> Result<(), Error> {
     let key = Document::key("acme", "2026/report");
     let read = Document::get_large(&store, &key).await?;
     assert!(read.updated_at.is_some());
-    assert_eq!(Document { updated_at: None, ..read.clone() }, doc);
+    assert_eq!(
+        Document {
+            updated_at: None,
+            ..read.clone()
+        },
+        doc
+    );
     println!(
         "read back {} bytes of html",
         read.html.as_ref().map_or(0, String::len)

@@ -58,7 +58,11 @@ async fn reads_of_values_larger_than_memory_stay_under_128_mib() {
         };
         let t = Instant::now();
         fx.store.create_large(&v).await.unwrap();
-        eprintln!("bounded: wrote {id} ({} MB) in {:.1}s", len / MB, t.elapsed().as_secs_f64());
+        eprintln!(
+            "bounded: wrote {id} ({} MB) in {:.1}s",
+            len / MB,
+            t.elapsed().as_secs_f64()
+        );
         std::fs::remove_file(&path).unwrap();
     }
     let url = crate::emulator::endpoint().await;
@@ -146,8 +150,5 @@ async fn child(case: &str) {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .unwrap();
-    println!(
-        "\n{MARKER} {peak} {:.1}",
-        started.elapsed().as_secs_f64()
-    );
+    println!("\n{MARKER} {peak} {:.1}", started.elapsed().as_secs_f64());
 }

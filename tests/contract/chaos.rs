@@ -1434,7 +1434,10 @@ async fn chaos_cut_downloads_resume() {
             got.data.unwrap().to_bytes().await.unwrap() == big,
             "round {round}: the Blob"
         );
-        assert!(got.thumb.unwrap() == thumb, "round {round}: the value read whole");
+        assert!(
+            got.thumb.unwrap() == thumb,
+            "round {round}: the value read whole"
+        );
         let mut out = Vec::new();
         store.download_large(&key, "data", &mut out).await.unwrap();
         assert!(out == big, "round {round}: download_large");
@@ -1442,16 +1445,16 @@ async fn chaos_cut_downloads_resume() {
             .read_large_range(&key, "data", 1000..2_000_000)
             .await
             .unwrap();
-        assert!(range == big.slice(1000..2_000_000), "round {round}: a range");
+        assert!(
+            range == big.slice(1000..2_000_000),
+            "round {round}: a range"
+        );
         let report = store
             .verify::<Video>(&VerifyOptions::default().rehash(true), |_| {})
             .await
             .unwrap();
         assert!(report.is_clean(), "round {round}: {report:?}");
-        let table = store
-            .open_table(&store.table_name::<Video>())
-            .await
-            .unwrap();
+        let table = store.open_table(store.table_name::<Video>()).await.unwrap();
         let item = table.get(&key.to_item()).await.unwrap().unwrap();
         let mut out = Vec::new();
         table.download(&item, "data", &mut out).await.unwrap();

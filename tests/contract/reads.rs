@@ -64,7 +64,10 @@ pub async fn blob_reads_larger_than_a_range_are_spooled_to_disk(fx: Fixture) {
     store.create_large(&v).await.unwrap();
     let got = store.get_large(&v.primary_key()).await.unwrap();
     let blob = got.data.unwrap();
-    assert!(blob.as_bytes().is_none(), "a large Blob read is not held in memory");
+    assert!(
+        blob.as_bytes().is_none(),
+        "a large Blob read is not held in memory"
+    );
     let path = blob.path().unwrap().to_path_buf();
     assert!(path.starts_with(dir.path()), "{path:?}");
     assert_eq!(blob.len(), big.len() as u64);
@@ -111,7 +114,14 @@ pub async fn blob_reads_larger_than_a_range_are_spooled_to_disk(fx: Fixture) {
     // A batch read and a scan spool the same way.
     let keys = [Video::key("big"), Video::key("small")];
     let read = store.batch_get_large(&keys).await.unwrap();
-    assert!(read[0].as_ref().unwrap().data.as_ref().unwrap().path().is_some());
+    assert!(read[0]
+        .as_ref()
+        .unwrap()
+        .data
+        .as_ref()
+        .unwrap()
+        .path()
+        .is_some());
     let scanned: Vec<Video> = store.scan::<Video>().items().try_collect().await.unwrap();
     assert_eq!(scanned.len(), 3);
     for v in &scanned {
@@ -127,7 +137,7 @@ pub async fn object_reads_cut_midway_are_read_again(fx: Fixture) {
     let v = Video {
         id: "cut".into(),
         data: Some(Blob::from(big.clone())),
-        thumb: Some(Bytes::from(noise(1000, 5))),
+        thumb: Some(noise(1000, 5)),
     };
     store.create_large(&v).await.unwrap();
     let key = v.primary_key();
@@ -159,7 +169,10 @@ pub async fn object_reads_cut_midway_are_read_again(fx: Fixture) {
     fx.faults.reset();
     fx.faults.inject(Op::GetObjectRange, 2, cut);
     let report = store
-        .verify::<Video>(&vhs::maintenance::VerifyOptions::default().rehash(true), |_| {})
+        .verify::<Video>(
+            &vhs::maintenance::VerifyOptions::default().rehash(true),
+            |_| {},
+        )
         .await
         .unwrap();
     assert!(report.is_clean(), "{report:?}");
@@ -176,7 +189,12 @@ pub async fn object_reads_cut_midway_are_read_again(fx: Fixture) {
     fx.faults
         .inject(Op::GetObject, 1, Fault::Fail { retryable: false });
     store.get_large(&key).await.unwrap_err();
-    let gets = fx.faults.calls().iter().filter(|c| **c == Op::GetObject).count();
+    let gets = fx
+        .faults
+        .calls()
+        .iter()
+        .filter(|c| **c == Op::GetObject)
+        .count();
     assert_eq!(gets, 1);
 }
 
@@ -191,12 +209,13 @@ pub async fn listings_serve_the_good_items_of_a_page_with_a_bad_one(fx: Fixture)
         store.create_large(&v).await.unwrap();
     }
     // `b`'s object deleted behind the store's back.
-    let stored = store
-        .get_stored(&Video::key("b"), true)
-        .await
-        .unwrap();
+    let stored = store.get_stored(&Video::key("b"), true).await.unwrap();
     let uri = stored.pointer("data").unwrap().to_owned();
-    let object = uri.split_once(&format!("{}/", fx.bucket)).unwrap().1.to_owned();
+    let object = uri
+        .split_once(&format!("{}/", fx.bucket))
+        .unwrap()
+        .1
+        .to_owned();
     fx.lose(&object).await;
 
     // `items`: each item on its own; the stream goes on past `b`.
@@ -229,7 +248,13 @@ pub async fn listings_serve_the_good_items_of_a_page_with_a_bad_one(fx: Fixture)
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].key, r#"id="b""#);
     assert!(matches!(failed[0].error, Error::DanglingPointer { .. }));
-    assert!(failed[0].to_string().starts_with(r#"item id="b": dangling pointer"#), "{}", failed[0]);
+    assert!(
+        failed[0]
+            .to_string()
+            .starts_with(r#"item id="b": dangling pointer"#),
+        "{}",
+        failed[0]
+    );
 
     // A query reads the same way.
     let results: Vec<vhs::Result<Video>> = store
