@@ -1177,21 +1177,36 @@ impl Store {
         let object = self
             .read_object(&pointer.bucket, &pointer.key)
             .await?
-            .ok_or_else(|| Error::DanglingPointer {
-                attr: attr.to_owned(),
-                uri: pointer.uri(),
-            })?;
-        let actual = md5_of(&object.body).await.hex;
-        if &actual != md5 {
-            return Err(Error::Integrity {
-                attr: attr.to_owned(),
-                uri: pointer.uri(),
-                expected: md5.clone(),
-                actual,
-            });
-        }
-        Ok(object.body)
+            .ok_or_else(|| dangling(attr, pointer))?;
+        checked(attr, pointer, md5, object.body).await
     }
+}
+
+/// The error for a pointer whose object does not exist.
+pub(crate) fn dangling(attr: &str, pointer: &Pointer) -> Error {
+    Error::DanglingPointer {
+        attr: attr.to_owned(),
+        uri: pointer.uri(),
+    }
+}
+
+/// `body` if its MD5 is the one its key names, else [`Error::Integrity`].
+pub(crate) async fn checked(
+    attr: &str,
+    pointer: &Pointer,
+    md5: &str,
+    body: Bytes,
+) -> Result<Bytes> {
+    let actual = md5_of(&body).await.hex;
+    if actual != md5 {
+        return Err(Error::Integrity {
+            attr: attr.to_owned(),
+            uri: pointer.uri(),
+            expected: md5.to_owned(),
+            actual,
+        });
+    }
+    Ok(body)
 }
 
 /// The encoding an object key records (its `enc=` segment, just before `md5=`),

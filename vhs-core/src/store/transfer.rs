@@ -496,7 +496,7 @@ impl Store {
         let mut md5 = md5.to_owned();
         let mut first = None;
         for _ in 0..=READ_RACE_RETRIES {
-            match self.first_range(&pointer).await? {
+            match self.first_range_if_any(&pointer).await? {
                 Some(r) => {
                     first = Some(r);
                     break;
@@ -533,13 +533,7 @@ impl Store {
         md5: &str,
         writer: &mut W,
     ) -> Result<u64> {
-        let first = self
-            .first_range(pointer)
-            .await?
-            .ok_or_else(|| Error::DanglingPointer {
-                attr: attr.to_owned(),
-                uri: pointer.uri(),
-            })?;
+        let first = self.first_range(attr, pointer).await?;
         let streamed = self.stream_from(attr, pointer, md5, first, writer).await;
         replaced_midway(streamed, table, key, attr)
     }
@@ -555,25 +549,10 @@ impl Store {
         attr: &str,
         (pointer, md5): &(Pointer, String),
     ) -> Result<Blob> {
-        let first = self
-            .first_range(pointer)
-            .await?
-            .ok_or_else(|| Error::DanglingPointer {
-                attr: attr.to_owned(),
-                uri: pointer.uri(),
-            })?;
+        let first = self.first_range(attr, pointer).await?;
         let encoding = super::encoding_in_key(&pointer.key);
         if first.range.body.len() as u64 == first.range.total {
-            let body = first.range.body;
-            let actual = crate::blob::md5_of(&body).await.hex;
-            if &actual != md5 {
-                return Err(Error::Integrity {
-                    attr: attr.to_owned(),
-                    uri: pointer.uri(),
-                    expected: md5.clone(),
-                    actual,
-                });
-            }
+            let body = super::checked(attr, pointer, md5, first.range.body).await?;
             let value = match encoding {
                 Some(encoding) => crate::compress::decompress(body, encoding).await?,
                 None => body,
@@ -603,8 +582,16 @@ impl Store {
     }
 
     /// The first download range of an object (its size with it), the store's
-    /// download budget held for it; `None` if the object does not exist.
-    async fn first_range(&self, pointer: &Pointer) -> Result<Option<Held>> {
+    /// download budget held for it; [`Error::DanglingPointer`] if the object
+    /// does not exist.
+    async fn first_range(&self, attr: &str, pointer: &Pointer) -> Result<Held> {
+        self.first_range_if_any(pointer)
+            .await?
+            .ok_or_else(|| super::dangling(attr, pointer))
+    }
+
+    /// [`Store::first_range`], `None` if the object does not exist.
+    async fn first_range_if_any(&self, pointer: &Pointer) -> Result<Option<Held>> {
         let chunk = self.inner.options.part_size;
         let permit = self.download_permit(chunk, true).await;
         Ok(self
@@ -641,13 +628,7 @@ impl Store {
         bucket: &str,
         key: &str,
     ) -> Result<Option<crate::backend::StoredObject>> {
-        let mut attempt = 1;
-        loop {
-            match self.inner.backend.get_object(bucket, key).await {
-                Err(e) if READ_RETRY.again(&e, attempt).await => attempt += 1,
-                other => return other,
-            }
-        }
+        read_retried(|| self.inner.backend.get_object(bucket, key)).await
     }
 
     /// One ranged GetObject, repeated like [`Store::read_object`].
@@ -657,18 +638,12 @@ impl Store {
         key: &str,
         range: Range<u64>,
     ) -> Result<Option<ObjectRange>> {
-        let mut attempt = 1;
-        loop {
-            match self
-                .inner
+        read_retried(|| {
+            self.inner
                 .backend
                 .get_object_range(bucket, key, range.clone())
-                .await
-            {
-                Err(e) if READ_RETRY.again(&e, attempt).await => attempt += 1,
-                other => return other,
-            }
-        }
+        })
+        .await
     }
 
     /// The rest of a download whose first range is `first`: the next ranges
@@ -897,6 +872,19 @@ const READ_RETRY: crate::retry::RetryPolicy = crate::retry::RetryPolicy {
     base_delay: std::time::Duration::from_millis(50),
     max_delay: std::time::Duration::from_secs(2),
 };
+
+/// `read` once, and again on a retryable failure within [`READ_RETRY`].
+async fn read_retried<T, F: std::future::Future<Output = Result<T>>>(
+    read: impl Fn() -> F,
+) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match read().await {
+            Err(e) if READ_RETRY.again(&e, attempt).await => attempt += 1,
+            other => return other,
+        }
+    }
+}
 
 /// The permits of a download budget of `bytes` (one per MiB, at least one).
 pub(crate) fn budget_permits(bytes: u64) -> usize {
