@@ -508,17 +508,24 @@ pub async fn a_condition_the_service_judges_otherwise_ends_the_call(fx: Fixture)
         .await
         .expect("the transaction ends");
     let views = Post::get_large(&fx.store, &key).await.unwrap().views;
-    match (updated, committed) {
+    let delete = vhs::Precondition::from(Condition::size("title").gt(4));
+    let deleted = tokio::time::timeout(limit, Post::delete_large_if(&fx.store, &key, delete))
+        .await
+        .expect("the delete ends");
+    let present = Post::exists(&fx.store, &key).await.unwrap();
+    match (updated, committed, deleted) {
         // The service counts bytes, as DynamoDB does.
-        (Ok(_), Ok(_)) => assert_eq!(views, 8),
+        (Ok(_), Ok(_), Ok(_)) => assert_eq!((views, present), (8, false)),
         // The service counts characters: refused, nothing written.
-        (Err(Error::ConditionFailed { .. }), Err(Error::TransactionCanceled { reason, .. }))
-            if matches!(*reason, Error::ConditionFailed { .. }) =>
-        {
+        (
+            Err(Error::ConditionFailed { .. }),
+            Err(Error::TransactionCanceled { reason, .. }),
+            Err(Error::ConditionFailed { .. }),
+        ) if matches!(*reason, Error::ConditionFailed { .. }) => {
             assert_ne!(fx.kind, Kind::Memory);
-            assert_eq!(views, 1);
+            assert_eq!((views, present), (1, true));
         }
-        (u, c) => panic!("update {u:?}, transaction {c:?}"),
+        (u, c, d) => panic!("update {u:?}, transaction {c:?}, delete {d:?}"),
     }
     assert_verified(&fx).await;
 }

@@ -68,6 +68,10 @@ pub(crate) struct Delete {
     sends: u32,
     /// Poison writes decided so far (each records a token of its own).
     poisons: u32,
+    /// The item a send was refused on although vhs judged the delete's
+    /// condition true on it: refused on it again, the service judges the
+    /// condition otherwise than vhs, and the delete ends.
+    refused_on: Option<State>,
     release: Option<Release>,
     outcome: Option<std::result::Result<Option<ItemHash>, Held>>,
     cleanup: Cleanup,
@@ -95,6 +99,7 @@ impl Delete {
             phase: Phase::Start,
             sends: 0,
             poisons: 0,
+            refused_on: None,
             release: None,
             outcome: None,
             cleanup: Cleanup::default(),
@@ -230,7 +235,27 @@ impl Delete {
                     let old = old.unwrap_or_default();
                     self.succeed(Some(old), &State::Unknown, now)
                 }
-                Ok(Conditional::Failed(current)) => self.judge(State::of(current), now),
+                Ok(Conditional::Failed(current)) => {
+                    let state = State::of(current);
+                    if !state.wrote(self.token()) && self.refusal(&state).is_none() {
+                        // The service refused the delete on an item vhs
+                        // judges it applies to (an emulator counting
+                        // `size()` in characters, say). Once is a send of
+                        // ours meeting the item; twice on the very same item,
+                        // the service's word stands: sending again would
+                        // only spend the budget and end as an unknown
+                        // outcome for a delete that surely did not apply.
+                        if self.refused_on.as_ref() == Some(&state) {
+                            let e = Error::ConditionFailed {
+                                table: self.target.table.clone(),
+                                key: self.target.describe.clone(),
+                            };
+                            return self.poison(&state, e);
+                        }
+                        self.refused_on = Some(state.clone());
+                    }
+                    self.judge(state, now)
+                }
                 Err(e) if unknown(&e) => {
                     if self.sends <= RESENDS {
                         return self.send();
