@@ -2058,7 +2058,30 @@ impl AwsBackend {
                 .send()
                 .await;
             match resumed {
-                Ok(out) => body = out.body,
+                // The rest must start where the body was cut: a server that
+                // ignored the range (a whole object) would be appended to the
+                // bytes already read.
+                Ok(out)
+                    if out.content_range().is_some_and(|r| {
+                        r.trim_start_matches("bytes ")
+                            .split('-')
+                            .next()
+                            .and_then(|start| start.trim().parse::<u64>().ok())
+                            == Some(reached)
+                    }) =>
+                {
+                    body = out.body
+                }
+                Ok(_) => {
+                    return Err(Error::backend(
+                        "s3",
+                        "GetObject",
+                        true,
+                        format!(
+                            "s3://{bucket}/{key}: resuming at byte {reached}, the server did not answer that range"
+                        ),
+                    ))
+                }
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                     return Ok(None)
                 }
