@@ -231,27 +231,16 @@ impl<'a> Field<'a> {
 
 /// `T` if `ty` is written `Option<T>` (or `std::option::Option<T>`, ...).
 pub fn option_inner(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ungroup(ty) else {
-        return None;
-    };
-    if path.qself.is_some() {
-        return None;
-    }
-    let last = path.path.segments.last()?;
-    if last.ident != "Option" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    match (args.args.len(), args.args.first()?) {
-        (1, GenericArgument::Type(inner)) => Some(inner),
-        _ => None,
-    }
+    single_argument_of(ty, "Option")
 }
 
 /// `T` if `ty` is written `Vec<T>` (or `std::vec::Vec<T>`, ...).
 pub fn vec_inner(ty: &Type) -> Option<&Type> {
+    single_argument_of(ty, "Vec")
+}
+
+/// `T` if `ty` is a path ending in `name<T>`.
+fn single_argument_of<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
     let Type::Path(path) = ungroup(ty) else {
         return None;
     };
@@ -259,7 +248,7 @@ pub fn vec_inner(ty: &Type) -> Option<&Type> {
         return None;
     }
     let last = path.path.segments.last()?;
-    if last.ident != "Vec" {
+    if last.ident != name {
         return None;
     }
     let PathArguments::AngleBracketed(args) = &last.arguments else {

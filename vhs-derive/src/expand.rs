@@ -216,28 +216,22 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
         }
     };
     let decode_large = {
-        let arms: Vec<TokenStream> = input
-            .large()
-            .enumerate()
-            .map(|(index, (field, inner))| {
-                let (member, name) = (field.ident, &field.name);
-                let index = Literal::usize_unsuffixed(index);
-                let decode =
-                    quote_spanned!(inner.span()=> #p::decode_large::<#inner>(#name, bytes)?);
-                quote!(#index => self.#member = #decode,)
-            })
-            .collect();
-        let blob_arms: Vec<TokenStream> = input
-            .large()
-            .enumerate()
-            .map(|(index, (field, inner))| {
-                let (member, name) = (field.ident, &field.name);
-                let index = Literal::usize_unsuffixed(index);
-                let decode =
-                    quote_spanned!(inner.span()=> #p::decode_large_blob::<#inner>(#name, value)?);
-                quote!(#index => self.#member = #decode,)
-            })
-            .collect();
+        // `index => self.field = #p::decoder::<Inner>("name", arg)?,` per large field.
+        let arms_calling = |decoder: TokenStream, arg: TokenStream| -> Vec<TokenStream> {
+            input
+                .large()
+                .enumerate()
+                .map(|(index, (field, inner))| {
+                    let (member, name) = (field.ident, &field.name);
+                    let index = Literal::usize_unsuffixed(index);
+                    let decode =
+                        quote_spanned!(inner.span()=> #p::#decoder::<#inner>(#name, #arg)?);
+                    quote!(#index => self.#member = #decode,)
+                })
+                .collect()
+        };
+        let arms = arms_calling(quote!(decode_large), quote!(bytes));
+        let blob_arms = arms_calling(quote!(decode_large_blob), quote!(value));
         if arms.is_empty() {
             quote! {
                 fn decode_large(&mut self, _index: usize, _bytes: #p::Bytes) -> #p::Result<()> {
