@@ -952,14 +952,29 @@ impl<T: Model> ScanBuilder<T> {
     }
 
     fn run(self, load: bool) -> BoxStream<'static, Result<Page<Entry<T>>>> {
-        let fail = |e: Error| stream::once(async move { Err(e) }).boxed();
-        if let Err(e) = check_output::<T>(&self.schema, &self.store, &self.table)
-            .and_then(|()| self.filter.as_ref().map_or(Ok(()), Condition::check))
-        {
-            return fail(e);
+        let store = self.store.clone();
+        let listings = check_output::<T>(&self.schema, &self.store, &self.table)
+            .and_then(|()| self.segment_listings());
+        match listings {
+            Ok((listings, start)) => {
+                let streams: Vec<_> = listings
+                    .into_iter()
+                    .map(|l| typed(store.clone(), l.raw_pages(start.clone()), load))
+                    .collect();
+                stream::select_all(streams).boxed()
+            }
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    /// One listing per segment, and the key to start after: the filter
+    /// checked, placeholders filtered out, the scan's projection kept.
+    fn segment_listings(self) -> Result<(Vec<Listing>, Option<Item>)> {
+        if let Some(f) = &self.filter {
+            f.check()?;
         }
         if self.start.is_some() && self.segments > 1 {
-            return fail(Error::invalid(
+            return Err(Error::invalid(
                 "`start_after` resumes one segment: scan with one segment",
             ));
         }
@@ -967,29 +982,25 @@ impl<T: Model> ScanBuilder<T> {
         keys.extend(self.schema.range_key.map(|r| r.name));
         let filter = live_only(self.filter);
         let total = self.segments;
-        let start = self.start.map(|c| c.0);
-        let streams: Vec<_> = (0..total)
-            .map(|segment| {
-                let listing = Listing {
-                    store: self.store.clone(),
-                    request: Request::Scan(Box::new(Scan {
-                        segment: (total > 1).then_some((segment, total)),
-                        filter: Some(filter.clone()),
-                        projection: self.projection.clone(),
-                        consistent: self.consistent,
-                        ..Scan::new(&self.table)
-                    })),
-                    keys: keys.clone(),
-                    limit: None,
-                    page_size: self.page_size,
-                    model: TypeId::of::<T>(),
-                    full_items: false,
-                    table_keys: keys.len(),
-                };
-                typed(self.store.clone(), listing.raw_pages(start.clone()), load)
+        let listings = (0..total)
+            .map(|segment| Listing {
+                store: self.store.clone(),
+                request: Request::Scan(Box::new(Scan {
+                    segment: (total > 1).then_some((segment, total)),
+                    filter: Some(filter.clone()),
+                    projection: self.projection.clone(),
+                    consistent: self.consistent,
+                    ..Scan::new(&self.table)
+                })),
+                keys: keys.clone(),
+                limit: None,
+                page_size: self.page_size,
+                model: TypeId::of::<T>(),
+                full_items: false,
+                table_keys: keys.len(),
             })
             .collect();
-        stream::select_all(streams).boxed()
+        Ok((listings, self.start.map(|c| c.0)))
     }
 
     listing_methods!();
@@ -1013,40 +1024,12 @@ impl<T: Model> ScanBuilder<T> {
     /// The number of items the scan returns (with its filter), reading every
     /// page of every segment, keys only; placeholders left out as
     /// [`items`](Self::items) leaves them out.
-    pub async fn count(self) -> Result<usize> {
-        if let Some(f) = &self.filter {
-            f.check()?;
-        }
-        if self.start.is_some() && self.segments > 1 {
-            return Err(Error::invalid(
-                "`start_after` resumes one segment: scan with one segment",
-            ));
-        }
-        let mut keys = vec![self.schema.hash_key.name];
-        keys.extend(self.schema.range_key.map(|r| r.name));
-        let filter = live_only(self.filter);
-        let projection = count_projection(&self.schema);
-        let total = self.segments;
-        let start = self.start.map(|c| c.0);
-        let counts = (0..total).map(|segment| {
-            let listing = Listing {
-                store: self.store.clone(),
-                request: Request::Scan(Box::new(Scan {
-                    segment: (total > 1).then_some((segment, total)),
-                    filter: Some(filter.clone()),
-                    projection: Some(projection.clone()),
-                    consistent: self.consistent,
-                    ..Scan::new(&self.table)
-                })),
-                keys: keys.clone(),
-                limit: None,
-                page_size: self.page_size,
-                model: TypeId::of::<T>(),
-                full_items: false,
-                table_keys: keys.len(),
-            };
-            count_pages(listing.raw_pages(start.clone()))
-        });
+    pub async fn count(mut self) -> Result<usize> {
+        self.projection = Some(count_projection(&self.schema));
+        let (listings, start) = self.segment_listings()?;
+        let counts = listings
+            .into_iter()
+            .map(|l| count_pages(l.raw_pages(start.clone())));
         Ok(futures_util::future::try_join_all(counts)
             .await?
             .into_iter()
