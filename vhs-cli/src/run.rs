@@ -262,6 +262,18 @@ async fn fetch(table: &AnyTable, text: &str) -> Result<(Item, Option<Item>)> {
     Ok((key, item))
 }
 
+/// [`fetch`] of an item that must exist: [`Error::NotFound`] if it does not.
+async fn fetch_existing(table: &AnyTable, text: &str) -> Result<(Item, Item)> {
+    let (key, item) = fetch(table, text).await?;
+    match item {
+        Some(item) => Ok((key, item)),
+        None => Err(Error::NotFound {
+            table: table.spec().name.clone(),
+            key: table.describe(&key),
+        }),
+    }
+}
+
 /// What a pointer's object is.
 #[derive(Debug, Clone, PartialEq)]
 enum Object {
@@ -445,11 +457,7 @@ async fn get(g: &Global, args: &cli::Get) -> Result<u8> {
 
 async fn cat(g: &Global, args: &cli::Cat) -> Result<u8> {
     let table = open(g).await?;
-    let (key, item) = fetch(&table, &args.key).await?;
-    let item = item.ok_or_else(|| Error::NotFound {
-        table: table.spec().name.clone(),
-        key: table.describe(&key),
-    })?;
+    let (_, item) = fetch_existing(&table, &args.key).await?;
     let written = match &args.output_file {
         None => {
             let mut out = tokio::io::stdout();
@@ -831,11 +839,7 @@ fn iam_policy(g: &Global, args: &cli::IamPolicy) -> Result<u8> {
 /// library's protocol paths (`AnyTable::remove_pointer`, `AnyTable::delete_item`).
 async fn repair(g: &Global, args: &cli::Repair) -> Result<u8> {
     let table = open(g).await?;
-    let (key, item) = fetch(&table, &args.key).await?;
-    let item = item.ok_or_else(|| Error::NotFound {
-        table: table.spec().name.clone(),
-        key: table.describe(&key),
-    })?;
+    let (key, item) = fetch_existing(&table, &args.key).await?;
     let shown_key = key_text(&table, &item);
     let pointers = pointers_with_sizes(&table, &item).await?;
     let held = || {
