@@ -491,10 +491,7 @@ impl AnyTable {
                         },
                         Some(Condition::eq(attr, uri)),
                     ),
-                    Some(_) => Plan::Fail(Error::ConditionFailed {
-                        table: target.table.clone(),
-                        key: target.describe.clone(),
-                    }),
+                    Some(_) => Plan::Fail(target.condition_failed()),
                 },
             )
             .await?;

@@ -117,6 +117,13 @@ impl Target {
         }
     }
 
+    pub fn condition_failed(&self) -> Error {
+        Error::ConditionFailed {
+            table: self.table.clone(),
+            key: self.describe.clone(),
+        }
+    }
+
     pub fn busy(&self, reason: impl Into<String>) -> Error {
         Error::Busy {
             table: self.table.clone(),

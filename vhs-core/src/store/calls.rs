@@ -144,10 +144,7 @@ impl Store {
                 match self.replace(&target, item, condition.clone()).await {
                     Err(Error::NotFound { .. }) if !may_create => {
                         // No item: the condition is false on it.
-                        return Err(Error::ConditionFailed {
-                            table: target.table.clone(),
-                            key: target.describe.clone(),
-                        });
+                        return Err(target.condition_failed());
                     }
                     Err(Error::NotFound { .. }) => create = true,
                     other => return other,

@@ -185,10 +185,7 @@ impl Stale {
             .as_ref()
             .is_some_and(|c| !c.evaluate(Some(item)))
         {
-            return Some(Error::ConditionFailed {
-                table: target.table.clone(),
-                key: target.describe.clone(),
-            });
+            return Some(target.condition_failed());
         }
         None
     }

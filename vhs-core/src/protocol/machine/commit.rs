@@ -430,11 +430,7 @@ impl Commit {
                                 // characters, say). Deciding again would send
                                 // the same write forever; the service's word
                                 // stands.
-                                let target = &self.cfg.target;
-                                let e = Error::ConditionFailed {
-                                    table: target.table.clone(),
-                                    key: target.describe.clone(),
-                                };
+                                let e = self.cfg.target.condition_failed();
                                 return self.fail(e, false, now);
                             }
                             self.new_state(state, now);

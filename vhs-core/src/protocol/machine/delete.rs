@@ -167,10 +167,7 @@ impl Delete {
             .as_ref()
             .is_some_and(|c| !c.evaluate(Some(item)))
         {
-            return Some(Error::ConditionFailed {
-                table: self.target.table.clone(),
-                key: self.target.describe.clone(),
-            });
+            return Some(self.target.condition_failed());
         }
         None
     }
@@ -246,10 +243,7 @@ impl Delete {
                         // only spend the budget and end as an unknown
                         // outcome for a delete that surely did not apply.
                         if self.refused_on.as_ref() == Some(&state) {
-                            let e = Error::ConditionFailed {
-                                table: self.target.table.clone(),
-                                key: self.target.describe.clone(),
-                            };
+                            let e = self.target.condition_failed();
                             return self.poison(&state, e);
                         }
                         self.refused_on = Some(state.clone());

@@ -568,11 +568,7 @@ impl Transact {
                                 return self.canceled(a, e, now);
                             }
                             if let Some(a) = unchanged {
-                                let target = &self.actions[a].target;
-                                let e = Error::ConditionFailed {
-                                    table: target.table.clone(),
-                                    key: target.describe.clone(),
-                                };
+                                let e = self.actions[a].target.condition_failed();
                                 return self.canceled(a, e, now);
                             }
                             if transient || !changed {
