@@ -61,7 +61,10 @@ pub use store::{
     Transaction, UpdateFragment, Updated,
 };
 
-pub use versioned::{MultiVersionStore, Order, Pruned, SingleVersionStore, Versioned, Written};
+pub use versioned::{
+    Layout, MultiVersion, MultiVersionStore, Order, Pruned, SingleVersion, SingleVersionStore,
+    Versioned, VersionedStore, Written,
+};
 
 /// Re-exports of the AWS SDK types that appear in vhs's API.
 pub mod types {
