@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
+use vhs::BackendExt as _;
 use vhs::maintenance::{GcOptions, VerifyOptions};
 use vhs::{AwsBackend, AwsOptions, Backend, LargeValues, MemoryBackend, Model, Store};
 

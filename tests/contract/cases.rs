@@ -1,6 +1,7 @@
 //! Contract cases: written once, run over every backend (see `main.rs`).
 
 use bytes::Bytes;
+use vhs::BackendExt as _;
 use vhs::types::AttributeValue;
 use vhs::{Changes, Condition, Error, Json, Model, ObjectKey, Pointer, Stored};
 

@@ -4,6 +4,7 @@
 //! Faults are injected by wrapping the backend (`FaultyBackend`); uploads run one at
 //! a time here so that "the second PutObject" is a well-defined call.
 
+use vhs::BackendExt as _;
 use vhs::{Error, Fault, Model, Op};
 
 use crate::fixture::{keys_of, sorted, Fixture};

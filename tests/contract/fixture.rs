@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use vhs::BackendExt as _;
 use vhs::{Backend, FaultyBackend, Item, MemoryBackend, Model, Store, StoreBuilder};
 
 use crate::models::{Blob, Document, Memo, Note, Packed, Page, VDoc, Video};

@@ -14,10 +14,11 @@ use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
 use serde_json::Value;
+use vhs::BackendExt as _;
 use vhs::iam::{self, Access, PolicyScope};
 use vhs::maintenance::{GcOptions, VerifyOptions};
 use vhs::{
-    Backend, BucketSpec, Condition, Fault, FaultyBackend, Json, KeyKind, LargeValues,
+    BucketSpec, Condition, Fault, FaultyBackend, Json, KeyKind, LargeValues,
     MemoryBackend, Model, MultiVersionStore, Op, Order, Precondition, SingleVersionStore, Store,
     TableSpec,
 };

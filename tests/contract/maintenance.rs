@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use md5::Digest;
+use vhs::BackendExt as _;
 use vhs::maintenance::{GcOptions, Progress, VerifyOptions};
 use vhs::types::AttributeValue;
 use vhs::{Error, Fault, Model, Op};

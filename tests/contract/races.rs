@@ -329,7 +329,7 @@ async fn act(store: Store, act: Act) -> Result<(), String> {
 /// Invariant 2 restored: after a GC that takes over everything, the bucket holds
 /// exactly the objects the item references (read straight from the backend).
 async fn collected(store: &Store, memory: &MemoryBackend) -> Result<(), String> {
-    use vhs::Backend;
+    use vhs::BackendExt as _;
     store
         .gc::<Note>(&gc_reap(), |_| {})
         .await

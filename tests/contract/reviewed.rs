@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vhs::BackendExt as _;
 use vhs::maintenance::GcOptions;
 use vhs::{Backend, Background, Conditional, Error, Model, RetryPolicy, Store, StoreBuilder};
 

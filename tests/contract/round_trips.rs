@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use vhs::{
-    Attempts, Backend, Background, Condition, Conditional, Item, ItemUpdate, ObjectInfo,
-    ObjectPage, Op, PutObject, PutOutcome, Query, QueryPage, Scan, Store, StoredObject, TableSpec,
-};
+use vhs::BackendExt as _;
+use vhs::{Backend, Background, Call, Item, Op, Reply, Store};
 
 use crate::fixture::Fixture;
 use crate::models::Wide;
@@ -55,14 +53,8 @@ fn object_item(key: &str) -> Option<String> {
 
 /// 0 for DynamoDB, 1 for S3.
 fn service(op: Op) -> usize {
-    match op {
-        Op::CreateTable
-        | Op::GetItem
-        | Op::PutItem
-        | Op::UpdateItem
-        | Op::DeleteItem
-        | Op::Query
-        | Op::Scan => 0,
+    match op.service() {
+        vhs::Service::DynamoDb => 0,
         _ => 1,
     }
 }
@@ -85,11 +77,7 @@ impl Depth {
         self.inner.as_deref().expect("wrapped")
     }
 
-    async fn run<T>(&self, op: Op, call: impl std::future::Future<Output = T>) -> T {
-        self.run_for(None, op, call).await
-    }
-
-    /// [`Depth::run`] of a call for the item `item`.
+    /// Runs `call`, for the item `item` (if it names one), and records its depth.
     async fn run_for<T>(
         &self,
         item: Option<String>,
@@ -167,221 +155,29 @@ impl Depth {
 
 #[async_trait]
 impl Backend for Depth {
-    async fn create_table(&self, spec: &TableSpec) -> vhs::Result<()> {
-        self.inner().create_table(spec).await
-    }
-    async fn get_item(
-        &self,
-        table: &str,
-        key: &Item,
-        consistent: bool,
-    ) -> vhs::Result<Option<Item>> {
-        self.run(Op::GetItem, self.inner().get_item(table, key, consistent))
-            .await
-    }
-    async fn put_item(
-        &self,
-        table: &str,
-        item: Item,
-        condition: Option<&Condition>,
-    ) -> vhs::Result<Conditional<Option<Item>>> {
-        let id = item_id(&item);
-        self.run_for(
-            id,
-            Op::PutItem,
-            self.inner().put_item(table, item, condition),
-        )
-        .await
-    }
-    async fn update_item(
-        &self,
-        table: &str,
-        key: &Item,
-        update: &ItemUpdate,
-        condition: Option<&Condition>,
-    ) -> vhs::Result<Conditional<Item>> {
-        self.run_for(
-            item_id(key),
-            Op::UpdateItem,
-            self.inner().update_item(table, key, update, condition),
-        )
-        .await
-    }
-    async fn delete_item(
-        &self,
-        table: &str,
-        key: &Item,
-        condition: Option<&Condition>,
-    ) -> vhs::Result<Conditional<Option<Item>>> {
-        self.run(
-            Op::DeleteItem,
-            self.inner().delete_item(table, key, condition),
-        )
-        .await
-    }
-    async fn query(&self, request: &Query) -> vhs::Result<QueryPage> {
-        self.run(Op::Query, self.inner().query(request)).await
-    }
-    async fn scan(&self, request: &Scan) -> vhs::Result<QueryPage> {
-        self.run(Op::Scan, self.inner().scan(request)).await
-    }
-    async fn transact_write(
-        &self,
-        actions: &[vhs::TransactWrite],
-        token: &str,
-    ) -> vhs::Result<vhs::Transacted> {
-        self.run(
-            Op::TransactWriteItems,
-            self.inner().transact_write(actions, token),
-        )
-        .await
-    }
-    async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
-        self.inner().create_bucket(bucket).await
-    }
-    async fn describe_table(&self, table: &str) -> vhs::Result<Option<vhs::TableSpec>> {
-        self.inner().describe_table(table).await
-    }
-    async fn delete_table(&self, table: &str) -> vhs::Result<bool> {
-        self.inner().delete_table(table).await
-    }
-    async fn bucket_exists(&self, bucket: &str) -> vhs::Result<bool> {
-        self.inner().bucket_exists(bucket).await
-    }
-    async fn configure_bucket(&self, spec: &vhs::BucketSpec) -> vhs::Result<()> {
-        self.inner().configure_bucket(spec).await
-    }
-    async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
-        let id = object_item(&request.key);
-        self.run_for(id, Op::PutObject, self.inner().put_object(request))
-            .await
-    }
-    async fn get_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<StoredObject>> {
-        self.run(Op::GetObject, self.inner().get_object(bucket, key))
-            .await
-    }
-    async fn get_object_range(
-        &self,
-        bucket: &str,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> vhs::Result<Option<vhs::ObjectRange>> {
-        self.run(
-            Op::GetObjectRange,
-            self.inner().get_object_range(bucket, key, range),
-        )
-        .await
-    }
-    async fn presign_get(
-        &self,
-        bucket: &str,
-        key: &str,
-        expires_in: std::time::Duration,
-    ) -> vhs::Result<String> {
-        self.inner().presign_get(bucket, key, expires_in).await
-    }
-    async fn batch_get_item(
-        &self,
-        table: &str,
-        keys: &[Item],
-        consistent: bool,
-    ) -> vhs::Result<vhs::BatchPage> {
-        self.run(
-            Op::BatchGetItem,
-            self.inner().batch_get_item(table, keys, consistent),
-        )
-        .await
-    }
-    async fn create_multipart_upload(&self, request: &vhs::MultipartStart) -> vhs::Result<String> {
-        self.run(
-            Op::CreateMultipartUpload,
-            self.inner().create_multipart_upload(request),
-        )
-        .await
-    }
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        number: u32,
-        body: bytes::Bytes,
-        content_md5: &str,
-    ) -> vhs::Result<String> {
-        self.run(
-            Op::UploadPart,
-            self.inner()
-                .upload_part(bucket, key, upload_id, number, body, content_md5),
-        )
-        .await
-    }
-    async fn complete_multipart_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[vhs::CompletedPart],
-        if_none_match: bool,
-    ) -> vhs::Result<PutOutcome> {
-        self.run(
-            Op::CompleteMultipartUpload,
-            self.inner()
-                .complete_multipart_upload(bucket, key, upload_id, parts, if_none_match),
-        )
-        .await
-    }
-    async fn abort_multipart_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> vhs::Result<()> {
-        self.run(
-            Op::AbortMultipartUpload,
-            self.inner().abort_multipart_upload(bucket, key, upload_id),
-        )
-        .await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        bucket: &str,
-        prefix: &str,
-    ) -> vhs::Result<Vec<vhs::MultipartInfo>> {
-        self.run(
-            Op::ListMultipartUploads,
-            self.inner().list_multipart_uploads(bucket, prefix),
-        )
-        .await
-    }
-    async fn head_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<ObjectInfo>> {
-        self.run(Op::HeadObject, self.inner().head_object(bucket, key))
-            .await
-    }
-    async fn delete_objects(
-        &self,
-        bucket: &str,
-        keys: &[String],
-        attempts: Attempts,
-    ) -> vhs::Result<Vec<(String, String)>> {
-        let id = keys.first().and_then(|k| object_item(k));
-        self.run_for(
-            id,
-            Op::DeleteObjects,
-            self.inner().delete_objects(bucket, keys, attempts),
-        )
-        .await
-    }
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        continuation: Option<String>,
-    ) -> vhs::Result<ObjectPage> {
-        self.run(
-            Op::ListObjects,
-            self.inner().list_objects(bucket, prefix, continuation),
-        )
-        .await
+    async fn send(&self, call: Call<'_>) -> vhs::Result<Reply> {
+        let op = call.op();
+        // Provisioning and presigning are not on a caller's path.
+        if matches!(
+            op,
+            Op::CreateTable
+                | Op::CreateBucket
+                | Op::DescribeTable
+                | Op::DeleteTable
+                | Op::HeadBucket
+                | Op::ConfigureBucket
+                | Op::PresignGet
+        ) {
+            return self.inner().send(call).await;
+        }
+        let item = match &call {
+            Call::PutItem { item, .. } => item_id(item),
+            Call::UpdateItem { key, .. } => item_id(key),
+            Call::PutObject(request) => object_item(&request.key),
+            Call::DeleteObjects { keys, .. } => keys.first().and_then(|k| object_item(k)),
+            _ => None,
+        };
+        self.run_for(item, op, self.inner().send(call)).await
     }
 }
 

@@ -8,9 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use vhs::BackendExt as _;
 use vhs::{
-    Backend, Condition, Conditional, Item, ItemUpdate, Model, ObjectInfo, ObjectPage, PutObject,
-    PutOutcome, Query, QueryPage, Scan, Signal, Store, StoredObject, TableSpec, Trigger,
+    Backend, Call, Condition, Conditional, Model, PutOutcome, Reply, Signal, Store, Trigger,
 };
 
 use crate::fixture::Fixture;
@@ -133,236 +133,100 @@ impl EarlyAnswer {
 
 #[async_trait::async_trait]
 impl Backend for EarlyAnswer {
-    async fn create_table(&self, spec: &TableSpec) -> vhs::Result<()> {
-        self.inner.create_table(spec).await
-    }
-    async fn get_item(
-        &self,
-        table: &str,
-        key: &Item,
-        consistent: bool,
-    ) -> vhs::Result<Option<Item>> {
-        if self.point == Point::Early412 {
-            self.hook_done.wait().await;
-        }
-        let read = self.inner.get_item(table, key, consistent).await;
-        if self.point == Point::AfterFirstRead {
-            self.run_hook().await;
-        }
-        read
-    }
-    async fn put_item(
-        &self,
-        table: &str,
-        item: Item,
-        condition: Option<&Condition>,
-    ) -> vhs::Result<Conditional<Option<Item>>> {
-        if self.point == Point::LoseFirstPutAnswer && condition.is_some() && !self.ran() {
-            let answer = self.inner.put_item(table, item, condition).await;
-            if self.run_hook().await {
-                return Err(Self::lost("PutItem"));
+    async fn send(&self, call: Call<'_>) -> vhs::Result<Reply> {
+        match &call {
+            Call::GetItem { .. } => {
+                if self.point == Point::Early412 {
+                    self.hook_done.wait().await;
+                }
+                let read = self.inner.send(call).await;
+                if self.point == Point::AfterFirstRead {
+                    self.run_hook().await;
+                }
+                read
             }
-            return answer;
-        }
-        self.inner.put_item(table, item, condition).await
-    }
-    async fn update_item(
-        &self,
-        table: &str,
-        key: &Item,
-        update: &ItemUpdate,
-        condition: Option<&Condition>,
-    ) -> vhs::Result<Conditional<Item>> {
-        if self.point == Point::BeforeCommit && condition.is_some() {
-            self.run_hook().await;
-        }
-        let after = matches!(
-            self.point,
-            Point::LoseFirstUpdateAnswer | Point::SlowFirstUpdateAnswer
-        );
-        if after && condition.is_some() && !self.ran() {
-            let answer = self.inner.update_item(table, key, update, condition).await;
-            if self.run_hook().await && self.point == Point::LoseFirstUpdateAnswer {
-                return Err(Self::lost("UpdateItem"));
+            Call::PutItem {
+                condition: Some(_), ..
+            } if self.point == Point::LoseFirstPutAnswer && !self.ran() => {
+                let answer = self.inner.send(call).await;
+                if self.run_hook().await {
+                    return Err(Self::lost("PutItem"));
+                }
+                answer
             }
-            return answer;
-        }
-        self.inner.update_item(table, key, update, condition).await
-    }
-    async fn delete_item(
-        &self,
-        table: &str,
-        key: &Item,
-        condition: Option<&Condition>,
-    ) -> vhs::Result<Conditional<Option<Item>>> {
-        self.inner.delete_item(table, key, condition).await
-    }
-    async fn query(&self, request: &Query) -> vhs::Result<QueryPage> {
-        self.inner.query(request).await
-    }
-    async fn scan(&self, request: &Scan) -> vhs::Result<QueryPage> {
-        self.inner.scan(request).await
-    }
-    async fn transact_write(
-        &self,
-        actions: &[vhs::TransactWrite],
-        token: &str,
-    ) -> vhs::Result<vhs::Transacted> {
-        if self.point == Point::BeforeTransaction {
-            self.run_hook().await;
-        }
-        if let Point::CancelFirstTransaction(code) = self.point {
-            if self.run_hook().await {
-                let reason = |code: Option<&str>| vhs::CancelReason {
-                    code: code.map(str::to_owned),
-                    message: code.map(|c| format!("{c} (injected)")),
-                    item: None,
-                };
-                let mut reasons = vec![reason(code)];
-                reasons.extend((1..actions.len()).map(|_| reason(None)));
-                return Ok(vhs::Transacted::Canceled(reasons));
+            Call::UpdateItem {
+                condition: Some(_), ..
+            } => {
+                if self.point == Point::BeforeCommit {
+                    self.run_hook().await;
+                }
+                let after = matches!(
+                    self.point,
+                    Point::LoseFirstUpdateAnswer | Point::SlowFirstUpdateAnswer
+                );
+                if after && !self.ran() {
+                    let answer = self.inner.send(call).await;
+                    if self.run_hook().await && self.point == Point::LoseFirstUpdateAnswer {
+                        return Err(Self::lost("UpdateItem"));
+                    }
+                    return answer;
+                }
+                self.inner.send(call).await
             }
-        }
-        self.inner.transact_write(actions, token).await
-    }
-    async fn create_bucket(&self, bucket: &str) -> vhs::Result<()> {
-        self.inner.create_bucket(bucket).await
-    }
-    async fn describe_table(&self, table: &str) -> vhs::Result<Option<vhs::TableSpec>> {
-        self.inner.describe_table(table).await
-    }
-    async fn delete_table(&self, table: &str) -> vhs::Result<bool> {
-        self.inner.delete_table(table).await
-    }
-    async fn bucket_exists(&self, bucket: &str) -> vhs::Result<bool> {
-        self.inner.bucket_exists(bucket).await
-    }
-    async fn configure_bucket(&self, spec: &vhs::BucketSpec) -> vhs::Result<()> {
-        self.inner.configure_bucket(spec).await
-    }
-    async fn put_object(&self, request: PutObject) -> vhs::Result<PutOutcome> {
-        if self.point == Point::Early412
-            && request.if_none_match
-            && self
-                .inner
-                .head_object(&request.bucket, &request.key)
-                .await?
-                .is_some()
-            && self.run_hook().await
-        {
-            return Ok(PutOutcome::AlreadyExisted);
-        }
-        self.inner.put_object(request).await
-    }
-    async fn get_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<StoredObject>> {
-        self.inner.get_object(bucket, key).await
-    }
-    async fn get_object_range(
-        &self,
-        bucket: &str,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> vhs::Result<Option<vhs::ObjectRange>> {
-        self.inner.get_object_range(bucket, key, range).await
-    }
-    async fn presign_get(
-        &self,
-        bucket: &str,
-        key: &str,
-        expires_in: std::time::Duration,
-    ) -> vhs::Result<String> {
-        self.inner.presign_get(bucket, key, expires_in).await
-    }
-    async fn batch_get_item(
-        &self,
-        table: &str,
-        keys: &[Item],
-        consistent: bool,
-    ) -> vhs::Result<vhs::BatchPage> {
-        self.inner.batch_get_item(table, keys, consistent).await
-    }
-    async fn create_multipart_upload(&self, request: &vhs::MultipartStart) -> vhs::Result<String> {
-        self.inner.create_multipart_upload(request).await
-    }
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        number: u32,
-        body: bytes::Bytes,
-        content_md5: &str,
-    ) -> vhs::Result<String> {
-        self.inner
-            .upload_part(bucket, key, upload_id, number, body, content_md5)
-            .await
-    }
-    async fn complete_multipart_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[vhs::CompletedPart],
-        if_none_match: bool,
-    ) -> vhs::Result<PutOutcome> {
-        self.inner
-            .complete_multipart_upload(bucket, key, upload_id, parts, if_none_match)
-            .await
-    }
-    async fn abort_multipart_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> vhs::Result<()> {
-        self.inner
-            .abort_multipart_upload(bucket, key, upload_id)
-            .await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        bucket: &str,
-        prefix: &str,
-    ) -> vhs::Result<Vec<vhs::MultipartInfo>> {
-        self.inner.list_multipart_uploads(bucket, prefix).await
-    }
-    async fn head_object(&self, bucket: &str, key: &str) -> vhs::Result<Option<ObjectInfo>> {
-        self.inner.head_object(bucket, key).await
-    }
-    async fn delete_objects(
-        &self,
-        bucket: &str,
-        keys: &[String],
-        attempts: vhs::Attempts,
-    ) -> vhs::Result<Vec<(String, String)>> {
-        let hold = self.point == Point::HoldFirstDelete && !self.ran() && {
-            let mut held = self.held.lock().unwrap();
-            let first = held.is_none();
-            if first {
-                *held = Some((bucket.to_owned(), keys.to_vec()));
+            Call::TransactWrite { actions, .. } => {
+                if self.point == Point::BeforeTransaction {
+                    self.run_hook().await;
+                }
+                if let Point::CancelFirstTransaction(code) = self.point {
+                    if self.run_hook().await {
+                        let reason = |code: Option<&str>| vhs::CancelReason {
+                            code: code.map(str::to_owned),
+                            message: code.map(|c| format!("{c} (injected)")),
+                            item: None,
+                        };
+                        let mut reasons = vec![reason(code)];
+                        reasons.extend((1..actions.len()).map(|_| reason(None)));
+                        return Ok(Reply::Transacted(vhs::Transacted::Canceled(reasons)));
+                    }
+                }
+                self.inner.send(call).await
             }
-            first
-        };
-        if hold {
+            Call::PutObject(request)
+                if self.point == Point::Early412
+                    && request.if_none_match
+                    && self
+                        .inner
+                        .head_object(&request.bucket, &request.key)
+                        .await?
+                        .is_some()
+                    && self.run_hook().await =>
             {
-                self.run_hook().await;
-                return Err(vhs::Error::backend(
-                    "s3",
-                    "DeleteObjects",
-                    true,
-                    "timed out (held back, injected)",
-                ));
+                Ok(Reply::Put(PutOutcome::AlreadyExisted))
             }
+            Call::DeleteObjects { bucket, keys, .. }
+                if self.point == Point::HoldFirstDelete && !self.ran() =>
+            {
+                let first = {
+                    let mut held = self.held.lock().unwrap();
+                    let first = held.is_none();
+                    if first {
+                        *held = Some((bucket.to_string(), keys.to_vec()));
+                    }
+                    first
+                };
+                if first {
+                    self.run_hook().await;
+                    return Err(vhs::Error::backend(
+                        "s3",
+                        "DeleteObjects",
+                        true,
+                        "timed out (held back, injected)",
+                    ));
+                }
+                self.inner.send(call).await
+            }
+            _ => self.inner.send(call).await,
         }
-        self.inner.delete_objects(bucket, keys, attempts).await
-    }
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        continuation: Option<String>,
-    ) -> vhs::Result<ObjectPage> {
-        self.inner.list_objects(bucket, prefix, continuation).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! ranged downloads with the MD5 checked as the bytes pass.
 
 use bytes::Bytes;
+use vhs::BackendExt as _;
 use vhs::{Blob, Error, Fault, Model, Op, Store};
 
 use crate::fixture::Fixture;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use vhs::BackendExt as _;
 use vhs::{Error, MultiVersionStore, Order, SingleVersionStore};
 
 use crate::fixture::{local, Fixture};

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
-use crate::backend::QueryPage;
+use crate::backend::{Backend, Call, QueryPage, Reply};
 use crate::model::{Item, Model};
 
 /// Where the cache reads the time, for TTLs. [`SystemClock`] by default;
@@ -332,5 +332,31 @@ impl ReadCache {
         if (body.len() as u64) < self.options.max_body_bytes {
             self.bodies.insert(key.to_owned(), body);
         }
+    }
+}
+
+/// A backend layer that tells a [`ReadCache`] of every write to a table: once
+/// a PutItem, UpdateItem, DeleteItem or TransactWriteItems returned, whatever
+/// its outcome (a lost answer may have landed), the cache forgets the tables it
+/// wrote.
+#[derive(Debug)]
+pub(crate) struct Invalidating<B> {
+    pub(crate) inner: B,
+    pub(crate) cache: Arc<ReadCache>,
+}
+
+#[async_trait::async_trait]
+impl<B: Backend> Backend for Invalidating<B> {
+    async fn send(&self, call: Call<'_>) -> crate::error::Result<Reply> {
+        let written: Vec<String> = call
+            .tables_written()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let out = self.inner.send(call).await;
+        for table in &written {
+            self.cache.invalidate(table);
+        }
+        out
     }
 }

@@ -473,6 +473,34 @@ impl Error {
             source: None,
         }
     }
+
+    /// A call the backend does not implement (a default method of
+    /// [`PresignCalls`](crate::PresignCalls) or
+    /// [`ProvisionCalls`](crate::ProvisionCalls)): a non-retryable
+    /// [`Error::Backend`] with the code `Unsupported`.
+    pub fn unsupported(op: crate::backend::Op) -> Self {
+        Error::Backend {
+            service: op.service().name(),
+            operation: op.name(),
+            code: Some("Unsupported".into()),
+            retryable: false,
+            message: "this backend does not implement the call".into(),
+            source: None,
+        }
+    }
+
+    /// A wrapper answered `op` with the [`Reply`](crate::Reply) of another
+    /// call: a bug in that wrapper, never retryable.
+    pub(crate) fn mismatched_reply(op: crate::backend::Op, reply: &crate::backend::Reply) -> Self {
+        Error::Backend {
+            service: op.service().name(),
+            operation: op.name(),
+            code: Some("MismatchedReply".into()),
+            retryable: false,
+            message: format!("a backend wrapper answered with {reply:?}"),
+            source: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,70 +4,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::backend::{
-    Attempts, Backend, BatchPage, BucketSpec, CompletedPart, Conditional, MultipartInfo,
-    MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject, PutOutcome, Query, QueryPage,
-    Scan, StoredObject, TableSpec, TransactWrite, Transacted,
-};
-use crate::condition::{Condition, ItemUpdate};
+use crate::backend::{Backend, Call, Op, Reply};
 use crate::error::{Error, Result};
-use crate::model::Item;
-
-/// A backend call, as counted and matched by [`FaultyBackend`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Op {
-    /// CreateTable.
-    CreateTable,
-    /// GetItem.
-    GetItem,
-    /// PutItem.
-    PutItem,
-    /// UpdateItem.
-    UpdateItem,
-    /// DeleteItem.
-    DeleteItem,
-    /// Query.
-    Query,
-    /// Scan.
-    Scan,
-    /// HeadObject.
-    HeadObject,
-    /// CreateBucket.
-    CreateBucket,
-    /// PutObject.
-    PutObject,
-    /// GetObject.
-    GetObject,
-    /// DeleteObjects.
-    DeleteObjects,
-    /// ListObjectsV2.
-    ListObjects,
-    /// GetObject of a byte range.
-    GetObjectRange,
-    /// CreateMultipartUpload.
-    CreateMultipartUpload,
-    /// UploadPart.
-    UploadPart,
-    /// CompleteMultipartUpload.
-    CompleteMultipartUpload,
-    /// AbortMultipartUpload.
-    AbortMultipartUpload,
-    /// ListMultipartUploads.
-    ListMultipartUploads,
-    /// BatchGetItem.
-    BatchGetItem,
-    /// TransactWriteItems.
-    TransactWriteItems,
-    /// DescribeTable.
-    DescribeTable,
-    /// HeadBucket.
-    HeadBucket,
-    /// The bucket configuration calls of [`Backend::configure_bucket`]
-    /// (PutPublicAccessBlock, PutBucketEncryption, GetBucketLifecycleConfiguration,
-    /// PutBucketLifecycleConfiguration).
-    ConfigureBucket,
-}
 
 /// What an injected fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +45,7 @@ struct Faults {
 /// Wraps a backend and fails chosen calls, counting every call it sees.
 ///
 /// ```
-/// use vhs_core::{Backend, Fault, FaultyBackend, MemoryBackend, Op};
+/// use vhs_core::{BackendExt, Fault, FaultyBackend, MemoryBackend, Op};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let faulty = FaultyBackend::new(MemoryBackend::new());
 /// faulty.inject(Op::CreateBucket, 1, Fault::Fail { retryable: true });
@@ -189,67 +127,6 @@ impl<B: Backend> FaultyBackend<B> {
         }
         hit
     }
-
-    async fn run<T, F>(&self, op: Op, call: F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T>> + Send,
-        T: Send,
-    {
-        self.apply(op, self.check(op), call).await
-    }
-
-    async fn apply<T, F>(&self, op: Op, fault: Option<Fault>, call: F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T>> + Send,
-        T: Send,
-    {
-        match fault {
-            None => call.await,
-            Some(Fault::LoseResponse) => {
-                let _ = call.await;
-                Err(injected(
-                    op,
-                    true,
-                    "response lost after the request was applied",
-                ))
-            }
-            Some(Fault::Fail { retryable }) => Err(injected(op, retryable, "injected failure")),
-            Some(Fault::KeyErrors) => Err(injected(op, false, "injected failure")),
-            Some(Fault::Crash) => Err(injected(op, false, "injected crash")),
-        }
-    }
-}
-
-impl Op {
-    /// The name of the API operation (for [`Op::ConfigureBucket`], its last call).
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::CreateTable => "CreateTable",
-            Op::GetItem => "GetItem",
-            Op::PutItem => "PutItem",
-            Op::UpdateItem => "UpdateItem",
-            Op::DeleteItem => "DeleteItem",
-            Op::Query => "Query",
-            Op::Scan => "Scan",
-            Op::HeadObject => "HeadObject",
-            Op::CreateBucket => "CreateBucket",
-            Op::PutObject => "PutObject",
-            Op::GetObject => "GetObject",
-            Op::DeleteObjects => "DeleteObjects",
-            Op::ListObjects => "ListObjectsV2",
-            Op::GetObjectRange => "GetObject",
-            Op::CreateMultipartUpload => "CreateMultipartUpload",
-            Op::UploadPart => "UploadPart",
-            Op::CompleteMultipartUpload => "CompleteMultipartUpload",
-            Op::AbortMultipartUpload => "AbortMultipartUpload",
-            Op::ListMultipartUploads => "ListMultipartUploads",
-            Op::BatchGetItem => "BatchGetItem",
-            Op::TransactWriteItems => "TransactWriteItems",
-            Op::DescribeTable => "DescribeTable",
-            Op::HeadBucket => "HeadBucket",
-            Op::ConfigureBucket => "PutBucketLifecycleConfiguration",
-        }
-    }
 }
 
 fn injected(op: Op, retryable: bool, message: &str) -> Error {
@@ -265,214 +142,34 @@ fn injected(op: Op, retryable: bool, message: &str) -> Error {
 
 #[async_trait]
 impl<B: Backend> Backend for FaultyBackend<B> {
-    async fn create_table(&self, spec: &TableSpec) -> Result<()> {
-        self.run(Op::CreateTable, self.inner.create_table(spec))
-            .await
-    }
-    async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
-        self.run(Op::GetItem, self.inner.get_item(table, key, consistent))
-            .await
-    }
-    async fn put_item(
-        &self,
-        table: &str,
-        item: Item,
-        condition: Option<&Condition>,
-    ) -> Result<Conditional<Option<Item>>> {
-        self.run(Op::PutItem, self.inner.put_item(table, item, condition))
-            .await
-    }
-    async fn query(&self, request: &Query) -> Result<QueryPage> {
-        self.run(Op::Query, self.inner.query(request)).await
-    }
-    async fn scan(&self, request: &Scan) -> Result<QueryPage> {
-        self.run(Op::Scan, self.inner.scan(request)).await
-    }
-    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
-        self.run(
-            Op::TransactWriteItems,
-            self.inner.transact_write(actions, token),
-        )
-        .await
-    }
-    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
-        self.run(Op::HeadObject, self.inner.head_object(bucket, key))
-            .await
-    }
-    async fn update_item(
-        &self,
-        table: &str,
-        key: &Item,
-        update: &ItemUpdate,
-        condition: Option<&Condition>,
-    ) -> Result<Conditional<Item>> {
-        self.run(
-            Op::UpdateItem,
-            self.inner.update_item(table, key, update, condition),
-        )
-        .await
-    }
-    async fn delete_item(
-        &self,
-        table: &str,
-        key: &Item,
-        condition: Option<&Condition>,
-    ) -> Result<Conditional<Option<Item>>> {
-        self.run(
-            Op::DeleteItem,
-            self.inner.delete_item(table, key, condition),
-        )
-        .await
-    }
-    async fn create_bucket(&self, bucket: &str) -> Result<()> {
-        self.run(Op::CreateBucket, self.inner.create_bucket(bucket))
-            .await
-    }
-    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
-        self.run(Op::DescribeTable, self.inner.describe_table(table))
-            .await
-    }
-    /// Passed through, never faulted: a provisioning call for tests and
-    /// teardown, not one the store's reads and writes make.
-    async fn delete_table(&self, table: &str) -> Result<bool> {
-        self.inner.delete_table(table).await
-    }
-    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
-        self.run(Op::HeadBucket, self.inner.bucket_exists(bucket))
-            .await
-    }
-    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
-        self.run(Op::ConfigureBucket, self.inner.configure_bucket(spec))
-            .await
-    }
-    async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
-        self.run(Op::PutObject, self.inner.put_object(request))
-            .await
-    }
-    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
-        self.run(Op::GetObject, self.inner.get_object(bucket, key))
-            .await
-    }
-    async fn get_object_range(
-        &self,
-        bucket: &str,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Option<ObjectRange>> {
-        self.run(
-            Op::GetObjectRange,
-            self.inner.get_object_range(bucket, key, range),
-        )
-        .await
-    }
-    async fn presign_get(
-        &self,
-        bucket: &str,
-        key: &str,
-        expires_in: std::time::Duration,
-    ) -> Result<String> {
-        // Local: no request, so no fault.
-        self.inner.presign_get(bucket, key, expires_in).await
-    }
-    async fn batch_get_item(
-        &self,
-        table: &str,
-        keys: &[Item],
-        consistent: bool,
-    ) -> Result<BatchPage> {
-        self.run(
-            Op::BatchGetItem,
-            self.inner.batch_get_item(table, keys, consistent),
-        )
-        .await
-    }
-    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
-        self.run(
-            Op::CreateMultipartUpload,
-            self.inner.create_multipart_upload(request),
-        )
-        .await
-    }
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        number: u32,
-        body: bytes::Bytes,
-        content_md5: &str,
-    ) -> Result<String> {
-        self.run(
-            Op::UploadPart,
-            self.inner
-                .upload_part(bucket, key, upload_id, number, body, content_md5),
-        )
-        .await
-    }
-    async fn complete_multipart_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[CompletedPart],
-        if_none_match: bool,
-    ) -> Result<PutOutcome> {
-        self.run(
-            Op::CompleteMultipartUpload,
-            self.inner
-                .complete_multipart_upload(bucket, key, upload_id, parts, if_none_match),
-        )
-        .await
-    }
-    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        self.run(
-            Op::AbortMultipartUpload,
-            self.inner.abort_multipart_upload(bucket, key, upload_id),
-        )
-        .await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        bucket: &str,
-        prefix: &str,
-    ) -> Result<Vec<MultipartInfo>> {
-        self.run(
-            Op::ListMultipartUploads,
-            self.inner.list_multipart_uploads(bucket, prefix),
-        )
-        .await
-    }
-    async fn delete_objects(
-        &self,
-        bucket: &str,
-        keys: &[String],
-        attempts: Attempts,
-    ) -> Result<Vec<(String, String)>> {
-        match self.check(Op::DeleteObjects) {
-            Some(Fault::KeyErrors) => Ok(keys
-                .iter()
-                .map(|k| (k.clone(), "AccessDenied: injected per-key error".to_owned()))
-                .collect()),
-            fault => {
-                self.apply(
-                    Op::DeleteObjects,
-                    fault,
-                    self.inner.delete_objects(bucket, keys, attempts),
-                )
-                .await
-            }
+    async fn send(&self, call: Call<'_>) -> Result<Reply> {
+        let op = call.op();
+        // Passed through, never counted or faulted: presigning sends no
+        // request, and DeleteTable is provisioning for tests and teardown, not
+        // a call the store's reads and writes make.
+        if matches!(op, Op::PresignGet | Op::DeleteTable) {
+            return self.inner.send(call).await;
         }
-    }
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        continuation: Option<String>,
-    ) -> Result<ObjectPage> {
-        self.run(
-            Op::ListObjects,
-            self.inner.list_objects(bucket, prefix, continuation),
-        )
-        .await
+        match self.check(op) {
+            None => self.inner.send(call).await,
+            Some(Fault::LoseResponse) => {
+                let _ = self.inner.send(call).await;
+                Err(injected(
+                    op,
+                    true,
+                    "response lost after the request was applied",
+                ))
+            }
+            Some(Fault::KeyErrors) => match call {
+                Call::DeleteObjects { keys, .. } => Ok(Reply::KeyErrors(
+                    keys.iter()
+                        .map(|k| (k.clone(), "AccessDenied: injected per-key error".to_owned()))
+                        .collect(),
+                )),
+                _ => Err(injected(op, false, "injected failure")),
+            },
+            Some(Fault::Fail { retryable }) => Err(injected(op, retryable, "injected failure")),
+            Some(Fault::Crash) => Err(injected(op, false, "injected crash")),
+        }
     }
 }

@@ -68,7 +68,7 @@ use std::str::FromStr;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::fault::Op;
+use crate::backend::Op;
 use crate::layout::normalize_prefix;
 use crate::store::Store;
 
@@ -174,7 +174,9 @@ pub fn actions(op: Op) -> &'static [&'static str] {
             "dynamodb:UpdateContinuousBackups",
         ],
         Op::DescribeTable => &["dynamodb:DescribeTable"],
-        Op::HeadObject | Op::GetObject | Op::GetObjectRange => &["s3:GetObject"],
+        Op::DeleteTable => &["dynamodb:DeleteTable"],
+        // A presigned URL carries the signer's permission to GetObject.
+        Op::HeadObject | Op::GetObject | Op::GetObjectRange | Op::PresignGet => &["s3:GetObject"],
         Op::PutObject
         | Op::CreateMultipartUpload
         | Op::UploadPart

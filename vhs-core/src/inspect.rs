@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokio::io::AsyncWrite;
 
+use crate::backend::BackendExt as _;
 use crate::backend::{ObjectInfo, Query, Scan, TableSpec};
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -676,7 +677,6 @@ impl crate::model::Model for Untyped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
     use crate::maintenance::VerifyOptions;
     use crate::MemoryBackend;
 

@@ -30,7 +30,7 @@ mod versioned;
 pub use attr::Attr;
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
-    item_size, Attempts, Backend, BatchPage, BucketSpec, CancelReason, CompletedPart, Conditional,
+    item_size, Attempts, Backend, BackendExt, BatchPage, Call, ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls, Reply, Service, Op, BucketSpec, CancelReason, CompletedPart, Conditional,
     IndexSpec, MultipartInfo, MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject,
     PutOutcome, Query, QueryPage, RangeCondition, Scan, Signal, StoredObject, TableSpec,
     TransactWrite, Transacted, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
@@ -45,7 +45,7 @@ pub use condition::{
     ATTRIBUTE_TYPES, MAX_IN_VALUES,
 };
 pub use error::{BoxError, Error, Result};
-pub use fault::{Fault, FaultyBackend, Op};
+pub use fault::{Fault, FaultyBackend};
 pub use inspect::{AnyTable, AttrStats, Stats};
 pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;

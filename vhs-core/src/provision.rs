@@ -1,6 +1,7 @@
 //! Provisioning a table and its bucket: the plan, then the calls
 //! ([`Store::plan_provision`], [`Store::provision`]), what `vhs provision` runs.
 
+use crate::backend::BackendExt as _;
 use crate::backend::{BucketSpec, TableSpec};
 use crate::error::{Error, Result};
 use crate::model::IndexKind;

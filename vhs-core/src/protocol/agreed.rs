@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::clock::Settings;
+use crate::backend::BackendExt as _;
 use crate::backend::{Backend, PutObject, PutOutcome, Signal};
 use crate::error::{Error, Result};
 use crate::layout::Md5Sum;

@@ -14,6 +14,7 @@ use super::cleanup::Cleanup;
 use super::clock::Now;
 use super::decide::Write;
 use super::machine::{Answer, In, Next, Op};
+use crate::backend::BackendExt as _;
 use crate::backend::{Attempts, Backend, Conditional, PutOutcome, Signal, TransactWrite};
 use crate::error::Result;
 use crate::retry::RetryPolicy;

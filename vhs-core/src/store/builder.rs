@@ -5,9 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{janitor, limit, transfer, Background, Cleanup, Inner, Store};
+use super::limit::Limited;
+use super::trace::Traced;
+use super::{janitor, transfer, Background, Cleanup, Inner, Store};
 use crate::backend::{Backend, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES};
-use crate::cache::{CacheOptions, ReadCache};
+use crate::cache::{CacheOptions, Invalidating, ReadCache};
 use crate::error::{Error, Result};
 use crate::layout::normalize_prefix;
 use crate::model::Model;
@@ -334,11 +336,7 @@ impl StoreBuilder {
                     self.options.cleanup_queue,
                     self.on_cleanup,
                 ),
-                backend: Arc::new(limit::Limited::new(
-                    self.backend,
-                    self.options.max_in_flight,
-                    cache.clone(),
-                )),
+                backend: layered(self.backend, self.options.max_in_flight, cache.clone()),
                 cache,
                 settings: std::sync::Mutex::new(HashMap::new()),
                 downloads: Arc::new(tokio::sync::Semaphore::new(transfer::budget_permits(
@@ -404,5 +402,23 @@ pub(crate) fn check_bucket_name(name: &str) -> Result<()> {
             "bucket name {name:?} is not valid in S3: it {rule}"
         ))),
         None => Ok(()),
+    }
+}
+
+/// The store's stack of backend layers, outermost first: the read cache told of
+/// every write (when there is a cache), the concurrency limit, then tracing (so
+/// a call is traced and counted once it has its permit), over `backend`.
+fn layered(
+    backend: Arc<dyn Backend>,
+    max_in_flight: usize,
+    cache: Option<Arc<ReadCache>>,
+) -> Arc<dyn Backend> {
+    let limited = Limited::new(Traced(backend), max_in_flight);
+    match cache {
+        Some(cache) => Arc::new(Invalidating {
+            inner: limited,
+            cache,
+        }),
+        None => Arc::new(limited),
     }
 }

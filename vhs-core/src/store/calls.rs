@@ -10,6 +10,7 @@ use tracing::field::Empty;
 
 use super::update::PreparedUpdate;
 use super::{record_values, traced, Cleanup, Staged, Store, UploadOrder};
+use crate::backend::BackendExt as _;
 use crate::changes::{Changes, LargeValues};
 use crate::condition::Condition;
 use crate::error::{Error, Result};

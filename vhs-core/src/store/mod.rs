@@ -15,6 +15,7 @@ mod create;
 mod delete;
 mod janitor;
 mod limit;
+mod trace;
 mod pointer;
 mod query;
 mod read;
@@ -49,7 +50,7 @@ pub(crate) use transfer::ObjectPut;
 pub use update::Updated;
 pub(crate) use upload::{Puts, Upload};
 
-use crate::backend::{Backend, TableSpec};
+use crate::backend::{Backend, BackendExt as _, TableSpec};
 use crate::cache::ReadCache;
 use crate::error::{Error, Result};
 use crate::layout::{normalize_prefix, object_id, Pointer};
@@ -63,7 +64,7 @@ pub(crate) use crate::protocol::Tally;
 use crate::retry::RetryPolicy;
 pub use janitor::Background;
 use janitor::Janitor;
-pub(crate) use limit::traced;
+pub(crate) use trace::traced;
 
 /// A handle on one bucket + prefix and the tables of the models stored through it.
 ///

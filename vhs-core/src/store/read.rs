@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use tracing::field::Empty;
 
 use super::{encoding_in_key, traced, Store, READ_RACE_LOST, READ_RACE_RETRIES};
+use crate::backend::BackendExt as _;
 use crate::backend::MAX_BATCH_GET;
 use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};

@@ -11,6 +11,7 @@ use super::{
     check_item_size, next_version, number_attr, record_values, traced, version_read, Cleanup,
     Staged, Store, UploadOrder,
 };
+use crate::backend::BackendExt as _;
 use crate::changes::Changes;
 use crate::condition::{Condition, ItemUpdate, UpdateOp};
 use crate::error::{Error, Result};

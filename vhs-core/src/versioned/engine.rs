@@ -6,7 +6,7 @@ use tracing::Span;
 
 use super::layout::{self, Layout};
 use super::{version_of, Versioned, VersionedStore, Written, ID, VALUE, VERSION};
-use crate::backend::Query;
+use crate::backend::{BackendExt as _, Query};
 use crate::changes::LargeValues;
 use crate::condition::ItemUpdate;
 use crate::error::{Error, Result};

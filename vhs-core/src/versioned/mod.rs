@@ -27,7 +27,7 @@ use futures_util::stream::{self, Stream};
 use tracing::field::Empty;
 use tracing::Span;
 
-use crate::backend::Query;
+use crate::backend::{BackendExt as _, Query};
 use crate::error::{Error, Result};
 use crate::maintenance::{GcOptions, GcReport, Progress, VerifyOptions, VerifyReport};
 use crate::model::{Item, Model};

@@ -22,6 +22,7 @@ use stateright::Model;
 use super::actor::{Kind, Outcome, Phase};
 use super::check::{ProtocolModel, Scenario, A, S};
 use super::world::{Msg, NAMES};
+use crate::backend::BackendExt as _;
 use crate::backend::{Backend, PutObject, PutOutcome, Signal, TableSpec};
 use crate::error::Result;
 use crate::layout::Md5Sum;

@@ -1,0 +1,810 @@
+//! A backend call as a value: its kind ([`Op`]), its arguments ([`Call`]) and
+//! its answer ([`Reply`]); the typed methods callers use ([`BackendExt`]); and
+//! how a backend made of service traits answers a call ([`Call::serve`]).
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::requests::*;
+use super::services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};
+use super::Backend;
+use crate::condition::{Condition, ItemUpdate};
+use crate::error::{Error, Result};
+use crate::model::Item;
+
+/// The service a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Service {
+    /// Amazon DynamoDB.
+    DynamoDb,
+    /// Amazon S3.
+    S3,
+    /// No service: computed locally (presigning).
+    Local,
+}
+
+impl Service {
+    /// `dynamodb`, `s3` or `local`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Service::DynamoDb => "dynamodb",
+            Service::S3 => "s3",
+            Service::Local => "local",
+        }
+    }
+}
+
+/// The kind of a backend call: the one place its API operation's name is
+/// written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// CreateTable.
+    CreateTable,
+    /// GetItem.
+    GetItem,
+    /// PutItem.
+    PutItem,
+    /// UpdateItem.
+    UpdateItem,
+    /// DeleteItem.
+    DeleteItem,
+    /// Query.
+    Query,
+    /// Scan.
+    Scan,
+    /// HeadObject.
+    HeadObject,
+    /// CreateBucket.
+    CreateBucket,
+    /// PutObject.
+    PutObject,
+    /// GetObject.
+    GetObject,
+    /// DeleteObjects.
+    DeleteObjects,
+    /// ListObjectsV2.
+    ListObjects,
+    /// GetObject of a byte range.
+    GetObjectRange,
+    /// CreateMultipartUpload.
+    CreateMultipartUpload,
+    /// UploadPart.
+    UploadPart,
+    /// CompleteMultipartUpload.
+    CompleteMultipartUpload,
+    /// AbortMultipartUpload.
+    AbortMultipartUpload,
+    /// ListMultipartUploads.
+    ListMultipartUploads,
+    /// BatchGetItem.
+    BatchGetItem,
+    /// TransactWriteItems.
+    TransactWriteItems,
+    /// DescribeTable.
+    DescribeTable,
+    /// DeleteTable.
+    DeleteTable,
+    /// HeadBucket.
+    HeadBucket,
+    /// The bucket configuration calls of
+    /// [`ProvisionCalls::configure_bucket`] (PutPublicAccessBlock,
+    /// PutBucketEncryption, GetBucketLifecycleConfiguration,
+    /// PutBucketLifecycleConfiguration).
+    ConfigureBucket,
+    /// A presigned GetObject URL (computed locally, no request).
+    PresignGet,
+}
+
+impl Op {
+    /// The name of the API operation (for [`Op::ConfigureBucket`], its last call).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::CreateTable => "CreateTable",
+            Op::GetItem => "GetItem",
+            Op::PutItem => "PutItem",
+            Op::UpdateItem => "UpdateItem",
+            Op::DeleteItem => "DeleteItem",
+            Op::Query => "Query",
+            Op::Scan => "Scan",
+            Op::HeadObject => "HeadObject",
+            Op::CreateBucket => "CreateBucket",
+            Op::PutObject => "PutObject",
+            Op::GetObject => "GetObject",
+            Op::DeleteObjects => "DeleteObjects",
+            Op::ListObjects => "ListObjectsV2",
+            Op::GetObjectRange => "GetObject",
+            Op::CreateMultipartUpload => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Op::AbortMultipartUpload => "AbortMultipartUpload",
+            Op::ListMultipartUploads => "ListMultipartUploads",
+            Op::BatchGetItem => "BatchGetItem",
+            Op::TransactWriteItems => "TransactWriteItems",
+            Op::DescribeTable => "DescribeTable",
+            Op::DeleteTable => "DeleteTable",
+            Op::HeadBucket => "HeadBucket",
+            Op::ConfigureBucket => "PutBucketLifecycleConfiguration",
+            Op::PresignGet => "PresignGetObject",
+        }
+    }
+
+    /// The service the call goes to.
+    pub fn service(self) -> Service {
+        match self {
+            Op::CreateTable
+            | Op::GetItem
+            | Op::PutItem
+            | Op::UpdateItem
+            | Op::DeleteItem
+            | Op::Query
+            | Op::Scan
+            | Op::BatchGetItem
+            | Op::TransactWriteItems
+            | Op::DescribeTable
+            | Op::DeleteTable => Service::DynamoDb,
+            Op::PresignGet => Service::Local,
+            _ => Service::S3,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One backend call with its arguments, as [`Backend::send`] takes it.
+///
+/// Arguments are borrowed from the caller, except the bodies (a [`PutObject`]
+/// and an upload part's bytes), which the call owns.
+#[non_exhaustive]
+#[allow(missing_docs)] // the arguments of each call are documented on its typed method
+pub enum Call<'a> {
+    /// [`ProvisionCalls::create_table`].
+    CreateTable { spec: &'a TableSpec },
+    /// [`ProvisionCalls::describe_table`].
+    DescribeTable { table: &'a str },
+    /// [`ProvisionCalls::delete_table`].
+    DeleteTable { table: &'a str },
+    /// [`ItemCalls::get_item`].
+    GetItem {
+        table: &'a str,
+        key: &'a Item,
+        consistent: bool,
+    },
+    /// [`ItemCalls::batch_get_item`].
+    BatchGetItem {
+        table: &'a str,
+        keys: &'a [Item],
+        consistent: bool,
+    },
+    /// [`ItemCalls::put_item`].
+    PutItem {
+        table: &'a str,
+        item: Item,
+        condition: Option<&'a Condition>,
+    },
+    /// [`ItemCalls::update_item`].
+    UpdateItem {
+        table: &'a str,
+        key: &'a Item,
+        update: &'a ItemUpdate,
+        condition: Option<&'a Condition>,
+    },
+    /// [`ItemCalls::delete_item`].
+    DeleteItem {
+        table: &'a str,
+        key: &'a Item,
+        condition: Option<&'a Condition>,
+    },
+    /// [`ItemCalls::query`].
+    Query(&'a Query),
+    /// [`ItemCalls::scan`].
+    Scan(&'a Scan),
+    /// [`ItemCalls::transact_write`].
+    TransactWrite {
+        actions: &'a [TransactWrite],
+        token: &'a str,
+    },
+    /// [`ProvisionCalls::create_bucket`].
+    CreateBucket { bucket: &'a str },
+    /// [`ProvisionCalls::bucket_exists`].
+    BucketExists { bucket: &'a str },
+    /// [`ProvisionCalls::configure_bucket`].
+    ConfigureBucket { spec: &'a BucketSpec },
+    /// [`ObjectCalls::put_object`].
+    PutObject(PutObject),
+    /// [`ObjectCalls::get_object`].
+    GetObject { bucket: &'a str, key: &'a str },
+    /// [`ObjectCalls::get_object_range`].
+    GetObjectRange {
+        bucket: &'a str,
+        key: &'a str,
+        range: Range<u64>,
+    },
+    /// [`ObjectCalls::head_object`].
+    HeadObject { bucket: &'a str, key: &'a str },
+    /// [`PresignCalls::presign_get`].
+    PresignGet {
+        bucket: &'a str,
+        key: &'a str,
+        expires_in: Duration,
+    },
+    /// [`ObjectCalls::create_multipart_upload`].
+    CreateMultipartUpload(&'a MultipartStart),
+    /// [`ObjectCalls::upload_part`].
+    UploadPart {
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+        number: u32,
+        body: Bytes,
+        content_md5: &'a str,
+    },
+    /// [`ObjectCalls::complete_multipart_upload`].
+    CompleteMultipartUpload {
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+        parts: &'a [CompletedPart],
+        if_none_match: bool,
+    },
+    /// [`ObjectCalls::abort_multipart_upload`].
+    AbortMultipartUpload {
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+    },
+    /// [`ObjectCalls::list_multipart_uploads`].
+    ListMultipartUploads { bucket: &'a str, prefix: &'a str },
+    /// [`ObjectCalls::delete_objects`].
+    DeleteObjects {
+        bucket: &'a str,
+        keys: &'a [String],
+        attempts: Attempts,
+    },
+    /// [`ObjectCalls::list_objects`].
+    ListObjects {
+        bucket: &'a str,
+        prefix: &'a str,
+        continuation: Option<String>,
+    },
+}
+
+impl Call<'_> {
+    /// The call's kind.
+    pub fn op(&self) -> Op {
+        match self {
+            Call::CreateTable { .. } => Op::CreateTable,
+            Call::DescribeTable { .. } => Op::DescribeTable,
+            Call::DeleteTable { .. } => Op::DeleteTable,
+            Call::GetItem { .. } => Op::GetItem,
+            Call::BatchGetItem { .. } => Op::BatchGetItem,
+            Call::PutItem { .. } => Op::PutItem,
+            Call::UpdateItem { .. } => Op::UpdateItem,
+            Call::DeleteItem { .. } => Op::DeleteItem,
+            Call::Query(_) => Op::Query,
+            Call::Scan(_) => Op::Scan,
+            Call::TransactWrite { .. } => Op::TransactWriteItems,
+            Call::CreateBucket { .. } => Op::CreateBucket,
+            Call::BucketExists { .. } => Op::HeadBucket,
+            Call::ConfigureBucket { .. } => Op::ConfigureBucket,
+            Call::PutObject(_) => Op::PutObject,
+            Call::GetObject { .. } => Op::GetObject,
+            Call::GetObjectRange { .. } => Op::GetObjectRange,
+            Call::HeadObject { .. } => Op::HeadObject,
+            Call::PresignGet { .. } => Op::PresignGet,
+            Call::CreateMultipartUpload(_) => Op::CreateMultipartUpload,
+            Call::UploadPart { .. } => Op::UploadPart,
+            Call::CompleteMultipartUpload { .. } => Op::CompleteMultipartUpload,
+            Call::AbortMultipartUpload { .. } => Op::AbortMultipartUpload,
+            Call::ListMultipartUploads { .. } => Op::ListMultipartUploads,
+            Call::DeleteObjects { .. } => Op::DeleteObjects,
+            Call::ListObjects { .. } => Op::ListObjects,
+        }
+    }
+
+    /// The table a DynamoDB call names (the first action's, for a
+    /// transaction), or the bucket an S3 call names.
+    pub fn resource(&self) -> &str {
+        match self {
+            Call::CreateTable { spec } => &spec.name,
+            Call::DescribeTable { table }
+            | Call::DeleteTable { table }
+            | Call::GetItem { table, .. }
+            | Call::BatchGetItem { table, .. }
+            | Call::PutItem { table, .. }
+            | Call::UpdateItem { table, .. }
+            | Call::DeleteItem { table, .. } => table,
+            Call::Query(q) => &q.table,
+            Call::Scan(s) => &s.table,
+            Call::TransactWrite { actions, .. } => actions.first().map_or("", |a| a.table()),
+            Call::ConfigureBucket { spec } => &spec.name,
+            Call::PutObject(p) => &p.bucket,
+            Call::CreateMultipartUpload(m) => &m.bucket,
+            Call::CreateBucket { bucket }
+            | Call::BucketExists { bucket }
+            | Call::GetObject { bucket, .. }
+            | Call::GetObjectRange { bucket, .. }
+            | Call::HeadObject { bucket, .. }
+            | Call::PresignGet { bucket, .. }
+            | Call::UploadPart { bucket, .. }
+            | Call::CompleteMultipartUpload { bucket, .. }
+            | Call::AbortMultipartUpload { bucket, .. }
+            | Call::ListMultipartUploads { bucket, .. }
+            | Call::DeleteObjects { bucket, .. }
+            | Call::ListObjects { bucket, .. } => bucket,
+        }
+    }
+
+    /// The tables whose items this call writes: its table for PutItem,
+    /// UpdateItem and DeleteItem, every action's table for a transaction,
+    /// none for any other call.
+    pub fn tables_written(&self) -> Vec<&str> {
+        match self {
+            Call::PutItem { table, .. }
+            | Call::UpdateItem { table, .. }
+            | Call::DeleteItem { table, .. } => vec![table],
+            Call::TransactWrite { actions, .. } => {
+                actions.iter().map(TransactWrite::table).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Answers the call with `backend`'s typed methods: the whole of
+    /// [`Backend::send`] for a backend made of the service traits.
+    pub async fn serve<B>(self, backend: &B) -> Result<Reply>
+    where
+        B: ItemCalls + ObjectCalls + PresignCalls + ProvisionCalls + ?Sized,
+    {
+        Ok(match self {
+            Call::CreateTable { spec } => {
+                ProvisionCalls::create_table(backend, spec).await?;
+                Reply::Done
+            }
+            Call::DescribeTable { table } => {
+                Reply::Table(ProvisionCalls::describe_table(backend, table).await?)
+            }
+            Call::DeleteTable { table } => {
+                Reply::Bool(ProvisionCalls::delete_table(backend, table).await?)
+            }
+            Call::GetItem {
+                table,
+                key,
+                consistent,
+            } => Reply::Item(ItemCalls::get_item(backend, table, key, consistent).await?),
+            Call::BatchGetItem {
+                table,
+                keys,
+                consistent,
+            } => Reply::Batch(ItemCalls::batch_get_item(backend, table, keys, consistent).await?),
+            Call::PutItem {
+                table,
+                item,
+                condition,
+            } => Reply::Written(ItemCalls::put_item(backend, table, item, condition).await?),
+            Call::UpdateItem {
+                table,
+                key,
+                update,
+                condition,
+            } => Reply::Updated(
+                ItemCalls::update_item(backend, table, key, update, condition).await?,
+            ),
+            Call::DeleteItem {
+                table,
+                key,
+                condition,
+            } => Reply::Written(ItemCalls::delete_item(backend, table, key, condition).await?),
+            Call::Query(request) => Reply::Page(ItemCalls::query(backend, request).await?),
+            Call::Scan(request) => Reply::Page(ItemCalls::scan(backend, request).await?),
+            Call::TransactWrite { actions, token } => {
+                Reply::Transacted(ItemCalls::transact_write(backend, actions, token).await?)
+            }
+            Call::CreateBucket { bucket } => {
+                ProvisionCalls::create_bucket(backend, bucket).await?;
+                Reply::Done
+            }
+            Call::BucketExists { bucket } => {
+                Reply::Bool(ProvisionCalls::bucket_exists(backend, bucket).await?)
+            }
+            Call::ConfigureBucket { spec } => {
+                ProvisionCalls::configure_bucket(backend, spec).await?;
+                Reply::Done
+            }
+            Call::PutObject(request) => {
+                Reply::Put(ObjectCalls::put_object(backend, request).await?)
+            }
+            Call::GetObject { bucket, key } => {
+                Reply::Object(ObjectCalls::get_object(backend, bucket, key).await?)
+            }
+            Call::GetObjectRange { bucket, key, range } => {
+                Reply::Range(ObjectCalls::get_object_range(backend, bucket, key, range).await?)
+            }
+            Call::HeadObject { bucket, key } => {
+                Reply::Head(ObjectCalls::head_object(backend, bucket, key).await?)
+            }
+            Call::PresignGet {
+                bucket,
+                key,
+                expires_in,
+            } => Reply::Text(PresignCalls::presign_get(backend, bucket, key, expires_in).await?),
+            Call::CreateMultipartUpload(request) => {
+                Reply::Text(ObjectCalls::create_multipart_upload(backend, request).await?)
+            }
+            Call::UploadPart {
+                bucket,
+                key,
+                upload_id,
+                number,
+                body,
+                content_md5,
+            } => Reply::Text(
+                ObjectCalls::upload_part(
+                    backend,
+                    bucket,
+                    key,
+                    upload_id,
+                    number,
+                    body,
+                    content_md5,
+                )
+                .await?,
+            ),
+            Call::CompleteMultipartUpload {
+                bucket,
+                key,
+                upload_id,
+                parts,
+                if_none_match,
+            } => Reply::Put(
+                ObjectCalls::complete_multipart_upload(
+                    backend,
+                    bucket,
+                    key,
+                    upload_id,
+                    parts,
+                    if_none_match,
+                )
+                .await?,
+            ),
+            Call::AbortMultipartUpload {
+                bucket,
+                key,
+                upload_id,
+            } => {
+                ObjectCalls::abort_multipart_upload(backend, bucket, key, upload_id).await?;
+                Reply::Done
+            }
+            Call::ListMultipartUploads { bucket, prefix } => {
+                Reply::Uploads(ObjectCalls::list_multipart_uploads(backend, bucket, prefix).await?)
+            }
+            Call::DeleteObjects {
+                bucket,
+                keys,
+                attempts,
+            } => Reply::KeyErrors(
+                ObjectCalls::delete_objects(backend, bucket, keys, attempts).await?,
+            ),
+            Call::ListObjects {
+                bucket,
+                prefix,
+                continuation,
+            } => Reply::Listing(
+                ObjectCalls::list_objects(backend, bucket, prefix, continuation).await?,
+            ),
+        })
+    }
+}
+
+impl fmt::Debug for Call<'_> {
+    /// The operation and its table or bucket: arguments can be megabytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.op(), self.resource())
+    }
+}
+
+/// The answer to a [`Call`]: one variant per answer type.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reply {
+    /// CreateTable, CreateBucket, ConfigureBucket, AbortMultipartUpload.
+    Done,
+    /// DeleteTable (whether there was a table), HeadBucket (whether it exists).
+    Bool(bool),
+    /// DescribeTable.
+    Table(Option<TableSpec>),
+    /// GetItem.
+    Item(Option<Item>),
+    /// BatchGetItem.
+    Batch(BatchPage),
+    /// PutItem and DeleteItem: the old image.
+    Written(Conditional<Option<Item>>),
+    /// UpdateItem: the old image.
+    Updated(Conditional<Item>),
+    /// Query and Scan.
+    Page(QueryPage),
+    /// TransactWriteItems.
+    Transacted(Transacted),
+    /// PutObject and CompleteMultipartUpload.
+    Put(PutOutcome),
+    /// GetObject.
+    Object(Option<StoredObject>),
+    /// GetObject of a range.
+    Range(Option<ObjectRange>),
+    /// HeadObject.
+    Head(Option<ObjectInfo>),
+    /// A presigned URL, an upload id (CreateMultipartUpload) or a part's ETag
+    /// (UploadPart).
+    Text(String),
+    /// ListMultipartUploads.
+    Uploads(Vec<MultipartInfo>),
+    /// DeleteObjects: the keys not deleted, each with its reason.
+    KeyErrors(Vec<(String, String)>),
+    /// ListObjectsV2.
+    Listing(ObjectPage),
+}
+
+/// The typed answer of `$call` sent to `$backend`, from its `Reply::$variant`.
+macro_rules! typed {
+    ($backend:expr, $call:expr, $variant:ident) => {{
+        let call = $call;
+        let op = call.op();
+        match $backend.send(call).await? {
+            Reply::$variant(answer) => Ok(answer),
+            other => Err(Error::mismatched_reply(op, &other)),
+        }
+    }};
+    ($backend:expr, $call:expr) => {{
+        let call = $call;
+        let op = call.op();
+        match $backend.send(call).await? {
+            Reply::Done => Ok(()),
+            other => Err(Error::mismatched_reply(op, &other)),
+        }
+    }};
+}
+
+/// The typed calls of every [`Backend`]: each builds its [`Call`], sends it
+/// and returns its answer. (The methods are those of [`ItemCalls`],
+/// [`ObjectCalls`], [`PresignCalls`] and [`ProvisionCalls`], documented there.)
+#[async_trait]
+#[allow(missing_docs)]
+pub trait BackendExt: Backend {
+    async fn create_table(&self, spec: &TableSpec) -> Result<()> {
+        typed!(self, Call::CreateTable { spec })
+    }
+    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
+        typed!(self, Call::DescribeTable { table }, Table)
+    }
+    async fn delete_table(&self, table: &str) -> Result<bool> {
+        typed!(self, Call::DeleteTable { table }, Bool)
+    }
+    async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
+        typed!(
+            self,
+            Call::GetItem {
+                table,
+                key,
+                consistent
+            },
+            Item
+        )
+    }
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> Result<BatchPage> {
+        typed!(
+            self,
+            Call::BatchGetItem {
+                table,
+                keys,
+                consistent
+            },
+            Batch
+        )
+    }
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>> {
+        typed!(
+            self,
+            Call::PutItem {
+                table,
+                item,
+                condition
+            },
+            Written
+        )
+    }
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Item>> {
+        typed!(
+            self,
+            Call::UpdateItem {
+                table,
+                key,
+                update,
+                condition
+            },
+            Updated
+        )
+    }
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>> {
+        typed!(
+            self,
+            Call::DeleteItem {
+                table,
+                key,
+                condition
+            },
+            Written
+        )
+    }
+    async fn query(&self, request: &Query) -> Result<QueryPage> {
+        typed!(self, Call::Query(request), Page)
+    }
+    async fn scan(&self, request: &Scan) -> Result<QueryPage> {
+        typed!(self, Call::Scan(request), Page)
+    }
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
+        typed!(self, Call::TransactWrite { actions, token }, Transacted)
+    }
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        typed!(self, Call::CreateBucket { bucket })
+    }
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        typed!(self, Call::BucketExists { bucket }, Bool)
+    }
+    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+        typed!(self, Call::ConfigureBucket { spec })
+    }
+    async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        typed!(self, Call::PutObject(request), Put)
+    }
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
+        typed!(self, Call::GetObject { bucket, key }, Object)
+    }
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Option<ObjectRange>> {
+        typed!(self, Call::GetObjectRange { bucket, key, range }, Range)
+    }
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
+        typed!(self, Call::HeadObject { bucket, key }, Head)
+    }
+    async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> Result<String> {
+        typed!(
+            self,
+            Call::PresignGet {
+                bucket,
+                key,
+                expires_in
+            },
+            Text
+        )
+    }
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
+        typed!(self, Call::CreateMultipartUpload(request), Text)
+    }
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+        content_md5: &str,
+    ) -> Result<String> {
+        typed!(
+            self,
+            Call::UploadPart {
+                bucket,
+                key,
+                upload_id,
+                number,
+                body,
+                content_md5
+            },
+            Text
+        )
+    }
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
+        typed!(
+            self,
+            Call::CompleteMultipartUpload {
+                bucket,
+                key,
+                upload_id,
+                parts,
+                if_none_match
+            },
+            Put
+        )
+    }
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        typed!(
+            self,
+            Call::AbortMultipartUpload {
+                bucket,
+                key,
+                upload_id
+            }
+        )
+    }
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>> {
+        typed!(self, Call::ListMultipartUploads { bucket, prefix }, Uploads)
+    }
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        attempts: Attempts,
+    ) -> Result<Vec<(String, String)>> {
+        typed!(
+            self,
+            Call::DeleteObjects {
+                bucket,
+                keys,
+                attempts
+            },
+            KeyErrors
+        )
+    }
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ObjectPage> {
+        typed!(
+            self,
+            Call::ListObjects {
+                bucket,
+                prefix,
+                continuation
+            },
+            Listing
+        )
+    }
+}
+
+impl<B: Backend + ?Sized> BackendExt for B {}

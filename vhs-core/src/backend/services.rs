@@ -1,0 +1,229 @@
+//! The typed calls a backend implements, by service.
+//!
+//! A backend implements the services it supports and answers
+//! [`Backend::send`](super::Backend::send) with [`Call::serve`](super::Call::serve).
+//! [`ItemCalls`] and [`ObjectCalls`] are the store's data path and have no
+//! defaults; [`PresignCalls`] and [`ProvisionCalls`] default to
+//! [`Error::unsupported`] (a non-retryable backend error with the code
+//! `Unsupported`), for a backend that cannot presign or create tables.
+//!
+//! Callers do not use these traits: they call the same methods through
+//! [`BackendExt`](super::BackendExt), on any backend, wrapped or not.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::calls::Op;
+#[allow(unused_imports)]
+use super::limits::{MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_PAGE_BYTES};
+use super::requests::*;
+use crate::condition::{Condition, ItemUpdate};
+use crate::error::{Error, Result};
+use crate::model::Item;
+
+/// DynamoDB item calls: reads, conditional writes, queries, scans and
+/// transactions, each one request.
+#[async_trait]
+pub trait ItemCalls: Send + Sync {
+    /// GetItem.
+    async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>>;
+
+    /// BatchGetItem of at most [`MAX_BATCH_GET`] distinct keys of one table.
+    async fn batch_get_item(
+        &self,
+        table: &str,
+        keys: &[Item],
+        consistent: bool,
+    ) -> Result<BatchPage>;
+
+    /// PutItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the old
+    /// image, `None` if there was no item.
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>>;
+
+    /// UpdateItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the
+    /// old image (empty if the item did not exist).
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &ItemUpdate,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Item>>;
+
+    /// DeleteItem with `ReturnValues=ALL_OLD`, optionally conditional. Returns the old
+    /// image, `None` if there was no item.
+    async fn delete_item(
+        &self,
+        table: &str,
+        key: &Item,
+        condition: Option<&Condition>,
+    ) -> Result<Conditional<Option<Item>>>;
+
+    /// Query: one page (at most `limit` items and [`MAX_PAGE_BYTES`] read) of the
+    /// items with one hash key value, in range key order.
+    async fn query(&self, request: &Query) -> Result<QueryPage>;
+
+    /// Scan: one page (as [`ItemCalls::query`]) of a table, or of one segment of a
+    /// parallel scan.
+    async fn scan(&self, request: &Scan) -> Result<QueryPage>;
+
+    /// TransactWriteItems: every action applied, or none. `token` is the
+    /// client request token: a call sent again with the same token and the
+    /// same actions is not applied twice (within the service's window; some
+    /// emulators ignore it, so callers also resolve a resend themselves).
+    /// Each action's condition failure returns the stored item.
+    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted>;
+}
+
+/// S3 object calls, multipart uploads included, each one request.
+#[async_trait]
+pub trait ObjectCalls: Send + Sync {
+    /// PutObject. The object must not come into existence before
+    /// [`PutObject::complete_after`] fires (an answer of `AlreadyExisted` may come
+    /// earlier).
+    async fn put_object(&self, request: PutObject) -> Result<PutOutcome>;
+
+    /// GetObject; `None` if there is no such object.
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>>;
+
+    /// GetObject of bytes `range.start..range.end` (`Range: bytes=`); `None` if there
+    /// is no such object. A range past the end is cut short; one that starts at or
+    /// after the end reads as empty, with the object's size.
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Option<ObjectRange>>;
+
+    /// HeadObject; `None` if there is no such object.
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>>;
+
+    /// DeleteObjects for at most [`MAX_DELETE_BATCH`] keys. Returns the keys that
+    /// could not be deleted, each with the reason. Deleting a missing key succeeds.
+    ///
+    /// With [`Attempts::Once`] the request is sent at most once: no layer (SDK
+    /// retries included) sends it again, so it can land at most once. The caller
+    /// resolves a failed or unanswered attempt itself.
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        attempts: Attempts,
+    ) -> Result<Vec<(String, String)>>;
+
+    /// ListObjectsV2, one page.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ObjectPage>;
+
+    /// CreateMultipartUpload; returns the upload id.
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String>;
+
+    /// UploadPart, with `Content-MD5` (base64) checked by the server; returns the
+    /// part's ETag.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+        content_md5: &str,
+    ) -> Result<String>;
+
+    /// CompleteMultipartUpload: the object comes into existence now. With
+    /// `if_none_match` (`If-None-Match: *`), an object already at the key is left
+    /// as is and the answer is [`PutOutcome::AlreadyExisted`]; the upload then
+    /// stays open, to be aborted.
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome>;
+
+    /// AbortMultipartUpload: its parts are discarded. An upload that no longer
+    /// exists (completed or aborted) succeeds.
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+
+    /// ListMultipartUploads: every upload in progress under `prefix`, all pages.
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>>;
+}
+
+/// Presigned URLs, computed locally.
+#[async_trait]
+pub trait PresignCalls: Send + Sync {
+    /// A URL that lets its holder GET the object until `expires_in` passed
+    /// (SigV4 presigned, at most 7 days). Computed locally: no request is sent.
+    async fn presign_get(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _expires_in: Duration,
+    ) -> Result<String> {
+        Err(Error::unsupported(Op::PresignGet))
+    }
+}
+
+/// Creating and describing tables and buckets: what `ensure_table` and the
+/// CLI's `provision` need, not the data path.
+#[async_trait]
+pub trait ProvisionCalls: Send + Sync {
+    /// Creates a table (pay-per-request) with its secondary indexes. If it
+    /// already exists, creates the global indexes it lacks (an existing index
+    /// of the same name is kept as it is); a missing local index is an error,
+    /// since DynamoDB creates those only with the table.
+    async fn create_table(&self, _spec: &TableSpec) -> Result<()> {
+        Err(Error::unsupported(Op::CreateTable))
+    }
+
+    /// DescribeTable: the table's keys, indexes and stream; `None` if there is
+    /// no such table. (`point_in_time_recovery` is reported as `false`: it takes
+    /// another call to read.)
+    async fn describe_table(&self, _table: &str) -> Result<Option<TableSpec>> {
+        Err(Error::unsupported(Op::DescribeTable))
+    }
+
+    /// DeleteTable (provisioning, for tests and teardown): deletes the table
+    /// and every item in it, and returns once it is gone. `false` if there was
+    /// no such table. S3 objects the items referenced are not touched.
+    async fn delete_table(&self, _table: &str) -> Result<bool> {
+        Err(Error::unsupported(Op::DeleteTable))
+    }
+
+    /// Creates a bucket. Succeeds if this account already owns it.
+    async fn create_bucket(&self, _bucket: &str) -> Result<()> {
+        Err(Error::unsupported(Op::CreateBucket))
+    }
+
+    /// HeadBucket: whether the bucket exists (and this account may list it).
+    async fn bucket_exists(&self, _bucket: &str) -> Result<bool> {
+        Err(Error::unsupported(Op::HeadBucket))
+    }
+
+    /// Applies a [`BucketSpec`] to an existing bucket: public access block,
+    /// default encryption, lifecycle rule. Replaces the bucket's lifecycle
+    /// configuration only when it has none or only vhs's rule; otherwise adds
+    /// vhs's rule to it.
+    async fn configure_bucket(&self, _spec: &BucketSpec) -> Result<()> {
+        Err(Error::unsupported(Op::ConfigureBucket))
+    }
+}

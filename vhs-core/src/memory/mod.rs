@@ -1,0 +1,266 @@
+//! An in-process backend with the semantics vhs relies on from DynamoDB and S3.
+
+mod items;
+mod objects;
+
+use items::{check_indexes, Table, TableKey};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use tokio::task::yield_now;
+
+use crate::backend::{
+    item_size, Attempts, Backend, BatchPage, Call, CompletedPart, Conditional, ItemCalls,
+    MultipartInfo, MultipartStart, ObjectCalls, ObjectInfo, ObjectPage, ObjectRange, Op,
+    PresignCalls, ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, Reply, Scan,
+    StoredObject, TableSpec, TransactWrite, Transacted, MAX_BATCH_GET, MAX_ITEM_BYTES,
+    MAX_KEY_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
+};
+use crate::backend::{BucketSpec, CancelReason};
+use crate::condition::{compare, Cmp, Condition, ItemUpdate};
+use crate::error::{Error, Result};
+use crate::model::{IndexKind, Item, KeyKind, KeyValue, Projection};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// An in-memory DynamoDB + S3, for examples and for unit tests of code that uses vhs.
+///
+/// It behaves like the services where vhs depends on them: conditional writes,
+/// `ALL_OLD` return values, the 400 KB item limit, the 1024-byte key limit,
+/// `Content-MD5` checking, `If-None-Match: *`, and per-key DeleteObjects results.
+/// Tables and buckets must be created before use, as on AWS. Clones share state.
+/// Every call yields to the scheduler once, as a network call would, so that
+/// concurrent callers interleave as they do against a server.
+///
+/// ```
+/// use vhs_core::{BackendExt, MemoryBackend};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let backend = MemoryBackend::new();
+/// backend.create_bucket("b").await.unwrap();
+/// assert!(backend.get_object("b", "missing").await.unwrap().is_none());
+/// # });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tables: HashMap<String, Table>,
+    /// Client request tokens of applied transactions, with what they named.
+    transactions: HashMap<String, Vec<(String, TableKey)>>,
+    buckets: HashMap<String, BTreeMap<String, MemObject>>,
+    uploads: BTreeMap<String, MemUpload>,
+    next_upload: u64,
+}
+
+#[derive(Debug)]
+struct MemUpload {
+    bucket: String,
+    key: String,
+    content_type: String,
+    content_encoding: Option<String>,
+    metadata: HashMap<String, String>,
+    parts: BTreeMap<u32, (String, bytes::Bytes)>,
+    initiated: SystemTime,
+}
+
+fn s3_error(operation: &'static str, code: &str, message: impl Into<String>) -> Error {
+    Error::Backend {
+        service: "memory",
+        operation,
+        code: Some(code.into()),
+        retryable: false,
+        message: message.into(),
+        source: None,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct MemObject {
+    object: StoredObject,
+    last_modified: SystemTime,
+}
+
+impl MemObject {
+    fn info(&self, key: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: key.to_owned(),
+            size: self.object.body.len() as u64,
+            last_modified: Some(self.last_modified),
+        }
+    }
+}
+
+fn validation(operation: &'static str, message: impl Into<String>) -> Error {
+    Error::Backend {
+        service: "memory",
+        operation,
+        code: Some("ValidationException".into()),
+        retryable: false,
+        message: message.into(),
+        source: None,
+    }
+}
+
+fn not_found(operation: &'static str, code: &str, what: &str) -> Error {
+    Error::Backend {
+        service: "memory",
+        operation,
+        code: Some(code.into()),
+        retryable: false,
+        message: format!("{what} does not exist"),
+        source: None,
+    }
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a
+        // way that matters for tests; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// The table `name`; [`Error::TableNotFound`] as the AWS backend reports
+    /// DynamoDB's `ResourceNotFoundException`, whatever the operation.
+    fn table(&mut self, name: &str, _operation: &'static str) -> Result<&mut Table> {
+        self.tables
+            .get_mut(name)
+            .ok_or_else(|| Error::TableNotFound {
+                table: name.to_owned(),
+            })
+    }
+
+    fn bucket(
+        &mut self,
+        name: &str,
+        operation: &'static str,
+    ) -> Result<&mut BTreeMap<String, MemObject>> {
+        self.buckets
+            .get_mut(name)
+            .ok_or_else(|| not_found(operation, "NoSuchBucket", &format!("bucket {name}")))
+    }
+}
+
+fn check_size(item: &Item, operation: &'static str) -> Result<()> {
+    let size = item_size(item);
+    if size > MAX_ITEM_BYTES {
+        return Err(validation(
+            operation,
+            format!("Item size of {size} bytes has exceeded the maximum allowed size"),
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProvisionCalls for MemoryBackend {
+    async fn create_table(&self, spec: &TableSpec) -> Result<()> {
+        yield_now().await;
+        check_indexes(spec)?;
+        let mut state = self.lock();
+        let Some(table) = state.tables.get_mut(&spec.name) else {
+            state.tables.insert(
+                spec.name.clone(),
+                Table {
+                    spec: spec.clone(),
+                    items: BTreeMap::new(),
+                },
+            );
+            return Ok(());
+        };
+        for index in &spec.indexes {
+            if table.spec.indexes.iter().any(|i| i.name == index.name) {
+                continue;
+            }
+            if index.kind == IndexKind::Local {
+                return Err(validation(
+                    "UpdateTable",
+                    format!(
+                        "table {} exists without local index {}: local indexes are created with the table only",
+                        spec.name, index.name
+                    ),
+                ));
+            }
+            table.spec.indexes.push(index.clone());
+        }
+        table.spec.streams |= spec.streams;
+        table.spec.point_in_time_recovery |= spec.point_in_time_recovery;
+        Ok(())
+    }
+
+    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
+        yield_now().await;
+        Ok(self.lock().tables.get(table).map(|t| TableSpec {
+            point_in_time_recovery: false,
+            ..t.spec.clone()
+        }))
+    }
+
+    async fn delete_table(&self, table: &str) -> Result<bool> {
+        yield_now().await;
+        Ok(self.lock().tables.remove(table).is_some())
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        yield_now().await;
+        self.lock().buckets.entry(bucket.to_owned()).or_default();
+        Ok(())
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        yield_now().await;
+        Ok(self.lock().buckets.contains_key(bucket))
+    }
+
+    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+        yield_now().await;
+        const OP: &str = Op::ConfigureBucket.name();
+        if [
+            spec.abort_incomplete_multipart_days,
+            spec.noncurrent_version_expiry_days,
+        ]
+        .contains(&Some(0))
+        {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: OP,
+                code: Some("InvalidArgument".into()),
+                retryable: false,
+                message: "'Days' in a lifecycle rule must be a positive integer".into(),
+                source: None,
+            });
+        }
+        if !self.lock().buckets.contains_key(&spec.name) {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: "PutPublicAccessBlock",
+                code: Some("NoSuchBucket".into()),
+                retryable: false,
+                message: "The specified bucket does not exist".into(),
+                source: None,
+            });
+        }
+        // Objects in memory are never public nor stored anywhere: the settings
+        // hold by construction, and there are no versions or abandoned parts to
+        // expire beyond what `abort_multipart_upload` removes.
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn send(&self, call: Call<'_>) -> Result<Reply> {
+        call.serve(self).await
+    }
+}

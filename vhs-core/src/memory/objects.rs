@@ -1,0 +1,306 @@
+//! Buckets in memory: objects, multipart uploads, presigned URLs.
+
+use super::*;
+
+#[async_trait]
+impl ObjectCalls for MemoryBackend {
+    async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
+        request.complete_after.wait().await;
+        yield_now().await;
+        if request.key.is_empty() || request.key.len() > MAX_KEY_BYTES {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: Op::PutObject.name(),
+                code: Some("KeyTooLongError".into()),
+                retryable: false,
+                message: format!("key of {} bytes", request.key.len()),
+                source: None,
+            });
+        }
+        if crate::blob::md5_of(&request.body).await.base64 != request.content_md5 {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: Op::PutObject.name(),
+                code: Some("BadDigest".into()),
+                retryable: false,
+                message: "the Content-MD5 you specified did not match what we received".into(),
+                source: None,
+            });
+        }
+        let mut state = self.lock();
+        let objects = state.bucket(&request.bucket, Op::PutObject.name())?;
+        if request.if_none_match && objects.contains_key(&request.key) {
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        objects.insert(
+            request.key,
+            MemObject {
+                object: StoredObject {
+                    body: request.body,
+                    metadata: request.metadata,
+                    content_type: Some(request.content_type),
+                    content_encoding: request.content_encoding,
+                },
+                last_modified: SystemTime::now(),
+            },
+        );
+        Ok(PutOutcome::Created)
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
+        yield_now().await;
+        let mut state = self.lock();
+        Ok(state
+            .bucket(bucket, Op::GetObject.name())?
+            .get(key)
+            .map(|o| o.object.clone()))
+    }
+
+    async fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<ObjectRange>> {
+        yield_now().await;
+        let mut state = self.lock();
+        Ok(state
+            .bucket(bucket, Op::GetObject.name())?
+            .get(key)
+            .map(|o| ObjectRange::cut(&o.object.body, range)))
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
+        yield_now().await;
+        let mut state = self.lock();
+        Ok(state
+            .bucket(bucket, Op::HeadObject.name())?
+            .get(key)
+            .map(|o| o.info(key)))
+    }
+
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        _attempts: Attempts,
+    ) -> Result<Vec<(String, String)>> {
+        yield_now().await;
+        if keys.len() > crate::backend::MAX_DELETE_BATCH {
+            return Err(Error::Backend {
+                service: "memory",
+                operation: Op::DeleteObjects.name(),
+                code: Some("MalformedXML".into()),
+                retryable: false,
+                message: format!("{} keys in one request", keys.len()),
+                source: None,
+            });
+        }
+        let mut state = self.lock();
+        let objects = state.bucket(bucket, Op::DeleteObjects.name())?;
+        for k in keys {
+            objects.remove(k);
+        }
+        Ok(Vec::new())
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ObjectPage> {
+        yield_now().await;
+        const PAGE: usize = 1000;
+        let mut state = self.lock();
+        let objects = state.bucket(bucket, Op::ListObjects.name())?;
+        let start = continuation.unwrap_or_default();
+        let mut page: Vec<ObjectInfo> = objects
+            .range::<String, _>((
+                std::ops::Bound::Excluded(&start),
+                std::ops::Bound::Unbounded,
+            ))
+            .filter(|(k, _)| k.starts_with(prefix))
+            .take(PAGE + 1)
+            .map(|(k, o)| o.info(k))
+            .collect();
+        let next = if page.len() > PAGE {
+            page.truncate(PAGE);
+            page.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Ok(ObjectPage {
+            objects: page,
+            next,
+        })
+    }
+
+    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
+        yield_now().await;
+        let mut state = self.lock();
+        state.bucket(&request.bucket, Op::CreateMultipartUpload.name())?;
+        state.next_upload += 1;
+        let id = format!("upload-{}", state.next_upload);
+        state.uploads.insert(
+            id.clone(),
+            MemUpload {
+                bucket: request.bucket.clone(),
+                key: request.key.clone(),
+                content_type: request.content_type.clone(),
+                content_encoding: request.content_encoding.clone(),
+                metadata: request.metadata.clone(),
+                parts: BTreeMap::new(),
+                initiated: SystemTime::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: bytes::Bytes,
+        content_md5: &str,
+    ) -> Result<String> {
+        yield_now().await;
+        if number == 0 || u64::from(number) > MAX_PARTS {
+            return Err(s3_error(
+                Op::UploadPart.name(),
+                "InvalidArgument",
+                format!("part number {number} is outside 1..={MAX_PARTS}"),
+            ));
+        }
+        let md5 = crate::blob::md5_of(&body).await;
+        if md5.base64 != content_md5 {
+            return Err(s3_error(
+                Op::UploadPart.name(),
+                "BadDigest",
+                "the Content-MD5 you specified did not match what we received",
+            ));
+        }
+        let mut state = self.lock();
+        let upload = state
+            .uploads
+            .get_mut(upload_id)
+            .filter(|u| u.bucket == bucket && u.key == key)
+            .ok_or_else(|| s3_error(Op::UploadPart.name(), "NoSuchUpload", "no such upload"))?;
+        let etag = format!("\"{}\"", md5.hex);
+        upload.parts.insert(number, (etag.clone(), body));
+        Ok(etag)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
+        yield_now().await;
+        const OP: &str = Op::CompleteMultipartUpload.name();
+        let mut state = self.lock();
+        let upload = state
+            .uploads
+            .get(upload_id)
+            .filter(|u| u.bucket == bucket && u.key == key)
+            .ok_or_else(|| s3_error(OP, "NoSuchUpload", "no such upload"))?;
+        if parts.is_empty() {
+            return Err(s3_error(OP, "MalformedXML", "no parts"));
+        }
+        let mut body = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 && parts[i - 1].number >= part.number {
+                return Err(s3_error(OP, "InvalidPartOrder", "parts out of order"));
+            }
+            let (etag, bytes) = upload
+                .parts
+                .get(&part.number)
+                .filter(|(etag, _)| *etag == part.etag)
+                .ok_or_else(|| s3_error(OP, "InvalidPart", format!("part {}", part.number)))?;
+            if i + 1 < parts.len() && (bytes.len() as u64) < MIN_PART_BYTES {
+                return Err(s3_error(
+                    OP,
+                    "EntityTooSmall",
+                    format!("part {} ({etag}) is below the minimum size", part.number),
+                ));
+            }
+            body.extend_from_slice(bytes);
+        }
+        let object = MemObject {
+            object: StoredObject {
+                body: body.into(),
+                metadata: upload.metadata.clone(),
+                content_type: Some(upload.content_type.clone()),
+                content_encoding: upload.content_encoding.clone(),
+            },
+            last_modified: SystemTime::now(),
+        };
+        let objects = state.bucket(bucket, OP)?;
+        if if_none_match && objects.contains_key(key) {
+            // As S3: the upload stays open, to be aborted.
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        objects.insert(key.to_owned(), object);
+        state.uploads.remove(upload_id);
+        Ok(PutOutcome::Created)
+    }
+
+    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        yield_now().await;
+        let mut state = self.lock();
+        if state
+            .uploads
+            .get(upload_id)
+            .is_some_and(|u| u.bucket == bucket && u.key == key)
+        {
+            state.uploads.remove(upload_id);
+        }
+        Ok(())
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartInfo>> {
+        yield_now().await;
+        let mut state = self.lock();
+        state.bucket(bucket, Op::ListMultipartUploads.name())?;
+        let mut uploads: Vec<MultipartInfo> = state
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.bucket == bucket && u.key.starts_with(prefix))
+            .map(|(id, u)| MultipartInfo {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: Some(u.initiated),
+            })
+            .collect();
+        uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        Ok(uploads)
+    }
+}
+
+#[async_trait]
+impl PresignCalls for MemoryBackend {
+    /// `memory://{bucket}/{key}?expires={unix seconds}`: names the object, but no
+    /// HTTP client can fetch it (there is no server).
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String> {
+        self.lock().bucket(bucket, Op::GetObject.name())?;
+        let expires = SystemTime::now()
+            .checked_add(expires_in)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        Ok(format!("memory://{bucket}/{key}?expires={expires}"))
+    }
+}
