@@ -55,6 +55,8 @@ pub use model::{
 };
 pub use provision::ProvisionPlan;
 pub use retry::{retry, RetryPolicy};
+/// The names of the metrics vhs emits (see the README's "Metrics" section).
+pub use store::metered::names as metrics;
 pub use store::{
     Background, Cleanup, Commit, Cursor, Deleted, ItemFailure, Options, Page, Precondition, Put,
     QueryBuilder, ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored,

@@ -52,11 +52,14 @@ impl RetryPolicy {
 
     /// After failed attempt number `attempt` ended in `error`: whether to try again;
     /// if so, first sleeps the backoff.
+    /// Each repeat counts in [`RETRIES`](crate::metrics::RETRIES), by what
+    /// failed (see [`retried`]).
     pub(crate) async fn again(&self, error: &Error, attempt: u32) -> bool {
-        if !error.is_retryable() {
+        if !error.is_retryable() || !self.pause(attempt).await {
             return false;
         }
-        self.pause(attempt).await
+        ::metrics::counter!(crate::metrics::RETRIES, "operation" => retried(error)).increment(1);
+        true
     }
 
     /// After attempt number `attempt`: false when the attempts are used up;
@@ -81,6 +84,19 @@ impl RetryPolicy {
         let cap = exp.min(self.max_delay);
         let nanos = cap.as_nanos().min(u64::MAX as u128) as u64;
         Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+}
+
+/// The `operation` label of a retry after `error`: the backend operation that
+/// failed (`GetObject`, `TransactWriteItems`, ...), or the conflict repeated
+/// (`version_conflict`, `busy`).
+fn retried(error: &Error) -> &'static str {
+    match *error {
+        Error::Backend { operation, .. } | Error::OutcomeUnknown { operation, .. } => operation,
+        Error::TransactionCanceled { .. } => "TransactWriteItems",
+        Error::VersionConflict { .. } => "version_conflict",
+        Error::Busy { .. } => "busy",
+        _ => "other",
     }
 }
 

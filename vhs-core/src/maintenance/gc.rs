@@ -55,6 +55,12 @@ impl Store {
         let report = crate::store::traced(&span, self.gc_run(table, options, progress)).await?;
         span.record("deleted", report.deleted.len());
         span.record("failed", report.failed.len());
+        if !options.dry_run {
+            let deleted = report.deleted.len() as u64;
+            ::metrics::counter!(crate::metrics::GC_DELETED_OBJECTS).increment(deleted);
+        }
+        ::metrics::counter!(crate::metrics::GC_FAILED_OBJECTS)
+            .increment(report.failed.len() as u64);
         for (key, error) in &report.failed {
             tracing::warn!(parent: &span, uri = %format!("s3://{}/{key}", self.bucket()), %error, "gc could not delete an orphan; the next run tries again");
         }

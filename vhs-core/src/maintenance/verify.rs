@@ -43,6 +43,15 @@ impl Store {
         );
         let report = crate::store::traced(&span, self.verify_run(table, options, progress)).await?;
         span.record("clean", report.is_clean());
+        for (kind, n) in [
+            ("dangling", report.dangling.len() as u64),
+            ("integrity", report.integrity.len() as u64),
+            ("bad_pointer", report.bad_pointers.len() as u64),
+            ("foreign_pointer", report.foreign_pointers),
+            ("orphan", report.orphans),
+        ] {
+            ::metrics::counter!(crate::metrics::VERIFY_PROBLEMS, "kind" => kind).increment(n);
+        }
         Ok(report)
     }
 

@@ -96,7 +96,14 @@ pub(crate) async fn execute(
             }),
             op => others.push(async move {
                 let is_read = matches!(op, Op::Read { .. });
+                let write = written(&op);
                 let answer = one(backend, op).await;
+                if let (Some(operation), Err(e)) = (write, &answer) {
+                    if super::machine::unknown(e) {
+                        ::metrics::counter!(crate::metrics::OUTCOMES_UNKNOWN, "operation" => operation)
+                            .increment(1);
+                    }
+                }
                 if is_read && remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
                     if let Some(t) = trigger.lock().unwrap_or_else(|e| e.into_inner()).take() {
                         t.fire();
@@ -113,6 +120,20 @@ pub(crate) async fn execute(
     a.extend(b);
     a.sort_by_key(|(i, _)| *i);
     a.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The API operation of a write `op` sends, `None` for a read.
+fn written(op: &Op) -> Option<&'static str> {
+    match op {
+        Op::Write { write, .. } => Some(match write {
+            Write::Put(_) => "PutItem",
+            Write::Update(_) => "UpdateItem",
+            Write::Delete => "DeleteItem",
+            Write::Check => "ConditionCheck",
+        }),
+        Op::Transact { .. } => Some("TransactWriteItems"),
+        _ => None,
+    }
 }
 
 async fn one(backend: &dyn Backend, op: Op) -> Result<Answer> {
@@ -220,7 +241,12 @@ where
             }
             Next::Pause { .. } => {
                 waits += 1;
-                input = In::Resumed(env.wait().pause(waits).await);
+                let again = env.wait().pause(waits).await;
+                if again {
+                    ::metrics::counter!(crate::metrics::RETRIES, "operation" => machine_name::<M>())
+                        .increment(1);
+                }
+                input = In::Resumed(again);
             }
             Next::Report(out) => {
                 background(env, machine).await;
@@ -228,6 +254,19 @@ where
             }
             Next::Done => unreachable!("a machine reports before it is done"),
         }
+    }
+}
+
+/// The `operation` label of a retry by machine `M` (which waited for a
+/// deletion and decides again): `write`, `transaction`, `stage`, or else its
+/// type's name.
+fn machine_name<M>() -> &'static str {
+    let name = std::any::type_name::<M>();
+    match name.rsplit("::").next().unwrap_or(name) {
+        "Commit" => "write",
+        "Transact" => "transaction",
+        "Stage" => "stage",
+        other => other,
     }
 }
 

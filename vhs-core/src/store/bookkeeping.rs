@@ -30,8 +30,13 @@ pub(crate) fn record_values<'a, M: 'a>(
 }
 
 /// A `warn` event per object a cleanup left for GC, with the reason (in the
-/// span of the operation, or of the background job, that left it).
+/// span of the operation, or of the background job, that left it); the
+/// cleanup's objects deleted and left, and marks left, counted in metrics.
 pub(crate) fn warn_leftovers(bucket: &str, cleanup: &Cleanup) {
+    use crate::metrics::{CLEANUP_DELETED_OBJECTS, CLEANUP_LEFTOVER_OBJECTS, CLEANUP_MARKS_LEFT};
+    ::metrics::counter!(CLEANUP_DELETED_OBJECTS).increment(cleanup.deleted.len() as u64);
+    ::metrics::counter!(CLEANUP_LEFTOVER_OBJECTS).increment(cleanup.leftover.len() as u64);
+    ::metrics::counter!(CLEANUP_MARKS_LEFT).increment(cleanup.marks_left.len() as u64);
     for (key, reason) in &cleanup.leftover {
         tracing::warn!(
             uri = %format_args!("s3://{bucket}/{key}"),

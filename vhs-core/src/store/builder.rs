@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::limit::Limited;
+use super::metered::Metered;
 use super::trace::Traced;
 use super::{janitor, transfer, Background, Cleanup, Inner, Store};
 use crate::backend::{Backend, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES};
@@ -407,13 +408,14 @@ pub(crate) fn check_bucket_name(name: &str) -> Result<()> {
 
 /// The store's stack of backend layers, outermost first: the read cache told of
 /// every write (when there is a cache), the concurrency limit, then tracing (so
-/// a call is traced and counted once it has its permit), over `backend`.
+/// a call is traced and counted once it has its permit) and metrics (so a
+/// request's latency excludes the wait for its permit), over `backend`.
 fn layered(
     backend: Arc<dyn Backend>,
     max_in_flight: usize,
     cache: Option<Arc<ReadCache>>,
 ) -> Arc<dyn Backend> {
-    let limited = Limited::new(Traced(backend), max_in_flight);
+    let limited = Limited::new(Traced(Metered(backend)), max_in_flight);
     match cache {
         Some(cache) => Arc::new(Invalidating {
             inner: limited,

@@ -15,6 +15,7 @@ mod create;
 mod delete;
 mod janitor;
 mod limit;
+pub(crate) mod metered;
 mod trace;
 mod pointer;
 mod query;
