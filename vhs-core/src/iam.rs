@@ -45,7 +45,7 @@
 //!   settings of [`ensure_bucket_with`](crate::Store::ensure_bucket_with)
 //!   (PutPublicAccessBlock, PutBucketEncryption, Get/PutBucketLifecycleConfiguration),
 //!   and an unconditioned `s3:ListBucket` (HeadBucket,
-//!   [`Backend::bucket_exists`](crate::Backend::bucket_exists), sends no
+//!   [`Backend::bucket_exists`](crate::BackendExt::bucket_exists), sends no
 //!   prefix); and on the table CreateTable, UpdateTable (missing global
 //!   indexes, a stream) and UpdateContinuousBackups (point-in-time recovery).
 //! * **Read** also has DescribeTable (opening a table by its key schema, and

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Settings of [`AwsBackend`] beyond what an `SdkConfig` carries.
+/// Settings of [`AwsBackend`](super::AwsBackend) beyond what an `SdkConfig` carries.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct AwsOptions {

@@ -23,7 +23,7 @@
 //!
 //! Adding a call: one method in its service trait, one [`Op`] and one [`Call`]
 //! variant (with its arm in [`Call::serve`] and its typed method in
-//! [`BackendExt`], both in `calls.rs`), and its implementation in the two
+//! [`BackendExt`], in `calls.rs` and `ext.rs`), and its implementation in the two
 //! backends. No wrapper changes.
 
 use std::fmt;
@@ -34,11 +34,13 @@ use async_trait::async_trait;
 use crate::error::Result;
 
 mod calls;
+mod ext;
 mod limits;
 mod requests;
 mod services;
 
-pub use calls::{BackendExt, Call, Op, Reply, Service};
+pub use calls::{Call, Op, Reply, Service};
+pub use ext::BackendExt;
 pub use limits::*;
 pub use requests::*;
 pub use services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};

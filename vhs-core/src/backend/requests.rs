@@ -33,7 +33,7 @@ pub enum Conditional<T> {
     Failed(Option<Item>),
 }
 
-/// A table's key schema and secondary indexes, for [`Backend::create_table`].
+/// A table's key schema and secondary indexes, for [`ProvisionCalls::create_table`](super::ProvisionCalls::create_table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
     /// Table name.
@@ -65,7 +65,7 @@ impl TableSpec {
     }
 }
 
-/// How [`Backend::configure_bucket`] sets up a bucket (see
+/// How [`ProvisionCalls::configure_bucket`](super::ProvisionCalls::configure_bucket) sets up a bucket (see
 /// [`Store::ensure_bucket_with`](crate::Store::ensure_bucket_with)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketSpec {
@@ -503,7 +503,7 @@ pub struct MultipartInfo {
 /// A part sent by UploadPart: its number (1-based) and the ETag the server gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {
-    /// Part number, 1 to [`MAX_PARTS`].
+    /// Part number, 1 to [`MAX_PARTS`](super::MAX_PARTS).
     pub number: u32,
     /// The ETag UploadPart returned.
     pub etag: String,

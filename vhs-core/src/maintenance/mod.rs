@@ -1,10 +1,10 @@
 //! Garbage collection of orphaned objects, and verification of the invariants.
 //!
-//! The invariants vhs keeps, checked by [`Store::verify`]:
+//! The invariants vhs keeps, checked by [`Store::verify`](crate::Store::verify):
 //! 1. every pointer in the table resolves to an existing object whose bytes match
 //!    the MD5 in its key;
 //! 2. every object under the prefix is referenced by an item, or is an orphan left
-//!    by a failed step, which [`Store::gc`] removes;
+//!    by a failed step, which [`Store::gc`](crate::Store::gc) removes;
 //! 3. after any failed call the item is exactly its old or its new state (checked by
 //!    the contract suite's fault sweeps, which compare whole items).
 //!
@@ -37,7 +37,7 @@ pub(crate) use table::{display, intern, item_target, key_texts, TableRef};
 /// The resolution of S3's `LastModified`.
 const TIMESTAMP_RESOLUTION: Duration = Duration::from_secs(1);
 
-/// Progress of a [`Store::gc`] or [`Store::verify`] run, reported as it goes (for
+/// Progress of a [`Store::gc`](crate::Store::gc) or [`Store::verify`](crate::Store::verify) run, reported as it goes (for
 /// a progress bar). Counts are running totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,7 +52,7 @@ pub enum Progress {
     ObjectsDeleted(u64),
 }
 
-/// Settings of [`Store::gc`].
+/// Settings of [`Store::gc`](crate::Store::gc).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GcOptions {
@@ -78,14 +78,14 @@ pub struct GcOptions {
     /// deletion marks: while one runs, GC can delete an object it has just
     /// pointed to. Set this only once every writer outside vhs is stopped.
     /// Default `false`: GC finds such items and deletes nothing
-    /// ([`Error::InvalidInput`] naming how many).
+    /// ([`Error::InvalidInput`](crate::Error::InvalidInput) naming how many).
     pub foreign_writers_stopped: bool,
     /// Collect even though items hold values that look like pointers but lie
     /// outside the store's bucket or the table's prefix
     /// ([`GcReport::foreign_pointers`]). Such values usually mean the store
     /// is configured with the wrong bucket or prefix, and GC would then judge
     /// objects other items point to unreferenced. Default `false`: GC finds
-    /// such values and deletes nothing ([`Error::InvalidInput`] naming how
+    /// such values and deletes nothing ([`Error::InvalidInput`](crate::Error::InvalidInput) naming how
     /// many, with an example). Set it when those values are not this store's
     /// pointers (e.g. an attribute that holds an `s3://` URI of your own).
     pub foreign_pointers_allowed: bool,
@@ -137,7 +137,7 @@ impl GcOptions {
     }
 }
 
-/// What [`Store::gc`] found and did.
+/// What [`Store::gc`](crate::Store::gc) found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Items scanned.
@@ -182,7 +182,7 @@ pub struct GcReport {
     pub foreign_pointer_examples: Vec<BrokenPointer>,
 }
 
-/// Settings of [`Store::verify`].
+/// Settings of [`Store::verify`](crate::Store::verify).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct VerifyOptions {
@@ -214,7 +214,7 @@ impl VerifyOptions {
 /// ([`VerifyReport::foreign_pointer_examples`]).
 pub const FOREIGN_EXAMPLES: usize = 5;
 
-/// One broken (or foreign) pointer found by [`Store::verify`].
+/// One broken (or foreign) pointer found by [`Store::verify`](crate::Store::verify).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenPointer {
     /// The item's key, human-readable.
@@ -230,7 +230,7 @@ pub struct BrokenPointer {
     pub problem: String,
 }
 
-/// What [`Store::verify`] found.
+/// What [`Store::verify`](crate::Store::verify) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Items checked.
