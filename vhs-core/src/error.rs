@@ -474,14 +474,15 @@ impl Error {
         }
     }
 
-    /// A call the backend does not implement (a default method of
+    /// A call (`service`, `operation`: an [`Op`](crate::Op)'s) the backend does
+    /// not implement (a default method of
     /// [`PresignCalls`](crate::PresignCalls) or
     /// [`ProvisionCalls`](crate::ProvisionCalls)): a non-retryable
     /// [`Error::Backend`] with the code `Unsupported`.
-    pub fn unsupported(op: crate::backend::Op) -> Self {
+    pub fn unsupported(service: &'static str, operation: &'static str) -> Self {
         Error::Backend {
-            service: op.service().name(),
-            operation: op.name(),
+            service,
+            operation,
             code: Some("Unsupported".into()),
             retryable: false,
             message: "this backend does not implement the call".into(),
@@ -489,12 +490,16 @@ impl Error {
         }
     }
 
-    /// A wrapper answered `op` with the [`Reply`](crate::Reply) of another
+    /// A wrapper answered `operation` with the [`Reply`](crate::Reply) of another
     /// call: a bug in that wrapper, never retryable.
-    pub(crate) fn mismatched_reply(op: crate::backend::Op, reply: &crate::backend::Reply) -> Self {
+    pub(crate) fn mismatched_reply(
+        service: &'static str,
+        operation: &'static str,
+        reply: &dyn fmt::Debug,
+    ) -> Self {
         Error::Backend {
-            service: op.service().name(),
-            operation: op.name(),
+            service,
+            operation,
             code: Some("MismatchedReply".into()),
             retryable: false,
             message: format!("a backend wrapper answered with {reply:?}"),

@@ -67,8 +67,8 @@ use std::str::FromStr;
 
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
 use crate::backend::Op;
+use crate::error::{Error, Result};
 use crate::layout::normalize_prefix;
 use crate::store::Store;
 

@@ -20,6 +20,7 @@ pub mod inspect;
 mod layout;
 pub mod maintenance;
 mod memory;
+pub mod metrics;
 mod model;
 pub mod protocol;
 mod provision;
@@ -30,9 +31,10 @@ mod versioned;
 pub use attr::Attr;
 pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
-    item_size, Attempts, Backend, BackendExt, BatchPage, Call, ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls, Reply, Service, Op, BucketSpec, CancelReason, CompletedPart, Conditional,
-    IndexSpec, MultipartInfo, MultipartStart, ObjectInfo, ObjectPage, ObjectRange, PutObject,
-    PutOutcome, Query, QueryPage, RangeCondition, Scan, Signal, StoredObject, TableSpec,
+    item_size, Attempts, Backend, BackendExt, BatchPage, BucketSpec, Call, CancelReason,
+    CompletedPart, Conditional, IndexSpec, ItemCalls, MultipartInfo, MultipartStart, ObjectCalls,
+    ObjectInfo, ObjectPage, ObjectRange, Op, PresignCalls, ProvisionCalls, PutObject, PutOutcome,
+    Query, QueryPage, RangeCondition, Reply, Scan, Service, Signal, StoredObject, TableSpec,
     TransactWrite, Transacted, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
     MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES,
     MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
@@ -55,8 +57,6 @@ pub use model::{
 };
 pub use provision::ProvisionPlan;
 pub use retry::{retry, RetryPolicy};
-/// The names of the metrics vhs emits (see the README's "Metrics" section).
-pub use store::metered::names as metrics;
 pub use store::{
     Background, Cleanup, Commit, Cursor, Deleted, ItemFailure, Options, Page, Precondition, Put,
     QueryBuilder, ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored,

@@ -9,9 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::requests::*;
-use super::services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};
 use crate::condition::{Condition, ItemUpdate};
-use crate::error::Result;
 use crate::model::Item;
 
 /// The service a call goes to.
@@ -91,7 +89,7 @@ pub enum Op {
     /// HeadBucket.
     HeadBucket,
     /// The bucket configuration calls of
-    /// [`ProvisionCalls::configure_bucket`] (PutPublicAccessBlock,
+    /// [`ProvisionCalls::configure_bucket`](super::ProvisionCalls::configure_bucket) (PutPublicAccessBlock,
     /// PutBucketEncryption, GetBucketLifecycleConfiguration,
     /// PutBucketLifecycleConfiguration).
     ConfigureBucket,
@@ -165,79 +163,79 @@ impl fmt::Display for Op {
 #[non_exhaustive]
 #[allow(missing_docs)] // the arguments of each call are documented on its typed method
 pub enum Call<'a> {
-    /// [`ProvisionCalls::create_table`].
+    /// [`ProvisionCalls::create_table`](super::ProvisionCalls::create_table).
     CreateTable { spec: &'a TableSpec },
-    /// [`ProvisionCalls::describe_table`].
+    /// [`ProvisionCalls::describe_table`](super::ProvisionCalls::describe_table).
     DescribeTable { table: &'a str },
-    /// [`ProvisionCalls::delete_table`].
+    /// [`ProvisionCalls::delete_table`](super::ProvisionCalls::delete_table).
     DeleteTable { table: &'a str },
-    /// [`ItemCalls::get_item`].
+    /// [`ItemCalls::get_item`](super::ItemCalls::get_item).
     GetItem {
         table: &'a str,
         key: &'a Item,
         consistent: bool,
     },
-    /// [`ItemCalls::batch_get_item`].
+    /// [`ItemCalls::batch_get_item`](super::ItemCalls::batch_get_item).
     BatchGetItem {
         table: &'a str,
         keys: &'a [Item],
         consistent: bool,
     },
-    /// [`ItemCalls::put_item`].
+    /// [`ItemCalls::put_item`](super::ItemCalls::put_item).
     PutItem {
         table: &'a str,
         item: Item,
         condition: Option<&'a Condition>,
     },
-    /// [`ItemCalls::update_item`].
+    /// [`ItemCalls::update_item`](super::ItemCalls::update_item).
     UpdateItem {
         table: &'a str,
         key: &'a Item,
         update: &'a ItemUpdate,
         condition: Option<&'a Condition>,
     },
-    /// [`ItemCalls::delete_item`].
+    /// [`ItemCalls::delete_item`](super::ItemCalls::delete_item).
     DeleteItem {
         table: &'a str,
         key: &'a Item,
         condition: Option<&'a Condition>,
     },
-    /// [`ItemCalls::query`].
+    /// [`ItemCalls::query`](super::ItemCalls::query).
     Query(&'a Query),
-    /// [`ItemCalls::scan`].
+    /// [`ItemCalls::scan`](super::ItemCalls::scan).
     Scan(&'a Scan),
-    /// [`ItemCalls::transact_write`].
+    /// [`ItemCalls::transact_write`](super::ItemCalls::transact_write).
     TransactWrite {
         actions: &'a [TransactWrite],
         token: &'a str,
     },
-    /// [`ProvisionCalls::create_bucket`].
+    /// [`ProvisionCalls::create_bucket`](super::ProvisionCalls::create_bucket).
     CreateBucket { bucket: &'a str },
-    /// [`ProvisionCalls::bucket_exists`].
+    /// [`ProvisionCalls::bucket_exists`](super::ProvisionCalls::bucket_exists).
     BucketExists { bucket: &'a str },
-    /// [`ProvisionCalls::configure_bucket`].
+    /// [`ProvisionCalls::configure_bucket`](super::ProvisionCalls::configure_bucket).
     ConfigureBucket { spec: &'a BucketSpec },
-    /// [`ObjectCalls::put_object`].
+    /// [`ObjectCalls::put_object`](super::ObjectCalls::put_object).
     PutObject(PutObject),
-    /// [`ObjectCalls::get_object`].
+    /// [`ObjectCalls::get_object`](super::ObjectCalls::get_object).
     GetObject { bucket: &'a str, key: &'a str },
-    /// [`ObjectCalls::get_object_range`].
+    /// [`ObjectCalls::get_object_range`](super::ObjectCalls::get_object_range).
     GetObjectRange {
         bucket: &'a str,
         key: &'a str,
         range: Range<u64>,
     },
-    /// [`ObjectCalls::head_object`].
+    /// [`ObjectCalls::head_object`](super::ObjectCalls::head_object).
     HeadObject { bucket: &'a str, key: &'a str },
-    /// [`PresignCalls::presign_get`].
+    /// [`PresignCalls::presign_get`](super::PresignCalls::presign_get).
     PresignGet {
         bucket: &'a str,
         key: &'a str,
         expires_in: Duration,
     },
-    /// [`ObjectCalls::create_multipart_upload`].
+    /// [`ObjectCalls::create_multipart_upload`](super::ObjectCalls::create_multipart_upload).
     CreateMultipartUpload(&'a MultipartStart),
-    /// [`ObjectCalls::upload_part`].
+    /// [`ObjectCalls::upload_part`](super::ObjectCalls::upload_part).
     UploadPart {
         bucket: &'a str,
         key: &'a str,
@@ -246,7 +244,7 @@ pub enum Call<'a> {
         body: Bytes,
         content_md5: &'a str,
     },
-    /// [`ObjectCalls::complete_multipart_upload`].
+    /// [`ObjectCalls::complete_multipart_upload`](super::ObjectCalls::complete_multipart_upload).
     CompleteMultipartUpload {
         bucket: &'a str,
         key: &'a str,
@@ -254,21 +252,21 @@ pub enum Call<'a> {
         parts: &'a [CompletedPart],
         if_none_match: bool,
     },
-    /// [`ObjectCalls::abort_multipart_upload`].
+    /// [`ObjectCalls::abort_multipart_upload`](super::ObjectCalls::abort_multipart_upload).
     AbortMultipartUpload {
         bucket: &'a str,
         key: &'a str,
         upload_id: &'a str,
     },
-    /// [`ObjectCalls::list_multipart_uploads`].
+    /// [`ObjectCalls::list_multipart_uploads`](super::ObjectCalls::list_multipart_uploads).
     ListMultipartUploads { bucket: &'a str, prefix: &'a str },
-    /// [`ObjectCalls::delete_objects`].
+    /// [`ObjectCalls::delete_objects`](super::ObjectCalls::delete_objects).
     DeleteObjects {
         bucket: &'a str,
         keys: &'a [String],
         attempts: Attempts,
     },
-    /// [`ObjectCalls::list_objects`].
+    /// [`ObjectCalls::list_objects`](super::ObjectCalls::list_objects).
     ListObjects {
         bucket: &'a str,
         prefix: &'a str,
@@ -355,151 +353,6 @@ impl Call<'_> {
             }
             _ => Vec::new(),
         }
-    }
-
-    /// Answers the call with `backend`'s typed methods: the whole of
-    /// [`Backend::send`](super::Backend::send) for a backend made of the service traits.
-    pub async fn serve<B>(self, backend: &B) -> Result<Reply>
-    where
-        B: ItemCalls + ObjectCalls + PresignCalls + ProvisionCalls + ?Sized,
-    {
-        Ok(match self {
-            Call::CreateTable { spec } => {
-                ProvisionCalls::create_table(backend, spec).await?;
-                Reply::Done
-            }
-            Call::DescribeTable { table } => {
-                Reply::Table(ProvisionCalls::describe_table(backend, table).await?)
-            }
-            Call::DeleteTable { table } => {
-                Reply::Bool(ProvisionCalls::delete_table(backend, table).await?)
-            }
-            Call::GetItem {
-                table,
-                key,
-                consistent,
-            } => Reply::Item(ItemCalls::get_item(backend, table, key, consistent).await?),
-            Call::BatchGetItem {
-                table,
-                keys,
-                consistent,
-            } => Reply::Batch(ItemCalls::batch_get_item(backend, table, keys, consistent).await?),
-            Call::PutItem {
-                table,
-                item,
-                condition,
-            } => Reply::Written(ItemCalls::put_item(backend, table, item, condition).await?),
-            Call::UpdateItem {
-                table,
-                key,
-                update,
-                condition,
-            } => Reply::Updated(
-                ItemCalls::update_item(backend, table, key, update, condition).await?,
-            ),
-            Call::DeleteItem {
-                table,
-                key,
-                condition,
-            } => Reply::Written(ItemCalls::delete_item(backend, table, key, condition).await?),
-            Call::Query(request) => Reply::Page(ItemCalls::query(backend, request).await?),
-            Call::Scan(request) => Reply::Page(ItemCalls::scan(backend, request).await?),
-            Call::TransactWrite { actions, token } => {
-                Reply::Transacted(ItemCalls::transact_write(backend, actions, token).await?)
-            }
-            Call::CreateBucket { bucket } => {
-                ProvisionCalls::create_bucket(backend, bucket).await?;
-                Reply::Done
-            }
-            Call::BucketExists { bucket } => {
-                Reply::Bool(ProvisionCalls::bucket_exists(backend, bucket).await?)
-            }
-            Call::ConfigureBucket { spec } => {
-                ProvisionCalls::configure_bucket(backend, spec).await?;
-                Reply::Done
-            }
-            Call::PutObject(request) => {
-                Reply::Put(ObjectCalls::put_object(backend, request).await?)
-            }
-            Call::GetObject { bucket, key } => {
-                Reply::Object(ObjectCalls::get_object(backend, bucket, key).await?)
-            }
-            Call::GetObjectRange { bucket, key, range } => {
-                Reply::Range(ObjectCalls::get_object_range(backend, bucket, key, range).await?)
-            }
-            Call::HeadObject { bucket, key } => {
-                Reply::Head(ObjectCalls::head_object(backend, bucket, key).await?)
-            }
-            Call::PresignGet {
-                bucket,
-                key,
-                expires_in,
-            } => Reply::Text(PresignCalls::presign_get(backend, bucket, key, expires_in).await?),
-            Call::CreateMultipartUpload(request) => {
-                Reply::Text(ObjectCalls::create_multipart_upload(backend, request).await?)
-            }
-            Call::UploadPart {
-                bucket,
-                key,
-                upload_id,
-                number,
-                body,
-                content_md5,
-            } => Reply::Text(
-                ObjectCalls::upload_part(
-                    backend,
-                    bucket,
-                    key,
-                    upload_id,
-                    number,
-                    body,
-                    content_md5,
-                )
-                .await?,
-            ),
-            Call::CompleteMultipartUpload {
-                bucket,
-                key,
-                upload_id,
-                parts,
-                if_none_match,
-            } => Reply::Put(
-                ObjectCalls::complete_multipart_upload(
-                    backend,
-                    bucket,
-                    key,
-                    upload_id,
-                    parts,
-                    if_none_match,
-                )
-                .await?,
-            ),
-            Call::AbortMultipartUpload {
-                bucket,
-                key,
-                upload_id,
-            } => {
-                ObjectCalls::abort_multipart_upload(backend, bucket, key, upload_id).await?;
-                Reply::Done
-            }
-            Call::ListMultipartUploads { bucket, prefix } => {
-                Reply::Uploads(ObjectCalls::list_multipart_uploads(backend, bucket, prefix).await?)
-            }
-            Call::DeleteObjects {
-                bucket,
-                keys,
-                attempts,
-            } => Reply::KeyErrors(
-                ObjectCalls::delete_objects(backend, bucket, keys, attempts).await?,
-            ),
-            Call::ListObjects {
-                bucket,
-                prefix,
-                continuation,
-            } => Reply::Listing(
-                ObjectCalls::list_objects(backend, bucket, prefix, continuation).await?,
-            ),
-        })
     }
 }
 

@@ -23,7 +23,11 @@ macro_rules! typed {
         let op = call.op();
         match $backend.send(call).await? {
             Reply::$variant(answer) => Ok(answer),
-            other => Err(Error::mismatched_reply(op, &other)),
+            other => Err(Error::mismatched_reply(
+                op.service().name(),
+                op.name(),
+                &other,
+            )),
         }
     }};
     ($backend:expr, $call:expr) => {{
@@ -31,7 +35,11 @@ macro_rules! typed {
         let op = call.op();
         match $backend.send(call).await? {
             Reply::Done => Ok(()),
-            other => Err(Error::mismatched_reply(op, &other)),
+            other => Err(Error::mismatched_reply(
+                op.service().name(),
+                op.name(),
+                &other,
+            )),
         }
     }};
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::calls::Op;
+use super::calls::{Call, Op, Reply};
 #[allow(unused_imports)]
 use super::limits::{MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_PAGE_BYTES};
 use super::requests::*;
@@ -179,7 +179,10 @@ pub trait PresignCalls: Send + Sync {
         _key: &str,
         _expires_in: Duration,
     ) -> Result<String> {
-        Err(Error::unsupported(Op::PresignGet))
+        Err(Error::unsupported(
+            Op::PresignGet.service().name(),
+            Op::PresignGet.name(),
+        ))
     }
 }
 
@@ -192,31 +195,46 @@ pub trait ProvisionCalls: Send + Sync {
     /// of the same name is kept as it is); a missing local index is an error,
     /// since DynamoDB creates those only with the table.
     async fn create_table(&self, _spec: &TableSpec) -> Result<()> {
-        Err(Error::unsupported(Op::CreateTable))
+        Err(Error::unsupported(
+            Op::CreateTable.service().name(),
+            Op::CreateTable.name(),
+        ))
     }
 
     /// DescribeTable: the table's keys, indexes and stream; `None` if there is
     /// no such table. (`point_in_time_recovery` is reported as `false`: it takes
     /// another call to read.)
     async fn describe_table(&self, _table: &str) -> Result<Option<TableSpec>> {
-        Err(Error::unsupported(Op::DescribeTable))
+        Err(Error::unsupported(
+            Op::DescribeTable.service().name(),
+            Op::DescribeTable.name(),
+        ))
     }
 
     /// DeleteTable (provisioning, for tests and teardown): deletes the table
     /// and every item in it, and returns once it is gone. `false` if there was
     /// no such table. S3 objects the items referenced are not touched.
     async fn delete_table(&self, _table: &str) -> Result<bool> {
-        Err(Error::unsupported(Op::DeleteTable))
+        Err(Error::unsupported(
+            Op::DeleteTable.service().name(),
+            Op::DeleteTable.name(),
+        ))
     }
 
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, _bucket: &str) -> Result<()> {
-        Err(Error::unsupported(Op::CreateBucket))
+        Err(Error::unsupported(
+            Op::CreateBucket.service().name(),
+            Op::CreateBucket.name(),
+        ))
     }
 
     /// HeadBucket: whether the bucket exists (and this account may list it).
     async fn bucket_exists(&self, _bucket: &str) -> Result<bool> {
-        Err(Error::unsupported(Op::HeadBucket))
+        Err(Error::unsupported(
+            Op::HeadBucket.service().name(),
+            Op::HeadBucket.name(),
+        ))
     }
 
     /// Applies a [`BucketSpec`] to an existing bucket: public access block,
@@ -224,6 +242,156 @@ pub trait ProvisionCalls: Send + Sync {
     /// configuration only when it has none or only vhs's rule; otherwise adds
     /// vhs's rule to it.
     async fn configure_bucket(&self, _spec: &BucketSpec) -> Result<()> {
-        Err(Error::unsupported(Op::ConfigureBucket))
+        Err(Error::unsupported(
+            Op::ConfigureBucket.service().name(),
+            Op::ConfigureBucket.name(),
+        ))
+    }
+}
+
+impl Call<'_> {
+    /// Answers the call with `backend`'s typed methods: the whole of
+    /// [`Backend::send`](super::Backend::send) for a backend made of the service traits.
+    pub async fn serve<B>(self, backend: &B) -> Result<Reply>
+    where
+        B: ItemCalls + ObjectCalls + PresignCalls + ProvisionCalls + ?Sized,
+    {
+        Ok(match self {
+            Call::CreateTable { spec } => {
+                ProvisionCalls::create_table(backend, spec).await?;
+                Reply::Done
+            }
+            Call::DescribeTable { table } => {
+                Reply::Table(ProvisionCalls::describe_table(backend, table).await?)
+            }
+            Call::DeleteTable { table } => {
+                Reply::Bool(ProvisionCalls::delete_table(backend, table).await?)
+            }
+            Call::GetItem {
+                table,
+                key,
+                consistent,
+            } => Reply::Item(ItemCalls::get_item(backend, table, key, consistent).await?),
+            Call::BatchGetItem {
+                table,
+                keys,
+                consistent,
+            } => Reply::Batch(ItemCalls::batch_get_item(backend, table, keys, consistent).await?),
+            Call::PutItem {
+                table,
+                item,
+                condition,
+            } => Reply::Written(ItemCalls::put_item(backend, table, item, condition).await?),
+            Call::UpdateItem {
+                table,
+                key,
+                update,
+                condition,
+            } => Reply::Updated(
+                ItemCalls::update_item(backend, table, key, update, condition).await?,
+            ),
+            Call::DeleteItem {
+                table,
+                key,
+                condition,
+            } => Reply::Written(ItemCalls::delete_item(backend, table, key, condition).await?),
+            Call::Query(request) => Reply::Page(ItemCalls::query(backend, request).await?),
+            Call::Scan(request) => Reply::Page(ItemCalls::scan(backend, request).await?),
+            Call::TransactWrite { actions, token } => {
+                Reply::Transacted(ItemCalls::transact_write(backend, actions, token).await?)
+            }
+            Call::CreateBucket { bucket } => {
+                ProvisionCalls::create_bucket(backend, bucket).await?;
+                Reply::Done
+            }
+            Call::BucketExists { bucket } => {
+                Reply::Bool(ProvisionCalls::bucket_exists(backend, bucket).await?)
+            }
+            Call::ConfigureBucket { spec } => {
+                ProvisionCalls::configure_bucket(backend, spec).await?;
+                Reply::Done
+            }
+            Call::PutObject(request) => {
+                Reply::Put(ObjectCalls::put_object(backend, request).await?)
+            }
+            Call::GetObject { bucket, key } => {
+                Reply::Object(ObjectCalls::get_object(backend, bucket, key).await?)
+            }
+            Call::GetObjectRange { bucket, key, range } => {
+                Reply::Range(ObjectCalls::get_object_range(backend, bucket, key, range).await?)
+            }
+            Call::HeadObject { bucket, key } => {
+                Reply::Head(ObjectCalls::head_object(backend, bucket, key).await?)
+            }
+            Call::PresignGet {
+                bucket,
+                key,
+                expires_in,
+            } => Reply::Text(PresignCalls::presign_get(backend, bucket, key, expires_in).await?),
+            Call::CreateMultipartUpload(request) => {
+                Reply::Text(ObjectCalls::create_multipart_upload(backend, request).await?)
+            }
+            Call::UploadPart {
+                bucket,
+                key,
+                upload_id,
+                number,
+                body,
+                content_md5,
+            } => Reply::Text(
+                ObjectCalls::upload_part(
+                    backend,
+                    bucket,
+                    key,
+                    upload_id,
+                    number,
+                    body,
+                    content_md5,
+                )
+                .await?,
+            ),
+            Call::CompleteMultipartUpload {
+                bucket,
+                key,
+                upload_id,
+                parts,
+                if_none_match,
+            } => Reply::Put(
+                ObjectCalls::complete_multipart_upload(
+                    backend,
+                    bucket,
+                    key,
+                    upload_id,
+                    parts,
+                    if_none_match,
+                )
+                .await?,
+            ),
+            Call::AbortMultipartUpload {
+                bucket,
+                key,
+                upload_id,
+            } => {
+                ObjectCalls::abort_multipart_upload(backend, bucket, key, upload_id).await?;
+                Reply::Done
+            }
+            Call::ListMultipartUploads { bucket, prefix } => {
+                Reply::Uploads(ObjectCalls::list_multipart_uploads(backend, bucket, prefix).await?)
+            }
+            Call::DeleteObjects {
+                bucket,
+                keys,
+                attempts,
+            } => Reply::KeyErrors(
+                ObjectCalls::delete_objects(backend, bucket, keys, attempts).await?,
+            ),
+            Call::ListObjects {
+                bucket,
+                prefix,
+                continuation,
+            } => Reply::Listing(
+                ObjectCalls::list_objects(backend, bucket, prefix, continuation).await?,
+            ),
+        })
     }
 }
