@@ -26,13 +26,16 @@ impl<B: Backend> Backend for Traced<B> {
         if service == Service::Local {
             return self.0.send(call).await;
         }
+        Requests::count();
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return self.0.send(call).await;
+        }
         let op = op.name();
         // The tables of a transaction, comma-separated; else the one table or bucket.
         let target = match &call {
             Call::TransactWrite { .. } => call.tables_written().join(","),
             _ => call.resource().to_owned(),
         };
-        Requests::count();
         let out = self.0.send(call).await;
         match (&out, service) {
             (Ok(_), Service::DynamoDb) => tracing::debug!(op, table = %target, "backend call"),
