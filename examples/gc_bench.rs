@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
-use vhs::BackendExt as _;
 use vhs::maintenance::{GcOptions, VerifyOptions};
+use vhs::BackendExt as _;
 use vhs::{AwsBackend, AwsOptions, Backend, LargeValues, MemoryBackend, Model, Store};
 
 #[derive(Model, Debug, Clone)]

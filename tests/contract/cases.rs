@@ -1,8 +1,8 @@
 //! Contract cases: written once, run over every backend (see `main.rs`).
 
 use bytes::Bytes;
-use vhs::BackendExt as _;
 use vhs::types::AttributeValue;
+use vhs::BackendExt as _;
 use vhs::{Changes, Condition, Error, Json, Model, ObjectKey, Pointer, Stored};
 
 use crate::fixture::{keys_of, put_raw, sorted, Fixture};

@@ -14,13 +14,12 @@ use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
 use serde_json::Value;
-use vhs::BackendExt as _;
 use vhs::iam::{self, Access, PolicyScope};
 use vhs::maintenance::{GcOptions, VerifyOptions};
+use vhs::BackendExt as _;
 use vhs::{
-    BucketSpec, Condition, Fault, FaultyBackend, Json, KeyKind, LargeValues,
-    MemoryBackend, Model, MultiVersionStore, Op, Order, Precondition, SingleVersionStore, Store,
-    TableSpec,
+    BucketSpec, Condition, Fault, FaultyBackend, Json, KeyKind, LargeValues, MemoryBackend, Model,
+    MultiVersionStore, Op, Order, Precondition, SingleVersionStore, Store, TableSpec,
 };
 
 use crate::models::{Document, Event, Memo, Note, Packed, Program, VDoc, Video};

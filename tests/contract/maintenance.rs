@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use md5::Digest;
-use vhs::BackendExt as _;
 use vhs::maintenance::{GcOptions, Progress, VerifyOptions};
 use vhs::types::AttributeValue;
+use vhs::BackendExt as _;
 use vhs::{Error, Fault, Model, Op};
 
 use crate::faults::{gc_now, verify_opts};

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vhs::BackendExt as _;
 use vhs::maintenance::GcOptions;
+use vhs::BackendExt as _;
 use vhs::{Backend, Background, Conditional, Error, Model, RetryPolicy, Store, StoreBuilder};
 
 use crate::fixture::Fixture;
