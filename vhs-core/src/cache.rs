@@ -360,3 +360,56 @@ impl<B: Backend> Backend for Invalidating<B> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+    use crate::backend::{BackendExt, TableSpec, TransactWrite};
+    use crate::condition::Condition;
+    use crate::memory::MemoryBackend;
+    use crate::model::KeyKind;
+
+    #[tokio::test]
+    async fn every_write_to_a_table_moves_its_generation_on_reads_do_not() {
+        let memory = MemoryBackend::new();
+        for table in ["t", "u"] {
+            memory
+                .create_table(&TableSpec::new(table, ("id", KeyKind::String)))
+                .await
+                .unwrap();
+        }
+        let cache = Arc::new(ReadCache::new(CacheOptions::default()));
+        let backend = Invalidating {
+            inner: memory,
+            cache: cache.clone(),
+        };
+        let item: Item = [("id".to_owned(), AttributeValue::S("a".into()))].into();
+        let at = |table| cache.generation(table);
+
+        backend.put_item("t", item.clone(), None).await.unwrap();
+        assert_eq!((at("t"), at("u")), (1, 0));
+        backend.get_item("t", &item, false).await.unwrap();
+        assert_eq!(at("t"), 1, "a read invalidates nothing");
+        // A refused write may still have raced with the cached read.
+        let refused = Condition::not_exists("id");
+        backend
+            .delete_item("t", &item, Some(&refused))
+            .await
+            .unwrap();
+        assert_eq!(at("t"), 2);
+        backend
+            .transact_write(
+                &[TransactWrite::Put {
+                    table: "u".into(),
+                    item: item.clone(),
+                    condition: None,
+                }],
+                "token",
+            )
+            .await
+            .unwrap();
+        assert_eq!((at("t"), at("u")), (2, 1));
+    }
+}

@@ -16,266 +16,195 @@ use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::Item;
 
-/// The typed answer of `$call` sent to `$backend`, from its `Reply::$variant`.
-macro_rules! typed {
-    ($backend:expr, $call:expr, $variant:ident) => {{
-        let call = $call;
-        let op = call.op();
-        match $backend.send(call).await? {
-            Reply::$variant(answer) => Ok(answer),
-            other => Err(Error::mismatched_reply(
-                op.service().name(),
-                op.name(),
-                &other,
-            )),
-        }
-    }};
-    ($backend:expr, $call:expr) => {{
-        let call = $call;
-        let op = call.op();
-        match $backend.send(call).await? {
-            Reply::Done => Ok(()),
-            other => Err(Error::mismatched_reply(
-                op.service().name(),
-                op.name(),
-                &other,
-            )),
-        }
-    }};
+/// An answer type, and the one [`Reply`] variant that carries it.
+trait FromReply: Sized {
+    /// The answer, or the reply back if it carries another type (boxed: a
+    /// wrapper's bug, never the common path).
+    fn from_reply(reply: Reply) -> std::result::Result<Self, Box<Reply>>;
 }
 
-/// The typed calls of every [`Backend`]: each builds its [`Call`], sends it
-/// and returns its answer. (The methods are those of [`ItemCalls`],
-/// [`ObjectCalls`], [`PresignCalls`] and [`ProvisionCalls`], documented there.)
-#[async_trait]
-#[allow(missing_docs)]
-pub trait BackendExt: Backend {
-    async fn create_table(&self, spec: &TableSpec) -> Result<()> {
-        typed!(self, Call::CreateTable { spec })
+impl FromReply for () {
+    fn from_reply(reply: Reply) -> std::result::Result<Self, Box<Reply>> {
+        match reply {
+            Reply::Done => Ok(()),
+            other => Err(Box::new(other)),
+        }
     }
-    async fn describe_table(&self, table: &str) -> Result<Option<TableSpec>> {
-        typed!(self, Call::DescribeTable { table }, Table)
-    }
-    async fn delete_table(&self, table: &str) -> Result<bool> {
-        typed!(self, Call::DeleteTable { table }, Bool)
-    }
-    async fn get_item(&self, table: &str, key: &Item, consistent: bool) -> Result<Option<Item>> {
-        typed!(
-            self,
-            Call::GetItem {
-                table,
-                key,
-                consistent
-            },
-            Item
-        )
-    }
-    async fn batch_get_item(
-        &self,
-        table: &str,
-        keys: &[Item],
-        consistent: bool,
-    ) -> Result<BatchPage> {
-        typed!(
-            self,
-            Call::BatchGetItem {
-                table,
-                keys,
-                consistent
-            },
-            Batch
-        )
-    }
-    async fn put_item(
-        &self,
-        table: &str,
-        item: Item,
-        condition: Option<&Condition>,
-    ) -> Result<Conditional<Option<Item>>> {
-        typed!(
-            self,
-            Call::PutItem {
-                table,
-                item,
-                condition
-            },
-            Written
-        )
-    }
-    async fn update_item(
-        &self,
+}
+
+macro_rules! from_reply {
+    ($($answer:ty => $variant:ident,)*) => {$(
+        impl FromReply for $answer {
+            fn from_reply(reply: Reply) -> std::result::Result<Self, Box<Reply>> {
+                match reply {
+                    Reply::$variant(answer) => Ok(answer),
+                    other => Err(Box::new(other)),
+                }
+            }
+        }
+    )*};
+}
+
+from_reply! {
+    bool => Bool,
+    Option<TableSpec> => Table,
+    Option<Item> => Item,
+    BatchPage => Batch,
+    Conditional<Option<Item>> => Written,
+    Conditional<Item> => Updated,
+    QueryPage => Page,
+    Transacted => Transacted,
+    PutOutcome => Put,
+    Option<StoredObject> => Object,
+    Option<ObjectRange> => Range,
+    Option<ObjectInfo> => Head,
+    String => Text,
+    Vec<MultipartInfo> => Uploads,
+    Vec<(String, String)> => KeyErrors,
+    ObjectPage => Listing,
+}
+
+/// Sends `call` to `backend` and unpacks its answer: a reply of another type
+/// is a wrapper's bug, reported as a non-retryable error.
+async fn typed<T: FromReply, B: Backend + ?Sized>(backend: &B, call: Call<'_>) -> Result<T> {
+    let op = call.op();
+    T::from_reply(backend.send(call).await?)
+        .map_err(|other| Error::mismatched_reply(op.service().name(), op.name(), &other))
+}
+
+/// Declares [`BackendExt`] from one line per call: the service trait that
+/// documents it, its name and arguments, its answer, and the [`Call`] it sends.
+macro_rules! typed_calls {
+    ($($service:ident::$name:ident($($arg:ident: $ty:ty),*) -> $answer:ty = $call:expr;)*) => {
+        /// The typed calls of every [`Backend`]: each builds its [`Call`], sends
+        /// it and returns its answer. The methods are those of [`ItemCalls`],
+        /// [`ObjectCalls`], [`PresignCalls`] and [`ProvisionCalls`], documented
+        /// there.
+        #[async_trait]
+        pub trait BackendExt: Backend {
+            $(
+                #[doc = concat!(
+                    "[`", stringify!($service), "::", stringify!($name), "`], sent through [`Backend::send`]."
+                )]
+                async fn $name(&self, $($arg: $ty),*) -> Result<$answer> {
+                    typed(self, $call).await
+                }
+            )*
+        }
+    };
+}
+
+typed_calls! {
+    ProvisionCalls::create_table(spec: &TableSpec) -> () = Call::CreateTable { spec };
+    ProvisionCalls::describe_table(table: &str) -> Option<TableSpec> = Call::DescribeTable { table };
+    ProvisionCalls::delete_table(table: &str) -> bool = Call::DeleteTable { table };
+    ProvisionCalls::create_bucket(bucket: &str) -> () = Call::CreateBucket { bucket };
+    ProvisionCalls::bucket_exists(bucket: &str) -> bool = Call::BucketExists { bucket };
+    ProvisionCalls::configure_bucket(spec: &BucketSpec) -> () = Call::ConfigureBucket { spec };
+    ItemCalls::get_item(table: &str, key: &Item, consistent: bool) -> Option<Item> =
+        Call::GetItem { table, key, consistent };
+    ItemCalls::batch_get_item(table: &str, keys: &[Item], consistent: bool) -> BatchPage =
+        Call::BatchGetItem { table, keys, consistent };
+    ItemCalls::put_item(table: &str, item: Item, condition: Option<&Condition>)
+        -> Conditional<Option<Item>> = Call::PutItem { table, item, condition };
+    ItemCalls::update_item(
         table: &str,
         key: &Item,
         update: &ItemUpdate,
-        condition: Option<&Condition>,
-    ) -> Result<Conditional<Item>> {
-        typed!(
-            self,
-            Call::UpdateItem {
-                table,
-                key,
-                update,
-                condition
-            },
-            Updated
-        )
-    }
-    async fn delete_item(
-        &self,
-        table: &str,
-        key: &Item,
-        condition: Option<&Condition>,
-    ) -> Result<Conditional<Option<Item>>> {
-        typed!(
-            self,
-            Call::DeleteItem {
-                table,
-                key,
-                condition
-            },
-            Written
-        )
-    }
-    async fn query(&self, request: &Query) -> Result<QueryPage> {
-        typed!(self, Call::Query(request), Page)
-    }
-    async fn scan(&self, request: &Scan) -> Result<QueryPage> {
-        typed!(self, Call::Scan(request), Page)
-    }
-    async fn transact_write(&self, actions: &[TransactWrite], token: &str) -> Result<Transacted> {
-        typed!(self, Call::TransactWrite { actions, token }, Transacted)
-    }
-    async fn create_bucket(&self, bucket: &str) -> Result<()> {
-        typed!(self, Call::CreateBucket { bucket })
-    }
-    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
-        typed!(self, Call::BucketExists { bucket }, Bool)
-    }
-    async fn configure_bucket(&self, spec: &BucketSpec) -> Result<()> {
-        typed!(self, Call::ConfigureBucket { spec })
-    }
-    async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
-        typed!(self, Call::PutObject(request), Put)
-    }
-    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
-        typed!(self, Call::GetObject { bucket, key }, Object)
-    }
-    async fn get_object_range(
-        &self,
-        bucket: &str,
-        key: &str,
-        range: Range<u64>,
-    ) -> Result<Option<ObjectRange>> {
-        typed!(self, Call::GetObjectRange { bucket, key, range }, Range)
-    }
-    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
-        typed!(self, Call::HeadObject { bucket, key }, Head)
-    }
-    async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> Result<String> {
-        typed!(
-            self,
-            Call::PresignGet {
-                bucket,
-                key,
-                expires_in
-            },
-            Text
-        )
-    }
-    async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
-        typed!(self, Call::CreateMultipartUpload(request), Text)
-    }
-    async fn upload_part(
-        &self,
+        condition: Option<&Condition>
+    ) -> Conditional<Item> = Call::UpdateItem { table, key, update, condition };
+    ItemCalls::delete_item(table: &str, key: &Item, condition: Option<&Condition>)
+        -> Conditional<Option<Item>> = Call::DeleteItem { table, key, condition };
+    ItemCalls::query(request: &Query) -> QueryPage = Call::Query(request);
+    ItemCalls::scan(request: &Scan) -> QueryPage = Call::Scan(request);
+    ItemCalls::transact_write(actions: &[TransactWrite], token: &str) -> Transacted =
+        Call::TransactWrite { actions, token };
+    ObjectCalls::put_object(request: PutObject) -> PutOutcome = Call::PutObject(request);
+    ObjectCalls::get_object(bucket: &str, key: &str) -> Option<StoredObject> =
+        Call::GetObject { bucket, key };
+    ObjectCalls::get_object_range(bucket: &str, key: &str, range: Range<u64>)
+        -> Option<ObjectRange> = Call::GetObjectRange { bucket, key, range };
+    ObjectCalls::head_object(bucket: &str, key: &str) -> Option<ObjectInfo> =
+        Call::HeadObject { bucket, key };
+    PresignCalls::presign_get(bucket: &str, key: &str, expires_in: Duration) -> String =
+        Call::PresignGet { bucket, key, expires_in };
+    ObjectCalls::create_multipart_upload(request: &MultipartStart) -> String =
+        Call::CreateMultipartUpload(request);
+    ObjectCalls::upload_part(
         bucket: &str,
         key: &str,
         upload_id: &str,
         number: u32,
         body: Bytes,
-        content_md5: &str,
-    ) -> Result<String> {
-        typed!(
-            self,
-            Call::UploadPart {
-                bucket,
-                key,
-                upload_id,
-                number,
-                body,
-                content_md5
-            },
-            Text
-        )
-    }
-    async fn complete_multipart_upload(
-        &self,
+        content_md5: &str
+    ) -> String = Call::UploadPart { bucket, key, upload_id, number, body, content_md5 };
+    ObjectCalls::complete_multipart_upload(
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
-        if_none_match: bool,
-    ) -> Result<PutOutcome> {
-        typed!(
-            self,
-            Call::CompleteMultipartUpload {
-                bucket,
-                key,
-                upload_id,
-                parts,
-                if_none_match
-            },
-            Put
-        )
-    }
-    async fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        typed!(
-            self,
-            Call::AbortMultipartUpload {
-                bucket,
-                key,
-                upload_id
-            }
-        )
-    }
-    async fn list_multipart_uploads(
-        &self,
-        bucket: &str,
-        prefix: &str,
-    ) -> Result<Vec<MultipartInfo>> {
-        typed!(self, Call::ListMultipartUploads { bucket, prefix }, Uploads)
-    }
-    async fn delete_objects(
-        &self,
-        bucket: &str,
-        keys: &[String],
-        attempts: Attempts,
-    ) -> Result<Vec<(String, String)>> {
-        typed!(
-            self,
-            Call::DeleteObjects {
-                bucket,
-                keys,
-                attempts
-            },
-            KeyErrors
-        )
-    }
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        continuation: Option<String>,
-    ) -> Result<ObjectPage> {
-        typed!(
-            self,
-            Call::ListObjects {
-                bucket,
-                prefix,
-                continuation
-            },
-            Listing
-        )
-    }
+        if_none_match: bool
+    ) -> PutOutcome = Call::CompleteMultipartUpload { bucket, key, upload_id, parts, if_none_match };
+    ObjectCalls::abort_multipart_upload(bucket: &str, key: &str, upload_id: &str) -> () =
+        Call::AbortMultipartUpload { bucket, key, upload_id };
+    ObjectCalls::list_multipart_uploads(bucket: &str, prefix: &str) -> Vec<MultipartInfo> =
+        Call::ListMultipartUploads { bucket, prefix };
+    ObjectCalls::delete_objects(bucket: &str, keys: &[String], attempts: Attempts)
+        -> Vec<(String, String)> = Call::DeleteObjects { bucket, keys, attempts };
+    ObjectCalls::list_objects(bucket: &str, prefix: &str, continuation: Option<String>)
+        -> ObjectPage = Call::ListObjects { bucket, prefix, continuation };
 }
 
 impl<B: Backend + ?Sized> BackendExt for B {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrapper with a bug: it answers every call as if it were CreateBucket.
+    #[derive(Debug)]
+    struct AlwaysDone;
+
+    #[async_trait]
+    impl Backend for AlwaysDone {
+        async fn send(&self, _call: Call<'_>) -> Result<Reply> {
+            Ok(Reply::Done)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_of_another_call_is_a_non_retryable_error_naming_the_call() {
+        AlwaysDone.create_bucket("b").await.unwrap();
+        let e = AlwaysDone.head_object("b", "k").await.unwrap_err();
+        assert!(!e.is_retryable(), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "S3 HeadObject: MismatchedReply: a backend wrapper answered with Done"
+            ),
+            "{e}"
+        );
+    }
+
+    /// A backend that implements neither presigning nor provisioning.
+    struct Bare;
+    impl PresignCalls for Bare {}
+    impl ProvisionCalls for Bare {}
+
+    #[tokio::test]
+    async fn calls_a_backend_does_not_implement_are_unsupported() {
+        let e = Bare
+            .presign_get("b", "k", Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "local PresignGetObject: Unsupported: this backend does not implement the call"
+        );
+        let e = Bare.create_bucket("b").await.unwrap_err();
+        assert!(!e.is_retryable());
+        assert!(
+            e.to_string().starts_with("S3 CreateBucket: Unsupported"),
+            "{e}"
+        );
+    }
+}

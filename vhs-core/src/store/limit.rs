@@ -47,3 +47,83 @@ impl<B: Backend> Backend for Limited<B> {
         self.inner.send(call).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::backend::{BackendExt, TableSpec};
+    use crate::memory::MemoryBackend;
+    use crate::model::{Item, KeyKind};
+
+    /// Holds every S3 call until the test adds permits to `gate`, counting
+    /// those in flight.
+    #[derive(Debug)]
+    struct Held {
+        inner: MemoryBackend,
+        gate: Semaphore,
+        flying: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Backend for Held {
+        async fn send(&self, call: Call<'_>) -> Result<Reply> {
+            if call.op().service() == Service::S3 {
+                let now = self.flying.fetch_add(1, SeqCst) + 1;
+                self.peak.fetch_max(now, SeqCst);
+                drop(self.gate.acquire().await.expect("open"));
+                self.flying.fetch_sub(1, SeqCst);
+            }
+            self.inner.send(call).await
+        }
+    }
+
+    #[tokio::test]
+    async fn each_service_has_its_own_bound() {
+        let memory = MemoryBackend::new();
+        memory.create_bucket("b").await.unwrap();
+        memory
+            .create_table(&TableSpec::new("t", ("id", KeyKind::String)))
+            .await
+            .unwrap();
+        let held = Arc::new(Held {
+            inner: memory,
+            gate: Semaphore::new(0),
+            flying: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        });
+        let limited = Arc::new(Limited::new(held.clone(), 2));
+        let heads: Vec<_> = (0..5)
+            .map(|i| {
+                let limited = limited.clone();
+                tokio::spawn(async move { limited.head_object("b", &format!("k{i}")).await })
+            })
+            .collect();
+        while held.flying.load(SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // S3 is at its bound; a DynamoDB call still goes through (with one
+        // bound for both, it would wait for the held S3 calls forever).
+        let key: Item = [("id".to_owned(), AttributeValue::S("a".into()))].into();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            limited.get_item("t", &key, false),
+        );
+        assert_eq!(read.await.expect("not held behind S3").unwrap(), None);
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(held.flying.load(SeqCst), 2, "more S3 calls than the bound");
+        held.gate.add_permits(5);
+        for head in heads {
+            assert_eq!(head.await.unwrap().unwrap(), None);
+        }
+        assert_eq!(held.peak.load(SeqCst), 2);
+    }
+}
