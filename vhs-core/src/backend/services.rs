@@ -168,6 +168,11 @@ pub trait ObjectCalls: Send + Sync {
     ) -> Result<Vec<MultipartInfo>>;
 }
 
+/// What a default method of [`PresignCalls`] and [`ProvisionCalls`] answers.
+fn unsupported<T>(op: Op) -> Result<T> {
+    Err(Error::unsupported(op.service().name(), op.name()))
+}
+
 /// Presigned URLs, computed locally.
 #[async_trait]
 pub trait PresignCalls: Send + Sync {
@@ -179,10 +184,7 @@ pub trait PresignCalls: Send + Sync {
         _key: &str,
         _expires_in: Duration,
     ) -> Result<String> {
-        Err(Error::unsupported(
-            Op::PresignGet.service().name(),
-            Op::PresignGet.name(),
-        ))
+        unsupported(Op::PresignGet)
     }
 }
 
@@ -195,46 +197,31 @@ pub trait ProvisionCalls: Send + Sync {
     /// of the same name is kept as it is); a missing local index is an error,
     /// since DynamoDB creates those only with the table.
     async fn create_table(&self, _spec: &TableSpec) -> Result<()> {
-        Err(Error::unsupported(
-            Op::CreateTable.service().name(),
-            Op::CreateTable.name(),
-        ))
+        unsupported(Op::CreateTable)
     }
 
     /// DescribeTable: the table's keys, indexes and stream; `None` if there is
     /// no such table. (`point_in_time_recovery` is reported as `false`: it takes
     /// another call to read.)
     async fn describe_table(&self, _table: &str) -> Result<Option<TableSpec>> {
-        Err(Error::unsupported(
-            Op::DescribeTable.service().name(),
-            Op::DescribeTable.name(),
-        ))
+        unsupported(Op::DescribeTable)
     }
 
     /// DeleteTable (provisioning, for tests and teardown): deletes the table
     /// and every item in it, and returns once it is gone. `false` if there was
     /// no such table. S3 objects the items referenced are not touched.
     async fn delete_table(&self, _table: &str) -> Result<bool> {
-        Err(Error::unsupported(
-            Op::DeleteTable.service().name(),
-            Op::DeleteTable.name(),
-        ))
+        unsupported(Op::DeleteTable)
     }
 
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, _bucket: &str) -> Result<()> {
-        Err(Error::unsupported(
-            Op::CreateBucket.service().name(),
-            Op::CreateBucket.name(),
-        ))
+        unsupported(Op::CreateBucket)
     }
 
     /// HeadBucket: whether the bucket exists (and this account may list it).
     async fn bucket_exists(&self, _bucket: &str) -> Result<bool> {
-        Err(Error::unsupported(
-            Op::HeadBucket.service().name(),
-            Op::HeadBucket.name(),
-        ))
+        unsupported(Op::HeadBucket)
     }
 
     /// Applies a [`BucketSpec`] to an existing bucket: public access block,
@@ -242,10 +229,7 @@ pub trait ProvisionCalls: Send + Sync {
     /// configuration only when it has none or only vhs's rule; otherwise adds
     /// vhs's rule to it.
     async fn configure_bucket(&self, _spec: &BucketSpec) -> Result<()> {
-        Err(Error::unsupported(
-            Op::ConfigureBucket.service().name(),
-            Op::ConfigureBucket.name(),
-        ))
+        unsupported(Op::ConfigureBucket)
     }
 }
 

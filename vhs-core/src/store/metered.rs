@@ -79,89 +79,13 @@ mod tests {
 
     use std::collections::HashMap;
 
-    use aws_sdk_dynamodb::types::AttributeValue;
     use bytes::Bytes;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
     use crate::backend::{Op, Service};
-    use crate::blob::Blob;
-    use crate::error::{Error, Result};
-    use crate::fault::{Fault, FaultyBackend};
-    use crate::memory::MemoryBackend;
+    use crate::fault::Fault;
     use crate::metrics::*;
-    use crate::model::{Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema};
-    use crate::store::{Background, Store};
-
-    /// An item with one large `body`, always in S3.
-    #[derive(Debug, PartialEq)]
-    struct Blobbed {
-        name: String,
-        body: Option<Bytes>,
-    }
-
-    impl Model for Blobbed {
-        const SCHEMA: Schema = Schema {
-            table: "blobs",
-            hash_key: KeyDef {
-                name: "name",
-                kind: KeyKind::String,
-            },
-            range_key: None,
-            large: &[LargeAttr {
-                name: "body",
-                content_type: "application/octet-stream",
-                inline_below: 0,
-                compress: None,
-                spool: false,
-            }],
-            attributes: &[],
-            version: None,
-            indexes: &[],
-            updated_at: None,
-        };
-
-        fn primary_key(&self) -> Key<Self> {
-            key(&self.name)
-        }
-
-        fn to_item(&self) -> Result<Item> {
-            let name = AttributeValue::S(self.name.clone());
-            Ok(Item::from([("name".to_owned(), name)]))
-        }
-
-        fn from_item(mut item: Item) -> Result<Self> {
-            let Some(AttributeValue::S(name)) = item.remove("name") else {
-                return Err(Error::invalid("no name"));
-            };
-            Ok(Blobbed { name, body: None })
-        }
-
-        fn encode_large(&self) -> Result<Vec<Option<Blob>>> {
-            Ok(vec![self.body.clone().map(Blob::from_bytes)])
-        }
-
-        fn decode_large(&mut self, _: usize, bytes: Bytes) -> Result<()> {
-            self.body = Some(bytes);
-            Ok(())
-        }
-    }
-
-    fn key(name: &str) -> Key<Blobbed> {
-        Key::from_parts(KeyValue::String(name.to_owned()), None)
-    }
-
-    /// A store over a faulty memory backend (which lists the calls it saw),
-    /// background jobs run on this thread, its table and bucket created.
-    async fn store() -> (Store, FaultyBackend<MemoryBackend>) {
-        let backend = FaultyBackend::new(MemoryBackend::new());
-        let store = Store::builder(backend.clone(), "bucket")
-            .background(Background::OnFlush)
-            .build()
-            .unwrap();
-        store.ensure_bucket().await.unwrap();
-        store.ensure_table::<Blobbed>().await.unwrap();
-        (store, backend)
-    }
+    use crate::store::testing::{doc, key, store, Doc};
 
     /// The counters and histogram sample counts recorded, by name and sorted
     /// `label=value` pairs.
@@ -195,8 +119,8 @@ mod tests {
         snapshotter.snapshot();
         let before = backend.calls().len();
         let body = Bytes::from(vec![7u8; 1000]);
-        let blob = Blobbed {
-            name: "a".to_owned(),
+        let blob = Doc {
+            id: "a".to_owned(),
             body: Some(body.clone()),
         };
         store.create_large(&blob).await.unwrap();
@@ -251,10 +175,7 @@ mod tests {
         let snapshotter = recorder.snapshotter();
         let _local = ::metrics::set_default_local_recorder(&recorder);
         let (store, backend) = store().await;
-        let blob = Blobbed {
-            name: "b".to_owned(),
-            body: Some(Bytes::from_static(b"bytes")),
-        };
+        let blob = doc("b", b"bytes");
         store.create_large(&blob).await.unwrap();
         backend.inject(Op::DeleteObjects, 1, Fault::KeyErrors);
         let deleted = store.delete_large(&key("b")).await.unwrap();

@@ -20,6 +20,8 @@ mod pointer;
 mod query;
 mod read;
 mod staged;
+#[cfg(test)]
+mod testing;
 mod trace;
 mod transact;
 mod transfer;

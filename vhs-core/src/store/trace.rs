@@ -111,80 +111,13 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use aws_sdk_dynamodb::types::AttributeValue;
-    use bytes::Bytes;
     use tracing::field::{Field, Visit};
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Level, Metadata, Subscriber};
 
     use crate::backend::Op;
-    use crate::blob::Blob;
-    use crate::error::{Error, Result};
-    use crate::fault::{Fault, FaultyBackend};
-    use crate::memory::MemoryBackend;
-    use crate::model::{Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema};
-    use crate::store::{Background, Store};
-
-    /// A model written by hand: `id`, and one large `body` always in S3.
-    #[derive(Debug, PartialEq)]
-    struct Doc {
-        id: String,
-        body: Option<Bytes>,
-    }
-
-    impl Model for Doc {
-        const SCHEMA: Schema = Schema {
-            table: "docs",
-            hash_key: KeyDef {
-                name: "id",
-                kind: KeyKind::String,
-            },
-            range_key: None,
-            large: &[LargeAttr {
-                name: "body",
-                content_type: "application/octet-stream",
-                inline_below: 0,
-                compress: None,
-                spool: false,
-            }],
-            attributes: &[],
-            version: None,
-            indexes: &[],
-            updated_at: None,
-        };
-
-        fn primary_key(&self) -> Key<Self> {
-            Key::from_parts(KeyValue::String(self.id.clone()), None)
-        }
-
-        fn to_item(&self) -> Result<Item> {
-            Ok(Item::from([(
-                "id".to_owned(),
-                AttributeValue::S(self.id.clone()),
-            )]))
-        }
-
-        fn from_item(item: Item) -> Result<Self> {
-            match item.get("id") {
-                Some(AttributeValue::S(id)) => Ok(Doc {
-                    id: id.clone(),
-                    body: None,
-                }),
-                _ => Err(Error::invalid("no id")),
-            }
-        }
-
-        fn encode_large(&self) -> Result<Vec<Option<Blob>>> {
-            Ok(vec![self.body.clone().map(Blob::from_bytes)])
-        }
-
-        fn decode_large(&mut self, index: usize, bytes: Bytes) -> Result<()> {
-            if index == 0 {
-                self.body = Some(bytes);
-            }
-            Ok(())
-        }
-    }
+    use crate::fault::Fault;
+    use crate::store::testing::{doc, key, store};
 
     #[derive(Debug)]
     struct SpanData {
@@ -332,26 +265,6 @@ mod tests {
         }
     }
 
-    fn doc(id: &str, body: &'static [u8]) -> Doc {
-        Doc {
-            id: id.to_owned(),
-            body: Some(Bytes::from_static(body)),
-        }
-    }
-
-    /// A store over a faulty memory backend (to count the calls it sees),
-    /// background jobs run by `flush` only, its table and bucket created.
-    async fn store() -> (Store, FaultyBackend<MemoryBackend>) {
-        let backend = FaultyBackend::new(MemoryBackend::new());
-        let store = Store::builder(backend.clone(), "bucket")
-            .background(Background::OnFlush)
-            .build()
-            .unwrap();
-        store.ensure_bucket().await.unwrap();
-        store.ensure_table::<Doc>().await.unwrap();
-        (store, backend)
-    }
-
     #[tokio::test]
     async fn operations_run_in_spans_that_hold_their_backend_calls() {
         let capture = Capture::default();
@@ -363,18 +276,12 @@ mod tests {
         let create_calls = backend.calls().len() - before;
 
         let before = backend.calls().len();
-        let read = store
-            .get_large(&Key::<Doc>::from_parts(KeyValue::String("a".into()), None))
-            .await
-            .unwrap();
+        let read = store.get_large(&key("a")).await.unwrap();
         assert_eq!(read, doc("a", b"hello"));
         let get_calls = backend.calls().len() - before;
 
         let before = backend.calls().len();
-        let deleted = store
-            .delete_large(&Key::<Doc>::from_parts(KeyValue::String("a".into()), None))
-            .await
-            .unwrap();
+        let deleted = store.delete_large(&key("a")).await.unwrap();
         assert_eq!(deleted.cleanup.deleted.len(), 1, "{deleted:?}");
         let delete_calls = backend.calls().len() - before;
 
@@ -431,10 +338,7 @@ mod tests {
         let (store, backend) = store().await;
         store.create_large(&doc("b", b"bytes")).await.unwrap();
         backend.inject(Op::DeleteObjects, 1, Fault::KeyErrors);
-        let deleted = store
-            .delete_large(&Key::<Doc>::from_parts(KeyValue::String("b".into()), None))
-            .await
-            .unwrap();
+        let deleted = store.delete_large(&key("b")).await.unwrap();
         assert_eq!(deleted.cleanup.leftover.len(), 1, "{deleted:?}");
         let (key, _) = &deleted.cleanup.leftover[0];
 
