@@ -21,10 +21,10 @@
 //! semantics, conditional writes included). Tests wrap either in
 //! [`FaultyBackend`](crate::FaultyBackend) to fail chosen calls.
 //!
-//! Adding a call: one method in its service trait, one [`Op`] and one [`Call`]
-//! variant (with its arm in [`Call::serve`] and its typed method in
-//! [`BackendExt`], in `calls.rs` and `ext.rs`), and its implementation in the two
-//! backends. No wrapper changes.
+//! Adding a call: one method in its service trait and its arm in [`Call::serve`]
+//! (`services.rs`), one [`Op`] and one [`Call`] variant (`calls.rs`), one line
+//! in [`BackendExt`]'s table (`ext.rs`), its IAM actions (`iam.rs`), and its
+//! implementation in the two backends. No wrapper changes.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! Metrics of backend calls, through the [`metrics`](::metrics) facade: a
 //! backend layer counting every request by service, operation and outcome,
 //! timing it, and counting the bytes of object bodies sent and received (see
-//! [`Metered`]). Also the names of every metric vhs emits ([`names`],
-//! re-exported as `vhs_core::metrics`).
+//! [`Metered`]). The names of every metric vhs emits are in
+//! [`crate::metrics`].
 //!
 //! vhs only emits: the application installs a recorder (an exporter such as
 //! `metrics-exporter-prometheus`). Without one the facade's no-op recorder
