@@ -93,7 +93,7 @@ impl RetryPolicy {
 fn retried(error: &Error) -> &'static str {
     match *error {
         Error::Backend { operation, .. } | Error::OutcomeUnknown { operation, .. } => operation,
-        Error::TransactionCanceled { .. } => "TransactWriteItems",
+        Error::TransactionCanceled { .. } => crate::backend::Op::TransactWriteItems.name(),
         Error::VersionConflict { .. } => "version_conflict",
         Error::Busy { .. } => "busy",
         _ => "other",

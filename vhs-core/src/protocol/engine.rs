@@ -56,6 +56,9 @@ impl Uploads for NoUploads {
 
 /// What a machine does once it has reported: the rest of its work.
 pub(crate) trait Continue: Send + 'static {
+    /// The machine's name: the `operation` label of its retries (a wait for
+    /// a deletion, then a new decision) in [`RETRIES`](crate::metrics::RETRIES).
+    const NAME: &'static str;
     /// One step of the background part.
     fn resume(&mut self, input: In, now: Now) -> Next<()>;
     /// What the background part did.
@@ -126,12 +129,13 @@ pub(crate) async fn execute(
 fn written(op: &Op) -> Option<&'static str> {
     match op {
         Op::Write { write, .. } => Some(match write {
-            Write::Put(_) => "PutItem",
-            Write::Update(_) => "UpdateItem",
-            Write::Delete => "DeleteItem",
+            Write::Put(_) => crate::backend::Op::PutItem.name(),
+            Write::Update(_) => crate::backend::Op::UpdateItem.name(),
+            Write::Delete => crate::backend::Op::DeleteItem.name(),
+            // Not a call of its own: a condition check is an action of a transaction.
             Write::Check => "ConditionCheck",
         }),
-        Op::Transact { .. } => Some("TransactWriteItems"),
+        Op::Transact { .. } => Some(crate::backend::Op::TransactWriteItems.name()),
         _ => None,
     }
 }
@@ -243,7 +247,7 @@ where
                 waits += 1;
                 let again = env.wait().pause(waits).await;
                 if again {
-                    ::metrics::counter!(crate::metrics::RETRIES, "operation" => machine_name::<M>())
+                    ::metrics::counter!(crate::metrics::RETRIES, "operation" => M::NAME)
                         .increment(1);
                 }
                 input = In::Resumed(again);
@@ -254,19 +258,6 @@ where
             }
             Next::Done => unreachable!("a machine reports before it is done"),
         }
-    }
-}
-
-/// The `operation` label of a retry by machine `M` (which waited for a
-/// deletion and decides again): `write`, `transaction`, `stage`, or else its
-/// type's name.
-fn machine_name<M>() -> &'static str {
-    let name = std::any::type_name::<M>();
-    match name.rsplit("::").next().unwrap_or(name) {
-        "Commit" => "write",
-        "Transact" => "transaction",
-        "Stage" => "stage",
-        other => other,
     }
 }
 

@@ -661,6 +661,8 @@ impl Commit {
 }
 
 impl crate::protocol::engine::Continue for Commit {
+    const NAME: &'static str = "write";
+
     fn resume(&mut self, input: In, now: Now) -> Next<()> {
         super::unit(self.step(input, now, &mut |_| Plan::Done))
     }

@@ -412,6 +412,8 @@ impl Delete {
 }
 
 impl crate::protocol::engine::Continue for Delete {
+    const NAME: &'static str = "delete";
+
     fn resume(&mut self, input: In, now: Now) -> Next<()> {
         super::unit(self.step(input, now))
     }

@@ -218,6 +218,8 @@ impl TakeOver {
 }
 
 impl crate::protocol::engine::Continue for TakeOver {
+    const NAME: &'static str = "take_over";
+
     fn resume(&mut self, input: In, now: Now) -> Next<()> {
         super::unit(self.step(input, now))
     }

@@ -368,6 +368,8 @@ impl Retire {
 }
 
 impl crate::protocol::engine::Continue for Retire {
+    const NAME: &'static str = "retire";
+
     fn resume(&mut self, input: In, now: Now) -> Next<()> {
         self.step(input, now)
     }

@@ -123,6 +123,8 @@ impl Settle {
 }
 
 impl crate::protocol::engine::Continue for Settle {
+    const NAME: &'static str = "settle";
+
     fn resume(&mut self, input: In, now: Now) -> Next<()> {
         super::unit(self.step(input, now))
     }

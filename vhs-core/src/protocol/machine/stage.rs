@@ -425,6 +425,8 @@ impl Stage {
 }
 
 impl crate::protocol::engine::Continue for Stage {
+    const NAME: &'static str = "stage";
+
     fn resume(&mut self, input: In, now: Now) -> Next<()> {
         super::unit(self.step(input, now))
     }

@@ -713,6 +713,8 @@ impl Transact {
 }
 
 impl crate::protocol::engine::Continue for Transact {
+    const NAME: &'static str = "transaction";
+
     fn resume(&mut self, input: In, now: Now) -> Next<()> {
         super::unit(self.step(input, now, &mut |_, _| {
             ActionPlan::Check(Condition::And(Vec::new()))
