@@ -606,3 +606,35 @@ async fn put_and_exists_are_generated(store: &vhs::Store, post: &Post) -> vhs::R
     Post::put_large_if(store, post, Condition::not_exists("id")).await?;
     Post::exists(store, &Post::key("a")).await
 }
+
+/// A model whose large attributes choose their checksum and storage class.
+#[derive(Model, Debug, Clone, PartialEq)]
+pub struct Archived {
+    #[vhs(hash_key)]
+    id: String,
+    #[large(checksum = "sha256", storage_class = "STANDARD_IA")]
+    scan: Option<Vec<u8>>,
+    #[large(
+        checksum = "crc64nvme",
+        storage_class = "INTELLIGENT_TIERING",
+        compress = "zstd"
+    )]
+    log: Option<String>,
+    #[large(checksum = "md5")]
+    thumb: Option<Vec<u8>>,
+    #[large]
+    plain: Option<Vec<u8>>,
+}
+
+#[test]
+fn checksum_and_storage_class_reach_the_schema() {
+    use vhs::ChecksumAlgorithm;
+    let large = Archived::SCHEMA.large;
+    assert_eq!(large[0].checksum, ChecksumAlgorithm::Sha256);
+    assert_eq!(large[0].storage_class, Some("STANDARD_IA"));
+    assert_eq!(large[1].checksum, ChecksumAlgorithm::Crc64Nvme);
+    assert_eq!(large[1].storage_class, Some("INTELLIGENT_TIERING"));
+    assert_eq!(large[2].checksum, ChecksumAlgorithm::Md5);
+    assert_eq!(large[2].storage_class, None);
+    assert_eq!(large[3].checksum, ChecksumAlgorithm::Md5);
+}

@@ -11,6 +11,7 @@ mod backend;
 mod blob;
 mod cache;
 mod changes;
+mod checksum;
 mod compress;
 mod condition;
 mod error;
@@ -42,6 +43,7 @@ pub use backend::{
 pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
 pub use changes::{Changes, LargeValues};
+pub use checksum::{Checksum, ChecksumAlgorithm, Hasher};
 pub use condition::{
     Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders, SetExpr, SizeOf, UpdateOp,
     ATTRIBUTE_TYPES, MAX_IN_VALUES,
@@ -80,6 +82,7 @@ pub mod __private {
     pub use crate::attr::Attr;
     pub use crate::blob::Blob;
     pub use crate::changes::Changes;
+    pub use crate::checksum::ChecksumAlgorithm;
     pub use crate::condition::Condition;
     pub use crate::error::{Error, Result};
     pub use crate::layout::Encoding;

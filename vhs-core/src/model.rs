@@ -183,6 +183,13 @@ pub struct LargeAttr {
     /// Values stored as objects are compressed with this codec
     /// (`#[large(compress = "zstd")]`); values kept in the item never are.
     pub compress: Option<crate::layout::Encoding>,
+    /// The algorithm of its objects' content addresses
+    /// (`#[large(checksum = "sha256")]`; MD5 by default).
+    pub checksum: crate::checksum::ChecksumAlgorithm,
+    /// The S3 storage class its objects are written in
+    /// (`#[large(storage_class = "STANDARD_IA")]`); `None`: the store's default
+    /// (`StoreBuilder::storage_class`), else the bucket's (STANDARD).
+    pub storage_class: Option<&'static str>,
     /// The field's type takes a value read into a temporary file
     /// ([`LargeValue::SPOOLS`]: a [`Blob`]): a read larger than one download
     /// range is spooled to disk instead of held in memory.

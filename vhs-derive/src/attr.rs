@@ -69,7 +69,24 @@ pub struct Large<'a> {
     pub inline_below: Option<u64>,
     /// `compress = "zstd"` or `"gzip"`.
     pub compress: Option<LitStr>,
+    /// `checksum = "md5"`, `"sha256"` or `"crc64nvme"`.
+    pub checksum: Option<LitStr>,
+    /// `storage_class = "STANDARD_IA"`, one of [`STORAGE_CLASSES`].
+    pub storage_class: Option<LitStr>,
 }
+
+/// The algorithms `checksum` accepts (the names of `vhs::ChecksumAlgorithm`).
+pub const CHECKSUMS: [&str; 3] = ["md5", "sha256", "crc64nvme"];
+
+/// The storage classes `storage_class` accepts: those whose objects GetObject
+/// reads without a restore (not GLACIER nor DEEP_ARCHIVE).
+pub const STORAGE_CLASSES: [&str; 5] = [
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+];
 
 /// The codecs `compress` accepts (the names of `vhs::Encoding`).
 pub const CODECS: [&str; 2] = ["zstd", "gzip"];
@@ -206,6 +223,8 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
     let mut content_type = None;
     let mut inline_below = None;
     let mut compress = None;
+    let mut checksum = None;
+    let mut storage_class = None;
     match &attr.meta {
         Meta::Path(_) => {}
         Meta::List(_) => attr.parse_nested_meta(|meta| {
@@ -227,10 +246,30 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
                     ));
                 }
                 set_once(&meta, &mut compress, lit)
+            } else if meta.path.is_ident("checksum") {
+                let lit = string(&meta, "checksum")?;
+                one_of(&lit, "algorithm", "checksum", &CHECKSUMS)?;
+                set_once(&meta, &mut checksum, lit)
+            } else if meta.path.is_ident("storage_class") {
+                let lit = string(&meta, "storage_class")?;
+                match lit.value().as_str() {
+                    "GLACIER" | "DEEP_ARCHIVE" => {
+                        return Err(Error::new_spanned(
+                            &lit,
+                            format!(
+                                "objects in {} cannot be read without a restore; store them in a \
+                                 readable class and move them with a lifecycle rule",
+                                lit.value()
+                            ),
+                        ))
+                    }
+                    _ => one_of(&lit, "storage class", "storage_class", &STORAGE_CLASSES)?,
+                }
+                set_once(&meta, &mut storage_class, lit)
             } else {
                 Err(meta.error(format!(
-                    "unknown `#[large]` option `{}`; expected `content_type`, `inline_below` \
-                     or `compress`",
+                    "unknown `#[large]` option `{}`; expected `content_type`, `inline_below`, \
+                     `compress`, `checksum` or `storage_class`",
                     path_str(&meta.path)
                 )))
             }
@@ -247,8 +286,29 @@ fn large<'a>(attr: &'a Attribute, out: &mut FieldAttrs<'a>) -> Result<()> {
         content_type,
         inline_below,
         compress,
+        checksum,
+        storage_class,
     });
     Ok(())
+}
+
+/// An error on `lit` unless its value is one of `allowed`.
+fn one_of(lit: &LitStr, what: &str, key: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&lit.value().as_str()) {
+        return Ok(());
+    }
+    let list = allowed
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::new_spanned(
+        lit,
+        format!(
+            "unknown {what} {:?}; `{key}` takes one of {list}",
+            lit.value()
+        ),
+    ))
 }
 
 /// `index(name = "...", keys_only)` or `index(name = "...", include = ["a", "b"])`.

@@ -88,12 +88,28 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
             Some(_) => quote!(#p::Option::Some(#p::Encoding::Zstd)),
             None => quote!(#p::Option::None),
         };
+        let checksum = match field.attrs.large.as_ref().and_then(|l| l.checksum.as_ref()) {
+            Some(lit) if lit.value() == "sha256" => quote!(#p::ChecksumAlgorithm::Sha256),
+            Some(lit) if lit.value() == "crc64nvme" => quote!(#p::ChecksumAlgorithm::Crc64Nvme),
+            _ => quote!(#p::ChecksumAlgorithm::Md5),
+        };
+        let storage_class = match field
+            .attrs
+            .large
+            .as_ref()
+            .and_then(|l| l.storage_class.as_ref())
+        {
+            Some(lit) => quote!(#p::Option::Some(#lit)),
+            None => quote!(#p::Option::None),
+        };
         let spool = quote_spanned!(inner.span()=> #p::spools::<#inner>());
         quote!(#p::LargeAttr {
             name: #name,
             content_type: #content_type,
             inline_below: #inline_below,
             compress: #compress,
+            checksum: #checksum,
+            storage_class: #storage_class,
             spool: #spool,
         })
     });

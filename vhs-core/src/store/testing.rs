@@ -31,6 +31,8 @@ impl Model for Doc {
             content_type: "application/octet-stream",
             inline_below: 0,
             compress: None,
+            checksum: crate::ChecksumAlgorithm::Md5,
+            storage_class: None,
             spool: false,
         }],
         attributes: &[],
