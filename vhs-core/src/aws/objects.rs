@@ -129,11 +129,10 @@ impl ObjectCalls for AwsBackend {
             .await
         {
             Ok(out) => Ok(Some(ObjectInfo {
-                key: key.to_owned(),
-                size: out.content_length().unwrap_or_default().max(0) as u64,
                 last_modified: out
                     .last_modified()
                     .and_then(|t| SystemTime::try_from(*t).ok()),
+                ..ObjectInfo::new(key, out.content_length().unwrap_or_default().max(0) as u64)
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(e) => Err(self.s3_error(Op::HeadObject.name(), bucket, e)),
@@ -223,11 +222,13 @@ impl ObjectCalls for AwsBackend {
                 .contents()
                 .iter()
                 .map(|o| ObjectInfo {
-                    key: o.key().unwrap_or_default().to_owned(),
-                    size: o.size().unwrap_or_default().max(0) as u64,
                     last_modified: o
                         .last_modified()
                         .and_then(|t| SystemTime::try_from(*t).ok()),
+                    ..ObjectInfo::new(
+                        o.key().unwrap_or_default(),
+                        o.size().unwrap_or_default().max(0) as u64,
+                    )
                 })
                 .collect(),
             next: out

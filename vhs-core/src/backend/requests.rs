@@ -438,6 +438,32 @@ pub struct ObjectInfo {
     pub size: u64,
     /// When it was last written, if the server said.
     pub last_modified: Option<std::time::SystemTime>,
+    /// Its storage class, if the server said (S3 leaves it out for STANDARD in
+    /// some answers: `None` there means STANDARD).
+    pub storage_class: Option<String>,
+    /// HeadObject only: its ETag, quotes removed.
+    pub etag: Option<String>,
+    /// HeadObject only: the checksums the server stored with it, by lowercase
+    /// algorithm name (`sha256`, `crc64nvme`, `crc32`, ...), base64 as S3 gives
+    /// them (a composite checksum of a multipart upload ends in `-{parts}`).
+    pub checksums: std::collections::BTreeMap<String, String>,
+    /// HeadObject only: its user metadata (`x-amz-meta-*`, prefix removed).
+    pub metadata: HashMap<String, String>,
+}
+
+impl ObjectInfo {
+    /// An object of `size` bytes at `key`, nothing else known.
+    pub fn new(key: impl Into<String>, size: u64) -> Self {
+        ObjectInfo {
+            key: key.into(),
+            size,
+            last_modified: None,
+            storage_class: None,
+            etag: None,
+            checksums: Default::default(),
+            metadata: HashMap::new(),
+        }
+    }
 }
 
 /// One page of a listing.

@@ -88,9 +88,8 @@ struct MemObject {
 impl MemObject {
     fn info(&self, key: &str) -> ObjectInfo {
         ObjectInfo {
-            key: key.to_owned(),
-            size: self.object.body.len() as u64,
             last_modified: Some(self.last_modified),
+            ..ObjectInfo::new(key, self.object.body.len() as u64)
         }
     }
 }
