@@ -131,7 +131,7 @@ async fn large_value_round_trips_in_bounded_memory() {
             .unwrap()
     };
     assert_eq!(expected, out_len, "the bytes came back unchanged");
-    assert_eq!(staged.object("data").unwrap().md5, expected.0);
+    assert_eq!(staged.object("data").unwrap().checksum.hex(), expected.0);
     store.delete_large(&big.primary_key()).await.unwrap();
 
     let mb = len as f64 / MIB as f64;

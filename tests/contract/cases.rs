@@ -136,7 +136,7 @@ pub async fn empty_values_are_objects(fx: Fixture) {
     for a in staged.attrs() {
         let o = a.object.as_ref().unwrap();
         assert_eq!(o.size, 0);
-        assert_eq!(o.md5, "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(o.checksum.segment(), "md5=d41d8cd98f00b204e9800998ecf8427e");
     }
     // Same empty content, different attributes: two distinct objects.
     assert_eq!(fx.objects().await.len(), 2);
@@ -676,8 +676,9 @@ pub async fn tampered_object_is_an_integrity_error(fx: Fixture) {
         } => {
             assert_eq!(attr, "html");
             assert_eq!(uri, html.uri());
-            assert_eq!(expected, staged.object("html").unwrap().md5);
-            assert_eq!(actual, format!("{:x}", md5::Md5::digest(b"evil")));
+            assert_eq!(expected, staged.object("html").unwrap().checksum);
+            assert_eq!(actual.hex(), format!("{:x}", md5::Md5::digest(b"evil")));
+            assert_eq!(actual.algorithm(), vhs::ChecksumAlgorithm::Md5);
         }
         other => panic!("{other}"),
     }
@@ -753,7 +754,7 @@ pub async fn step_by_step_put_item_flow(fx: Fixture) {
         assert_eq!(o.pointer.bucket, fx.bucket);
         assert_eq!(
             o.pointer.key,
-            fx.store.object_key(&key, a.attr, &o.md5).unwrap()
+            fx.store.object_key(&key, a.attr, &o.checksum).unwrap()
         );
     }
     // Our own PutItem, with our own condition.

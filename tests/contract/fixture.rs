@@ -173,15 +173,23 @@ impl Fixture {
 }
 
 pub async fn put_raw(backend: &dyn Backend, bucket: &str, key: &str, body: &[u8]) {
-    use base64::Engine;
-    use md5::Digest;
-    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+    put_raw_with(backend, bucket, key, body, vhs::ChecksumAlgorithm::Md5).await
+}
+
+/// [`put_raw`] sending the body's checksum in `algorithm` (its header).
+pub async fn put_raw_with(
+    backend: &dyn Backend,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    algorithm: vhs::ChecksumAlgorithm,
+) {
     backend
         .put_object(vhs::PutObject {
             bucket: bucket.into(),
             key: key.into(),
             body: bytes::Bytes::copy_from_slice(body),
-            content_md5: md5,
+            checksum: algorithm.digest(body),
             content_type: "application/octet-stream".into(),
             content_encoding: None,
             metadata: Default::default(),

@@ -685,6 +685,7 @@ async fn collect_garbage(rig: &mut Rig, store: &Store, single: &Single, multi: &
         content_type: "application/octet-stream".into(),
         content_encoding: None,
         metadata: Default::default(),
+        checksum: vhs::ChecksumAlgorithm::Md5,
     })
     .await
     .unwrap();

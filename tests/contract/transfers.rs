@@ -302,6 +302,7 @@ pub async fn gc_aborts_stale_uploads(fx: Fixture) {
         content_type: "application/octet-stream".into(),
         content_encoding: None,
         metadata: Default::default(),
+        checksum: vhs::ChecksumAlgorithm::Md5,
     };
     // A process died mid-upload.
     let id = fx.raw.create_multipart_upload(&start).await.unwrap();
@@ -312,7 +313,7 @@ pub async fn gc_aborts_stale_uploads(fx: Fixture) {
             &id,
             1,
             Bytes::from_static(b"x"),
-            "ndTkYSaMgDT1yFZOFVxnpg==",
+            &vhs::ChecksumAlgorithm::Md5.digest(b"x"),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));

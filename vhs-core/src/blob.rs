@@ -1,16 +1,15 @@
-//! [`Blob`]: a large value's bytes, in memory or in a file; and MD5 hashing that
-//! keeps off the async executor.
+//! [`Blob`]: a large value's bytes, in memory or in a file; and hashing (in any
+//! [`ChecksumAlgorithm`]) that keeps off the async executor.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, Result};
-use crate::layout::Md5Sum;
 
 /// Bodies up to this size are hashed in place; larger ones on a blocking thread.
 pub(crate) const HASH_IN_PLACE: usize = 64 * 1024;
@@ -46,13 +45,14 @@ pub(crate) enum Repr {
     File(FileBody),
 }
 
-/// A file holding a value: its path and length, its MD5 when already known, and
-/// the temporary file's guard when vhs spooled it.
+/// A file holding a value: its path and length, a checksum of it when already
+/// known (the default algorithm's for a spooled reader, the key's for a value
+/// read back), and the temporary file's guard when vhs spooled it.
 #[derive(Clone)]
 pub(crate) struct FileBody {
     pub path: Arc<Path>,
     pub len: u64,
-    pub md5: Option<Md5Sum>,
+    pub checksum: Option<Checksum>,
     _spool: Option<Arc<tempfile::TempPath>>,
 }
 
@@ -80,7 +80,7 @@ impl Blob {
         Ok(Blob(Repr::File(FileBody {
             path: Arc::from(path),
             len: meta.len(),
-            md5: None,
+            checksum: None,
             _spool: None,
         })))
     }
@@ -105,7 +105,8 @@ impl Blob {
             .map_err(|e| Error::io(format!("create a temporary file in {}", dir.display()), e))?;
         let (file, path) = temp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
-        let mut hasher = Md5::new();
+        // The default algorithm's: most attributes use it.
+        let mut hasher = ChecksumAlgorithm::default().hasher();
         let mut buf = vec![0u8; 64 * 1024];
         let mut len = 0u64;
         let write_err = |e| Error::io(format!("write {}", path.display()), e);
@@ -127,7 +128,7 @@ impl Blob {
         Ok(Blob(Repr::File(FileBody {
             path: Arc::from(path.to_path_buf()),
             len,
-            md5: Some(Md5Sum::from_digest(&hasher.finalize())),
+            checksum: Some(hasher.finish()),
             _spool: Some(Arc::new(path)),
         })))
     }
@@ -217,75 +218,81 @@ impl From<&'static [u8]> for Blob {
     }
 }
 
-/// A value spooled by vhs into a temporary file whose length and MD5 are known.
-pub(crate) fn spooled(path: tempfile::TempPath, len: u64, md5: Md5Sum) -> Blob {
+/// A value spooled by vhs into a temporary file whose length and checksum are
+/// known.
+pub(crate) fn spooled(path: tempfile::TempPath, len: u64, checksum: Checksum) -> Blob {
     Blob(Repr::File(FileBody {
         path: Arc::from(path.to_path_buf()),
         len,
-        md5: Some(md5),
+        checksum: Some(checksum),
         _spool: Some(Arc::new(path)),
     }))
 }
 
-/// A value vhs read back into a temporary file, with its MD5 when known.
-pub(crate) fn spooled_from(path: tempfile::TempPath, len: u64, md5: Option<Md5Sum>) -> Blob {
+/// A value vhs read back into a temporary file, with its checksum when known.
+pub(crate) fn spooled_from(path: tempfile::TempPath, len: u64, checksum: Option<Checksum>) -> Blob {
     Blob(Repr::File(FileBody {
         path: Arc::from(path.to_path_buf()),
         len,
-        md5,
+        checksum,
         _spool: Some(Arc::new(path)),
     }))
 }
 
-/// MD5 of bytes in memory; large bodies are hashed on a blocking thread so the
-/// executor's workers stay free.
-pub(crate) async fn md5_of(bytes: &Bytes) -> Md5Sum {
+/// The checksum of bytes in memory; large bodies are hashed on a blocking
+/// thread so the executor's workers stay free.
+pub(crate) async fn checksum_of(bytes: &Bytes, algorithm: ChecksumAlgorithm) -> Checksum {
     if bytes.len() <= HASH_IN_PLACE {
-        return Md5Sum::of(bytes);
+        return algorithm.digest(bytes);
     }
     let bytes = bytes.clone();
-    match tokio::task::spawn_blocking(move || Md5Sum::of(&bytes)).await {
+    match tokio::task::spawn_blocking(move || algorithm.digest(&bytes)).await {
         Ok(sum) => sum,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
-/// MD5 of a blob: its bytes, or its file read in one pass on a blocking thread.
-/// Also returns the length found, which for a file must still be the one recorded.
-pub(crate) async fn md5_of_blob(blob: &Blob) -> Result<Md5Sum> {
+/// The checksum of a blob: its bytes, or its file read in one pass on a
+/// blocking thread (a file whose length is no longer the one recorded is an
+/// error).
+pub(crate) async fn checksum_of_blob(
+    blob: &Blob,
+    algorithm: ChecksumAlgorithm,
+) -> Result<Checksum> {
     match &blob.0 {
-        Repr::Bytes(b) => Ok(md5_of(b).await),
+        Repr::Bytes(b) => Ok(checksum_of(b, algorithm).await),
         Repr::File(f) => {
-            if let Some(md5) = &f.md5 {
-                return Ok(md5.clone());
+            if let Some(known) = f.checksum.as_ref().filter(|c| c.algorithm() == algorithm) {
+                return Ok(known.clone());
             }
             let path = f.path.clone();
             let expected = f.len;
-            let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<(Md5Sum, u64)> {
-                use std::io::Read;
-                let mut file = std::fs::File::open(&path)?;
-                let mut hasher = Md5::new();
-                let mut buf = vec![0u8; READ_CHUNK];
-                let mut len = 0u64;
-                loop {
-                    let n = file.read(&mut buf)?;
-                    if n == 0 {
-                        break;
+            let hashed =
+                tokio::task::spawn_blocking(move || -> std::io::Result<(Checksum, u64)> {
+                    use std::io::Read;
+                    let mut file = std::fs::File::open(&path)?;
+                    let mut hasher = algorithm.hasher();
+                    let mut buf = vec![0u8; READ_CHUNK];
+                    let mut len = 0u64;
+                    loop {
+                        let n = file.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                        len += n as u64;
                     }
-                    hasher.update(&buf[..n]);
-                    len += n as u64;
-                }
-                Ok((Md5Sum::from_digest(&hasher.finalize()), len))
-            })
-            .await;
-            let (md5, len) = match hashed {
+                    Ok((hasher.finish(), len))
+                })
+                .await;
+            let (checksum, len) = match hashed {
                 Ok(r) => r.map_err(|e| Error::io(format!("read {}", f.path.display()), e))?,
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
             if len != expected {
                 return Err(changed(&f.path));
             }
-            Ok(md5)
+            Ok(checksum)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Compression of large values stored as objects (`#[large(compress = "...")]`).
 //!
 //! The object holds the compressed bytes, its key records the codec (`enc=`
-//! segment, see [`Encoding`]) and the MD5 in the key is that of the bytes as
+//! segment, see [`Encoding`]) and the checksum in the key is that of the bytes as
 //! stored, so integrity is checked before anything is decompressed. Values kept
 //! in the item (`inline_below`) are never compressed: a binary attribute has no
 //! place to record a codec. The work runs on blocking threads, never on the
@@ -10,11 +10,11 @@
 use std::io::{Read, Write};
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
 
 use crate::blob::{self, Blob, HASH_IN_PLACE, READ_CHUNK};
+use crate::checksum::{ChecksumAlgorithm, Hasher};
 use crate::error::{Error, Result};
-use crate::layout::{Encoding, Md5Sum};
+use crate::layout::Encoding;
 
 /// zstd's level: its default, a good ratio at hundreds of MB/s.
 const ZSTD_LEVEL: i32 = 3;
@@ -64,8 +64,12 @@ async fn off_executor<T: Send + 'static>(len: usize, f: impl FnOnce() -> T + Sen
 }
 
 /// A value compressed: in memory for a value in memory, in a temporary file
-/// (hashed as it is written) for a value in a file.
-pub(crate) async fn compress(blob: &Blob, encoding: Encoding) -> Result<Blob> {
+/// (hashed with `algorithm` as it is written) for a value in a file.
+pub(crate) async fn compress(
+    blob: &Blob,
+    encoding: Encoding,
+    algorithm: ChecksumAlgorithm,
+) -> Result<Blob> {
     if let Some(bytes) = blob.as_bytes() {
         let bytes = bytes.clone();
         let out = off_executor(bytes.len(), move || compress_slice(&bytes, encoding)).await;
@@ -77,7 +81,9 @@ pub(crate) async fn compress(blob: &Blob, encoding: Encoding) -> Result<Blob> {
         .expect("a blob not in memory is a file")
         .to_path_buf();
     let expected = blob.len();
-    let done = tokio::task::spawn_blocking(move || compress_file(&path, expected, encoding)).await;
+    let done =
+        tokio::task::spawn_blocking(move || compress_file(&path, expected, encoding, algorithm))
+            .await;
     match done {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -87,7 +93,7 @@ pub(crate) async fn compress(blob: &Blob, encoding: Encoding) -> Result<Blob> {
 /// Writes to a file and hashes what passes.
 struct Hashing {
     file: std::fs::File,
-    hasher: Md5,
+    hasher: Hasher,
     len: u64,
 }
 
@@ -105,8 +111,13 @@ impl Write for Hashing {
 }
 
 /// The file at `path` (which must still be `expected` bytes long) compressed into
-/// a temporary file beside the system's others.
-fn compress_file(path: &std::path::Path, expected: u64, encoding: Encoding) -> Result<Blob> {
+/// a temporary file beside the system's others, hashed with `algorithm`.
+fn compress_file(
+    path: &std::path::Path,
+    expected: u64,
+    encoding: Encoding,
+    algorithm: ChecksumAlgorithm,
+) -> Result<Blob> {
     let dir = std::env::temp_dir();
     let io = |what: String| move |e| Error::io(what, e);
     let temp = tempfile::Builder::new()
@@ -116,7 +127,7 @@ fn compress_file(path: &std::path::Path, expected: u64, encoding: Encoding) -> R
     let (file, temp_path) = temp.into_parts();
     let out = Hashing {
         file,
-        hasher: Md5::new(),
+        hasher: algorithm.hasher(),
         len: 0,
     };
     let mut input = std::fs::File::open(path).map_err(io(format!("read {}", path.display())))?;
@@ -153,8 +164,7 @@ fn compress_file(path: &std::path::Path, expected: u64, encoding: Encoding) -> R
     out.flush()
         .and_then(|()| out.file.sync_all())
         .map_err(io(format!("write {}", temp_path.display())))?;
-    let md5 = Md5Sum::from_digest(&out.hasher.finalize());
-    Ok(blob::spooled(temp_path, out.len, md5))
+    Ok(blob::spooled(temp_path, out.len, out.hasher.finish()))
 }
 
 /// Stored bytes decompressed.
@@ -234,6 +244,7 @@ fn err(e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::FileBody;
 
     #[tokio::test]
     async fn round_trips_in_memory_from_files_and_streamed() {
@@ -245,7 +256,8 @@ mod tests {
         let path = dir.path().join("v");
         std::fs::write(&path, &value).unwrap();
         for encoding in Encoding::ALL {
-            let packed = compress(&Blob::from_bytes(value.clone()), encoding)
+            let algorithm = ChecksumAlgorithm::Sha256;
+            let packed = compress(&Blob::from_bytes(value.clone()), encoding, algorithm)
                 .await
                 .unwrap();
             let bytes = packed.to_bytes().await.unwrap();
@@ -254,13 +266,19 @@ mod tests {
                 "{encoding:?}: {}",
                 bytes.len()
             );
-            let from_file = compress(&Blob::from_file(&path).await.unwrap(), encoding)
+            let from_file = compress(&Blob::from_file(&path).await.unwrap(), encoding, algorithm)
                 .await
                 .unwrap();
             assert_eq!(from_file.to_bytes().await.unwrap(), bytes, "{encoding:?}");
+            // Hashed as written, in the algorithm asked for.
+            let FileBody { checksum, .. } = match &from_file.0 {
+                crate::blob::Repr::File(f) => f.clone(),
+                crate::blob::Repr::Bytes(_) => panic!("a file compresses to a file"),
+            };
+            assert_eq!(checksum, Some(algorithm.digest(&bytes)));
             assert_eq!(
-                blob::md5_of_blob(&from_file).await.unwrap(),
-                Md5Sum::of(&bytes)
+                blob::checksum_of_blob(&from_file, algorithm).await.unwrap(),
+                algorithm.digest(&bytes)
             );
             let back = decompress(bytes.clone(), encoding).await.unwrap();
             assert_eq!(back, value);

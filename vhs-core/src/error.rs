@@ -120,19 +120,20 @@ pub enum Error {
         uri: String,
     },
 
-    /// An object's bytes do not match the MD5 recorded in its key.
+    /// An object's bytes do not match the checksum recorded in its key (in the
+    /// key's algorithm: `md5`, `sha256` or `crc64nvme`).
     #[error(
-        "integrity mismatch: attribute `{attr}` at {uri} has MD5 {actual}, expected {expected}"
+        "checksum mismatch: attribute `{attr}` at {uri} has {actual}, expected {expected} (the object's bytes are not the ones its key names)"
     )]
     Integrity {
         /// The large attribute.
         attr: String,
         /// The object URI.
         uri: String,
-        /// MD5 recorded in the key.
-        expected: String,
-        /// MD5 of the bytes read.
-        actual: String,
+        /// The checksum recorded in the key.
+        expected: crate::checksum::Checksum,
+        /// The checksum of the bytes read, in the same algorithm.
+        actual: crate::checksum::Checksum,
     },
 
     /// A large attribute holds something vhs will not follow: not an `s3://` URI,

@@ -378,13 +378,20 @@ impl AnyTable {
         // the new pointer; the same pointer again is a dangling one.
         for _ in 0..3 {
             let uri = self.pointer_in(&item, attr)?;
-            let (pointer, md5) = self
-                .store
-                .check_pointer(&self.target_of(&item)?, attr, &uri)?;
+            let (pointer, checksum) =
+                self.store
+                    .check_pointer(&self.target_of(&item)?, attr, &uri)?;
             let described = self.describe(&item);
             match self
                 .store
-                .stream_pointer(&self.spec.name, &described, attr, &pointer, &md5, writer)
+                .stream_pointer(
+                    &self.spec.name,
+                    &described,
+                    attr,
+                    &pointer,
+                    &checksum,
+                    writer,
+                )
                 .await
             {
                 Err(Error::DanglingPointer { .. }) => {

@@ -1,18 +1,20 @@
 //! Where objects go: S3 key layout, escaping, and `s3://` pointers.
 //!
-//! An object key is `{prefix}/pk={pk}/sk={sk}/attr={attr}/md5={md5}` (no `sk=`
-//! segment for models without a range key). Every value is escaped with
+//! An object key is `{prefix}/pk={pk}/sk={sk}/attr={attr}/{algorithm}={hex}`
+//! (no `sk=` segment for models without a range key; an `enc={codec}` segment
+//! before the last one for a compressed attribute). The last segment is the
+//! object's content address, a [`Checksum`]: `md5=<32 hex>` (every key vhs
+//! wrote before `#[large(checksum)]`), `sha256=<64 hex>` or `crc64nvme=<16 hex>`,
+//! lowercase. Every value is escaped with
 //! [`escape`], which keeps only `A-Z a-z 0-9 - _ . ~` and percent-encodes every
 //! other byte of its UTF-8 form, `%`, `/` and `=` included. An escaped value
 //! therefore never contains `/` or `=`, and `%` only as an escape: the key parses
-//! back to exactly one (pk, sk, attr, md5), so two different items can never
+//! back to exactly one (pk, sk, attr, checksum), so two different items can never
 //! share an object key.
 
 use std::fmt;
 
-use base64::Engine;
-use md5::{Digest, Md5};
-
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, Result};
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -89,38 +91,6 @@ pub(crate) fn normalize_prefix(prefix: &str) -> String {
         .join("/")
 }
 
-/// MD5 of some bytes, as lowercase hex (for keys) and base64 (for `Content-MD5`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Md5Sum {
-    pub hex: String,
-    pub base64: String,
-}
-
-impl Md5Sum {
-    pub fn of(bytes: &[u8]) -> Self {
-        Self::from_digest(&Md5::digest(bytes))
-    }
-
-    /// From its hex form (as a key holds it); `None` if it is not 32 hex digits.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 32 {
-            return None;
-        }
-        let digest = (0..16)
-            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
-        Some(Self::from_digest(&digest))
-    }
-
-    /// From a finished digest.
-    pub fn from_digest(digest: &[u8]) -> Self {
-        Md5Sum {
-            hex: digest.iter().map(|b| format!("{b:02x}")).collect(),
-            base64: base64::engine::general_purpose::STANDARD.encode(digest),
-        }
-    }
-}
-
 /// How an object's bytes hold its value: compressed with this codec
 /// (`#[large(compress = "zstd")]`), recorded in the object's key as an
 /// `enc=<name>` segment so that every reader knows.
@@ -150,22 +120,35 @@ impl Encoding {
     }
 }
 
-/// An object's identity within its item and attribute: the hex MD5 of its
-/// bytes, prefixed by `<encoding>.` for an encoded object (deletion marks are
-/// named after it, so two objects of one attribute never share a mark).
-pub(crate) fn object_id(encoding: Option<Encoding>, md5_hex: &str) -> String {
+/// An object's identity within its item and attribute: its checksum, as the
+/// bare hex digest for MD5 (the form every id had before other algorithms) and
+/// as `{algorithm}={hex}` for the others, prefixed by `<encoding>.` for an
+/// encoded object (deletion marks are named after it, so two objects of one
+/// attribute never share a mark).
+pub(crate) fn object_id(encoding: Option<Encoding>, checksum: &Checksum) -> String {
+    let digest = match checksum.algorithm() {
+        ChecksumAlgorithm::Md5 => checksum.hex(),
+        _ => checksum.segment(),
+    };
     match encoding {
-        None => md5_hex.to_owned(),
-        Some(e) => format!("{}.{md5_hex}", e.name()),
+        None => digest,
+        Some(e) => format!("{}.{digest}", e.name()),
     }
 }
 
-/// The parts of an [`object_id`]; `None` for an unknown encoding.
-pub(crate) fn split_object_id(id: &str) -> Option<(Option<Encoding>, &str)> {
-    match id.split_once('.') {
-        None => Some((None, id)),
-        Some((name, md5)) => Some((Some(Encoding::from_name(name)?), md5)),
-    }
+/// The parts of an [`object_id`]; `None` for an unknown encoding or a digest
+/// that is not one [`object_id`] writes.
+pub(crate) fn split_object_id(id: &str) -> Option<(Option<Encoding>, Checksum)> {
+    let (encoding, digest) = match id.split_once('.') {
+        None => (None, id),
+        Some((name, digest)) => (Some(Encoding::from_name(name)?), digest),
+    };
+    let checksum = if digest.contains('=') {
+        Checksum::from_segment(digest).filter(|c| c.algorithm() != ChecksumAlgorithm::Md5)?
+    } else {
+        Checksum::from_hex(ChecksumAlgorithm::Md5, digest)?
+    };
+    Some((encoding, checksum))
 }
 
 /// The parts of an object key, unescaped.
@@ -179,18 +162,25 @@ pub struct ObjectKey {
     pub attr: String,
     /// How the bytes encode the value (`enc=` segment); `None`: as they are.
     pub encoding: Option<Encoding>,
-    /// Lowercase hex MD5 of the object's bytes (as stored, encoded or not).
-    pub md5: String,
+    /// The checksum of the object's bytes (as stored, encoded or not) in its
+    /// attribute's algorithm: the key's last segment, `{algorithm}={hex}`.
+    pub checksum: Checksum,
 }
 
 impl ObjectKey {
     /// The object's identity within its attribute (see [`object_id`]).
     pub(crate) fn id(&self) -> String {
-        object_id(self.encoding, &self.md5)
+        object_id(self.encoding, &self.checksum)
     }
 
     /// The S3 key under a (normalized) prefix.
     pub fn render(&self, prefix: &str) -> String {
+        self.render_ending(prefix, &self.checksum.segment())
+    }
+
+    /// The key under `prefix` with `last` as its last segment in place of the
+    /// checksum's (for an object id that is not one: a key no reader parses).
+    pub(crate) fn render_ending(&self, prefix: &str, last: &str) -> String {
         let mut key = String::new();
         if !prefix.is_empty() {
             key.push_str(prefix);
@@ -208,8 +198,8 @@ impl ObjectKey {
             key.push_str("/enc=");
             key.push_str(encoding.name());
         }
-        key.push_str("/md5=");
-        key.push_str(&self.md5);
+        key.push('/');
+        key.push_str(last);
         key
     }
 
@@ -222,7 +212,8 @@ impl ObjectKey {
         };
         let field =
             |s: &str, name: &str| s.strip_prefix(name)?.strip_prefix('=').and_then(unescape);
-        // pk=, then sk= if present, attr=, enc= if present, md5=: in that order.
+        // pk=, then sk= if present, attr=, enc= if present, the checksum: in
+        // that order.
         let mut segments = rest.split('/').peekable();
         let hash = field(segments.next()?, "pk")?;
         let range = match segments.peek() {
@@ -236,11 +227,8 @@ impl ObjectKey {
             }
             _ => None,
         };
-        let md5 = segments.next()?.strip_prefix("md5=")?;
+        let checksum = Checksum::from_segment(segments.next()?)?;
         if segments.next().is_some() {
-            return None;
-        }
-        if md5.len() != 32 || !md5.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
         Some(ObjectKey {
@@ -248,7 +236,7 @@ impl ObjectKey {
             range,
             attr: field(attr, "attr")?,
             encoding,
-            md5: md5.to_owned(),
+            checksum,
         })
     }
 }
@@ -317,29 +305,31 @@ mod tests {
 
     #[test]
     fn keys_parse_back_to_their_parts() {
-        let md5 = Md5Sum::of(b"hello").hex;
+        let md5 = ChecksumAlgorithm::Md5.digest(b"hello");
         let k = ObjectKey {
             hash: "a/sk=b".into(),
             range: Some("c/attr=d".into()),
             attr: "html".into(),
             encoding: None,
-            md5: md5.clone(),
+            checksum: md5.clone(),
         };
         let s = k.render("pre/fix");
         assert_eq!(
             s,
-            format!("pre/fix/pk=a%2Fsk%3Db/sk=c%2Fattr%3Dd/attr=html/md5={md5}")
+            format!(
+                "pre/fix/pk=a%2Fsk%3Db/sk=c%2Fattr%3Dd/attr=html/md5={}",
+                md5.hex()
+            )
         );
         assert_eq!(ObjectKey::parse("pre/fix", &s), Some(k));
-        let k2 = ObjectKey {
-            hash: "x".into(),
-            range: None,
-            attr: "a".into(),
-            encoding: None,
-            md5: md5.clone(),
-        };
-        assert_eq!(ObjectKey::parse("", &k2.render("")), Some(k2));
+        // A key written before other algorithms existed parses as it did.
+        let old = "pk=x/attr=a/md5=5d41402abc4b2a76b9719d911017c592";
+        let parsed = ObjectKey::parse("", old).unwrap();
+        assert_eq!(parsed.checksum, md5);
+        assert_eq!(parsed.id(), md5.hex());
+        assert_eq!(parsed.render(""), old);
         assert_eq!(ObjectKey::parse("", "pk=x/attr=a/md5=zz"), None);
+        let hex = md5.hex();
         // An encoded object, with and without a range key.
         for range in [None, Some("enc=zstd".to_owned())] {
             let k3 = ObjectKey {
@@ -347,35 +337,86 @@ mod tests {
                 range,
                 attr: "enc".into(),
                 encoding: Some(Encoding::Zstd),
-                md5: md5.clone(),
+                checksum: md5.clone(),
             };
             let s = k3.render("p");
-            assert!(s.ends_with(&format!("/attr=enc/enc=zstd/md5={md5}")), "{s}");
+            assert!(s.ends_with(&format!("/attr=enc/enc=zstd/md5={hex}")), "{s}");
             assert_eq!(ObjectKey::parse("p", &s), Some(k3));
         }
-        let bad = format!("pk=x/attr=a/enc=lz4/md5={md5}");
+        let bad = format!("pk=x/attr=a/enc=lz4/md5={hex}");
         assert_eq!(ObjectKey::parse("", &bad), None, "unknown encoding");
-        let extra = format!("pk=x/attr=a/enc=zstd/x=y/md5={md5}");
+        let extra = format!("pk=x/attr=a/enc=zstd/x=y/md5={hex}");
         assert_eq!(ObjectKey::parse("", &extra), None);
+    }
+
+    #[test]
+    fn keys_of_every_algorithm_round_trip() {
+        for algorithm in ChecksumAlgorithm::ALL {
+            let checksum = algorithm.digest(b"hello");
+            for encoding in [None, Some(Encoding::Gzip)] {
+                let k = ObjectKey {
+                    hash: "h".into(),
+                    range: Some("r".into()),
+                    attr: "a".into(),
+                    encoding,
+                    checksum: checksum.clone(),
+                };
+                let s = k.render("p");
+                assert!(
+                    s.ends_with(&format!("/{}={}", algorithm.name(), checksum.hex())),
+                    "{s}"
+                );
+                assert_eq!(ObjectKey::parse("p", &s), Some(k.clone()), "{s}");
+                let id = k.id();
+                assert_eq!(split_object_id(&id), Some((encoding, checksum.clone())));
+                assert_eq!(object_id(encoding, &checksum), id);
+                // Not canonical: uppercase hex (where the digest has a letter).
+                let upper = s.replace(&checksum.hex(), &checksum.hex().to_uppercase());
+                if upper != s {
+                    assert_eq!(ObjectKey::parse("p", &upper), None, "{upper}");
+                }
+            }
+        }
+        let sha = ChecksumAlgorithm::Sha256.digest(b"hello").hex();
+        let crc = ChecksumAlgorithm::Crc64Nvme.digest(b"hello").hex();
+        let md5 = ChecksumAlgorithm::Md5.digest(b"hello").hex();
+        // A digest of another algorithm's length is refused, in every direction.
+        for (name, hex) in [
+            ("md5", &sha),
+            ("md5", &crc),
+            ("sha256", &md5),
+            ("sha256", &crc),
+            ("crc64nvme", &md5),
+            ("crc64nvme", &sha),
+            ("sha1", &sha),
+        ] {
+            let key = format!("pk=x/attr=a/{name}={hex}");
+            assert_eq!(ObjectKey::parse("", &key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn object_ids_keep_the_md5_form() {
+        let md5 = ChecksumAlgorithm::Md5.digest(b"x");
+        assert_eq!(object_id(None, &md5), md5.hex());
         assert_eq!(
-            split_object_id(&object_id(Some(Encoding::Gzip), "ab")),
-            Some((Some(Encoding::Gzip), "ab"))
+            object_id(Some(Encoding::Gzip), &md5),
+            format!("gzip.{}", md5.hex())
         );
-        assert_eq!(split_object_id("ab"), Some((None, "ab")));
-        assert_eq!(split_object_id("lz4.ab"), None);
+        let sha = ChecksumAlgorithm::Sha256.digest(b"x");
+        assert_eq!(
+            object_id(Some(Encoding::Zstd), &sha),
+            format!("zstd.sha256={}", sha.hex())
+        );
+        assert_eq!(split_object_id(&format!("md5={}", md5.hex())), None);
+        assert_eq!(split_object_id(&format!("lz4.{}", md5.hex())), None);
+        assert_eq!(split_object_id("ab"), None);
     }
 
     #[test]
     fn prefixes_are_normalized() {
         assert_eq!(normalize_prefix("/a//b/"), "a/b");
         assert_eq!(normalize_prefix("///"), "");
-    }
-
-    #[test]
-    fn md5_known_value() {
-        let m = Md5Sum::of(b"");
-        assert_eq!(m.hex, "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(m.base64, "1B2M2Y8AsgTpgAmY7PhCfg==");
     }
 
     #[test]

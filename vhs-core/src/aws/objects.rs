@@ -2,6 +2,7 @@
 //! GetObject bodies that resumes a cut transfer.
 
 use super::*;
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 
 #[async_trait]
 impl ObjectCalls for AwsBackend {
@@ -15,7 +16,6 @@ impl ObjectCalls for AwsBackend {
             .put_object()
             .bucket(&request.bucket)
             .key(request.key)
-            .content_md5(request.content_md5)
             .content_type(request.content_type)
             .set_content_encoding(request.content_encoding)
             .set_metadata(non_empty(request.metadata))
@@ -26,6 +26,12 @@ impl ObjectCalls for AwsBackend {
         req = req
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key);
+        let sent = ChecksumHeaders::of(&request.checksum);
+        req = req
+            .set_content_md5(sent.md5)
+            .set_checksum_algorithm(sent.algorithm)
+            .set_checksum_sha256(sent.sha256)
+            .set_checksum_crc64_nvme(sent.crc64nvme);
         if request.if_none_match {
             req = req.if_none_match("*");
         }
@@ -124,6 +130,7 @@ impl ObjectCalls for AwsBackend {
             .head_object()
             .bucket(bucket)
             .key(key)
+            .checksum_mode(s3::types::ChecksumMode::Enabled)
             .set_expected_bucket_owner(self.expected_bucket_owner.clone())
             .send()
             .await
@@ -132,6 +139,17 @@ impl ObjectCalls for AwsBackend {
                 last_modified: out
                     .last_modified()
                     .and_then(|t| SystemTime::try_from(*t).ok()),
+                etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
+                checksums: [
+                    ("crc32", out.checksum_crc32()),
+                    ("crc32c", out.checksum_crc32_c()),
+                    ("crc64nvme", out.checksum_crc64_nvme()),
+                    ("sha1", out.checksum_sha1()),
+                    ("sha256", out.checksum_sha256()),
+                ]
+                .into_iter()
+                .filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())))
+                .collect(),
                 ..ObjectInfo::new(key, out.content_length().unwrap_or_default().max(0) as u64)
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
@@ -247,6 +265,15 @@ impl ObjectCalls for AwsBackend {
             .set_content_encoding(request.content_encoding.clone())
             .set_metadata(non_empty(request.metadata.clone()))
             .set_expected_bucket_owner(self.expected_bucket_owner.clone());
+        req = match request.checksum {
+            ChecksumAlgorithm::Md5 => req,
+            ChecksumAlgorithm::Sha256 => {
+                req.checksum_algorithm(s3::types::ChecksumAlgorithm::Sha256)
+            }
+            ChecksumAlgorithm::Crc64Nvme => req
+                .checksum_algorithm(s3::types::ChecksumAlgorithm::Crc64Nvme)
+                .checksum_type(s3::types::ChecksumType::FullObject),
+        };
         let (sse, kms_key) = self.sse();
         req = req
             .set_server_side_encryption(sse)
@@ -272,16 +299,22 @@ impl ObjectCalls for AwsBackend {
         upload_id: &str,
         number: u32,
         body: bytes::Bytes,
-        content_md5: &str,
+        checksum: &Checksum,
     ) -> Result<String> {
-        let out = self
+        let req = self
             .s3
             .upload_part()
             .bucket(bucket)
             .key(key)
             .upload_id(upload_id)
-            .part_number(number as i32)
-            .content_md5(content_md5)
+            .part_number(number as i32);
+        let sent = ChecksumHeaders::of(checksum);
+        let req = req
+            .set_content_md5(sent.md5)
+            .set_checksum_algorithm(sent.algorithm)
+            .set_checksum_sha256(sent.sha256)
+            .set_checksum_crc64_nvme(sent.crc64nvme);
+        let out = req
             .content_length(body.len() as i64)
             .body(s3::primitives::ByteStream::from(body))
             .set_expected_bucket_owner(self.expected_bucket_owner.clone())
@@ -299,6 +332,7 @@ impl ObjectCalls for AwsBackend {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: &Checksum,
         if_none_match: bool,
     ) -> Result<PutOutcome> {
         let completed = s3::types::CompletedMultipartUpload::builder()
@@ -306,10 +340,16 @@ impl ObjectCalls for AwsBackend {
                 parts
                     .iter()
                     .map(|p| {
-                        s3::types::CompletedPart::builder()
+                        let part = s3::types::CompletedPart::builder()
                             .part_number(p.number as i32)
-                            .e_tag(&p.etag)
-                            .build()
+                            .e_tag(&p.etag);
+                        let sum = p.checksum.base64();
+                        match p.checksum.algorithm() {
+                            ChecksumAlgorithm::Md5 => part,
+                            ChecksumAlgorithm::Sha256 => part.checksum_sha256(sum),
+                            ChecksumAlgorithm::Crc64Nvme => part.checksum_crc64_nvme(sum),
+                        }
+                        .build()
                     })
                     .collect(),
             ))
@@ -322,6 +362,11 @@ impl ObjectCalls for AwsBackend {
             .upload_id(upload_id)
             .multipart_upload(completed)
             .set_expected_bucket_owner(self.expected_bucket_owner.clone());
+        if checksum.algorithm() == ChecksumAlgorithm::Crc64Nvme {
+            req = req
+                .checksum_crc64_nvme(checksum.base64())
+                .checksum_type(s3::types::ChecksumType::FullObject);
+        }
         if if_none_match {
             req = req.if_none_match("*");
         }
@@ -432,6 +477,42 @@ impl AwsBackend {
                 key_id.clone(),
             ),
             None => (None, None),
+        }
+    }
+}
+
+/// The headers an upload (PutObject, UploadPart) sends its checksum in:
+/// `Content-MD5` for MD5, else the algorithm (`x-amz-sdk-checksum-algorithm`)
+/// and `x-amz-checksum-sha256` or `x-amz-checksum-crc64nvme` (which also
+/// stops the SDK from adding its default CRC32).
+struct ChecksumHeaders {
+    md5: Option<String>,
+    algorithm: Option<s3::types::ChecksumAlgorithm>,
+    sha256: Option<String>,
+    crc64nvme: Option<String>,
+}
+
+impl ChecksumHeaders {
+    fn of(checksum: &Checksum) -> Self {
+        let b64 = Some(checksum.base64());
+        let none = ChecksumHeaders {
+            md5: None,
+            algorithm: None,
+            sha256: None,
+            crc64nvme: None,
+        };
+        match checksum.algorithm() {
+            ChecksumAlgorithm::Md5 => ChecksumHeaders { md5: b64, ..none },
+            ChecksumAlgorithm::Sha256 => ChecksumHeaders {
+                algorithm: Some(s3::types::ChecksumAlgorithm::Sha256),
+                sha256: b64,
+                ..none
+            },
+            ChecksumAlgorithm::Crc64Nvme => ChecksumHeaders {
+                algorithm: Some(s3::types::ChecksumAlgorithm::Crc64Nvme),
+                crc64nvme: b64,
+                ..none
+            },
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::requests::*;
+use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
 use crate::model::Item;
 
@@ -242,7 +243,7 @@ pub enum Call<'a> {
         upload_id: &'a str,
         number: u32,
         body: Bytes,
-        content_md5: &'a str,
+        checksum: &'a Checksum,
     },
     /// [`ObjectCalls::complete_multipart_upload`](super::ObjectCalls::complete_multipart_upload).
     CompleteMultipartUpload {
@@ -250,6 +251,7 @@ pub enum Call<'a> {
         key: &'a str,
         upload_id: &'a str,
         parts: &'a [CompletedPart],
+        checksum: &'a Checksum,
         if_none_match: bool,
     },
     /// [`ObjectCalls::abort_multipart_upload`](super::ObjectCalls::abort_multipart_upload).

@@ -12,6 +12,7 @@ use super::requests::*;
 #[allow(unused_imports)] // rustdoc links
 use super::services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};
 use super::Backend;
+use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::Item;
@@ -136,15 +137,17 @@ typed_calls! {
         upload_id: &str,
         number: u32,
         body: Bytes,
-        content_md5: &str
-    ) -> String = Call::UploadPart { bucket, key, upload_id, number, body, content_md5 };
+        checksum: &Checksum
+    ) -> String = Call::UploadPart { bucket, key, upload_id, number, body, checksum };
     ObjectCalls::complete_multipart_upload(
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: &Checksum,
         if_none_match: bool
-    ) -> PutOutcome = Call::CompleteMultipartUpload { bucket, key, upload_id, parts, if_none_match };
+    ) -> PutOutcome =
+        Call::CompleteMultipartUpload { bucket, key, upload_id, parts, checksum, if_none_match };
     ObjectCalls::abort_multipart_upload(bucket: &str, key: &str, upload_id: &str) -> () =
         Call::AbortMultipartUpload { bucket, key, upload_id };
     ObjectCalls::list_multipart_uploads(bucket: &str, prefix: &str) -> Vec<MultipartInfo> =

@@ -328,8 +328,13 @@ pub struct PutObject {
     pub key: String,
     /// The bytes.
     pub body: Bytes,
-    /// Base64 MD5 of `body`, sent as `Content-MD5` so the server checks integrity.
-    pub content_md5: String,
+    /// The checksum of `body`, sent so that the server refuses other bytes
+    /// (`BadDigest`): as `Content-MD5` for MD5, as `x-amz-checksum-sha256` /
+    /// `x-amz-checksum-crc64nvme` (with `x-amz-sdk-checksum-algorithm`) for
+    /// the others ([`ChecksumAlgorithm::header`](crate::ChecksumAlgorithm::header)).
+    /// S3 then keeps a SHA-256 or CRC-64/NVME with the object
+    /// ([`ObjectInfo::checksums`]).
+    pub checksum: crate::checksum::Checksum,
     /// Content-Type.
     pub content_type: String,
     /// Content-Encoding (`zstd`, `gzip`) of a compressed value, so that an HTTP
@@ -513,6 +518,20 @@ pub struct MultipartStart {
     pub content_encoding: Option<String>,
     /// User metadata (`x-amz-meta-*`).
     pub metadata: HashMap<String, String>,
+    /// The algorithm of the parts' checksums, and how S3 combines them:
+    /// - MD5: each part with `Content-MD5`, nothing at the completion (S3
+    ///   keeps no MD5 of the whole object; its ETag is `<md5 of the part
+    ///   MD5s>-N`).
+    /// - SHA-256: `x-amz-checksum-algorithm: SHA256` here, each part with
+    ///   `x-amz-checksum-sha256`, and each part's SHA-256 in the completion;
+    ///   S3 keeps a *composite* checksum, the SHA-256 of the parts' digests,
+    ///   reported as `<base64>-N` (never the SHA-256 of the whole object,
+    ///   which only the caller, having hashed the bytes, knows).
+    /// - CRC-64/NVME: `x-amz-checksum-algorithm: CRC64NVME` and
+    ///   `x-amz-checksum-type: FULL_OBJECT` here, each part with
+    ///   `x-amz-checksum-crc64nvme`, and the whole object's CRC in the
+    ///   completion, which S3 checks (`BadDigest`) and keeps as the object's.
+    pub checksum: crate::checksum::ChecksumAlgorithm,
 }
 
 /// A multipart upload in progress (ListMultipartUploads).
@@ -533,6 +552,10 @@ pub struct CompletedPart {
     pub number: u32,
     /// The ETag UploadPart returned.
     pub etag: String,
+    /// The part's checksum in the upload's algorithm
+    /// ([`MultipartStart::checksum`]), as sent with UploadPart; the completion
+    /// repeats it for SHA-256 and CRC-64/NVME uploads.
+    pub checksum: crate::checksum::Checksum,
 }
 
 /// One BatchGetItem answer.

@@ -20,6 +20,7 @@ use super::calls::{Call, Op, Reply};
 #[allow(unused_imports)]
 use super::limits::{MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_PAGE_BYTES};
 use super::requests::*;
+use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::Item;
@@ -131,7 +132,9 @@ pub trait ObjectCalls: Send + Sync {
     /// CreateMultipartUpload; returns the upload id.
     async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String>;
 
-    /// UploadPart, with `Content-MD5` (base64) checked by the server; returns the
+    /// UploadPart, with the part's checksum in the upload's algorithm
+    /// ([`MultipartStart::checksum`]) checked by the server (`Content-MD5`,
+    /// `x-amz-checksum-sha256` or `x-amz-checksum-crc64nvme`); returns the
     /// part's ETag.
     async fn upload_part(
         &self,
@@ -140,19 +143,23 @@ pub trait ObjectCalls: Send + Sync {
         upload_id: &str,
         number: u32,
         body: Bytes,
-        content_md5: &str,
+        checksum: &Checksum,
     ) -> Result<String>;
 
     /// CompleteMultipartUpload: the object comes into existence now. With
     /// `if_none_match` (`If-None-Match: *`), an object already at the key is left
     /// as is and the answer is [`PutOutcome::AlreadyExisted`]; the upload then
-    /// stays open, to be aborted.
+    /// stays open, to be aborted. `checksum` is the whole object's, in the
+    /// upload's algorithm: sent (and checked by the server) for a CRC-64/NVME
+    /// upload, whose checksum type is full-object; MD5 and SHA-256 uploads
+    /// send each part's instead (see [`MultipartStart::checksum`]).
     async fn complete_multipart_upload(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: &Checksum,
         if_none_match: bool,
     ) -> Result<PutOutcome>;
 
@@ -321,24 +328,17 @@ impl Call<'_> {
                 upload_id,
                 number,
                 body,
-                content_md5,
+                checksum,
             } => Reply::Text(
-                ObjectCalls::upload_part(
-                    backend,
-                    bucket,
-                    key,
-                    upload_id,
-                    number,
-                    body,
-                    content_md5,
-                )
-                .await?,
+                ObjectCalls::upload_part(backend, bucket, key, upload_id, number, body, checksum)
+                    .await?,
             ),
             Call::CompleteMultipartUpload {
                 bucket,
                 key,
                 upload_id,
                 parts,
+                checksum,
                 if_none_match,
             } => Reply::Put(
                 ObjectCalls::complete_multipart_upload(
@@ -347,6 +347,7 @@ impl Call<'_> {
                     key,
                     upload_id,
                     parts,
+                    checksum,
                     if_none_match,
                 )
                 .await?,

@@ -287,7 +287,8 @@ pub(crate) fn item_target(table: &TableRef, item: &Item) -> Option<Target> {
         },
         attr: String::new(),
         encoding: None,
-        md5: String::new(),
+        // Unused: only the key parts name the target.
+        checksum: crate::checksum::ChecksumAlgorithm::Md5.digest(b""),
     };
     (table.target_of)(&key)
 }

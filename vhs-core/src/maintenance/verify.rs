@@ -182,7 +182,7 @@ impl Store {
         uri: &str,
         rehash: bool,
     ) -> Result<()> {
-        let (pointer, md5) = self.check_pointer(target, attr, uri)?;
+        let (pointer, checksum) = self.check_pointer(target, attr, uri)?;
         if rehash {
             // Streamed range by range through the hash, never held whole.
             return self
@@ -191,7 +191,7 @@ impl Store {
                     &target.describe,
                     attr,
                     &pointer,
-                    &md5,
+                    &checksum,
                     &mut tokio::io::sink(),
                 )
                 .await

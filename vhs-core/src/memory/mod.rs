@@ -20,6 +20,7 @@ use crate::backend::{
     MAX_KEY_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 use crate::backend::{BucketSpec, CancelReason};
+use crate::checksum::ChecksumAlgorithm;
 use crate::condition::{compare, Cmp, Condition, ItemUpdate};
 use crate::error::{Error, Result};
 use crate::model::{IndexKind, Item, KeyKind, KeyValue, Projection};
@@ -66,6 +67,10 @@ struct MemUpload {
     metadata: HashMap<String, String>,
     parts: BTreeMap<u32, (String, bytes::Bytes)>,
     initiated: SystemTime,
+    /// The parts' checksum algorithm ([`crate::backend::MultipartStart::checksum`]),
+    /// and each part's checksum in it.
+    checksum: ChecksumAlgorithm,
+    part_checksums: BTreeMap<u32, crate::checksum::Checksum>,
 }
 
 fn s3_error(operation: &'static str, code: &str, message: impl Into<String>) -> Error {
@@ -83,6 +88,12 @@ fn s3_error(operation: &'static str, code: &str, message: impl Into<String>) -> 
 struct MemObject {
     object: StoredObject,
     last_modified: SystemTime,
+    /// As S3 computes it: the MD5 of the bytes (hex), or for a multipart
+    /// upload the MD5 of the parts' MD5s followed by `-{parts}`.
+    etag: String,
+    /// The checksums kept with it, as HeadObject reports them (see
+    /// [`ObjectInfo::checksums`]): the one it was written with, if not MD5.
+    checksums: BTreeMap<String, String>,
 }
 
 impl MemObject {

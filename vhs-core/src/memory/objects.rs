@@ -1,6 +1,7 @@
 //! Buckets in memory: objects, multipart uploads, presigned URLs.
 
 use super::*;
+use crate::checksum::Checksum;
 
 #[async_trait]
 impl ObjectCalls for MemoryBackend {
@@ -17,16 +18,16 @@ impl ObjectCalls for MemoryBackend {
                 source: None,
             });
         }
-        if crate::blob::md5_of(&request.body).await.base64 != request.content_md5 {
-            return Err(Error::Backend {
-                service: "memory",
-                operation: Op::PutObject.name(),
-                code: Some("BadDigest".into()),
-                retryable: false,
-                message: "the Content-MD5 you specified did not match what we received".into(),
-                source: None,
-            });
+        let sent = &request.checksum;
+        if crate::blob::checksum_of(&request.body, sent.algorithm()).await != *sent {
+            return Err(bad_digest(Op::PutObject.name(), sent.algorithm()));
         }
+        let etag = match sent.algorithm() {
+            ChecksumAlgorithm::Md5 => sent.hex(),
+            _ => crate::blob::checksum_of(&request.body, ChecksumAlgorithm::Md5)
+                .await
+                .hex(),
+        };
         let mut state = self.lock();
         let objects = state.bucket(&request.bucket, Op::PutObject.name())?;
         if request.if_none_match && objects.contains_key(&request.key) {
@@ -42,6 +43,8 @@ impl ObjectCalls for MemoryBackend {
                     content_encoding: request.content_encoding,
                 },
                 last_modified: SystemTime::now(),
+                etag,
+                checksums: kept_checksum(&request.checksum),
             },
         );
         Ok(PutOutcome::Created)
@@ -76,7 +79,13 @@ impl ObjectCalls for MemoryBackend {
         Ok(state
             .bucket(bucket, Op::HeadObject.name())?
             .get(key)
-            .map(|o| o.info(key)))
+            .map(|o| (o.info(key), o))
+            .map(|(info, o)| ObjectInfo {
+                etag: Some(o.etag.clone()),
+                checksums: o.checksums.clone(),
+                metadata: o.object.metadata.clone(),
+                ..info
+            }))
     }
 
     async fn delete_objects(
@@ -152,6 +161,8 @@ impl ObjectCalls for MemoryBackend {
                 metadata: request.metadata.clone(),
                 parts: BTreeMap::new(),
                 initiated: SystemTime::now(),
+                checksum: request.checksum,
+                part_checksums: BTreeMap::new(),
             },
         );
         Ok(id)
@@ -164,7 +175,7 @@ impl ObjectCalls for MemoryBackend {
         upload_id: &str,
         number: u32,
         body: bytes::Bytes,
-        content_md5: &str,
+        checksum: &Checksum,
     ) -> Result<String> {
         yield_now().await;
         if number == 0 || u64::from(number) > MAX_PARTS {
@@ -174,22 +185,33 @@ impl ObjectCalls for MemoryBackend {
                 format!("part number {number} is outside 1..={MAX_PARTS}"),
             ));
         }
-        let md5 = crate::blob::md5_of(&body).await;
-        if md5.base64 != content_md5 {
-            return Err(s3_error(
-                Op::UploadPart.name(),
-                "BadDigest",
-                "the Content-MD5 you specified did not match what we received",
-            ));
+        if crate::blob::checksum_of(&body, checksum.algorithm()).await != *checksum {
+            return Err(bad_digest(Op::UploadPart.name(), checksum.algorithm()));
         }
+        let md5 = crate::blob::checksum_of(&body, ChecksumAlgorithm::Md5).await;
         let mut state = self.lock();
         let upload = state
             .uploads
             .get_mut(upload_id)
             .filter(|u| u.bucket == bucket && u.key == key)
             .ok_or_else(|| s3_error(Op::UploadPart.name(), "NoSuchUpload", "no such upload"))?;
-        let etag = format!("\"{}\"", md5.hex);
+        if checksum.algorithm() != upload.checksum && checksum.algorithm() != ChecksumAlgorithm::Md5
+        {
+            // As S3: a part's checksum must be the upload's algorithm (a
+            // Content-MD5 is accepted on any upload).
+            return Err(s3_error(
+                Op::UploadPart.name(),
+                "InvalidRequest",
+                format!(
+                    "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                    upload.checksum,
+                    checksum.algorithm()
+                ),
+            ));
+        }
+        let etag = format!("\"{}\"", md5.hex());
         upload.parts.insert(number, (etag.clone(), body));
+        upload.part_checksums.insert(number, checksum.clone());
         Ok(etag)
     }
 
@@ -199,6 +221,7 @@ impl ObjectCalls for MemoryBackend {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: &Checksum,
         if_none_match: bool,
     ) -> Result<PutOutcome> {
         yield_now().await;
@@ -213,6 +236,7 @@ impl ObjectCalls for MemoryBackend {
             return Err(s3_error(OP, "MalformedXML", "no parts"));
         }
         let mut body = Vec::new();
+        let (mut md5s, mut digests) = (Vec::new(), Vec::new());
         for (i, part) in parts.iter().enumerate() {
             if i > 0 && parts[i - 1].number >= part.number {
                 return Err(s3_error(OP, "InvalidPartOrder", "parts out of order"));
@@ -229,8 +253,42 @@ impl ObjectCalls for MemoryBackend {
                     format!("part {} ({etag}) is below the minimum size", part.number),
                 ));
             }
+            // As S3: the part's checksum in the upload's algorithm is repeated
+            // in the completion (SHA-256, CRC-64/NVME) and must be the one
+            // UploadPart was sent.
+            if upload.checksum != ChecksumAlgorithm::Md5
+                && upload.part_checksums.get(&part.number) != Some(&part.checksum)
+            {
+                return Err(s3_error(
+                    OP,
+                    "InvalidPart",
+                    format!(
+                        "part {}: its {} is not the one it was uploaded with",
+                        part.number, upload.checksum
+                    ),
+                ));
+            }
+            md5s.extend_from_slice(ChecksumAlgorithm::Md5.digest(bytes).bytes());
+            digests.extend_from_slice(part.checksum.bytes());
             body.extend_from_slice(bytes);
         }
+        let whole = match upload.checksum {
+            ChecksumAlgorithm::Md5 => None,
+            // Composite: the SHA-256 of the parts' SHA-256s.
+            ChecksumAlgorithm::Sha256 => Some(format!(
+                "{}-{}",
+                ChecksumAlgorithm::Sha256.digest(&digests).base64(),
+                parts.len()
+            )),
+            // Full-object: the CRC of the whole, checked against the caller's.
+            ChecksumAlgorithm::Crc64Nvme => {
+                let actual = ChecksumAlgorithm::Crc64Nvme.digest(&body);
+                if actual != *checksum {
+                    return Err(bad_digest(OP, ChecksumAlgorithm::Crc64Nvme));
+                }
+                Some(actual.base64())
+            }
+        };
         let object = MemObject {
             object: StoredObject {
                 body: body.into(),
@@ -239,6 +297,15 @@ impl ObjectCalls for MemoryBackend {
                 content_encoding: upload.content_encoding.clone(),
             },
             last_modified: SystemTime::now(),
+            etag: format!(
+                "{}-{}",
+                ChecksumAlgorithm::Md5.digest(&md5s).hex(),
+                parts.len()
+            ),
+            checksums: whole
+                .map(|w| (upload.checksum.name().to_owned(), w))
+                .into_iter()
+                .collect(),
         };
         let objects = state.bucket(bucket, OP)?;
         if if_none_match && objects.contains_key(key) {
@@ -283,6 +350,26 @@ impl ObjectCalls for MemoryBackend {
             .collect();
         uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
         Ok(uploads)
+    }
+}
+
+/// S3's answer to bytes whose checksum is not the one sent.
+fn bad_digest(operation: &'static str, algorithm: ChecksumAlgorithm) -> Error {
+    let message = match algorithm {
+        ChecksumAlgorithm::Md5 => {
+            "The Content-MD5 you specified did not match what we received.".to_owned()
+        }
+        other => format!("The {other} you specified did not match the calculated checksum."),
+    };
+    s3_error(operation, "BadDigest", message)
+}
+
+/// The checksums S3 keeps with an object written with `sent` (a single
+/// PutObject): the SHA-256 or CRC-64/NVME it was sent, none for MD5.
+fn kept_checksum(sent: &Checksum) -> BTreeMap<String, String> {
+    match sent.algorithm() {
+        ChecksumAlgorithm::Md5 => BTreeMap::new(),
+        other => BTreeMap::from([(other.name().to_owned(), sent.base64())]),
     }
 }
 

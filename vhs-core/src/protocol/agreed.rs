@@ -15,8 +15,8 @@ use bytes::Bytes;
 use super::clock::Settings;
 use crate::backend::BackendExt as _;
 use crate::backend::{Backend, PutObject, PutOutcome, Signal};
+use crate::checksum::ChecksumAlgorithm;
 use crate::error::{Error, Result};
-use crate::layout::Md5Sum;
 
 /// The object's name under the table prefix. Not in the object key layout
 /// (no `pk=`), so GC, verify and stats never take it for a value.
@@ -74,7 +74,7 @@ pub(crate) async fn load_or_record(
         let put = PutObject {
             bucket: bucket.to_owned(),
             key: key.clone(),
-            content_md5: Md5Sum::of(&body).base64,
+            checksum: ChecksumAlgorithm::Md5.digest(&body),
             body,
             content_type: "application/json".to_owned(),
             content_encoding: None,

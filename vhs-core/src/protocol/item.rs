@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::clock::{Now, Settings, Stamp};
 use crate::condition::{hash_item, Condition};
 
+use crate::checksum::ChecksumAlgorithm;
 use crate::error::Error;
 use crate::layout::{escape, split_object_id, unescape, ObjectKey, Pointer};
 use crate::model::Item;
@@ -87,8 +88,8 @@ impl Hash for Target {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ObjectRef {
     pub attr: String,
-    /// Its id in its attribute ([`crate::layout::object_id`]): its MD5, prefixed by
-    /// its encoding if any.
+    /// Its id in its attribute ([`crate::layout::object_id`]): its checksum,
+    /// prefixed by its encoding if any.
     pub id: String,
     /// The S3 key.
     pub key: String,
@@ -134,15 +135,23 @@ impl Target {
 
     /// The S3 key of a value of `attr` whose object is `id`.
     pub fn render_key(&self, attr: &str, id: &str) -> String {
-        let (encoding, md5) = split_object_id(id).unwrap_or((None, id));
-        ObjectKey {
+        let parsed = split_object_id(id);
+        let (encoding, checksum) = parsed
+            .clone()
+            .unwrap_or_else(|| (None, ChecksumAlgorithm::Md5.digest(b"")));
+        let key = ObjectKey {
             hash: self.hash.clone(),
             range: self.range.clone(),
             attr: attr.to_owned(),
             encoding,
-            md5: md5.to_owned(),
+            checksum,
+        };
+        match parsed {
+            Some(_) => key.render(&self.prefix),
+            // Ids come from `object_id` or a parsed mark; any other names a
+            // key no reader parses, never another object's.
+            None => key.render_ending(&self.prefix, &format!("id={}", escape(id))),
         }
-        .render(&self.prefix)
     }
 
     /// The object `id` of `attr`.

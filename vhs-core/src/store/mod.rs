@@ -55,6 +55,7 @@ pub(crate) use upload::{Puts, Upload};
 
 use crate::backend::{Backend, BackendExt as _, TableSpec};
 use crate::cache::ReadCache;
+use crate::checksum::Checksum;
 use crate::error::{Error, Result};
 use crate::layout::{normalize_prefix, object_id, Pointer};
 use crate::model::{Key, Model};
@@ -284,10 +285,24 @@ impl Store {
     }
 
     /// The S3 key of a large value of the item with `key` whose stored bytes
-    /// (compressed, for an attribute with `compress`) have the MD5 `md5_hex`.
-    pub fn object_key<M: Model>(&self, key: &Key<M>, attr: &str, md5_hex: &str) -> Result<String> {
+    /// (compressed, for an attribute with `compress`) have the checksum
+    /// `checksum` (in the attribute's algorithm, `#[large(checksum = "...")]`;
+    /// [`Error::InvalidInput`] for another).
+    pub fn object_key<M: Model>(
+        &self,
+        key: &Key<M>,
+        attr: &str,
+        checksum: &Checksum,
+    ) -> Result<String> {
         let index = M::SCHEMA.require_large(attr)?;
-        let id = object_id(M::SCHEMA.large[index].compress, md5_hex);
+        let algorithm = M::SCHEMA.large[index].checksum;
+        if checksum.algorithm() != algorithm {
+            return Err(Error::invalid(format!(
+                "attribute `{attr}` names its objects by {algorithm}, not {}",
+                checksum.algorithm()
+            )));
+        }
+        let id = object_id(M::SCHEMA.large[index].compress, checksum);
         Ok(self.target(key)?.render_key(attr, &id))
     }
 

@@ -1,17 +1,19 @@
 //! Following a pointer: the checks before it is followed, and the errors
-//! of an object missing or not matching its MD5.
+//! of an object missing or not matching its checksum.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 
 use super::Store;
-use crate::blob::md5_of;
+use crate::blob::checksum_of;
+use crate::checksum::Checksum;
 use crate::error::{Error, Result};
 use crate::layout::{Encoding, Pointer};
 use crate::protocol::item::Target;
 impl Store {
     /// Checks a pointer before it is followed: in this bucket, under the
-    /// table's prefix, ending in an MD5 (and a known encoding), and naming
+    /// table's prefix, ending in a checksum (`md5=`, `sha256=` or
+    /// `crc64nvme=`, and a known encoding), and naming
     /// the very item (`target`) and attribute (`attr`) that hold it. Any other
     /// is [`Error::BadPointer`]: never read from, never deleted. (An item that
     /// points to another item's object would otherwise read a value its owner
@@ -21,7 +23,7 @@ impl Store {
         target: &Target,
         attr: &str,
         uri: &str,
-    ) -> Result<(Pointer, String)> {
+    ) -> Result<(Pointer, Checksum)> {
         let bad = |reason: String| Error::BadPointer {
             attr: attr.to_owned(),
             value: uri.to_owned(),
@@ -38,14 +40,14 @@ impl Store {
         if !prefix.is_empty() && !pointer.key.starts_with(&format!("{prefix}/")) {
             return Err(bad(format!("it is outside the table's prefix {prefix:?}")));
         }
-        let md5 = pointer
+        let checksum = pointer
             .key
             .rsplit('/')
             .next()
-            .and_then(|s| s.strip_prefix("md5="))
-            .filter(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| bad("its key does not end in md5=<32 hex digits>".to_owned()))?
-            .to_ascii_lowercase();
+            .and_then(Checksum::from_segment)
+            .ok_or_else(|| {
+                bad("its key does not end in md5=<32 hex digits>, sha256=<64 hex digits> or crc64nvme=<16 hex digits> (lowercase)".to_owned())
+            })?;
         let mut segments = pointer.key.rsplit('/');
         if let Some(name) = segments.nth(1).and_then(|s| s.strip_prefix("enc=")) {
             if Encoding::from_name(name).is_none() {
@@ -67,19 +69,19 @@ impl Store {
                 target.describe
             )));
         }
-        Ok((pointer, md5))
+        Ok((pointer, checksum))
     }
 
     pub(crate) async fn fetch(
         &self,
         attr: &str,
-        (pointer, md5): &(Pointer, String),
+        (pointer, checksum): &(Pointer, Checksum),
     ) -> Result<Bytes> {
         let object = self
             .read_object(&pointer.bucket, &pointer.key)
             .await?
             .ok_or_else(|| dangling(attr, pointer))?;
-        checked(attr, pointer, md5, object.body).await
+        checked(attr, pointer, checksum, object.body).await
     }
 }
 
@@ -91,26 +93,28 @@ pub(crate) fn dangling(attr: &str, pointer: &Pointer) -> Error {
     }
 }
 
-/// `body` if its MD5 is the one its key names, else [`Error::Integrity`].
+/// `body` if its checksum (in the key's algorithm) is the one its key names,
+/// else [`Error::Integrity`].
 pub(crate) async fn checked(
     attr: &str,
     pointer: &Pointer,
-    md5: &str,
+    expected: &Checksum,
     body: Bytes,
 ) -> Result<Bytes> {
-    let actual = md5_of(&body).await.hex;
-    if actual != md5 {
+    let actual = checksum_of(&body, expected.algorithm()).await;
+    if &actual != expected {
         return Err(Error::Integrity {
             attr: attr.to_owned(),
             uri: pointer.uri(),
-            expected: md5.to_owned(),
+            expected: expected.clone(),
             actual,
         });
     }
     Ok(body)
 }
 
-/// The encoding an object key records (its `enc=` segment, just before `md5=`),
+/// The encoding an object key records (its `enc=` segment, just before the
+/// checksum),
 /// for a key [`Store::check_pointer`] accepted.
 pub(crate) fn encoding_in_key(key: &str) -> Option<Encoding> {
     let name = key.rsplit('/').nth(1)?.strip_prefix("enc=")?;

@@ -14,6 +14,7 @@ use tracing::Span;
 
 use super::{record_values, traced, Cleanup, Puts, Store};
 use crate::changes::LargeValues;
+use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::Result;
 use crate::layout::{object_id, Encoding, Pointer};
@@ -30,8 +31,10 @@ pub struct StagedObject {
     pub pointer: Pointer,
     /// How its bytes encode the value (`#[large(compress = "...")]`).
     pub encoding: Option<Encoding>,
-    /// Lowercase hex MD5 of its bytes (as stored: compressed, if encoded).
-    pub md5: String,
+    /// The checksum of its bytes (as stored: compressed, if encoded) in its
+    /// attribute's algorithm (`#[large(checksum = "...")]`): its key's last
+    /// segment.
+    pub checksum: Checksum,
     /// Size in bytes (as stored).
     pub size: u64,
     /// Whether this call created it (`false`: an object with identical content
@@ -163,7 +166,10 @@ impl<M: Model> Staged<M> {
             .iter()
             .filter_map(|a| {
                 let o = a.object.as_ref()?;
-                Some(self.target.object(a.attr, &object_id(o.encoding, &o.md5)))
+                Some(
+                    self.target
+                        .object(a.attr, &object_id(o.encoding, &o.checksum)),
+                )
             })
             .collect()
     }
@@ -188,7 +194,10 @@ impl<M: Model> Staged<M> {
             .iter()
             .filter_map(|a| {
                 let o = a.object.as_ref().filter(|o| o.created)?;
-                Some(self.target.object(a.attr, &object_id(o.encoding, &o.md5)))
+                Some(
+                    self.target
+                        .object(a.attr, &object_id(o.encoding, &o.checksum)),
+                )
             })
             .collect()
     }

@@ -1,5 +1,5 @@
 //! The upload planner: how the large values of one write are stored (inline,
-//! or as objects named by their MD5), the object writes and staged result of
+//! or as objects named by their checksum), the object writes and staged result of
 //! a plan, and the write of one item through the protocol's commit machine.
 
 use std::collections::HashMap;
@@ -15,10 +15,11 @@ use super::{
     UploadOrder,
 };
 use crate::backend::{PutOutcome, Signal, MAX_KEY_BYTES, MAX_OBJECT_BYTES};
-use crate::blob::{md5_of, md5_of_blob, Blob};
+use crate::blob::{checksum_of, checksum_of_blob, Blob};
 use crate::changes::LargeValues;
+use crate::checksum::Checksum;
 use crate::error::{Error, Result};
-use crate::layout::{escape, object_id, Encoding, Md5Sum, Pointer};
+use crate::layout::{escape, object_id, Encoding, Pointer};
 use crate::model::Model;
 use crate::protocol::clock::Tokens;
 use crate::protocol::decide::Plan;
@@ -30,7 +31,7 @@ pub(crate) struct Upload {
     index: usize,
     pub(super) attr: &'static str,
     /// The object to write; `None` for a removal or an inline value.
-    target: Option<(String, Md5Sum, Blob)>,
+    target: Option<(String, Checksum, Blob)>,
     /// A value kept in the item (`#[large(inline_below = N)]`).
     inline: Option<Bytes>,
     /// How the object's bytes encode the value.
@@ -41,8 +42,8 @@ pub(crate) struct Upload {
 enum Planned {
     /// In the item.
     Inline(Bytes),
-    /// As an object with this MD5.
-    Object(Md5Sum, Blob),
+    /// As an object with this checksum (in the attribute's algorithm).
+    Object(Checksum, Blob),
 }
 
 impl Upload {
@@ -109,8 +110,11 @@ impl Store {
                     b.len()
                 )));
             }
-            // The key's length does not depend on the MD5's digits.
-            let id = object_id(M::SCHEMA.large[*index].compress, &"0".repeat(32));
+            // The key's length depends on the checksum's algorithm, not on its digits.
+            let id = object_id(
+                M::SCHEMA.large[*index].compress,
+                &M::SCHEMA.large[*index].checksum.digest(b""),
+            );
             let key_len = target.render_key(attr, &id).len();
             if key_len > MAX_KEY_BYTES {
                 return Err(Error::invalid(format!(
@@ -134,12 +138,14 @@ impl Store {
                     Ok(Some(Planned::Inline(bytes)))
                 }
                 Some(blob) => {
-                    // Compressed first: the object holds, and its MD5 names,
+                    let algorithm = M::SCHEMA.large[*index].checksum;
+                    // Compressed first: the object holds, and its checksum names,
                     // the compressed bytes.
                     let compressed;
                     let blob = match M::SCHEMA.large[*index].compress {
                         Some(encoding) => {
-                            compressed = crate::compress::compress(blob, encoding).await?;
+                            compressed =
+                                crate::compress::compress(blob, encoding, algorithm).await?;
                             &compressed
                         }
                         None => blob,
@@ -158,11 +164,11 @@ impl Store {
                         }
                         _ => blob.clone(),
                     };
-                    let md5 = match blob.as_bytes() {
-                        Some(b) => md5_of(b).await,
-                        None => md5_of_blob(&blob).await?,
+                    let checksum = match blob.as_bytes() {
+                        Some(b) => checksum_of(b, algorithm).await,
+                        None => checksum_of_blob(&blob, algorithm).await?,
                     };
-                    Ok(Some(Planned::Object(md5, blob)))
+                    Ok(Some(Planned::Object(checksum, blob)))
                 }
             }
         });
@@ -174,9 +180,9 @@ impl Store {
             let (object, inline) = match hashed? {
                 None => (None, None),
                 Some(Planned::Inline(bytes)) => (None, Some(bytes)),
-                Some(Planned::Object(md5, blob)) => {
-                    let id = object_id(encoding, &md5.hex);
-                    (Some((target.render_key(attr, &id), md5, blob)), None)
+                Some(Planned::Object(checksum, blob)) => {
+                    let id = object_id(encoding, &checksum);
+                    (Some((target.render_key(attr, &id), checksum, blob)), None)
                 }
             };
             uploads.push(Upload {
@@ -202,14 +208,14 @@ impl Store {
         uploads
             .iter()
             .filter_map(|u| {
-                let (object_key, md5, body) = u.target.as_ref()?;
+                let (object_key, checksum, body) = u.target.as_ref()?;
                 let mut metadata = metadata.clone();
                 metadata.insert("attr".to_owned(), escape(u.attr));
                 Some(ObjectPut {
                     bucket: self.inner.bucket.clone(),
                     key: object_key.clone(),
                     body: body.clone(),
-                    md5: md5.clone(),
+                    checksum: checksum.clone(),
                     content_type: M::SCHEMA.large[u.index].content_type.to_owned(),
                     metadata,
                 })
@@ -223,8 +229,8 @@ impl Store {
         uploads
             .iter()
             .filter_map(|u| {
-                let (_, md5, _) = u.target.as_ref()?;
-                Some(target.object(u.attr, &object_id(u.encoding, &md5.hex)))
+                let (_, checksum, _) = u.target.as_ref()?;
+                Some(target.object(u.attr, &object_id(u.encoding, checksum)))
             })
             .collect()
     }
@@ -243,10 +249,10 @@ impl Store {
             .map(|u| StagedAttr {
                 attr: u.attr,
                 inline: u.inline.clone(),
-                object: u.target.as_ref().map(|(key, md5, body)| StagedObject {
+                object: u.target.as_ref().map(|(key, checksum, body)| StagedObject {
                     pointer: self.pointer_to(key.clone()),
                     encoding: u.encoding,
-                    md5: md5.hex.clone(),
+                    checksum: checksum.clone(),
                     size: body.len(),
                     created: created.next().copied().unwrap_or(false),
                 }),

@@ -24,8 +24,8 @@ use super::check::{ProtocolModel, Scenario, A, S};
 use super::world::{Msg, NAMES};
 use crate::backend::BackendExt as _;
 use crate::backend::{Backend, PutObject, PutOutcome, Signal, TableSpec};
+use crate::checksum::ChecksumAlgorithm;
 use crate::error::Result;
-use crate::layout::Md5Sum;
 use crate::memory::MemoryBackend;
 use crate::model::{Item, KeyKind};
 use crate::protocol::cleanup::Cleanup;
@@ -52,7 +52,7 @@ fn put_request(m: &ProtocolModel, index: usize, after: Signal) -> PutObject {
     PutObject {
         bucket: m.setup.target.bucket.clone(),
         key: m.setup.objects[index].key.clone(),
-        content_md5: Md5Sum::of(&body).base64,
+        checksum: ChecksumAlgorithm::Md5.digest(&body),
         body,
         content_type: "application/octet-stream".to_owned(),
         content_encoding: None,

@@ -64,7 +64,9 @@ impl Setup {
         let objects = NAMES
             .iter()
             .map(|n| {
-                let md5 = crate::layout::Md5Sum::of(n.as_bytes()).hex;
+                let md5 = crate::checksum::ChecksumAlgorithm::Md5
+                    .digest(n.as_bytes())
+                    .hex();
                 target.object(&n[..1], &md5)
             })
             .collect();

@@ -22,7 +22,8 @@ impl Store {
     /// in order, so memory stays bounded whatever the value's size. Returns the
     /// number of bytes written.
     ///
-    /// The MD5 is checked as the bytes pass: a mismatch is [`Error::Integrity`],
+    /// The checksum the key names (in its algorithm: MD5, SHA-256 or
+    /// CRC-64/NVME) is checked as the bytes pass: a mismatch is [`Error::Integrity`],
     /// reported after the last byte and before this returns `Ok`, so treat what
     /// was written as good only on `Ok` ([`Store::download_large_to_file`] does
     /// that for you). An attribute the item does not hold is
@@ -57,8 +58,9 @@ impl Store {
         writer: &mut W,
     ) -> Result<u64> {
         match self.locate(key, attr).await? {
-            Located::Object(pointer, md5) => {
-                self.stream_object(key, attr, &pointer, &md5, writer).await
+            Located::Object(pointer, checksum) => {
+                self.stream_object(key, attr, &pointer, &checksum, writer)
+                    .await
             }
             Located::Inline(bytes) => write_out(writer, &bytes).await,
         }
@@ -182,10 +184,11 @@ impl Store {
     /// S3. vhs reads the item, checks the pointer (this bucket, this table's
     /// prefix) and that the object exists first, so a URL is never handed out for
     /// a dangling or foreign pointer. The client receives the bytes unchecked; the
-    /// key ends in their MD5 (`md5=<hex>`) for it to check. A value kept in the
+    /// key ends in their checksum (`md5=<hex>`, `sha256=<hex>` or
+    /// `crc64nvme=<hex>`) for it to check. A value kept in the
     /// item (`#[large(inline_below = N)]`) has no object: [`Error::InvalidInput`].
     /// A compressed value (`#[large(compress = "...")]`) is served as stored,
-    /// compressed; its key says how (`enc=zstd/` or `enc=gzip/` before `md5=`).
+    /// compressed; its key says how (`enc=zstd/` or `enc=gzip/` before the checksum).
     pub async fn presign_large<M: Model>(
         &self,
         key: &Key<M>,

@@ -1,5 +1,5 @@
 //! Moving bytes: one PutObject or a multipart upload per value, and downloads
-//! that stream to an `AsyncWrite` with the MD5 checked as the bytes pass.
+//! that stream to an `AsyncWrite` with the checksum checked as the bytes pass.
 //!
 //! A multipart upload is never left behind by a call that returns: on any
 //! failure it is aborted. (A process that dies mid-upload leaves one; GC aborts
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::blob::Blob;
-use crate::layout::Md5Sum;
+use crate::checksum::Checksum;
 
 mod download;
 mod stream;
@@ -24,7 +24,8 @@ pub(crate) struct ObjectPut {
     pub bucket: String,
     pub key: String,
     pub body: Blob,
-    pub md5: Md5Sum,
+    /// The checksum of `body` in the attribute's algorithm: the key's.
+    pub checksum: Checksum,
     pub content_type: String,
     pub metadata: HashMap<String, String>,
 }

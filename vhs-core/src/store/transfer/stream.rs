@@ -1,18 +1,18 @@
 //! Fetching objects: locating a value, reading ranges within the download
-//! budget, streaming them in order with the MD5 checked as the bytes pass.
+//! budget, streaming them in order with the checksum checked as the bytes pass.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use md5::{Digest, Md5};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::backend::BackendExt as _;
 use crate::backend::ObjectRange;
 use crate::blob::Blob;
+use crate::checksum::Checksum;
 use crate::error::{Error, Result};
-use crate::layout::{Md5Sum, Pointer};
+use crate::layout::Pointer;
 use crate::model::{Key, Model};
 use crate::store::{Store, READ_RACE_LOST, READ_RACE_RETRIES};
 
@@ -33,8 +33,8 @@ impl Store {
                 "item {key} holds no value for large attribute `{attr}`"
             ))
         })?;
-        let (pointer, md5) = self.check_pointer(&self.target(key)?, attr, uri)?;
-        Ok(Located::Object(pointer, md5))
+        let (pointer, checksum) = self.check_pointer(&self.target(key)?, attr, uri)?;
+        Ok(Located::Object(pointer, checksum))
     }
 
     /// [`Store::locate`] for calls that need an object.
@@ -75,13 +75,13 @@ impl Store {
         key: &Key<M>,
         attr: &str,
         pointer: &Pointer,
-        md5: &str,
+        checksum: &Checksum,
         writer: &mut W,
     ) -> Result<u64> {
         // The first range says the size; a missing object before any byte was
         // written is a race to read again, as for `get_large`.
         let mut pointer = pointer.clone();
-        let mut md5 = md5.to_owned();
+        let mut checksum = checksum.clone();
         let mut first = None;
         for _ in 0..=READ_RACE_RETRIES {
             match self.first_range_if_any(&pointer).await? {
@@ -92,7 +92,7 @@ impl Store {
                 None => {
                     self.gone(key, attr, &pointer).await?;
                     match self.locate(key, attr).await? {
-                        Located::Object(p, m) => (pointer, md5) = (p, m),
+                        Located::Object(p, c) => (pointer, checksum) = (p, c),
                         // Rewritten meanwhile as a value kept in the item.
                         Located::Inline(bytes) => return write_out(writer, &bytes).await,
                     }
@@ -103,11 +103,13 @@ impl Store {
             Ok(t) => t.busy(READ_RACE_LOST),
             Err(e) => e,
         })?;
-        let streamed = self.stream_from(attr, &pointer, &md5, first, writer).await;
+        let streamed = self
+            .stream_from(attr, &pointer, &checksum, first, writer)
+            .await;
         replaced_midway(streamed, self.table_name::<M>(), &key.to_string(), attr)
     }
 
-    /// Streams the object a pointer names to `writer`, MD5-checked, for a
+    /// Streams the object a pointer names to `writer`, checksum-checked, for a
     /// caller without a model ([`AnyTable`](crate::AnyTable)): a missing object
     /// is [`Error::DanglingPointer`] (the caller reads the item again to tell a
     /// replaced value from a lost one), or [`Error::Busy`] once bytes were
@@ -118,29 +120,31 @@ impl Store {
         key: &str,
         attr: &str,
         pointer: &Pointer,
-        md5: &str,
+        checksum: &Checksum,
         writer: &mut W,
     ) -> Result<u64> {
         let first = self.first_range(attr, pointer).await?;
-        let streamed = self.stream_from(attr, pointer, md5, first, writer).await;
+        let streamed = self
+            .stream_from(attr, pointer, checksum, first, writer)
+            .await;
         replaced_midway(streamed, table, key, attr)
     }
 
     /// The value a pointer names, for a field that takes a [`Blob`]: in memory
     /// when it fits in one download range, else streamed (range by range,
-    /// MD5-checked, decoded if compressed) into a temporary file in
+    /// checksum-checked, decoded if compressed) into a temporary file in
     /// [`Options::spool_dir`](crate::Options::spool_dir), so memory stays
     /// bounded whatever its size. A missing object, before the first byte or
     /// after, is [`Error::DanglingPointer`].
     pub(crate) async fn fetch_to_blob(
         &self,
         attr: &str,
-        (pointer, md5): &(Pointer, String),
+        (pointer, checksum): &(Pointer, Checksum),
     ) -> Result<Blob> {
         let first = self.first_range(attr, pointer).await?;
         let encoding = crate::store::encoding_in_key(&pointer.key);
         if first.range.body.len() as u64 == first.range.total {
-            let body = crate::store::checked(attr, pointer, md5, first.range.body).await?;
+            let body = crate::store::checked(attr, pointer, checksum, first.range.body).await?;
             let value = match encoding {
                 Some(encoding) => crate::compress::decompress(body, encoding).await?,
                 None => body,
@@ -158,12 +162,13 @@ impl Store {
         let (file, path) = temp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let len = self
-            .stream_from(attr, pointer, md5, first, &mut file)
+            .stream_from(attr, pointer, checksum, first, &mut file)
             .await?;
         drop(file);
-        // The stored bytes' MD5 is the value's only when it is not compressed.
+        // The stored bytes' checksum is the value's only when it is not
+        // compressed.
         let known = match encoding {
-            None => Md5Sum::from_hex(md5),
+            None => Some(checksum.clone()),
             Some(_) => None,
         };
         Ok(crate::blob::spooled_from(path, len, known))
@@ -242,7 +247,7 @@ impl Store {
         &self,
         attr: &str,
         pointer: &Pointer,
-        md5: &str,
+        expected: &Checksum,
         first: Held,
         writer: &mut W,
     ) -> Result<u64> {
@@ -252,14 +257,14 @@ impl Store {
             _permit: first_permit,
         } = first;
         let total = first.total;
-        // The MD5 is that of the stored bytes; a compressed value is decoded as
+        // The checksum is that of the stored bytes; a compressed value is decoded as
         // it is written.
         let mut decoder = match crate::store::encoding_in_key(&pointer.key) {
             Some(encoding) => Some(crate::compress::StreamDecoder::new(encoding)?),
             None => None,
         };
         let mut undecodable = None;
-        let mut hasher = Some(Md5::new());
+        let mut hasher = Some(expected.algorithm().hasher());
         // Stored bytes received, and value bytes written.
         let (mut written, mut delivered) = (0u64, 0u64);
         let mut fetching = FuturesOrdered::new();
@@ -308,7 +313,9 @@ impl Store {
                 },
             };
             // Hash on a blocking thread while the next ranges are in flight.
-            let h = hasher.take().unwrap_or_default();
+            let h = hasher
+                .take()
+                .unwrap_or_else(|| expected.algorithm().hasher());
             let b = bytes.clone();
             let hashing = tokio::task::spawn_blocking(move || {
                 let mut h = h;
@@ -324,7 +331,7 @@ impl Store {
                         decoder = Some(d);
                         Bytes::from(out)
                     }
-                    // Reported after the MD5 check, which says whether the
+                    // Reported after the checksum check, which says whether the
                     // stored bytes were altered (`Integrity`) or not.
                     Err(e) => {
                         undecodable = Some(e);
@@ -353,12 +360,14 @@ impl Store {
             .flush()
             .await
             .map_err(|e| Error::io("write a download", e))?;
-        let actual = Md5Sum::from_digest(&hasher.unwrap_or_default().finalize()).hex;
-        if actual != md5 || written != total {
+        let actual = hasher
+            .unwrap_or_else(|| expected.algorithm().hasher())
+            .finish();
+        if &actual != expected || written != total {
             return Err(Error::Integrity {
                 attr: attr.to_owned(),
                 uri: pointer.uri(),
-                expected: md5.to_owned(),
+                expected: expected.clone(),
                 actual,
             });
         }
@@ -413,8 +422,8 @@ pub(crate) struct Held {
 
 /// Where a large attribute's value is.
 pub(super) enum Located {
-    /// In this object, whose bytes have this MD5 (hex).
-    Object(Pointer, String),
+    /// In this object, whose bytes have this checksum (its key's).
+    Object(Pointer, Checksum),
     /// In the item itself.
     Inline(Bytes),
 }

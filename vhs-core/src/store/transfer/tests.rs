@@ -30,7 +30,7 @@ fn read_file_parts(content: &[u8], planned: &[u8]) -> Vec<Result<Part>> {
         .unwrap();
     let blob = rt.block_on(Blob::from_file(&path)).unwrap();
     let (tx, mut rx) = mpsc::channel(1);
-    let planned = Md5Sum::of(planned);
+    let planned = crate::checksum::ChecksumAlgorithm::Md5.digest(planned);
     let reader = std::thread::spawn(move || read_parts(blob, MIN_PART_BYTES, planned, tx));
     let mut got = Vec::new();
     while let Some(part) = rx.blocking_recv() {

@@ -5,7 +5,6 @@ use std::io::Read;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
 use crate::backend::BackendExt as _;
@@ -13,8 +12,8 @@ use crate::backend::{
     CompletedPart, MultipartStart, PutObject, PutOutcome, Signal, MAX_PARTS, MIN_PART_BYTES,
 };
 use crate::blob::{changed, Blob, Repr};
+use crate::checksum::Checksum;
 use crate::error::{Error, Result};
-use crate::layout::Md5Sum;
 use crate::store::Store;
 
 use super::{ObjectPut, MIB};
@@ -23,7 +22,8 @@ use super::{ObjectPut, MIB};
 pub(super) struct Part {
     pub(super) number: u32,
     pub(super) body: Bytes,
-    md5_base64: String,
+    /// In the object's algorithm.
+    checksum: Checksum,
 }
 
 /// The Content-Encoding of the object at `key`: the codec its key records
@@ -53,7 +53,7 @@ impl Store {
                         bucket: put.bucket.clone(),
                         key: put.key.clone(),
                         body: body.clone(),
-                        content_md5: put.md5.base64.clone(),
+                        checksum: put.checksum.clone(),
                         content_type: put.content_type.clone(),
                         content_encoding: content_encoding(&put.key),
                         metadata: put.metadata.clone(),
@@ -83,6 +83,7 @@ impl Store {
                 content_type: put.content_type.clone(),
                 content_encoding: content_encoding(&put.key),
                 metadata: put.metadata.clone(),
+                checksum: put.checksum.algorithm(),
             })
             .await?;
         let parts = match self.send_parts(put, &upload_id).await {
@@ -94,7 +95,14 @@ impl Store {
         };
         after.wait().await;
         match backend
-            .complete_multipart_upload(&put.bucket, &put.key, &upload_id, &parts, true)
+            .complete_multipart_upload(
+                &put.bucket,
+                &put.key,
+                &upload_id,
+                &parts,
+                &put.checksum,
+                true,
+            )
             .await
         {
             Ok(PutOutcome::Created) => Ok(PutOutcome::Created),
@@ -131,17 +139,18 @@ impl Store {
     }
 
     /// Reads the parts on a blocking thread (a file's, or slices of bytes in
-    /// memory), hashes each for its `Content-MD5`, and sends up to
+    /// memory), hashes each in the object's algorithm (for its `Content-MD5`,
+    /// `x-amz-checksum-sha256` or `x-amz-checksum-crc64nvme`), and sends up to
     /// [`Options::part_concurrency`](crate::Options::part_concurrency) at once.
-    /// A file whose bytes no longer have the planned MD5 fails the upload before
-    /// it is completed.
+    /// A file whose bytes no longer have the planned checksum fails the upload
+    /// before it is completed.
     async fn send_parts(&self, put: &ObjectPut, upload_id: &str) -> Result<Vec<CompletedPart>> {
         let concurrency = self.inner.options.part_concurrency;
         let size = part_size(put.body.len(), self.inner.options.part_size);
         // One part waits in the channel while `concurrency` are sent.
         let (tx, mut rx) = mpsc::channel::<Result<Part>>(1);
         let body = put.body.clone();
-        let expected = put.md5.clone();
+        let expected = put.checksum.clone();
         let reader = tokio::task::spawn_blocking(move || read_parts(body, size, expected, tx));
         let mut sending = FuturesUnordered::new();
         let mut parts = Vec::new();
@@ -188,20 +197,27 @@ impl Store {
                 upload_id,
                 part.number,
                 part.body,
-                &part.md5_base64,
+                &part.checksum,
             )
             .await?;
         Ok(CompletedPart {
             number: part.number,
             etag,
+            checksum: part.checksum,
         })
     }
 }
 
 /// The reader of [`Store::send_parts`], on a blocking thread: sends each part
 /// down `tx` in order, then an error instead of the last part if the bytes read
-/// do not have the planned MD5 or length. Stops when `tx` is closed.
-pub(super) fn read_parts(body: Blob, size: u64, expected: Md5Sum, tx: mpsc::Sender<Result<Part>>) {
+/// do not have the planned checksum or length. Stops when `tx` is closed. Each
+/// part is hashed in the planned checksum's algorithm.
+pub(super) fn read_parts(
+    body: Blob,
+    size: u64,
+    expected: Checksum,
+    tx: mpsc::Sender<Result<Part>>,
+) {
     let len = body.len();
     let count = len.div_ceil(size).max(1);
     match body.0 {
@@ -210,11 +226,10 @@ pub(super) fn read_parts(body: Blob, size: u64, expected: Md5Sum, tx: mpsc::Send
                 let start = (i * size) as usize;
                 let end = ((i + 1) * size).min(len) as usize;
                 let body = bytes.slice(start..end);
-                let md5 = Md5Sum::of(&body);
                 let part = Part {
                     number: (i + 1) as u32,
+                    checksum: expected.algorithm().digest(&body),
                     body,
-                    md5_base64: md5.base64,
                 };
                 if tx.blocking_send(Ok(part)).is_err() {
                     return;
@@ -230,7 +245,7 @@ pub(super) fn read_parts(body: Blob, size: u64, expected: Md5Sum, tx: mpsc::Send
                 Ok(f) => f,
                 Err(e) => return fail(Error::io(format!("open {}", path.display()), e)),
             };
-            let mut whole = Md5::new();
+            let mut whole = expected.algorithm().hasher();
             for i in 0..count {
                 let want = (size).min(len - i * size) as usize;
                 let mut buf = vec![0u8; want];
@@ -246,16 +261,15 @@ pub(super) fn read_parts(body: Blob, size: u64, expected: Md5Sum, tx: mpsc::Send
                     // The bytes sent must be the bytes planned: no more, and the same.
                     let mut extra = [0u8; 1];
                     let longer = matches!(f.read(&mut extra), Ok(n) if n > 0);
-                    let sum = Md5Sum::from_digest(&whole.clone().finalize());
+                    let sum = whole.clone().finish();
                     if longer || sum != expected {
                         return fail(changed(&path));
                     }
                 }
-                let md5 = Md5Sum::of(&buf);
                 let part = Part {
                     number: (i + 1) as u32,
+                    checksum: expected.algorithm().digest(&buf),
                     body: Bytes::from(buf),
-                    md5_base64: md5.base64,
                 };
                 if tx.blocking_send(Ok(part)).is_err() {
                     return;
