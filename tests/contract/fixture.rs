@@ -193,6 +193,8 @@ pub async fn put_raw_with(
             content_type: "application/octet-stream".into(),
             content_encoding: None,
             metadata: Default::default(),
+            storage_class: None,
+            tags: Vec::new(),
             if_none_match: false,
             complete_after: vhs::Signal::open(),
         })

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,21 +35,47 @@ const LEN: usize = 2 * PART as usize + 1234;
 /// For each action, the operations (with their level) that used it.
 type Usage = BTreeMap<&'static str, BTreeSet<(Access, &'static str)>>;
 
+/// The memory backend, recording the IAM actions of every call
+/// (`iam::call_actions`: a tagged object write needs `s3:PutObjectTagging`).
+#[derive(Debug, Clone, Default)]
+struct Recorder {
+    inner: MemoryBackend,
+    actions: Arc<Mutex<Vec<&'static str>>>,
+}
+
+#[async_trait::async_trait]
+impl vhs::Backend for Recorder {
+    async fn send(&self, call: vhs::Call<'_>) -> vhs::Result<vhs::Reply> {
+        self.actions
+            .lock()
+            .unwrap()
+            .extend(iam::call_actions(&call));
+        self.inner.send(call).await
+    }
+}
+
 /// A store over a recording backend, and what each operation used.
 struct Rig {
-    faults: FaultyBackend<MemoryBackend>,
+    faults: FaultyBackend<Recorder>,
     store: Store,
     usage: Usage,
+    /// The store tags its objects.
+    tagged: bool,
 }
 
 impl Rig {
-    fn new() -> Rig {
-        let faults = FaultyBackend::new(MemoryBackend::new());
-        let store = builder(&faults).build().expect("store");
+    fn new(tagged: bool) -> Rig {
+        let faults = FaultyBackend::new(Recorder::default());
+        let mut builder = builder(&faults);
+        if tagged {
+            builder = builder.tag_objects_with_names();
+        }
+        let store = builder.build().expect("store");
         Rig {
             faults,
             store,
             usage: Usage::new(),
+            tagged,
         }
     }
 
@@ -77,13 +104,12 @@ impl Rig {
         let calls = self.faults.calls();
         self.faults.reset();
         assert!(!calls.is_empty(), "{operation}: no backend call");
-        for op in &calls {
-            for action in iam::actions(*op) {
-                self.usage
-                    .entry(action)
-                    .or_default()
-                    .insert((level, operation));
-            }
+        let actions = std::mem::take(&mut *self.faults.inner().actions.lock().unwrap());
+        for action in actions {
+            self.usage
+                .entry(action)
+                .or_default()
+                .insert((level, operation));
         }
         calls
     }
@@ -108,7 +134,7 @@ impl Rig {
     }
 }
 
-fn builder(faults: &FaultyBackend<MemoryBackend>) -> vhs::StoreBuilder {
+fn builder(faults: &FaultyBackend<Recorder>) -> vhs::StoreBuilder {
     Store::builder(faults.clone(), BUCKET)
         .prefix("app")
         .multipart_threshold(PART)
@@ -166,8 +192,8 @@ fn versioned_doc(n: u32) -> Document {
 }
 
 /// Runs every public operation of every level once, each charged to its level.
-async fn exercise() -> Rig {
-    let mut rig = Rig::new();
+async fn exercise(tagged: bool) -> Rig {
+    let mut rig = Rig::new(tagged);
     let store = rig.store.clone();
     let single = SingleVersionStore::<Document>::new(&store, "doc-single").unwrap();
     let multi = MultiVersionStore::<Document>::new(&store, "doc-multi").unwrap();
@@ -192,6 +218,17 @@ async fn provision(rig: &mut Rig, store: &Store, single: &Single, multi: &Multi)
         store.ensure_bucket_with(&BucketSpec::new(BUCKET, store.prefix())),
     )
     .await;
+    if rig.tagged {
+        let table = store.table_name::<Video>();
+        let mut spec = BucketSpec::new(BUCKET, store.table_prefix(table).unwrap());
+        spec.transitions = vec![store.transition(table, "data", 30, "STANDARD_IA").unwrap()];
+        rig.run(
+            Admin,
+            "ensure_bucket_with a transition",
+            store.ensure_bucket_with(&spec),
+        )
+        .await;
+    }
     rig.run(Admin, "ensure_table", async {
         store.ensure_table::<Document>().await?;
         store.ensure_table::<Note>().await?;
@@ -658,6 +695,17 @@ async fn reads(rig: &mut Rig, store: &Store, single: &Single, multi: &Multi) {
         table.object_info(&item, &attr),
     )
     .await;
+    if rig.tagged {
+        let tags = rig
+            .run(
+                Read,
+                "AnyTable::object_tags",
+                table.object_tags(&item, &attr),
+            )
+            .await
+            .expect("object");
+        assert_eq!(tags.len(), 2, "{tags:?}");
+    }
     rig.run(
         Read,
         "AnyTable::download",
@@ -686,6 +734,8 @@ async fn collect_garbage(rig: &mut Rig, store: &Store, single: &Single, multi: &
         content_encoding: None,
         metadata: Default::default(),
         checksum: vhs::ChecksumAlgorithm::Md5,
+        storage_class: None,
+        tags: Vec::new(),
     })
     .await
     .unwrap();
@@ -733,8 +783,12 @@ impl Rig {
 /// Both directions for `access`: everything its operations use is granted,
 /// everything granted is used by an operation it allows.
 async fn level_is_exact(access: Access) {
-    let rig = exercise().await;
-    let granted = iam::level_actions(access);
+    level_is_exact_in(&exercise(false).await, access);
+}
+
+/// [`level_is_exact`] on `rig`, exercised already.
+fn level_is_exact_in(rig: &Rig, access: Access) {
+    let granted = iam::tagged_level_actions(access, rig.tagged);
     let used = rig.used(access);
     eprintln!("{access} operations use {used:?}");
     let missing: Vec<String> = used
@@ -787,6 +841,31 @@ async fn iam_write_level_is_exactly_what_writes_use() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iam_admin_level_is_exactly_what_admin_uses() {
     level_is_exact(Access::Admin).await;
+}
+
+/// A store that tags its objects: writes need `s3:PutObjectTagging`, reading
+/// the tags `s3:GetObjectTagging`, and each level is still exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_levels_of_a_store_tagging_objects_are_exact() {
+    let rig = exercise(true).await;
+    for access in Access::ALL {
+        level_is_exact_in(&rig, access);
+    }
+    assert!(
+        rig.users("s3:PutObjectTagging")
+            .iter()
+            .any(|u| u == "write create_large"),
+        "{:?}",
+        rig.usage.keys()
+    );
+    let policy = iam::policy(Access::Write, &scope().tagged_objects(true));
+    let granted = granted_in_policy(&policy);
+    assert!(granted.contains("s3:PutObjectTagging") && granted.contains("s3:GetObjectTagging"));
+    let untagged = granted_in_policy(&iam::policy(Access::Admin, &scope()));
+    assert!(
+        !untagged.iter().any(|a| a.contains("Tagging")),
+        "{untagged:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -925,7 +1004,7 @@ fn iam_policy_documents_name_exactly_the_table_prefix_and_bucket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iam_list_condition_matches_what_the_store_sends() {
-    let faults = FaultyBackend::new(MemoryBackend::new());
+    let faults = FaultyBackend::new(Recorder::default());
     let store = builder(&faults).build().unwrap();
     store.ensure_bucket().await.unwrap();
     store.ensure_table::<Document>().await.unwrap();
@@ -1039,6 +1118,10 @@ fn iam_every_op_maps_to_actions_of_some_level() {
         }
     }
     assert!(!iam::actions(Op::TransactWriteItems).contains(&"dynamodb:TransactWriteItems"));
+    // Reading tags back is granted to a store that tags objects only.
+    assert_eq!(iam::actions(Op::GetObjectTagging), ["s3:GetObjectTagging"]);
+    assert!(iam::tagged_level_actions(Access::Read, true).contains("s3:GetObjectTagging"));
+    assert!(!admin.contains("s3:GetObjectTagging"));
     assert_eq!("admin".parse::<Access>().unwrap(), Access::Admin);
     assert!("root".parse::<Access>().is_err());
 }

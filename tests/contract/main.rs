@@ -10,6 +10,7 @@ mod cache;
 mod calls;
 mod cases;
 mod chaos;
+mod classes;
 mod emulator;
 mod errors;
 mod explore;
@@ -65,6 +66,11 @@ macro_rules! contract {
 }
 
 contract! {
+    classes::storage_class_and_tags_are_written,
+    classes::multipart_uploads_carry_class_and_tags,
+    classes::invalid_tags_are_refused_before_anything_is_written,
+    classes::stats_count_bytes_per_storage_class,
+    classes::provision_adds_a_transition_per_attribute,
     calls::put_large_creates_and_replaces,
     calls::put_large_if_writes_nothing_when_false,
     calls::put_large_racing_a_delete,

@@ -303,6 +303,8 @@ pub async fn gc_aborts_stale_uploads(fx: Fixture) {
         content_encoding: None,
         metadata: Default::default(),
         checksum: vhs::ChecksumAlgorithm::Md5,
+        storage_class: None,
+        tags: Vec::new(),
     };
     // A process died mid-upload.
     let id = fx.raw.create_multipart_upload(&start).await.unwrap();

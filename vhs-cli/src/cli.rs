@@ -70,6 +70,11 @@ pub struct Global {
     /// Output format.
     #[arg(long, env = "VHS_OUTPUT", global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// The store's writers tag objects (`StoreBuilder::tag_objects`):
+    /// `iam-policy` grants s3:PutObjectTagging and s3:GetObjectTagging, and
+    /// `provision --transition` is allowed.
+    #[arg(long, env = "VHS_TAGGED_OBJECTS", global = true)]
+    pub tagged_objects: bool,
     /// Show what the library does: -v every operation (a tracing span with its
     /// table, key, attributes, bytes and cleanup), -vv every request, -vvv all.
     /// RUST_LOG overrides.
@@ -156,6 +161,12 @@ pub struct Provision {
     /// Days after which a noncurrent object version expires (0: no rule).
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     pub noncurrent_expiry: u32,
+    /// A lifecycle rule moving the objects of one large attribute to a storage
+    /// class DAYS after they were written, e.g. `body=30:STANDARD_IA`
+    /// (repeatable). It filters by the tags vhs-table and vhs-attr: needs
+    /// --tagged-objects (writers built with `StoreBuilder::tag_objects`).
+    #[arg(long, value_name = "ATTR=DAYS:CLASS")]
+    pub transition: Vec<String>,
     /// Print the plan (what exists, what would be created); change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -74,6 +74,25 @@ pub fn table_spec(name: &str, args: &Provision) -> Result<TableSpec, String> {
     })
 }
 
+/// The `--transition` rules asked for: attribute, days, class.
+pub fn transitions(args: &Provision) -> Result<Vec<(String, u32, String)>, String> {
+    args.transition
+        .iter()
+        .map(|text| {
+            let bad = || {
+                format!("--transition {text:?}: write ATTR=DAYS:CLASS, e.g. body=30:STANDARD_IA")
+            };
+            let (attr, rest) = text.split_once('=').ok_or_else(bad)?;
+            let (days, class) = rest.split_once(':').ok_or_else(bad)?;
+            let days = days.parse::<u32>().map_err(|_| bad())?;
+            if attr.is_empty() || class.is_empty() {
+                return Err(bad());
+            }
+            Ok((attr.to_owned(), days, class.to_owned()))
+        })
+        .collect()
+}
+
 /// The bucket `provision` asks for.
 pub fn bucket_spec(bucket: &str, prefix: &str, args: &Provision) -> BucketSpec {
     let days = |d: u32| (d > 0).then_some(d);
@@ -140,6 +159,12 @@ pub fn describe_bucket(spec: &BucketSpec) -> String {
     if let Some(d) = spec.noncurrent_version_expiry_days {
         parts.push(format!(
             "noncurrent versions under {scope} expired after {d} days"
+        ));
+    }
+    for t in &spec.transitions {
+        parts.push(format!(
+            "objects of `{}` moved to {} after {} days (tags vhs-table={}, vhs-attr={})",
+            t.attr, t.storage_class, t.days, t.table, t.attr
         ));
     }
     parts.join(", ")
@@ -246,11 +271,27 @@ pub fn cloudformation(table: &TableSpec, bucket: &BucketSpec) -> Value {
             json!({"NoncurrentDays": d}),
         );
     }
+    let mut rules = Vec::new();
     if rule.len() > 2 {
-        bucket_props.insert(
-            "LifecycleConfiguration".into(),
-            json!({"Rules": [Value::Object(rule)]}),
-        );
+        rules.push(Value::Object(rule));
+    }
+    for t in &bucket.transitions {
+        let mut rule = json!({
+            "Id": t.rule_id(),
+            "Status": "Enabled",
+            "TagFilters": [
+                {"Key": vhs::TABLE_TAG, "Value": t.table},
+                {"Key": vhs::ATTR_TAG, "Value": t.attr},
+            ],
+            "Transitions": [{"StorageClass": t.storage_class, "TransitionInDays": t.days}],
+        });
+        if !t.prefix.is_empty() {
+            rule["Prefix"] = json!(format!("{}/", t.prefix));
+        }
+        rules.push(rule);
+    }
+    if !rules.is_empty() {
+        bucket_props.insert("LifecycleConfiguration".into(), json!({ "Rules": rules }));
     }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",

@@ -121,7 +121,10 @@ fn configured(
     table: &str,
     table_prefix: Option<&str>,
 ) -> vhs::StoreBuilder {
-    let builder = Store::builder(backend, bucket).prefix(&g.prefix);
+    let mut builder = Store::builder(backend, bucket).prefix(&g.prefix);
+    if g.tagged_objects {
+        builder = builder.tag_objects_with_names();
+    }
     match table_prefix {
         Some(prefix) => builder.table_prefix(table, prefix),
         None => builder,
@@ -684,6 +687,9 @@ async fn stats(g: &Global) -> Result<u8> {
             "by_attr": stats.by_attr.iter().map(|(a, s)| (a.clone(), json!({
                 "objects": s.objects, "bytes": s.bytes, "orphans": s.orphans,
             }))).collect::<serde_json::Map<_, _>>(),
+            "by_class": stats.by_class.iter().map(|(c, s)| (c.clone(), json!({
+                "objects": s.objects, "bytes": s.bytes,
+            }))).collect::<serde_json::Map<_, _>>(),
             "orphans": stats.orphans,
             "orphan_bytes": stats.orphan_bytes,
             "foreign": stats.foreign,
@@ -712,6 +718,9 @@ async fn stats(g: &Global) -> Result<u8> {
                     s.orphans
                 );
             }
+            for (class, s) in &stats.by_class {
+                crate::say!("  in {class:<19} {} objects ({})", s.objects, size(s.bytes));
+            }
             crate::say!(
                 "orphans     {} ({})",
                 stats.orphans,
@@ -738,9 +747,28 @@ async fn provision(g: &Global, args: &cli::Provision) -> Result<u8> {
     let table = table_name(g)?;
     let bucket = bucket_name(g)?;
     let spec = provision::table_spec(table, args).map_err(invalid)?;
+    let transitions = provision::transitions(args).map_err(invalid)?;
+    let with_transitions = |store: &Store, mut bucket_spec: vhs::BucketSpec| {
+        for (attr, days, class) in &transitions {
+            bucket_spec
+                .transitions
+                .push(store.transition(table, attr, *days, class)?);
+        }
+        Ok::<_, Error>(bucket_spec)
+    };
     if args.format == cli::Format::Cloudformation {
-        let bucket_spec =
-            provision::bucket_spec(bucket, &offline_table_prefix(g, bucket, table)?, args);
+        let offline = configured(
+            g,
+            vhs::MemoryBackend::new(),
+            bucket,
+            table,
+            g.table_prefix.as_deref(),
+        )
+        .build()?;
+        let bucket_spec = with_transitions(
+            &offline,
+            provision::bucket_spec(bucket, &offline.table_prefix(table)?, args),
+        )?;
         print_json(&provision::cloudformation(&spec, &bucket_spec));
         return Ok(0);
     }
@@ -759,7 +787,10 @@ async fn provision(g: &Global, args: &cli::Provision) -> Result<u8> {
         Err(Error::TableNotFound { .. }) => {}
         Err(e) => return Err(e),
     }
-    let bucket_spec = provision::bucket_spec(bucket, &store.table_prefix(table)?, args);
+    let bucket_spec = with_transitions(
+        &store,
+        provision::bucket_spec(bucket, &store.table_prefix(table)?, args),
+    )?;
     let plan = if args.dry_run {
         store.plan_provision(&spec, &bucket_spec).await?
     } else {
@@ -826,6 +857,7 @@ fn iam_policy(g: &Global, args: &cli::IamPolicy) -> Result<u8> {
     scope.account = args.account.clone();
     scope.partition = args.partition.clone();
     scope.kms_key_arn = args.kms_key_arn.clone();
+    scope.tagged_objects = g.tagged_objects;
     let access = match args.access {
         cli::AccessArg::Read => Access::Read,
         cli::AccessArg::Write => Access::Write,

@@ -354,6 +354,7 @@ async fn operator_session_on_a_table_the_library_wrote() {
     assert_eq!(stats["by_attr"]["body"]["objects"], 3, "{stats}");
     assert_eq!(stats["by_attr"]["body"]["orphans"], 1, "{stats}");
     assert_eq!(stats["by_attr"]["thumb"]["objects"], 3, "{stats}");
+    assert_eq!(stats["by_class"]["STANDARD"]["objects"], 6, "{stats}");
     assert_eq!(stats["incomplete_uploads"], 0, "{stats}");
 
     // gc: the dry run lists the orphan and deletes nothing; then it goes.
@@ -551,6 +552,54 @@ async fn offline_commands_print_policies_templates_and_completions() {
         template["Resources"]["Table"]["Properties"]["TableName"],
         "docs"
     );
+    // Tagging: the policy grants it exactly when the writers tag; a
+    // transition per attribute needs it.
+    assert!(!text_all.contains("Tagging"), "{policy}");
+    let tagged = expect(
+        none,
+        &[
+            &t[..],
+            &["--tagged-objects", "iam-policy", "--access", "write"],
+        ]
+        .concat(),
+        0,
+    )
+    .await;
+    assert!(
+        tagged.contains("s3:PutObjectTagging") && tagged.contains("s3:GetObjectTagging"),
+        "{tagged}"
+    );
+    let transition = [
+        "provision",
+        "--format",
+        "cloudformation",
+        "--transition",
+        "body=30:STANDARD_IA",
+    ];
+    let refused = vhs(none, &[&t[..], &transition[..]].concat()).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("needs tagged objects"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let template: Value = serde_json::from_str(
+        &expect(
+            none,
+            &[&t[..], &["--tagged-objects"], &transition[..]].concat(),
+            0,
+        )
+        .await,
+    )
+    .unwrap();
+    let rules = &template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"];
+    let rule = rules
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["Id"] == "vhs-transition-docs-body"))
+        .unwrap_or_else(|| panic!("{template}"));
+    assert_eq!(rule["Prefix"], "vhs/docs/", "{rule}");
+    assert_eq!(rule["TagFilters"][1]["Value"], "body", "{rule}");
+    assert_eq!(rule["Transitions"][0]["TransitionInDays"], 30, "{rule}");
     let bash = expect(none, &["completions", "bash"], 0).await;
     assert!(bash.contains("_vhs()"), "{bash}");
     let zsh = expect(none, &["completions", "zsh"], 0).await;

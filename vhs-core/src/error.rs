@@ -186,6 +186,20 @@ pub enum Error {
         message: String,
     },
 
+    /// The tags a store would write an object with break one of S3's rules
+    /// (at most 10 per object, keys of 1 to 128 characters, values up to 256, no
+    /// key twice) or a tag of the caller's uses the prefix `vhs-`. Checked
+    /// before anything is written; not retryable.
+    #[error("invalid tags for objects of `{attr}` in table {table}: {reason}")]
+    InvalidTags {
+        /// Table name.
+        table: String,
+        /// The large attribute.
+        attr: String,
+        /// Which rule is broken.
+        reason: String,
+    },
+
     /// A local file or stream could not be read or written (a [`Blob`](crate::Blob)'s
     /// file, a download's destination). Nothing was committed because of it.
     #[error("cannot {action}: {source}")]
@@ -386,6 +400,15 @@ impl Error {
             },
             Error::InvalidInput { message } => Error::InvalidInput {
                 message: message.clone(),
+            },
+            Error::InvalidTags {
+                table,
+                attr,
+                reason,
+            } => Error::InvalidTags {
+                table: table.clone(),
+                attr: attr.clone(),
+                reason: reason.clone(),
             },
             Error::Io { action, source } => Error::Io {
                 action: action.clone(),

@@ -52,6 +52,15 @@
 //!   creation waiting for `ACTIVE`) and `s3:ListBucketMultipartUploads` on the
 //!   bucket (IAM supports no `s3:prefix` condition for it; `stats` counts the
 //!   incomplete uploads, and gc finds the stale ones with it).
+//! * **Tags**: with [`PolicyScope::tagged_objects`] (a store that tags its
+//!   objects, [`StoreBuilder::tag_objects`](crate::StoreBuilder::tag_objects)),
+//!   write adds `s3:PutObjectTagging` (an object write sending `x-amz-tagging`
+//!   needs it besides `s3:PutObject`) and read `s3:GetObjectTagging`
+//!   ([`AnyTable::object_tags`](crate::AnyTable::object_tags)); without
+//!   tagging no tag header is sent and neither is granted. A storage class
+//!   needs no permission of its own. Lifecycle rules per attribute
+//!   ([`BucketSpec::transitions`](crate::BucketSpec::transitions)) are
+//!   admin's `s3:PutLifecycleConfiguration`.
 //! * **KMS**: with [`PolicyScope::kms_key_arn`] set (objects encrypted with
 //!   SSE-KMS under that key), reading needs `kms:Decrypt`, writing also
 //!   `kms:GenerateDataKey` (a multipart upload needs both).
@@ -67,7 +76,7 @@ use std::str::FromStr;
 
 use serde_json::{json, Value};
 
-use crate::backend::Op;
+use crate::backend::{Call, Op};
 use crate::error::{Error, Result};
 use crate::layout::normalize_prefix;
 use crate::store::Store;
@@ -177,6 +186,7 @@ pub fn actions(op: Op) -> &'static [&'static str] {
         Op::DeleteTable => &["dynamodb:DeleteTable"],
         // A presigned URL carries the signer's permission to GetObject.
         Op::HeadObject | Op::GetObject | Op::GetObjectRange | Op::PresignGet => &["s3:GetObject"],
+        Op::GetObjectTagging => &["s3:GetObjectTagging"],
         Op::PutObject
         | Op::CreateMultipartUpload
         | Op::UploadPart
@@ -217,6 +227,12 @@ pub struct PolicyScope {
     pub partition: String,
     /// The KMS key the objects are encrypted with (SSE-KMS), if any.
     pub kms_key_arn: Option<String>,
+    /// The store tags its objects
+    /// ([`StoreBuilder::tag_objects`](crate::StoreBuilder::tag_objects)):
+    /// writing needs `s3:PutObjectTagging`, and reading the tags back
+    /// ([`AnyTable::object_tags`](crate::AnyTable::object_tags))
+    /// `s3:GetObjectTagging`. Default `false`.
+    pub tagged_objects: bool,
 }
 
 impl PolicyScope {
@@ -235,17 +251,23 @@ impl PolicyScope {
             account: None,
             partition: "aws".to_owned(),
             kms_key_arn: None,
+            tagged_objects: false,
         }
     }
 
-    /// The scope of `table` of `store`: its bucket and the table's object
-    /// prefix ([`Store::table_prefix`]).
+    /// The scope of `table` of `store`: its bucket, the table's object
+    /// prefix ([`Store::table_prefix`]), and whether it tags objects.
     pub fn for_table(store: &Store, table: &str) -> Result<Self> {
-        Ok(PolicyScope::new(
-            table,
-            store.bucket(),
-            store.table_prefix(table)?,
-        ))
+        Ok(
+            PolicyScope::new(table, store.bucket(), store.table_prefix(table)?)
+                .tagged_objects(store.tags_objects()),
+        )
+    }
+
+    /// Sets [`PolicyScope::tagged_objects`].
+    pub fn tagged_objects(mut self, yes: bool) -> Self {
+        self.tagged_objects = yes;
+        self
     }
 
     /// Sets [`PolicyScope::region`].
@@ -317,6 +339,8 @@ enum On {
 /// One statement of a level: a stable id, its actions (sorted), its resources.
 struct Grant {
     level: Access,
+    /// Only for a store that tags its objects ([`PolicyScope::tagged_objects`]).
+    tagged: bool,
     sid: &'static str,
     actions: &'static [&'static str],
     on: On,
@@ -325,42 +349,56 @@ struct Grant {
 /// Every statement, each with the least level it belongs to. Actions sorted.
 const GRANTS: &[Grant] = &[
     Grant {
+        tagged: false,
         level: Access::Read,
         sid: "VhsReadItems",
         actions: &["dynamodb:BatchGetItem", "dynamodb:GetItem"],
         on: On::Table,
     },
     Grant {
+        tagged: false,
         level: Access::Read,
         sid: "VhsQueryTableAndIndexes",
         actions: &["dynamodb:Query", "dynamodb:Scan"],
         on: On::TableAndIndexes,
     },
     Grant {
+        tagged: false,
         level: Access::Read,
         sid: "VhsReadObjects",
         actions: &["s3:GetObject"],
         on: On::Objects,
     },
     Grant {
+        tagged: false,
         level: Access::Read,
         sid: "VhsListObjectsUnderPrefix",
         actions: &["s3:ListBucket"],
         on: On::BucketUnderPrefix,
     },
     Grant {
+        tagged: false,
         level: Access::Read,
         sid: "VhsDescribeTable",
         actions: &["dynamodb:DescribeTable"],
         on: On::Table,
     },
     Grant {
+        tagged: false,
         level: Access::Read,
         sid: "VhsListUploads",
         actions: &["s3:ListBucketMultipartUploads"],
         on: On::Bucket,
     },
     Grant {
+        tagged: true,
+        level: Access::Read,
+        sid: "VhsReadObjectTags",
+        actions: &["s3:GetObjectTagging"],
+        on: On::Objects,
+    },
+    Grant {
+        tagged: false,
         level: Access::Write,
         sid: "VhsWriteItems",
         actions: &[
@@ -372,12 +410,21 @@ const GRANTS: &[Grant] = &[
         on: On::Table,
     },
     Grant {
+        tagged: false,
         level: Access::Write,
         sid: "VhsWriteObjects",
         actions: &["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:PutObject"],
         on: On::Objects,
     },
     Grant {
+        tagged: true,
+        level: Access::Write,
+        sid: "VhsTagObjects",
+        actions: &["s3:PutObjectTagging"],
+        on: On::Objects,
+    },
+    Grant {
+        tagged: false,
         level: Access::Admin,
         sid: "VhsManageTable",
         actions: &[
@@ -388,6 +435,7 @@ const GRANTS: &[Grant] = &[
         on: On::Table,
     },
     Grant {
+        tagged: false,
         level: Access::Admin,
         sid: "VhsManageBucket",
         actions: &[
@@ -402,9 +450,11 @@ const GRANTS: &[Grant] = &[
     },
 ];
 
-/// The statements of `access`.
-fn grants(access: Access) -> impl Iterator<Item = &'static Grant> {
-    GRANTS.iter().filter(move |g| access.includes(g.level))
+/// The statements of `access`, for a store that tags its objects or not.
+fn grants(access: Access, tagged_objects: bool) -> impl Iterator<Item = &'static Grant> {
+    GRANTS
+        .iter()
+        .filter(move |g| access.includes(g.level) && (tagged_objects || !g.tagged))
 }
 
 /// The KMS actions of `access` on the objects' key (sorted).
@@ -427,9 +477,56 @@ fn kms_actions(access: Access) -> &'static [&'static str] {
 /// assert!(level_actions(Access::Write).is_superset(&read));
 /// ```
 pub fn level_actions(access: Access) -> BTreeSet<&'static str> {
-    grants(access)
+    tagged_level_actions(access, false)
+}
+
+/// [`level_actions`] for a store that tags its objects (`tagged_objects`,
+/// see [`PolicyScope::tagged_objects`]) or not: tagging adds
+/// `s3:GetObjectTagging` to read and `s3:PutObjectTagging` to write.
+///
+/// ```
+/// use vhs_core::iam::{tagged_level_actions, Access};
+/// assert!(tagged_level_actions(Access::Write, true).contains("s3:PutObjectTagging"));
+/// assert!(!tagged_level_actions(Access::Write, false).contains("s3:PutObjectTagging"));
+/// ```
+pub fn tagged_level_actions(access: Access, tagged_objects: bool) -> BTreeSet<&'static str> {
+    grants(access, tagged_objects)
         .flat_map(|g| g.actions.iter().copied())
         .collect()
+}
+
+/// The IAM actions one call needs: [`actions`] of its [`Op`], plus
+/// `s3:PutObjectTagging` for an object write that sends tags (PutObject and
+/// CreateMultipartUpload with `x-amz-tagging`).
+///
+/// ```
+/// use vhs_core::{iam, Call, MultipartStart};
+/// let start = MultipartStart {
+///     bucket: "b".into(),
+///     key: "k".into(),
+///     content_type: "text/plain".into(),
+///     content_encoding: None,
+///     metadata: Default::default(),
+///     checksum: vhs_core::ChecksumAlgorithm::Md5,
+///     storage_class: None,
+///     tags: vec![("vhs-table".into(), "docs".into())],
+/// };
+/// assert_eq!(
+///     iam::call_actions(&Call::CreateMultipartUpload(&start)),
+///     ["s3:PutObject", "s3:PutObjectTagging"]
+/// );
+/// ```
+pub fn call_actions(call: &Call<'_>) -> Vec<&'static str> {
+    let mut needed = actions(call.op()).to_vec();
+    let tagged = match call {
+        Call::PutObject(put) => !put.tags.is_empty(),
+        Call::CreateMultipartUpload(start) => !start.tags.is_empty(),
+        _ => false,
+    };
+    if tagged {
+        needed.push("s3:PutObjectTagging");
+    }
+    needed
 }
 
 /// The IAM policy document granting `access` to `scope`'s table and objects,
@@ -453,7 +550,7 @@ pub fn level_actions(access: Access) -> BTreeSet<&'static str> {
 /// assert_eq!(objects["Resource"][0], "arn:aws:s3:::my-bucket/app/documents/*");
 /// ```
 pub fn policy(access: Access, scope: &PolicyScope) -> Value {
-    let mut statements: Vec<Value> = grants(access)
+    let mut statements: Vec<Value> = grants(access, scope.tagged_objects)
         .map(|g| {
             let resources = match g.on {
                 On::Table => vec![scope.table_arn()],

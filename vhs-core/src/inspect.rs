@@ -77,6 +77,10 @@ pub struct Stats {
     pub bytes: u64,
     /// Objects and bytes per large attribute (the `attr=` segment of the key).
     pub by_attr: BTreeMap<String, AttrStats>,
+    /// Objects and bytes per storage class (`STANDARD`, `STANDARD_IA`, ...,
+    /// as the listing gives it; `STANDARD` where it gives none), every object
+    /// under the prefix counted.
+    pub by_class: BTreeMap<String, ClassStats>,
     /// Objects no live item references (GC removes them once older than its
     /// grace period; a write in flight has some for a moment).
     pub orphans: u64,
@@ -94,6 +98,16 @@ pub struct Stats {
     /// Up to [`FOREIGN_EXAMPLES`](crate::maintenance::FOREIGN_EXAMPLES) of
     /// them, by key.
     pub foreign_pointer_examples: Vec<BrokenPointer>,
+}
+
+/// Objects of one storage class, in [`Stats::by_class`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClassStats {
+    /// Objects.
+    pub objects: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
 }
 
 /// Objects of one large attribute, in [`Stats::by_attr`].
@@ -333,13 +347,36 @@ impl AnyTable {
     /// pointer of this item's (outside the table's prefix, or naming another
     /// item or attribute).
     pub async fn object_info(&self, item: &Item, attr: &str) -> Result<Option<ObjectInfo>> {
+        let pointer = self.checked_pointer(item, attr)?;
+        self.store
+            .backend()
+            .head_object(&pointer.bucket, &pointer.key)
+            .await
+    }
+
+    /// The pointer `item`'s attribute `attr` holds, checked as
+    /// [`AnyTable::object_info`] says.
+    fn checked_pointer(&self, item: &Item, attr: &str) -> Result<crate::layout::Pointer> {
         let uri = self.pointer_in(item, attr)?;
         let (pointer, _) = self
             .store
             .check_pointer(&self.target_of(item)?, attr, &uri)?;
+        Ok(pointer)
+    }
+
+    /// GetObjectTagging of the object `item`'s attribute `attr` points to: its
+    /// tags (`vhs-table`, `vhs-attr` and the writer's own, on a store that tags
+    /// objects), or `None` if it is missing. [`Error::BadPointer`] as
+    /// [`AnyTable::object_info`].
+    pub async fn object_tags(
+        &self,
+        item: &Item,
+        attr: &str,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        let pointer = self.checked_pointer(item, attr)?;
         self.store
             .backend()
-            .head_object(&pointer.bucket, &pointer.key)
+            .get_object_tagging(&pointer.bucket, &pointer.key)
             .await
     }
 
@@ -622,6 +659,10 @@ impl AnyTable {
             .list_table_objects(&self.table, progress, &referenced, |o, is_referenced| {
                 stats.objects += 1;
                 stats.bytes += o.size;
+                let class = o.storage_class.as_deref().unwrap_or("STANDARD");
+                let in_class = stats.by_class.entry(class.to_owned()).or_default();
+                in_class.objects += 1;
+                in_class.bytes += o.size;
                 let Some(key) = ObjectKey::parse(&prefix, &o.key) else {
                     stats.foreign += 1;
                     return;

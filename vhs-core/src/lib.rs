@@ -36,9 +36,9 @@ pub use backend::{
     CompletedPart, Conditional, IndexSpec, ItemCalls, MultipartInfo, MultipartStart, ObjectCalls,
     ObjectInfo, ObjectPage, ObjectRange, Op, PresignCalls, ProvisionCalls, PutObject, PutOutcome,
     Query, QueryPage, RangeCondition, Reply, Scan, Service, Signal, StoredObject, TableSpec,
-    TransactWrite, Transacted, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES,
-    MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES,
-    MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
+    TransactWrite, Transacted, Transition, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH,
+    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS,
+    MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
@@ -50,7 +50,7 @@ pub use condition::{
 };
 pub use error::{BoxError, Error, Result};
 pub use fault::{Fault, FaultyBackend};
-pub use inspect::{AnyTable, AttrStats, Stats};
+pub use inspect::{AnyTable, AttrStats, ClassStats, Stats};
 pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
@@ -64,6 +64,7 @@ pub use store::{
     QueryBuilder, ScanBuilder, Staged, StagedAttr, StagedObject, Store, StoreBuilder, Stored,
     Transaction, UpdateFragment, Updated,
 };
+pub use store::{TagContext, ATTR_TAG, STORAGE_CLASSES, TABLE_TAG};
 
 pub use versioned::{
     Layout, MultiVersion, MultiVersionStore, Order, Pruned, SingleVersion, SingleVersionStore,

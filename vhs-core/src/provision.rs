@@ -32,6 +32,7 @@ impl Store {
         table: &TableSpec,
         bucket: &BucketSpec,
     ) -> Result<ProvisionPlan> {
+        self.check_transitions(bucket)?;
         let existing = self.backend().describe_table(&table.name).await?;
         let mut changes = Vec::new();
         if let Some(found) = &existing {

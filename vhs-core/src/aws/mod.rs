@@ -31,7 +31,7 @@ use crate::backend::{
     PresignCalls, ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, Reply, Scan, Signal,
     StoredObject, TableSpec,
 };
-use crate::backend::{BucketSpec, CancelReason, TransactWrite, Transacted};
+use crate::backend::{BucketSpec, CancelReason, TransactWrite, Transacted, Transition};
 use crate::condition::{Condition, ItemUpdate, Placeholders};
 use crate::error::{Error, Result};
 use crate::model::{IndexKind, Item, KeyKind, Projection};

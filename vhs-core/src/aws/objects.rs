@@ -35,6 +35,9 @@ impl ObjectCalls for AwsBackend {
         if request.if_none_match {
             req = req.if_none_match("*");
         }
+        req = req
+            .set_storage_class(storage_class(&request.storage_class))
+            .set_tagging(tagging(&request.tags));
         put_outcome(
             self,
             req.send().await,
@@ -150,10 +153,41 @@ impl ObjectCalls for AwsBackend {
                 .into_iter()
                 .filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())))
                 .collect(),
+                storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
                 ..ObjectInfo::new(key, out.content_length().unwrap_or_default().max(0) as u64)
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(e) => Err(self.s3_error(Op::HeadObject.name(), bucket, e)),
+        }
+    }
+
+    async fn get_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        match self
+            .s3
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                    .collect(),
+            )),
+            Err(e)
+                if e.code() == Some("NoSuchKey")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.s3_error(Op::GetObjectTagging.name(), bucket, e)),
         }
     }
 
@@ -243,6 +277,7 @@ impl ObjectCalls for AwsBackend {
                     last_modified: o
                         .last_modified()
                         .and_then(|t| SystemTime::try_from(*t).ok()),
+                    storage_class: o.storage_class().map(|c| c.as_str().to_owned()),
                     ..ObjectInfo::new(
                         o.key().unwrap_or_default(),
                         o.size().unwrap_or_default().max(0) as u64,
@@ -277,7 +312,9 @@ impl ObjectCalls for AwsBackend {
         let (sse, kms_key) = self.sse();
         req = req
             .set_server_side_encryption(sse)
-            .set_ssekms_key_id(kms_key);
+            .set_ssekms_key_id(kms_key)
+            .set_storage_class(storage_class(&request.storage_class))
+            .set_tagging(tagging(&request.tags));
         let out = req
             .send()
             .await
@@ -481,6 +518,11 @@ impl AwsBackend {
     }
 }
 
+/// A storage class as the SDK takes it.
+fn storage_class(class: &Option<String>) -> Option<s3::types::StorageClass> {
+    class.as_deref().map(s3::types::StorageClass::from)
+}
+
 /// The headers an upload (PutObject, UploadPart) sends its checksum in:
 /// `Content-MD5` for MD5, else the algorithm (`x-amz-sdk-checksum-algorithm`)
 /// and `x-amz-checksum-sha256` or `x-amz-checksum-crc64nvme` (which also
@@ -515,6 +557,30 @@ impl ChecksumHeaders {
             },
         }
     }
+}
+
+/// Object tags as the `x-amz-tagging` header wants them, a URL query
+/// (`k=v&k2=v2`, each key and value percent-encoded); `None` for no tags, so
+/// that no header (and no `s3:PutObjectTagging` permission) is needed.
+fn tagging(tags: &[(String, String)]) -> Option<String> {
+    fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+    (!tags.is_empty()).then(|| {
+        tags.iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
 }
 
 /// How many times in a row a GetObject body may be cut without a byte of

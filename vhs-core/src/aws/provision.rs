@@ -328,9 +328,9 @@ impl ProvisionCalls for AwsBackend {
                 .await
                 .map_err(|e| self.s3_error(OP, &spec.name, e))?;
         }
-        if spec.abort_incomplete_multipart_days.is_none()
-            && spec.noncurrent_version_expiry_days.is_none()
-        {
+        let housekeeping = spec.abort_incomplete_multipart_days.is_some()
+            || spec.noncurrent_version_expiry_days.is_some();
+        if !housekeeping && spec.transitions.is_empty() {
             return Ok(());
         }
         const OP: &str = Op::ConfigureBucket.name();
@@ -347,11 +347,20 @@ impl ProvisionCalls for AwsBackend {
                 .rules
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|r| r.id() != Some(BucketSpec::LIFECYCLE_RULE_ID))
+                .filter(|r| {
+                    r.id() != Some(BucketSpec::LIFECYCLE_RULE_ID)
+                        && !spec
+                            .transitions
+                            .iter()
+                            .any(|t| r.id() == Some(t.rule_id().as_str()))
+                })
                 .collect(),
             Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Vec::new(),
             Err(e) => return Err(self.s3_error("GetBucketLifecycleConfiguration", &spec.name, e)),
         };
+        for t in &spec.transitions {
+            rules.push(transition_rule(t)?);
+        }
         let mut rule = LifecycleRule::builder()
             .id(BucketSpec::LIFECYCLE_RULE_ID)
             .status(ExpirationStatus::Enabled)
@@ -378,7 +387,9 @@ impl ProvisionCalls for AwsBackend {
                     .build(),
             );
         }
-        rules.push(built("s3", OP, rule.build())?);
+        if housekeeping {
+            rules.push(built("s3", OP, rule.build())?);
+        }
         self.s3
             .put_bucket_lifecycle_configuration()
             .bucket(&spec.name)
@@ -463,6 +474,46 @@ impl AwsBackend {
         }
         Ok(())
     }
+}
+
+/// The lifecycle rule of a [`Transition`]: the objects under the table's
+/// prefix tagged with its table and attribute move to its class after its days.
+fn transition_rule(t: &Transition) -> Result<s3::types::LifecycleRule> {
+    use s3::types::{
+        ExpirationStatus, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter, Tag,
+        Transition as S3Transition, TransitionStorageClass,
+    };
+    const OP: &str = Op::ConfigureBucket.name();
+    let tag = |k: &str, v: &str| built("s3", OP, Tag::builder().key(k).value(v).build());
+    let prefix = if t.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", t.prefix)
+    };
+    let filter = LifecycleRuleFilter::builder()
+        .and(
+            LifecycleRuleAndOperator::builder()
+                .prefix(prefix)
+                .tags(tag(crate::TABLE_TAG, &t.table)?)
+                .tags(tag(crate::ATTR_TAG, &t.attr)?)
+                .build(),
+        )
+        .build();
+    built(
+        "s3",
+        OP,
+        LifecycleRule::builder()
+            .id(t.rule_id())
+            .status(ExpirationStatus::Enabled)
+            .filter(filter)
+            .transitions(
+                S3Transition::builder()
+                    .days(t.days as i32)
+                    .storage_class(TransitionStorageClass::from(t.storage_class.as_str()))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// A stream of new and old images.

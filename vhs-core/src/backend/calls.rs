@@ -96,6 +96,8 @@ pub enum Op {
     ConfigureBucket,
     /// A presigned GetObject URL (computed locally, no request).
     PresignGet,
+    /// GetObjectTagging.
+    GetObjectTagging,
 }
 
 impl Op {
@@ -128,6 +130,7 @@ impl Op {
             Op::HeadBucket => "HeadBucket",
             Op::ConfigureBucket => "PutBucketLifecycleConfiguration",
             Op::PresignGet => "PresignGetObject",
+            Op::GetObjectTagging => "GetObjectTagging",
         }
     }
 
@@ -228,6 +231,8 @@ pub enum Call<'a> {
     },
     /// [`ObjectCalls::head_object`](super::ObjectCalls::head_object).
     HeadObject { bucket: &'a str, key: &'a str },
+    /// [`ObjectCalls::get_object_tagging`](super::ObjectCalls::get_object_tagging).
+    GetObjectTagging { bucket: &'a str, key: &'a str },
     /// [`PresignCalls::presign_get`](super::PresignCalls::presign_get).
     PresignGet {
         bucket: &'a str,
@@ -298,6 +303,7 @@ impl Call<'_> {
             Call::GetObject { .. } => Op::GetObject,
             Call::GetObjectRange { .. } => Op::GetObjectRange,
             Call::HeadObject { .. } => Op::HeadObject,
+            Call::GetObjectTagging { .. } => Op::GetObjectTagging,
             Call::PresignGet { .. } => Op::PresignGet,
             Call::CreateMultipartUpload(_) => Op::CreateMultipartUpload,
             Call::UploadPart { .. } => Op::UploadPart,
@@ -332,6 +338,7 @@ impl Call<'_> {
             | Call::GetObject { bucket, .. }
             | Call::GetObjectRange { bucket, .. }
             | Call::HeadObject { bucket, .. }
+            | Call::GetObjectTagging { bucket, .. }
             | Call::PresignGet { bucket, .. }
             | Call::UploadPart { bucket, .. }
             | Call::CompleteMultipartUpload { bucket, .. }
@@ -395,6 +402,8 @@ pub enum Reply {
     Range(Option<ObjectRange>),
     /// HeadObject.
     Head(Option<ObjectInfo>),
+    /// GetObjectTagging: the tags, `None` for no such object.
+    Tags(Option<Vec<(String, String)>>),
     /// A presigned URL, an upload id (CreateMultipartUpload) or a part's ETag
     /// (UploadPart).
     Text(String),

@@ -59,6 +59,7 @@ from_reply! {
     Option<StoredObject> => Object,
     Option<ObjectRange> => Range,
     Option<ObjectInfo> => Head,
+    Option<Vec<(String, String)>> => Tags,
     String => Text,
     Vec<MultipartInfo> => Uploads,
     Vec<(String, String)> => KeyErrors,
@@ -127,6 +128,8 @@ typed_calls! {
         -> Option<ObjectRange> = Call::GetObjectRange { bucket, key, range };
     ObjectCalls::head_object(bucket: &str, key: &str) -> Option<ObjectInfo> =
         Call::HeadObject { bucket, key };
+    ObjectCalls::get_object_tagging(bucket: &str, key: &str) -> Option<Vec<(String, String)>> =
+        Call::GetObjectTagging { bucket, key };
     PresignCalls::presign_get(bucket: &str, key: &str, expires_in: Duration) -> String =
         Call::PresignGet { bucket, key, expires_in };
     ObjectCalls::create_multipart_upload(request: &MultipartStart) -> String =

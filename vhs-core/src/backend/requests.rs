@@ -87,6 +87,44 @@ pub struct BucketSpec {
     /// bucket where someone enabled it, every object vhs deletes would otherwise
     /// stay as a noncurrent version, billed forever.
     pub noncurrent_version_expiry_days: Option<u32>,
+    /// Lifecycle rules moving one attribute's objects to another storage
+    /// class, one rule each (id [`Transition::rule_id`]). They filter by the
+    /// object tags `vhs-table` and `vhs-attr`, so the store's writers must tag
+    /// objects ([`StoreBuilder::tag_objects`](crate::StoreBuilder::tag_objects)):
+    /// [`Store::ensure_bucket_with`](crate::Store::ensure_bucket_with) refuses
+    /// them on a store that does not. Empty by default.
+    pub transitions: Vec<Transition>,
+}
+
+/// A lifecycle rule of a [`BucketSpec`]: objects of one attribute of one table
+/// move to `storage_class` `days` after they were written. Built by
+/// [`Store::transition`](crate::Store::transition), which checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transition {
+    /// The table (its objects carry `vhs-table={table}`).
+    pub table: String,
+    /// The table's object prefix (normalized, no trailing `/`).
+    pub prefix: String,
+    /// The large attribute (its objects carry `vhs-attr={attr}`).
+    pub attr: String,
+    /// Days after an object was written.
+    pub days: u32,
+    /// The class it moves to: `STANDARD_IA`, `ONEZONE_IA`,
+    /// `INTELLIGENT_TIERING`, `GLACIER_IR`, or `GLACIER` / `DEEP_ARCHIVE`, from
+    /// which vhs cannot read the values back without a restore.
+    pub storage_class: String,
+}
+
+impl Transition {
+    /// The lifecycle rule's id: `vhs-transition-{table}-{attr}` (provisioning
+    /// again replaces the rule of that id, and leaves others as they are).
+    pub fn rule_id(&self) -> String {
+        format!("{}{}-{}", Self::RULE_ID_PREFIX, self.table, self.attr)
+    }
+
+    /// The beginning of every transition rule's id.
+    pub const RULE_ID_PREFIX: &'static str = "vhs-transition-";
 }
 
 impl BucketSpec {
@@ -101,6 +139,7 @@ impl BucketSpec {
             default_encryption: true,
             abort_incomplete_multipart_days: Some(7),
             noncurrent_version_expiry_days: Some(30),
+            transitions: Vec::new(),
         }
     }
 
@@ -342,6 +381,12 @@ pub struct PutObject {
     pub content_encoding: Option<String>,
     /// User metadata (`x-amz-meta-*`).
     pub metadata: HashMap<String, String>,
+    /// The storage class (`x-amz-storage-class`, e.g. `STANDARD_IA`); `None`:
+    /// the bucket's default (STANDARD).
+    pub storage_class: Option<String>,
+    /// Object tags (`x-amz-tagging`); none sent when empty, so that no
+    /// `s3:PutObjectTagging` permission is needed.
+    pub tags: Vec<(String, String)>,
     /// Send `If-None-Match: *`: write only if no object has the key.
     pub if_none_match: bool,
     /// The object must not come into existence before this signal: a backend
@@ -518,6 +563,10 @@ pub struct MultipartStart {
     pub content_encoding: Option<String>,
     /// User metadata (`x-amz-meta-*`).
     pub metadata: HashMap<String, String>,
+    /// The storage class, as for [`PutObject::storage_class`].
+    pub storage_class: Option<String>,
+    /// Object tags, as for [`PutObject::tags`].
+    pub tags: Vec<(String, String)>,
     /// The algorithm of the parts' checksums, and how S3 combines them:
     /// - MD5: each part with `Content-MD5`, nothing at the completion (S3
     ///   keeps no MD5 of the whole object; its ETag is `<md5 of the part

@@ -108,6 +108,14 @@ pub trait ObjectCalls: Send + Sync {
     /// HeadObject; `None` if there is no such object.
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>>;
 
+    /// GetObjectTagging: the object's tags, in the order stored; `None` if
+    /// there is no such object.
+    async fn get_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Vec<(String, String)>>>;
+
     /// DeleteObjects for at most [`MAX_DELETE_BATCH`] keys. Returns the keys that
     /// could not be deleted, each with the reason. Deleting a missing key succeeds.
     ///
@@ -313,6 +321,9 @@ impl Call<'_> {
             }
             Call::HeadObject { bucket, key } => {
                 Reply::Head(ObjectCalls::head_object(backend, bucket, key).await?)
+            }
+            Call::GetObjectTagging { bucket, key } => {
+                Reply::Tags(ObjectCalls::get_object_tagging(backend, bucket, key).await?)
             }
             Call::PresignGet {
                 bucket,

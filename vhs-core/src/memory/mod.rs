@@ -65,6 +65,8 @@ struct MemUpload {
     content_type: String,
     content_encoding: Option<String>,
     metadata: HashMap<String, String>,
+    storage_class: Option<String>,
+    tags: Vec<(String, String)>,
     parts: BTreeMap<u32, (String, bytes::Bytes)>,
     initiated: SystemTime,
     /// The parts' checksum algorithm ([`crate::backend::MultipartStart::checksum`]),
@@ -88,6 +90,9 @@ fn s3_error(operation: &'static str, code: &str, message: impl Into<String>) -> 
 struct MemObject {
     object: StoredObject,
     last_modified: SystemTime,
+    /// As written; `None`: STANDARD.
+    storage_class: Option<String>,
+    tags: Vec<(String, String)>,
     /// As S3 computes it: the MD5 of the bytes (hex), or for a multipart
     /// upload the MD5 of the parts' MD5s followed by `-{parts}`.
     etag: String,
@@ -97,9 +102,16 @@ struct MemObject {
 }
 
 impl MemObject {
+    /// As ListObjectsV2 lists it: with its storage class, STANDARD too (HeadObject
+    /// leaves STANDARD out).
     fn info(&self, key: &str) -> ObjectInfo {
         ObjectInfo {
             last_modified: Some(self.last_modified),
+            storage_class: Some(
+                self.storage_class
+                    .clone()
+                    .unwrap_or_else(|| "STANDARD".to_owned()),
+            ),
             ..ObjectInfo::new(key, self.object.body.len() as u64)
         }
     }
@@ -241,6 +253,7 @@ impl ProvisionCalls for MemoryBackend {
             spec.noncurrent_version_expiry_days,
         ]
         .contains(&Some(0))
+            || spec.transitions.iter().any(|t| t.days == 0)
         {
             return Err(Error::Backend {
                 service: "memory",

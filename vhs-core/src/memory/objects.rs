@@ -3,11 +3,58 @@
 use super::*;
 use crate::checksum::Checksum;
 
+/// S3's checks of a write's storage class and tags: a class it knows, at most
+/// 10 tags, keys of 1 to 128 characters, values up to 256, no key twice.
+fn check_class_and_tags(
+    operation: &'static str,
+    storage_class: Option<&str>,
+    tags: &[(String, String)],
+) -> Result<()> {
+    const CLASSES: [&str; 9] = [
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "GLACIER_IR",
+        "OUTPOSTS",
+    ];
+    if let Some(class) = storage_class.filter(|c| !CLASSES.contains(c)) {
+        return Err(s3_error(
+            operation,
+            "InvalidStorageClass",
+            format!("the storage class {class} you specified is not valid"),
+        ));
+    }
+    let bad = tags.len() > 10
+        || tags.iter().enumerate().any(|(i, (k, v))| {
+            k.is_empty()
+                || k.chars().count() > 128
+                || v.chars().count() > 256
+                || tags[..i].iter().any(|(earlier, _)| earlier == k)
+        });
+    if bad {
+        return Err(s3_error(
+            operation,
+            "InvalidTag",
+            "the tag set breaks S3's limits (10 tags, keys up to 128 characters, values up to 256, no key twice)",
+        ));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ObjectCalls for MemoryBackend {
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
         request.complete_after.wait().await;
         yield_now().await;
+        check_class_and_tags(
+            Op::PutObject.name(),
+            request.storage_class.as_deref(),
+            &request.tags,
+        )?;
         if request.key.is_empty() || request.key.len() > MAX_KEY_BYTES {
             return Err(Error::Backend {
                 service: "memory",
@@ -43,6 +90,8 @@ impl ObjectCalls for MemoryBackend {
                     content_encoding: request.content_encoding,
                 },
                 last_modified: SystemTime::now(),
+                storage_class: request.storage_class,
+                tags: request.tags,
                 etag,
                 checksums: kept_checksum(&request.checksum),
             },
@@ -81,11 +130,26 @@ impl ObjectCalls for MemoryBackend {
             .get(key)
             .map(|o| (o.info(key), o))
             .map(|(info, o)| ObjectInfo {
+                // As S3's HeadObject: `x-amz-storage-class` only when not STANDARD.
+                storage_class: info.storage_class.clone().filter(|c| c != "STANDARD"),
                 etag: Some(o.etag.clone()),
                 checksums: o.checksums.clone(),
                 metadata: o.object.metadata.clone(),
                 ..info
             }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        yield_now().await;
+        let mut state = self.lock();
+        Ok(state
+            .bucket(bucket, Op::GetObjectTagging.name())?
+            .get(key)
+            .map(|o| o.tags.clone()))
     }
 
     async fn delete_objects(
@@ -147,6 +211,11 @@ impl ObjectCalls for MemoryBackend {
 
     async fn create_multipart_upload(&self, request: &MultipartStart) -> Result<String> {
         yield_now().await;
+        check_class_and_tags(
+            Op::CreateMultipartUpload.name(),
+            request.storage_class.as_deref(),
+            &request.tags,
+        )?;
         let mut state = self.lock();
         state.bucket(&request.bucket, Op::CreateMultipartUpload.name())?;
         state.next_upload += 1;
@@ -159,6 +228,8 @@ impl ObjectCalls for MemoryBackend {
                 content_type: request.content_type.clone(),
                 content_encoding: request.content_encoding.clone(),
                 metadata: request.metadata.clone(),
+                storage_class: request.storage_class.clone(),
+                tags: request.tags.clone(),
                 parts: BTreeMap::new(),
                 initiated: SystemTime::now(),
                 checksum: request.checksum,
@@ -297,6 +368,8 @@ impl ObjectCalls for MemoryBackend {
                 content_encoding: upload.content_encoding.clone(),
             },
             last_modified: SystemTime::now(),
+            storage_class: upload.storage_class.clone(),
+            tags: upload.tags.clone(),
             etag: format!(
                 "{}-{}",
                 ChecksumAlgorithm::Md5.digest(&md5s).hex(),

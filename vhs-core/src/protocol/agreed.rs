@@ -79,6 +79,8 @@ pub(crate) async fn load_or_record(
             content_type: "application/json".to_owned(),
             content_encoding: None,
             metadata: Default::default(),
+            storage_class: None,
+            tags: Vec::new(),
             if_none_match: true,
             complete_after: Signal::open(),
         };

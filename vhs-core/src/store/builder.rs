@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::limit::Limited;
 use super::metered::Metered;
+use super::tags::{check_storage_class, TagContext, TagFn};
 use super::trace::Traced;
 use super::{janitor, transfer, Background, Cleanup, Inner, Store};
 use crate::backend::{Backend, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES};
@@ -88,6 +89,11 @@ pub struct Options {
     /// removed when the last clone of the `Blob` is dropped. Default:
     /// [`std::env::temp_dir`].
     pub spool_dir: Option<std::path::PathBuf>,
+    /// The storage class objects are written in when their attribute names none
+    /// (`#[large(storage_class = "...")]` wins): one of
+    /// [`STORAGE_CLASSES`](crate::STORAGE_CLASSES). Default `None`: the
+    /// bucket's default, STANDARD.
+    pub storage_class: Option<String>,
 }
 
 impl Default for Options {
@@ -108,6 +114,7 @@ impl Default for Options {
             max_in_flight: 128,
             download_buffer: 32 * 1024 * 1024,
             spool_dir: None,
+            storage_class: None,
         }
     }
 }
@@ -134,6 +141,7 @@ pub struct StoreBuilder {
     table_prefixes: HashMap<String, String>,
     on_cleanup: Option<janitor::OnCleanup>,
     cache: Option<CacheOptions>,
+    tagging: Option<TagFn>,
 }
 
 impl Store {
@@ -148,6 +156,7 @@ impl Store {
             table_prefixes: HashMap::new(),
             on_cleanup: None,
             cache: None,
+            tagging: None,
         }
     }
 }
@@ -279,6 +288,50 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets [`Options::storage_class`]: objects of attributes that name no
+    /// class of their own are written in `class`. [`build`](Self::build)
+    /// refuses a class outside [`STORAGE_CLASSES`](crate::STORAGE_CLASSES).
+    pub fn storage_class(mut self, class: impl Into<String>) -> Self {
+        self.options.storage_class = Some(class.into());
+        self
+    }
+
+    /// Tags every object the store writes: `vhs-table={table}` and
+    /// `vhs-attr={attribute}` (what lifecycle rules per attribute filter by,
+    /// see [`BucketSpec::transitions`](crate::BucketSpec::transitions)), then
+    /// the tags `f` returns for it, say the tenant read from the item's key:
+    ///
+    /// ```
+    /// # use vhs_core::{MemoryBackend, Store};
+    /// let store = Store::builder(MemoryBackend::new(), "my-bucket")
+    ///     .tag_objects(|object| match object.key_value("tenant") {
+    ///         Some(tenant) => vec![("tenant".to_owned(), tenant.to_owned())],
+    ///         None => Vec::new(),
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    ///
+    /// The tags of each write are checked before anything is written: more
+    /// than 10 in all, a key of more than 128 characters (or none), a value of
+    /// more than 256, a key twice or a key of `f`'s starting with `vhs-` fail
+    /// the call with [`Error::InvalidTags`]. Writing tagged objects needs
+    /// `s3:PutObjectTagging` (see [`iam`](crate::iam)). Off by default: no
+    /// tagging header is sent.
+    pub fn tag_objects(
+        mut self,
+        f: impl Fn(&TagContext<'_>) -> Vec<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.tagging = Some(Arc::new(f));
+        self
+    }
+
+    /// Tags every object with vhs's own tags only (`vhs-table`, `vhs-attr`):
+    /// [`tag_objects`](Self::tag_objects) with no tags of yours.
+    pub fn tag_objects_with_names(self) -> Self {
+        self.tag_objects(|_| Vec::new())
+    }
+
     /// Calls `f` with the outcome of every background job (deletes, and the marks
     /// removed after them), as it finishes: say, to log leftovers.
     pub fn on_cleanup(mut self, f: impl Fn(&Cleanup) + Send + Sync + 'static) -> Self {
@@ -300,7 +353,8 @@ impl StoreBuilder {
     /// on a bucket name S3 refuses (3 to 63 characters of lowercase letters,
     /// digits, `.` and `-`, a letter or digit first and last, no `..`, not an
     /// IPv4 address, none of S3's reserved prefixes and suffixes such as
-    /// `xn--` and `-s3alias`), a zero concurrency, and on two tables whose
+    /// `xn--` and `-s3alias`), a zero concurrency, a storage class outside
+    /// [`STORAGE_CLASSES`](crate::STORAGE_CLASSES), and on two tables whose
     /// objects would share a prefix (equal, or one inside the other).
     pub fn build(self) -> Result<Store> {
         check_bucket_name(&self.bucket)?;
@@ -329,6 +383,9 @@ impl StoreBuilder {
                 self.options.multipart_threshold
             )));
         }
+        if let Some(class) = &self.options.storage_class {
+            check_storage_class(class)?;
+        }
         let cache = self.cache.map(|o| Arc::new(ReadCache::new(o)));
         let store = Store {
             inner: Arc::new(Inner {
@@ -348,6 +405,7 @@ impl StoreBuilder {
                 options: self.options,
                 tables: self.tables,
                 table_prefixes: self.table_prefixes,
+                tagging: self.tagging,
             }),
         };
         let known: HashSet<&str> = store

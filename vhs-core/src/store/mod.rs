@@ -20,6 +20,7 @@ mod pointer;
 mod query;
 mod read;
 mod staged;
+mod tags;
 #[cfg(test)]
 mod testing;
 mod trace;
@@ -48,6 +49,7 @@ pub use query::{Cursor, ItemFailure, Page, QueryBuilder, ScanBuilder};
 pub(crate) use read::Bodies;
 pub use read::Stored;
 pub use staged::{Staged, StagedAttr, StagedObject, UpdateFragment};
+pub use tags::{TagContext, ATTR_TAG, STORAGE_CLASSES, TABLE_TAG};
 pub use transact::{Commit, Transaction};
 pub(crate) use transfer::ObjectPut;
 pub use update::Updated;
@@ -99,6 +101,8 @@ struct Inner {
     tables: HashMap<String, String>,
     table_prefixes: HashMap<String, String>,
     janitor: Janitor,
+    /// Object tagging ([`StoreBuilder::tag_objects`]); `None`: no tags.
+    tagging: Option<tags::TagFn>,
     /// [`Options::download_buffer`] in MiB permits: ranges of downloads in
     /// flight or waiting to be written, over every call of the store.
     downloads: Arc<tokio::sync::Semaphore>,
@@ -267,8 +271,11 @@ impl Store {
 
     /// Creates the bucket if needed, then applies `spec`'s settings: public
     /// access blocked, default encryption, a lifecycle rule aborting incomplete
-    /// multipart uploads (and expiring noncurrent versions) under the prefix.
-    /// Idempotent. `spec.name` must be this store's bucket.
+    /// multipart uploads (and expiring noncurrent versions) under the prefix,
+    /// and the storage class transitions of [`BucketSpec::transitions`](crate::BucketSpec::transitions).
+    /// Idempotent. `spec.name` must be this store's bucket; transitions need a
+    /// store that tags objects ([`StoreBuilder::tag_objects`]), else
+    /// [`Error::InvalidInput`] before anything is sent.
     pub async fn ensure_bucket_with(&self, spec: &crate::backend::BucketSpec) -> Result<()> {
         if spec.name != self.inner.bucket {
             return Err(Error::invalid(format!(
@@ -276,6 +283,7 @@ impl Store {
                 spec.name, self.inner.bucket
             )));
         }
+        self.check_transitions(spec)?;
         let span = tracing::info_span!("ensure_bucket_with", bucket = %spec.name, requests = Empty);
         traced(&span, async {
             self.ensure_bucket().await?;

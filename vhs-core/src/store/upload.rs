@@ -36,6 +36,8 @@ pub(crate) struct Upload {
     inline: Option<Bytes>,
     /// How the object's bytes encode the value.
     encoding: Option<Encoding>,
+    /// The object's tags (none unless the store tags objects).
+    tags: Vec<(String, String)>,
 }
 
 /// How [`Store::plan`] stores one value.
@@ -123,6 +125,19 @@ impl Store {
                 )));
             }
         }
+        // Tags too: a value the store would tag wrongly costs no hashing.
+        let mut tags = Vec::with_capacity(values.values.len());
+        for (index, blob) in &values.values {
+            tags.push(match (&self.inner.tagging, blob) {
+                (Some(f), Some(_)) => crate::store::tags::object_tags(
+                    f,
+                    &target.table,
+                    M::SCHEMA.large[*index].name,
+                    &target.key,
+                )?,
+                _ => Vec::new(),
+            });
+        }
         let threshold = self.inner.options.multipart_threshold;
         let hashes = values.values.iter().map(|(index, blob)| async move {
             let inline_below = M::SCHEMA.large[*index].inline_below;
@@ -174,7 +189,7 @@ impl Store {
         });
         let hashed = join_all(hashes).await;
         let mut uploads = Vec::with_capacity(values.values.len());
-        for ((index, _), hashed) in values.values.iter().zip(hashed) {
+        for (((index, _), hashed), tags) in values.values.iter().zip(hashed).zip(tags) {
             let attr = M::SCHEMA.large[*index].name;
             let encoding = M::SCHEMA.large[*index].compress;
             let (object, inline) = match hashed? {
@@ -191,6 +206,7 @@ impl Store {
                 target: object,
                 inline,
                 encoding,
+                tags,
             });
         }
         uploads.sort_by_key(|u| u.index);
@@ -218,6 +234,11 @@ impl Store {
                     checksum: checksum.clone(),
                     content_type: M::SCHEMA.large[u.index].content_type.to_owned(),
                     metadata,
+                    storage_class: M::SCHEMA.large[u.index]
+                        .storage_class
+                        .map(str::to_owned)
+                        .or_else(|| self.inner.options.storage_class.clone()),
+                    tags: u.tags.clone(),
                 })
             })
             .collect()

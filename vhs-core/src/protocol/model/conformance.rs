@@ -57,6 +57,8 @@ fn put_request(m: &ProtocolModel, index: usize, after: Signal) -> PutObject {
         content_type: "application/octet-stream".to_owned(),
         content_encoding: None,
         metadata: Default::default(),
+        storage_class: None,
+        tags: Vec::new(),
         if_none_match: true,
         complete_after: after,
     }

@@ -28,6 +28,10 @@ pub(crate) struct ObjectPut {
     pub checksum: Checksum,
     pub content_type: String,
     pub metadata: HashMap<String, String>,
+    /// The attribute's storage class, else the store's (`None`: the bucket's).
+    pub storage_class: Option<String>,
+    /// Its tags (empty unless the store tags objects).
+    pub tags: Vec<(String, String)>,
 }
 
 impl fmt::Debug for ObjectPut {

@@ -57,6 +57,8 @@ impl Store {
                         content_type: put.content_type.clone(),
                         content_encoding: content_encoding(&put.key),
                         metadata: put.metadata.clone(),
+                        storage_class: put.storage_class.clone(),
+                        tags: put.tags.clone(),
                         if_none_match: true,
                         complete_after: after.clone(),
                     })
@@ -84,6 +86,8 @@ impl Store {
                 content_encoding: content_encoding(&put.key),
                 metadata: put.metadata.clone(),
                 checksum: put.checksum.algorithm(),
+                storage_class: put.storage_class.clone(),
+                tags: put.tags.clone(),
             })
             .await?;
         let parts = match self.send_parts(put, &upload_id).await {
