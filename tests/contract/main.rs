@@ -10,6 +10,7 @@ mod cache;
 mod calls;
 mod cases;
 mod chaos;
+mod checksums;
 mod classes;
 mod emulator;
 mod errors;
@@ -66,6 +67,12 @@ macro_rules! contract {
 }
 
 contract! {
+    checksums::sha256_and_crc64nvme_round_trip,
+    checksums::sha256_and_crc64nvme_multipart,
+    checksums::verify_and_gc_know_every_algorithm,
+    checksums::an_object_overwritten_behind_vhs_fails_its_checksum,
+    checksums::a_wrong_checksum_header_is_refused,
+    checksums::object_keys_take_the_attribute_algorithm,
     classes::storage_class_and_tags_are_written,
     classes::multipart_uploads_carry_class_and_tags,
     classes::invalid_tags_are_refused_before_anything_is_written,

@@ -332,3 +332,21 @@ pub struct Stamped {
     #[large]
     pub html: Option<String>,
 }
+
+/// Content addresses other than MD5 (`#[large(checksum = "...")]`): SHA-256
+/// and CRC-64/NVME values of any size (multipart above the threshold), a
+/// compressed CRC-64/NVME one, and an MD5 one beside them.
+#[derive(Model, Debug, Clone)]
+#[vhs(table = "digests")]
+pub struct Digests {
+    #[vhs(hash_key)]
+    pub id: String,
+    #[large(checksum = "sha256")]
+    pub sha: Option<vhs::Blob>,
+    #[large(checksum = "crc64nvme")]
+    pub crc: Option<vhs::Blob>,
+    #[large(checksum = "crc64nvme", compress = "zstd")]
+    pub packed: Option<String>,
+    #[large]
+    pub plain: Option<Bytes>,
+}

@@ -27,7 +27,7 @@ fn multipart(mut fx: Fixture) -> Fixture {
 }
 
 /// `len` bytes that differ from part to part (and from seed to seed).
-fn pattern(len: usize, seed: u8) -> Bytes {
+pub fn pattern(len: usize, seed: u8) -> Bytes {
     (0..len)
         .map(|i| {
             (i as u64)

@@ -16,7 +16,7 @@ Without --prefix/--table-prefix, a command reading items infers the table prefix
 the pointers it finds (and says so on stderr), or refuses (exit 2) when they disagree.
 
 Exit status: 0 success; 1 a check failed (verify found a problem, or pointers outside
-the bucket and table prefix; an MD5 mismatch; a gc delete failed); 2 invalid input or
+the bucket and table prefix; a checksum mismatch; a gc delete failed); 2 invalid input or
 usage; 3 not found (table, item, attribute); 4 DynamoDB or S3 failed (an unreachable
 endpoint, missing credentials); 5 anything else (local I/O, ...).";
 
@@ -105,14 +105,14 @@ pub enum Command {
     /// Print items as JSON, pointers with their object sizes (vhs's `vhs:*`
     /// bookkeeping attributes only with --raw).
     Get(Get),
-    /// Stream a large value to stdout (or a file), checking its MD5; exit 1 on a
-    /// mismatch.
+    /// Stream a large value to stdout (or a file), checking the checksum its
+    /// key names (md5, sha256 or crc64nvme); exit 1 on a mismatch.
     Cat(Cat),
     /// Delete orphaned objects (unreferenced and older than the grace period)
     /// through the deletion protocol: safe while writers run.
     Gc(Gc),
-    /// Check that every pointer resolves (with --rehash, to the bytes its MD5
-    /// names) and count orphans; exit 1 if a pointer is broken.
+    /// Check that every pointer resolves (with --rehash, to the bytes its
+    /// checksum names) and count orphans; exit 1 if a pointer is broken.
     Verify(Verify),
     /// Count items, objects and bytes by attribute, orphans and incomplete
     /// multipart uploads.
@@ -281,7 +281,7 @@ pub struct Cat {
     /// The large attribute.
     #[arg(long)]
     pub attr: String,
-    /// Write to this file (replaced only once the MD5 checked out) instead of
+    /// Write to this file (replaced only once the checksum checked out) instead of
     /// stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output_file: Option<PathBuf>,
@@ -321,7 +321,7 @@ pub struct Gc {
 /// `vhs verify`.
 #[derive(Debug, Args)]
 pub struct Verify {
-    /// Read every object and check its MD5 (otherwise HeadObject only).
+    /// Read every object and check the checksum its key names (otherwise HeadObject only).
     #[arg(long)]
     pub rehash: bool,
 }

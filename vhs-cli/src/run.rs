@@ -10,7 +10,7 @@ use crate::cli::{self, Cli, Command, Global, Output};
 use crate::output::{self, item_json, size, Reporter};
 use crate::provision;
 
-/// A check failed: verify found a problem, an MD5 mismatch, a failed delete.
+/// A check failed: verify found a problem, a checksum mismatch, a failed delete.
 pub const EXIT_CHECK: u8 = 1;
 /// Invalid input or usage (clap uses 2 too).
 pub const EXIT_INVALID: u8 = 2;
@@ -472,7 +472,7 @@ async fn cat(g: &Global, args: &cli::Cat) -> Result<u8> {
             n
         }
         Some(path) => {
-            // Beside the destination, renamed over it only once the MD5 checked out.
+            // Beside the destination, renamed over it only once the checksum checked out.
             let partial = path.with_extension("vhs-partial");
             let io = |action: String| move |e| Error::Io { action, source: e };
             let mut file = tokio::fs::File::create(&partial)
@@ -503,7 +503,17 @@ async fn cat(g: &Global, args: &cli::Cat) -> Result<u8> {
         }
     };
     if g.verbose > 0 || args.output_file.is_some() {
-        eprintln!("{written} bytes, MD5 checked");
+        // The algorithm is the key's last segment (`md5=`, `sha256=`, ...).
+        let checked = match item.get(&args.attr) {
+            Some(vhs::types::AttributeValue::S(uri)) => uri
+                .rsplit('/')
+                .next()
+                .and_then(vhs::Checksum::from_segment)
+                .map(|c| format!("{} checked", c.algorithm())),
+            _ => None,
+        };
+        let checked = checked.as_deref().unwrap_or("kept in the item");
+        eprintln!("{written} bytes, {checked}");
     }
     Ok(0)
 }

@@ -48,6 +48,8 @@ pub struct AwsBackend {
     region: Option<String>,
     encryption: Option<Encryption>,
     expected_bucket_owner: Option<String>,
+    /// [`AwsOptions::composite_checksums_only`].
+    composite_checksums_only: bool,
 }
 
 impl fmt::Debug for AwsBackend {
@@ -131,6 +133,7 @@ impl AwsBackend {
             region: config.region().map(|r| r.to_string()),
             encryption: options.encryption,
             expected_bucket_owner: options.expected_bucket_owner,
+            composite_checksums_only: options.composite_checksums_only,
         }
     }
 
@@ -149,6 +152,7 @@ impl AwsBackend {
             region,
             encryption: None,
             expected_bucket_owner: None,
+            composite_checksums_only: false,
         }
     }
 

@@ -305,6 +305,9 @@ impl ObjectCalls for AwsBackend {
             ChecksumAlgorithm::Sha256 => {
                 req.checksum_algorithm(s3::types::ChecksumAlgorithm::Sha256)
             }
+            ChecksumAlgorithm::Crc64Nvme if self.composite_checksums_only => {
+                req.checksum_algorithm(s3::types::ChecksumAlgorithm::Crc64Nvme)
+            }
             ChecksumAlgorithm::Crc64Nvme => req
                 .checksum_algorithm(s3::types::ChecksumAlgorithm::Crc64Nvme)
                 .checksum_type(s3::types::ChecksumType::FullObject),
@@ -399,7 +402,7 @@ impl ObjectCalls for AwsBackend {
             .upload_id(upload_id)
             .multipart_upload(completed)
             .set_expected_bucket_owner(self.expected_bucket_owner.clone());
-        if checksum.algorithm() == ChecksumAlgorithm::Crc64Nvme {
+        if checksum.algorithm() == ChecksumAlgorithm::Crc64Nvme && !self.composite_checksums_only {
             req = req
                 .checksum_crc64_nvme(checksum.base64())
                 .checksum_type(s3::types::ChecksumType::FullObject);

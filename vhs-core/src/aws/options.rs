@@ -38,6 +38,14 @@ pub struct AwsOptions {
     pub attempt_timeout: Option<Duration>,
     /// Time allowed for a request, all attempts included. Default: none.
     pub operation_timeout: Option<Duration>,
+    /// The server combines multipart checksums only as composites (ministack
+    /// 1.5.33), and refuses the whole object's CRC-64/NVME that a
+    /// full-object upload sends at its completion (`BadDigest`). With this set
+    /// a `crc64nvme` attribute's multipart uploads still send each part's
+    /// CRC, but declare no checksum type and send no whole-object CRC; vhs
+    /// still checks the CRC its key names on every read. Default `false`
+    /// (AWS S3: CRC-64/NVME multipart uploads are full-object).
+    pub composite_checksums_only: bool,
 }
 
 /// Server-side encryption of the objects vhs writes.
@@ -108,6 +116,12 @@ impl AwsOptions {
     /// Sets [`AwsOptions::force_path_style`].
     pub fn force_path_style(mut self, yes: bool) -> Self {
         self.force_path_style = yes;
+        self
+    }
+
+    /// Sets [`AwsOptions::composite_checksums_only`].
+    pub fn composite_checksums_only(mut self, yes: bool) -> Self {
+        self.composite_checksums_only = yes;
         self
     }
 
