@@ -8,6 +8,38 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Result alias used throughout vhs.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why an [`UploadTicket`](crate::UploadTicket) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TicketProblem {
+    /// Its signature does not match its contents: it was altered, forged, or
+    /// signed with another store's ticket secret.
+    #[error("its signature does not match (altered, forged, or signed with another secret)")]
+    Forged,
+    /// Its commit deadline (the URL's expiry plus the commit margin) passed.
+    #[error("it could be committed until {deadline} (unix seconds), now is {now}")]
+    Expired {
+        /// Unix seconds.
+        deadline: u64,
+        /// Unix seconds.
+        now: u64,
+    },
+    /// It was issued for another table, item or attribute than the commit's.
+    #[error("it was issued for {issued}, not {committed}")]
+    WrongTarget {
+        /// What the ticket names.
+        issued: String,
+        /// What the commit writes.
+        committed: String,
+    },
+    /// It was committed already (its token is in the item's history).
+    #[error("it was committed already")]
+    Used,
+    /// The object found has another size or checksum than the ticket's.
+    #[error("the object uploaded is not the one it names: {0}")]
+    Mismatch(String),
+}
+
 /// Everything that can go wrong in vhs, as variants a caller can act on.
 ///
 /// Errors never carry object bodies or credentials.
@@ -179,6 +211,21 @@ pub enum Error {
         message: String,
     },
 
+    /// A presigned upload cannot be committed: its object is not there (never
+    /// uploaded, or collected by GC after its ticket expired, or deleted as
+    /// identical content being deleted when it was committed). Upload again
+    /// (with the same ticket while it is valid) and commit again.
+    #[error("upload not found: {uri} does not exist (upload it, then commit)")]
+    UploadMissing {
+        /// The object's `s3://` URI.
+        uri: String,
+    },
+    /// A presigned upload's ticket is refused: nothing was written.
+    #[error("upload ticket refused: {problem}")]
+    Ticket {
+        /// Why.
+        problem: TicketProblem,
+    },
     /// The input was rejected before anything was written.
     #[error("invalid input: {message}")]
     InvalidInput {
@@ -400,6 +447,10 @@ impl Error {
             },
             Error::InvalidInput { message } => Error::InvalidInput {
                 message: message.clone(),
+            },
+            Error::UploadMissing { uri } => Error::UploadMissing { uri: uri.clone() },
+            Error::Ticket { problem } => Error::Ticket {
+                problem: problem.clone(),
             },
             Error::InvalidTags {
                 table,

@@ -48,7 +48,7 @@ pub use condition::{
     Cmp, Condition, IntoAttributeValue, ItemUpdate, Placeholders, SetExpr, SizeOf, UpdateOp,
     ATTRIBUTE_TYPES, MAX_IN_VALUES,
 };
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, TicketProblem};
 pub use fault::{Fault, FaultyBackend};
 pub use inspect::{AnyTable, AttrStats, ClassStats, Stats};
 pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};

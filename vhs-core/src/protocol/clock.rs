@@ -65,6 +65,10 @@ pub(crate) enum Fix {
     /// The step-by-step failure hooks settle whether the caller's write
     /// landed before deleting anything (found by the checker, not the review).
     SettleStagedWrite,
+    /// A commit of presigned uploads proves each object exists after its
+    /// read even on an absent item (whose creates otherwise rely on the age
+    /// of their own uploads, which a client's upload does not have).
+    UploadsProvenWhenAbsent,
 }
 
 impl Default for Settings {

@@ -131,6 +131,11 @@ pub(crate) struct CommitCtx<'a> {
     pub changed: &'a [&'a str],
     /// ...if this is set (`Options::clean_up_when_succeeded`).
     pub reserve_replaced: bool,
+    /// The objects were put there by someone else (a presigned upload), at a
+    /// time nobody knows: each must be proven to exist after the read, on
+    /// every state (an absent item included), and one under a reservation
+    /// is waited for (this writer can never create it).
+    pub uploaded: bool,
     pub now: Now,
     pub settings: &'a Settings,
 }
@@ -149,7 +154,9 @@ fn use_of(ctx: &CommitCtx<'_>, state: &State, i: usize) -> Use {
     let referenced = matches!(state, State::Live(_)) && state.references(object);
     match state.hold(object, ctx.now, ctx.settings) {
         Hold::Free => {
-            if matches!(state, State::Absent | State::Unknown) || referenced || proof.proven {
+            let uploaded = ctx.uploaded && !ctx.settings.reverted(Fix::UploadsProvenWhenAbsent);
+            let unread = matches!(state, State::Absent | State::Unknown) && !uploaded;
+            if unread || referenced || proof.proven {
                 Use::Ok(None)
             } else {
                 Use::Need(Need::Exists)
@@ -159,7 +166,7 @@ fn use_of(ctx: &CommitCtx<'_>, state: &State, i: usize) -> Use {
         Hold::Reserved { value, kind, until } => {
             if proof.fresh || proof.cleared.as_deref() == Some(value.as_str()) {
                 Use::Ok(Some((kind, value)))
-            } else if proof.present {
+            } else if proof.present || ctx.uploaded {
                 Use::Wait(until)
             } else {
                 Use::Need(Need::Cleared)

@@ -200,6 +200,23 @@
 //!   lands within `R/4`). So when the condition *absent* holds at `c`, no
 //!   deletion of `K` happened since the writer's uploads.
 //!
+//! **Presigned uploads.** A client puts `K` there itself, at a time nobody
+//! knows, so its age bounds nothing and the last case never applies: the
+//! commit (`UploadOrder::Uploaded`, `Store::create_large_from_upload`)
+//! reads the item and proves `K` exists after that read by HeadObject on
+//! every state, an absent item included (`Fix::UploadsProvenWhenAbsent`:
+//! without it the checker finds a commit of an object never uploaded). That
+//! is the second case: `K` existed at `e > r`. A mark set after `r` changes
+//! the state (an absent item becomes a placeholder), and the commit, sent
+//! within `R/2` of `r` (else it reads and proves again) and landing within
+//! `R/4`, lands long before that placeholder can be removed (`2R + S`), so
+//! its condition fails (L2). A reservation on `K` in the state read is waited
+//! for, never ended by this writer (it cannot create `K` after the
+//! reservation's attempt); a `K` found missing ends the commit with
+//! `Error::UploadMissing`, nothing written. Which content `K` holds is
+//! checked before (its size and checksum: HeadObject, or a read), and every
+//! read checks it again.
+//!
 //! **`K` stays while referenced.** After `c`, a mark on `K` requires that `K`'s
 //! attribute does not point to it (L3): only a later commit that replaces the
 //! pointer makes that possible, and that commit reserves `K` itself. A
@@ -226,7 +243,8 @@
 //! per scenario up to four actors among: creates, updates, deletes (plain and
 //! deferred), one-item transactions (create, update, delete), the
 //! step-by-step API (`put_s3`, the caller's own PutItem or UpdateItem with the
-//! staged condition, the hooks), and GC (typed, for a model that knows one of
+//! staged condition, the hooks), commits of presigned uploads (create and
+//! update, their objects uploaded before the scenario starts, or never), and GC (typed, for a model that knows one of
 //! the two attributes; and untyped), with its take-over and placeholder
 //! removal, background bookkeeping that runs late or never. The environment
 //! may lose answers (the request landing or not, and later), have the SDK send

@@ -36,6 +36,14 @@ pub(crate) enum UploadOrder {
     /// existed then, and no deleter removes an object its item points to, so
     /// they exist while the commit's condition holds that state.
     AfterRead(State),
+    /// No uploads at all: the objects were put there by someone else (a
+    /// presigned upload, [`Store::presign_upload`](crate::Store::presign_upload)),
+    /// at a time nobody knows. The commit reads the item, proves each object
+    /// exists after that read by HeadObject (on an absent item too: the
+    /// upload's age bounds nothing), commits within `R/2` of the read (else
+    /// reads and proves again), and fails with
+    /// [`Error::UploadMissing`] if an object is gone: it cannot upload it again.
+    Uploaded,
 }
 
 /// What a commit is asked to do.
@@ -175,7 +183,9 @@ impl Commit {
         let n = cfg.objects.len();
         let state = match &cfg.order {
             UploadOrder::AfterRead(state) => state.clone(),
-            UploadOrder::Unread | UploadOrder::WhileReading => State::Absent,
+            UploadOrder::Unread | UploadOrder::WhileReading | UploadOrder::Uploaded => {
+                State::Absent
+            }
         };
         Commit {
             cfg: Arc::new(cfg),
@@ -237,6 +247,13 @@ impl Commit {
                             ops.extend(puts(&all, true));
                             self.phase = Phase::Uploading;
                             return Next::Do(ops);
+                        }
+                        UploadOrder::Uploaded => {
+                            // The window of step 8 counts from before the read.
+                            self.phase = Phase::Reading;
+                            return Next::Do(vec![Op::Read {
+                                target: self.target().clone(),
+                            }]);
                         }
                         UploadOrder::AfterRead(state) => {
                             let sent: Vec<usize> = all
@@ -304,6 +321,7 @@ impl Commit {
                         proofs: &self.proofs,
                         changed: &self.cfg.changed,
                         reserve_replaced: self.cfg.clean_up_when_succeeded,
+                        uploaded: self.cfg.order == UploadOrder::Uploaded,
                         now,
                         settings: &self.cfg.settings,
                     };
@@ -347,9 +365,17 @@ impl Commit {
                             reserves,
                         } => {
                             let began = self.uploads_began.as_ref().expect("uploads began");
-                            if !self.cfg.objects.is_empty()
-                                && began.age_ms(now) > self.cfg.settings.upload_window_ms()
-                            {
+                            let too_old = !self.cfg.objects.is_empty()
+                                && began.age_ms(now) > self.cfg.settings.upload_window_ms();
+                            if too_old && self.cfg.order == UploadOrder::Uploaded {
+                                // Proofs older than the window: read and prove again.
+                                self.uploads_began = Some(Mine::new(&self.token, now));
+                                self.phase = Phase::Reading;
+                                return Next::Do(vec![Op::Read {
+                                    target: self.target().clone(),
+                                }]);
+                            }
+                            if too_old {
                                 // Too old to commit on (step 8): upload again.
                                 self.uploads_began = Some(Mine::new(&self.token, now));
                                 let all: Vec<usize> = (0..self.cfg.objects.len()).collect();
@@ -403,6 +429,17 @@ impl Commit {
                     if missing.is_empty() {
                         self.phase = Phase::Deciding;
                         continue;
+                    }
+                    if self.cfg.order == UploadOrder::Uploaded {
+                        let key = self.cfg.objects[missing[0]].key.clone();
+                        let e = Error::UploadMissing {
+                            uri: crate::layout::Pointer {
+                                bucket: self.cfg.target.bucket.clone(),
+                                key,
+                            }
+                            .uri(),
+                        };
+                        return self.fail(e, false, now);
                     }
                     let ops = puts(&missing, false);
                     self.phase = Phase::Recreating(missing);

@@ -234,6 +234,7 @@ impl Stage {
                         proofs: &self.proofs,
                         changed: &[],
                         reserve_replaced: false,
+                        uploaded: false,
                         now,
                         settings: &self.settings,
                     };

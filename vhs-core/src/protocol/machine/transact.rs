@@ -385,6 +385,7 @@ impl Transact {
                                     proofs: &self.proofs[range.clone()],
                                     changed,
                                     reserve_replaced: self.clean_up_when_succeeded,
+                                    uploaded: false,
                                     now,
                                     settings: &self.settings,
                                 };

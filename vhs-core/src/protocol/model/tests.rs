@@ -163,6 +163,46 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             ],
         ),
         scenario(
+            "create_from_upload_beside_gc",
+            None,
+            vec![
+                Spec::new(Kind::CreateUploaded(vec![A1, B1])),
+                Spec::new(Kind::Gc { typed: false }),
+            ],
+        )
+        .orphans(vec![A1, B1]),
+        scenario(
+            "update_from_upload_beside_delete_and_gc",
+            Some(vec![A2]),
+            vec![
+                Spec::new(Kind::UpdateUploaded(vec![A1])),
+                Spec::new(Kind::Delete),
+                Spec::new(Kind::Gc { typed: true }),
+            ],
+        )
+        .orphans(vec![A1]),
+        scenario(
+            // A client uploads the content the item points to now (its PUT
+            // gets 412: the object is there) while an update replaces it and
+            // deletes it: the commit must not point to it once it is gone.
+            "upload_of_identical_content_being_replaced",
+            Some(vec![A1]),
+            vec![
+                Spec::new(Kind::UpdateUploaded(vec![A1])),
+                Spec::new(Kind::Update(vec![A2])),
+            ],
+        ),
+        scenario(
+            // The client never uploaded (or GC collected it long ago), and
+            // another writer creates the item meanwhile.
+            "create_from_an_upload_never_made",
+            None,
+            vec![
+                Spec::new(Kind::CreateUploaded(vec![A1])),
+                Spec::new(Kind::Create(vec![A2])),
+            ],
+        ),
+        scenario(
             "dead_deleter_and_identical_recreate",
             Some(vec![A1]),
             vec![
@@ -267,6 +307,43 @@ fn model_dead_deleter_and_identical_recreate() {
     );
 }
 
+#[test]
+fn model_create_from_upload_beside_gc() {
+    at(
+        named("create_from_upload_beside_gc"),
+        [1, 0, 1, 1, 1],
+        [1, 1, 1, 1, 2],
+    );
+}
+
+#[test]
+fn model_update_from_upload_beside_delete_and_gc() {
+    at(
+        named("update_from_upload_beside_delete_and_gc"),
+        [0, 0, 1, 0, 1],
+        [1, 0, 1, 1, 1],
+    );
+}
+
+#[test]
+fn model_upload_of_identical_content_being_replaced() {
+    at(
+        named("upload_of_identical_content_being_replaced"),
+        [1, 0, 1, 1, 1],
+        [1, 1, 1, 1, 2],
+    );
+}
+
+#[test]
+fn model_create_from_an_upload_never_made() {
+    let checked = at(
+        named("create_from_an_upload_never_made"),
+        [1, 1, 1, 1, 1],
+        [2, 1, 1, 1, 2],
+    );
+    assert!(checked.states > 1, "{checked}");
+}
+
 // ---- each fix undone: the checker must find the hole it closes ----
 
 use crate::protocol::clock::Fix;
@@ -361,4 +438,15 @@ fn model_finds_a_staged_write_landing_after_its_failure() {
         .time(0, 2);
     s.actors[2] = s.actors[2].clone().starting_at(10);
     finds(s, Fix::SettleStagedWrite);
+}
+
+/// Issue 23: a commit of a presigned upload on an absent item that trusts
+/// the upload's age (as a create may trust its own) points to an object that
+/// was never uploaded, or that GC collected before the read.
+#[test]
+fn model_finds_a_commit_of_an_upload_never_proven() {
+    finds(
+        named("create_from_an_upload_never_made"),
+        Fix::UploadsProvenWhenAbsent,
+    );
 }

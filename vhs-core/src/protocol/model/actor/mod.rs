@@ -31,6 +31,11 @@ pub(super) enum Kind {
     Create(Vec<usize>),
     /// `update_large` setting the attributes of these objects to them.
     Update(Vec<usize>),
+    /// `create_large_from_upload` of these objects, which a client uploaded
+    /// before the scenario starts (they are among its orphans).
+    CreateUploaded(Vec<usize>),
+    /// `update_large_from_upload` of these objects (uploaded, as above).
+    UpdateUploaded(Vec<usize>),
     /// `delete_large`.
     Delete,
     /// A transaction whose one action creates the item with these objects.
@@ -93,6 +98,8 @@ impl Spec {
         match &self.kind {
             Kind::Create(o)
             | Kind::Update(o)
+            | Kind::CreateUploaded(o)
+            | Kind::UpdateUploaded(o)
             | Kind::TxCreate(o)
             | Kind::TxUpdate(o)
             | Kind::Step(o) => o.clone(),
@@ -271,17 +278,17 @@ pub(super) fn body(setup: &Setup, spec: &Spec, index: u8, now: Now, s: Settings)
     let mut tokens = Tokens::new(u64::from(index) + 1);
     let target = setup.target.clone();
     match &spec.kind {
-        Kind::Create(o) | Kind::Update(o) => {
-            let create = matches!(spec.kind, Kind::Create(_));
+        Kind::Create(o) | Kind::Update(o) | Kind::CreateUploaded(o) | Kind::UpdateUploaded(o) => {
+            let create = matches!(spec.kind, Kind::Create(_) | Kind::CreateUploaded(_));
             let token = tokens.next();
             Body::Commit(Commit::new(
                 CommitConfig {
                     target,
                     objects: objects(setup, o),
-                    order: if create {
-                        UploadOrder::Unread
-                    } else {
-                        UploadOrder::WhileReading
+                    order: match spec.kind {
+                        Kind::CreateUploaded(_) | Kind::UpdateUploaded(_) => UploadOrder::Uploaded,
+                        Kind::Create(_) => UploadOrder::Unread,
+                        _ => UploadOrder::WhileReading,
                     },
                     changed: if create {
                         Vec::new()
@@ -358,17 +365,21 @@ pub(super) fn outcome(e: &Error) -> Outcome {
 /// The plan of a commit actor.
 fn plan_of(setup: &Setup, kind: &Kind, index: u8, state: &State) -> Plan {
     match kind {
-        Kind::Create(objects) | Kind::TxCreate(objects) => match state {
-            State::Live(_) => Plan::Fail(Error::AlreadyExists {
-                table: "t".into(),
-                key: "i".into(),
-            }),
-            _ => Plan::Put(setup.record(objects, &format!("c{index}"))),
-        },
-        Kind::Update(objects) | Kind::TxUpdate(objects) => match state {
-            State::Live(_) => Plan::Update(update_of(setup, objects, index), None),
-            _ => Plan::Fail(setup.target.not_found()),
-        },
+        Kind::Create(objects) | Kind::CreateUploaded(objects) | Kind::TxCreate(objects) => {
+            match state {
+                State::Live(_) => Plan::Fail(Error::AlreadyExists {
+                    table: "t".into(),
+                    key: "i".into(),
+                }),
+                _ => Plan::Put(setup.record(objects, &format!("c{index}"))),
+            }
+        }
+        Kind::Update(objects) | Kind::UpdateUploaded(objects) | Kind::TxUpdate(objects) => {
+            match state {
+                State::Live(_) => Plan::Update(update_of(setup, objects, index), None),
+                _ => Plan::Fail(setup.target.not_found()),
+            }
+        }
         _ => Plan::Fail(Error::invalid("no plan")),
     }
 }

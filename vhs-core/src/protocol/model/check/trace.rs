@@ -146,6 +146,8 @@ fn actor_text(m: &ProtocolModel, n: u8) -> String {
     let kind = match &spec.kind {
         Kind::Create(o) => format!("create({})", name(o)),
         Kind::Update(o) => format!("update({})", name(o)),
+        Kind::CreateUploaded(o) => format!("create-from-upload({})", name(o)),
+        Kind::UpdateUploaded(o) => format!("update-from-upload({})", name(o)),
         Kind::Delete => "delete".to_owned(),
         Kind::TxCreate(o) => format!("tx-create({})", name(o)),
         Kind::TxUpdate(o) => format!("tx-update({})", name(o)),
