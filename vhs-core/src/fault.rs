@@ -147,7 +147,7 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         // Passed through, never counted or faulted: presigning sends no
         // request, and DeleteTable is provisioning for tests and teardown, not
         // a call the store's reads and writes make.
-        if matches!(op, Op::PresignGet | Op::DeleteTable) {
+        if matches!(op, Op::PresignGet | Op::PresignUpload | Op::DeleteTable) {
             return self.inner.send(call).await;
         }
         match self.check(op) {

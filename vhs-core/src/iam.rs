@@ -190,7 +190,9 @@ pub fn actions(op: Op) -> &'static [&'static str] {
         Op::PutObject
         | Op::CreateMultipartUpload
         | Op::UploadPart
-        | Op::CompleteMultipartUpload => &["s3:PutObject"],
+        | Op::CompleteMultipartUpload
+        // A presigned upload carries the signer's permission to PutObject.
+        | Op::PresignUpload => &["s3:PutObject"],
         Op::AbortMultipartUpload => &["s3:AbortMultipartUpload"],
         Op::ListMultipartUploads => &["s3:ListBucketMultipartUploads"],
         Op::ListObjects => &["s3:ListBucket"],

@@ -34,11 +34,11 @@ pub use aws::{AwsBackend, AwsOptions, Encryption};
 pub use backend::{
     item_size, Attempts, Backend, BackendExt, BatchPage, BucketSpec, Call, CancelReason,
     CompletedPart, Conditional, IndexSpec, ItemCalls, MultipartInfo, MultipartStart, ObjectCalls,
-    ObjectInfo, ObjectPage, ObjectRange, Op, PresignCalls, ProvisionCalls, PutObject, PutOutcome,
-    Query, QueryPage, RangeCondition, Reply, Scan, Service, Signal, StoredObject, TableSpec,
-    TransactWrite, Transacted, Transition, Trigger, MAX_BATCH_GET, MAX_DELETE_BATCH,
-    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS,
-    MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
+    ObjectInfo, ObjectPage, ObjectRange, Op, PresignCalls, PresignUpload, PresignedUpload,
+    ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, RangeCondition, Reply, Scan, Service,
+    Signal, StoredObject, TableSpec, TransactWrite, Transacted, Transition, Trigger, UploadMethod,
+    MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES,
+    MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};

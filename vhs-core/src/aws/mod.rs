@@ -4,6 +4,7 @@ mod errors;
 mod items;
 mod objects;
 mod options;
+mod presign;
 mod provision;
 
 use errors::*;
@@ -50,6 +51,9 @@ pub struct AwsBackend {
     expected_bucket_owner: Option<String>,
     /// [`AwsOptions::composite_checksums_only`].
     composite_checksums_only: bool,
+    /// What a browser POST policy is signed with (the S3 client's config does
+    /// not hand its credentials out).
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl fmt::Debug for AwsBackend {
@@ -134,6 +138,7 @@ impl AwsBackend {
             encryption: options.encryption,
             expected_bucket_owner: options.expected_bucket_owner,
             composite_checksums_only: options.composite_checksums_only,
+            credentials: config.credentials_provider(),
         }
     }
 
@@ -153,7 +158,20 @@ impl AwsBackend {
             encryption: None,
             expected_bucket_owner: None,
             composite_checksums_only: false,
+            credentials: None,
         }
+    }
+
+    /// The credentials browser POST uploads are signed with
+    /// ([`UploadMethod::Post`](crate::UploadMethod::Post)), for a backend made
+    /// [`from_clients`](Self::from_clients); one made from an `SdkConfig` uses
+    /// its credentials provider.
+    pub fn with_signing_credentials(
+        mut self,
+        provider: aws_credential_types::provider::SharedCredentialsProvider,
+    ) -> Self {
+        self.credentials = Some(provider);
+        self
     }
 
     /// Encrypts every object written with `encryption`.

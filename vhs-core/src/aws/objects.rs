@@ -1,4 +1,4 @@
-//! S3 object calls and multipart uploads, presigning, and the reading of
+//! S3 object calls and multipart uploads, and the reading of
 //! GetObject bodies that resumes a cut transfer.
 
 use super::*;
@@ -154,6 +154,7 @@ impl ObjectCalls for AwsBackend {
                 .filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())))
                 .collect(),
                 storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
+                metadata: out.metadata().cloned().unwrap_or_default(),
                 ..ObjectInfo::new(key, out.content_length().unwrap_or_default().max(0) as u64)
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
@@ -481,35 +482,9 @@ impl ObjectCalls for AwsBackend {
     }
 }
 
-#[async_trait]
-impl PresignCalls for AwsBackend {
-    async fn presign_get(
-        &self,
-        bucket: &str,
-        key: &str,
-        expires_in: std::time::Duration,
-    ) -> Result<String> {
-        let config = s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| {
-            Error::invalid(format!(
-                "a presigned URL cannot expire in {expires_in:?}: {e}"
-            ))
-        })?;
-        let request = self
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
-            .presigned(config)
-            .await
-            .map_err(|e| self.s3_error("GetObject (presign)", bucket, e))?;
-        Ok(request.uri().to_owned())
-    }
-}
-
 impl AwsBackend {
     /// The server-side encryption headers of object writes.
-    fn sse(&self) -> (Option<s3::types::ServerSideEncryption>, Option<String>) {
+    pub(super) fn sse(&self) -> (Option<s3::types::ServerSideEncryption>, Option<String>) {
         match &self.encryption {
             Some(Encryption::S3) => (Some(s3::types::ServerSideEncryption::Aes256), None),
             Some(Encryption::Kms { key_id }) => (
@@ -624,6 +599,21 @@ impl AwsBackend {
                         }
                         _ => return Ok(Some(buf.freeze())),
                     },
+                    // Every byte arrived, then the SDK refused the body: the
+                    // checksum the server stored (and sent) does not match
+                    // it. Not a cut: reading again gives the same bytes.
+                    Err(e) if expected == Some(buf.len() as u64) => {
+                        return Err(Error::backend(
+                            "s3",
+                            Op::GetObject.name(),
+                            false,
+                            format!(
+                                "s3://{bucket}/{key}: the body does not match the checksum the \
+                                 server stored with it: {}",
+                                DisplayErrorContext(&e)
+                            ),
+                        ))
+                    }
                     Err(e) => {
                         break format!("reading the body failed: {}", DisplayErrorContext(&e))
                     }

@@ -96,6 +96,9 @@ pub enum Op {
     ConfigureBucket,
     /// A presigned GetObject URL (computed locally, no request).
     PresignGet,
+    /// A presigned PutObject, by PUT or browser POST (computed locally, no
+    /// request).
+    PresignUpload,
     /// GetObjectTagging.
     GetObjectTagging,
 }
@@ -130,6 +133,7 @@ impl Op {
             Op::HeadBucket => "HeadBucket",
             Op::ConfigureBucket => "PutBucketLifecycleConfiguration",
             Op::PresignGet => "PresignGetObject",
+            Op::PresignUpload => "PresignPutObject",
             Op::GetObjectTagging => "GetObjectTagging",
         }
     }
@@ -148,7 +152,7 @@ impl Op {
             | Op::TransactWriteItems
             | Op::DescribeTable
             | Op::DeleteTable => Service::DynamoDb,
-            Op::PresignGet => Service::Local,
+            Op::PresignGet | Op::PresignUpload => Service::Local,
             _ => Service::S3,
         }
     }
@@ -239,6 +243,8 @@ pub enum Call<'a> {
         key: &'a str,
         expires_in: Duration,
     },
+    /// [`PresignCalls::presign_upload`](super::PresignCalls::presign_upload).
+    PresignUpload(&'a PresignUpload),
     /// [`ObjectCalls::create_multipart_upload`](super::ObjectCalls::create_multipart_upload).
     CreateMultipartUpload(&'a MultipartStart),
     /// [`ObjectCalls::upload_part`](super::ObjectCalls::upload_part).
@@ -305,6 +311,7 @@ impl Call<'_> {
             Call::HeadObject { .. } => Op::HeadObject,
             Call::GetObjectTagging { .. } => Op::GetObjectTagging,
             Call::PresignGet { .. } => Op::PresignGet,
+            Call::PresignUpload(_) => Op::PresignUpload,
             Call::CreateMultipartUpload(_) => Op::CreateMultipartUpload,
             Call::UploadPart { .. } => Op::UploadPart,
             Call::CompleteMultipartUpload { .. } => Op::CompleteMultipartUpload,
@@ -333,6 +340,7 @@ impl Call<'_> {
             Call::ConfigureBucket { spec } => &spec.name,
             Call::PutObject(p) => &p.bucket,
             Call::CreateMultipartUpload(m) => &m.bucket,
+            Call::PresignUpload(p) => &p.bucket,
             Call::CreateBucket { bucket }
             | Call::BucketExists { bucket }
             | Call::GetObject { bucket, .. }
@@ -409,6 +417,8 @@ pub enum Reply {
     Text(String),
     /// ListMultipartUploads.
     Uploads(Vec<MultipartInfo>),
+    /// A presigned upload.
+    Presigned(PresignedUpload),
     /// DeleteObjects: the keys not deleted, each with its reason.
     KeyErrors(Vec<(String, String)>),
     /// ListObjectsV2.

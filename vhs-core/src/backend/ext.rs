@@ -62,6 +62,7 @@ from_reply! {
     Option<Vec<(String, String)>> => Tags,
     String => Text,
     Vec<MultipartInfo> => Uploads,
+    PresignedUpload => Presigned,
     Vec<(String, String)> => KeyErrors,
     ObjectPage => Listing,
 }
@@ -132,6 +133,8 @@ typed_calls! {
         Call::GetObjectTagging { bucket, key };
     PresignCalls::presign_get(bucket: &str, key: &str, expires_in: Duration) -> String =
         Call::PresignGet { bucket, key, expires_in };
+    PresignCalls::presign_upload(request: &PresignUpload) -> PresignedUpload =
+        Call::PresignUpload(request);
     ObjectCalls::create_multipart_upload(request: &MultipartStart) -> String =
         Call::CreateMultipartUpload(request);
     ObjectCalls::upload_part(

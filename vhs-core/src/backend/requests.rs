@@ -649,3 +649,56 @@ impl fmt::Debug for ObjectRange {
             .finish()
     }
 }
+
+/// How a client sends a presigned upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum UploadMethod {
+    /// `PUT` to the URL with the body as it is, and exactly the headers given
+    /// (they are signed).
+    Put,
+    /// A browser form: `POST` to the URL as `multipart/form-data`, with the
+    /// fields given, then the file as the last field, named `file` (S3's
+    /// POST policy).
+    Post,
+}
+
+/// A presigned upload to compute ([`PresignCalls::presign_upload`](super::PresignCalls::presign_upload)):
+/// one object, the bytes it must hold, and until when. Computed locally, no
+/// request is sent.
+#[derive(Debug, Clone)]
+pub struct PresignUpload {
+    /// PUT or browser POST.
+    pub method: UploadMethod,
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// The checksum the body must have: sent by the client in the header its
+    /// algorithm names (signed), so that S3 refuses other bytes.
+    pub checksum: crate::checksum::Checksum,
+    /// Content-Type the client must send.
+    pub content_type: String,
+    /// PUT: the exact `Content-Length`, signed. POST: the lower bound of
+    /// `content-length-range` (0 if `None`).
+    pub size: Option<u64>,
+    /// POST: the upper bound of `content-length-range` (S3's 5 GiB if `None`).
+    pub max_size: Option<u64>,
+    /// User metadata (`x-amz-meta-*`) the client must send, signed.
+    pub metadata: HashMap<String, String>,
+    /// How long the URL is valid (at most 7 days).
+    pub expires_in: std::time::Duration,
+}
+
+/// A presigned upload: what a client sends, and nothing it may change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PresignedUpload {
+    /// PUT or POST.
+    pub method: UploadMethod,
+    /// Where to send it.
+    pub url: String,
+    /// PUT: the headers to send, exactly (`host` excluded).
+    pub headers: Vec<(String, String)>,
+    /// POST: the form fields to send, in order, before the `file` field.
+    pub fields: Vec<(String, String)>,
+}

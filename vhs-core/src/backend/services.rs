@@ -201,6 +201,14 @@ pub trait PresignCalls: Send + Sync {
     ) -> Result<String> {
         unsupported(Op::PresignGet)
     }
+
+    /// A presigned upload of one object (PUT, or a browser POST with a signed
+    /// policy), valid for `request.expires_in`: the client must send the
+    /// checksum, Content-Type, size and metadata the request names, and a PUT
+    /// also `If-None-Match: *`. Computed locally: no request is sent.
+    async fn presign_upload(&self, _request: &PresignUpload) -> Result<PresignedUpload> {
+        unsupported(Op::PresignUpload)
+    }
 }
 
 /// Creating and describing tables and buckets: what `ensure_table` and the
@@ -330,6 +338,9 @@ impl Call<'_> {
                 key,
                 expires_in,
             } => Reply::Text(PresignCalls::presign_get(backend, bucket, key, expires_in).await?),
+            Call::PresignUpload(request) => {
+                Reply::Presigned(PresignCalls::presign_upload(backend, request).await?)
+            }
             Call::CreateMultipartUpload(request) => {
                 Reply::Text(ObjectCalls::create_multipart_upload(backend, request).await?)
             }

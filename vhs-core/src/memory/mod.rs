@@ -2,6 +2,7 @@
 
 mod items;
 mod objects;
+mod presign;
 
 use items::{check_indexes, Table, TableKey};
 
@@ -15,9 +16,9 @@ use tokio::task::yield_now;
 use crate::backend::{
     item_size, Attempts, Backend, BatchPage, Call, CompletedPart, Conditional, ItemCalls,
     MultipartInfo, MultipartStart, ObjectCalls, ObjectInfo, ObjectPage, ObjectRange, Op,
-    PresignCalls, ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, Reply, Scan,
-    StoredObject, TableSpec, TransactWrite, Transacted, MAX_BATCH_GET, MAX_ITEM_BYTES,
-    MAX_KEY_BYTES, MAX_PAGE_BYTES, MAX_PARTS, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
+    ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, Reply, Scan, StoredObject, TableSpec,
+    TransactWrite, Transacted, MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_PAGE_BYTES,
+    MAX_PARTS, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 use crate::backend::{BucketSpec, CancelReason};
 use crate::checksum::ChecksumAlgorithm;
@@ -56,6 +57,8 @@ struct State {
     buckets: HashMap<String, BTreeMap<String, MemObject>>,
     uploads: BTreeMap<String, MemUpload>,
     next_upload: u64,
+    /// Presigned uploads issued, by URL ([`MemoryBackend::send_presigned`]).
+    presigned: HashMap<String, crate::backend::PresignUpload>,
 }
 
 #[derive(Debug)]

@@ -445,22 +445,3 @@ fn kept_checksum(sent: &Checksum) -> BTreeMap<String, String> {
         other => BTreeMap::from([(other.name().to_owned(), sent.base64())]),
     }
 }
-
-#[async_trait]
-impl PresignCalls for MemoryBackend {
-    /// `memory://{bucket}/{key}?expires={unix seconds}`: names the object, but no
-    /// HTTP client can fetch it (there is no server).
-    async fn presign_get(
-        &self,
-        bucket: &str,
-        key: &str,
-        expires_in: std::time::Duration,
-    ) -> Result<String> {
-        self.lock().bucket(bucket, Op::GetObject.name())?;
-        let expires = SystemTime::now()
-            .checked_add(expires_in)
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
-        Ok(format!("memory://{bucket}/{key}?expires={expires}"))
-    }
-}
