@@ -540,6 +540,7 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
             "objects": report.objects,
             "unreferenced": report.unreferenced,
             "too_young": report.too_young,
+            "awaiting_commit": report.awaiting_commit,
             "rescued": report.rescued,
             "foreign": report.foreign,
             "foreign_items": report.foreign_items,
@@ -565,13 +566,14 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
                 crate::say!("FAILED {key}: {error}");
             }
             crate::say!(
-                "{} items, {} objects; {} unreferenced: {} {verb} ({}), {} younger than the grace period, {} referenced again meanwhile; {} foreign; {} deletion marks and {} placeholders taken over; {} stale multipart uploads {}",
+                "{} items, {} objects; {} unreferenced: {} {verb} ({}), {} younger than the grace period, {} presigned uploads awaiting their commit, {} referenced again meanwhile; {} foreign; {} deletion marks and {} placeholders taken over; {} stale multipart uploads {}",
                 report.items,
                 report.objects,
                 report.unreferenced,
                 report.deleted.len(),
                 size(report.deleted_bytes),
                 report.too_young,
+                report.awaiting_commit,
                 report.rescued,
                 report.foreign,
                 report.marks_taken_over,

@@ -65,6 +65,10 @@ pub use store::{
     Transaction, UpdateFragment, Updated,
 };
 pub use store::{TagContext, ATTR_TAG, STORAGE_CLASSES, TABLE_TAG};
+pub use store::{
+    UploadSpec, UploadTicket, COMMIT_BY_METADATA, MAX_UPLOAD_EXPIRY, MIN_UPLOAD_SECRET_BYTES,
+    UPLOAD_COMMIT_MARGIN,
+};
 
 pub use versioned::{
     Layout, MultiVersion, MultiVersionStore, Order, Pruned, SingleVersion, SingleVersionStore,
@@ -91,7 +95,9 @@ pub mod __private {
     pub use crate::model::{
         IndexDef, IndexKind, Item, Key, KeyDef, KeyKind, KeyValue, LargeAttr, Model, Schema,
     };
-    pub use crate::store::{Deleted, Precondition, Put, Staged, Store, Updated};
+    pub use crate::store::{
+        Deleted, Precondition, Put, Staged, Store, Updated, UploadSpec, UploadTicket,
+    };
     pub use aws_sdk_dynamodb::types::AttributeValue;
     pub use bytes::Bytes;
     pub use core::convert::{From, Into};

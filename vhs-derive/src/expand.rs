@@ -356,6 +356,19 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
         "Stores a new `{model}`: uploads its large values to S3, then writes the item. \
          Calls `Store::create_large`."
     );
+    let from_upload_doc = format!(
+        "Stores a new `{model}` whose large values clients uploaded with presigned \
+         `tickets`. Calls `Store::create_large_from_upload`."
+    );
+    let update_from_upload_doc = format!(
+        "Applies changes to a stored `{model}` and sets the large values clients \
+         uploaded with presigned `tickets`. Calls `Store::update_large_from_upload`."
+    );
+    let presign_doc = format!(
+        "A presigned upload of large attribute `attr` of a `{model}`, to commit with \
+         `create_large_from_upload` or `update_large_from_upload`. Calls \
+         `Store::presign_upload`."
+    );
     let get_doc = format!("Reads a `{model}` and its large values. Calls `Store::get_large`.");
     let get_consistent_doc = format!(
         "Reads a `{model}` and its large values with a strongly consistent read. \
@@ -435,6 +448,35 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
                 item: &Self,
             ) -> #p::Result<#p::Staged<Self>> {
                 store.create_large(item).await
+            }
+
+            #[doc = #presign_doc]
+            pub async fn presign_upload(
+                store: &#p::Store,
+                key: &#p::Key<Self>,
+                attr: &str,
+                spec: #p::UploadSpec,
+            ) -> #p::Result<#p::UploadTicket> {
+                store.presign_upload(key, attr, spec).await
+            }
+
+            #[doc = #from_upload_doc]
+            pub async fn create_large_from_upload(
+                store: &#p::Store,
+                item: &Self,
+                tickets: &[#p::UploadTicket],
+            ) -> #p::Result<#p::Staged<Self>> {
+                store.create_large_from_upload(item, tickets).await
+            }
+
+            #[doc = #update_from_upload_doc]
+            pub async fn update_large_from_upload(
+                store: &#p::Store,
+                key: &#p::Key<Self>,
+                changes: impl #p::Into<#p::Changes<Self>>,
+                tickets: &[#p::UploadTicket],
+            ) -> #p::Result<#p::Updated<Self>> {
+                store.update_large_from_upload(key, changes, tickets).await
             }
 
             #[doc = #get_doc]

@@ -20,7 +20,8 @@ use super::{
 };
 
 /// GC candidates of one item: its target, and each object with its size.
-type Candidates = (Target, Vec<(ObjectRef, u64)>);
+/// An item's candidates: each object, its size and when it was last written.
+type Candidates = (Target, Vec<(ObjectRef, u64, Option<SystemTime>)>);
 
 impl Store {
     /// Deletes objects under `M`'s table prefix that no item of the table
@@ -178,9 +179,11 @@ impl Store {
                     .entry(target.describe.clone())
                     .or_insert_with(|| (target, Vec::new()))
                     .1
-                    .push((object, o.size));
+                    .push((object, o.size, o.last_modified));
             })
             .await?;
+
+        report.awaiting_commit = self.keep_uploads_awaiting_commit(&mut candidates).await?;
 
         report.uploads_aborted = self
             .abort_stale_uploads(table, judge.retention, options.dry_run)
@@ -188,7 +191,7 @@ impl Store {
 
         if options.dry_run {
             for (_, objects) in candidates.into_values() {
-                for (o, size) in objects {
+                for (o, size, _) in objects {
                     report.deleted_bytes += size;
                     report.deleted.push(o.key);
                 }
@@ -198,13 +201,13 @@ impl Store {
         }
         let sizes: HashMap<String, u64> = candidates
             .values()
-            .flat_map(|(_, objects)| objects.iter().map(|(o, size)| (o.key.clone(), *size)))
+            .flat_map(|(_, objects)| objects.iter().map(|(o, size, _)| (o.key.clone(), *size)))
             .collect();
         let total = sizes.len() as u64;
         let mut cleanup = Cleanup::default();
         let mut groups: Vec<(Target, Vec<ObjectRef>)> = candidates
             .into_values()
-            .map(|(t, objects)| (t, objects.into_iter().map(|(o, _)| o).collect()))
+            .map(|(t, objects)| (t, objects.into_iter().map(|(o, _, _)| o).collect()))
             .collect();
         groups.sort_by(|a, b| a.0.describe.cmp(&b.0.describe));
         let mut tokens = Tokens::random();
@@ -268,6 +271,63 @@ impl Store {
             report.failed.extend(out.cleanup.leftover);
         }
         Ok(report)
+    }
+
+    /// Drops from `candidates` the presigned uploads whose ticket may still be
+    /// committed: an object young enough to be one (a ticket lives at most
+    /// [`MAX_UPLOAD_EXPIRY`](crate::MAX_UPLOAD_EXPIRY) plus
+    /// [`Options::upload_commit_margin`](crate::Options::upload_commit_margin))
+    /// is read with HeadObject, and kept while its
+    /// [`COMMIT_BY_METADATA`](crate::COMMIT_BY_METADATA) is in the future.
+    /// Returns how many were kept. (Liveness only: deleting one is safe, the
+    /// commit would find it gone.)
+    async fn keep_uploads_awaiting_commit(
+        &self,
+        candidates: &mut HashMap<String, Candidates>,
+    ) -> Result<u64> {
+        use crate::backend::BackendExt as _;
+        use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+        let lifetime = crate::MAX_UPLOAD_EXPIRY + self.options().upload_commit_margin;
+        let wall = SystemTime::now();
+        let young: Vec<String> = candidates
+            .values()
+            .flat_map(|(_, objects)| objects.iter())
+            .filter(|(_, _, modified)| {
+                modified
+                    .and_then(|t| wall.duration_since(t).ok())
+                    .is_none_or(|age| age < lifetime)
+            })
+            .map(|(o, _, _)| o.key.clone())
+            .collect();
+        if young.is_empty() {
+            return Ok(0);
+        }
+        let now = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let bucket = self.bucket().to_owned();
+        let awaiting: HashSet<String> = stream::iter(young)
+            .map(|key| {
+                let bucket = bucket.clone();
+                async move {
+                    let info = self.backend().head_object(&bucket, &key).await?;
+                    let deadline = info.as_ref().and_then(|i| {
+                        i.metadata
+                            .get(crate::COMMIT_BY_METADATA)
+                            .and_then(|v| v.parse::<u64>().ok())
+                    });
+                    Ok::<_, crate::Error>(deadline.is_some_and(|d| d > now).then_some(key))
+                }
+            })
+            .buffer_unordered(self.options().max_concurrency.max(1))
+            .try_filter_map(|k| async move { Ok(k) })
+            .try_collect()
+            .await?;
+        for (_, objects) in candidates.values_mut() {
+            objects.retain(|(o, _, _)| !awaiting.contains(&o.key));
+        }
+        candidates.retain(|_, (_, objects)| !objects.is_empty());
+        Ok(awaiting.len() as u64)
     }
 
     /// Marks the candidates of each item (one write per item), deletes every

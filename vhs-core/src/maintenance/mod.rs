@@ -148,6 +148,9 @@ pub struct GcReport {
     pub unreferenced: u64,
     /// Of those, kept because younger than the grace period.
     pub too_young: u64,
+    /// Of those, kept because they are presigned uploads whose ticket may
+    /// still be committed (`x-amz-meta-vhs-commit-by` in the future).
+    pub awaiting_commit: u64,
     /// Of those, kept because marking them found them referenced after all (a
     /// write that landed during the run), or already being deleted by someone else.
     pub rescued: u64,

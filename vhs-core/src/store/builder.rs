@@ -94,6 +94,17 @@ pub struct Options {
     /// [`STORAGE_CLASSES`](crate::STORAGE_CLASSES). Default `None`: the
     /// bucket's default, STANDARD.
     pub storage_class: Option<String>,
+    /// How long after a presigned upload's URL expires it may still be
+    /// committed ([`Store::presign_upload`]); GC leaves its object alone
+    /// until then. Default [`UPLOAD_COMMIT_MARGIN`](crate::UPLOAD_COMMIT_MARGIN),
+    /// 15 minutes.
+    pub upload_commit_margin: Duration,
+    /// Read and hash each presigned upload at its commit instead of trusting
+    /// the checksum the server stored with it. S3 verifies an upload's
+    /// checksum header before it stores the object; some S3-compatible
+    /// servers store the header unverified (moto 5.2.5 does), and there only a
+    /// read proves the content. Default `false`.
+    pub rehash_uploads: bool,
 }
 
 impl Default for Options {
@@ -115,6 +126,8 @@ impl Default for Options {
             download_buffer: 32 * 1024 * 1024,
             spool_dir: None,
             storage_class: None,
+            upload_commit_margin: super::UPLOAD_COMMIT_MARGIN,
+            rehash_uploads: false,
         }
     }
 }
@@ -142,6 +155,7 @@ pub struct StoreBuilder {
     on_cleanup: Option<janitor::OnCleanup>,
     cache: Option<CacheOptions>,
     tagging: Option<TagFn>,
+    upload_secret: Option<Vec<u8>>,
 }
 
 impl Store {
@@ -157,6 +171,7 @@ impl Store {
             on_cleanup: None,
             cache: None,
             tagging: None,
+            upload_secret: None,
         }
     }
 }
@@ -195,6 +210,18 @@ impl StoreBuilder {
     /// Replaces all options.
     pub fn options(mut self, options: Options) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Sets [`Options::rehash_uploads`].
+    pub fn rehash_uploads(mut self, yes: bool) -> Self {
+        self.options.rehash_uploads = yes;
+        self
+    }
+
+    /// Sets [`Options::upload_commit_margin`].
+    pub fn upload_commit_margin(mut self, margin: Duration) -> Self {
+        self.options.upload_commit_margin = margin;
         self
     }
 
@@ -349,6 +376,18 @@ impl StoreBuilder {
         self
     }
 
+    /// The secret presigned uploads' tickets are signed with
+    /// ([`Store::presign_upload`]), at least
+    /// [`MIN_UPLOAD_SECRET_BYTES`](crate::MIN_UPLOAD_SECRET_BYTES) random
+    /// bytes. Every process that commits uploads needs the same secret; a
+    /// ticket signed with another one is refused
+    /// ([`TicketProblem::Forged`](crate::TicketProblem::Forged)). Changing it
+    /// invalidates the tickets issued before.
+    pub fn upload_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.upload_secret = Some(secret.into());
+        self
+    }
+
     /// The store. Fails with [`Error::InvalidInput`], before anything is sent,
     /// on a bucket name S3 refuses (3 to 63 characters of lowercase letters,
     /// digits, `.` and `-`, a letter or digit first and last, no `..`, not an
@@ -386,6 +425,15 @@ impl StoreBuilder {
         if let Some(class) = &self.options.storage_class {
             check_storage_class(class)?;
         }
+        if let Some(secret) = &self.upload_secret {
+            if secret.len() < super::MIN_UPLOAD_SECRET_BYTES {
+                return Err(Error::invalid(format!(
+                    "the upload secret is {} bytes; tickets need at least {} random bytes",
+                    secret.len(),
+                    super::MIN_UPLOAD_SECRET_BYTES
+                )));
+            }
+        }
         let cache = self.cache.map(|o| Arc::new(ReadCache::new(o)));
         let store = Store {
             inner: Arc::new(Inner {
@@ -406,6 +454,7 @@ impl StoreBuilder {
                 tables: self.tables,
                 table_prefixes: self.table_prefixes,
                 tagging: self.tagging,
+                upload_secret: self.upload_secret,
             }),
         };
         let known: HashSet<&str> = store

@@ -17,6 +17,7 @@ mod janitor;
 mod limit;
 pub(crate) mod metered;
 mod pointer;
+mod presigned;
 mod query;
 mod read;
 mod staged;
@@ -45,6 +46,10 @@ pub use builder::{Options, StoreBuilder};
 pub use calls::Put;
 pub use delete::{Deleted, Precondition};
 pub(crate) use pointer::{checked, dangling, encoding_in_key};
+pub use presigned::{
+    UploadSpec, UploadTicket, COMMIT_BY_METADATA, MAX_UPLOAD_EXPIRY, MIN_UPLOAD_SECRET_BYTES,
+    UPLOAD_COMMIT_MARGIN,
+};
 pub use query::{Cursor, ItemFailure, Page, QueryBuilder, ScanBuilder};
 pub(crate) use read::Bodies;
 pub use read::Stored;
@@ -103,6 +108,9 @@ struct Inner {
     janitor: Janitor,
     /// Object tagging ([`StoreBuilder::tag_objects`]); `None`: no tags.
     tagging: Option<tags::TagFn>,
+    /// The key presigned uploads' tickets are signed with
+    /// ([`StoreBuilder::upload_secret`]).
+    upload_secret: Option<Vec<u8>>,
     /// [`Options::download_buffer`] in MiB permits: ranges of downloads in
     /// flight or waiting to be written, over every call of the store.
     downloads: Arc<tokio::sync::Semaphore>,

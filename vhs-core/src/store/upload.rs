@@ -38,6 +38,9 @@ pub(crate) struct Upload {
     encoding: Option<Encoding>,
     /// The object's tags (none unless the store tags objects).
     tags: Vec<(String, String)>,
+    /// The size of an object a client uploaded (a presigned upload), whose
+    /// bytes the store does not hold: its `Blob` is empty and never sent.
+    uploaded: Option<u64>,
 }
 
 /// How [`Store::plan`] stores one value.
@@ -49,6 +52,31 @@ enum Planned {
 }
 
 impl Upload {
+    /// The object `key` a client uploaded (a presigned upload) for large
+    /// attribute `index`, `size` bytes with `checksum`: committed, never sent.
+    pub(super) fn uploaded(
+        index: usize,
+        attr: &'static str,
+        key: String,
+        checksum: Checksum,
+        size: u64,
+    ) -> Upload {
+        Upload {
+            index,
+            attr,
+            target: Some((key, checksum, Blob::from_bytes(Bytes::new()))),
+            inline: None,
+            encoding: None,
+            tags: Vec::new(),
+            uploaded: Some(size),
+        }
+    }
+
+    /// Which large attribute of the model.
+    pub(super) fn index(&self) -> usize {
+        self.index
+    }
+
     /// What the attribute will hold in the item: the `s3://` URI of the object,
     /// the inline value, or `None` for a removal.
     pub(super) fn stored(&self, bucket: &str) -> Option<AttributeValue> {
@@ -207,6 +235,7 @@ impl Store {
                 inline,
                 encoding,
                 tags,
+                uploaded: None,
             });
         }
         uploads.sort_by_key(|u| u.index);
@@ -274,7 +303,7 @@ impl Store {
                     pointer: self.pointer_to(key.clone()),
                     encoding: u.encoding,
                     checksum: checksum.clone(),
-                    size: body.len(),
+                    size: u.uploaded.unwrap_or(body.len()),
                     created: created.next().copied().unwrap_or(false),
                 }),
             })
