@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vhs::BackendExt as _;
 use vhs::{Backend, FaultyBackend, Item, MemoryBackend, Model, Store, StoreBuilder};
 
-use crate::models::{Blob, Document, Memo, Note, Packed, Page, VDoc, Video};
+use crate::models::{Attachment, Blob, Document, Memo, Note, Packed, Page, VDoc, Video};
 
 /// Which backend a contract test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +23,17 @@ pub struct Fixture {
     pub faults: FaultyBackend<Arc<dyn Backend>>,
     /// The backend without faults, for setting up and inspecting state.
     pub raw: Arc<dyn Backend>,
+    /// The memory backend itself (`Kind::Memory`), for what only it does:
+    /// a presigned upload without an HTTP server.
+    pub memory: Option<MemoryBackend>,
     pub bucket: String,
     pub tables: (String, String),
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The secret the fixtures' stores sign upload tickets with.
+pub const UPLOAD_SECRET: &[u8] = b"contract-suite-upload-secret-0123456789";
 
 /// The name of the object that records a table's protocol settings.
 pub const SETTINGS: &str = "vhs-protocol.json";
@@ -41,8 +47,9 @@ impl Fixture {
     pub async fn with(kind: Kind, configure: impl FnOnce(StoreBuilder) -> StoreBuilder) -> Fixture {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("{}-{n}", std::process::id());
+        let memory = matches!(kind, Kind::Memory).then(MemoryBackend::new);
         let raw: Arc<dyn Backend> = match kind {
-            Kind::Memory => Arc::new(MemoryBackend::new()),
+            Kind::Memory => Arc::new(memory.clone().expect("a memory backend")),
             Kind::Emulator => {
                 let url = crate::emulator::endpoint().await;
                 let config = crate::emulator::sdk_config().await;
@@ -66,7 +73,9 @@ impl Fixture {
             .table_for::<Page>(format!("pages-{id}"))
             .table_for::<Video>(format!("videos-{id}"))
             .table_for::<Memo>(format!("memos-{id}"))
-            .table_for::<Packed>(format!("packed-{id}"));
+            .table_for::<Packed>(format!("packed-{id}"))
+            .table_for::<Attachment>(format!("attachments-{id}"))
+            .upload_secret(UPLOAD_SECRET);
         let store = configure(builder).build().expect("store");
         store.ensure_bucket().await.expect("bucket");
         store.ensure_table::<Document>().await.expect("table");
@@ -77,12 +86,14 @@ impl Fixture {
         store.ensure_table::<Video>().await.expect("table");
         store.ensure_table::<Memo>().await.expect("table");
         store.ensure_table::<Packed>().await.expect("table");
+        store.ensure_table::<Attachment>().await.expect("table");
         faults.reset();
         Fixture {
             kind,
             store,
             faults,
             raw,
+            memory,
             bucket,
             tables,
         }

@@ -32,6 +32,7 @@ mod timestamps;
 mod transact;
 mod transactions;
 mod transfers;
+mod uploads;
 mod versioned;
 
 /// Generates one `#[tokio::test]` per case and backend.
@@ -73,6 +74,13 @@ contract! {
     checksums::an_object_overwritten_behind_vhs_fails_its_checksum,
     checksums::a_wrong_checksum_header_is_refused,
     checksums::object_keys_take_the_attribute_algorithm,
+    uploads::a_presigned_put_is_committed_once,
+    uploads::a_presigned_post_updates_and_replaces,
+    uploads::uploads_of_other_bytes_are_refused,
+    uploads::forged_and_misdirected_tickets_are_refused,
+    uploads::an_unused_upload_is_collected_after_its_deadline,
+    uploads::a_commit_before_the_upload_is_refused,
+    uploads::an_md5_attribute_takes_presigned_uploads,
     classes::storage_class_and_tags_are_written,
     classes::multipart_uploads_carry_class_and_tags,
     classes::invalid_tags_are_refused_before_anything_is_written,

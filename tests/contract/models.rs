@@ -333,6 +333,20 @@ pub struct Stamped {
     pub html: Option<String>,
 }
 
+/// Values uploaded by clients (presigned uploads): one attribute named by
+/// SHA-256, one by MD5.
+#[derive(Model, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[vhs(table = "attachments")]
+pub struct Attachment {
+    #[vhs(hash_key)]
+    pub id: String,
+    pub name: String,
+    #[large(checksum = "sha256", content_type = "application/pdf")]
+    pub scan: Option<Vec<u8>>,
+    #[large]
+    pub thumb: Option<Vec<u8>>,
+}
+
 /// Content addresses other than MD5 (`#[large(checksum = "...")]`): SHA-256
 /// and CRC-64/NVME values of any size (multipart above the threshold), a
 /// compressed CRC-64/NVME one, and an MD5 one beside them.
