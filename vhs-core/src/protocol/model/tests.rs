@@ -312,7 +312,7 @@ fn model_create_from_upload_beside_gc() {
     at(
         named("create_from_upload_beside_gc"),
         [1, 0, 1, 1, 1],
-        [1, 1, 1, 1, 2],
+        [1, 1, 1, 1, 1],
     );
 }
 
@@ -321,7 +321,7 @@ fn model_update_from_upload_beside_delete_and_gc() {
     at(
         named("update_from_upload_beside_delete_and_gc"),
         [0, 0, 1, 0, 1],
-        [1, 0, 1, 1, 1],
+        [0, 0, 1, 1, 1],
     );
 }
 
@@ -330,7 +330,7 @@ fn model_upload_of_identical_content_being_replaced() {
     at(
         named("upload_of_identical_content_being_replaced"),
         [1, 0, 1, 1, 1],
-        [1, 1, 1, 1, 2],
+        [1, 1, 1, 1, 1],
     );
 }
 
