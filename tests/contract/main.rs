@@ -81,6 +81,7 @@ contract! {
     uploads::an_unused_upload_is_collected_after_its_deadline,
     uploads::a_commit_before_the_upload_is_refused,
     uploads::an_md5_attribute_takes_presigned_uploads,
+    uploads::presigned_uploads_carry_class_and_tags,
     classes::storage_class_and_tags_are_written,
     classes::multipart_uploads_carry_class_and_tags,
     classes::invalid_tags_are_refused_before_anything_is_written,

@@ -523,6 +523,7 @@ pub fn call_actions(call: &Call<'_>) -> Vec<&'static str> {
     let tagged = match call {
         Call::PutObject(put) => !put.tags.is_empty(),
         Call::CreateMultipartUpload(start) => !start.tags.is_empty(),
+        Call::PresignUpload(upload) => !upload.tags.is_empty(),
         _ => false,
     };
     if tagged {

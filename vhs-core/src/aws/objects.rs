@@ -540,7 +540,7 @@ impl ChecksumHeaders {
 /// Object tags as the `x-amz-tagging` header wants them, a URL query
 /// (`k=v&k2=v2`, each key and value percent-encoded); `None` for no tags, so
 /// that no header (and no `s3:PutObjectTagging` permission) is needed.
-fn tagging(tags: &[(String, String)]) -> Option<String> {
+pub(super) fn tagging(tags: &[(String, String)]) -> Option<String> {
     fn encode(s: &str) -> String {
         let mut out = String::with_capacity(s.len());
         for b in s.bytes() {

@@ -49,6 +49,29 @@ impl PresignCalls for AwsBackend {
     }
 }
 
+/// Object tags as a POST form's `tagging` field wants them: S3's `Tagging`
+/// XML document.
+fn tagging_xml(tags: &[(String, String)]) -> String {
+    fn escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;")
+    }
+    let set: String = tags
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<Tag><Key>{}</Key><Value>{}</Value></Tag>",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    format!("<Tagging><TagSet>{set}</TagSet></Tagging>")
+}
+
 impl AwsBackend {
     async fn presign_put(&self, r: &PresignUpload) -> Result<PresignedUpload> {
         let b64 = r.checksum.base64();
@@ -60,6 +83,12 @@ impl AwsBackend {
             .content_type(&r.content_type)
             .if_none_match("*")
             .set_metadata(non_empty(r.metadata.clone()))
+            .set_storage_class(
+                r.storage_class
+                    .as_deref()
+                    .map(s3::types::StorageClass::from),
+            )
+            .set_tagging(super::objects::tagging(&r.tags))
             .set_expected_bucket_owner(self.expected_bucket_owner.clone());
         put = match r.checksum.algorithm() {
             ChecksumAlgorithm::Md5 => put.content_md5(b64),
@@ -153,6 +182,12 @@ impl AwsBackend {
         metadata.sort();
         for (k, v) in metadata {
             fields.push((format!("x-amz-meta-{k}"), v.clone()));
+        }
+        if let Some(class) = &r.storage_class {
+            fields.push(("x-amz-storage-class".to_owned(), class.clone()));
+        }
+        if !r.tags.is_empty() {
+            fields.push(("tagging".to_owned(), tagging_xml(&r.tags)));
         }
         let (sse, kms_key) = self.sse();
         if let Some(sse) = sse {

@@ -686,6 +686,11 @@ pub struct PresignUpload {
     pub max_size: Option<u64>,
     /// User metadata (`x-amz-meta-*`) the client must send, signed.
     pub metadata: HashMap<String, String>,
+    /// The storage class the client must send (`x-amz-storage-class`), signed.
+    pub storage_class: Option<String>,
+    /// The object tags the client must send (PUT: `x-amz-tagging`; POST: the
+    /// `tagging` field), signed; none when empty.
+    pub tags: Vec<(String, String)>,
     /// How long the URL is valid (at most 7 days).
     pub expires_in: std::time::Duration,
 }

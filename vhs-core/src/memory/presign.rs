@@ -136,8 +136,8 @@ impl MemoryBackend {
             content_type: issued.content_type.clone(),
             content_encoding: None,
             metadata: issued.metadata.clone(),
-            storage_class: None,
-            tags: Vec::new(),
+            storage_class: issued.storage_class.clone(),
+            tags: issued.tags.clone(),
             // A POST overwrites: S3's form upload takes no condition.
             if_none_match: issued.method == UploadMethod::Put,
             complete_after: Signal::open(),
@@ -169,6 +169,17 @@ fn form(issued: &PresignUpload, url: &str) -> PresignedUpload {
             .into_iter()
             .map(|(k, v)| (format!("x-amz-meta-{k}"), v.clone())),
     );
+    if let Some(class) = &issued.storage_class {
+        pairs.push(("x-amz-storage-class".to_owned(), class.clone()));
+    }
+    if !issued.tags.is_empty() {
+        let tags: Vec<String> = issued
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        pairs.push(("x-amz-tagging".to_owned(), tags.join("&")));
+    }
     match issued.method {
         UploadMethod::Put => {
             pairs.push(("if-none-match".to_owned(), "*".to_owned()));

@@ -293,6 +293,11 @@ impl Store {
         let commit_by = expires_at + self.options().upload_commit_margin.as_secs();
         let mut metadata = HashMap::new();
         metadata.insert(COMMIT_BY_METADATA.to_owned(), commit_by.to_string());
+        // The class and tags of any object of the attribute.
+        let tags = match &self.inner.tagging {
+            Some(f) => crate::store::tags::object_tags(f, &target.table, large.name, &target.key)?,
+            None => Vec::new(),
+        };
         let request = PresignUpload {
             method: spec.method,
             bucket: self.bucket().to_owned(),
@@ -305,6 +310,11 @@ impl Store {
             size: spec.size,
             max_size: spec.max_size.or(spec.size),
             metadata,
+            storage_class: large
+                .storage_class
+                .map(str::to_owned)
+                .or_else(|| self.options().storage_class.clone()),
+            tags,
             expires_in: spec.expires_in,
         };
         let upload = self.backend().presign_upload(&request).await?;
