@@ -21,8 +21,25 @@ use std::fmt;
 
 use base64::Engine;
 
-/// The algorithm of a large attribute's content address (see the
-/// [module docs](self)).
+/// The algorithm of a large attribute's content addresses: the checksum its
+/// object keys end in.
+///
+/// Each `#[large]` attribute names one algorithm
+/// (`#[large(checksum = "sha256")]`; [`ChecksumAlgorithm::Md5`] by default).
+/// The last segment of an object key is `{name}={lowercase hex digest}` of the
+/// object's bytes as stored (`md5=…`, `sha256=…`, `crc64nvme=…`), and uploads
+/// send the digest so that S3 itself refuses other bytes (`Content-MD5`, or
+/// `x-amz-checksum-sha256` / `x-amz-checksum-crc64nvme`).
+///
+/// Which to choose:
+/// - `md5` (the default, and every key vhs wrote before): 128 bits, checked by
+///   every S3 implementation through `Content-MD5`.
+/// - `sha256`: collision resistant. Choose it when the content comes from
+///   clients you do not trust (presigned uploads): two different contents can
+///   never share a key, which with MD5 a client can arrange on purpose.
+/// - `crc64nvme`: the fastest to compute, and the checksum S3 computes for
+///   every object by default; 64 bits, an integrity check against accidents,
+///   not against an adversary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum ChecksumAlgorithm {
     /// MD5, 16 bytes (`md5=` keys, `Content-MD5`).
