@@ -331,7 +331,8 @@ pub async fn an_object_overwritten_behind_vhs_fails_its_checksum(fx: Fixture) {
             check(download(&store, &key, attr).await.unwrap_err());
             let msg = store.get_large(&key).await.unwrap_err().to_string();
             assert!(
-                msg.contains("checksum mismatch") && msg.contains(algorithm.name()),
+                msg.contains("integrity mismatch")
+                    && msg.contains(&format!("has {}=", algorithm.name())),
                 "{msg}"
             );
             // Put back, for the next attribute.

@@ -155,7 +155,7 @@ pub enum Error {
     /// An object's bytes do not match the checksum recorded in its key (in the
     /// key's algorithm: `md5`, `sha256` or `crc64nvme`).
     #[error(
-        "checksum mismatch: attribute `{attr}` at {uri} has {actual}, expected {expected} (the object's bytes are not the ones its key names)"
+        "integrity mismatch: attribute `{attr}` at {uri} has {actual}, expected {expected} (its bytes do not match the checksum its key names)"
     )]
     Integrity {
         /// The large attribute.
