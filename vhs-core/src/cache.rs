@@ -6,7 +6,7 @@
 //! - **query and scan pages**, keyed by every argument of the request, for a
 //!   TTL per model type;
 //! - **object bodies**, by object key, bounded by bytes. A key names its
-//!   content (the MD5 is in it), so a body never goes stale and has no TTL.
+//!   content (its checksum is in it), so a body never goes stale and has no TTL.
 //!
 //! Every write the store sends to a table (create, update, delete, a
 //! transaction, a versioned store's write, the protocol's own bookkeeping)
@@ -327,7 +327,7 @@ impl ReadCache {
         self.bodies.get(key)
     }
 
-    /// Caches a body checked against its key's MD5.
+    /// Caches a body checked against its key's checksum.
     pub(crate) fn put_body(&self, key: &str, body: Bytes) {
         if (body.len() as u64) < self.options.max_body_bytes {
             self.bodies.insert(key.to_owned(), body);

@@ -180,7 +180,7 @@ pub(crate) async fn decompress(bytes: Bytes, encoding: Encoding) -> Result<Bytes
 
 /// Decompresses a stream of stored bytes chunk by chunk, for downloads. Its
 /// calls do codec work: run them off the executor ([`StreamDecoder::feed_off`]).
-/// A stream cut short is not detected here: the download's MD5 check over the
+/// A stream cut short is not detected here: the download's checksum check over the
 /// stored bytes is what proves the stream whole.
 pub(crate) enum StreamDecoder {
     Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),

@@ -381,7 +381,7 @@ impl AnyTable {
     }
 
     /// Streams the value of `attr` of `item` to `writer` (decoded, for a
-    /// compressed value), checking the MD5 its key records as the bytes pass:
+    /// compressed value), checking the checksum its key records as the bytes pass:
     /// a mismatch is [`Error::Integrity`], returned after the last byte, so
     /// treat what was written as good only on `Ok`. Returns the bytes written.
     pub async fn download<W: AsyncWrite + Unpin + Send>(
@@ -600,7 +600,7 @@ impl AnyTable {
     }
 
     /// [`Store::verify`] of this table: every pointer resolves (with `rehash`,
-    /// to the bytes its MD5 names); orphans counted.
+    /// to the bytes its checksum names); orphans counted.
     pub async fn verify(
         &self,
         options: &VerifyOptions,

@@ -2,7 +2,7 @@
 //!
 //! The invariants vhs keeps, checked by [`Store::verify`](crate::Store::verify):
 //! 1. every pointer in the table resolves to an existing object whose bytes match
-//!    the MD5 in its key;
+//!    the checksum in its key;
 //! 2. every object under the prefix is referenced by an item, or is an orphan left
 //!    by a failed step, which [`Store::gc`](crate::Store::gc) removes;
 //! 3. after any failed call the item is exactly its old or its new state (checked by
@@ -189,7 +189,7 @@ pub struct GcReport {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct VerifyOptions {
-    /// Read every object and check its MD5 (otherwise only that it exists, by
+    /// Read every object and check the checksum its key names (otherwise only that it exists, by
     /// HeadObject). Default `false`.
     pub rehash: bool,
     /// Parallel Scan segments. Default 4.
@@ -245,7 +245,7 @@ pub struct VerifyReport {
     pub inline: u64,
     /// Pointers to objects that do not exist (invariant 1).
     pub dangling: Vec<BrokenPointer>,
-    /// Objects whose bytes do not match the MD5 in their key (invariant 1, with
+    /// Objects whose bytes do not match the checksum in their key (invariant 1, with
     /// `rehash`).
     pub integrity: Vec<BrokenPointer>,
     /// Attribute values that are not pointers into this store.

@@ -17,7 +17,7 @@ use super::{
 
 impl Store {
     /// Checks invariant (1) for every item of `M`'s table (every pointer resolves;
-    /// with `rehash`, every body matches its MD5) and counts orphans (invariant 2).
+    /// with `rehash`, every body matches its key's checksum) and counts orphans (invariant 2).
     /// See the [module docs](crate::maintenance).
     pub async fn verify<M: Model>(
         &self,

@@ -72,7 +72,7 @@ impl<M: Model> Stored<M> {
 }
 
 /// Object bodies already fetched and checked, by key. A key names its content
-/// (its MD5 is in it), so a body found here is the object's for as long as
+/// (its checksum is in it), so a body found here is the object's for as long as
 /// the object exists: a read-modify-write that starts over after a conflict
 /// downloads only the values that changed.
 pub(crate) type Bodies = std::sync::Mutex<HashMap<String, Bytes>>;
@@ -80,7 +80,7 @@ pub(crate) type Bodies = std::sync::Mutex<HashMap<String, Bytes>>;
 impl Store {
     /// Reads an item and every large value (eventually consistent read).
     ///
-    /// Each body's MD5 is checked against its key ([`Error::Integrity`]); a missing
+    /// Each body's checksum (in its key's algorithm) is checked against its key ([`Error::Integrity`]); a missing
     /// object is [`Error::DanglingPointer`], distinct from [`Error::NotFound`]. A
     /// placeholder left by a delete is [`Error::NotFound`].
     pub async fn get_large<M: Model>(&self, key: &Key<M>) -> Result<M> {
@@ -421,7 +421,7 @@ impl Store {
                 let stored = match cached {
                     Some(body) => body,
                     None => {
-                        // Checked against the MD5 in its key.
+                        // Checked against the checksum in its key.
                         let body = self.fetch(attr, &pointer).await?;
                         if let Some(mut b) = bodies.and_then(|b| b.lock().ok()) {
                             b.insert(key.clone(), body.clone());

@@ -303,7 +303,7 @@ pub(super) fn entries<T: Send + 'static>(
 
 impl Store {
     /// Loads every large value of each item, [`Options::max_concurrency`]
-    /// items at once, each as [`Store::get_large`] does (MD5 checked, a read
+    /// items at once, each as [`Store::get_large`] does (checksum checked, a read
     /// that loses a race to a replacing write reads the item again, and leaves
     /// it out if a delete won).
     ///

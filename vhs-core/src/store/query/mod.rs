@@ -104,7 +104,7 @@ pub struct Page<T> {
     /// The items, in the listing's order.
     pub items: Vec<T>,
     /// The items of this page that could not be read (a dangling pointer, an
-    /// object whose bytes fail their MD5, an attribute that does not decode):
+    /// object whose bytes fail their checksum, an attribute that does not decode):
     /// one each, so one bad item never costs the page's good ones.
     pub failed: Vec<ItemFailure>,
     /// Resumes after the last item read (which may come after the last one
