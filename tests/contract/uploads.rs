@@ -25,6 +25,14 @@ fn sha256(body: &[u8]) -> vhs::Checksum {
     vhs::Checksum::new(ChecksumAlgorithm::Sha256, digest).unwrap()
 }
 
+/// The ticket problem `e` reports, if it is one.
+fn problem(e: &Error) -> Option<&TicketProblem> {
+    match e {
+        Error::Ticket { problem } => Some(problem),
+        _ => None,
+    }
+}
+
 fn attachment(id: &str) -> Attachment {
     Attachment {
         id: id.into(),
@@ -100,6 +108,19 @@ async fn send(
     }
 }
 
+/// Sends `body` with `t`, commits it as a new attachment `id`, and reads it
+/// back.
+async fn send_and_create(fx: &Fixture, id: &str, t: UploadTicket, body: &[u8]) -> Attachment {
+    send(fx, &t.upload, body.to_vec(), Client::AsTold)
+        .await
+        .unwrap();
+    fx.store
+        .create_large_from_upload(&attachment(id), &[t])
+        .await
+        .unwrap();
+    fx.store.get_large(&Attachment::key(id)).await.unwrap()
+}
+
 async fn ticket(fx: &Fixture, id: &str, spec: UploadSpec) -> UploadTicket {
     fx.store
         .presign_upload::<Attachment>(&Attachment::key(id), "scan", spec)
@@ -155,15 +176,7 @@ pub async fn a_presigned_put_is_committed_once(fx: Fixture) {
         .create_large_from_upload(&attachment("a"), std::slice::from_ref(&t))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            again,
-            Error::Ticket {
-                problem: TicketProblem::Used
-            }
-        ),
-        "{again}"
-    );
+    assert_eq!(problem(&again), Some(&TicketProblem::Used), "{again}");
     let resent = send(&fx, &t.upload, body.clone(), Client::AsTold).await;
     assert!(resent.is_err(), "a second PUT onto the object was accepted");
     assert_eq!(
@@ -285,12 +298,8 @@ pub async fn uploads_of_other_bytes_are_refused(fx: Fixture) {
                     .create_large_from_upload(&attachment(&id), std::slice::from_ref(&t))
                     .await
                     .unwrap_err();
-                let mismatch = matches!(
-                    e,
-                    Error::Ticket {
-                        problem: TicketProblem::Mismatch(_)
-                    }
-                ) || e.to_string().contains("does not match the checksum");
+                let mismatch = matches!(problem(&e), Some(TicketProblem::Mismatch(_)))
+                    || e.to_string().contains("does not match the checksum");
                 assert!(mismatch, "{case}: {e}");
                 assert!(!e.is_retryable(), "{case}: {e}");
             }
@@ -326,15 +335,7 @@ pub async fn forged_and_misdirected_tickets_are_refused(fx: Fixture) {
             .create_large_from_upload(&attachment("d"), &[bad])
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::Ticket {
-                    problem: TicketProblem::Forged
-                }
-            ),
-            "{e}"
-        );
+        assert_eq!(problem(&e), Some(&TicketProblem::Forged), "{e}");
     }
     // A genuine ticket for item `d`, committed as item `e`.
     let e = fx
@@ -343,12 +344,7 @@ pub async fn forged_and_misdirected_tickets_are_refused(fx: Fixture) {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            e,
-            Error::Ticket {
-                problem: TicketProblem::WrongTarget { .. }
-            }
-        ),
+        matches!(problem(&e), Some(TicketProblem::WrongTarget { .. })),
         "{e}"
     );
     // A commit that also sets a large value itself.
@@ -378,15 +374,7 @@ pub async fn forged_and_misdirected_tickets_are_refused(fx: Fixture) {
         .create_large_from_upload(&attachment("d"), std::slice::from_ref(&t))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Ticket {
-                problem: TicketProblem::Forged
-            }
-        ),
-        "{e}"
-    );
+    assert_eq!(problem(&e), Some(&TicketProblem::Forged), "{e}");
     assert!(fx.item(&Attachment::key("d")).await.is_none());
     assert!(fx.item(&Attachment::key("e")).await.is_none());
     // The genuine ticket still commits.
@@ -428,12 +416,7 @@ pub async fn an_unused_upload_is_collected_after_its_deadline(fx: Fixture) {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            e,
-            Error::Ticket {
-                problem: TicketProblem::Expired { .. }
-            }
-        ),
+        matches!(problem(&e), Some(TicketProblem::Expired { .. })),
         "{e}"
     );
 }
@@ -451,14 +434,7 @@ pub async fn a_commit_before_the_upload_is_refused(fx: Fixture) {
     assert!(e.to_string().contains(&t.object_key), "{e}");
     assert!(fx.item(&Attachment::key("g")).await.is_none());
     // Then it does, and the same ticket commits.
-    send(&fx, &t.upload, body.clone(), Client::AsTold)
-        .await
-        .unwrap();
-    fx.store
-        .create_large_from_upload(&attachment("g"), &[t])
-        .await
-        .unwrap();
-    let read = fx.store.get_large(&Attachment::key("g")).await.unwrap();
+    let read = send_and_create(&fx, "g", t, &body).await;
     assert_eq!(read.scan.as_deref(), Some(&body[..]));
 }
 
@@ -479,14 +455,7 @@ pub async fn an_md5_attribute_takes_presigned_uploads(fx: Fixture) {
         "{}",
         t.object_key
     );
-    send(&fx, &t.upload, body.clone(), Client::AsTold)
-        .await
-        .unwrap();
-    fx.store
-        .create_large_from_upload(&attachment("h"), &[t])
-        .await
-        .unwrap();
-    let read = fx.store.get_large(&Attachment::key("h")).await.unwrap();
+    let read = send_and_create(&fx, "h", t, &body).await;
     assert_eq!(read.thumb.as_deref(), Some(&body[..]));
 }
 
@@ -504,13 +473,8 @@ pub async fn presigned_uploads_carry_class_and_tags(fx: Fixture) {
             spec = spec.post();
         }
         let t = ticket(&fx, id, spec).await;
-        send(&fx, &t.upload, body.clone(), Client::AsTold)
-            .await
-            .unwrap();
-        fx.store
-            .create_large_from_upload(&attachment(id), std::slice::from_ref(&t))
-            .await
-            .unwrap();
+        let read = send_and_create(&fx, id, t.clone(), &body).await;
+        assert_eq!(read.scan.as_deref(), Some(&body[..]));
         let head = fx
             .raw
             .head_object(&fx.bucket, &t.object_key)

@@ -11,7 +11,8 @@
 //!
 //! # Objects and their owners
 //!
-//! An object key is `{table prefix}/pk=…/sk=…/attr=…/[enc=…/]md5=…`
+//! An object key is `{table prefix}/pk=…/sk=…/attr=…/[enc=…/]{algorithm}=…` (`md5=`,
+//! `sha256=` or `crc64nvme=`: the content's checksum)
 //! ([`ObjectKey`](crate::ObjectKey)): every value escaped, so a key names
 //! exactly one item and one attribute, its *owner*. Two tables never share a
 //! prefix ([`StoreBuilder::build`](crate::StoreBuilder::build)). A value is a

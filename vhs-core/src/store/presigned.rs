@@ -508,6 +508,33 @@ impl Store {
         Ok(uploads)
     }
 
+    /// The write of a commit of uploads: `plan` on each state read, unless
+    /// the first ticket's id (the write's token) is in the item's history
+    /// already ([`TicketProblem::Used`]).
+    async fn commit_uploads<M: Model>(
+        &self,
+        target: &Target,
+        uploads: Vec<Upload>,
+        changed: Vec<&'static str>,
+        tickets: &[UploadTicket],
+        mut plan: impl FnMut(&State) -> Plan + Send,
+    ) -> Result<super::upload::Written<M>> {
+        let token = tickets[0].id.clone();
+        let mine = token.clone();
+        self.write_with_token::<M>(
+            target,
+            uploads,
+            UploadOrder::Uploaded,
+            changed,
+            token,
+            move |state| match state.wrote(&mine) {
+                true => Plan::Fail(refused(TicketProblem::Used)),
+                false => plan(state),
+            },
+        )
+        .await
+    }
+
     /// Creates `item` with the values clients uploaded with `tickets` (one per
     /// large attribute they fill): checks the tickets and the objects, then
     /// writes the item through the protocol as [`Store::create_large`] does
@@ -550,24 +577,14 @@ impl Store {
                 }
             }
             check_item_size(&target, &record)?;
-            let token = tickets[0].id.clone();
-            let mine = token.clone();
             let written = self
-                .write_with_token::<M>(
-                    &target,
-                    uploads,
-                    UploadOrder::Uploaded,
-                    Vec::new(),
-                    token,
-                    |state| match state {
-                        _ if state.wrote(&mine) => Plan::Fail(refused(TicketProblem::Used)),
-                        State::Live(_) => Plan::Fail(Error::AlreadyExists {
-                            table: target.table.clone(),
-                            key: target.describe.clone(),
-                        }),
-                        _ => Plan::Put(record.clone()),
-                    },
-                )
+                .commit_uploads::<M>(&target, uploads, Vec::new(), tickets, |state| match state {
+                    State::Live(_) => Plan::Fail(Error::AlreadyExists {
+                        table: target.table.clone(),
+                        key: target.describe.clone(),
+                    }),
+                    _ => Plan::Put(record.clone()),
+                })
                 .await?;
             Ok(written.staged)
         })
@@ -614,36 +631,15 @@ impl Store {
                 }
             }
             let (update, condition, stale) = (prepared.update, prepared.condition, prepared.stale);
-            let token = tickets[0].id.clone();
-            let mine = token.clone();
             let written = self
-                .write_with_token::<M>(
-                    &target,
-                    uploads,
-                    UploadOrder::Uploaded,
-                    prepared.changed,
-                    token,
-                    |state| {
-                        if state.wrote(&mine) {
-                            return Plan::Fail(refused(TicketProblem::Used));
-                        }
-                        match stale.check(state) {
-                            Some(e) => Plan::Fail(e),
-                            None => Plan::Update(update.clone(), condition.clone()),
-                        }
-                    },
-                )
+                .commit_uploads::<M>(&target, uploads, prepared.changed, tickets, |state| {
+                    match stale.check(state) {
+                        Some(e) => Plan::Fail(e),
+                        None => Plan::Update(update.clone(), condition.clone()),
+                    }
+                })
                 .await?;
-            let committed = written.committed;
-            let old = committed
-                .old
-                .or_else(|| committed.before.item().cloned())
-                .unwrap_or_default();
-            Ok(Updated {
-                old,
-                staged: written.staged,
-                cleanup: written.cleanup,
-            })
+            Ok(Updated::from(written))
         })
         .await;
         if let Ok(updated) = &updated {

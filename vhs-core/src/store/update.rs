@@ -129,16 +129,24 @@ impl Store {
                 },
             )
             .await?;
+        Ok(written.into())
+    }
+}
+
+impl<M> From<super::upload::Written<M>> for Updated<M> {
+    /// The result of an update's write: the item before it from the write's
+    /// old image, else from the state it was decided on.
+    fn from(written: super::upload::Written<M>) -> Self {
         let committed = written.committed;
         let old = committed
             .old
             .or_else(|| committed.before.item().cloned())
             .unwrap_or_default();
-        Ok(Updated {
+        Updated {
             old,
             staged: written.staged,
             cleanup: written.cleanup,
-        })
+        }
     }
 }
 
