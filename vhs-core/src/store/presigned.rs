@@ -388,8 +388,9 @@ impl Store {
     }
 
     /// Checks that the object of `ticket` is there with its size and
-    /// checksum: HeadObject, and where S3 reports no usable checksum (or with
-    /// [`Options::rehash_uploads`](crate::Options::rehash_uploads)), a read of
+    /// checksum: HeadObject, and where S3 reports no checksum or another one
+    /// (an ETag that is not an MD5), or with
+    /// [`Options::rehash_uploads`](crate::Options::rehash_uploads), a read of
     /// the object, hashed. Returns its size.
     async fn check_uploaded(&self, ticket: &UploadTicket, checksum: &Checksum) -> Result<u64> {
         let bucket = self.bucket();
@@ -431,8 +432,10 @@ impl Store {
                 .and_then(|b64| Checksum::from_base64(algorithm, b64)),
         };
         let actual = match reported {
-            Some(c) => c,
-            None => {
+            Some(c) if &c == checksum => return Ok(info.size),
+            // None reported, or another one: an ETag is not always an MD5
+            // (SSE-KMS, a multipart upload), so only the bytes decide.
+            _ => {
                 self.hash_object(&ticket.object_key, info.size, algorithm, &uri)
                     .await?
             }
