@@ -135,7 +135,21 @@ pub async fn missing_table_and_bucket_are_backend_errors(fx: Fixture) {
 /// shows in `Debug` output or errors.
 pub async fn aws_options_and_no_secrets_in_debug() {
     let url = crate::emulator::endpoint().await;
-    let config = crate::emulator::sdk_config().await;
+    // Credentials of its own, long and unlike any other text (the harness's
+    // `test`/`test` would be found in every bucket name).
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        "AKIAVHSDEBUGCHECK01",
+        "vhs-debug-check-secret-6f1c2e9a7b",
+        None,
+        None,
+        "vhs-tests",
+    );
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(credentials)
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&url)
+        .load()
+        .await;
     for encryption in [
         vhs::Encryption::S3,
         vhs::Encryption::Kms {
