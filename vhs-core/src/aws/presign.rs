@@ -6,11 +6,8 @@ use aws_credential_types::provider::ProvideCredentials as _;
 use base64::Engine as _;
 
 use super::*;
-use crate::backend::{PresignUpload, PresignedUpload, UploadMethod};
+use crate::backend::{PresignUpload, PresignedUpload, UploadMethod, MAX_PUT_OBJECT_BYTES};
 use crate::checksum::ChecksumAlgorithm;
-
-/// S3's largest single upload (PutObject, POST): 5 GiB.
-const MAX_SINGLE_UPLOAD: u64 = 5 * 1024 * 1024 * 1024;
 
 fn presigning(expires_in: Duration) -> Result<s3::presigning::PresigningConfig> {
     s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| {
@@ -36,9 +33,9 @@ impl PresignCalls for AwsBackend {
     }
 
     async fn presign_upload(&self, request: &PresignUpload) -> Result<PresignedUpload> {
-        if request.size.or(request.max_size).unwrap_or(0) > MAX_SINGLE_UPLOAD {
+        if request.size.or(request.max_size).unwrap_or(0) > MAX_PUT_OBJECT_BYTES {
             return Err(Error::invalid(format!(
-                "a presigned upload holds at most {MAX_SINGLE_UPLOAD} bytes (S3's limit of one \
+                "a presigned upload holds at most {MAX_PUT_OBJECT_BYTES} bytes (S3's limit of one \
                  request)"
             )));
         }
@@ -218,7 +215,7 @@ impl AwsBackend {
         conditions.push(serde_json::json!([
             "content-length-range",
             r.size.unwrap_or(0),
-            r.max_size.unwrap_or(MAX_SINGLE_UPLOAD)
+            r.max_size.unwrap_or(MAX_PUT_OBJECT_BYTES)
         ]));
         let policy = serde_json::json!({ "expiration": expiration, "conditions": conditions });
         let policy = base64::engine::general_purpose::STANDARD.encode(policy.to_string());

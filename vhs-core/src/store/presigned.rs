@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 use tracing::field::Empty;
 
 use super::{check_item_size, new_token, traced, Staged, Store, Upload, UploadOrder};
-use crate::backend::{BackendExt as _, PresignUpload, PresignedUpload, UploadMethod};
+use crate::backend::{
+    BackendExt as _, PresignUpload, PresignedUpload, UploadMethod, MAX_PUT_OBJECT_BYTES,
+};
 use crate::changes::Changes;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, Result, TicketProblem};
@@ -55,9 +57,6 @@ pub const MAX_UPLOAD_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The object metadata key holding a presigned upload's commit deadline
 /// (unix seconds), which GC respects.
 pub const COMMIT_BY_METADATA: &str = "vhs-commit-by";
-
-/// The longest S3 accepts in one PUT or POST: 5 GiB.
-const MAX_SINGLE_UPLOAD: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The smallest ticket secret [`StoreBuilder::upload_secret`](crate::StoreBuilder::upload_secret) accepts.
 pub const MIN_UPLOAD_SECRET_BYTES: usize = 32;
@@ -260,9 +259,9 @@ impl Store {
                 spec.checksum.algorithm()
             )));
         }
-        if spec.size.or(spec.max_size).unwrap_or(0) > MAX_SINGLE_UPLOAD {
+        if spec.size.or(spec.max_size).unwrap_or(0) > MAX_PUT_OBJECT_BYTES {
             return Err(Error::invalid(format!(
-                "a presigned upload holds at most {MAX_SINGLE_UPLOAD} bytes (S3's limit of one \
+                "a presigned upload holds at most {MAX_PUT_OBJECT_BYTES} bytes (S3's limit of one \
                  request); upload bigger values through the store"
             )));
         }
