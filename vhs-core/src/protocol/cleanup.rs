@@ -20,6 +20,10 @@ pub struct Cleanup {
     /// ([`Options::defer_cleanup`](crate::Options::defer_cleanup)): their outcome is reported by
     /// [`Store::flush`](crate::Store::flush) and [`StoreBuilder::on_cleanup`](crate::StoreBuilder::on_cleanup).
     pub queued: Vec<String>,
+    /// Keys of what the call replaced or deleted that stay readable under
+    /// [`Options::keep_replaced_for`](crate::Options::keep_replaced_for):
+    /// nothing is deleted now; GC deletes them once the time ran out.
+    pub kept: Vec<String>,
     /// From the failure hooks only
     /// ([`Store::clean_up_after_create_failed`](crate::Store::clean_up_after_create_failed),
     /// [`Store::clean_up_after_update_failed`](crate::Store::clean_up_after_update_failed)):
@@ -46,6 +50,7 @@ impl Cleanup {
         self.leftover.extend(other.leftover);
         self.marks_left.extend(other.marks_left);
         self.queued.extend(other.queued);
+        self.kept.extend(other.kept);
         self.unmarked.extend(other.unmarked);
         self.write_landed = self.write_landed.or(other.write_landed);
     }

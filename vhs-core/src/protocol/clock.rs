@@ -69,6 +69,12 @@ pub(crate) enum Fix {
     /// read even on an absent item (whose creates otherwise rely on the age
     /// of their own uploads, which a client's upload does not have).
     UploadsProvenWhenAbsent,
+    /// A writer under `keep_replaced_for` sends no DeleteObjects for what it
+    /// replaced or deleted (its release ends nothing either).
+    KeptNotReleased,
+    /// No mark or take-over applies to an expired item (which DynamoDB's
+    /// TTL may remove, marks and all, at any time).
+    NoMarksOnExpired,
 }
 
 impl Default for Settings {
@@ -188,7 +194,10 @@ impl Now {
 
 /// Who did something to an item, and when: `{unix ms} {token}`, with ` once`
 /// appended for a reservation (a mark whose object is deleted by at most one
-/// DeleteObjects attempt).
+/// DeleteObjects attempt), and ` keep={unix ms}` for what a writer under
+/// [`Options::keep_replaced_for`](crate::Options::keep_replaced_for) replaced
+/// or deleted: its writer never deletes it, and it is dead only `R + S` after
+/// that time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Stamp {
     /// Wall clock of its writer when it was taken (before the request carrying
@@ -198,6 +207,9 @@ pub struct Stamp {
     pub token: String,
     /// A reservation.
     pub once: bool,
+    /// Kept: what it marks stays until this time (Unix milliseconds), and
+    /// its writer sends no DeleteObjects for it.
+    pub keep_until: Option<u64>,
 }
 
 impl Stamp {
@@ -214,10 +226,22 @@ impl Stamp {
         AttributeValue::S(self.text())
     }
 
+    /// The same stamp, keeping what it marks `keep_ms` past its time.
+    pub fn keeping(&self, keep_ms: Option<u64>) -> Stamp {
+        Stamp {
+            keep_until: keep_ms.map(|k| self.at_ms.saturating_add(k)),
+            ..self.clone()
+        }
+    }
+
     /// As stored, as text.
     pub fn text(&self) -> String {
         let once = if self.once { " once" } else { "" };
-        format!("{} {}{once}", self.at_ms, self.token)
+        let keep = match self.keep_until {
+            Some(until) => format!(" keep={until}"),
+            None => String::new(),
+        };
+        format!("{} {}{once}{keep}", self.at_ms, self.token)
     }
 
     /// A stored stamp; `None` for anything else (a generation written by an
@@ -226,29 +250,44 @@ impl Stamp {
         let AttributeValue::S(s) = value? else {
             return None;
         };
-        let (at, rest) = s.split_once(' ')?;
-        let (token, once) = match rest.split_once(' ') {
-            Some((token, "once")) => (token, true),
-            Some(_) => return None,
-            None => (rest, false),
-        };
+        let mut words = s.split(' ');
+        let at_ms = words.next()?.parse().ok()?;
+        let token = words.next()?.to_owned();
+        let mut once = false;
+        let mut keep_until = None;
+        // In this order only: anything else is not a stamp this version
+        // understands (never judged dead, never ended).
+        let mut rest = words.peekable();
+        if rest.peek() == Some(&"once") {
+            once = true;
+            rest.next();
+        }
+        if let Some(word) = rest.next() {
+            keep_until = Some(word.strip_prefix("keep=")?.parse().ok()?);
+        }
+        if rest.next().is_some() || token.is_empty() {
+            return None;
+        }
         Some(Stamp {
-            at_ms: at.parse().ok()?,
-            token: token.to_owned(),
+            at_ms,
+            token,
             once,
+            keep_until,
         })
     }
 
     /// Whether what this stamp marks is dead at `now` (`R + S` old by the
-    /// reader's wall clock): its writer will send nothing more for it, and
-    /// anything it sent has landed.
+    /// reader's wall clock, counted from its keep time if later): its writer
+    /// will send nothing more for it, and anything it sent has landed.
     pub fn is_dead(&self, now: Now, settings: &Settings) -> bool {
-        now.wall_ms >= self.at_ms.saturating_add(settings.dead_after_ms())
+        now.wall_ms >= self.dies_at(settings)
     }
 
     /// When it dies, by the reader's wall clock.
     pub fn dies_at(&self, settings: &Settings) -> u64 {
-        self.at_ms.saturating_add(settings.dead_after_ms())
+        self.at_ms
+            .max(self.keep_until.unwrap_or(0))
+            .saturating_add(settings.dead_after_ms())
     }
 
     /// Whether it is from the future: more than `S` ahead of the reader's
@@ -276,8 +315,18 @@ impl Mine {
                 at_ms: now.wall_ms,
                 token: token.to_owned(),
                 once: false,
+                keep_until: None,
             },
             mono_ms: now.mono_ms,
+        }
+    }
+
+    /// The same stamp, keeping what it reserves `keep_ms` past its time
+    /// ([`Stamp::keeping`]).
+    pub fn keeping(self, keep_ms: Option<u64>) -> Mine {
+        Mine {
+            stamp: self.stamp.keeping(keep_ms),
+            ..self
         }
     }
 
@@ -358,6 +407,16 @@ mod tests {
         let v = mine.stamp.reserving().value();
         assert_eq!(Stamp::parse(Some(&v)), Some(mine.stamp.reserving()));
         assert_eq!(Stamp::parse(Some(&AttributeValue::S("1a2b".into()))), None);
+        // Kept: the keep time rides along, and death counts from it.
+        let kept = mine.stamp.reserving().keeping(Some(20_000));
+        assert_eq!(kept.text(), "10000 00000000000000ab once keep=30000");
+        assert_eq!(Stamp::parse(Some(&kept.value())), Some(kept.clone()));
+        let placeholder = mine.stamp.keeping(Some(1));
+        assert_eq!(Stamp::parse(Some(&placeholder.value())), Some(placeholder));
+        assert_eq!(kept.dies_at(&s), 35_000);
+        for bad in ["1 ab keep", "1 ab once once", "1 ab keep=2 once", "1 ab x", "1 "] {
+            assert_eq!(Stamp::parse(Some(&AttributeValue::S(bad.into()))), None, "{bad}");
+        }
         // A clock step back does not make it younger: the monotonic clock counts.
         let later = Now {
             wall_ms: 9_000,

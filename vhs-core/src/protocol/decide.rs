@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::clock::{Fix, Now, Settings, Stamp};
 use super::item::{
-    Ending, Hold, ObjectRef, State, Target, ACT, HISTORY, MARK, PLACEHOLDER, POISON, SEQ, TOKENS,
+    reap_at, Ending, Hold, ObjectRef, State, Target, ACT, EXPIRES, HISTORY, MARK, PLACEHOLDER,
+    POISON, REAP_AT, SEQ, TOKENS,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::Error;
@@ -173,7 +174,7 @@ fn use_of(ctx: &CommitCtx<'_>, state: &State, i: usize) -> Use {
             }
         }
         Hold::Dead { .. } if ctx.settings.reverted(Fix::WritersEndDeadMarks) => Use::Wait(None),
-        Hold::Dead { value, kind } => {
+        Hold::Dead { value, kind } | Hold::Kept { value, kind } => {
             if proof.proven || referenced {
                 Use::Ok(Some((kind, value)))
             } else {
@@ -231,6 +232,10 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
     let State::Live(item) = state else {
         return Decision::Fail(ctx.target.not_found());
     };
+    if state.expired(ctx.now) {
+        // Absent to its readers, and DynamoDB may reap it at any time.
+        return Decision::Fail(ctx.target.not_found());
+    }
     update
         .set
         .push((TOKENS.to_owned(), state.history_with(ctx.token)));
@@ -248,7 +253,7 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
     update
         .set
         .extend(reserves.iter().map(|o| (o.mark(), reservation.clone())));
-    let mut condition = state.unchanged(ctx.target);
+    let mut condition = state.unchanged(ctx.target).and(State::unexpired(ctx.now.wall_ms));
     if let Some(extra) = extra {
         condition = condition.and(extra);
     }
@@ -264,6 +269,14 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
             }
             None => Condition::not_exists(o.mark()),
         });
+    }
+    // The reap time, from the item as this write leaves it.
+    let mut after = item.clone();
+    update.apply(&mut after);
+    match reap_at(&after, ctx.settings) {
+        Some(at) => update.set.push((REAP_AT.to_owned(), AttributeValue::N(at.to_string()))),
+        None if after.contains_key(REAP_AT) => update.remove.push(REAP_AT.to_owned()),
+        None => {}
     }
     Decision::Write {
         write: Write::Update(update),
@@ -308,6 +321,14 @@ fn put(
             condition
         }
     };
+    match reap_at(&record, ctx.settings) {
+        Some(at) => {
+            record.insert(REAP_AT.to_owned(), AttributeValue::N(at.to_string()));
+        }
+        None => {
+            record.remove(REAP_AT);
+        }
+    }
     Decision::Write {
         write: Write::Put(ItemHash(record)),
         condition,
@@ -354,6 +375,14 @@ pub(crate) fn mark(
     };
     if matches!(state, State::Absent) {
         update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
+    }
+    if matches!(state, State::Live(_) | State::Unknown)
+        && !objects.is_empty()
+        && !settings.reverted(Fix::NoMarksOnExpired)
+    {
+        // DynamoDB may reap an expired item, marks and all: nothing may be
+        // marked on it (a placeholder holds no TTL).
+        condition = condition.and(State::unexpired(stamp.at_ms));
     }
     update.add.push((SEQ.to_owned(), 1));
     update.set.push((ACT.to_owned(), stamp.value()));
@@ -422,6 +451,9 @@ pub(crate) fn placeholder_update(
     update
         .remove
         .extend(target.plain.iter().map(|a| (*a).to_owned()));
+    // DynamoDB never reaps a placeholder: GC removes it when it is empty.
+    update.remove.push(EXPIRES.to_owned());
+    update.remove.push(REAP_AT.to_owned());
     update.set.push((PLACEHOLDER.to_owned(), stamp.value()));
     if settings.reverted(Fix::DeleteHistory) {
         // The history reset to the delete's token alone.
@@ -581,7 +613,12 @@ pub(crate) fn take_over(
     }
     condition = condition.and(match state {
         State::Placeholder(_) => state.unchanged(target),
-        _ => Condition::exists(target.hash_attr).and(Condition::not_exists(PLACEHOLDER)),
+        _ if settings.reverted(Fix::NoMarksOnExpired) => {
+            Condition::exists(target.hash_attr).and(Condition::not_exists(PLACEHOLDER))
+        }
+        _ => Condition::exists(target.hash_attr)
+            .and(Condition::not_exists(PLACEHOLDER))
+            .and(State::unexpired(stamp.at_ms)),
     });
     update.add.push((SEQ.to_owned(), 1));
     update.set.push((ACT.to_owned(), stamp.value()));

@@ -34,6 +34,17 @@ pub(crate) const ACT: &str = "vhs:act";
 /// every mark). Never written now; still pinned by commits, in case a process
 /// of an earlier version still marks.
 pub(crate) const GEN: &str = "vhs:gen";
+/// On live items of a model with a `#[vhs(ttl)]` field: when the item
+/// expires, Unix seconds (a Number). Reads treat it as absent from then on;
+/// no mark, take-over or update applies to it after that (each requires
+/// [`State::unexpired`]), so only what was set before can still be in flight.
+pub(crate) const EXPIRES: &str = "vhs:exp";
+/// The table's DynamoDB TTL attribute (Unix seconds), written by every commit
+/// of an item holding [`EXPIRES`]: never before `vhs:exp + 2R + S`, nor before
+/// any stamp on the item is dead, so DynamoDB's reaper never removes an item
+/// while a deletion of one of its objects may be in flight. Placeholders do
+/// not hold it (DynamoDB never removes them).
+pub(crate) const REAP_AT: &str = "vhs:ttl";
 /// Tokens kept in [`TOKENS`].
 pub(crate) const HISTORY: usize = 16;
 /// Appended to a delete's token for the write that makes its lost sends
@@ -251,6 +262,11 @@ pub(crate) enum Hold {
     /// still land. A writer that knows the object exists after its read may
     /// point to it, ending it.
     Dead { value: String, kind: Ending },
+    /// A live mark or reservation that keeps its object
+    /// ([`Stamp::keep_until`]): its owner never deletes it, and nobody else
+    /// before it is dead. A writer that knows the object exists after its read
+    /// may point to it, ending it, as for a dead one.
+    Kept { value: String, kind: Ending },
 }
 
 /// How a commit that points to an object under a reservation or dead mark ends it.
@@ -373,6 +389,9 @@ impl State {
             if until.is_some() && stamp.is_dead(now, settings) {
                 return Hold::Dead { value, kind };
             }
+            if stamp.keep_until.is_some() {
+                return Hold::Kept { value, kind };
+            }
             if once {
                 Hold::Reserved { value, kind, until }
             } else {
@@ -392,6 +411,20 @@ impl State {
             }
         }
         Hold::Free
+    }
+
+    /// A live item that expired (its [`EXPIRES`] is at or before `now`, by
+    /// the reader's clock): reads and writes treat it as absent.
+    pub fn expired(&self, now: Now) -> bool {
+        matches!(self, State::Live(i) if expired(i, now))
+    }
+
+    /// The condition that the item has not expired at `wall_ms` (the
+    /// writer's clock): what every mark, take-over and update of a live item
+    /// requires, so that nothing is set on an expired item that DynamoDB may
+    /// reap.
+    pub fn unexpired(wall_ms: u64) -> Condition {
+        Condition::not_exists(EXPIRES).or(Condition::gt(EXPIRES, wall_ms / 1000))
     }
 
     /// The newest stamp of a placeholder (`vhs:ph`, `vhs:act`), for its age.
@@ -422,3 +455,32 @@ impl State {
         }
     }
 }
+
+/// Whether `item` holds an [`EXPIRES`] at or before `now`.
+pub(crate) fn expired(item: &Item, now: Now) -> bool {
+    let Some(AttributeValue::N(n)) = item.get(EXPIRES) else {
+        return false;
+    };
+    n.parse::<f64>()
+        .is_ok_and(|secs| secs <= (now.wall_ms / 1000) as f64)
+}
+
+/// The [`REAP_AT`] an item must carry (Unix seconds): `None` if it holds no
+/// [`EXPIRES`]; else the later of `vhs:exp + 2R + S` and the death of every
+/// stamp it holds (a kept reservation may die much later).
+pub(crate) fn reap_at(item: &Item, settings: &Settings) -> Option<u64> {
+    let Some(AttributeValue::N(n)) = item.get(EXPIRES) else {
+        return None;
+    };
+    let expires_ms = (n.parse::<f64>().ok()?.max(0.0) * 1000.0) as u64;
+    let mut at = expires_ms.saturating_add(settings.placeholder_after_ms());
+    for (name, value) in item {
+        if name.starts_with(MARK) || name == ACT {
+            if let Some(stamp) = Stamp::parse(Some(value)) {
+                at = at.max(stamp.dies_at(settings));
+            }
+        }
+    }
+    Some(at.div_ceil(1000))
+}
+

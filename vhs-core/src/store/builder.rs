@@ -105,6 +105,23 @@ pub struct Options {
     /// servers store the header unverified (moto 5.2.5 does), and there only a
     /// read proves the content. Default `false`.
     pub rehash_uploads: bool,
+    /// Keep what an update, a delete or a transaction replaces readable this
+    /// long after the write (default `None`: deleted right after it, as
+    /// [`Options::clean_up_when_succeeded`] says). `24 h` matches a DynamoDB
+    /// stream's retention: a consumer of the change feed
+    /// ([`stream`](crate::stream)) that reads an old image's large values
+    /// within it always finds them.
+    ///
+    /// The write reserves the replaced objects on the item with a *kept*
+    /// stamp (`vhs:del:…` = `{ms} {token} once keep={ms}`) and deletes
+    /// nothing; the reservation is dead `R + S` after the keep time, and GC
+    /// ([`Store::gc`]) then takes it over and deletes the object through the
+    /// protocol. Until then each kept object costs its bytes in S3 and about
+    /// 80 bytes in its item (a deleted item stays as a placeholder), so an
+    /// item replaced very often grows: at most about 4,000 kept objects fit
+    /// in DynamoDB's 400 KB. A writer that points to a kept object again
+    /// (writes the same content back) ends its reservation without waiting.
+    pub keep_replaced_for: Option<Duration>,
 }
 
 impl Default for Options {
@@ -128,11 +145,19 @@ impl Default for Options {
             storage_class: None,
             upload_commit_margin: super::UPLOAD_COMMIT_MARGIN,
             rehash_uploads: false,
+            keep_replaced_for: None,
         }
     }
 }
 
 impl Options {
+    /// [`Options::keep_replaced_for`] in milliseconds, as the protocol's
+    /// machines take it.
+    pub(crate) fn keep_ms(&self) -> Option<u64> {
+        self.keep_replaced_for
+            .map(|k| k.as_millis().min(u64::MAX as u128) as u64)
+    }
+
     /// The protocol settings these options propose for a table that has none
     /// recorded yet.
     pub fn settings(&self) -> Settings {
@@ -228,6 +253,13 @@ impl StoreBuilder {
     /// Sets [`Options::clean_up_when_failed`].
     pub fn clean_up_when_failed(mut self, yes: bool) -> Self {
         self.options.clean_up_when_failed = yes;
+        self
+    }
+
+    /// Sets [`Options::keep_replaced_for`]: what a write replaces or deletes
+    /// stays readable for `keep` after it, then GC deletes it.
+    pub fn keep_replaced_for(mut self, keep: Duration) -> Self {
+        self.options.keep_replaced_for = Some(keep);
         self
     }
 

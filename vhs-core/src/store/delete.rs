@@ -187,3 +187,4 @@ impl Store {
         Ok((out.result?, out.cleanup))
     }
 }
+            self.options().keep_ms(),

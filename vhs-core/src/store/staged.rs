@@ -414,6 +414,23 @@ impl Store {
     /// Steps 3 and 4 for `objects` of `target`'s item: mark, delete, unmark
     /// (never one the item points to).
     pub(crate) async fn retire(&self, target: &Target, objects: Vec<ObjectRef>) -> Cleanup {
+        self.retire_keeping(target, objects, None).await
+    }
+
+    /// [`Store::retire`] of what a write replaced: under
+    /// [`Options::keep_replaced_for`](super::Options) the objects are marked as
+    /// kept and left for GC.
+    pub(crate) async fn retire_replaced(&self, target: &Target, objects: Vec<ObjectRef>) -> Cleanup {
+        self.retire_keeping(target, objects, self.options().keep_ms())
+            .await
+    }
+
+    async fn retire_keeping(
+        &self,
+        target: &Target,
+        objects: Vec<ObjectRef>,
+        keep_ms: Option<u64>,
+    ) -> Cleanup {
         if objects.is_empty() {
             return Cleanup::default();
         }
@@ -435,7 +452,8 @@ impl Store {
             &Tokens::random().next(),
             Now::system(),
             settings,
-        );
+        )
+        .keeping(keep_ms);
         let cleanup = engine::drive(self, &NoUploads, machine, |m, input, now| {
             match m.step(input, now) {
                 Next::Report(()) => Next::Report(m.take_cleanup()),
@@ -504,11 +522,13 @@ impl Store {
         .await;
         match settled {
             Ok(landed) => {
-                let objects = match landed {
-                    true => staged.replaced_objects(staging.state.live()),
-                    false => staged.created_objects(),
+                let mut cleanup = match landed {
+                    true => {
+                        let objects = staged.replaced_objects(staging.state.live());
+                        self.retire_replaced(&staged.target, objects).await
+                    }
+                    false => self.retire(&staged.target, staged.created_objects()).await,
                 };
-                let mut cleanup = self.retire(&staged.target, objects).await;
                 cleanup.write_landed = Some(landed);
                 cleanup
             }
@@ -545,7 +565,7 @@ impl Store {
             cleanup = Empty,
         );
         let old = staged.replaced_objects(Some(old_item));
-        hook(&span, self.retire(&staged.target, old)).await
+        hook(&span, self.retire_replaced(&staged.target, old)).await
     }
 }
 

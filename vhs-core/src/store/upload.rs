@@ -352,6 +352,7 @@ impl Store {
             clean_up_when_failed: options.clean_up_when_failed,
             clean_up_when_succeeded: options.clean_up_when_succeeded,
             defer_cleanup: options.defer_cleanup,
+            keep_ms: options.keep_ms(),
             settings,
         };
         let machine = CommitMachine::new(config, token, Tokens::random());

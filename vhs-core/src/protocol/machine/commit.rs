@@ -18,7 +18,7 @@ use crate::condition::Condition;
 use crate::error::{Error, Result};
 use crate::model::Item;
 use crate::protocol::cleanup::Cleanup;
-use crate::protocol::clock::{Mine, Now, Settings, Tokens};
+use crate::protocol::clock::{Fix, Mine, Now, Settings, Tokens};
 use crate::protocol::decide::{self, CommitCtx, Decision, ItemHash, Need, Plan, Proof, Write};
 use crate::protocol::item::{Ending, ObjectRef, State, Target};
 
@@ -61,6 +61,10 @@ pub(crate) struct CommitConfig {
     pub clean_up_when_succeeded: bool,
     /// Report right after the commit; delete in the background.
     pub defer_cleanup: bool,
+    /// Keep what the commit replaces this long (milliseconds): reserved
+    /// under a kept stamp and never deleted by this commit
+    /// (`Options::keep_replaced_for`).
+    pub keep_ms: Option<u64>,
     pub settings: Settings,
 }
 
@@ -312,7 +316,7 @@ impl Commit {
                     if self.sent.is_some() && self.state.wrote(&self.token) {
                         return self.succeed(true, None, now);
                     }
-                    let stamp = Mine::new(&self.token, now);
+                    let stamp = Mine::new(&self.token, now).keeping(self.cfg.keep_ms);
                     let ctx = CommitCtx {
                         target: &self.cfg.target,
                         token: &self.token,
@@ -320,7 +324,8 @@ impl Commit {
                         objects: &self.cfg.objects,
                         proofs: &self.proofs,
                         changed: &self.cfg.changed,
-                        reserve_replaced: self.cfg.clean_up_when_succeeded,
+                        reserve_replaced: self.cfg.clean_up_when_succeeded
+                            || self.cfg.keep_ms.is_some(),
                         uploaded: self.cfg.order == UploadOrder::Uploaded,
                         now,
                         settings: &self.cfg.settings,
@@ -610,6 +615,13 @@ impl Commit {
             .map(|o| (o.clone(), Ending::Mark))
             .collect();
         if reserves.is_empty() {
+            return self.report_now();
+        }
+        if sent.stamp.stamp.keep_until.is_some()
+            && !self.cfg.settings.reverted(Fix::KeptNotReleased)
+        {
+            // Kept: GC deletes them once the keep time and `R + S` passed.
+            self.cleanup.kept = reserves.into_iter().map(|(o, _)| o.key).collect();
             return self.report_now();
         }
         let release = Release::new(

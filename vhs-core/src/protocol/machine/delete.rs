@@ -21,7 +21,7 @@ use crate::condition::Condition;
 use crate::error::{Error, Result};
 use crate::model::Item;
 use crate::protocol::cleanup::Cleanup;
-use crate::protocol::clock::{Mine, Now, Settings, Tokens};
+use crate::protocol::clock::{Fix, Mine, Now, Settings, Tokens};
 use crate::protocol::decide::{self, ItemHash};
 use crate::protocol::item::{Ending, ObjectRef, State, Target};
 
@@ -86,6 +86,7 @@ impl Delete {
         now: Now,
         settings: Settings,
         defer_cleanup: bool,
+        keep_ms: Option<u64>,
     ) -> Self {
         let mut tokens = tokens;
         let token = tokens.next();
@@ -93,7 +94,9 @@ impl Delete {
             target,
             condition,
             version,
-            stamp: Mine::new(&token, now),
+            // Kept: the placeholder's pointers, reservations under its
+            // stamp, stay until the keep time.
+            stamp: Mine::new(&token, now).keeping(keep_ms),
             settings,
             defer_cleanup,
             phase: Phase::Start,
@@ -368,6 +371,11 @@ impl Delete {
         };
         self.outcome = Some(Ok(old.map(ItemHash)));
         if reservations.is_empty() {
+            return self.report_now();
+        }
+        if self.stamp.stamp.keep_until.is_some() && !self.settings.reverted(Fix::KeptNotReleased) {
+            // Kept: GC deletes them once the keep time and `R + S` passed.
+            self.cleanup.kept = reservations.into_iter().map(|(o, _)| o.key).collect();
             return self.report_now();
         }
         let release = Release::new(

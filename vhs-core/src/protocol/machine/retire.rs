@@ -113,6 +113,14 @@ impl Retire {
         }
     }
 
+    /// Under `keep_replaced_for`: its marks are kept (`keep_ms` past their
+    /// stamp) and it deletes nothing; GC deletes the objects once the marks
+    /// are dead.
+    pub fn keeping(mut self, keep_ms: Option<u64>) -> Self {
+        self.stamp = self.stamp.keeping(keep_ms);
+        self
+    }
+
     /// What it did, taken.
     pub fn take_cleanup(&mut self) -> Cleanup {
         std::mem::take(&mut self.cleanup)
@@ -160,7 +168,14 @@ impl Retire {
                                 .pending
                                 .retain(|o| state.mark(o).is_none() && !state.references(o));
                             group.rounds += 1;
-                            if group.rounds >= ROUNDS {
+                            if group.state.expired(now) {
+                                // Nothing is marked on an expired item: its
+                                // objects are orphans once DynamoDB reaps it.
+                                self.leave(
+                                    g,
+                                    "not deleted: its item expired (GC collects it once DynamoDB's TTL removed the item)",
+                                );
+                            } else if group.rounds >= ROUNDS {
                                 self.leave(g, "not deleted: the item kept changing");
                             }
                         }
@@ -312,6 +327,12 @@ impl Retire {
             .collect();
         if keys.is_empty() {
             return self.send_unmarks();
+        }
+        if self.stamp.stamp.keep_until.is_some() {
+            // Kept: the marks stay until they are dead, then GC deletes.
+            self.cleanup.kept = keys;
+            self.phase = Phase::Reported;
+            return Next::Report(());
         }
         if !self.stamp.may_send(now, &self.settings) {
             // Nothing sent: the marks can go, the objects stay for GC.

@@ -15,7 +15,7 @@ use crate::backend::{PutOutcome, Transacted};
 use crate::condition::Condition;
 use crate::error::{Error, Result};
 use crate::protocol::cleanup::Cleanup;
-use crate::protocol::clock::{Mine, Now, Settings, Tokens};
+use crate::protocol::clock::{Fix, Mine, Now, Settings, Tokens};
 use crate::protocol::decide::{self, CommitCtx, Decision, Need, Plan, Proof, Write};
 use crate::protocol::item::{Ending, ObjectRef, State, Target, PLACEHOLDER};
 
@@ -108,6 +108,8 @@ pub(crate) struct Transact {
     clean_up_when_failed: bool,
     clean_up_when_succeeded: bool,
     defer_cleanup: bool,
+    /// `Options::keep_replaced_for`, in milliseconds.
+    keep_ms: Option<u64>,
     tokens: Tokens,
     token: String,
     states: Vec<State>,
@@ -133,6 +135,7 @@ impl Transact {
         clean_up_when_failed: bool,
         clean_up_when_succeeded: bool,
         defer_cleanup: bool,
+        keep_ms: Option<u64>,
         tokens: Tokens,
     ) -> Self {
         let mut tokens = tokens;
@@ -146,6 +149,7 @@ impl Transact {
             clean_up_when_failed,
             clean_up_when_succeeded,
             defer_cleanup,
+            keep_ms,
             tokens,
             token,
             states: vec![State::Unknown; a],
@@ -258,6 +262,16 @@ impl Transact {
     fn succeed(&mut self, now: Now) -> Next<TransactOutput> {
         let sent = self.sent.clone().expect("sent");
         self.outcome = Some(Ok(()));
+        if sent.stamp.stamp.keep_until.is_some() && !self.settings.reverted(Fix::KeptNotReleased) {
+            // Kept: GC deletes them once the keep time and `R + S` passed.
+            self.cleanup.kept = sent
+                .reserves
+                .iter()
+                .flatten()
+                .map(|(o, _)| o.key.clone())
+                .collect();
+            return self.report_now();
+        }
         let releases: Vec<Release> = self
             .actions
             .iter()
@@ -338,7 +352,7 @@ impl Transact {
                     if self.sent.is_some() && self.states.iter().any(|s| s.wrote(&self.token)) {
                         return self.succeed(now);
                     }
-                    let stamp = Mine::new(&self.token, now);
+                    let stamp = Mine::new(&self.token, now).keeping(self.keep_ms);
                     let mut actions = Vec::with_capacity(self.actions.len());
                     let mut reserves = Vec::with_capacity(self.actions.len());
                     let mut waiting = Vec::new();
@@ -384,7 +398,8 @@ impl Transact {
                                     objects: &self.objects[range.clone()],
                                     proofs: &self.proofs[range.clone()],
                                     changed,
-                                    reserve_replaced: self.clean_up_when_succeeded,
+                                    reserve_replaced: self.clean_up_when_succeeded
+                                        || self.keep_ms.is_some(),
                                     uploaded: false,
                                     now,
                                     settings: &self.settings,

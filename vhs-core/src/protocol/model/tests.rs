@@ -28,6 +28,7 @@ fn scenario(name: &'static str, item: Option<Vec<usize>>, actors: Vec<Spec>) -> 
         ticks: 0,
         leaps: 0,
         revert: None,
+        ttl: None,
     }
 }
 
@@ -203,6 +204,47 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             ],
         ),
         scenario(
+            // Under keep_replaced_for (one tick here, against a retention of
+            // four): an update replaces a1, another writes a1 back (ending
+            // the kept reservation without waiting), GC takes over what is
+            // kept once it is dead. Nothing kept is deleted before its time.
+            "kept_values_beside_identical_rewrite_and_gc",
+            Some(vec![A1]),
+            vec![
+                Spec::new(Kind::Update(vec![A2])).keeping(1),
+                Spec::new(Kind::Update(vec![A1])).keeping(1),
+                Spec::new(Kind::Gc { typed: false }),
+            ],
+        ),
+        scenario(
+            // A delete under keep_replaced_for, a create of the same
+            // content over its placeholder, and GC.
+            "kept_delete_beside_recreate_and_gc",
+            Some(vec![A1]),
+            vec![
+                Spec::new(Kind::Delete).keeping(1),
+                Spec::new(Kind::Create(vec![A1])).keeping(1),
+                Spec::new(Kind::Gc { typed: false }),
+            ],
+        ),
+        Scenario {
+            // The item expires at t=0 (DynamoDB may reap it from t=9, its
+            // vhs:ttl: 2R + S later) pointing to a1, beside its orphan a2;
+            // an update extends it (to t=40) while GC collects the orphan and
+            // a create of a2's content waits for the item to be gone.
+            ttl: Some((0, 40)),
+            ..scenario(
+                "ttl_reaping_beside_extension_gc_and_recreate",
+                Some(vec![A1]),
+                vec![
+                    Spec::new(Kind::Update(vec![A1])),
+                    Spec::new(Kind::Gc { typed: false }),
+                    Spec::new(Kind::Create(vec![A2])),
+                ],
+            )
+            .orphans(vec![A2])
+        },
+        scenario(
             "dead_deleter_and_identical_recreate",
             Some(vec![A1]),
             vec![
@@ -335,6 +377,33 @@ fn model_upload_of_identical_content_being_replaced() {
 }
 
 #[test]
+fn model_kept_values_beside_identical_rewrite_and_gc() {
+    at(
+        named("kept_values_beside_identical_rewrite_and_gc"),
+        [0, 0, 1, 1, 1],
+        [1, 0, 1, 1, 2],
+    );
+}
+
+#[test]
+fn model_kept_delete_beside_recreate_and_gc() {
+    at(
+        named("kept_delete_beside_recreate_and_gc"),
+        [0, 0, 1, 1, 1],
+        [1, 0, 1, 1, 2],
+    );
+}
+
+#[test]
+fn model_ttl_reaping_beside_extension_gc_and_recreate() {
+    at(
+        named("ttl_reaping_beside_extension_gc_and_recreate"),
+        [0, 0, 0, 1, 2],
+        [1, 0, 1, 1, 2],
+    );
+}
+
+#[test]
 fn model_create_from_an_upload_never_made() {
     let checked = at(
         named("create_from_an_upload_never_made"),
@@ -450,3 +519,27 @@ fn model_finds_a_commit_of_an_upload_never_proven() {
         Fix::UploadsProvenWhenAbsent,
     );
 }
+
+/// Issue 24: a writer under `keep_replaced_for` that deletes what it
+/// replaced right away breaks the promise a change feed's consumer relies on.
+#[test]
+fn model_finds_a_kept_value_deleted_by_its_writer() {
+    let s = scenario(
+        "kept_value_deleted_by_its_writer",
+        Some(vec![A1]),
+        vec![Spec::new(Kind::Update(vec![A2])).keeping(1)],
+    );
+    finds(s, Fix::KeptNotReleased);
+}
+
+/// Issue 24: GC marks an orphan of an expired item, DynamoDB's TTL removes
+/// the item (its mark with it), and a create of the same content commits on
+/// the absent item before GC's delete lands.
+#[test]
+fn model_finds_a_mark_on_an_expired_item() {
+    finds(
+        named("ttl_reaping_beside_extension_gc_and_recreate").faults(0, 0, 0).time(1, 2),
+        Fix::NoMarksOnExpired,
+    );
+}
+

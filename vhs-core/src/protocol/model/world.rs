@@ -12,7 +12,7 @@ use crate::backend::{CancelReason, Conditional, PutOutcome, Transacted};
 use crate::model::Item;
 use crate::protocol::clock::Settings;
 use crate::protocol::decide::{ItemHash, Write};
-use crate::protocol::item::{ObjectRef, Target, PLACEHOLDER, TOKENS};
+use crate::protocol::item::{ObjectRef, Target, EXPIRES, PLACEHOLDER, REAP_AT, TOKENS};
 use crate::protocol::machine::{Answer, Op};
 
 /// Milliseconds per tick of the model's clock.
@@ -40,6 +40,9 @@ pub(super) struct Setup {
     /// initial item's, the orphans, the uploads. GC lists only these (the
     /// others are never there: listing them adds states, not behaviours).
     pub relevant: u8,
+    /// With a TTL: the expiry (Unix seconds: ticks) every create and update
+    /// writes (`vhs:exp`).
+    pub expires: Option<u8>,
 }
 
 /// Object names, for traces.
@@ -74,6 +77,7 @@ impl Setup {
             target: Arc::new(target),
             objects,
             relevant: 0b1111,
+            expires: None,
         }
     }
 
@@ -90,7 +94,17 @@ impl Setup {
             let o = &self.objects[i];
             item.insert(o.attr.clone(), AttributeValue::S(o.uri.clone()));
         }
+        if let Some(at) = self.expires {
+            item.insert(EXPIRES.to_owned(), AttributeValue::N(at.to_string()));
+        }
         item
+    }
+
+    /// Whether DynamoDB's TTL may remove `item` at `time` (its `vhs:ttl` is
+    /// past).
+    pub fn reapable(item: &Item, time: u8) -> bool {
+        matches!(item.get(REAP_AT), Some(AttributeValue::N(n))
+            if n.parse::<u64>().is_ok_and(|at| at <= u64::from(time) * TICK / 1000))
     }
 }
 
@@ -123,6 +137,11 @@ pub(super) struct Ghost {
     /// Every application of an actor's own write (not its bookkeeping), in
     /// order: `(actor, the item was live after it)`.
     pub applied: Vec<(u8, bool)>,
+    /// Per object: the tick before which it must exist, because a write of
+    /// an actor under `keep_replaced_for` stopped pointing to it (0: none).
+    pub kept_until: [u8; 4],
+    /// A DeleteObjects of a kept object landed before its time.
+    pub kept_deleted: bool,
 }
 
 /// The world's state.

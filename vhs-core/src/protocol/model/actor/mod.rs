@@ -65,6 +65,8 @@ pub(super) struct Spec {
     /// narrower environment, for the tests that only need to show that a
     /// counterexample exists.
     pub starts_at: u8,
+    /// `keep_replaced_for`, in ticks.
+    pub keep: Option<u8>,
 }
 
 impl Spec {
@@ -74,7 +76,16 @@ impl Spec {
             ahead: 0,
             defer: false,
             starts_at: 0,
+            keep: None,
         }
+    }
+    pub fn keeping(mut self, ticks: u8) -> Spec {
+        self.keep = Some(ticks);
+        self
+    }
+    /// `keep_replaced_for` in milliseconds.
+    pub fn keep_ms(&self) -> Option<u64> {
+        self.keep.map(|t| u64::from(t) * TICK)
     }
     pub fn starting_at(mut self, ticks: u8) -> Spec {
         self.starts_at = ticks;
@@ -270,6 +281,13 @@ fn update_of(setup: &Setup, objects: &[usize], index: u8) -> ItemUpdate {
             .set
             .push((o.attr.clone(), AttributeValue::S(o.uri.clone())));
     }
+    if let Some(at) = setup.expires {
+        // Extends the item's life.
+        update.set.push((
+            crate::protocol::item::EXPIRES.to_owned(),
+            AttributeValue::N(at.to_string()),
+        ));
+    }
     update
 }
 
@@ -298,13 +316,23 @@ pub(super) fn body(setup: &Setup, spec: &Spec, index: u8, now: Now, s: Settings)
                     clean_up_when_failed: true,
                     clean_up_when_succeeded: true,
                     defer_cleanup: spec.defer,
+                    keep_ms: spec.keep_ms(),
                     settings: s,
                 },
                 token,
                 tokens,
             ))
         }
-        Kind::Delete => Body::Delete(Delete::new(target, None, None, tokens, now, s, spec.defer)),
+        Kind::Delete => Body::Delete(Delete::new(
+            target,
+            None,
+            None,
+            tokens,
+            now,
+            s,
+            spec.defer,
+            spec.keep_ms(),
+        )),
         Kind::TxCreate(_) | Kind::TxUpdate(_) | Kind::TxDelete => {
             let kind = match &spec.kind {
                 Kind::TxCreate(_) => ActionKind::Write {
@@ -327,6 +355,7 @@ pub(super) fn body(setup: &Setup, spec: &Spec, index: u8, now: Now, s: Settings)
                 true,
                 true,
                 spec.defer,
+                spec.keep_ms(),
                 tokens,
             ))
         }

@@ -41,6 +41,10 @@ pub(super) struct Scenario {
     pub leaps: u8,
     /// A fix of the protocol undone (`model_finds_*`).
     pub revert: Option<crate::protocol::clock::Fix>,
+    /// A TTL: the initial item expires at the first tick given, every
+    /// create and update writes the second, and DynamoDB's reaper may remove
+    /// the item once its `vhs:ttl` is past.
+    pub ttl: Option<(u8, u8)>,
 }
 
 /// What a check found.
@@ -128,6 +132,8 @@ pub(super) enum A {
     Leap,
     /// Actor `n` dies here (its background work never runs).
     Crash(u8),
+    /// DynamoDB's TTL removes the item (its `vhs:ttl` is past).
+    Reap,
 }
 
 impl ProtocolModel {
@@ -136,6 +142,7 @@ impl ProtocolModel {
             .map(|i| Actor::token(i as u8))
             .collect();
         let mut setup = Setup::new();
+        setup.expires = scenario.ttl.map(|(_, extended)| extended);
         setup.relevant = scenario
             .item
             .iter()
@@ -173,6 +180,16 @@ impl ProtocolModel {
         };
         let msg = s.world.net[at].clone();
         let uploads = self.uploads(msg.actor);
+        let before = s.world.item().filter(|_| s.world.live()).cloned();
+        if let Op::Delete { keys, .. } = &msg.op {
+            for k in keys {
+                if let Some(i) = self.setup.index(k) {
+                    if s.world.exists(i) && s.world.time < s.world.ghost.kept_until[i] {
+                        s.world.ghost.kept_deleted = true;
+                    }
+                }
+            }
+        }
         let got = s.world.apply(&self.setup, &msg.op, &uploads);
         let applied = matches!(
             got,
@@ -182,6 +199,22 @@ impl ProtocolModel {
         if applied && own_write(&msg.op, &self.tokens[msg.actor as usize]) {
             let live = s.world.live();
             s.world.ghost.applied.push((msg.actor, live));
+            // What it stopped pointing to must stay `keep` ticks.
+            if let (Some(keep), Some(before)) =
+                (self.scenario.actors[msg.actor as usize].keep, before)
+            {
+                let after = s.world.item().filter(|_| live).cloned();
+                for o in self.setup.target.owned_in(&before) {
+                    let still = after.as_ref().is_some_and(|a| {
+                        matches!(a.get(&o.attr), Some(aws_sdk_dynamodb::types::AttributeValue::S(u)) if *u == o.uri)
+                    });
+                    if let (false, Some(i)) = (still, self.setup.index(&o.key)) {
+                        let until = s.world.time.saturating_add(keep);
+                        let k = &mut s.world.ghost.kept_until[i];
+                        *k = (*k).max(until);
+                    }
+                }
+            }
         }
         if let Some(real) = answer {
             self.answer(s, &msg, real.then_some(got));

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use stateright::{Model, Property};
 
 use crate::protocol::decide::ItemHash;
-use crate::protocol::item::TOKENS;
+use crate::protocol::item::{reap_at, EXPIRES, REAP_AT, TOKENS};
 use crate::protocol::machine::Op;
 use crate::protocol::model::actor::{Actor, Kind, Outcome, Phase};
 use crate::protocol::model::world::World;
@@ -84,6 +84,13 @@ impl Model for ProtocolModel {
                 TOKENS.to_owned(),
                 AttributeValue::S("00000000000000ff".into()),
             );
+            if let Some((initial, _)) = self.scenario.ttl {
+                item.insert(EXPIRES.to_owned(), AttributeValue::N(initial.to_string()));
+                let settings = crate::protocol::model::world::settings();
+                if let Some(at) = reap_at(&item, &settings) {
+                    item.insert(REAP_AT.to_owned(), AttributeValue::N(at.to_string()));
+                }
+            }
             ItemHash(item)
         });
         for &i in &self.scenario.orphans {
@@ -155,6 +162,13 @@ impl Model for ProtocolModel {
                 actions.push(A::Drop(id));
             }
         }
+        if self.scenario.ttl.is_some()
+            && s.world
+                .item()
+                .is_some_and(|i| crate::protocol::model::world::Setup::reapable(i, s.world.time))
+        {
+            actions.push(A::Reap);
+        }
         if self.may_tick(s) {
             actions.push(A::Tick);
         }
@@ -204,6 +218,7 @@ impl Model for ProtocolModel {
                 s.crash -= 1;
                 s.actors[n as usize].phase = Phase::Crashed;
             }
+            A::Reap => s.world.item = None,
         }
         Some(s)
     }
@@ -216,6 +231,10 @@ impl Model for ProtocolModel {
                 exactly_once,
             ),
             Property::always("no delete is undone", no_delete_undone),
+            Property::always(
+                "what a write under keep_replaced_for replaced is not deleted before its time",
+                |_, s: &S| !s.world.ghost.kept_deleted,
+            ),
             Property::always(
                 "when the others stop, every writer ends (no Busy) within a bounded number of its own steps",
                 writers_end,

@@ -259,6 +259,7 @@ pub(super) fn trace(m: &ProtocolModel, path: Vec<(S, Option<A>)>) -> String {
                 after.world.time
             ),
             A::Crash(n) => format!("{} crashes", actor_text(m, *n)),
+            A::Reap => "DynamoDB's TTL removes the item, marks and all".to_owned(),
         };
         lines.push(format!(
             "  {what}\n      item: {}  objects: {}",
