@@ -26,6 +26,7 @@ mod models;
 mod queries;
 mod races;
 mod reads;
+mod restore;
 mod reviewed;
 mod round_trips;
 mod schedules;
@@ -241,4 +242,9 @@ contract! {
     reviewed::reviewed_8_a_mark_stays_while_its_delete_may_still_land,
     reviewed::reviewed_9_a_slow_answer_does_not_stretch_the_send_window,
     reviewed::upgrade_items_of_the_previous_version_keep_working,
+    restore::restore_check_brings_back_every_deleted_object,
+    restore::restore_check_on_an_unversioned_bucket_restores_nothing,
+    restore::restore_check_refuses_versions_with_other_bytes,
+    restore::bucket_versions_are_listed_and_a_removed_marker_restores,
+    restore::backup_consistent_refuses_a_short_noncurrent_expiry,
 }

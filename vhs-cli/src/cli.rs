@@ -120,6 +120,11 @@ pub enum Command {
     /// Repair an item with a dangling pointer through the ownership protocol:
     /// remove the pointer (attribute), or delete the item.
     Repair(Repair),
+    /// On a table restored to an earlier time: bring back every object its
+    /// pointers name that is gone, from the bucket's noncurrent versions
+    /// (checked against the checksum each key names); exit 1 if one could not
+    /// be restored.
+    RestoreCheck(RestoreCheck),
     /// Print a shell completion script.
     Completions(Completions),
 }
@@ -135,7 +140,13 @@ Variants:
 The bucket gets public access blocked, default encryption (SSE-S3), and a lifecycle
 rule on the table's prefix aborting multipart uploads left incomplete (a crashed
 writer's parts) and expiring noncurrent versions (in case versioning is on: vhs does
-not need it, and a deleted object would otherwise stay billed as a noncurrent version).")]
+not need it, and a deleted object would otherwise stay billed as a noncurrent version).
+
+--backup-consistent: bucket versioning on, noncurrent versions kept 35 days (the
+point-in-time recovery window; --noncurrent-expiry may raise it, not lower it), and
+point-in-time recovery on for the table. A table restored to any time in the window can
+then get back the objects deleted since (`vhs restore-check`). Storage: every object
+replaced or deleted stays billed for the noncurrent expiry.")]
 pub struct Provision {
     /// The table's layout.
     #[arg(long, value_enum, default_value_t = Variant::Plain)]
@@ -155,12 +166,18 @@ pub struct Provision {
     /// Enable point-in-time recovery.
     #[arg(long)]
     pub point_in_time_recovery: bool,
+    /// Backups that restore consistently: bucket versioning on, noncurrent
+    /// versions kept at least 35 days, point-in-time recovery on.
+    #[arg(long)]
+    pub backup_consistent: bool,
     /// Days after which an incomplete multipart upload is aborted (0: no rule).
     #[arg(long, default_value_t = 7, value_name = "DAYS")]
     pub abort_multipart_after: u32,
-    /// Days after which a noncurrent object version expires (0: no rule).
-    #[arg(long, default_value_t = 30, value_name = "DAYS")]
-    pub noncurrent_expiry: u32,
+    /// Days after which a noncurrent object version expires (0: no rule,
+    /// kept forever). Default 30; 35 with --backup-consistent, which refuses
+    /// less.
+    #[arg(long, value_name = "DAYS")]
+    pub noncurrent_expiry: Option<u32>,
     /// A lifecycle rule moving the objects of one large attribute to a storage
     /// class DAYS after they were written, e.g. `body=30:STANDARD_IA`
     /// (repeatable). It filters by the tags vhs-table and vhs-attr: needs
@@ -271,6 +288,22 @@ pub struct Repair {
     /// Repair even though the pointer is not dangling (its object exists).
     #[arg(long)]
     pub force: bool,
+}
+
+/// `vhs restore-check`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Run it on the restored table (--table RESTORED) with the source table's object prefix:
+without --prefix/--table-prefix it is inferred from the pointers. The bucket must have
+had versioning on (`vhs provision --backup-consistent`) since the restore point. A
+missing object comes back by removing the delete marker over its newest version, or by
+copying an older version whose bytes match the key's checksum. Then switch the
+application to the restored table; never run gc on the source and the restored table
+while both use one prefix (each would see the other's objects as orphans).")]
+pub struct RestoreCheck {
+    /// Report what would be restored; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `vhs cat`.

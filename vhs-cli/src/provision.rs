@@ -69,7 +69,7 @@ pub fn table_spec(name: &str, args: &Provision) -> Result<TableSpec, String> {
         range_key,
         indexes,
         streams: args.streams,
-        point_in_time_recovery: args.point_in_time_recovery,
+        point_in_time_recovery: args.point_in_time_recovery || args.backup_consistent,
         ..TableSpec::new(name, hash_key)
     })
 }
@@ -93,12 +93,21 @@ pub fn transitions(args: &Provision) -> Result<Vec<(String, u32, String)>, Strin
         .collect()
 }
 
-/// The bucket `provision` asks for.
+/// The bucket `provision` asks for. With `--backup-consistent`, versioned and
+/// keeping noncurrent versions 35 days unless `--noncurrent-expiry` says
+/// otherwise (a value under 35 is refused by [`BucketSpec::check`], before
+/// anything is written).
 pub fn bucket_spec(bucket: &str, prefix: &str, args: &Provision) -> BucketSpec {
     let days = |d: u32| (d > 0).then_some(d);
+    let default_expiry = if args.backup_consistent {
+        BucketSpec::PITR_WINDOW_DAYS
+    } else {
+        30
+    };
     BucketSpec {
         abort_incomplete_multipart_days: days(args.abort_multipart_after),
-        noncurrent_version_expiry_days: days(args.noncurrent_expiry),
+        noncurrent_version_expiry_days: days(args.noncurrent_expiry.unwrap_or(default_expiry)),
+        versioning: args.backup_consistent,
         ..BucketSpec::new(bucket, prefix)
     }
 }
@@ -145,6 +154,9 @@ pub fn describe_bucket(spec: &BucketSpec) -> String {
     }
     if spec.default_encryption {
         parts.push("default encryption SSE-S3".to_owned());
+    }
+    if spec.versioning {
+        parts.push("versioning enabled".to_owned());
     }
     let scope = if spec.prefix.is_empty() {
         "the bucket".to_owned()
@@ -251,6 +263,12 @@ pub fn cloudformation(table: &TableSpec, bucket: &BucketSpec) -> Value {
                 "ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
                 "BucketKeyEnabled": true,
             }]}),
+        );
+    }
+    if bucket.versioning {
+        bucket_props.insert(
+            "VersioningConfiguration".into(),
+            json!({"Status": "Enabled"}),
         );
     }
     let mut rule = Map::new();
@@ -360,6 +378,51 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("fixed keys"), "{err}");
+    }
+
+    #[test]
+    fn backup_consistent_versions_the_bucket_for_the_pitr_window() {
+        let args = provision(&["--backup-consistent"]);
+        let (table, bucket) = (
+            table_spec("docs", &args).unwrap(),
+            bucket_spec("bkt", "vhs/docs", &args),
+        );
+        assert!(table.point_in_time_recovery && bucket.versioning);
+        assert_eq!(bucket.noncurrent_version_expiry_days, Some(35));
+        bucket.check().unwrap();
+        let t = cloudformation(&table, &bucket);
+        let b = &t["Resources"]["Bucket"]["Properties"];
+        assert_eq!(b["VersioningConfiguration"]["Status"], "Enabled");
+        let rule = &b["LifecycleConfiguration"]["Rules"][0];
+        assert_eq!(rule["NoncurrentVersionExpiration"]["NoncurrentDays"], 35);
+        assert_eq!(
+            t["Resources"]["Table"]["Properties"]["PointInTimeRecoverySpecification"]
+                ["PointInTimeRecoveryEnabled"],
+            true
+        );
+        assert!(describe_bucket(&bucket).contains("versioning enabled"));
+        // Longer is kept; shorter than the window is refused; without the
+        // flag nothing is versioned and the default stays 30 days.
+        let longer = bucket_spec(
+            "bkt",
+            "p",
+            &provision(&["--backup-consistent", "--noncurrent-expiry", "90"]),
+        );
+        assert_eq!(longer.noncurrent_version_expiry_days, Some(90));
+        let shorter = bucket_spec(
+            "bkt",
+            "p",
+            &provision(&["--backup-consistent", "--noncurrent-expiry", "30"]),
+        );
+        let e = shorter.check().unwrap_err().to_string();
+        assert!(e.contains("at least 35"), "{e}");
+        let plain = bucket_spec("bkt", "p", &provision(&[]));
+        assert!(!plain.versioning);
+        assert_eq!(plain.noncurrent_version_expiry_days, Some(30));
+        let t = cloudformation(&table_spec("docs", &provision(&[])).unwrap(), &plain);
+        assert!(t["Resources"]["Bucket"]["Properties"]
+            .get("VersioningConfiguration")
+            .is_none());
     }
 
     #[test]

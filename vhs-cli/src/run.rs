@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Verify(args) => verify(g, args).await,
         Command::Stats(_) => stats(g).await,
         Command::Repair(args) => repair(g, args).await,
+        Command::RestoreCheck(args) => restore_check(g, args).await,
     }
 }
 
@@ -781,6 +782,7 @@ async fn provision(g: &Global, args: &cli::Provision) -> Result<u8> {
             &offline,
             provision::bucket_spec(bucket, &offline.table_prefix(table)?, args),
         )?;
+        bucket_spec.check()?;
         print_json(&provision::cloudformation(&spec, &bucket_spec));
         return Ok(0);
     }
@@ -989,4 +991,107 @@ async fn repair(g: &Global, args: &cli::Repair) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `vhs restore-check`: [`AnyTable::repair_from_versions`] on the (restored)
+/// table; exit 1 if an object could not be restored.
+async fn restore_check(g: &Global, args: &cli::RestoreCheck) -> Result<u8> {
+    use vhs::maintenance::{RepairOptions, RestoreMethod};
+    let table = open(g).await?;
+    let reporter = Reporter::new("restore-check", g.output == Output::Json);
+    let report = table
+        .repair_from_versions(&RepairOptions::default().dry_run(args.dry_run), |p| {
+            reporter.report(p)
+        })
+        .await;
+    reporter.finish();
+    let report = report?;
+    let home = home(g, &table);
+    let method = |m: &RestoreMethod| match m {
+        RestoreMethod::DeleteMarkerRemoved { markers } => {
+            format!("delete marker removed ({markers})")
+        }
+        RestoreMethod::Copied => "copied from the version".to_owned(),
+        _ => "restored".to_owned(),
+    };
+    let bucket = bucket_name(g)?;
+    let unversioned = report.versioning == vhs::BucketVersioning::Unversioned;
+    match g.output {
+        Output::Json => print_json(&json!({
+            "complete": report.is_complete(),
+            "dry_run": report.dry_run,
+            "bucket_versioning": report.versioning.as_str(),
+            "objects_under": home,
+            "items": report.items,
+            "pointers": report.pointers,
+            "present": report.present,
+            "restored_count": report.restored.len(),
+            "restored": report.restored.iter().map(|r| json!({
+                "item": r.item, "attr": r.attr, "object_key": r.object_key,
+                "version_id": r.version_id, "method": method(&r.method),
+            })).collect::<Vec<_>>(),
+            "not_restored_count": report.not_restored.len(),
+            "not_restored": report.not_restored.iter().map(|n| json!({
+                "item": n.item, "attr": n.attr, "value": n.value, "reason": n.reason.to_string(),
+            })).collect::<Vec<_>>(),
+            "foreign_pointers": report.foreign_pointers,
+        })),
+        Output::Text => {
+            let verb = if report.dry_run {
+                "WOULD RESTORE"
+            } else {
+                "RESTORED"
+            };
+            for r in &report.restored {
+                crate::say!(
+                    "{verb} {} `{}`: {} (version {}, {})",
+                    r.item,
+                    r.attr,
+                    r.object_key,
+                    r.version_id,
+                    method(&r.method)
+                );
+            }
+            if unversioned && !report.not_restored.is_empty() {
+                crate::say!(
+                    "bucket {bucket} is not versioned: the {} objects this table points to that are gone cannot be brought back (deleted objects leave no version). Provision with --backup-consistent before the next restore point.",
+                    report.not_restored.len()
+                );
+            }
+            for n in &report.not_restored {
+                crate::say!(
+                    "NOT RESTORED {} `{}` {}: {}",
+                    n.item,
+                    n.attr,
+                    n.value,
+                    n.reason
+                );
+            }
+            if report.foreign_pointers > 0 {
+                crate::say!(
+                    "{} pointers lie outside {home} and were not checked: give the source table's prefix (--prefix or --table-prefix)",
+                    report.foreign_pointers
+                );
+            }
+            crate::say!(
+                "{} items, {} pointers checked under {home}: {} present, {} {} from versions, {} not restorable (bucket versioning: {})",
+                report.items,
+                report.pointers,
+                report.present,
+                report.restored.len(),
+                if report.dry_run { "restorable" } else { "restored" },
+                report.not_restored.len(),
+                report.versioning,
+            );
+            crate::say!(
+                "{}",
+                if report.is_complete() {
+                    "OK"
+                } else {
+                    "INCOMPLETE: some pointers still dangle"
+                }
+            );
+        }
+    }
+    Ok(if report.is_complete() { 0 } else { EXIT_CHECK })
 }

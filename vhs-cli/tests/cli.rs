@@ -1039,3 +1039,212 @@ async fn head(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
         .await
         .is_ok()
 }
+
+/// Every object key under `prefix` in `bucket`.
+async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = out
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .filter(|k| !k.ends_with("vhs-protocol.json"))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// `provision --backup-consistent`, then a table restored (the emulator's
+/// RestoreTableToPointInTime copies the items as they are, so it is taken
+/// before the updates and deletes), then `restore-check` on it: every
+/// object deleted since comes back, once; on an unversioned bucket it says so
+/// and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_check_brings_back_the_objects_of_a_restored_table() {
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let s3 = s3(&config);
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+
+    // Too short a noncurrent expiry: refused before anything is created.
+    let (table, refused_bucket) = (unique("src"), unique("refusedbkt"));
+    let out = vhs(
+        &url,
+        &[
+            "--table",
+            &table,
+            "--bucket",
+            &refused_bucket,
+            "provision",
+            "--hash-key",
+            "id:S",
+            "--backup-consistent",
+            "--noncurrent-expiry",
+            "30",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("at least 35"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(s3
+        .head_bucket()
+        .bucket(&refused_bucket)
+        .send()
+        .await
+        .is_err());
+
+    for (versioned, code) in [(true, 0), (false, 1)] {
+        let (table, bucket) = (unique("src"), unique("srcbkt"));
+        let common = ["--table", table.as_str(), "--bucket", bucket.as_str()];
+        let mut provision = common.to_vec();
+        provision.extend(["provision", "--hash-key", "id:S"]);
+        if versioned {
+            provision.push("--backup-consistent");
+            let mut dry = provision.clone();
+            dry.push("--dry-run");
+            let plan = expect(&url, &dry, 0).await;
+            assert!(
+                plan.contains("versioning enabled")
+                    && plan.contains("expired after 35 days")
+                    && plan.contains("point-in-time recovery"),
+                "{plan}"
+            );
+        }
+        expect(&url, &provision, 0).await;
+        // Idempotent.
+        expect(&url, &provision, 0).await;
+        let status = s3
+            .get_bucket_versioning()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map(|o| o.status().map(|s| s.as_str().to_owned()));
+        if emulator::emulator_name() == "ministack" {
+            assert_eq!(
+                status.unwrap().as_deref(),
+                versioned.then_some("Enabled"),
+                "{bucket}"
+            );
+        }
+
+        let store = Store::builder(
+            AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+            &bucket,
+        )
+        .table_for::<Doc>(&table)
+        .build()
+        .unwrap();
+        let doc = |id: &str, v: u8| Doc {
+            id: id.into(),
+            title: id.into(),
+            body: Some(Bytes::from(vec![v; 100 + id.len()])),
+            thumb: Some(Bytes::from(format!("thumb {id} {v}"))),
+        };
+        for id in ["a", "b", "c"] {
+            store.create_large(&doc(id, 1)).await.unwrap();
+        }
+        let before = keys_under(&s3, &bucket, &format!("{table}/")).await;
+        assert_eq!(before.len(), 6);
+        let restored = format!("{table}-restored");
+        ddb.restore_table_to_point_in_time()
+            .source_table_name(&table)
+            .target_table_name(&restored)
+            .use_latest_restorable_time(true)
+            .send()
+            .await
+            .expect("RestoreTableToPointInTime");
+        store
+            .update_large(&Doc::key("a"), Doc::changes().set_body(doc("a", 2).body))
+            .await
+            .unwrap();
+        store.delete_large(&Doc::key("b")).await.unwrap();
+        store.flush().await;
+        let after = keys_under(&s3, &bucket, &format!("{table}/")).await;
+        let deleted: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
+        assert_eq!(deleted.len(), 3, "{deleted:?}");
+
+        let on_restored = ["--table", restored.as_str(), "--bucket", bucket.as_str()];
+        let with = |more: &[&'static str]| -> Vec<&str> {
+            on_restored
+                .iter()
+                .copied()
+                .chain(more.iter().copied())
+                .collect()
+        };
+        if !versioned {
+            let out = expect(&url, &with(&["restore-check"]), code).await;
+            assert!(
+                out.contains(&format!("bucket {bucket} is not versioned")),
+                "{out}"
+            );
+            assert!(
+                out.contains("0 restored from versions, 3 not restorable"),
+                "{out}"
+            );
+            assert!(
+                out.trim_end()
+                    .ends_with("INCOMPLETE: some pointers still dangle"),
+                "{out}"
+            );
+            let report: Value = serde_json::from_str(
+                &expect(&url, &with(&["restore-check", "--output", "json"]), code).await,
+            )
+            .unwrap();
+            assert_eq!(report["bucket_versioning"], "unversioned", "{report}");
+            assert_eq!(report["restored_count"], 0, "{report}");
+            assert_eq!(report["not_restored_count"], 3, "{report}");
+            assert_eq!(keys_under(&s3, &bucket, &format!("{table}/")).await, after);
+            continue;
+        }
+        // The restored table's pointers are under the source's prefix: the
+        // command infers it. A dry run restores nothing.
+        let dry = expect(&url, &with(&["restore-check", "--dry-run"]), 0).await;
+        assert_eq!(dry.matches("WOULD RESTORE").count(), 3, "{dry}");
+        assert!(
+            dry.contains("3 restorable from versions, 0 not restorable"),
+            "{dry}"
+        );
+        assert_eq!(keys_under(&s3, &bucket, &format!("{table}/")).await, after);
+        expect(&url, &with(&["verify"]), 1).await;
+
+        let report = json(&url, &with(&["restore-check"])).await;
+        assert_eq!(report["complete"], true, "{report}");
+        assert_eq!(report["bucket_versioning"], "enabled", "{report}");
+        assert_eq!(
+            (report["items"].as_u64(), report["pointers"].as_u64()),
+            (Some(3), Some(6))
+        );
+        assert_eq!(report["present"], 3, "{report}");
+        assert_eq!(report["restored_count"], 3, "{report}");
+        let mut keys: Vec<&str> = report["restored"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["object_key"].as_str().unwrap())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, deleted.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+        // The restore point's objects and the source's new one.
+        let mut both: Vec<String> = before.iter().chain(&after).cloned().collect();
+        both.sort();
+        both.dedup();
+        assert_eq!(keys_under(&s3, &bucket, &format!("{table}/")).await, both);
+        let verified = expect(&url, &with(&["verify"]), 0).await;
+        assert!(verified.trim_end().ends_with("OK"), "{verified}");
+        let again = expect(&url, &with(&["restore-check"]), 0).await;
+        assert!(
+            again.contains("6 present, 0 restored from versions"),
+            "{again}"
+        );
+        assert!(again.trim_end().ends_with("OK"), "{again}");
+    }
+}

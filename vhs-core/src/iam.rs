@@ -17,7 +17,7 @@
 //! |---|---|
 //! | read | [`Store::get_large`](crate::Store::get_large), [`get_large_consistent`](crate::Store::get_large_consistent), [`get_stored`](crate::Store::get_stored), [`load`](crate::Store::load), [`batch_get_large`](crate::Store::batch_get_large), [`query`](crate::Store::query) (also on an index), [`scan`](crate::Store::scan) (also parallel), [`download_large`](crate::Store::download_large), [`download_large_to_file`](crate::Store::download_large_to_file), [`read_large_range`](crate::Store::read_large_range), [`presign_large`](crate::Store::presign_large), [`verify`](crate::Store::verify) (reads only: Scan, ListObjectsV2, HeadObject or GetObject); the versioned stores' `get_latest`, `get`, `versions` and `verify`; [`open_table`](crate::Store::open_table) (DescribeTable) and the [`AnyTable`](crate::AnyTable) reads (`list`, `get`, `object_info`, `download`, `verify`, and `stats`, which counts incomplete multipart uploads with ListMultipartUploads), i.e. the CLI's `ls`, `get`, `cat`, `verify` and `stats` |
 //! | write | [`create_large`](crate::Store::create_large), [`update_large`](crate::Store::update_large), [`delete_large`](crate::Store::delete_large), [`delete_large_if`](crate::Store::delete_large_if), [`batch_create_large`](crate::Store::batch_create_large), [`batch_delete_large`](crate::Store::batch_delete_large), [`transaction`](crate::Store::transaction)s, the step-by-step API ([`put_s3`](crate::Store::put_s3) and the `clean_up_after_*` hooks), [`flush`](crate::Store::flush); the versioned stores' `put`, `put_latest`, `update`, `upsert`, `delete_version` and `prune` |
-//! | admin | [`ensure_table`](crate::Store::ensure_table), [`ensure_table_spec`](crate::Store::ensure_table_spec), [`ensure_bucket`](crate::Store::ensure_bucket), [`ensure_bucket_with`](crate::Store::ensure_bucket_with), [`plan_provision`](crate::Store::plan_provision), [`provision`](crate::Store::provision), [`gc`](crate::Store::gc) (it aborts stale multipart uploads); the versioned stores' `ensure_table` and `gc`; [`AnyTable::gc`](crate::AnyTable::gc) |
+//! | admin | [`ensure_table`](crate::Store::ensure_table), [`ensure_table_spec`](crate::Store::ensure_table_spec), [`ensure_bucket`](crate::Store::ensure_bucket), [`ensure_bucket_with`](crate::Store::ensure_bucket_with), [`plan_provision`](crate::Store::plan_provision), [`provision`](crate::Store::provision), [`gc`](crate::Store::gc) (it aborts stale multipart uploads), [`repair_from_versions`](crate::Store::repair_from_versions); the versioned stores' `ensure_table` and `gc`; [`AnyTable::gc`](crate::AnyTable::gc) |
 //!
 //! # What the policies grant, and why
 //!
@@ -48,6 +48,12 @@
 //!   [`Backend::bucket_exists`](crate::BackendExt::bucket_exists), sends no
 //!   prefix); and on the table CreateTable, UpdateTable (missing global
 //!   indexes, a stream) and UpdateContinuousBackups (point-in-time recovery).
+//! * **Backups** (admin): `s3:PutBucketVersioning` for a spec with
+//!   [`BucketSpec::versioning`](crate::BucketSpec::versioning), and for
+//!   [`repair_from_versions`](crate::Store::repair_from_versions) (`vhs
+//!   restore-check`) `s3:GetBucketVersioning` and `s3:ListBucketVersions` on
+//!   the bucket, `s3:GetObjectVersion` and `s3:DeleteObjectVersion` (removing
+//!   the delete marker over a version restores it) under the prefix.
 //! * **Read** also has DescribeTable (opening a table by its key schema, and
 //!   creation waiting for `ACTIVE`) and `s3:ListBucketMultipartUploads` on the
 //!   bucket (IAM supports no `s3:prefix` condition for it; `stats` counts the
@@ -187,6 +193,12 @@ pub fn actions(op: Op) -> &'static [&'static str] {
         // A presigned URL carries the signer's permission to GetObject.
         Op::HeadObject | Op::GetObject | Op::GetObjectRange | Op::PresignGet => &["s3:GetObject"],
         Op::GetObjectTagging => &["s3:GetObjectTagging"],
+        // Restoring objects from their noncurrent versions
+        // (`Store::repair_from_versions`).
+        Op::GetBucketVersioning => &["s3:GetBucketVersioning"],
+        Op::ListObjectVersions => &["s3:ListBucketVersions"],
+        Op::GetObjectVersion => &["s3:GetObjectVersion"],
+        Op::DeleteObjectVersion => &["s3:DeleteObjectVersion"],
         Op::PutObject
         | Op::CreateMultipartUpload
         | Op::UploadPart
@@ -442,13 +454,23 @@ const GRANTS: &[Grant] = &[
         sid: "VhsManageBucket",
         actions: &[
             "s3:CreateBucket",
+            "s3:GetBucketVersioning",
             "s3:GetLifecycleConfiguration",
             "s3:ListBucket",
+            "s3:ListBucketVersions",
             "s3:PutBucketPublicAccessBlock",
+            "s3:PutBucketVersioning",
             "s3:PutEncryptionConfiguration",
             "s3:PutLifecycleConfiguration",
         ],
         on: On::Bucket,
+    },
+    Grant {
+        tagged: false,
+        level: Access::Admin,
+        sid: "VhsRestoreObjectVersions",
+        actions: &["s3:DeleteObjectVersion", "s3:GetObjectVersion"],
+        on: On::Objects,
     },
 ];
 
@@ -528,6 +550,11 @@ pub fn call_actions(call: &Call<'_>) -> Vec<&'static str> {
     };
     if tagged {
         needed.push("s3:PutObjectTagging");
+    }
+    if let Call::ConfigureBucket { spec } = call {
+        if spec.versioning {
+            needed.push("s3:PutBucketVersioning");
+        }
     }
     needed
 }

@@ -611,6 +611,20 @@ impl AnyTable {
             .await
     }
 
+    /// [`Store::repair_from_versions`] of this table: the objects its
+    /// pointers name that are gone, brought back from their noncurrent
+    /// versions (`vhs restore-check`). Open the table with a store that gives
+    /// it the source table's prefix.
+    pub async fn repair_from_versions(
+        &self,
+        options: &crate::maintenance::RepairOptions,
+        progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<crate::maintenance::RepairReport> {
+        self.store
+            .repair_table(&self.table, options, &progress)
+            .await
+    }
+
     /// Counts items, objects and bytes (per attribute), orphans and incomplete
     /// multipart uploads: one Scan of the table, one listing of the prefix.
     pub async fn stats(&self, progress: impl Fn(Progress) + Send + Sync) -> Result<Stats> {

@@ -40,6 +40,7 @@ pub use backend::{
     MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES,
     MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
+pub use backend::{BucketVersioning, ObjectVersion, VersionCursor, VersionPage};
 pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
 pub use changes::{Changes, LargeValues};

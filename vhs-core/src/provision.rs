@@ -26,13 +26,16 @@ impl Store {
     /// Reads what exists (DescribeTable, HeadBucket) and says what
     /// [`Store::provision`] would do; changes nothing. [`Error::InvalidInput`]
     /// if the table exists with other keys than `table`, or without a local
-    /// index `table` declares (those come only with the table).
+    /// index `table` declares (those come only with the table), or if
+    /// `bucket` is versioned with a noncurrent expiry shorter than the
+    /// point-in-time recovery window ([`BucketSpec::check`]), before any call.
     pub async fn plan_provision(
         &self,
         table: &TableSpec,
         bucket: &BucketSpec,
     ) -> Result<ProvisionPlan> {
         self.check_transitions(bucket)?;
+        bucket.check()?;
         let existing = self.backend().describe_table(&table.name).await?;
         let mut changes = Vec::new();
         if let Some(found) = &existing {

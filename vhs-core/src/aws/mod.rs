@@ -6,6 +6,7 @@ mod objects;
 mod options;
 mod presign;
 mod provision;
+mod versions;
 
 use errors::*;
 pub use options::{AwsOptions, Encryption};

@@ -6,6 +6,28 @@ use crate::checksum::{Checksum, ChecksumAlgorithm};
 
 #[async_trait]
 impl ObjectCalls for AwsBackend {
+    async fn list_object_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<crate::backend::VersionCursor>,
+    ) -> Result<crate::backend::VersionPage> {
+        self.object_versions(bucket, prefix, continuation).await
+    }
+
+    async fn get_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<StoredObject>> {
+        self.object_version(bucket, key, version_id).await
+    }
+
+    async fn delete_object_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {
+        self.delete_version(bucket, key, version_id).await
+    }
+
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
         if request.body.is_empty() {
             // No byte to hold back: the request waits whole.

@@ -4,6 +4,13 @@ use super::*;
 
 #[async_trait]
 impl ProvisionCalls for AwsBackend {
+    async fn get_bucket_versioning(
+        &self,
+        bucket: &str,
+    ) -> Result<crate::backend::BucketVersioning> {
+        self.bucket_versioning(bucket).await
+    }
+
     async fn create_table(&self, spec: &TableSpec) -> Result<()> {
         const OP: &str = Op::CreateTable.name();
         let mut req = self
@@ -327,6 +334,9 @@ impl ProvisionCalls for AwsBackend {
                 .send()
                 .await
                 .map_err(|e| self.s3_error(OP, &spec.name, e))?;
+        }
+        if spec.versioning {
+            self.enable_versioning(&spec.name).await?;
         }
         let housekeeping = spec.abort_incomplete_multipart_days.is_some()
             || spec.noncurrent_version_expiry_days.is_some();

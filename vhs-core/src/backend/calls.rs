@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::requests::*;
+use super::versions::{BucketVersioning, VersionCursor, VersionPage};
 use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
 use crate::model::Item;
@@ -101,6 +102,14 @@ pub enum Op {
     PresignUpload,
     /// GetObjectTagging.
     GetObjectTagging,
+    /// GetBucketVersioning.
+    GetBucketVersioning,
+    /// ListObjectVersions.
+    ListObjectVersions,
+    /// GetObject of one version (`versionId`).
+    GetObjectVersion,
+    /// DeleteObject of one version or delete marker (`versionId`).
+    DeleteObjectVersion,
 }
 
 impl Op {
@@ -135,6 +144,10 @@ impl Op {
             Op::PresignGet => "PresignGetObject",
             Op::PresignUpload => "PresignPutObject",
             Op::GetObjectTagging => "GetObjectTagging",
+            Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::ListObjectVersions => "ListObjectVersions",
+            Op::GetObjectVersion => "GetObject",
+            Op::DeleteObjectVersion => "DeleteObject",
         }
     }
 
@@ -285,6 +298,26 @@ pub enum Call<'a> {
         prefix: &'a str,
         continuation: Option<String>,
     },
+    /// [`ProvisionCalls::get_bucket_versioning`](super::ProvisionCalls::get_bucket_versioning).
+    GetBucketVersioning { bucket: &'a str },
+    /// [`ObjectCalls::list_object_versions`](super::ObjectCalls::list_object_versions).
+    ListObjectVersions {
+        bucket: &'a str,
+        prefix: &'a str,
+        continuation: Option<VersionCursor>,
+    },
+    /// [`ObjectCalls::get_object_version`](super::ObjectCalls::get_object_version).
+    GetObjectVersion {
+        bucket: &'a str,
+        key: &'a str,
+        version_id: &'a str,
+    },
+    /// [`ObjectCalls::delete_object_version`](super::ObjectCalls::delete_object_version).
+    DeleteObjectVersion {
+        bucket: &'a str,
+        key: &'a str,
+        version_id: &'a str,
+    },
 }
 
 impl Call<'_> {
@@ -319,6 +352,10 @@ impl Call<'_> {
             Call::ListMultipartUploads { .. } => Op::ListMultipartUploads,
             Call::DeleteObjects { .. } => Op::DeleteObjects,
             Call::ListObjects { .. } => Op::ListObjects,
+            Call::GetBucketVersioning { .. } => Op::GetBucketVersioning,
+            Call::ListObjectVersions { .. } => Op::ListObjectVersions,
+            Call::GetObjectVersion { .. } => Op::GetObjectVersion,
+            Call::DeleteObjectVersion { .. } => Op::DeleteObjectVersion,
         }
     }
 
@@ -353,7 +390,11 @@ impl Call<'_> {
             | Call::AbortMultipartUpload { bucket, .. }
             | Call::ListMultipartUploads { bucket, .. }
             | Call::DeleteObjects { bucket, .. }
-            | Call::ListObjects { bucket, .. } => bucket,
+            | Call::ListObjects { bucket, .. }
+            | Call::GetBucketVersioning { bucket }
+            | Call::ListObjectVersions { bucket, .. }
+            | Call::GetObjectVersion { bucket, .. }
+            | Call::DeleteObjectVersion { bucket, .. } => bucket,
         }
     }
 
@@ -384,7 +425,8 @@ impl fmt::Debug for Call<'_> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Reply {
-    /// CreateTable, CreateBucket, ConfigureBucket, AbortMultipartUpload.
+    /// CreateTable, CreateBucket, ConfigureBucket, AbortMultipartUpload,
+    /// DeleteObjectVersion.
     Done,
     /// DeleteTable (whether there was a table), HeadBucket (whether it exists).
     Bool(bool),
@@ -404,7 +446,7 @@ pub enum Reply {
     Transacted(Transacted),
     /// PutObject and CompleteMultipartUpload.
     Put(PutOutcome),
-    /// GetObject.
+    /// GetObject, also of one version.
     Object(Option<StoredObject>),
     /// GetObject of a range.
     Range(Option<ObjectRange>),
@@ -423,4 +465,8 @@ pub enum Reply {
     KeyErrors(Vec<(String, String)>),
     /// ListObjectsV2.
     Listing(ObjectPage),
+    /// GetBucketVersioning.
+    Versioning(BucketVersioning),
+    /// ListObjectVersions.
+    Versions(VersionPage),
 }

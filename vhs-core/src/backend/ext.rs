@@ -11,6 +11,7 @@ use super::calls::{Call, Reply};
 use super::requests::*;
 #[allow(unused_imports)] // rustdoc links
 use super::services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};
+use super::versions::{BucketVersioning, VersionCursor, VersionPage};
 use super::Backend;
 use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
@@ -65,6 +66,8 @@ from_reply! {
     PresignedUpload => Presigned,
     Vec<(String, String)> => KeyErrors,
     ObjectPage => Listing,
+    BucketVersioning => Versioning,
+    VersionPage => Versions,
 }
 
 /// Sends `call` to `backend` and unpacks its answer: a reply of another type
@@ -162,6 +165,17 @@ typed_calls! {
         -> Vec<(String, String)> = Call::DeleteObjects { bucket, keys, attempts };
     ObjectCalls::list_objects(bucket: &str, prefix: &str, continuation: Option<String>)
         -> ObjectPage = Call::ListObjects { bucket, prefix, continuation };
+    ProvisionCalls::get_bucket_versioning(bucket: &str) -> BucketVersioning =
+        Call::GetBucketVersioning { bucket };
+    ObjectCalls::list_object_versions(
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<VersionCursor>
+    ) -> VersionPage = Call::ListObjectVersions { bucket, prefix, continuation };
+    ObjectCalls::get_object_version(bucket: &str, key: &str, version_id: &str)
+        -> Option<StoredObject> = Call::GetObjectVersion { bucket, key, version_id };
+    ObjectCalls::delete_object_version(bucket: &str, key: &str, version_id: &str) -> () =
+        Call::DeleteObjectVersion { bucket, key, version_id };
 }
 
 impl<B: Backend + ?Sized> BackendExt for B {}

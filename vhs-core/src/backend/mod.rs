@@ -38,12 +38,14 @@ mod ext;
 mod limits;
 mod requests;
 mod services;
+mod versions;
 
 pub use calls::{Call, Op, Reply, Service};
 pub use ext::BackendExt;
 pub use limits::*;
 pub use requests::*;
 pub use services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};
+pub use versions::{BucketVersioning, ObjectVersion, VersionCursor, VersionPage};
 
 /// Where vhs's calls go: one method, [`Backend::send`], which a backend answers
 /// and a wrapper intercepts.

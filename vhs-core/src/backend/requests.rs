@@ -52,6 +52,13 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// Point-in-time recovery on: the table half of backups that restore
+    /// consistently (see [`BucketSpec::backup_consistent`]).
+    pub fn backup_consistent(mut self) -> Self {
+        self.point_in_time_recovery = true;
+        self
+    }
+
     /// A table with a hash key only, no index, no stream, no point-in-time recovery.
     pub fn new(name: impl Into<String>, hash_key: (impl Into<String>, KeyKind)) -> Self {
         TableSpec {
@@ -87,6 +94,13 @@ pub struct BucketSpec {
     /// bucket where someone enabled it, every object vhs deletes would otherwise
     /// stay as a noncurrent version, billed forever.
     pub noncurrent_version_expiry_days: Option<u32>,
+    /// Turn bucket versioning on (PutBucketVersioning `Enabled`; never turned
+    /// off by vhs): every object vhs replaces or deletes stays as a noncurrent
+    /// version until [`noncurrent_version_expiry_days`](Self::noncurrent_version_expiry_days),
+    /// so a table restored to an earlier time can get its objects back
+    /// ([`Store::repair_from_versions`](crate::Store::repair_from_versions)).
+    /// Set with [`BucketSpec::backup_consistent`]. Default `false`.
+    pub versioning: bool,
     /// Lifecycle rules moving one attribute's objects to another storage
     /// class, one rule each (id [`Transition::rule_id`]). They filter by the
     /// object tags `vhs-table` and `vhs-attr`, so the store's writers must tag
@@ -139,7 +153,44 @@ impl BucketSpec {
             default_encryption: true,
             abort_incomplete_multipart_days: Some(7),
             noncurrent_version_expiry_days: Some(30),
+            versioning: false,
             transitions: Vec::new(),
+        }
+    }
+
+    /// Backups that restore consistently: versioning on, and noncurrent
+    /// versions kept [`PITR_WINDOW_DAYS`](Self::PITR_WINDOW_DAYS) days (or
+    /// longer, if the spec already keeps them longer or forever), as long as
+    /// DynamoDB's point-in-time recovery reaches back (pair it with
+    /// [`TableSpec::backup_consistent`]). Costs storage: every object replaced
+    /// or deleted is kept that long.
+    pub fn backup_consistent(mut self) -> Self {
+        self.versioning = true;
+        if let Some(days) = self.noncurrent_version_expiry_days {
+            self.noncurrent_version_expiry_days = Some(days.max(Self::PITR_WINDOW_DAYS));
+        }
+        self
+    }
+
+    /// How far back DynamoDB's point-in-time recovery reaches: 35 days. A
+    /// versioned spec ([`BucketSpec::versioning`]) must keep noncurrent
+    /// versions at least this long ([`BucketSpec::check`]).
+    pub const PITR_WINDOW_DAYS: u32 = 35;
+
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a versioned
+    /// spec that expires noncurrent versions sooner than
+    /// [`PITR_WINDOW_DAYS`](Self::PITR_WINDOW_DAYS): a restore to the
+    /// window's start would find its objects' versions gone.
+    pub fn check(&self) -> crate::error::Result<()> {
+        match self.noncurrent_version_expiry_days {
+            Some(days) if self.versioning && days < Self::PITR_WINDOW_DAYS => {
+                Err(crate::error::Error::invalid(format!(
+                    "bucket {}: noncurrent versions expire after {days} days, but backup-consistent versioning needs at least {} (DynamoDB's point-in-time recovery window); raise the noncurrent expiry",
+                    self.name,
+                    Self::PITR_WINDOW_DAYS
+                )))
+            }
+            _ => Ok(()),
         }
     }
 

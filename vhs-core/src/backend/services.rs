@@ -20,6 +20,7 @@ use super::calls::{Call, Op, Reply};
 #[allow(unused_imports)]
 use super::limits::{MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_PAGE_BYTES};
 use super::requests::*;
+use super::versions::{BucketVersioning, VersionCursor, VersionPage};
 use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::{Error, Result};
@@ -181,6 +182,32 @@ pub trait ObjectCalls: Send + Sync {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<MultipartInfo>>;
+
+    /// ListObjectVersions, one page (at most 1000): the versions and delete
+    /// markers of the keys under `prefix`, by key, each key's newest first.
+    /// An unversioned bucket lists each object once, as its latest version
+    /// with id `null`.
+    async fn list_object_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<VersionCursor>,
+    ) -> Result<VersionPage>;
+
+    /// GetObject of one version of `key`; `None` if there is no such
+    /// version, or it is a delete marker.
+    async fn get_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<StoredObject>>;
+
+    /// DeleteObject of one version of `key` (`versionId`): the version, or
+    /// delete marker, is removed for good. Removing the delete marker that is
+    /// a key's latest version makes the version under it the object a GET
+    /// returns again. A version that does not exist succeeds.
+    async fn delete_object_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()>;
 }
 
 /// What a default method of [`PresignCalls`] and [`ProvisionCalls`] answers.
@@ -253,6 +280,12 @@ pub trait ProvisionCalls: Send + Sync {
     /// vhs's rule to it.
     async fn configure_bucket(&self, _spec: &BucketSpec) -> Result<()> {
         unsupported(Op::ConfigureBucket)
+    }
+
+    /// GetBucketVersioning: whether the bucket keeps replaced and deleted
+    /// objects as noncurrent versions.
+    async fn get_bucket_versioning(&self, _bucket: &str) -> Result<BucketVersioning> {
+        unsupported(Op::GetBucketVersioning)
     }
 }
 
@@ -399,6 +432,31 @@ impl Call<'_> {
             } => Reply::Listing(
                 ObjectCalls::list_objects(backend, bucket, prefix, continuation).await?,
             ),
+            Call::GetBucketVersioning { bucket } => {
+                Reply::Versioning(ProvisionCalls::get_bucket_versioning(backend, bucket).await?)
+            }
+            Call::ListObjectVersions {
+                bucket,
+                prefix,
+                continuation,
+            } => Reply::Versions(
+                ObjectCalls::list_object_versions(backend, bucket, prefix, continuation).await?,
+            ),
+            Call::GetObjectVersion {
+                bucket,
+                key,
+                version_id,
+            } => Reply::Object(
+                ObjectCalls::get_object_version(backend, bucket, key, version_id).await?,
+            ),
+            Call::DeleteObjectVersion {
+                bucket,
+                key,
+                version_id,
+            } => {
+                ObjectCalls::delete_object_version(backend, bucket, key, version_id).await?;
+                Reply::Done
+            }
         })
     }
 }

@@ -23,6 +23,7 @@
 
 mod gc;
 mod listing;
+pub mod restore;
 mod table;
 mod verify;
 
@@ -32,6 +33,9 @@ use std::time::Duration;
 use crate::model::Item;
 use crate::protocol::item::PLACEHOLDER;
 
+pub use restore::{
+    NotRestored, NotRestoredReason, RepairOptions, RepairReport, RestoreMethod, RestoredObject,
+};
 pub(crate) use table::{display, intern, item_target, key_texts, TableRef};
 
 /// The resolution of S3's `LastModified`.

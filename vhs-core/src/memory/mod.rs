@@ -3,6 +3,7 @@
 mod items;
 mod objects;
 mod presign;
+mod versions;
 
 use items::{check_indexes, Table, TableKey};
 
@@ -59,6 +60,10 @@ struct State {
     next_upload: u64,
     /// Presigned uploads issued, by URL ([`MemoryBackend::send_presigned`]).
     presigned: HashMap<String, crate::backend::PresignUpload>,
+    /// Versioning status and kept versions, by bucket (see `versions.rs`).
+    versions: HashMap<String, versions::BucketVersions>,
+    /// The last version id given out.
+    next_version: u64,
 }
 
 #[derive(Debug)]
@@ -277,10 +282,20 @@ impl ProvisionCalls for MemoryBackend {
                 source: None,
             });
         }
+        if spec.versioning {
+            self.lock().enable_versioning(&spec.name);
+        }
         // Objects in memory are never public nor stored anywhere: the settings
-        // hold by construction, and there are no versions or abandoned parts to
-        // expire beyond what `abort_multipart_upload` removes.
+        // hold by construction, and noncurrent versions are kept until deleted
+        // (no lifecycle runs in memory).
         Ok(())
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        bucket: &str,
+    ) -> Result<crate::backend::BucketVersioning> {
+        versions::MemVersioning::bucket_versioning(self, bucket).await
     }
 }
 

@@ -47,6 +47,28 @@ fn check_class_and_tags(
 
 #[async_trait]
 impl ObjectCalls for MemoryBackend {
+    async fn list_object_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<crate::backend::VersionCursor>,
+    ) -> Result<crate::backend::VersionPage> {
+        super::versions::MemVersioning::object_versions(self, bucket, prefix, continuation).await
+    }
+
+    async fn get_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<StoredObject>> {
+        super::versions::MemVersioning::object_version(self, bucket, key, version_id).await
+    }
+
+    async fn delete_object_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {
+        super::versions::MemVersioning::delete_version(self, bucket, key, version_id).await
+    }
+
     async fn put_object(&self, request: PutObject) -> Result<PutOutcome> {
         request.complete_after.wait().await;
         yield_now().await;
@@ -80,7 +102,8 @@ impl ObjectCalls for MemoryBackend {
         if request.if_none_match && objects.contains_key(&request.key) {
             return Ok(PutOutcome::AlreadyExisted);
         }
-        objects.insert(
+        state.put_current(
+            &request.bucket,
             request.key,
             MemObject {
                 object: StoredObject {
@@ -170,9 +193,9 @@ impl ObjectCalls for MemoryBackend {
             });
         }
         let mut state = self.lock();
-        let objects = state.bucket(bucket, Op::DeleteObjects.name())?;
+        state.bucket(bucket, Op::DeleteObjects.name())?;
         for k in keys {
-            objects.remove(k);
+            state.delete_current(bucket, k);
         }
         Ok(Vec::new())
     }
@@ -385,7 +408,7 @@ impl ObjectCalls for MemoryBackend {
             // As S3: the upload stays open, to be aborted.
             return Ok(PutOutcome::AlreadyExisted);
         }
-        objects.insert(key.to_owned(), object);
+        state.put_current(bucket, key.to_owned(), object);
         state.uploads.remove(upload_id);
         Ok(PutOutcome::Created)
     }

@@ -282,7 +282,10 @@ impl Store {
     /// multipart uploads (and expiring noncurrent versions) under the prefix,
     /// and the storage class transitions of [`BucketSpec::transitions`](crate::BucketSpec::transitions).
     /// Idempotent. `spec.name` must be this store's bucket; transitions need a
-    /// store that tags objects ([`StoreBuilder::tag_objects`]), else
+    /// store that tags objects ([`StoreBuilder::tag_objects`]), and
+    /// versioning a noncurrent expiry of at least
+    /// [`BucketSpec::PITR_WINDOW_DAYS`](crate::BucketSpec::PITR_WINDOW_DAYS)
+    /// ([`BucketSpec::check`](crate::BucketSpec::check)), else
     /// [`Error::InvalidInput`] before anything is sent.
     pub async fn ensure_bucket_with(&self, spec: &crate::backend::BucketSpec) -> Result<()> {
         if spec.name != self.inner.bucket {
@@ -292,6 +295,7 @@ impl Store {
             )));
         }
         self.check_transitions(spec)?;
+        spec.check()?;
         let span = tracing::info_span!("ensure_bucket_with", bucket = %spec.name, requests = Empty);
         traced(&span, async {
             self.ensure_bucket().await?;
