@@ -214,8 +214,9 @@ impl Store {
     /// by copying it onto the key ([`RestoreMethod`]). A bucket that was
     /// never versioned gets every missing object reported as
     /// [`NotRestoredReason::BucketUnversioned`] and nothing is written.
-    /// Running it again restores nothing. Needs the bucket calls of
-    /// [`iam`](crate::iam)'s admin level.
+    /// Running it again restores nothing. Each version it checks is read
+    /// whole into memory (at most [`Options::max_concurrency`](crate::Options::max_concurrency)
+    /// at once). Needs the bucket calls of [`iam`](crate::iam)'s admin level.
     pub async fn repair_from_versions<M: Model>(
         &self,
         options: &RepairOptions,

@@ -297,3 +297,87 @@ impl MemVersioning for MemoryBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::{BackendExt as _, BucketSpec, PutObject, Signal};
+    use crate::checksum::ChecksumAlgorithm;
+    use crate::MemoryBackend;
+
+    async fn put(backend: &MemoryBackend, key: &str, body: &[u8]) {
+        backend
+            .put_object(PutObject {
+                bucket: "b".into(),
+                key: key.into(),
+                body: bytes::Bytes::copy_from_slice(body),
+                checksum: ChecksumAlgorithm::Md5.digest(body),
+                content_type: "application/octet-stream".into(),
+                content_encoding: None,
+                metadata: Default::default(),
+                storage_class: None,
+                tags: Vec::new(),
+                if_none_match: false,
+                complete_after: Signal::open(),
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn versions_page_by_a_thousand_and_an_older_version_goes_alone() {
+        let backend = MemoryBackend::new();
+        backend.create_bucket("b").await.unwrap();
+        backend
+            .configure_bucket(&BucketSpec::new("b", "").backup_consistent())
+            .await
+            .unwrap();
+        for i in 0..1001u32 {
+            put(&backend, "k", &i.to_be_bytes()).await;
+        }
+        put(&backend, "l", b"other key").await;
+        let first = backend.list_object_versions("b", "k", None).await.unwrap();
+        assert_eq!(first.versions.len(), 1000);
+        assert!(first.versions[0].is_latest);
+        assert!(first.versions[1..].iter().all(|v| !v.is_latest));
+        let cursor = first.next.clone().expect("a second page");
+        let second = backend
+            .list_object_versions("b", "k", Some(cursor))
+            .await
+            .unwrap();
+        assert_eq!(second.versions.len(), 1);
+        assert!(second.next.is_none());
+        let oldest = &second.versions[0];
+        let body = backend
+            .get_object_version("b", "k", &oldest.version_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&body.body[..], &0u32.to_be_bytes());
+        // Removing a noncurrent version leaves the current object as it is.
+        backend
+            .delete_object_version("b", "k", &oldest.version_id)
+            .await
+            .unwrap();
+        let current = backend.get_object("b", "k").await.unwrap().unwrap();
+        assert_eq!(&current.body[..], &1000u32.to_be_bytes());
+        // Removing the latest version makes the one under it current.
+        let latest = first.versions[0].version_id.clone();
+        backend
+            .delete_object_version("b", "k", &latest)
+            .await
+            .unwrap();
+        let current = backend.get_object("b", "k").await.unwrap().unwrap();
+        assert_eq!(&current.body[..], &999u32.to_be_bytes());
+        // A delete over a missing key still leaves a marker, as on S3.
+        backend
+            .delete_objects("b", &["gone".to_owned()], crate::Attempts::Retried)
+            .await
+            .unwrap();
+        let gone = backend
+            .list_object_versions("b", "gone", None)
+            .await
+            .unwrap();
+        assert_eq!(gone.versions.len(), 1);
+        assert!(gone.versions[0].is_delete_marker && gone.versions[0].is_latest);
+    }
+}
