@@ -276,7 +276,7 @@ fn start_local(kind: Kind) -> Result<Running, String> {
             Kind::Ministack => {
                 cmd.env("GATEWAY_PORT", port.to_string())
                     .env("BIND_HOST", "127.0.0.1")
-                    .env("SERVICES", "s3,dynamodb")
+                    .env("SERVICES", "s3,dynamodb,dynamodbstreams")
                     // In memory only; the paths keep whatever it might write under target/.
                     .env("PERSIST_STATE", "0")
                     .env("S3_PERSIST", "0")

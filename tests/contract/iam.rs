@@ -719,6 +719,8 @@ async fn reads(rig: &mut Rig, store: &Store, single: &Single, multi: &Multi) {
     )
     .await;
     rig.run(Read, "AnyTable::stats", table.stats(|_| {})).await;
+    let mut records = store.stream_records("audit");
+    rig.run(Read, "stream_records", records.poll()).await;
     assert!(!items.is_empty());
 }
 
@@ -922,6 +924,7 @@ fn scope() -> PolicyScope {
 
 const TABLE: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/documents";
 const INDEXES: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/documents/index/*";
+const STREAMS: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/documents/stream/*";
 const BUCKET_ARN: &str = "arn:aws:s3:::vhs-iam";
 const OBJECTS: &str = "arn:aws:s3:::vhs-iam/app/documents/*";
 
@@ -1002,8 +1005,18 @@ fn iam_policy_documents_name_exactly_the_table_prefix_and_bucket() {
                 let on_index = actions
                     .iter()
                     .all(|a| ["dynamodb:Query", "dynamodb:Scan"].contains(a));
+                let on_stream = actions.iter().all(|a| {
+                    [
+                        "dynamodb:DescribeStream",
+                        "dynamodb:GetRecords",
+                        "dynamodb:GetShardIterator",
+                    ]
+                    .contains(a)
+                });
                 let expected = if on_index {
                     vec![TABLE, INDEXES]
+                } else if on_stream {
+                    vec![STREAMS]
                 } else {
                     vec![TABLE]
                 };
@@ -1153,6 +1166,9 @@ fn iam_every_op_maps_to_actions_of_some_level() {
         Op::DescribeTable,
         Op::HeadBucket,
         Op::ConfigureBucket,
+        Op::DescribeStream,
+        Op::GetShardIterator,
+        Op::GetRecords,
     ] {
         let actions = iam::actions(op);
         assert!(!actions.is_empty(), "{op:?}");

@@ -30,6 +30,7 @@ mod restore;
 mod reviewed;
 mod round_trips;
 mod schedules;
+mod streams;
 mod timestamps;
 mod transact;
 mod transactions;
@@ -70,6 +71,9 @@ macro_rules! contract {
 }
 
 contract! {
+    streams::one_change_per_create_update_and_delete,
+    streams::a_checkpoint_resumes_without_duplicates_or_gaps,
+    streams::a_table_without_a_stream_is_refused,
     checksums::sha256_and_crc64nvme_round_trip,
     checksums::sha256_and_crc64nvme_multipart,
     checksums::verify_and_gc_know_every_algorithm,

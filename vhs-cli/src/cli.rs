@@ -125,6 +125,10 @@ pub enum Command {
     /// (checked against the checksum each key names); exit 1 if one could not
     /// be restored.
     RestoreCheck(RestoreCheck),
+    /// Follow the table's change feed (its DynamoDB stream): one line per
+    /// user write (inserted, modified, removed), the protocol's bookkeeping
+    /// writes left out.
+    Watch(Watch),
     /// Print a shell completion script.
     Completions(Completions),
 }
@@ -362,6 +366,48 @@ pub struct Verify {
 /// `vhs stats`.
 #[derive(Debug, Args)]
 pub struct Stats {}
+
+/// `vhs watch`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The table needs a stream with old and new images (`vhs provision --streams`). A line per
+change: its kind, the item's key, the attributes it changed; large attributes show their
+pointers (s3://...), not their values. With --output json, one JSON object per line:
+{\"kind\", \"key\", \"sequence_number\", \"by_ttl\", \"changed\", \"old\", \"new\"}.
+
+--checkpoint FILE is read at start (when it exists: reading resumes after the last change
+it records, and --from applies to shards it does not name) and written after each batch
+of records, so a watch stopped and started again prints every change once.")]
+pub struct Watch {
+    /// Where to start without a checkpoint: the oldest record the stream holds
+    /// (24 hours on AWS), or only changes from now on.
+    #[arg(long, value_enum, default_value_t = WatchFrom::Latest)]
+    pub from: WatchFrom,
+    /// Read the position from FILE at start (if it exists); write it there after
+    /// each batch.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Stop after printing N changes.
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+    /// Stop once the stream has nothing more to read now, instead of waiting for
+    /// changes.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// How long to wait between polls of an idle stream (doubled while it
+    /// stays idle, up to ten times this).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub poll_interval: Duration,
+}
+
+/// Where `vhs watch` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchFrom {
+    /// The oldest record the stream still holds.
+    TrimHorizon,
+    /// Changes from now on.
+    Latest,
+}
 
 /// `vhs completions`.
 #[derive(Debug, Args)]

@@ -23,6 +23,9 @@ pub const EXIT_OTHER: u8 = 5;
 
 type Result<T> = std::result::Result<T, Error>;
 
+#[path = "watch.rs"]
+mod watch;
+
 /// The exit status an error ends the process with.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
@@ -62,6 +65,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Verify(args) => verify(g, args).await,
         Command::Stats(_) => stats(g).await,
         Command::Repair(args) => repair(g, args).await,
+        Command::Watch(args) => watch::watch(g, args).await,
         Command::RestoreCheck(args) => restore_check(g, args).await,
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! | level | library operations |
 //! |---|---|
-//! | read | [`Store::get_large`](crate::Store::get_large), [`get_large_consistent`](crate::Store::get_large_consistent), [`get_stored`](crate::Store::get_stored), [`load`](crate::Store::load), [`batch_get_large`](crate::Store::batch_get_large), [`query`](crate::Store::query) (also on an index), [`scan`](crate::Store::scan) (also parallel), [`download_large`](crate::Store::download_large), [`download_large_to_file`](crate::Store::download_large_to_file), [`read_large_range`](crate::Store::read_large_range), [`presign_large`](crate::Store::presign_large), [`verify`](crate::Store::verify) (reads only: Scan, ListObjectsV2, HeadObject or GetObject); the versioned stores' `get_latest`, `get`, `versions` and `verify`; [`open_table`](crate::Store::open_table) (DescribeTable) and the [`AnyTable`](crate::AnyTable) reads (`list`, `get`, `object_info`, `download`, `verify`, and `stats`, which counts incomplete multipart uploads with ListMultipartUploads), i.e. the CLI's `ls`, `get`, `cat`, `verify` and `stats` |
+//! | read | [`Store::get_large`](crate::Store::get_large), [`get_large_consistent`](crate::Store::get_large_consistent), [`get_stored`](crate::Store::get_stored), [`load`](crate::Store::load), [`batch_get_large`](crate::Store::batch_get_large), [`query`](crate::Store::query) (also on an index), [`scan`](crate::Store::scan) (also parallel), [`download_large`](crate::Store::download_large), [`download_large_to_file`](crate::Store::download_large_to_file), [`read_large_range`](crate::Store::read_large_range), [`presign_large`](crate::Store::presign_large), [`verify`](crate::Store::verify) (reads only: Scan, ListObjectsV2, HeadObject or GetObject); the versioned stores' `get_latest`, `get`, `versions` and `verify`; [`open_table`](crate::Store::open_table) (DescribeTable) and the [`AnyTable`](crate::AnyTable) reads (`list`, `get`, `object_info`, `download`, `verify`, and `stats`, which counts incomplete multipart uploads with ListMultipartUploads), i.e. the CLI's `ls`, `get`, `cat`, `verify` and `stats`; the change feed ([`changes`](crate::Store::changes), [`stream_records`](crate::Store::stream_records), the CLI's `watch`) |
 //! | write | [`create_large`](crate::Store::create_large), [`update_large`](crate::Store::update_large), [`delete_large`](crate::Store::delete_large), [`delete_large_if`](crate::Store::delete_large_if), [`batch_create_large`](crate::Store::batch_create_large), [`batch_delete_large`](crate::Store::batch_delete_large), [`transaction`](crate::Store::transaction)s, the step-by-step API ([`put_s3`](crate::Store::put_s3) and the `clean_up_after_*` hooks), [`flush`](crate::Store::flush); the versioned stores' `put`, `put_latest`, `update`, `upsert`, `delete_version` and `prune` |
 //! | admin | [`ensure_table`](crate::Store::ensure_table), [`ensure_table_spec`](crate::Store::ensure_table_spec), [`ensure_bucket`](crate::Store::ensure_bucket), [`ensure_bucket_with`](crate::Store::ensure_bucket_with), [`plan_provision`](crate::Store::plan_provision), [`provision`](crate::Store::provision), [`gc`](crate::Store::gc) (it aborts stale multipart uploads), [`repair_from_versions`](crate::Store::repair_from_versions); the versioned stores' `ensure_table` and `gc`; [`AnyTable::gc`](crate::AnyTable::gc) |
 //!
@@ -58,6 +58,8 @@
 //!   creation waiting for `ACTIVE`) and `s3:ListBucketMultipartUploads` on the
 //!   bucket (IAM supports no `s3:prefix` condition for it; `stats` counts the
 //!   incomplete uploads, and gc finds the stale ones with it).
+//! * **Read** also reads the table's stream (the change feed): DescribeStream,
+//!   GetShardIterator and GetRecords on `table/{table}/stream/*`.
 //! * **Tags**: with [`PolicyScope::tagged_objects`] (a store that tags its
 //!   objects, [`StoreBuilder::tag_objects`](crate::StoreBuilder::tag_objects)),
 //!   write adds `s3:PutObjectTagging` (an object write sending `x-amz-tagging`
@@ -190,6 +192,11 @@ pub fn actions(op: Op) -> &'static [&'static str] {
         ],
         Op::DescribeTable => &["dynamodb:DescribeTable"],
         Op::DeleteTable => &["dynamodb:DeleteTable"],
+        // The change feed (`vhs::stream`): the table's stream ARN, then the
+        // stream, on `table/{table}/stream/*`.
+        Op::DescribeStream => &["dynamodb:DescribeTable", "dynamodb:DescribeStream"],
+        Op::GetShardIterator => &["dynamodb:GetShardIterator"],
+        Op::GetRecords => &["dynamodb:GetRecords"],
         // A presigned URL carries the signer's permission to GetObject.
         Op::HeadObject | Op::GetObject | Op::GetObjectRange | Op::PresignGet => &["s3:GetObject"],
         Op::GetObjectTagging => &["s3:GetObjectTagging"],
@@ -319,6 +326,11 @@ impl PolicyScope {
         )
     }
 
+    /// The ARN of every stream of the table: `{table ARN}/stream/*`.
+    pub fn stream_arn(&self) -> String {
+        format!("{}/stream/*", self.table_arn())
+    }
+
     /// The ARN of every index of the table: `{table ARN}/index/*`.
     pub fn indexes_arn(&self) -> String {
         format!("{}/index/*", self.table_arn())
@@ -343,6 +355,8 @@ impl PolicyScope {
 #[derive(Clone, Copy)]
 enum On {
     Table,
+    /// The table's streams.
+    Stream,
     TableAndIndexes,
     Objects,
     /// The bucket, for keys under the prefix only.
@@ -396,6 +410,17 @@ const GRANTS: &[Grant] = &[
         sid: "VhsDescribeTable",
         actions: &["dynamodb:DescribeTable"],
         on: On::Table,
+    },
+    Grant {
+        tagged: false,
+        level: Access::Read,
+        sid: "VhsReadStream",
+        actions: &[
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+        ],
+        on: On::Stream,
     },
     Grant {
         tagged: false,
@@ -584,6 +609,7 @@ pub fn policy(access: Access, scope: &PolicyScope) -> Value {
         .map(|g| {
             let resources = match g.on {
                 On::Table => vec![scope.table_arn()],
+                On::Stream => vec![scope.stream_arn()],
                 On::TableAndIndexes => vec![scope.table_arn(), scope.indexes_arn()],
                 On::Objects => vec![scope.objects_arn()],
                 On::BucketUnderPrefix | On::Bucket => vec![scope.bucket_arn()],

@@ -27,6 +27,7 @@ pub mod protocol;
 mod provision;
 mod retry;
 mod store;
+pub mod stream;
 mod versioned;
 
 pub use attr::Attr;
@@ -35,7 +36,8 @@ pub use backend::{
     item_size, Attempts, Backend, BackendExt, BatchPage, BucketSpec, Call, CancelReason,
     CompletedPart, Conditional, IndexSpec, ItemCalls, MultipartInfo, MultipartStart, ObjectCalls,
     ObjectInfo, ObjectPage, ObjectRange, Op, PresignCalls, PresignUpload, PresignedUpload,
-    ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, RangeCondition, Reply, Scan, Service,
+    ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, RangeCondition, RecordsPage, Reply,
+    Scan, Service, ShardInfo, ShardStart, StreamCalls, StreamDescription,
     Signal, StoredObject, TableSpec, TransactWrite, Transacted, Transition, Trigger, UploadMethod,
     MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES,
     MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,

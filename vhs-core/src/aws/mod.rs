@@ -6,6 +6,7 @@ mod objects;
 mod options;
 mod presign;
 mod provision;
+mod streams;
 mod versions;
 
 use errors::*;
@@ -42,6 +43,9 @@ use crate::model::{IndexKind, Item, KeyKind, Projection};
 #[derive(Clone)]
 pub struct AwsBackend {
     dynamodb: ddb::Client,
+    /// DynamoDB Streams (the change feed), same endpoint and settings as
+    /// `dynamodb`.
+    streams: aws_sdk_dynamodbstreams::Client,
     s3: s3::Client,
     /// Where DynamoDB requests go, named in transport errors.
     dynamodb_endpoint: String,
@@ -77,6 +81,7 @@ impl AwsBackend {
     /// A backend from an `SdkConfig` and [`AwsOptions`].
     pub fn with_options(config: &aws_config::SdkConfig, options: AwsOptions) -> Self {
         let mut d = ddb::config::Builder::from(config);
+        let mut st = aws_sdk_dynamodbstreams::config::Builder::from(config);
         let mut s = s3::config::Builder::from(config).force_path_style(options.force_path_style);
         if let Some(url) = options
             .dynamodb_endpoint_url
@@ -84,6 +89,7 @@ impl AwsBackend {
             .or(options.endpoint_url.as_ref())
         {
             d = d.endpoint_url(url);
+            st = st.endpoint_url(url);
         }
         if let Some(url) = options
             .s3_endpoint_url
@@ -106,6 +112,7 @@ impl AwsBackend {
                 retry = retry.with_initial_backoff(b);
             }
             d = d.retry_config(retry.clone());
+            st = st.retry_config(retry.clone());
             s = s.retry_config(retry);
         }
         if options.connect_timeout.is_some()
@@ -124,6 +131,7 @@ impl AwsBackend {
             }
             let t = t.build();
             d = d.timeout_config(t.clone());
+            st = st.timeout_config(t.clone());
             s = s.timeout_config(t);
         }
         let region = config.region().map(|r| r.as_ref());
@@ -134,6 +142,7 @@ impl AwsBackend {
             dynamodb_endpoint: endpoint_name(ddb_url, "dynamodb", region),
             s3_endpoint: endpoint_name(s3_url, "s3", region),
             dynamodb: ddb::Client::from_conf(d.build()),
+            streams: aws_sdk_dynamodbstreams::Client::from_conf(st.build()),
             s3: s3::Client::from_conf(s.build()),
             region: config.region().map(|r| r.to_string()),
             encryption: options.encryption,
@@ -143,10 +152,28 @@ impl AwsBackend {
         }
     }
 
-    /// A backend from clients you configured yourself.
+    /// A backend from clients you configured yourself. Its DynamoDB Streams
+    /// client (the change feed) has the DynamoDB client's region and HTTP
+    /// client but no credentials (an SDK client does not hand its own out):
+    /// give one with [`with_streams_client`](Self::with_streams_client) to
+    /// read a table's stream.
     pub fn from_clients(dynamodb: ddb::Client, s3: s3::Client) -> Self {
         let region = s3.config().region().map(|r| r.to_string());
+        let c = dynamodb.config();
+        let mut st = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest());
+        if let Some(r) = c.region() {
+            st = st.region(aws_config::Region::new(r.to_string()));
+        }
+        if let Some(h) = c.http_client() {
+            st = st.http_client(h);
+        }
+        if let Some(sleep) = c.sleep_impl() {
+            st = st.sleep_impl(sleep);
+        }
+        let streams = aws_sdk_dynamodbstreams::Client::new(&st.build());
         AwsBackend {
+            streams,
             dynamodb_endpoint: endpoint_name(
                 None,
                 "dynamodb",
@@ -172,6 +199,12 @@ impl AwsBackend {
         provider: aws_credential_types::provider::SharedCredentialsProvider,
     ) -> Self {
         self.credentials = Some(provider);
+        self
+    }
+
+    /// The DynamoDB Streams client the change feed reads with.
+    pub fn with_streams_client(mut self, streams: aws_sdk_dynamodbstreams::Client) -> Self {
+        self.streams = streams;
         self
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::requests::*;
+use super::streams::{RecordsPage, ShardStart, StreamDescription};
 use super::versions::{BucketVersioning, VersionCursor, VersionPage};
 use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
@@ -102,6 +103,13 @@ pub enum Op {
     PresignUpload,
     /// GetObjectTagging.
     GetObjectTagging,
+    /// DescribeStream of a table's latest stream (after a DescribeTable for its
+    /// ARN).
+    DescribeStream,
+    /// GetShardIterator (DynamoDB Streams).
+    GetShardIterator,
+    /// GetRecords (DynamoDB Streams).
+    GetRecords,
     /// GetBucketVersioning.
     GetBucketVersioning,
     /// ListObjectVersions.
@@ -144,6 +152,9 @@ impl Op {
             Op::PresignGet => "PresignGetObject",
             Op::PresignUpload => "PresignPutObject",
             Op::GetObjectTagging => "GetObjectTagging",
+            Op::DescribeStream => "DescribeStream",
+            Op::GetShardIterator => "GetShardIterator",
+            Op::GetRecords => "GetRecords",
             Op::GetBucketVersioning => "GetBucketVersioning",
             Op::ListObjectVersions => "ListObjectVersions",
             Op::GetObjectVersion => "GetObject",
@@ -164,7 +175,10 @@ impl Op {
             | Op::BatchGetItem
             | Op::TransactWriteItems
             | Op::DescribeTable
-            | Op::DeleteTable => Service::DynamoDb,
+            | Op::DeleteTable
+            | Op::DescribeStream
+            | Op::GetShardIterator
+            | Op::GetRecords => Service::DynamoDb,
             Op::PresignGet | Op::PresignUpload => Service::Local,
             _ => Service::S3,
         }
@@ -190,6 +204,19 @@ pub enum Call<'a> {
     DescribeTable { table: &'a str },
     /// [`ProvisionCalls::delete_table`](super::ProvisionCalls::delete_table).
     DeleteTable { table: &'a str },
+    /// [`StreamCalls::describe_stream`](super::StreamCalls::describe_stream).
+    DescribeStream { table: &'a str },
+    /// [`StreamCalls::get_shard_iterator`](super::StreamCalls::get_shard_iterator).
+    GetShardIterator {
+        stream_arn: &'a str,
+        shard_id: &'a str,
+        start: &'a ShardStart,
+    },
+    /// [`StreamCalls::get_records`](super::StreamCalls::get_records).
+    GetRecords {
+        stream_arn: &'a str,
+        iterator: &'a str,
+    },
     /// [`ItemCalls::get_item`](super::ItemCalls::get_item).
     GetItem {
         table: &'a str,
@@ -327,6 +354,9 @@ impl Call<'_> {
             Call::CreateTable { .. } => Op::CreateTable,
             Call::DescribeTable { .. } => Op::DescribeTable,
             Call::DeleteTable { .. } => Op::DeleteTable,
+            Call::DescribeStream { .. } => Op::DescribeStream,
+            Call::GetShardIterator { .. } => Op::GetShardIterator,
+            Call::GetRecords { .. } => Op::GetRecords,
             Call::GetItem { .. } => Op::GetItem,
             Call::BatchGetItem { .. } => Op::BatchGetItem,
             Call::PutItem { .. } => Op::PutItem,
@@ -365,6 +395,7 @@ impl Call<'_> {
         match self {
             Call::CreateTable { spec } => &spec.name,
             Call::DescribeTable { table }
+            | Call::DescribeStream { table }
             | Call::DeleteTable { table }
             | Call::GetItem { table, .. }
             | Call::BatchGetItem { table, .. }
@@ -375,6 +406,9 @@ impl Call<'_> {
             Call::Scan(s) => &s.table,
             Call::TransactWrite { actions, .. } => actions.first().map_or("", |a| a.table()),
             Call::ConfigureBucket { spec } => &spec.name,
+            Call::GetShardIterator { stream_arn, .. } | Call::GetRecords { stream_arn, .. } => {
+                stream_arn
+            }
             Call::PutObject(p) => &p.bucket,
             Call::CreateMultipartUpload(m) => &m.bucket,
             Call::PresignUpload(p) => &p.bucket,
@@ -465,6 +499,10 @@ pub enum Reply {
     KeyErrors(Vec<(String, String)>),
     /// ListObjectsV2.
     Listing(ObjectPage),
+    /// DescribeStream: the table's latest stream, `None` if it has none.
+    Stream(Option<StreamDescription>),
+    /// GetRecords.
+    Records(RecordsPage),
     /// GetBucketVersioning.
     Versioning(BucketVersioning),
     /// ListObjectVersions.

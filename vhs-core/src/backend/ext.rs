@@ -10,7 +10,8 @@ use bytes::Bytes;
 use super::calls::{Call, Reply};
 use super::requests::*;
 #[allow(unused_imports)] // rustdoc links
-use super::services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};
+use super::services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls, StreamCalls};
+use super::streams::{RecordsPage, ShardStart, StreamDescription};
 use super::versions::{BucketVersioning, VersionCursor, VersionPage};
 use super::Backend;
 use crate::checksum::Checksum;
@@ -66,6 +67,8 @@ from_reply! {
     PresignedUpload => Presigned,
     Vec<(String, String)> => KeyErrors,
     ObjectPage => Listing,
+    Option<StreamDescription> => Stream,
+    RecordsPage => Records,
     BucketVersioning => Versioning,
     VersionPage => Versions,
 }
@@ -107,6 +110,12 @@ typed_calls! {
     ProvisionCalls::create_bucket(bucket: &str) -> () = Call::CreateBucket { bucket };
     ProvisionCalls::bucket_exists(bucket: &str) -> bool = Call::BucketExists { bucket };
     ProvisionCalls::configure_bucket(spec: &BucketSpec) -> () = Call::ConfigureBucket { spec };
+    StreamCalls::describe_stream(table: &str) -> Option<StreamDescription> =
+        Call::DescribeStream { table };
+    StreamCalls::get_shard_iterator(stream_arn: &str, shard_id: &str, start: &ShardStart)
+        -> String = Call::GetShardIterator { stream_arn, shard_id, start };
+    StreamCalls::get_records(stream_arn: &str, iterator: &str) -> RecordsPage =
+        Call::GetRecords { stream_arn, iterator };
     ItemCalls::get_item(table: &str, key: &Item, consistent: bool) -> Option<Item> =
         Call::GetItem { table, key, consistent };
     ItemCalls::batch_get_item(table: &str, keys: &[Item], consistent: bool) -> BatchPage =

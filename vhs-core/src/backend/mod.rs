@@ -38,13 +38,15 @@ mod ext;
 mod limits;
 mod requests;
 mod services;
+mod streams;
 mod versions;
 
 pub use calls::{Call, Op, Reply, Service};
 pub use ext::BackendExt;
 pub use limits::*;
 pub use requests::*;
-pub use services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls};
+pub use services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls, StreamCalls};
+pub use streams::{RecordsPage, ShardInfo, ShardStart, StreamDescription};
 pub use versions::{BucketVersioning, ObjectVersion, VersionCursor, VersionPage};
 
 /// Where vhs's calls go: one method, [`Backend::send`], which a backend answers

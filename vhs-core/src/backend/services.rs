@@ -20,6 +20,7 @@ use super::calls::{Call, Op, Reply};
 #[allow(unused_imports)]
 use super::limits::{MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_PAGE_BYTES};
 use super::requests::*;
+use super::streams::*;
 use super::versions::{BucketVersioning, VersionCursor, VersionPage};
 use crate::checksum::Checksum;
 use crate::condition::{Condition, ItemUpdate};
@@ -210,7 +211,8 @@ pub trait ObjectCalls: Send + Sync {
     async fn delete_object_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()>;
 }
 
-/// What a default method of [`PresignCalls`] and [`ProvisionCalls`] answers.
+/// What a default method of [`PresignCalls`], [`ProvisionCalls`] and
+/// [`StreamCalls`] answers.
 fn unsupported<T>(op: Op) -> Result<T> {
     Err(Error::unsupported(op.service().name(), op.name()))
 }
@@ -235,6 +237,36 @@ pub trait PresignCalls: Send + Sync {
     /// also `If-None-Match: *`. Computed locally: no request is sent.
     async fn presign_upload(&self, _request: &PresignUpload) -> Result<PresignedUpload> {
         unsupported(Op::PresignUpload)
+    }
+}
+
+/// DynamoDB Streams: reading a table's change feed
+/// ([`stream`](crate::stream)). Every method defaults to
+/// [`Error::unsupported`], for a backend without streams.
+#[async_trait]
+pub trait StreamCalls: Send + Sync {
+    /// The table's latest stream and its shards (DescribeTable for the
+    /// stream's ARN, then DescribeStream, all pages); `None` if the table has
+    /// no stream. [`Error::TableNotFound`] if there is no such table.
+    async fn describe_stream(&self, _table: &str) -> Result<Option<StreamDescription>> {
+        unsupported(Op::DescribeStream)
+    }
+
+    /// GetShardIterator: an iterator over one shard of `stream_arn`, from
+    /// `start`. It expires after 15 minutes unused (on AWS).
+    async fn get_shard_iterator(
+        &self,
+        _stream_arn: &str,
+        _shard_id: &str,
+        _start: &ShardStart,
+    ) -> Result<String> {
+        unsupported(Op::GetShardIterator)
+    }
+
+    /// GetRecords: the records of a shard from `iterator` (at most 1000), and
+    /// the next iterator. `stream_arn` names the stream in errors only.
+    async fn get_records(&self, _stream_arn: &str, _iterator: &str) -> Result<RecordsPage> {
+        unsupported(Op::GetRecords)
     }
 }
 
@@ -294,7 +326,7 @@ impl Call<'_> {
     /// [`Backend::send`](super::Backend::send) for a backend made of the service traits.
     pub async fn serve<B>(self, backend: &B) -> Result<Reply>
     where
-        B: ItemCalls + ObjectCalls + PresignCalls + ProvisionCalls + ?Sized,
+        B: ItemCalls + ObjectCalls + PresignCalls + ProvisionCalls + StreamCalls + ?Sized,
     {
         Ok(match self {
             Call::CreateTable { spec } => {
@@ -307,6 +339,20 @@ impl Call<'_> {
             Call::DeleteTable { table } => {
                 Reply::Bool(ProvisionCalls::delete_table(backend, table).await?)
             }
+            Call::DescribeStream { table } => {
+                Reply::Stream(StreamCalls::describe_stream(backend, table).await?)
+            }
+            Call::GetShardIterator {
+                stream_arn,
+                shard_id,
+                start,
+            } => Reply::Text(
+                StreamCalls::get_shard_iterator(backend, stream_arn, shard_id, start).await?,
+            ),
+            Call::GetRecords {
+                stream_arn,
+                iterator,
+            } => Reply::Records(StreamCalls::get_records(backend, stream_arn, iterator).await?),
             Call::GetItem {
                 table,
                 key,

@@ -10,9 +10,41 @@ pub(super) type TableKey = (KeyValue, Option<KeyValue>);
 pub(super) struct Table {
     pub(super) spec: TableSpec,
     pub(super) items: BTreeMap<TableKey, Item>,
+    /// The table's stream, once `spec.streams` is on (`streams.rs`).
+    pub(super) stream: Option<super::streams::MemStream>,
 }
 
 impl Table {
+    /// Sets (`Some`) or removes (`None`) the item at `key` and returns the old
+    /// one: every item mutation goes through here, so the stream records it
+    /// (one record per change, none for a write that changes nothing). A TTL
+    /// reaper's removal passes `by_ttl: true` (recorded with DynamoDB's service
+    /// identity).
+    pub(super) fn write(&mut self, key: TableKey, new: Option<Item>, by_ttl: bool) -> Option<Item> {
+        let old = match &new {
+            Some(item) => self.items.insert(key, item.clone()),
+            None => self.items.remove(&key),
+        };
+        if self.spec.streams {
+            let keys = self.key_attrs(new.as_ref().or(old.as_ref()));
+            self.stream
+                .get_or_insert_with(|| super::streams::MemStream::new(&self.spec.name))
+                .record(keys, old.as_ref(), new.as_ref(), by_ttl);
+        }
+        old
+    }
+
+    /// The key attributes of `item` (empty for `None`).
+    fn key_attrs(&self, item: Option<&Item>) -> Item {
+        let Some(item) = item else {
+            return Item::new();
+        };
+        std::iter::once(&self.spec.hash_key.0)
+            .chain(self.spec.range_key.as_ref().map(|r| &r.0))
+            .filter_map(|n| Some((n.clone(), item.get(n)?.clone())))
+            .collect()
+    }
+
     /// The table, or one of its indexes, as a query reads it.
     fn view(&self, index: Option<&str>, operation: &'static str) -> Result<View<'_>> {
         let mut keys = vec![self.spec.hash_key.0.clone()];
@@ -278,7 +310,7 @@ impl ItemCalls for MemoryBackend {
                 return Ok(Conditional::Failed(t.items.get(&k).cloned()));
             }
         }
-        Ok(Conditional::Applied(t.items.insert(k, item)))
+        Ok(Conditional::Applied(t.write(k, Some(item), false)))
     }
 
     async fn update_item(
@@ -319,7 +351,7 @@ impl ItemCalls for MemoryBackend {
             .try_apply(&mut new)
             .map_err(|why| validation(Op::UpdateItem.name(), why))?;
         check_size(&new, Op::UpdateItem.name())?;
-        t.items.insert(k, new);
+        t.write(k, Some(new), false);
         Ok(Conditional::Applied(old))
     }
 
@@ -338,7 +370,7 @@ impl ItemCalls for MemoryBackend {
                 return Ok(Conditional::Failed(t.items.get(&k).cloned()));
             }
         }
-        Ok(Conditional::Applied(t.items.remove(&k)))
+        Ok(Conditional::Applied(t.write(k, None, false)))
     }
 
     async fn query(&self, request: &Query) -> Result<QueryPage> {
@@ -527,15 +559,7 @@ impl ItemCalls for MemoryBackend {
             writes.push((table.clone(), key.clone(), new));
         }
         for (table, key, new) in writes {
-            let items = &mut state.table(&table, OP)?.items;
-            match new {
-                Some(item) => {
-                    items.insert(key, item);
-                }
-                None => {
-                    items.remove(&key);
-                }
-            }
+            state.table(&table, OP)?.write(key, new, false);
         }
         state.transactions.insert(token.to_owned(), named);
         Ok(Transacted::Committed)

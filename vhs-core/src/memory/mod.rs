@@ -3,6 +3,7 @@
 mod items;
 mod objects;
 mod presign;
+mod streams;
 mod versions;
 
 use items::{check_indexes, Table, TableKey};
@@ -205,6 +206,7 @@ impl ProvisionCalls for MemoryBackend {
                 Table {
                     spec: spec.clone(),
                     items: BTreeMap::new(),
+                    stream: None,
                 },
             );
             return Ok(());

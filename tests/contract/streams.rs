@@ -1,0 +1,196 @@
+//! The change feed: a table's stream read as one typed change per user write,
+//! the protocol's bookkeeping filtered, and resumed from a checkpoint.
+
+use std::time::Duration;
+
+use vhs::stream::{Change, ChangeKind, ChangeReader, Checkpoint, PollInterval, Start};
+use vhs::BackendExt as _;
+use vhs::Error;
+
+use crate::faults::gc_now;
+use crate::fixture::Fixture;
+use crate::models::Document;
+
+/// Turns on the stream of the documents table.
+async fn with_stream(fx: &Fixture) {
+    let table = fx.store.table_name::<Document>();
+    let mut spec = fx.raw.describe_table(table).await.unwrap().expect("table");
+    spec.streams = true;
+    fx.store.ensure_table_spec(&spec).await.unwrap();
+    assert!(fx.raw.describe_stream(table).await.unwrap().is_some());
+}
+
+fn reader(fx: &Fixture) -> ChangeReader<Document> {
+    fx.store.changes::<Document>().poll_interval(PollInterval {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    })
+}
+
+/// Every change the stream has now.
+async fn drain(reader: &mut ChangeReader<Document>) -> Vec<Change<Document>> {
+    let mut out = Vec::new();
+    while let Some(batch) = reader.poll().await.unwrap() {
+        assert_eq!(&batch.checkpoint, reader.checkpoint());
+        out.extend(batch.changes);
+    }
+    out
+}
+
+fn kinds(changes: &[Change<Document>]) -> Vec<(ChangeKind, String)> {
+    changes
+        .iter()
+        .map(|c| (c.kind(), c.key().to_string()))
+        .collect()
+}
+
+pub async fn one_change_per_create_update_and_delete(fx: Fixture) {
+    with_stream(&fx).await;
+    let store = &fx.store;
+    let mut changes = reader(&fx);
+    let key = Document::key("s1", "a");
+    let doc = Document::sample("s1", "a");
+
+    // A create: one insertion, its large values loadable.
+    store.create_large(&doc).await.unwrap();
+    let created = drain(&mut changes).await;
+    assert_eq!(kinds(&created), [(ChangeKind::Inserted, key.to_string())]);
+    let Change::Inserted(new) = &created[0] else {
+        unreachable!()
+    };
+    assert_eq!(new.model.html, None, "large values are not loaded");
+    let first_pointer = new.pointer("html").expect("a pointer").to_owned();
+    let loaded = created[0].clone().load(store).await.unwrap();
+    assert_eq!(loaded.new_item(), Some(&doc));
+
+    // An update replacing a large value: the commit, then the release's
+    // unmark: one modification.
+    let html = Some("<html>v2</html>".to_owned());
+    store
+        .update_large(&key, Document::changes().set_html(html.clone()))
+        .await
+        .unwrap();
+    store.flush().await;
+    let updated = drain(&mut changes).await;
+    assert_eq!(kinds(&updated), [(ChangeKind::Modified, key.to_string())]);
+    let Change::Modified { old, new } = &updated[0] else {
+        unreachable!()
+    };
+    assert_eq!(old.pointer("html"), Some(first_pointer.as_str()));
+    assert_ne!(new.pointer("html"), Some(first_pointer.as_str()));
+    let mut new = new.clone();
+    store.load(&mut new, &["html"]).await.unwrap();
+    assert_eq!(new.model.html, html);
+
+    // A delete: the placeholder, its pointers removed: one removal.
+    store.delete_large(&key).await.unwrap();
+    store.flush().await;
+    let deleted = drain(&mut changes).await;
+    assert_eq!(
+        kinds(&deleted),
+        [(ChangeKind::Removed { by_ttl: false }, key.to_string())]
+    );
+    assert_eq!(deleted[0].old_item().map(|d| &d.html), Some(&None));
+    assert!(matches!(
+        deleted[0].clone().load(store).await,
+        Err(Error::DanglingPointer { .. })
+    ));
+
+    // GC (placeholders, marks): bookkeeping only.
+    store.gc::<Document>(&gc_now(), |_| {}).await.unwrap();
+    assert!(drain(&mut changes).await.is_empty());
+
+    // The raw records hold the bookkeeping the changes left out.
+    let mut raw = store.stream_records(store.table_name::<Document>());
+    let mut records = 0;
+    while let Some(batch) = raw.poll().await.unwrap() {
+        records += batch.records.len();
+    }
+    assert!(records > 3, "{records} records for 3 changes");
+}
+
+pub async fn a_checkpoint_resumes_without_duplicates_or_gaps(fx: Fixture) {
+    with_stream(&fx).await;
+    let store = &fx.store;
+    // Written before a reader from LATEST starts: not seen by it.
+    store
+        .create_large(&Document::sample("r", "0"))
+        .await
+        .unwrap();
+    let mut latest = reader(&fx).from(Start::Latest);
+    assert!(drain(&mut latest).await.is_empty());
+
+    let mut first = reader(&fx);
+    for sk in ["1", "2"] {
+        store
+            .create_large(&Document::sample("r", sk))
+            .await
+            .unwrap();
+    }
+    let seen = drain(&mut first).await;
+    assert_eq!(
+        seen.iter().map(|c| c.key().to_string()).collect::<Vec<_>>(),
+        [
+            Document::key("r", "0").to_string(),
+            Document::key("r", "1").to_string(),
+            Document::key("r", "2").to_string()
+        ]
+    );
+    // Stored by the caller as JSON, read back later.
+    let saved = serde_json::to_string(first.checkpoint()).unwrap();
+    drop(first);
+
+    for sk in ["3", "4"] {
+        store
+            .create_large(&Document::sample("r", sk))
+            .await
+            .unwrap();
+    }
+    store
+        .update_large(
+            &Document::key("r", "1"),
+            Document::changes().set_html(Some("<p>1</p>".into())),
+        )
+        .await
+        .unwrap();
+    let checkpoint: Checkpoint = serde_json::from_str(&saved).unwrap();
+    let mut resumed = reader(&fx).resume(checkpoint);
+    let after = drain(&mut resumed).await;
+    assert_eq!(
+        kinds(&after),
+        [
+            (ChangeKind::Inserted, Document::key("r", "3").to_string()),
+            (ChangeKind::Inserted, Document::key("r", "4").to_string()),
+            (ChangeKind::Modified, Document::key("r", "1").to_string()),
+        ]
+    );
+    // The reader from LATEST sees what came after it started.
+    assert_eq!(
+        kinds(&drain(&mut latest).await),
+        kinds(&seen[1..])
+            .into_iter()
+            .chain(kinds(&after))
+            .collect::<Vec<_>>()
+    );
+    // Waiting for a batch returns as soon as one is written.
+    let mut waiting = reader(&fx).resume(resumed.checkpoint().clone());
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.delete_large(&Document::key("r", "0")).await.unwrap();
+    };
+    let (batch, ()) = tokio::join!(waiting.next_batch(), writer);
+    let batch = batch.unwrap();
+    assert_eq!(
+        kinds(&batch.changes),
+        [(
+            ChangeKind::Removed { by_ttl: false },
+            Document::key("r", "0").to_string()
+        )]
+    );
+}
+
+pub async fn a_table_without_a_stream_is_refused(fx: Fixture) {
+    let e = reader(&fx).poll().await.unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
+    assert!(e.to_string().contains("has no stream"), "{e}");
+}

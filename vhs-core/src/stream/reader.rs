@@ -1,0 +1,442 @@
+//! Reading a table's stream: shards in order, iterators, polling, checkpoints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+use super::change::Change;
+use super::record::StreamRecord;
+use crate::backend::{Backend, BackendExt, ShardInfo, ShardStart};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::store::Store;
+
+/// Where a reader starts in shards its checkpoint does not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// The oldest record each shard still holds (24 hours on AWS).
+    #[default]
+    TrimHorizon,
+    /// Records written from now on only. Shards that appear later (children)
+    /// are read from their start.
+    Latest,
+}
+
+/// How far a reader has read one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardMark {
+    /// Every record up to and including this sequence number was delivered.
+    After(String),
+    /// Started at `LATEST`, no record delivered yet: resuming starts at
+    /// `LATEST` again (what was written in between is not read).
+    Latest,
+    /// The shard is closed and was read to its end.
+    Finished,
+}
+
+/// A reader's position in a table's stream, per shard: what a consumer
+/// stores after handling a batch, and resumes from
+/// ([`RecordReader::resume`]) with neither duplicates nor gaps. Serde: store
+/// it as JSON (or anything else).
+///
+/// A checkpoint of another stream (the table's stream was turned off and on,
+/// or the table re-created) is refused when resuming.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The stream's ARN; `None` before the reader saw the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_arn: Option<String>,
+    /// Shard id → how far it was read. A shard not named was not read yet.
+    #[serde(default)]
+    pub shards: BTreeMap<String, ShardMark>,
+}
+
+/// What one GetRecords page delivered, and the checkpoint after it.
+#[derive(Debug, Clone)]
+pub struct RecordBatch {
+    /// The shard the records come from.
+    pub shard: String,
+    /// The records, in order (never empty).
+    pub records: Vec<StreamRecord>,
+    /// The position after these records: store it once they are handled.
+    pub checkpoint: Checkpoint,
+}
+
+/// How long a reader waits between polls of an idle stream: `initial`,
+/// doubled after each empty poll up to `max`, back to `initial` after records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollInterval {
+    /// The wait after the first empty poll.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for PollInterval {
+    /// 1 second, up to 10.
+    fn default() -> Self {
+        PollInterval {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A reader of a table's stream records, model-less: follows the shards
+/// (a parent's records before its children's, closed shards to their end),
+/// and keeps a [`Checkpoint`].
+///
+/// [`next_batch`](Self::next_batch) waits for records, polling with backoff;
+/// [`poll`](Self::poll) reads what is there now; [`into_stream`](Self::into_stream)
+/// is a `futures::Stream` of batches.
+pub struct RecordReader {
+    backend: Arc<dyn Backend>,
+    table: String,
+    start: Start,
+    checkpoint: Checkpoint,
+    poll_interval: PollInterval,
+    /// The shards last described, and whether `start` was applied to them.
+    shards: Vec<ShardInfo>,
+    described: bool,
+    /// Open iterators, by shard.
+    iterators: HashMap<String, String>,
+    /// Round-robin position over the readable shards.
+    turn: usize,
+    delay: Option<Duration>,
+}
+
+impl std::fmt::Debug for RecordReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordReader")
+            .field("table", &self.table)
+            .field("checkpoint", &self.checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordReader {
+    /// A reader of `table`'s stream through `backend`, from the oldest record.
+    pub fn new(backend: Arc<dyn Backend>, table: impl Into<String>) -> Self {
+        RecordReader {
+            backend,
+            table: table.into(),
+            start: Start::TrimHorizon,
+            checkpoint: Checkpoint::default(),
+            poll_interval: PollInterval::default(),
+            shards: Vec::new(),
+            described: false,
+            iterators: HashMap::new(),
+            turn: 0,
+            delay: None,
+        }
+    }
+
+    /// Where to start in shards the checkpoint does not name.
+    pub fn from(mut self, start: Start) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Resumes after `checkpoint`: each shard it names continues after its
+    /// last record; shards it does not name start from their first record.
+    pub fn resume(mut self, checkpoint: Checkpoint) -> Self {
+        self.checkpoint = checkpoint;
+        self.start = Start::TrimHorizon;
+        self
+    }
+
+    /// How long to wait between polls of an idle stream (default 1 s, up to 10 s).
+    pub fn poll_interval(mut self, interval: PollInterval) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The position after every batch returned so far.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// The table read.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Describes the stream again: new shards, closed shards.
+    async fn describe(&mut self) -> Result<()> {
+        let Some(description) = self.backend.describe_stream(&self.table).await? else {
+            return Err(Error::invalid(format!(
+                "table {} has no stream: enable one (NEW_AND_OLD_IMAGES) to read its changes",
+                self.table
+            )));
+        };
+        match &self.checkpoint.stream_arn {
+            Some(arn) if *arn != description.arn => {
+                return Err(Error::invalid(format!(
+                    "the checkpoint is of stream {arn}, not of table {}'s stream {}: start afresh",
+                    self.table, description.arn
+                )));
+            }
+            Some(_) => {}
+            None => self.checkpoint.stream_arn = Some(description.arn.clone()),
+        }
+        if !self.described && self.start == Start::Latest {
+            for shard in &description.shards {
+                if self.checkpoint.shards.contains_key(&shard.id) {
+                    continue;
+                }
+                let mark = if shard.is_closed() {
+                    ShardMark::Finished
+                } else {
+                    ShardMark::Latest
+                };
+                self.checkpoint.shards.insert(shard.id.clone(), mark);
+            }
+        }
+        // Shards trimmed away are forgotten: they will not be listed again.
+        let listed: Vec<&str> = description.shards.iter().map(|s| s.id.as_str()).collect();
+        self.checkpoint
+            .shards
+            .retain(|id, _| listed.contains(&id.as_str()));
+        self.iterators.retain(|id, _| listed.contains(&id.as_str()));
+        self.shards = description.shards;
+        self.described = true;
+        Ok(())
+    }
+
+    /// The shards to read now: not finished, and whose parent is finished or
+    /// gone.
+    fn readable(&self) -> Vec<ShardInfo> {
+        let finished =
+            |id: &str| matches!(self.checkpoint.shards.get(id), Some(ShardMark::Finished));
+        self.shards
+            .iter()
+            .filter(|s| !finished(&s.id))
+            .filter(|s| match &s.parent {
+                None => true,
+                Some(p) => finished(p) || !self.shards.iter().any(|o| o.id == *p),
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// One GetRecords of `shard`: its records, the checkpoint moved past them.
+    async fn read_shard(&mut self, shard: &ShardInfo) -> Result<Vec<StreamRecord>> {
+        let arn = self.checkpoint.stream_arn.clone().unwrap_or_default();
+        let iterator = match self.iterators.remove(&shard.id) {
+            Some(it) => it,
+            None => {
+                let start = match self.checkpoint.shards.get(&shard.id) {
+                    Some(ShardMark::After(seq)) => ShardStart::After(seq.clone()),
+                    Some(ShardMark::Latest) => ShardStart::Latest,
+                    Some(ShardMark::Finished) => return Ok(Vec::new()),
+                    None => ShardStart::TrimHorizon,
+                };
+                self.backend
+                    .get_shard_iterator(&arn, &shard.id, &start)
+                    .await?
+            }
+        };
+        let page = match self.backend.get_records(&arn, &iterator).await {
+            Ok(page) => page,
+            // Unused for too long: the next round asks for a new one from the
+            // checkpoint.
+            Err(Error::Backend { code: Some(c), .. }) if c == "ExpiredIteratorException" => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(last) = page.records.last() {
+            self.checkpoint.shards.insert(
+                shard.id.clone(),
+                ShardMark::After(last.sequence_number.clone()),
+            );
+        }
+        match page.next_iterator {
+            Some(next) => {
+                self.iterators.insert(shard.id.clone(), next);
+            }
+            None => {
+                self.checkpoint
+                    .shards
+                    .insert(shard.id.clone(), ShardMark::Finished);
+            }
+        }
+        Ok(page.records)
+    }
+
+    /// Reads what the stream has now: the next batch of one shard, or `None`
+    /// when every readable shard answered no record (the stream is idle, as
+    /// far as one GetRecords per shard tells: on AWS an open shard can answer
+    /// empty pages before records, so `None` there is a hint, not a proof).
+    pub async fn poll(&mut self) -> Result<Option<RecordBatch>> {
+        if !self.described {
+            self.describe().await?;
+        }
+        let mut described_again = false;
+        loop {
+            let shards = self.readable();
+            let mut finished_one = false;
+            for i in 0..shards.len() {
+                let shard = &shards[(self.turn + i) % shards.len()];
+                let records = self.read_shard(shard).await?;
+                finished_one |= matches!(
+                    self.checkpoint.shards.get(&shard.id),
+                    Some(ShardMark::Finished)
+                );
+                if !records.is_empty() {
+                    self.turn = (self.turn + i + 1) % shards.len().max(1);
+                    return Ok(Some(RecordBatch {
+                        shard: shard.id.clone(),
+                        records,
+                        checkpoint: self.checkpoint.clone(),
+                    }));
+                }
+            }
+            // A finished shard may have children to read now; new shards may
+            // have appeared.
+            if described_again && !finished_one {
+                return Ok(None);
+            }
+            self.describe().await?;
+            described_again = true;
+        }
+    }
+
+    /// Waits for the next batch of records, polling an idle stream with
+    /// backoff ([`poll_interval`](Self::poll_interval)).
+    pub async fn next_batch(&mut self) -> Result<RecordBatch> {
+        loop {
+            if let Some(batch) = self.poll().await? {
+                self.delay = None;
+                return Ok(batch);
+            }
+            let delay = match self.delay {
+                None => self.poll_interval.initial,
+                Some(d) => (d * 2).min(self.poll_interval.max),
+            };
+            self.delay = Some(delay);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The batches as a `futures::Stream`, endless: an error is yielded and
+    /// reading goes on (after the poll interval) if polled again.
+    pub fn into_stream(self) -> impl Stream<Item = Result<RecordBatch>> + Send {
+        futures_util::stream::unfold(self, |mut reader| async move {
+            let next = reader.next_batch().await;
+            if next.is_err() {
+                tokio::time::sleep(reader.poll_interval.initial).await;
+            }
+            Some((next, reader))
+        })
+    }
+}
+
+/// The changes one batch of records showed, and the checkpoint after it.
+#[derive(Debug, Clone)]
+pub struct ChangeBatch<M> {
+    /// The shard the records came from.
+    pub shard: String,
+    /// The user writes, in order: possibly none, when every record was
+    /// bookkeeping (store the checkpoint all the same).
+    pub changes: Vec<Change<M>>,
+    /// The position after these records.
+    pub checkpoint: Checkpoint,
+}
+
+/// A reader of the typed [`Change`]s of a model's table
+/// ([`Store::changes`]): a [`RecordReader`] whose records are classified and
+/// decoded.
+pub struct ChangeReader<M> {
+    records: RecordReader,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> std::fmt::Debug for ChangeReader<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.records.fmt(f)
+    }
+}
+
+impl<M: Model> ChangeReader<M> {
+    /// Where to start in shards the checkpoint does not name.
+    pub fn from(mut self, start: Start) -> Self {
+        self.records = self.records.from(start);
+        self
+    }
+
+    /// Resumes after `checkpoint` (see [`RecordReader::resume`]).
+    pub fn resume(mut self, checkpoint: Checkpoint) -> Self {
+        self.records = self.records.resume(checkpoint);
+        self
+    }
+
+    /// How long to wait between polls of an idle stream.
+    pub fn poll_interval(mut self, interval: PollInterval) -> Self {
+        self.records = self.records.poll_interval(interval);
+        self
+    }
+
+    /// The position after every batch returned so far.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        self.records.checkpoint()
+    }
+
+    /// The record reader underneath.
+    pub fn into_records(self) -> RecordReader {
+        self.records
+    }
+
+    fn decode(batch: RecordBatch) -> Result<ChangeBatch<M>> {
+        let mut changes = Vec::new();
+        for record in &batch.records {
+            changes.extend(Change::from_record(record)?);
+        }
+        Ok(ChangeBatch {
+            shard: batch.shard,
+            changes,
+            checkpoint: batch.checkpoint,
+        })
+    }
+
+    /// [`RecordReader::poll`], decoded.
+    pub async fn poll(&mut self) -> Result<Option<ChangeBatch<M>>> {
+        self.records.poll().await?.map(Self::decode).transpose()
+    }
+
+    /// [`RecordReader::next_batch`], decoded.
+    pub async fn next_batch(&mut self) -> Result<ChangeBatch<M>> {
+        Self::decode(self.records.next_batch().await?)
+    }
+
+    /// [`RecordReader::into_stream`], decoded.
+    pub fn into_stream(self) -> impl Stream<Item = Result<ChangeBatch<M>>> + Send
+    where
+        M: Send + 'static,
+    {
+        futures_util::StreamExt::map(self.records.into_stream(), |b| b.and_then(Self::decode))
+    }
+}
+
+impl Store {
+    /// A reader of the [`Change`]s of `M`'s table, from the oldest record
+    /// of its stream (see [`ChangeReader`]; the table needs a
+    /// `NEW_AND_OLD_IMAGES` stream).
+    pub fn changes<M: Model>(&self) -> ChangeReader<M> {
+        ChangeReader {
+            records: self.stream_records(self.table_name::<M>()),
+            _model: PhantomData,
+        }
+    }
+
+    /// A reader of the raw records of `table`'s stream, for consumers without
+    /// a model (see [`RecordReader`]).
+    pub fn stream_records(&self, table: &str) -> RecordReader {
+        RecordReader::new(self.backend().clone(), table)
+    }
+}
