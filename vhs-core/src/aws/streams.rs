@@ -25,6 +25,7 @@ impl StreamCalls for AwsBackend {
             return Ok(None);
         };
         let mut shards = Vec::new();
+        let mut view_type = None;
         let mut start: Option<String> = None;
         loop {
             let page = self
@@ -38,6 +39,10 @@ impl StreamCalls for AwsBackend {
             let Some(description) = page.stream_description() else {
                 break;
             };
+            view_type = description
+                .stream_view_type()
+                .map(|v| v.as_str().to_owned())
+                .or(view_type);
             for shard in description.shards() {
                 let Some(id) = shard.shard_id() else { continue };
                 let range = shard.sequence_number_range();
@@ -57,7 +62,11 @@ impl StreamCalls for AwsBackend {
                 None => break,
             }
         }
-        Ok(Some(StreamDescription { arn, shards }))
+        Ok(Some(StreamDescription {
+            arn,
+            view_type,
+            shards,
+        }))
     }
 
     async fn get_shard_iterator(

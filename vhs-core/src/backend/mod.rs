@@ -46,6 +46,7 @@ pub use ext::BackendExt;
 pub use limits::*;
 pub use requests::*;
 pub use services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls, StreamCalls};
+pub(crate) use streams::NEW_AND_OLD_IMAGES;
 pub use streams::{RecordsPage, ShardInfo, ShardStart, StreamDescription};
 pub use versions::{BucketVersioning, ObjectVersion, VersionCursor, VersionPage};
 

@@ -8,10 +8,16 @@ pub use crate::stream::StreamRecord;
 pub struct StreamDescription {
     /// The stream's ARN (`LatestStreamArn` of the table).
     pub arn: String,
+    /// What its records hold (`StreamViewType`): `NEW_AND_OLD_IMAGES`,
+    /// `NEW_IMAGE`, `OLD_IMAGE` or `KEYS_ONLY`; `None` if not reported.
+    pub view_type: Option<String>,
     /// Every shard the stream still holds records of, parents listed before
     /// or after their children (the service gives no order).
     pub shards: Vec<ShardInfo>,
 }
+
+/// The stream view type the change feed needs: both images of every write.
+pub(crate) const NEW_AND_OLD_IMAGES: &str = "NEW_AND_OLD_IMAGES";
 
 /// One shard of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

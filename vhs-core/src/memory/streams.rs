@@ -115,6 +115,7 @@ impl StreamCalls for MemoryBackend {
         let stream = t.stream.get_or_insert_with(|| MemStream::new(table));
         Ok(Some(StreamDescription {
             arn: stream.arn.clone(),
+            view_type: Some(crate::backend::NEW_AND_OLD_IMAGES.to_owned()),
             shards: vec![ShardInfo {
                 id: SHARD.to_owned(),
                 parent: None,

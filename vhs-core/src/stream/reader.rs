@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::change::Change;
 use super::record::StreamRecord;
-use crate::backend::{Backend, BackendExt, ShardInfo, ShardStart};
+use crate::backend::{Backend, BackendExt, ShardInfo, ShardStart, NEW_AND_OLD_IMAGES};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::store::Store;
@@ -174,6 +174,16 @@ impl RecordReader {
                 self.table
             )));
         };
+        if let Some(view) = description
+            .view_type
+            .as_deref()
+            .filter(|v| *v != NEW_AND_OLD_IMAGES)
+        {
+            return Err(Error::invalid(format!(
+                "table {}'s stream records {view}, not {NEW_AND_OLD_IMAGES}: a change cannot be told from bookkeeping without both images",
+                self.table
+            )));
+        }
         match &self.checkpoint.stream_arn {
             Some(arn) if *arn != description.arn => {
                 return Err(Error::invalid(format!(
@@ -438,5 +448,68 @@ impl Store {
     /// a model (see [`RecordReader`]).
     pub fn stream_records(&self, table: &str) -> RecordReader {
         RecordReader::new(self.backend().clone(), table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Call, Reply, StreamDescription};
+
+    /// A backend whose table has a stream of `view_type`, one open shard.
+    #[derive(Debug)]
+    struct Described(&'static str);
+
+    #[async_trait::async_trait]
+    impl Backend for Described {
+        async fn send(&self, call: Call<'_>) -> Result<Reply> {
+            match call {
+                Call::DescribeStream { .. } => Ok(Reply::Stream(Some(StreamDescription {
+                    arn: "arn:stream".into(),
+                    view_type: Some(self.0.into()),
+                    shards: Vec::new(),
+                }))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_both_images_is_refused() {
+        let mut reader = RecordReader::new(Arc::new(Described("NEW_IMAGE")), "t");
+        let e = reader.poll().await.unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "invalid input: table t's stream records NEW_IMAGE, not NEW_AND_OLD_IMAGES: a change cannot be told from bookkeeping without both images"
+        );
+        let mut reader = RecordReader::new(Arc::new(Described("NEW_AND_OLD_IMAGES")), "t");
+        assert!(reader.poll().await.unwrap().is_none());
+        assert_eq!(
+            reader.checkpoint().stream_arn.as_deref(),
+            Some("arn:stream")
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_reads_back_from_json() {
+        let mut checkpoint = Checkpoint {
+            stream_arn: Some("arn".into()),
+            ..Checkpoint::default()
+        };
+        checkpoint
+            .shards
+            .insert("s1".into(), ShardMark::After("0042".into()));
+        checkpoint.shards.insert("s0".into(), ShardMark::Finished);
+        checkpoint.shards.insert("s2".into(), ShardMark::Latest);
+        let json = serde_json::to_string(&checkpoint).unwrap();
+        assert_eq!(
+            json,
+            r#"{"stream_arn":"arn","shards":{"s0":"finished","s1":{"after":"0042"},"s2":"latest"}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Checkpoint>(&json).unwrap(),
+            checkpoint
+        );
     }
 }
