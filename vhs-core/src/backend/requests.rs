@@ -90,9 +90,11 @@ pub struct BucketSpec {
     /// forever).
     pub abort_incomplete_multipart_days: Option<u32>,
     /// In the same lifecycle rule: expire noncurrent object versions this many
-    /// days after they became noncurrent. vhs does not need versioning, but on a
-    /// bucket where someone enabled it, every object vhs deletes would otherwise
-    /// stay as a noncurrent version, billed forever.
+    /// days after they became noncurrent. vhs needs versioning only for backups
+    /// that restore consistently ([`BucketSpec::versioning`], which wants at
+    /// least [`PITR_WINDOW_DAYS`](Self::PITR_WINDOW_DAYS) here); on a bucket
+    /// where versioning is on, every object vhs deletes would otherwise stay as
+    /// a noncurrent version, billed forever.
     pub noncurrent_version_expiry_days: Option<u32>,
     /// Turn bucket versioning on (PutBucketVersioning `Enabled`; never turned
     /// off by vhs): every object vhs replaces or deletes stays as a noncurrent
