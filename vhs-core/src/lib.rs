@@ -37,10 +37,10 @@ pub use backend::{
     CompletedPart, Conditional, IndexSpec, ItemCalls, MultipartInfo, MultipartStart, ObjectCalls,
     ObjectInfo, ObjectPage, ObjectRange, Op, PresignCalls, PresignUpload, PresignedUpload,
     ProvisionCalls, PutObject, PutOutcome, Query, QueryPage, RangeCondition, RecordsPage, Reply,
-    Scan, Service, ShardInfo, ShardStart, StreamCalls, StreamDescription,
-    Signal, StoredObject, TableSpec, TransactWrite, Transacted, Transition, Trigger, UploadMethod,
-    MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES,
-    MAX_PAGE_BYTES, MAX_PARTS, MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
+    Scan, Service, ShardInfo, ShardStart, Signal, StoredObject, StreamCalls, StreamDescription,
+    TableSpec, TransactWrite, Transacted, Transition, Trigger, UploadMethod, MAX_BATCH_GET,
+    MAX_DELETE_BATCH, MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_OBJECT_BYTES, MAX_PAGE_BYTES, MAX_PARTS,
+    MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 pub use backend::{BucketVersioning, ObjectVersion, VersionCursor, VersionPage};
 pub use blob::Blob;
