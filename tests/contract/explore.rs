@@ -949,6 +949,7 @@ async fn counter_world(gate: &Gate) -> ParkingBackend<MemoryBackend> {
             indexes: Vec::new(),
             streams: false,
             point_in_time_recovery: false,
+            time_to_live: None,
         })
         .await
         .expect("table");

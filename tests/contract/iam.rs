@@ -244,6 +244,7 @@ async fn provision(rig: &mut Rig, store: &Store, single: &Single, multi: &Multi)
     let spec = TableSpec {
         streams: true,
         point_in_time_recovery: true,
+        time_to_live: Some("expires".into()),
         ..TableSpec::new("audit", ("id", KeyKind::String))
     };
     rig.run(Admin, "ensure_table_spec", store.ensure_table_spec(&spec))

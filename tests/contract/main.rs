@@ -35,6 +35,7 @@ mod timestamps;
 mod transact;
 mod transactions;
 mod transfers;
+mod ttl;
 mod uploads;
 mod versioned;
 
@@ -71,6 +72,11 @@ macro_rules! contract {
 }
 
 contract! {
+    ttl::expired_items_are_absent_to_every_read,
+    ttl::writes_treat_expired_items_as_absent,
+    ttl::gc_keeps_expired_items_objects_until_they_are_removed,
+    ttl::the_reaper_racing_an_extension_leaves_no_dangling_pointer,
+    ttl::the_services_reaper_then_gc,
     streams::one_change_per_create_update_and_delete,
     streams::a_checkpoint_resumes_without_duplicates_or_gaps,
     streams::a_table_without_a_stream_is_refused,

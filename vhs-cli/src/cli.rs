@@ -170,6 +170,12 @@ pub struct Provision {
     /// Enable point-in-time recovery.
     #[arg(long)]
     pub point_in_time_recovery: bool,
+    /// Enable DynamoDB's time to live on `vhs:ttl`, the attribute vhs sets
+    /// on items of a model with a `#[vhs(ttl)]` field (after their expiry,
+    /// once nothing deleting their objects can be in flight). Left as it is
+    /// if already on.
+    #[arg(long)]
+    pub ttl: bool,
     /// Backups that restore consistently: bucket versioning on, noncurrent
     /// versions kept at least 35 days, point-in-time recovery on.
     #[arg(long)]

@@ -70,6 +70,7 @@ pub fn table_spec(name: &str, args: &Provision) -> Result<TableSpec, String> {
         indexes,
         streams: args.streams,
         point_in_time_recovery: args.point_in_time_recovery || args.backup_consistent,
+        time_to_live: args.ttl.then(|| vhs::TTL_ATTRIBUTE.to_owned()),
         ..TableSpec::new(name, hash_key)
     })
 }
@@ -142,6 +143,9 @@ pub fn describe_table(spec: &TableSpec) -> String {
     }
     if spec.point_in_time_recovery {
         text.push_str(", point-in-time recovery");
+    }
+    if let Some(attr) = &spec.time_to_live {
+        text.push_str(&format!(", time to live on {attr}"));
     }
     text
 }
@@ -241,6 +245,12 @@ pub fn cloudformation(table: &TableSpec, bucket: &BucketSpec) -> Value {
         props.insert(
             "PointInTimeRecoverySpecification".into(),
             json!({"PointInTimeRecoveryEnabled": true}),
+        );
+    }
+    if let Some(attr) = &table.time_to_live {
+        props.insert(
+            "TimeToLiveSpecification".into(),
+            json!({"AttributeName": attr, "Enabled": true}),
         );
     }
     let mut bucket_props = Map::new();

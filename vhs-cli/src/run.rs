@@ -350,6 +350,7 @@ async fn ls(g: &Global, args: &cli::Ls) -> Result<u8> {
     let mut rows = Vec::new();
     let mut foreign = 0u64;
     let mut first_foreign = None;
+    let mut expiries = Vec::new();
     for item in &items {
         let key = key_text(&table, item);
         let outside = table.foreign_pointers(item);
@@ -366,15 +367,22 @@ async fn ls(g: &Global, args: &cli::Ls) -> Result<u8> {
             });
         }
         rows.push((key, pointers_with_sizes(&table, item).await?, outside));
+        expiries.push(table.expires_at_rfc3339(item));
     }
     let examples: Vec<BrokenPointer> = first_foreign.into_iter().collect();
     match g.output {
         Output::Json => print_json(&json!({
-            "items": rows.iter().map(|(key, pointers, outside)| json!({
-                "key": key,
-                "pointers": pointers_json(pointers),
-                "foreign_pointers": foreign_pointers_json(outside),
-            })).collect::<Vec<_>>(),
+            "items": rows.iter().zip(&expiries).map(|((key, pointers, outside), expires)| {
+                let mut row = json!({
+                    "key": key,
+                    "pointers": pointers_json(pointers),
+                    "foreign_pointers": foreign_pointers_json(outside),
+                });
+                if let Some(at) = expires {
+                    row["expires_at"] = json!(at);
+                }
+                row
+            }).collect::<Vec<_>>(),
             "more": more.is_some(),
             "foreign_pointers": foreign,
         })),
@@ -444,6 +452,11 @@ async fn get(g: &Global, args: &cli::Get) -> Result<u8> {
                 let outside = table.foreign_pointers(&item);
                 if !outside.is_empty() {
                     entry["foreign_pointers"] = foreign_pointers_json(&outside);
+                }
+                // The table's time to live: when DynamoDB may remove the item
+                // (reads treat it as absent from then on).
+                if let Some(at) = table.expires_at_rfc3339(&item) {
+                    entry["expires_at"] = json!(at);
                 }
                 found.push(entry);
             }

@@ -1386,3 +1386,126 @@ async fn watch_prints_one_json_line_per_change_and_resumes() {
     );
     assert!(text[1].starts_with("modified doc-1"), "{text:?}");
 }
+
+/// A model with a time to live: the CLI learns the attribute from the table.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[vhs(table = "cli_sessions")]
+struct Sess {
+    #[vhs(hash_key)]
+    id: String,
+    #[vhs(ttl)]
+    expires: Option<u64>,
+    #[large]
+    body: Option<Bytes>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_ls_treat_expired_items_as_absent() {
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let (table, bucket) = (unique("sess"), unique("bkt"));
+    let common = |more: &[&str]| -> Vec<String> {
+        ["--table", &table, "--bucket", &bucket, "--prefix", "vhs"]
+            .iter()
+            .chain(more)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    // The plan and the template show the time to live.
+    let plan = expect(
+        &url,
+        &args(&common(&[
+            "provision",
+            "--hash-key",
+            "id:S",
+            "--ttl",
+            "--dry-run",
+        ])),
+        0,
+    )
+    .await;
+    assert!(plan.contains("time to live on vhs:ttl"), "{plan}");
+    let template = json(
+        &url,
+        &args(&common(&[
+            "provision",
+            "--hash-key",
+            "id:S",
+            "--ttl",
+            "--format",
+            "cloudformation",
+        ])),
+    )
+    .await;
+    assert_eq!(
+        template["Resources"]["Table"]["Properties"]["TimeToLiveSpecification"],
+        serde_json::json!({"AttributeName": "vhs:ttl", "Enabled": true}),
+        "{template}"
+    );
+    let store = Store::builder(
+        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+        &bucket,
+    )
+    .prefix("vhs")
+    .table_for::<Sess>(&table)
+    .build()
+    .unwrap();
+    store.ensure_bucket().await.unwrap();
+    store.ensure_table::<Sess>().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (id, expires) in [("live", now + 3600), ("expired", now - 60)] {
+        store
+            .create_large(&Sess {
+                id: id.into(),
+                expires: Some(expires),
+                body: Some(Bytes::from(id.repeat(100))),
+            })
+            .await
+            .unwrap();
+    }
+    // get: the live one with its expiry (RFC 3339), the expired one not found.
+    let got = json(&url, &args(&common(&["get", "live"]))).await;
+    let at = rfc3339(now + 3600);
+    assert_eq!(got[0]["expires_at"], serde_json::json!(at), "{got}");
+    let out = vhs(&url, &args(&common(&["get", "expired"]))).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ls: hidden.
+    let listed = json(&url, &args(&common(&["ls"]))).await;
+    let keys: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["live"], "{listed}");
+    assert_eq!(listed["items"][0]["expires_at"], serde_json::json!(at));
+}
+
+/// Epoch seconds as RFC 3339 UTC text (`2026-12-05T04:00:00Z`): the civil
+/// date from the day count (Howard Hinnant's algorithm).
+fn rfc3339(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}

@@ -282,6 +282,17 @@ impl<M: Model> Changes<M> {
         }
     }
 
+    /// Sets (or, for `None`, removes) the `#[vhs(ttl)]` attribute `name` as a
+    /// Number of epoch seconds: a later time extends the item's life.
+    #[doc(hidden)]
+    pub fn set_ttl_attr<T: crate::model::TtlType>(&mut self, name: &'static str, value: &T) {
+        self.forget(name);
+        match value.to_ttl_value() {
+            Some(v) => self.set.push((name, v)),
+            None => self.remove.push(name),
+        }
+    }
+
     #[doc(hidden)]
     pub fn add_attr_value(&mut self, name: &'static str, value: AttributeValue) {
         self.forget(name);

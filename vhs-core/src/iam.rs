@@ -47,7 +47,9 @@
 //!   and an unconditioned `s3:ListBucket` (HeadBucket,
 //!   [`Backend::bucket_exists`](crate::BackendExt::bucket_exists), sends no
 //!   prefix); and on the table CreateTable, UpdateTable (missing global
-//!   indexes, a stream) and UpdateContinuousBackups (point-in-time recovery).
+//!   indexes, a stream), UpdateContinuousBackups (point-in-time recovery) and
+//!   Describe/UpdateTimeToLive (time to live on `vhs:ttl`, for models with a
+//!   `#[vhs(ttl)]` field).
 //! * **Backups** (admin): `s3:PutBucketVersioning` for a spec with
 //!   [`BucketSpec::versioning`](crate::BucketSpec::versioning), and for
 //!   [`repair_from_versions`](crate::Store::repair_from_versions) (`vhs
@@ -192,6 +194,10 @@ pub fn actions(op: Op) -> &'static [&'static str] {
         ],
         Op::DescribeTable => &["dynamodb:DescribeTable"],
         Op::DeleteTable => &["dynamodb:DeleteTable"],
+        // Time to live on `vhs:ttl` (models with a `#[vhs(ttl)]` field):
+        // `ensure_table` and `provision` read it, and enable it if it is off.
+        Op::UpdateTimeToLive => &["dynamodb:UpdateTimeToLive"],
+        Op::DescribeTimeToLive => &["dynamodb:DescribeTimeToLive"],
         // The change feed (`vhs::stream`): the table's stream ARN, then the
         // stream, on `table/{table}/stream/*`.
         Op::DescribeStream => &["dynamodb:DescribeTable", "dynamodb:DescribeStream"],
@@ -468,8 +474,10 @@ const GRANTS: &[Grant] = &[
         sid: "VhsManageTable",
         actions: &[
             "dynamodb:CreateTable",
+            "dynamodb:DescribeTimeToLive",
             "dynamodb:UpdateContinuousBackups",
             "dynamodb:UpdateTable",
+            "dynamodb:UpdateTimeToLive",
         ],
         on: On::Table,
     },

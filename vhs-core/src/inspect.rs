@@ -148,6 +148,24 @@ impl AnyTable {
     }
 
     /// The prefix the table's objects go under.
+    /// When `item` expires, in epoch seconds: the `vhs:exp` every commit
+    /// copies from its model's `#[vhs(ttl)]` attribute, if it holds one.
+    pub fn expires_at(&self, item: &Item) -> Option<i64> {
+        crate::ttl::expires_at(item).map(|s| s.floor() as i64)
+    }
+
+    /// [`AnyTable::expires_at`] as RFC 3339 UTC text (`2026-12-05T04:00:00Z`).
+    pub fn expires_at_rfc3339(&self, item: &Item) -> Option<String> {
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(self.expires_at(item)?, 0)?;
+        Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
+
+    /// Whether `item` is expired: its `vhs:exp` has passed, and reads treat
+    /// it as absent until DynamoDB removes it.
+    pub fn is_expired(&self, item: &Item) -> bool {
+        crate::ttl::is_expired(item)
+    }
+
     pub fn prefix(&self) -> &str {
         &self.table.prefix
     }
@@ -188,8 +206,8 @@ impl AnyTable {
         (self.table.describe)(item)
     }
 
-    /// The item (consistent read); `None` if there is none or it is being
-    /// deleted (a placeholder).
+    /// The item (consistent read); `None` if there is none, it is being
+    /// deleted (a placeholder) or it is expired (its time to live passed).
     pub async fn get(&self, key: &Item) -> Result<Option<Item>> {
         let span = tracing::info_span!(
             "get",
@@ -202,7 +220,7 @@ impl AnyTable {
             self.store.backend().get_item(&self.spec.name, key, true),
         )
         .await?;
-        Ok(item.filter(|i| !i.contains_key(PLACEHOLDER)))
+        Ok(item.filter(|i| !i.contains_key(PLACEHOLDER) && !self.is_expired(i)))
     }
 
     /// The pointers an item holds: `(attribute, s3:// URI)`, sorted.
@@ -240,7 +258,7 @@ impl AnyTable {
         Some((pointer.bucket.clone(), segments[..at].join("/")))
     }
 
-    /// Up to `limit` live items, in the table's order (Scan), or of one hash
+    /// Up to `limit` live items (expired ones left out), in the table's order (Scan), or of one hash
     /// key value (Query), starting after `start`; with the key to resume from
     /// if there may be more.
     pub async fn list(
@@ -265,7 +283,9 @@ impl AnyTable {
         start: Option<Item>,
         limit: usize,
     ) -> Result<(Vec<Item>, Option<Item>)> {
-        let filter = Some(Condition::not_exists(PLACEHOLDER));
+        let live = Condition::not_exists(PLACEHOLDER)
+            .and(crate::ttl::unexpired_condition(crate::ttl::now_secs()));
+        let filter = Some(live);
         let hash = match hash {
             Some(h) => Some(self.key_part_hash(h)?),
             None => None,
@@ -714,6 +734,7 @@ impl crate::model::Model for Untyped {
         indexes: &[],
         updated_at: None,
     };
+        ttl: None,
 
     fn primary_key(&self) -> crate::model::Key<Self> {
         crate::model::Key::from_parts(crate::model::KeyValue::String(String::new()), None)

@@ -27,6 +27,7 @@ pub mod protocol;
 mod provision;
 mod retry;
 mod store;
+mod ttl;
 pub mod stream;
 mod versioned;
 
@@ -58,9 +59,10 @@ pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
     canonical_time, IndexDef, IndexKeyType, IndexKind, Item, Json, Key, KeyDef, KeyKind, KeyType,
-    KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, TimestampType, VersionType,
+    KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, TimestampType, TtlType, VersionType,
 };
 pub use provision::ProvisionPlan;
+pub use ttl::TTL_ATTRIBUTE;
 pub use retry::{retry, RetryPolicy};
 pub use store::{
     Background, Cleanup, Commit, Cursor, Deleted, ItemFailure, Options, Page, Precondition, Put,

@@ -269,6 +269,11 @@ pub struct Schema {
     /// The `#[vhs(updated_at)]` attribute, if any: every create and update
     /// sets it to the time of the write (canonical UTC text).
     pub updated_at: Option<&'static str>,
+    /// The `#[vhs(ttl)]` attribute, if any: a Number of epoch seconds after
+    /// which the item is expired. Reads treat an expired item as absent, and
+    /// [`Store::ensure_table`](crate::Store::ensure_table) enables DynamoDB's
+    /// time to live on it (see the README's "TTL").
+    pub ttl: Option<&'static str>,
 }
 
 impl Schema {
@@ -466,6 +471,87 @@ pub(crate) fn updated_now<M: Model>() -> Option<(&'static str, AttributeValue)> 
     Some((attr, AttributeValue::S(canonical_time(&now))))
 }
 
+/// A type a `#[vhs(ttl)]` field can have: `u64` or `i64` epoch seconds,
+/// `DateTime<Utc>` or `DateTime<FixedOffset>`, or an `Option` of one. Stored
+/// as a DynamoDB Number of epoch seconds (what DynamoDB's time to live reads);
+/// a time's fraction of a second and its offset are not kept.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a vhs `ttl` attribute",
+    label = "`ttl` fields are `u64` or `i64` epoch seconds, `chrono::DateTime<Utc>` or `DateTime<FixedOffset>`, or an `Option` of one",
+    note = "DynamoDB's time to live reads a Number of epoch seconds"
+)]
+pub trait TtlType: Sized {
+    /// The value as stored: a Number of epoch seconds; `None` leaves the
+    /// attribute out (the item never expires).
+    fn to_ttl_value(&self) -> Option<AttributeValue>;
+    /// The value from the stored attribute (`None`: no attribute).
+    fn from_ttl_value(value: Option<AttributeValue>) -> Result<Self, crate::error::BoxError>;
+}
+
+/// The epoch seconds a stored TTL attribute holds, if it is a Number.
+fn ttl_seconds(value: Option<AttributeValue>) -> Result<i64, crate::error::BoxError> {
+    match value {
+        Some(AttributeValue::N(n)) => match n.parse::<i64>() {
+            Ok(secs) => Ok(secs),
+            Err(_) => Ok(n.parse::<f64>().map_err(|e| format!("{n:?}: {e}"))?.floor() as i64),
+        },
+        Some(other) => {
+            Err(format!("a TTL attribute is a Number of epoch seconds, not {other:?}").into())
+        }
+        None => Err("no TTL attribute: make the field an `Option` if items may have none".into()),
+    }
+}
+
+impl TtlType for u64 {
+    fn to_ttl_value(&self) -> Option<AttributeValue> {
+        Some(AttributeValue::N(self.to_string()))
+    }
+    fn from_ttl_value(value: Option<AttributeValue>) -> Result<Self, crate::error::BoxError> {
+        Ok(u64::try_from(ttl_seconds(value)?)?)
+    }
+}
+
+impl TtlType for i64 {
+    fn to_ttl_value(&self) -> Option<AttributeValue> {
+        Some(AttributeValue::N(self.to_string()))
+    }
+    fn from_ttl_value(value: Option<AttributeValue>) -> Result<Self, crate::error::BoxError> {
+        ttl_seconds(value)
+    }
+}
+
+impl TtlType for chrono::DateTime<chrono::Utc> {
+    fn to_ttl_value(&self) -> Option<AttributeValue> {
+        Some(AttributeValue::N(self.timestamp().to_string()))
+    }
+    fn from_ttl_value(value: Option<AttributeValue>) -> Result<Self, crate::error::BoxError> {
+        let secs = ttl_seconds(value)?;
+        chrono::DateTime::from_timestamp(secs, 0)
+            .ok_or_else(|| format!("{secs} epoch seconds is out of range").into())
+    }
+}
+
+impl TtlType for chrono::DateTime<chrono::FixedOffset> {
+    fn to_ttl_value(&self) -> Option<AttributeValue> {
+        Some(AttributeValue::N(self.timestamp().to_string()))
+    }
+    fn from_ttl_value(value: Option<AttributeValue>) -> Result<Self, crate::error::BoxError> {
+        Ok(chrono::DateTime::<chrono::Utc>::from_ttl_value(value)?.fixed_offset())
+    }
+}
+
+impl<T: TtlType> TtlType for Option<T> {
+    fn to_ttl_value(&self) -> Option<AttributeValue> {
+        self.as_ref().and_then(T::to_ttl_value)
+    }
+    fn from_ttl_value(value: Option<AttributeValue>) -> Result<Self, crate::error::BoxError> {
+        match value {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            v => T::from_ttl_value(v).map(Some),
+        }
+    }
+}
+
 /// A type a `#[vhs(version)]` field can have: an integer type.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a vhs version attribute",
@@ -659,6 +745,29 @@ pub mod derive_support {
     /// Checks an `updated_at` field's type, for the schema constant.
     pub const fn updated_at_attr<T: TimestampType + ?Sized>(name: &'static str) -> &'static str {
         name
+    }
+
+    /// Checks a `ttl` field's type, for the schema constant.
+    pub const fn ttl_attr<T: TtlType>(name: &'static str) -> &'static str {
+        name
+    }
+
+    /// Writes a `ttl` field into the item as a Number of epoch seconds; `None`
+    /// leaves it out.
+    pub fn put_ttl_attr<T: TtlType>(item: &mut Item, name: &str, value: &T) {
+        if let Some(v) = value.to_ttl_value() {
+            item.insert(name.to_owned(), v);
+        }
+    }
+
+    /// Reads a `ttl` field from the item.
+    pub fn take_ttl_attr<T: TtlType>(item: &mut Item, name: &str) -> Result<T> {
+        T::from_ttl_value(item.remove(name)).map_err(|e| Error::decode(name, e))
+    }
+
+    /// A `ttl` value as an attribute value, for [`Attr`](crate::Attr) conditions.
+    pub fn ttl_attr_value<T: TtlType>(value: &T) -> Result<AttributeValue> {
+        Ok(value.to_ttl_value().unwrap_or(AttributeValue::Null(true)))
     }
 
     /// Checks a version field's type, for the schema constant.

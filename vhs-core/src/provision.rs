@@ -63,6 +63,18 @@ impl Store {
             if table.point_in_time_recovery {
                 changes.push("enable point-in-time recovery".to_owned());
             }
+            if let Some(attr) = &table.time_to_live {
+                match self.backend().describe_time_to_live(&table.name).await? {
+                    Some(found) if &found == attr => {}
+                    Some(found) => {
+                        return Err(Error::invalid(format!(
+                            "table {} has time to live on attribute `{found}`, not `{attr}`: disable it first",
+                            table.name
+                        )))
+                    }
+                    None => changes.push(format!("enable time to live on `{attr}`")),
+                }
+            }
         }
         Ok(ProvisionPlan {
             table: existing,

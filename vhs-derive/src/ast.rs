@@ -138,6 +138,11 @@ impl<'a> Input<'a> {
             .find(|field| field.attrs.updated_at.is_some())
     }
 
+    /// The `#[vhs(ttl)]` field, if any.
+    pub fn ttl(&self) -> Option<&Field<'a>> {
+        self.fields.iter().find(|field| field.attrs.ttl.is_some())
+    }
+
     /// The `#[vhs(version)]` field, if any.
     pub fn version(&self) -> Option<&Field<'a>> {
         self.fields

@@ -34,6 +34,8 @@ pub struct FieldAttrs<'a> {
     pub version: Option<Path>,
     /// The `updated_at` word, kept for error spans.
     pub updated_at: Option<Path>,
+    /// The `ttl` word, kept for error spans.
+    pub ttl: Option<Path>,
     pub rename: Option<LitStr>,
     pub large: Option<Large<'a>>,
     /// `gsi_hash = "index"`, once per global index the field is the hash key of.
@@ -96,7 +98,7 @@ const MAX_INLINE: u64 = 400 * 1024;
 
 const CONTAINER_KEYS: &str = "`table`, `crate` or `index(...)`";
 const FIELD_KEYS: &str =
-    "`hash_key`, `range_key`, `version`, `updated_at`, `rename`, `gsi_hash`, `gsi_range` or `lsi`";
+    "`hash_key`, `range_key`, `version`, `updated_at`, `ttl`, `rename`, `gsi_hash`, `gsi_range` or `lsi`";
 
 pub fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
     let mut out = ContainerAttrs {
@@ -155,6 +157,7 @@ pub fn field<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> 
         range_key: None,
         version: None,
         updated_at: None,
+        ttl: None,
         rename: None,
         large: None,
         gsi_hash: Vec::new(),
@@ -189,6 +192,9 @@ fn field_key(meta: &ParseNestedMeta, out: &mut FieldAttrs) -> Result<()> {
     } else if meta.path.is_ident("updated_at") {
         flag(meta, "updated_at")?;
         set_once(meta, &mut out.updated_at, meta.path.clone())
+    } else if meta.path.is_ident("ttl") {
+        flag(meta, "ttl")?;
+        set_once(meta, &mut out.ttl, meta.path.clone())
     } else if meta.path.is_ident("rename") {
         let rename = string(meta, "rename")?;
         set_once(meta, &mut out.rename, rename)
@@ -437,6 +443,7 @@ fn is_field_key(path: &Path) -> bool {
         "range_key",
         "version",
         "updated_at",
+        "ttl",
         "rename",
         "gsi_hash",
         "gsi_range",

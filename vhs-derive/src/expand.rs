@@ -179,6 +179,15 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
         None => quote!(#p::Option::None),
     };
 
+    let ttl_def = match input.ttl() {
+        Some(field) => {
+            let (name, ty) = (&field.name, field.ty);
+            let attr = quote_spanned!(ty.span()=> #p::ttl_attr::<#ty>(#name));
+            quote!(#p::Option::Some(#attr))
+        }
+        None => quote!(#p::Option::None),
+    };
+
     let key_value = |field: &Field| {
         let (member, ty) = (field.ident, field.ty);
         quote_spanned!(ty.span()=> #p::key_value::<#ty>(&self.#member))
@@ -197,7 +206,10 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
     let capacity = Literal::usize_unsuffixed(stored.len());
     let put_attrs = stored.iter().map(|field| {
         let (member, ty, name) = (field.ident, field.ty, &field.name);
-        if field.is_any_key() {
+        if field.attrs.ttl.is_some() {
+            // A Number of epoch seconds, whatever the field's type.
+            quote_spanned!(ty.span()=> #p::put_ttl_attr::<#ty>(&mut item, #name, &self.#member);)
+        } else if field.is_any_key() {
             // The key form: a timestamp as canonical UTC text that sorts.
             quote_spanned!(ty.span()=> #p::put_index_attr::<#ty>(&mut item, #name, &self.#member);)
         } else {
@@ -208,6 +220,9 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
         let (member, ty, name) = (field.ident, field.ty, &field.name);
         match field.role {
             Role::Large { .. } => quote!(#member: #p::Option::None),
+            _ if field.attrs.ttl.is_some() => {
+                quote_spanned!(ty.span()=> #member: #p::take_ttl_attr::<#ty>(&mut item, #name)?)
+            }
             _ => quote_spanned!(ty.span()=> #member: #p::take_attr::<#ty>(&mut item, #name)?),
         }
     });
@@ -287,6 +302,7 @@ fn impl_model(input: &Input, p: &TokenStream) -> TokenStream {
                 version: #version_def,
                 indexes: &[#(#index_defs),*],
                 updated_at: #updated_at_def,
+                ttl: #ttl_def,
             };
 
             fn primary_key(&self) -> #p::Key<Self> {
@@ -411,7 +427,9 @@ fn impl_inherent(input: &Input, p: &TokenStream) -> TokenStream {
             } else {
                 quote!(#value)
             };
-            let encode = if field.is_any_key() {
+            let encode = if field.attrs.ttl.is_some() {
+                quote_spanned!(field.ty.span()=> #p::ttl_attr_value::<#value>)
+            } else if field.is_any_key() {
                 quote_spanned!(field.ty.span()=> #p::key_attr_value::<#value>)
             } else {
                 quote_spanned!(field.ty.span()=> #p::serde_attr_value::<#value>)
@@ -560,6 +578,7 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
         };
         if matches!(field.role, Role::Plain)
             && field.attrs.updated_at.is_none()
+            && field.attrs.ttl.is_none()
             && !field.is_any_key()
         {
             setters.extend(extra_setters(p, field, inner, &param));
@@ -576,6 +595,10 @@ fn update_builder(input: &Input, p: &TokenStream) -> TokenStream {
             Role::HashKey | Role::RangeKey | Role::Version => continue,
             // The store sets it on every write.
             Role::Plain if field.attrs.updated_at.is_some() => continue,
+            // A Number of epoch seconds: setting it later extends the item's life.
+            Role::Plain if field.attrs.ttl.is_some() => {
+                quote_spanned!(ty.span()=> self.changes.set_ttl_attr::<#ty>(#name, &value))
+            }
             Role::Large { inner } => {
                 let index = Literal::usize_unsuffixed(large_index);
                 large_index += 1;

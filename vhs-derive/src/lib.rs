@@ -61,6 +61,13 @@ use syn::{parse_macro_input, DeriveInput};
 ///   key); at most one field, not a key, `#[large]` or the version. Its type is
 ///   `chrono::DateTime<Utc>` or `DateTime<FixedOffset>`, or an `Option` of one
 ///   (what you set is replaced). The update builder has no setter for it.
+/// - `#[vhs(ttl)]`: the item's expiry, for DynamoDB's time to live: at most
+///   one field, not a key, `#[large]`, the version or `updated_at`. Its type is
+///   `u64` or `i64` epoch seconds, `chrono::DateTime<Utc>` or
+///   `DateTime<FixedOffset>`, or an `Option` of one; it is stored as a Number
+///   of epoch seconds. Reads treat an item whose expiry has passed as absent,
+///   `ensure_table` enables time to live on the attribute, and an update that
+///   sets a later time extends the item's life.
 /// - `#[vhs(rename = "...")]`: the attribute name; defaults to the field's name.
 /// - `#[large]`, `#[large(content_type = "...")]`: the value is stored as an S3
 ///   object and the item holds a pointer to it. The field's type is `Option<T>`

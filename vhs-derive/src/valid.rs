@@ -15,6 +15,7 @@ pub fn validate(input: &Input, errors: &mut Errors) {
     check_keys(input, errors);
     check_version(input, errors);
     check_updated_at(input, errors);
+    check_ttl(input, errors);
     for field in &input.fields {
         check_field(field, errors);
     }
@@ -270,6 +271,61 @@ fn check_updated_at(input: &Input, errors: &mut Errors) {
             first = Some(field);
         }
     }
+}
+
+fn check_ttl(input: &Input, errors: &mut Errors) {
+    let mut first: Option<&Field> = None;
+    for field in &input.fields {
+        let Some(word) = &field.attrs.ttl else {
+            continue;
+        };
+        if field.is_key()
+            || field.attrs.large.is_some()
+            || field.attrs.version.is_some()
+            || field.attrs.updated_at.is_some()
+        {
+            errors.push(Error::new_spanned(
+                word,
+                "`#[vhs(ttl)]` goes on an ordinary field (not a key, `#[large]`, the version or `updated_at`): DynamoDB's time to live reads a top-level Number attribute",
+            ));
+        } else if let Some(first) = first {
+            errors.push(Error::new_spanned(
+                word,
+                format!(
+                    "duplicate `ttl`: field `{}` is already `#[vhs(ttl)]`; DynamoDB's time to live reads one attribute per table",
+                    first.ident
+                ),
+            ));
+        } else {
+            first = Some(field);
+        }
+        let misplaced = field.is_key() || field.attrs.large.is_some();
+        if !misplaced && !is_ttl_type(field.ty) {
+            errors.push(Error::new_spanned(
+                field.ty,
+                "a `#[vhs(ttl)]` field is `u64` or `i64` epoch seconds, a `chrono::DateTime<Utc>` or `DateTime<FixedOffset>`, or an `Option` of one: it is stored as a Number of epoch seconds",
+            ));
+        }
+    }
+}
+
+/// Whether `ty` is written as a type `#[vhs(ttl)]` takes: `u64`, `i64`,
+/// `DateTime<..>`, or an `Option` of one (the trait bound on the generated
+/// code checks the `DateTime`'s time zone).
+fn is_ttl_type(ty: &syn::Type) -> bool {
+    let ty = option_inner(ty).unwrap_or(ty);
+    let mut ty = ty;
+    while let syn::Type::Group(group) = ty {
+        ty = &group.elem;
+    }
+    let syn::Type::Path(path) = ty else {
+        return false;
+    };
+    path.qself.is_none()
+        && path.path.segments.last().is_some_and(|last| {
+            (last.arguments.is_none() && (last.ident == "u64" || last.ident == "i64"))
+                || last.ident == "DateTime"
+        })
 }
 
 fn check_field(field: &Field, errors: &mut Errors) {

@@ -212,7 +212,45 @@ impl ProvisionCalls for AwsBackend {
             indexes,
             streams: d.stream_specification().is_some_and(|s| s.stream_enabled()),
             point_in_time_recovery: false,
+            time_to_live: None,
         }))
+    }
+
+    async fn update_time_to_live(&self, table: &str, attr: &str) -> Result<()> {
+        const OP: &str = Op::UpdateTimeToLive.name();
+        self.dynamodb
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(built(
+                "dynamodb",
+                OP,
+                aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                    .attribute_name(attr)
+                    .enabled(true)
+                    .build(),
+            )?)
+            .send()
+            .await
+            .map_err(|e| self.ddb_error(OP, table, e))?;
+        Ok(())
+    }
+
+    async fn describe_time_to_live(&self, table: &str) -> Result<Option<String>> {
+        use aws_sdk_dynamodb::types::TimeToLiveStatus;
+        const OP: &str = Op::DescribeTimeToLive.name();
+        let out = self
+            .dynamodb
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| self.ddb_error(OP, table, e))?;
+        Ok(out
+            .time_to_live_description
+            .and_then(|d| match d.time_to_live_status {
+                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => d.attribute_name,
+                _ => None,
+            }))
     }
 
     async fn delete_table(&self, table: &str) -> Result<bool> {

@@ -103,6 +103,10 @@ pub enum Op {
     PresignUpload,
     /// GetObjectTagging.
     GetObjectTagging,
+    /// UpdateTimeToLive (enabling time to live on an attribute).
+    UpdateTimeToLive,
+    /// DescribeTimeToLive.
+    DescribeTimeToLive,
     /// DescribeStream of a table's latest stream (after a DescribeTable for its
     /// ARN).
     DescribeStream,
@@ -152,6 +156,8 @@ impl Op {
             Op::PresignGet => "PresignGetObject",
             Op::PresignUpload => "PresignPutObject",
             Op::GetObjectTagging => "GetObjectTagging",
+            Op::UpdateTimeToLive => "UpdateTimeToLive",
+            Op::DescribeTimeToLive => "DescribeTimeToLive",
             Op::DescribeStream => "DescribeStream",
             Op::GetShardIterator => "GetShardIterator",
             Op::GetRecords => "GetRecords",
@@ -176,6 +182,8 @@ impl Op {
             | Op::TransactWriteItems
             | Op::DescribeTable
             | Op::DeleteTable
+            | Op::UpdateTimeToLive
+            | Op::DescribeTimeToLive
             | Op::DescribeStream
             | Op::GetShardIterator
             | Op::GetRecords => Service::DynamoDb,
@@ -204,6 +212,10 @@ pub enum Call<'a> {
     DescribeTable { table: &'a str },
     /// [`ProvisionCalls::delete_table`](super::ProvisionCalls::delete_table).
     DeleteTable { table: &'a str },
+    /// [`ProvisionCalls::update_time_to_live`](super::ProvisionCalls::update_time_to_live).
+    UpdateTimeToLive { table: &'a str, attr: &'a str },
+    /// [`ProvisionCalls::describe_time_to_live`](super::ProvisionCalls::describe_time_to_live).
+    DescribeTimeToLive { table: &'a str },
     /// [`StreamCalls::describe_stream`](super::StreamCalls::describe_stream).
     DescribeStream { table: &'a str },
     /// [`StreamCalls::get_shard_iterator`](super::StreamCalls::get_shard_iterator).
@@ -354,6 +366,8 @@ impl Call<'_> {
             Call::CreateTable { .. } => Op::CreateTable,
             Call::DescribeTable { .. } => Op::DescribeTable,
             Call::DeleteTable { .. } => Op::DeleteTable,
+            Call::UpdateTimeToLive { .. } => Op::UpdateTimeToLive,
+            Call::DescribeTimeToLive { .. } => Op::DescribeTimeToLive,
             Call::DescribeStream { .. } => Op::DescribeStream,
             Call::GetShardIterator { .. } => Op::GetShardIterator,
             Call::GetRecords { .. } => Op::GetRecords,
@@ -397,6 +411,8 @@ impl Call<'_> {
             Call::DescribeTable { table }
             | Call::DescribeStream { table }
             | Call::DeleteTable { table }
+            | Call::UpdateTimeToLive { table, .. }
+            | Call::DescribeTimeToLive { table }
             | Call::GetItem { table, .. }
             | Call::BatchGetItem { table, .. }
             | Call::PutItem { table, .. }
@@ -499,6 +515,9 @@ pub enum Reply {
     KeyErrors(Vec<(String, String)>),
     /// ListObjectsV2.
     Listing(ObjectPage),
+    /// DescribeTimeToLive: the attribute time to live is enabled (or being
+    /// enabled) on, `None` if it is off.
+    TimeToLive(Option<String>),
     /// DescribeStream: the table's latest stream, `None` if it has none.
     Stream(Option<StreamDescription>),
     /// GetRecords.

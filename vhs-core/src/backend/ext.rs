@@ -67,6 +67,7 @@ from_reply! {
     PresignedUpload => Presigned,
     Vec<(String, String)> => KeyErrors,
     ObjectPage => Listing,
+    Option<String> => TimeToLive,
     Option<StreamDescription> => Stream,
     RecordsPage => Records,
     BucketVersioning => Versioning,
@@ -110,6 +111,10 @@ typed_calls! {
     ProvisionCalls::create_bucket(bucket: &str) -> () = Call::CreateBucket { bucket };
     ProvisionCalls::bucket_exists(bucket: &str) -> bool = Call::BucketExists { bucket };
     ProvisionCalls::configure_bucket(spec: &BucketSpec) -> () = Call::ConfigureBucket { spec };
+    ProvisionCalls::update_time_to_live(table: &str, attr: &str) -> () =
+        Call::UpdateTimeToLive { table, attr };
+    ProvisionCalls::describe_time_to_live(table: &str) -> Option<String> =
+        Call::DescribeTimeToLive { table };
     StreamCalls::describe_stream(table: &str) -> Option<StreamDescription> =
         Call::DescribeStream { table };
     StreamCalls::get_shard_iterator(stream_arn: &str, shard_id: &str, start: &ShardStart)

@@ -49,6 +49,12 @@ pub struct TableSpec {
     pub streams: bool,
     /// Point-in-time recovery (continuous backups), enabled if asked for.
     pub point_in_time_recovery: bool,
+    /// The attribute DynamoDB's time to live reads (a Number of epoch
+    /// seconds), enabled on it if set: [`TTL_ATTRIBUTE`](crate::TTL_ATTRIBUTE)
+    /// (`vhs:ttl`) for a model with a `#[vhs(ttl)]` field. DescribeTable
+    /// reports `None`: it takes another call to read
+    /// ([`ProvisionCalls::describe_time_to_live`](super::ProvisionCalls::describe_time_to_live)).
+    pub time_to_live: Option<String>,
 }
 
 impl TableSpec {
@@ -59,7 +65,8 @@ impl TableSpec {
         self
     }
 
-    /// A table with a hash key only, no index, no stream, no point-in-time recovery.
+    /// A table with a hash key only, no index, no stream, no point-in-time
+    /// recovery, no time to live.
     pub fn new(name: impl Into<String>, hash_key: (impl Into<String>, KeyKind)) -> Self {
         TableSpec {
             name: name.into(),
@@ -68,6 +75,7 @@ impl TableSpec {
             indexes: Vec::new(),
             streams: false,
             point_in_time_recovery: false,
+            time_to_live: None,
         }
     }
 }

@@ -296,6 +296,20 @@ pub trait ProvisionCalls: Send + Sync {
         unsupported(Op::DeleteTable)
     }
 
+    /// UpdateTimeToLive: enables DynamoDB's time to live on `attr` (a Number
+    /// of epoch seconds) of `table`. Callers ask
+    /// [`ProvisionCalls::describe_time_to_live`] first: DynamoDB refuses to
+    /// enable it again, and allows one attribute per table.
+    async fn update_time_to_live(&self, _table: &str, _attr: &str) -> Result<()> {
+        unsupported(Op::UpdateTimeToLive)
+    }
+
+    /// DescribeTimeToLive: the attribute time to live is enabled (or being
+    /// enabled) on, `None` if it is off (or being disabled).
+    async fn describe_time_to_live(&self, _table: &str) -> Result<Option<String>> {
+        unsupported(Op::DescribeTimeToLive)
+    }
+
     /// Creates a bucket. Succeeds if this account already owns it.
     async fn create_bucket(&self, _bucket: &str) -> Result<()> {
         unsupported(Op::CreateBucket)
@@ -338,6 +352,13 @@ impl Call<'_> {
             }
             Call::DeleteTable { table } => {
                 Reply::Bool(ProvisionCalls::delete_table(backend, table).await?)
+            }
+            Call::UpdateTimeToLive { table, attr } => {
+                ProvisionCalls::update_time_to_live(backend, table, attr).await?;
+                Reply::Done
+            }
+            Call::DescribeTimeToLive { table } => {
+                Reply::TimeToLive(ProvisionCalls::describe_time_to_live(backend, table).await?)
             }
             Call::DescribeStream { table } => {
                 Reply::Stream(StreamCalls::describe_stream(backend, table).await?)

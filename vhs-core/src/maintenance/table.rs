@@ -192,6 +192,7 @@ impl TableRef {
                     range: range_text,
                     large,
                     plain: Vec::new(),
+                    ttl: None,
                     describe,
                 })
             }),

@@ -4,6 +4,7 @@ mod items;
 mod objects;
 mod presign;
 mod streams;
+mod ttl;
 mod versions;
 
 use items::{check_indexes, Table, TableKey};
@@ -204,7 +205,11 @@ impl ProvisionCalls for MemoryBackend {
             state.tables.insert(
                 spec.name.clone(),
                 Table {
-                    spec: spec.clone(),
+                    // Time to live takes UpdateTimeToLive, as on AWS.
+                    spec: TableSpec {
+                        time_to_live: None,
+                        ..spec.clone()
+                    },
                     items: BTreeMap::new(),
                     stream: None,
                 },
@@ -235,8 +240,21 @@ impl ProvisionCalls for MemoryBackend {
         yield_now().await;
         Ok(self.lock().tables.get(table).map(|t| TableSpec {
             point_in_time_recovery: false,
+            time_to_live: None,
             ..t.spec.clone()
         }))
+    }
+
+    async fn update_time_to_live(&self, table: &str, attr: &str) -> Result<()> {
+        yield_now().await;
+        ttl::enable(&mut self.lock(), table, attr)
+    }
+
+    async fn describe_time_to_live(&self, table: &str) -> Result<Option<String>> {
+        yield_now().await;
+        let mut state = self.lock();
+        let t = state.table(table, Op::DescribeTimeToLive.name())?;
+        Ok(t.spec.time_to_live.clone())
     }
 
     async fn delete_table(&self, table: &str) -> Result<bool> {

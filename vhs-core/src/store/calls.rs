@@ -258,8 +258,8 @@ impl Store {
 
     /// Whether a live item with `key` exists: one (eventually consistent)
     /// GetItem, no object read. An item being deleted (the placeholder a delete
-    /// leaves until its objects are gone) does not exist, as for
-    /// [`Store::get_large`].
+    /// leaves until its objects are gone) does not exist, nor does an expired
+    /// item (`#[vhs(ttl)]`), as for [`Store::get_large`].
     pub async fn exists<M: Model>(&self, key: &Key<M>) -> Result<bool> {
         self.exists_read(key, false).await
     }
@@ -275,7 +275,9 @@ impl Store {
             .backend()
             .get_item(&target.table, &target.key, consistent)
             .await?;
-        Ok(State::of(item).live().is_some())
+        Ok(State::of(item)
+            .live()
+            .is_some_and(|item| !crate::ttl::is_expired(item)))
     }
 
     /// Deletes the table of `M` and every item in it (for tests and teardown;

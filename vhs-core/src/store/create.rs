@@ -9,6 +9,10 @@ use crate::model::{Item, Model};
 use crate::protocol::decide::Plan;
 use crate::protocol::item::{State, Target};
 
+/// How many times a create removes an expired item and tries again before
+/// it reports [`Error::Busy`].
+const EXPIRED_ATTEMPTS: usize = 3;
+
 impl Store {
     /// Creates an item: uploads every non-`None` large value, then writes the item
     /// with `attribute_not_exists(hash key)`. Never overwrites: an existing item
@@ -77,15 +81,57 @@ impl Store {
     /// or replacing a placeholder whose deletions have finished. `on_live` decides
     /// what a live item means (an error, or [`Plan::Done`] when it already is the
     /// result). Returns the staged values and whether a write was made.
+    ///
+    /// An expired item (`#[vhs(ttl)]`) is absent: the create deletes it
+    /// through the protocol, on condition that it is still expired (so an
+    /// update extending it in between makes that delete fail, and the create
+    /// then meets a live item), and creates again.
     pub(crate) async fn create_record<M: Model>(
         &self,
         target: &Target,
         values: LargeValues<M>,
-        mut record: Item,
-        on_live: impl FnMut(&Item) -> Plan + Send,
+        record: Item,
+        mut on_live: impl FnMut(&Item) -> Plan + Send,
     ) -> Result<(Staged<M>, bool)> {
-        let uploads = self.prepare_record(target, &values, &mut record).await?;
-        self.create_prepared(target, uploads, record, on_live).await
+        if M::SCHEMA.ttl.is_none() {
+            let mut record = record;
+            let uploads = self.prepare_record(target, &values, &mut record).await?;
+            return self.create_prepared(target, uploads, record, on_live).await;
+        }
+        for _ in 0..EXPIRED_ATTEMPTS {
+            let mut record = record.clone();
+            let uploads = self.prepare_record(target, &values, &mut record).await?;
+            let now = crate::ttl::now_secs();
+            let mut expired = false;
+            let created = self
+                .create_prepared(target, uploads, record, |item| {
+                    if crate::ttl::expired_at(item, crate::protocol::item::EXPIRES, now) {
+                        expired = true;
+                        Plan::Fail(target.not_found())
+                    } else {
+                        on_live(item)
+                    }
+                })
+                .await;
+            if !(expired && created.is_err()) {
+                return created;
+            }
+            self.remove_expired(target, now).await?;
+        }
+        Err(target.busy(format!(
+            "the create met an expired item {EXPIRED_ATTEMPTS} times: each removal of it raced another write"
+        )))
+    }
+
+    /// Deletes the item of `target` through the protocol if its `vhs:exp` is
+    /// still at or before `now`. An item that is gone meanwhile, or whose
+    /// expiry was extended, is left to the caller's next attempt.
+    async fn remove_expired(&self, target: &Target, now: u64) -> Result<()> {
+        let expired = crate::ttl::expired_condition(now);
+        match self.delete_record(target, Some(&expired), None).await {
+            Ok(_) | Err(Error::NotFound { .. }) | Err(Error::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// [`Store::create_record`] after [`Store::prepare_record`]: the uploads,

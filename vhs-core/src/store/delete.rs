@@ -10,8 +10,9 @@ use tracing::field::Empty;
 use tracing::Span;
 
 use super::{traced, version_read, Cleanup, Store};
+use crate::backend::BackendExt as _;
 use crate::condition::Condition;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Item, Key, Model};
 use crate::protocol::clock::{Now, Tokens};
 use crate::protocol::engine::{self, NoUploads};
@@ -84,7 +85,7 @@ impl From<Condition> for Precondition {
 
 impl Store {
     /// Deletes an item and every object it referenced: [`Error::NotFound`](crate::Error::NotFound) if
-    /// absent. For a model with a `#[vhs(version)]` attribute use
+    /// absent or expired (`#[vhs(ttl)]`). For a model with a `#[vhs(version)]` attribute use
     /// [`delete_large_if`](Self::delete_large_if) with the version you read.
     pub async fn delete_large<M: Model>(&self, key: &Key<M>) -> Result<Deleted<M>> {
         let span = tracing::info_span!(
@@ -149,14 +150,43 @@ impl Store {
         }
         let version = version_read::<M>(precondition.version, "Precondition::if_version(..)")?;
         let target = self.target(key)?;
-        let (old, cleanup) = self
-            .delete_record(&target, precondition.condition.as_ref(), version)
-            .await?;
+        // An expired item (`#[vhs(ttl)]`) is absent: the delete requires that
+        // it is not, and a refusal on one is reported as `NotFound`.
+        let expiry = super::update::expiry_now::<M>();
+        let unexpired = expiry.map(crate::ttl::unexpired_condition);
+        let condition = [precondition.condition, unexpired]
+            .into_iter()
+            .flatten()
+            .reduce(Condition::and);
+        let deleted = self
+            .delete_record(&target, condition.as_ref(), version)
+            .await;
+        let (old, cleanup) = match (deleted, expiry) {
+            (Err(Error::ConditionFailed { .. }), Some(now))
+            | (Err(Error::VersionConflict { .. }), Some(now))
+                if self.expired_now(&target, now).await? =>
+            {
+                return Err(target.not_found())
+            }
+            (deleted, _) => deleted?,
+        };
         Ok(Deleted {
             old,
             cleanup,
             _model: PhantomData,
         })
+    }
+
+    /// Whether the item of `target` is live and its `vhs:exp` is at or before
+    /// `now` (a consistent read).
+    async fn expired_now(&self, target: &Target, now: u64) -> Result<bool> {
+        let item = self
+            .backend()
+            .get_item(&target.table, &target.key, true)
+            .await?;
+        Ok(crate::protocol::item::State::of(item)
+            .live()
+            .is_some_and(|item| crate::ttl::expired_at(item, crate::protocol::item::EXPIRES, now)))
     }
 
     /// Turns the item into a placeholder if `condition` holds and its `version`

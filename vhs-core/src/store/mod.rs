@@ -216,7 +216,8 @@ impl Store {
     /// declares, if it does not exist; if it does, creates the global indexes
     /// it lacks. Models sharing one table (a single-table design) each add
     /// their own indexes. A local index missing from an existing table is an
-    /// error: DynamoDB creates those with the table only.
+    /// error: DynamoDB creates those with the table only. A model with a
+    /// `#[vhs(ttl)]` attribute gets DynamoDB's time to live enabled on it.
     pub async fn ensure_table<M: Model>(&self) -> Result<()> {
         let schema = M::SCHEMA;
         let key = |k: crate::model::KeyDef| (k.name.to_owned(), k.kind);
@@ -237,13 +238,18 @@ impl Store {
                 .collect(),
             streams: false,
             point_in_time_recovery: false,
+            // DynamoDB's reaper reads `vhs:ttl`, which commits set after the
+            // expiry (`vhs:exp`), once nothing deleting can be in flight.
+            time_to_live: schema.ttl.map(|_| crate::TTL_ATTRIBUTE.to_owned()),
         };
         self.ensure_table_spec(&spec).await
     }
 
     /// Creates a table from its [`TableSpec`] (keys, indexes, stream,
-    /// point-in-time recovery), or brings an existing one up to it: adds the
-    /// global indexes, the stream and the point-in-time recovery it lacks, and
+    /// point-in-time recovery, time to live), or brings an existing one up to
+    /// it: adds the global indexes, the stream, the point-in-time recovery and
+    /// the time to live it lacks (an attribute that already has it is left as
+    /// it is), and
     /// waits until the table and its indexes are active. What
     /// [`ensure_table`](Self::ensure_table) does for a model, and `vhs provision`
     /// for a table described on the command line.
@@ -256,11 +262,28 @@ impl Store {
         let span = tracing::info_span!("ensure_table", table = %spec.name, requests = Empty);
         traced(&span, async {
             self.inner.backend.create_table(spec).await?;
+            if let Some(attr) = &spec.time_to_live {
+                self.enable_time_to_live(&spec.name, attr).await?;
+            }
             let prefix = self.table_prefix(&spec.name)?;
             self.settings_of_prefix(&prefix).await?;
             Ok(())
         })
         .await
+    }
+
+    /// Enables DynamoDB's time to live on `attr` of `table`, unless it is
+    /// already (DynamoDB refuses to enable it twice). [`Error::InvalidInput`]
+    /// if it is enabled on another attribute: a table has one, and changing it
+    /// takes disabling it first (which DynamoDB then refuses for an hour).
+    async fn enable_time_to_live(&self, table: &str, attr: &str) -> Result<()> {
+        match self.inner.backend.describe_time_to_live(table).await? {
+            Some(found) if found == attr => Ok(()),
+            Some(found) => Err(Error::invalid(format!(
+                "table {table} has time to live on attribute `{found}`, not `{attr}`: disable it first (aws dynamodb update-time-to-live)"
+            ))),
+            None => self.inner.backend.update_time_to_live(table, attr).await,
+        }
     }
 
     /// The protocol settings recorded for `table` (recording this store's if
@@ -339,6 +362,7 @@ impl Store {
             range: key.range().map(|r| r.as_str().to_owned()),
             large: M::SCHEMA.large.iter().map(|a| a.name).collect(),
             plain: M::SCHEMA.attributes.to_vec(),
+            ttl: M::SCHEMA.ttl,
             describe: key.to_string(),
         })
     }

@@ -82,7 +82,8 @@ impl Store {
     ///
     /// Each body's checksum (in its key's algorithm) is checked against its key ([`Error::Integrity`]); a missing
     /// object is [`Error::DanglingPointer`], distinct from [`Error::NotFound`]. A
-    /// placeholder left by a delete is [`Error::NotFound`].
+    /// placeholder left by a delete, and an item whose `#[vhs(ttl)]` has passed
+    /// (not yet removed by DynamoDB), are [`Error::NotFound`].
     pub async fn get_large<M: Model>(&self, key: &Key<M>) -> Result<M> {
         let span = tracing::info_span!(
             "get_large",
@@ -136,6 +137,11 @@ impl Store {
                         _ => return Err(target.not_found()),
                     },
                 };
+                // An expired item is absent, also when it was cached before
+                // it expired.
+                if crate::ttl::is_expired(&item) {
+                    return Err(target.not_found());
+                }
                 Stored::from_item(item)?
             }
         };
@@ -221,6 +227,9 @@ impl Store {
         for page in pages {
             for item in page? {
                 if let State::Live(item) = State::of(Some(item)) {
+                    if crate::ttl::is_expired(&item) {
+                        continue;
+                    }
                     let stored = Stored::<M>::from_item(item.clone())?;
                     let target = self.target(&stored.model.primary_key())?;
                     found.insert(target.describe, item);
@@ -354,7 +363,7 @@ impl Store {
                 .get_item(&target.table, &target.key, consistent)
                 .await?,
         ) {
-            State::Live(item) => Stored::from_item(item),
+            State::Live(item) if !crate::ttl::is_expired(&item) => Stored::from_item(item),
             _ => Err(target.not_found()),
         }
     }

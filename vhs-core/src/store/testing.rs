@@ -39,6 +39,7 @@ impl Model for Doc {
         version: None,
         indexes: &[],
         updated_at: None,
+        ttl: None,
     };
 
     fn primary_key(&self) -> Key<Self> {

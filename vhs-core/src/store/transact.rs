@@ -197,6 +197,7 @@ impl Transaction {
                 target: target.clone(),
                 condition: precondition.condition,
                 version,
+                expiry: super::update::expiry_now::<M>(),
             };
             Ok(Prepared {
                 target,

@@ -163,13 +163,23 @@ pub(crate) struct PreparedUpdate {
     pub stale: Stale,
 }
 
-/// What makes a write's premise false on a state of the item: no live item,
-/// the caller's condition, the version read.
+/// What makes a write's premise false on a state of the item: no live item
+/// (an expired one counts as absent), the caller's condition, the version
+/// read.
 #[derive(Debug, Clone)]
 pub(crate) struct Stale {
     pub target: Target,
     pub condition: Option<Condition>,
     pub version: Option<(&'static str, u64)>,
+    /// For a model with a `#[vhs(ttl)]` attribute, the time (epoch seconds)
+    /// the write judges expiry at: an item whose `vhs:exp` passed then is
+    /// absent.
+    pub expiry: Option<u64>,
+}
+
+/// Now, for [`Stale::expiry`], if `M` has a TTL attribute.
+pub(crate) fn expiry_now<M: Model>() -> Option<u64> {
+    M::SCHEMA.ttl.map(|_| crate::ttl::now_secs())
 }
 
 impl Stale {
@@ -179,6 +189,11 @@ impl Stale {
         let Some(item) = state.live() else {
             return Some(target.not_found());
         };
+        if let Some(now) = self.expiry {
+            if crate::ttl::expired_at(item, crate::protocol::item::EXPIRES, now) {
+                return Some(target.not_found());
+            }
+        }
         if let Some((attr, expected)) = self.version {
             if !Condition::eq(attr, expected).evaluate(Some(item)) {
                 return Some(Error::VersionConflict {
@@ -199,13 +214,15 @@ impl Stale {
         None
     }
 
-    /// The caller's condition and the version, as one condition.
+    /// The caller's condition, the version and that the item is not
+    /// expired, as one condition.
     pub fn condition(&self) -> Option<Condition> {
         let version = self.version.map(|(attr, v)| Condition::eq(attr, v));
-        match (self.condition.clone(), version) {
-            (Some(c), Some(v)) => Some(c.and(v)),
-            (c, v) => c.or(v),
-        }
+        let unexpired = self.expiry.map(crate::ttl::unexpired_condition);
+        [self.condition.clone(), version, unexpired]
+            .into_iter()
+            .flatten()
+            .reduce(Condition::and)
     }
 }
 
@@ -280,6 +297,7 @@ impl Store {
             target: target.clone(),
             condition: changes.condition.clone(),
             version,
+            expiry: expiry_now::<M>(),
         };
         Ok(PreparedUpdate {
             uploads,

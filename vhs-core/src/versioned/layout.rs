@@ -60,6 +60,7 @@ pub(super) fn table_spec<L: Layout>(table: &str) -> TableSpec {
         indexes: Vec::new(),
         streams: false,
         point_in_time_recovery: false,
+        time_to_live: None,
     }
 }
 
@@ -105,6 +106,7 @@ pub(super) fn target_of<L: Layout>(
         } else {
             vec![VERSION, VALUE]
         },
+        ttl: None,
         describe,
     }
 }

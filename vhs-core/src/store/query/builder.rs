@@ -196,13 +196,14 @@ impl<T> fmt::Debug for QueryBuilder<T> {
 }
 
 /// The attributes a projection onto `V` reads: its keys, its attributes, its
-/// large attributes, and the placeholder mark (so placeholders stay out).
+/// large attributes, the placeholder mark and the expiry (so placeholders and
+/// expired items stay out).
 fn projection_of(schema: &Schema) -> Vec<String> {
     let mut names: Vec<String> = std::iter::once(schema.hash_key.name)
         .chain(schema.range_key.map(|r| r.name))
         .chain(schema.attributes.iter().copied())
         .chain(schema.large.iter().map(|a| a.name))
-        .chain(std::iter::once(PLACEHOLDER))
+        .chain([PLACEHOLDER, crate::protocol::item::EXPIRES])
         .map(str::to_owned)
         .collect();
     names.dedup();
@@ -395,7 +396,7 @@ impl<T: Model> QueryBuilder<T> {
         let query = Query {
             index: index.map(str::to_owned),
             range: self.range,
-            filter: Some(live_only(self.filter)),
+            filter: Some(live_only(self.filter, schema.ttl)),
             projection: if full_items { None } else { self.projection },
             descending: self.descending,
             consistent: self.consistent,
@@ -412,6 +413,7 @@ impl<T: Model> QueryBuilder<T> {
                 model: TypeId::of::<T>(),
                 full_items,
                 table_keys,
+                ttl: schema.ttl,
             },
             start,
         ))
@@ -428,9 +430,13 @@ impl<T: Model> QueryBuilder<T> {
     listing_methods!();
 }
 
-/// The filter with placeholders (items being deleted) left out.
-fn live_only(filter: Option<Condition>) -> Condition {
-    let live = Condition::not_exists(PLACEHOLDER);
+/// The filter with placeholders (items being deleted) and expired items
+/// (`#[vhs(ttl)]`) left out.
+fn live_only(filter: Option<Condition>, ttl: Option<&str>) -> Condition {
+    let mut live = Condition::not_exists(PLACEHOLDER);
+    if ttl.is_some() {
+        live = live.and(crate::ttl::unexpired_condition(crate::ttl::now_secs()));
+    }
     match filter {
         Some(f) => live.and(f),
         None => live,
@@ -531,7 +537,7 @@ impl<T: Model> ScanBuilder<T> {
         }
         let mut keys = vec![self.schema.hash_key.name];
         keys.extend(self.schema.range_key.map(|r| r.name));
-        let filter = live_only(self.filter);
+        let filter = live_only(self.filter, self.schema.ttl);
         let total = self.segments;
         let listings = (0..total)
             .map(|segment| Listing {
@@ -549,6 +555,7 @@ impl<T: Model> ScanBuilder<T> {
                 model: TypeId::of::<T>(),
                 full_items: false,
                 table_keys: keys.len(),
+                ttl: self.schema.ttl,
             })
             .collect();
         Ok((listings, self.start.map(|c| c.0)))
@@ -588,12 +595,13 @@ impl<T: Model> ScanBuilder<T> {
     }
 }
 
-/// What a count reads of each item: its keys, and the placeholder mark (so
-/// placeholders are left out however the filter ran).
+/// What a count reads of each item: its keys, the placeholder mark and the
+/// expiry (so placeholders and expired items are left out however the filter
+/// ran).
 fn count_projection(schema: &Schema) -> Vec<String> {
     std::iter::once(schema.hash_key.name)
         .chain(schema.range_key.map(|r| r.name))
-        .chain(std::iter::once(PLACEHOLDER))
+        .chain([PLACEHOLDER, crate::protocol::item::EXPIRES])
         .map(str::to_owned)
         .collect()
 }

@@ -39,6 +39,10 @@ pub(super) struct Listing {
     /// of `keys`.
     pub(super) full_items: bool,
     pub(super) table_keys: usize,
+    /// The model's `#[vhs(ttl)]` attribute: items expired when a page
+    /// arrives are left out (the filter judged them when the request was
+    /// built).
+    pub(super) ttl: Option<&'static str>,
 }
 
 impl Listing {
@@ -61,7 +65,11 @@ impl Listing {
                 })
                 .await?;
                 span.record("items", page.items.len());
-                page.items.retain(|i| !i.contains_key(PLACEHOLDER));
+                let expiring = listing.ttl.is_some();
+                let absent = |i: &Item| {
+                    i.contains_key(PLACEHOLDER) || (expiring && crate::ttl::is_expired(i))
+                };
+                page.items.retain(|i| !absent(i));
                 let mut cursor = page.last_key.take().map(Cursor);
                 let mut done = false;
                 if let Some(limit) = listing.limit {
