@@ -364,6 +364,15 @@ pub async fn the_services_reaper_then_gc(fx: Fixture) {
     let now = now();
     // Expired long enough ago that its reap time (`2R + S` later) passed.
     let delay = reap_delay(&fx).await;
+    if fx.kind == Kind::Memory {
+        // A stream on the table, to see the reaper's removal in it.
+        let spec = vhs::TableSpec {
+            range_key: Some(("id".into(), vhs::KeyKind::String)),
+            streams: true,
+            ..vhs::TableSpec::new(table(&fx), ("user", vhs::KeyKind::String))
+        };
+        fx.store.ensure_table_spec(&spec).await.unwrap();
+    }
     let s = session("m", Some(now - delay - 60), "reaped");
     let key = s.primary_key();
     let keys = keys_of(&fx.store.create_large(&s).await.unwrap());
@@ -376,6 +385,19 @@ pub async fn the_services_reaper_then_gc(fx: Fixture) {
         "memory" => {
             assert_eq!(fx.memory.as_ref().unwrap().reap_expired(now), 1);
             assert!(fx.raw_item(&key).await.is_none());
+            // The stream holds the create, then the removal by TTL.
+            let mut reader = fx.store.changes::<Session>();
+            let mut kinds = Vec::new();
+            while let Some(batch) = reader.poll().await.unwrap() {
+                for change in batch.changes {
+                    kinds.push(match change {
+                        vhs::stream::Change::Inserted(_) => "inserted",
+                        vhs::stream::Change::Removed { by_ttl: true, .. } => "removed by ttl",
+                        other => panic!("{other:?}"),
+                    });
+                }
+            }
+            assert_eq!(kinds, ["inserted", "removed by ttl"]);
         }
         "ministack" => {
             let mut removed = false;
