@@ -81,6 +81,7 @@ contract! {
     streams::a_checkpoint_resumes_without_duplicates_or_gaps,
     streams::a_table_without_a_stream_is_refused,
     streams::every_image_loads_within_keep_replaced_for,
+    streams::only_the_models_items_on_a_shared_table,
     checksums::sha256_and_crc64nvme_round_trip,
     checksums::sha256_and_crc64nvme_multipart,
     checksums::verify_and_gc_know_every_algorithm,

@@ -270,3 +270,36 @@ pub async fn every_image_loads_within_keep_replaced_for(fx: Fixture) {
         ]
     );
 }
+
+/// On a table other writers (or other models) share, an item that is not a
+/// `Document` is a decoding error, unless `only` tells the model's items apart.
+pub async fn only_the_models_items_on_a_shared_table(fx: Fixture) {
+    with_stream(&fx).await;
+    let store = &fx.store;
+    let table = store.table_name::<Document>();
+    let s = |v: &str| vhs::types::AttributeValue::S(v.to_owned());
+    let other: vhs::Item = [
+        ("pk".to_owned(), s("program#1")),
+        ("sk".to_owned(), s("meta")),
+        ("title".to_owned(), s("not a document")),
+    ]
+    .into();
+    fx.raw.put_item(table, other, None).await.unwrap();
+    store
+        .create_large(&Document::sample("doc#1", "a"))
+        .await
+        .unwrap();
+
+    let e = reader(&fx).poll().await.unwrap_err();
+    assert!(matches!(e, Error::Codec { .. }), "{e:?}");
+    let mut documents = reader(&fx).only(|r| {
+        matches!(r.keys.get("pk"), Some(vhs::types::AttributeValue::S(pk)) if pk.starts_with("doc#"))
+    });
+    assert_eq!(
+        kinds(&drain(&mut documents).await),
+        [(
+            ChangeKind::Inserted,
+            Document::key("doc#1", "a").to_string()
+        )]
+    );
+}

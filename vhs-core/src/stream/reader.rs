@@ -359,11 +359,19 @@ pub struct ChangeBatch<M> {
     pub checkpoint: Checkpoint,
 }
 
+/// Which records are items of the model: see [`ChangeReader::only`].
+type RecordFilter = Arc<dyn Fn(&StreamRecord) -> bool + Send + Sync>;
+
 /// A reader of the typed [`Change`]s of a model's table
 /// ([`Store::changes`]): a [`RecordReader`] whose records are classified and
 /// decoded.
+///
+/// Every item of the table is decoded as `M`: on a table several models
+/// share (a single-table design), tell `M`'s items apart with
+/// [`only`](Self::only), or an item of another model is a decoding error.
 pub struct ChangeReader<M> {
     records: RecordReader,
+    filter: Option<RecordFilter>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -397,14 +405,26 @@ impl<M: Model> ChangeReader<M> {
         self.records.checkpoint()
     }
 
+    /// Reads only the records `keep` accepts (the others are skipped, the
+    /// checkpoint moving past them): on a table several models share, those
+    /// of `M`'s items, e.g. by their key (`record.keys`) or an attribute of
+    /// their images.
+    pub fn only(mut self, keep: impl Fn(&StreamRecord) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(keep));
+        self
+    }
+
     /// The record reader underneath.
     pub fn into_records(self) -> RecordReader {
         self.records
     }
 
-    fn decode(batch: RecordBatch) -> Result<ChangeBatch<M>> {
+    fn decode(filter: Option<&RecordFilter>, batch: RecordBatch) -> Result<ChangeBatch<M>> {
         let mut changes = Vec::new();
         for record in &batch.records {
+            if filter.is_some_and(|keep| !keep(record)) {
+                continue;
+            }
             changes.extend(Change::from_record(record)?);
         }
         Ok(ChangeBatch {
@@ -416,12 +436,16 @@ impl<M: Model> ChangeReader<M> {
 
     /// [`RecordReader::poll`], decoded.
     pub async fn poll(&mut self) -> Result<Option<ChangeBatch<M>>> {
-        self.records.poll().await?.map(Self::decode).transpose()
+        let batch = self.records.poll().await?;
+        batch
+            .map(|b| Self::decode(self.filter.as_ref(), b))
+            .transpose()
     }
 
     /// [`RecordReader::next_batch`], decoded.
     pub async fn next_batch(&mut self) -> Result<ChangeBatch<M>> {
-        Self::decode(self.records.next_batch().await?)
+        let batch = self.records.next_batch().await?;
+        Self::decode(self.filter.as_ref(), batch)
     }
 
     /// [`RecordReader::into_stream`], decoded.
@@ -429,7 +453,10 @@ impl<M: Model> ChangeReader<M> {
     where
         M: Send + 'static,
     {
-        futures_util::StreamExt::map(self.records.into_stream(), |b| b.and_then(Self::decode))
+        let filter = self.filter;
+        futures_util::StreamExt::map(self.records.into_stream(), move |b| {
+            b.and_then(|b| Self::decode(filter.as_ref(), b))
+        })
     }
 }
 
@@ -440,6 +467,7 @@ impl Store {
     pub fn changes<M: Model>(&self) -> ChangeReader<M> {
         ChangeReader {
             records: self.stream_records(self.table_name::<M>()),
+            filter: None,
             _model: PhantomData,
         }
     }
