@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use vhs::stream::{
-    classify, ChangeKind, Checkpoint, PollInterval, RecordReader, Start, StreamRecord,
+    classify, ChangeKind, Checkpoint, PollInterval, RecordReader, ShardMark, Start, StreamRecord,
 };
 use vhs::{BackendExt as _, Error, Item, TableSpec};
 
@@ -55,20 +55,25 @@ pub(super) async fn watch(g: &Global, args: &Watch) -> Result<u8> {
         } else {
             reader.next_batch().await?
         };
+        let mut checkpoint = batch.checkpoint;
         for record in &batch.records {
-            if args.max.is_some_and(|max| printed >= max) {
-                break;
-            }
             let Some(kind) = classify(record) else {
                 continue;
             };
             print_change(g.output, &spec, kind, record);
             printed += 1;
+            if args.max.is_some_and(|max| printed >= max) {
+                // Stopped inside the batch: the next run starts right after
+                // the last change printed, not after the whole batch.
+                checkpoint.shards.insert(
+                    batch.shard.clone(),
+                    ShardMark::After(record.sequence_number.clone()),
+                );
+                break;
+            }
         }
-        // The whole batch is written: a change past `--max` in it is not
-        // printed again on the next run (stop at a batch's end to see all).
         if let Some(path) = &args.checkpoint {
-            write_checkpoint(path, &batch.checkpoint).await?;
+            write_checkpoint(path, &checkpoint).await?;
         }
     }
 }

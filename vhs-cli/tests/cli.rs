@@ -1359,22 +1359,20 @@ async fn watch_prints_one_json_line_per_change_and_resumes() {
         (Some("inserted"), Some("doc-2"))
     );
 
-    // --max stops early; text output is one line per change.
+    // --max stops inside a batch; text output is one line per change; the
+    // next run with the checkpoint goes on from the last change printed.
+    let second = dir.path().join("max.json");
+    let second = second.to_str().unwrap();
+    let text_watch = |extra: &[&str]| -> Vec<String> {
+        t.iter()
+            .chain(&["watch", "--until-idle", "--checkpoint", second])
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
     let text = expect(
         &url,
-        &args(
-            &t.iter()
-                .chain(&[
-                    "watch",
-                    "--from",
-                    "trim-horizon",
-                    "--until-idle",
-                    "--max",
-                    "2",
-                ])
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        ),
+        &args(&text_watch(&["--from", "trim-horizon", "--max", "2"])),
         0,
     )
     .await;
@@ -1385,6 +1383,11 @@ async fn watch_prints_one_json_line_per_change_and_resumes() {
         "{text:?}"
     );
     assert!(text[1].starts_with("modified doc-1"), "{text:?}");
+    let rest = expect(&url, &args(&text_watch(&[])), 0).await;
+    let rest: Vec<&str> = rest.lines().collect();
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(rest[0].starts_with("removed  doc-1"), "{rest:?}");
+    assert!(rest[1].starts_with("inserted doc-2"), "{rest:?}");
 }
 
 /// A model with a time to live: the CLI learns the attribute from the table.
