@@ -253,6 +253,29 @@ pub async fn writes_treat_expired_items_as_absent(fx: Fixture) {
     fx.store.gc::<Session>(&gc_now(), |_| {}).await.unwrap();
     assert_eq!(fx.objects().await, keys_of(&staged));
 
+    // A batch create over an expired item creates it, beside a new one.
+    let z = session("z", Some(now - 5), "z old");
+    fx.store.create_large(&z).await.unwrap();
+    let z2 = session("z", None, "z new");
+    let w = session("w", None, "w");
+    let outcomes = fx
+        .store
+        .batch_create_large(&[z2.clone(), w.clone()])
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(fx.store.get_large(&z2.primary_key()).await.unwrap(), z2);
+    // A create over a live item is still refused.
+    let again = fx
+        .store
+        .batch_create_large(std::slice::from_ref(&w))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again[0], Err(Error::AlreadyExists { .. })),
+        "{again:?}"
+    );
+
     // A put over an expired item creates too.
     let y = session("y", Some(now - 5), "y old");
     fx.store.create_large(&y).await.unwrap();
