@@ -82,6 +82,7 @@ contract! {
     streams::a_table_without_a_stream_is_refused,
     streams::every_image_loads_within_keep_replaced_for,
     streams::only_the_models_items_on_a_shared_table,
+    streams::a_checkpoint_of_another_stream_is_refused,
     checksums::sha256_and_crc64nvme_round_trip,
     checksums::sha256_and_crc64nvme_multipart,
     checksums::verify_and_gc_know_every_algorithm,

@@ -303,3 +303,36 @@ pub async fn only_the_models_items_on_a_shared_table(fx: Fixture) {
         )]
     );
 }
+
+/// A checkpoint names its stream: after the table is created again (a new
+/// stream), resuming from it is refused rather than read from the wrong place.
+pub async fn a_checkpoint_of_another_stream_is_refused(fx: Fixture) {
+    with_stream(&fx).await;
+    let store = &fx.store;
+    let table = store.table_name::<Document>();
+    store
+        .create_large(&Document::sample("x", "1"))
+        .await
+        .unwrap();
+    let mut first = reader(&fx);
+    assert_eq!(drain(&mut first).await.len(), 1);
+    let checkpoint = first.checkpoint().clone();
+    assert!(checkpoint.stream_arn.is_some(), "{checkpoint:?}");
+
+    let spec = fx.raw.describe_table(table).await.unwrap().expect("table");
+    assert!(fx.raw.delete_table(table).await.unwrap());
+    store.ensure_table_spec(&spec).await.unwrap();
+    with_stream(&fx).await;
+    let e = reader(&fx).resume(checkpoint).poll().await.unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
+    assert!(e.to_string().contains("start afresh"), "{e}");
+    // A reader starting afresh reads the new stream.
+    store
+        .create_large(&Document::sample("x", "2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&drain(&mut reader(&fx)).await),
+        [(ChangeKind::Inserted, Document::key("x", "2").to_string())]
+    );
+}

@@ -20,8 +20,12 @@ pub(super) struct MemStream {
 
 impl MemStream {
     pub(super) fn new(table: &str) -> Self {
+        // A label of its own, as DynamoDB gives each stream: a checkpoint of a
+        // table's earlier stream is told from one of the current stream.
+        static LABELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let label = LABELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         MemStream {
-            arn: format!("arn:aws:dynamodb:memory:000000000000:table/{table}/stream/memory"),
+            arn: format!("arn:aws:dynamodb:memory:000000000000:table/{table}/stream/{label:08}"),
             records: Vec::new(),
             next_sequence: 1,
         }
