@@ -89,6 +89,34 @@ mod tests {
     }
 
     #[test]
+    fn ttl_types_store_epoch_seconds() {
+        use crate::model::TtlType;
+        use chrono::{DateTime, FixedOffset, Utc};
+        let n = |s: &str| Some(AttributeValue::N(s.to_owned()));
+        assert_eq!(7u64.to_ttl_value(), n("7"));
+        assert_eq!(u64::from_ttl_value(n("7")).unwrap(), 7);
+        assert!(u64::from_ttl_value(n("-1")).is_err());
+        assert_eq!(i64::from_ttl_value(n("-1")).unwrap(), -1);
+        assert_eq!(i64::from_ttl_value(n("12.7")).unwrap(), 12);
+        assert!(i64::from_ttl_value(Some(AttributeValue::S("1".into()))).is_err());
+        assert!(i64::from_ttl_value(None).is_err());
+        assert_eq!(Option::<u64>::None.to_ttl_value(), None);
+        assert_eq!(Option::<u64>::from_ttl_value(None).unwrap(), None);
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(at.to_ttl_value(), n("1800000000"));
+        assert_eq!(
+            DateTime::<Utc>::from_ttl_value(n("1800000000")).unwrap(),
+            at
+        );
+        // An offset is not kept: the same instant comes back in UTC.
+        let east = at.with_timezone(&FixedOffset::east_opt(3600).unwrap());
+        assert_eq!(east.to_ttl_value(), n("1800000000"));
+        let back = DateTime::<FixedOffset>::from_ttl_value(n("1800000000")).unwrap();
+        assert_eq!(back, east);
+        assert_eq!(back.offset().local_minus_utc(), 0);
+    }
+
+    #[test]
     fn expiry_is_a_number_at_or_before_now() {
         let n = |s: &str| item(AttributeValue::N(s.to_owned()));
         assert!(expired_at(&n("100"), EXPIRES, 100));
