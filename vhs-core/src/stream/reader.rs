@@ -482,7 +482,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Call, Reply, StreamDescription};
+    use crate::backend::{Call, Reply, ShardInfo, StreamDescription};
 
     /// A backend whose table has a stream of `view_type`, one open shard.
     #[derive(Debug)]
@@ -517,6 +517,120 @@ mod tests {
             reader.checkpoint().stream_arn.as_deref(),
             Some("arn:stream")
         );
+    }
+
+    /// A stream of two shards: `parent`, closed, then `child`, open, each
+    /// record on a page of its own.
+    #[derive(Debug)]
+    struct Split;
+
+    fn record(seq: &str) -> StreamRecord {
+        StreamRecord {
+            event: super::super::EventKind::Insert,
+            keys: crate::model::Item::new(),
+            old_image: None,
+            new_image: Some(crate::model::Item::new()),
+            sequence_number: seq.to_owned(),
+            created: None,
+            by_ttl: false,
+        }
+    }
+
+    impl Split {
+        fn shard(id: &str) -> (&'static [&'static str], bool) {
+            match id {
+                "parent" => (&["01", "02"], true),
+                _ => (&["03", "04"], false),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Split {
+        async fn send(&self, call: Call<'_>) -> Result<Reply> {
+            Ok(match call {
+                Call::DescribeStream { .. } => Reply::Stream(Some(StreamDescription {
+                    arn: "arn:split".into(),
+                    view_type: None,
+                    // The child first: the service gives no order.
+                    shards: vec![
+                        ShardInfo {
+                            id: "child".into(),
+                            parent: Some("parent".into()),
+                            first_sequence: Some("03".into()),
+                            last_sequence: None,
+                        },
+                        ShardInfo {
+                            id: "parent".into(),
+                            parent: None,
+                            first_sequence: Some("01".into()),
+                            last_sequence: Some("02".into()),
+                        },
+                    ],
+                })),
+                Call::GetShardIterator {
+                    shard_id, start, ..
+                } => {
+                    let (seqs, _) = Split::shard(shard_id);
+                    let at = match start {
+                        ShardStart::TrimHorizon => 0,
+                        ShardStart::Latest => seqs.len(),
+                        ShardStart::After(s) => {
+                            seqs.iter().take_while(|q| **q <= s.as_str()).count()
+                        }
+                        ShardStart::At(s) => seqs.iter().take_while(|q| **q < s.as_str()).count(),
+                    };
+                    Reply::Text(format!("{shard_id}:{at}"))
+                }
+                Call::GetRecords { iterator, .. } => {
+                    let (id, at) = iterator.split_once(':').unwrap();
+                    let at: usize = at.parse().unwrap();
+                    let (seqs, closed) = Split::shard(id);
+                    let records: Vec<_> = seqs.get(at).map(|s| record(s)).into_iter().collect();
+                    let next = at + records.len();
+                    Reply::Records(crate::backend::RecordsPage {
+                        records,
+                        next_iterator: (!(closed && next == seqs.len()))
+                            .then(|| format!("{id}:{next}")),
+                    })
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+        }
+    }
+
+    async fn read_all(reader: &mut RecordReader) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(batch) = reader.poll().await.unwrap() {
+            seen.extend(batch.records.into_iter().map(|r| r.sequence_number));
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_parent_shard_is_read_to_its_end_before_its_child() {
+        let mut reader = RecordReader::new(Arc::new(Split), "t");
+        assert_eq!(read_all(&mut reader).await, ["01", "02", "03", "04"]);
+        let checkpoint = reader.checkpoint().clone();
+        assert_eq!(checkpoint.shards["parent"], ShardMark::Finished);
+        assert_eq!(checkpoint.shards["child"], ShardMark::After("04".into()));
+
+        // Resumed half way through the parent: the rest, once each.
+        let mut half = Checkpoint {
+            stream_arn: Some("arn:split".into()),
+            ..Checkpoint::default()
+        };
+        half.shards
+            .insert("parent".into(), ShardMark::After("01".into()));
+        let mut resumed = RecordReader::new(Arc::new(Split), "t").resume(half);
+        assert_eq!(read_all(&mut resumed).await, ["02", "03", "04"]);
+        assert_eq!(resumed.checkpoint(), &checkpoint);
+
+        // From LATEST: the closed parent is done, the open child read from its end.
+        let mut latest = RecordReader::new(Arc::new(Split), "t").from(Start::Latest);
+        assert!(read_all(&mut latest).await.is_empty());
+        assert_eq!(latest.checkpoint().shards["parent"], ShardMark::Finished);
+        assert_eq!(latest.checkpoint().shards["child"], ShardMark::Latest);
     }
 
     #[test]
