@@ -45,7 +45,10 @@ pub enum ShardMark {
 /// it as JSON (or anything else).
 ///
 /// A checkpoint of another stream (the table's stream was turned off and on,
-/// or the table re-created) is refused when resuming.
+/// or the table re-created) is refused when resuming; one older than the
+/// stream keeps records (24 hours on AWS) fails with the service's
+/// `TrimmedDataAccessException`: the records in between are lost, start
+/// afresh.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The stream's ARN; `None` before the reader saw the stream.
