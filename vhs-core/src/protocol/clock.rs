@@ -337,6 +337,13 @@ impl Mine {
             .max(now.mono_ms.saturating_sub(self.mono_ms))
     }
 
+    /// Whether a write carrying it may still be sent at `now`: always, but
+    /// for a kept stamp only within `R/4` of it, so every copy lands within
+    /// `R/2` of the stamp and what it keeps stays `K` past the landing.
+    pub fn may_carry(&self, now: Now, settings: &Settings) -> bool {
+        self.stamp.keep_until.is_none() || self.may_send(now, settings)
+    }
+
     /// Whether a DeleteObjects for what it marks may still be sent at `now`.
     pub fn may_send(&self, now: Now, settings: &Settings) -> bool {
         self.age_ms(now) < settings.send_window_ms()

@@ -270,7 +270,16 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
             None => Condition::not_exists(o.mark()),
         });
     }
-    // The reap time, from the item as this write leaves it.
+    // The expiry, from the model's TTL attribute; the reap time, from the
+    // item as this write leaves it.
+    if let Some(ttl) = ctx.target.ttl {
+        if let Some((_, v)) = update.set.iter().find(|(n, _)| n == ttl) {
+            let v = v.clone();
+            update.set.push((EXPIRES.to_owned(), v));
+        } else if update.remove.iter().any(|n| n == ttl) {
+            update.remove.push(EXPIRES.to_owned());
+        }
+    }
     let mut after = item.clone();
     update.apply(&mut after);
     match reap_at(&after, ctx.settings) {
@@ -321,6 +330,12 @@ fn put(
             condition
         }
     };
+    if let Some(ttl) = ctx.target.ttl {
+        match record.get(ttl).cloned() {
+            Some(v) => record.insert(EXPIRES.to_owned(), v),
+            None => record.remove(EXPIRES),
+        };
+    }
     match reap_at(&record, ctx.settings) {
         Some(at) => {
             record.insert(REAP_AT.to_owned(), AttributeValue::N(at.to_string()));

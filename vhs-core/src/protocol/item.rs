@@ -81,6 +81,9 @@ pub(crate) struct Target {
     pub large: Vec<&'static str>,
     /// The ordinary attributes a delete removes.
     pub plain: Vec<&'static str>,
+    /// The model's `#[vhs(ttl)]` attribute: every commit copies it to
+    /// [`EXPIRES`] (unknown to GC, which never commits).
+    pub ttl: Option<&'static str>,
     pub describe: String,
 }
 

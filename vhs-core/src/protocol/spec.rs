@@ -33,6 +33,8 @@
 //! | `vhs:act` | live items, placeholders | the stamp of the latest such mark or take-over | the same writes |
 //! | `vhs:del:{attr}:{id}` | live items, placeholders | a *mark*: `{ms} {token}`; a *reservation*: `{ms} {token} once` | marks, commits that replace pointers, GC's take-over |
 //! | `vhs:gen` | items written by earlier versions | a token their marks changed | nobody now (still pinned by commits) |
+//! | `vhs:exp` | live items of a model with `#[vhs(ttl)]` | when the item expires, Unix seconds | every commit, from the model's TTL field |
+//! | `vhs:ttl` | live items holding `vhs:exp` | DynamoDB's TTL attribute: when its reaper may remove the item | every commit (`item::reap_at`); a placeholder holds neither |
 //!
 //! A *placeholder* is an item holding `vhs:ph`: reads, queries, scans and
 //! creates treat it as absent. Its pointers, while there, are reservations
@@ -218,6 +220,43 @@
 //! checked before (its size and checksum: HeadObject, or a read), and every
 //! read checks it again.
 //!
+//! **Kept values** ([`Options::keep_replaced_for`](crate::Options::keep_replaced_for)).
+//! A writer with a keep time `K` stamps its commit's reservations (and a
+//! delete its placeholder, whose pointers are reservations under that stamp;
+//! and the step-by-step hook its marks) with ` keep={at + K}`, and sends no
+//! DeleteObjects for them (`Fix::KeptNotReleased`). Such a stamp is dead
+//! `R + S` after its keep time (`Stamp::dies_at`): only then does GC take it
+//! over (step 9) and delete the object. So a kept object exists at least until
+//! `at + K + R` by any clock, and the commit landed by `at + R/4`: a reader
+//! that follows an old image's pointer within `K` of the write finds it. Its
+//! owner never deletes it, so a writer that proves it exists after its read
+//! may point to it and end the reservation at once (`Hold::Kept`, as for a
+//! dead one): writing a value back never waits for the window. The model
+//! checker's property: no DeleteObjects of what a keeping write stopped
+//! pointing to lands within `K` of that write.
+//!
+//! **TTL.** DynamoDB's reaper removes an expired item outright, marks and all,
+//! at any time after its TTL attribute: on its own that breaks L1 (a mark that
+//! vanishes while its delete is in flight) and L2 (*absent* holding again
+//! right after deletion activity), and the checker finds the schedule (GC marks
+//! an orphan of the expired item, the reaper removes it, a create of the same
+//! content commits on the absent item, GC's delete lands). So the reaper's
+//! attribute is vhs's own `vhs:ttl`, and:
+//! - no mark, take-over (`decide::mark`, `decide::take_over`) or update
+//!   (`decide::commit`) applies to a live item past its `vhs:exp` by the
+//!   writer's clock (`State::unexpired`; `Fix::NoMarksOnExpired`): every stamp
+//!   on an item is at most `vhs:exp + S`;
+//! - every commit sets `vhs:ttl` to the later of `vhs:exp + 2R + S` and the
+//!   death of every stamp the item holds (a kept one may die later;
+//!   `item::reap_at`). So the reaper removes an item only when nothing sent for
+//!   its marks can still land and `2R + S` passed since its last deletion
+//!   activity, exactly what the removal of a placeholder waits for (step 8);
+//! - a placeholder holds neither attribute: the reaper never removes one.
+//!
+//! After the reaper, the item's objects are orphans, collected by GC as any
+//! other (or by the change feed's consumer of the TTL removal, through the
+//! same marks on the absent item).
+//!
 //! **`K` stays while referenced.** After `c`, a mark on `K` requires that `K`'s
 //! attribute does not point to it (L3): only a later commit that replaces the
 //! pointer makes that possible, and that commit reserves `K` itself. A
@@ -245,9 +284,11 @@
 //! deferred), one-item transactions (create, update, delete), the
 //! step-by-step API (`put_s3`, the caller's own PutItem or UpdateItem with the
 //! staged condition, the hooks), commits of presigned uploads (create and
-//! update, their objects uploaded before the scenario starts, or never), and GC (typed, for a model that knows one of
-//! the two attributes; and untyped), with its take-over and placeholder
-//! removal, background bookkeeping that runs late or never. The environment
+//! update, their objects uploaded before the scenario starts, or never),
+//! writers keeping what they replace (`keep_replaced_for`), and GC (typed,
+//! for a model that knows one of the two attributes; and untyped), with its
+//! take-over and placeholder removal, background bookkeeping that runs late
+//! or never, and DynamoDB's TTL reaper removing an expired item. The environment
 //! may lose answers (the request landing or not, and later), have the SDK send
 //! a request twice (not DeleteObjects), drop requests, crash an actor at any
 //! step (its background work included), let time pass by a quarter of the
@@ -256,7 +297,8 @@
 //! an existing object; a call that reported success applied its write exactly
 //! once, one that reported failure not at all; no write applied before a
 //! delete applies again after it; every unfinished writer, run alone, reports
-//! (not `Busy`) within a bounded number of its own steps. Each fix of the
+//! (not `Busy`) within a bounded number of its own steps; nothing a keeping
+//! write replaced is deleted before its keep time. Each fix of the
 //! review undone (`Fix`) must make the checker find a counterexample
 //! (`model_finds_*`). A conformance test replays random walks of the model
 //! through the engine on the in-memory backend and compares every answer.

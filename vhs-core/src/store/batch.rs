@@ -84,45 +84,36 @@ impl Store {
         record_values(span, inputs.iter().map(|(_, _, values)| values));
         let checks: Vec<_> = inputs
             .into_iter()
-            .map(|(target, record, values)| async move {
-                let mut prepared = record.clone();
+            .map(|(target, mut record, values)| async move {
                 let uploads: Vec<Upload> =
-                    self.prepare_record(&target, &values, &mut prepared).await?;
-                Ok::<_, Error>((target, (record, prepared), uploads, values))
+                    self.prepare_record(&target, &values, &mut record).await?;
+                Ok::<_, Error>((target, record, uploads))
             })
             .collect();
-        #[allow(clippy::type_complexity)]
-        let checked: Vec<Result<(Target, (Item, Item), Vec<Upload>, LargeValues<M>)>> =
-            stream::iter(checks)
-                .buffered(self.options().max_concurrency)
-                .collect()
-                .await;
+        let checked: Vec<Result<(Target, Item, Vec<Upload>)>> = stream::iter(checks)
+            .buffered(self.options().max_concurrency)
+            .collect()
+            .await;
         let checked = checked.into_iter().collect::<Result<Vec<_>>>()?;
         let writes: Vec<_> = checked
             .into_iter()
-            .map(|(target, (record, prepared), uploads, values)| async move {
-                let exists = || Error::AlreadyExists {
-                    table: target.table.clone(),
-                    key: target.describe.clone(),
-                };
-                // An expired item (`#[vhs(ttl)]`) is absent: the create goes
-                // through `create_record`, which deletes it first.
-                let now = crate::ttl::now_secs();
-                let mut expired = false;
-                let created = self
-                    .create_prepared(&target, uploads, prepared, |item| {
-                        let exp = crate::protocol::item::EXPIRES;
-                        expired = M::SCHEMA.ttl.is_some() && crate::ttl::expired_at(item, exp, now);
-                        Plan::Fail(exists())
+            .map(|(target, record, uploads)| async move {
+                let (table, key) = (target.table.clone(), target.describe.clone());
+                // An expired item (`#[vhs(ttl)]`) is absent: the create
+                // replaces it (see `Store::create_record`).
+                let now = crate::protocol::clock::Now::system();
+                let put = record.clone();
+                self.create_prepared(&target, uploads, record, move |item| {
+                    if crate::protocol::item::expired(item, now) {
+                        return Plan::Put(put.clone());
+                    }
+                    Plan::Fail(Error::AlreadyExists {
+                        table: table.clone(),
+                        key: key.clone(),
                     })
-                    .await;
-                match created {
-                    Err(_) if expired => self
-                        .create_record(&target, values, record, |_| Plan::Fail(exists()))
-                        .await
-                        .map(|(staged, _)| staged),
-                    other => other.map(|(staged, _)| staged),
-                }
+                })
+                .await
+                .map(|(staged, _)| staged)
             })
             .collect();
         Ok(stream::iter(writes)

@@ -9,10 +9,6 @@ use crate::model::{Item, Model};
 use crate::protocol::decide::Plan;
 use crate::protocol::item::{State, Target};
 
-/// How many times a create removes an expired item and tries again before
-/// it reports [`Error::Busy`].
-const EXPIRED_ATTEMPTS: usize = 3;
-
 impl Store {
     /// Creates an item: uploads every non-`None` large value, then writes the item
     /// with `attribute_not_exists(hash key)`. Never overwrites: an existing item
@@ -82,56 +78,30 @@ impl Store {
     /// what a live item means (an error, or [`Plan::Done`] when it already is the
     /// result). Returns the staged values and whether a write was made.
     ///
-    /// An expired item (`#[vhs(ttl)]`) is absent: the create deletes it
-    /// through the protocol, on condition that it is still expired (so an
-    /// update extending it in between makes that delete fail, and the create
-    /// then meets a live item), and creates again.
+    /// An expired item (`#[vhs(ttl)]`, its `vhs:exp` past) is absent: the
+    /// create replaces it in the same conditional write (pinned to that
+    /// item, so an update extending it in between makes the create meet a
+    /// live item), and its objects become orphans for GC. One write, one
+    /// token: a copy of it that lands late is resolved by the history like
+    /// any other (the model checker's `ttl_reaping_*` scenario).
     pub(crate) async fn create_record<M: Model>(
         &self,
         target: &Target,
         values: LargeValues<M>,
-        record: Item,
+        mut record: Item,
         mut on_live: impl FnMut(&Item) -> Plan + Send,
     ) -> Result<(Staged<M>, bool)> {
-        if M::SCHEMA.ttl.is_none() {
-            let mut record = record;
-            let uploads = self.prepare_record(target, &values, &mut record).await?;
-            return self.create_prepared(target, uploads, record, on_live).await;
-        }
-        for _ in 0..EXPIRED_ATTEMPTS {
-            let mut record = record.clone();
-            let uploads = self.prepare_record(target, &values, &mut record).await?;
-            let now = crate::ttl::now_secs();
-            let mut expired = false;
-            let created = self
-                .create_prepared(target, uploads, record, |item| {
-                    if crate::ttl::expired_at(item, crate::protocol::item::EXPIRES, now) {
-                        expired = true;
-                        Plan::Fail(target.not_found())
-                    } else {
-                        on_live(item)
-                    }
-                })
-                .await;
-            if !(expired && created.is_err()) {
-                return created;
+        let uploads = self.prepare_record(target, &values, &mut record).await?;
+        let now = crate::protocol::clock::Now::system();
+        let put = record.clone();
+        self.create_prepared(target, uploads, record, move |item| {
+            if crate::protocol::item::expired(item, now) {
+                Plan::Put(put.clone())
+            } else {
+                on_live(item)
             }
-            self.remove_expired(target, now).await?;
-        }
-        Err(target.busy(format!(
-            "the create met an expired item {EXPIRED_ATTEMPTS} times: each removal of it raced another write"
-        )))
-    }
-
-    /// Deletes the item of `target` through the protocol if its `vhs:exp` is
-    /// still at or before `now`. An item that is gone meanwhile, or whose
-    /// expiry was extended, is left to the caller's next attempt.
-    async fn remove_expired(&self, target: &Target, now: u64) -> Result<()> {
-        let expired = crate::ttl::expired_condition(now);
-        match self.delete_record(target, Some(&expired), None).await {
-            Ok(_) | Err(Error::NotFound { .. }) | Err(Error::ConditionFailed { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        })
+        .await
     }
 
     /// [`Store::create_record`] after [`Store::prepare_record`]: the uploads,

@@ -208,6 +208,7 @@ impl Store {
             Now::system(),
             settings,
             self.options().defer_cleanup,
+            self.options().keep_ms(),
         );
         let out = engine::drive(self, &NoUploads, machine, |m, input, now| {
             m.step(input, now)
@@ -217,4 +218,3 @@ impl Store {
         Ok((out.result?, out.cleanup))
     }
 }
-            self.options().keep_ms(),

@@ -313,8 +313,8 @@ impl Store {
             options.clean_up_when_failed,
             options.clean_up_when_succeeded,
             options.defer_cleanup,
-            Tokens::random(),
             options.keep_ms(),
+            Tokens::random(),
         );
         let puts = Puts { store: self, puts };
         let mut plan = |a: usize, state: &State| plan_action(&prepared[a], state);

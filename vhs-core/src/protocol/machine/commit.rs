@@ -478,7 +478,11 @@ impl Commit {
                             self.new_state(state, now);
                             self.phase = Phase::Deciding;
                         }
-                        Err(e) if unknown(&e) && sent.sends <= RESENDS => {
+                        Err(e)
+                            if unknown(&e)
+                                && sent.sends <= RESENDS
+                                && sent.stamp.may_carry(now, &self.cfg.settings) =>
+                        {
                             // Sent again unchanged: it applies, or fails and
                             // returns the item, whose history tells.
                             sent.sends += 1;

@@ -187,7 +187,9 @@ impl Delete {
             return self.succeed(None, &state, now);
         }
         match self.refusal(&state) {
-            None if self.sends < BUDGET => self.send(),
+            None if self.sends < BUDGET && self.stamp.may_carry(now, &self.settings) => {
+                self.send()
+            }
             None => self.unknown_outcome(&Error::backend(
                 "dynamodb",
                 "UpdateItem",
@@ -254,7 +256,7 @@ impl Delete {
                     self.judge(state, now)
                 }
                 Err(e) if unknown(&e) => {
-                    if self.sends <= RESENDS {
+                    if self.sends <= RESENDS && self.stamp.may_carry(now, &self.settings) {
                         return self.send();
                     }
                     self.phase = Phase::Reading;

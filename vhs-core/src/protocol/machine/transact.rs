@@ -602,7 +602,7 @@ impl Transact {
                         Some(Err(e)) if unknown(&e) => {
                             let sent = self.sent.as_mut().expect("sent");
                             sent.lost = true;
-                            if sent.sends <= RESENDS {
+                            if sent.sends <= RESENDS && sent.stamp.may_carry(now, &self.settings) {
                                 sent.sends += 1;
                                 self.phase = Phase::Sending;
                                 return Next::Do(vec![Op::Transact {

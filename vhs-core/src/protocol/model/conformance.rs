@@ -183,6 +183,12 @@ async fn walk(m: &ProtocolModel, seed: u64, steps: usize) -> usize {
             );
             landed += 1;
         }
+        if action == A::Reap {
+            // DynamoDB's TTL: the item removed outright.
+            b.delete_item("t", &m.setup.target.key, None)
+                .await
+                .expect("reap");
+        }
         s = m.next_state(&s, action).expect("a step");
         let (item, objects) = observed(m, &b).await;
         assert_eq!(
@@ -302,8 +308,14 @@ fn untimed(item: Item) -> Item {
         .map(|(k, v)| {
             let v = match crate::protocol::clock::Stamp::parse(Some(&v)) {
                 Some(mut stamp) => {
+                    // A kept stamp's keep time, relative to the stamp.
+                    stamp.keep_until = stamp.keep_until.map(|k| k.saturating_sub(stamp.at_ms));
                     stamp.at_ms = 0;
                     stamp.value()
+                }
+                // The reap time follows the stamps' clock.
+                None if k == crate::protocol::item::REAP_AT => {
+                    aws_sdk_dynamodb::types::AttributeValue::N("0".into())
                 }
                 None => v,
             };

@@ -380,8 +380,8 @@ fn model_upload_of_identical_content_being_replaced() {
 fn model_kept_values_beside_identical_rewrite_and_gc() {
     at(
         named("kept_values_beside_identical_rewrite_and_gc"),
-        [0, 0, 1, 1, 1],
-        [1, 0, 1, 1, 2],
+        [0, 0, 0, 1, 1],
+        [0, 0, 1, 1, 2],
     );
 }
 

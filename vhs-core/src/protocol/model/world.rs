@@ -62,6 +62,7 @@ impl Setup {
             range: None,
             large: vec!["a", "b"],
             plain: vec!["body"],
+            ttl: None,
             describe: "pk=\"i\"".to_owned(),
         };
         let objects = NAMES

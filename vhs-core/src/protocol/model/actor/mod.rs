@@ -371,18 +371,24 @@ pub(super) fn body(setup: &Setup, spec: &Spec, index: u8, now: Now, s: Settings)
 }
 
 /// The plan of a commit actor (also the engine's, in the conformance test).
-pub(super) fn plan(setup: &Setup, kind: &Kind, index: u8, state: &State) -> Plan {
-    plan_of(setup, kind, index, state)
+pub(super) fn plan(setup: &Setup, kind: &Kind, index: u8, state: &State, now: Now) -> Plan {
+    plan_of(setup, kind, index, state, now)
 }
 
 /// The plan of a transaction actor.
-pub(super) fn action_plan(setup: &Setup, kind: &Kind, index: u8, state: &State) -> ActionPlan {
+pub(super) fn action_plan(
+    setup: &Setup,
+    kind: &Kind,
+    index: u8,
+    state: &State,
+    now: Now,
+) -> ActionPlan {
     match kind {
         Kind::TxDelete => match state {
             State::Live(_) => ActionPlan::Delete(None),
             _ => ActionPlan::Fail(setup.target.not_found()),
         },
-        k => ActionPlan::Write(plan_of(setup, k, index, state)),
+        k => ActionPlan::Write(plan_of(setup, k, index, state, now)),
     }
 }
 
@@ -392,10 +398,14 @@ pub(super) fn outcome(e: &Error) -> Outcome {
 }
 
 /// The plan of a commit actor.
-fn plan_of(setup: &Setup, kind: &Kind, index: u8, state: &State) -> Plan {
+fn plan_of(setup: &Setup, kind: &Kind, index: u8, state: &State, now: Now) -> Plan {
     match kind {
         Kind::Create(objects) | Kind::CreateUploaded(objects) | Kind::TxCreate(objects) => {
             match state {
+                // Expired: absent to its readers; the create replaces it.
+                State::Live(_) if state.expired(now) => {
+                    Plan::Put(setup.record(objects, &format!("c{index}")))
+                }
                 State::Live(_) => Plan::Fail(Error::AlreadyExists {
                     table: "t".into(),
                     key: "i".into(),
@@ -485,7 +495,7 @@ pub(super) fn step(
         Body::NotStarted => unreachable!(),
         Body::Commit(m) => {
             let kind = spec.kind.clone();
-            let mut plan = |state: &State| plan_of(setup, &kind, index, state);
+            let mut plan = |state: &State| plan_of(setup, &kind, index, state, now);
             map(m.step(input, now, &mut plan), |o| match o.result {
                 Ok(_) => Outcome::Ok,
                 Err(e) => outcome_of(&e),
@@ -497,7 +507,8 @@ pub(super) fn step(
         }),
         Body::Transact(m) => {
             let kind = spec.kind.clone();
-            let mut plan = |_: usize, state: &State| action_plan(setup, &kind, index, state);
+            let mut plan =
+                |_: usize, state: &State| action_plan(setup, &kind, index, state, now);
             map(m.step(input, now, &mut plan), |o| match o.result {
                 Ok(()) => Outcome::Ok,
                 Err(e) => outcome_of(&e),

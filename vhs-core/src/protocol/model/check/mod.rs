@@ -348,7 +348,9 @@ impl ProtocolModel {
         match actor::body(setup, spec, index, now, settings()) {
             actor::Body::Commit(m) => {
                 let kind = spec.kind.clone();
-                let mut plan = |state: &ItemState| actor::plan(setup, &kind, index, state);
+                let mut plan = |state: &ItemState| {
+                    actor::plan(setup, &kind, index, state, crate::protocol::clock::Now::system())
+                };
                 let out = drive(env, uploads, m, |m, i, now| m.step(i, now, &mut plan)).await;
                 match out.result {
                     Ok(_) => Outcome::Ok,
@@ -364,8 +366,10 @@ impl ProtocolModel {
             }
             actor::Body::Transact(m) => {
                 let kind = spec.kind.clone();
-                let mut plan =
-                    |_: usize, state: &ItemState| actor::action_plan(setup, &kind, index, state);
+                let mut plan = |_: usize, state: &ItemState| {
+                    let now = crate::protocol::clock::Now::system();
+                    actor::action_plan(setup, &kind, index, state, now)
+                };
                 let out = drive(env, uploads, m, |m, i, now| m.step(i, now, &mut plan)).await;
                 match out.result {
                     Ok(()) => Outcome::Ok,
