@@ -129,7 +129,10 @@ pub async fn kept_values_are_collected_once_their_time_ran_out(fx: Fixture) {
     let gc = GcOptions::default().grace(Duration::ZERO);
     let early = store.gc::<Note>(&gc, |_| {}).await.unwrap();
     assert_eq!(early.marks_taken_over, 0, "{early:?}");
-    assert_eq!(values(&fx, &store).await, sorted(vec![v1.clone(), v2.clone()]));
+    assert_eq!(
+        values(&fx, &store).await,
+        sorted(vec![v1.clone(), v2.clone()])
+    );
     // Dead at the keep time + R + S (2 s + 0.5 s).
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let late = store.gc::<Note>(&gc, |_| {}).await.unwrap();
@@ -171,6 +174,9 @@ pub async fn writing_a_kept_value_back_does_not_wait(fx: Fixture) {
     assert_eq!(pointer(&store, &item), a);
     let marks: Vec<&String> = item.keys().filter(|k| k.starts_with("vhs:del:")).collect();
     assert_eq!(marks.len(), 1, "only B's reservation is left: {item:?}");
-    assert_eq!(store.get_large(&key).await.unwrap().html.as_deref(), Some("A"));
+    assert_eq!(
+        store.get_large(&key).await.unwrap().html.as_deref(),
+        Some("A")
+    );
     assert_eq!(values(&fx, &store).await, sorted(vec![a, b]));
 }

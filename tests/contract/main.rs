@@ -72,6 +72,9 @@ macro_rules! contract {
 }
 
 contract! {
+    keep::replaced_and_deleted_values_stay_for_the_window,
+    keep::kept_values_are_collected_once_their_time_ran_out,
+    keep::writing_a_kept_value_back_does_not_wait,
     ttl::expired_items_are_absent_to_every_read,
     ttl::writes_treat_expired_items_as_absent,
     ttl::gc_keeps_expired_items_objects_until_they_are_removed,
@@ -86,9 +89,6 @@ contract! {
     checksums::sha256_and_crc64nvme_round_trip,
     checksums::sha256_and_crc64nvme_multipart,
     checksums::verify_and_gc_know_every_algorithm,
-    keep::replaced_and_deleted_values_stay_for_the_window,
-    keep::kept_values_are_collected_once_their_time_ran_out,
-    keep::writing_a_kept_value_back_does_not_wait,
     checksums::an_object_overwritten_behind_vhs_fails_its_checksum,
     checksums::a_wrong_checksum_header_is_refused,
     checksums::object_keys_take_the_attribute_algorithm,

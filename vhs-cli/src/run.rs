@@ -65,8 +65,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Verify(args) => verify(g, args).await,
         Command::Stats(_) => stats(g).await,
         Command::Repair(args) => repair(g, args).await,
-        Command::Watch(args) => watch::watch(g, args).await,
         Command::RestoreCheck(args) => restore_check(g, args).await,
+        Command::Watch(args) => watch::watch(g, args).await,
     }
 }
 

@@ -1040,6 +1040,147 @@ async fn head(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
         .is_ok()
 }
 
+/// `vhs watch --output json`: one line per user write, bookkeeping left out,
+/// resumed from its checkpoint file without printing a change twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_one_json_line_per_change_and_resumes() {
+    use vhs::BackendExt as _;
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let (table, bucket) = (unique("watch"), unique("wbkt"));
+    let store = Store::builder(
+        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+        &bucket,
+    )
+    .table_for::<Doc>(&table)
+    .build()
+    .unwrap();
+    store.ensure_bucket().await.unwrap();
+    store.ensure_table::<Doc>().await.unwrap();
+    let mut spec = store
+        .backend()
+        .describe_table(&table)
+        .await
+        .unwrap()
+        .unwrap();
+    spec.streams = true;
+    store.ensure_table_spec(&spec).await.unwrap();
+    let doc = |id: &str, body: &str| Doc {
+        id: id.into(),
+        title: format!("title of {id}"),
+        body: Some(Bytes::from(body.to_owned())),
+        thumb: None,
+    };
+    store.create_large(&doc("doc-1", "v1")).await.unwrap();
+    store
+        .update_large(
+            &Doc::key("doc-1"),
+            Doc::changes().set_body(Some(Bytes::from_static(b"v2"))),
+        )
+        .await
+        .unwrap();
+    store.delete_large(&Doc::key("doc-1")).await.unwrap();
+    store.flush().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("watch.json");
+    let checkpoint = checkpoint.to_str().unwrap();
+    let t = ["--table", table.as_str(), "--bucket", bucket.as_str()];
+    let watch = |extra: &[&str]| -> Vec<String> {
+        t.iter()
+            .chain(&["watch", "--output", "json", "--until-idle"])
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let lines = |out: String| -> Vec<Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let first = lines(
+        expect(
+            &url,
+            &args(&watch(&[
+                "--from",
+                "trim-horizon",
+                "--checkpoint",
+                checkpoint,
+            ])),
+            0,
+        )
+        .await,
+    );
+    let kinds: Vec<(&str, &str)> = first
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap(), l["key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("inserted", "doc-1"),
+            ("modified", "doc-1"),
+            ("removed", "doc-1")
+        ],
+        "{first:?}"
+    );
+    let body = |l: &Value, image: &str| l[image]["body"].as_str().unwrap_or_default().to_owned();
+    assert!(body(&first[0], "new").starts_with("s3://"), "{}", first[0]);
+    assert_eq!(first[0]["old"], Value::Null);
+    assert_eq!(
+        first[1]["changed"],
+        serde_json::json!(["body"]),
+        "{}",
+        first[1]
+    );
+    assert_eq!(body(&first[1], "old"), body(&first[0], "new"));
+    assert_ne!(body(&first[1], "new"), body(&first[1], "old"));
+    assert_eq!(first[2]["by_ttl"], false);
+    assert_eq!(first[2]["new"], Value::Null);
+    assert!(first.iter().all(|l| l["new"].get("vhs:tok").is_none()));
+
+    // Resumed from the checkpoint: nothing twice, the next write once.
+    let again = expect(&url, &args(&watch(&["--checkpoint", checkpoint])), 0).await;
+    assert_eq!(again, "", "printed again");
+    store.create_large(&doc("doc-2", "v1")).await.unwrap();
+    let next = lines(expect(&url, &args(&watch(&["--checkpoint", checkpoint])), 0).await);
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(
+        (next[0]["kind"].as_str(), next[0]["key"].as_str()),
+        (Some("inserted"), Some("doc-2"))
+    );
+
+    // --max stops inside a batch; text output is one line per change; the
+    // next run with the checkpoint goes on from the last change printed.
+    let second = dir.path().join("max.json");
+    let second = second.to_str().unwrap();
+    let text_watch = |extra: &[&str]| -> Vec<String> {
+        t.iter()
+            .chain(&["watch", "--until-idle", "--checkpoint", second])
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let text = expect(
+        &url,
+        &args(&text_watch(&["--from", "trim-horizon", "--max", "2"])),
+        0,
+    )
+    .await;
+    let text: Vec<&str> = text.lines().collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(
+        text[0].starts_with("inserted doc-1") && text[0].contains("body=s3://"),
+        "{text:?}"
+    );
+    assert!(text[1].starts_with("modified doc-1"), "{text:?}");
+    let rest = expect(&url, &args(&text_watch(&[])), 0).await;
+    let rest: Vec<&str> = rest.lines().collect();
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(rest[0].starts_with("removed  doc-1"), "{rest:?}");
+    assert!(rest[1].starts_with("inserted doc-2"), "{rest:?}");
+}
+
 /// Every object key under `prefix` in `bucket`.
 async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
     let out = s3
@@ -1247,147 +1388,6 @@ async fn restore_check_brings_back_the_objects_of_a_restored_table() {
         );
         assert!(again.trim_end().ends_with("OK"), "{again}");
     }
-}
-
-/// `vhs watch --output json`: one line per user write, bookkeeping left out,
-/// resumed from its checkpoint file without printing a change twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_prints_one_json_line_per_change_and_resumes() {
-    use vhs::BackendExt as _;
-    let url = emulator::endpoint().await;
-    let config = emulator::sdk_config().await;
-    let (table, bucket) = (unique("watch"), unique("wbkt"));
-    let store = Store::builder(
-        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
-        &bucket,
-    )
-    .table_for::<Doc>(&table)
-    .build()
-    .unwrap();
-    store.ensure_bucket().await.unwrap();
-    store.ensure_table::<Doc>().await.unwrap();
-    let mut spec = store
-        .backend()
-        .describe_table(&table)
-        .await
-        .unwrap()
-        .unwrap();
-    spec.streams = true;
-    store.ensure_table_spec(&spec).await.unwrap();
-    let doc = |id: &str, body: &str| Doc {
-        id: id.into(),
-        title: format!("title of {id}"),
-        body: Some(Bytes::from(body.to_owned())),
-        thumb: None,
-    };
-    store.create_large(&doc("doc-1", "v1")).await.unwrap();
-    store
-        .update_large(
-            &Doc::key("doc-1"),
-            Doc::changes().set_body(Some(Bytes::from_static(b"v2"))),
-        )
-        .await
-        .unwrap();
-    store.delete_large(&Doc::key("doc-1")).await.unwrap();
-    store.flush().await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = dir.path().join("watch.json");
-    let checkpoint = checkpoint.to_str().unwrap();
-    let t = ["--table", table.as_str(), "--bucket", bucket.as_str()];
-    let watch = |extra: &[&str]| -> Vec<String> {
-        t.iter()
-            .chain(&["watch", "--output", "json", "--until-idle"])
-            .chain(extra)
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let lines = |out: String| -> Vec<Value> {
-        out.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    };
-    let first = lines(
-        expect(
-            &url,
-            &args(&watch(&[
-                "--from",
-                "trim-horizon",
-                "--checkpoint",
-                checkpoint,
-            ])),
-            0,
-        )
-        .await,
-    );
-    let kinds: Vec<(&str, &str)> = first
-        .iter()
-        .map(|l| (l["kind"].as_str().unwrap(), l["key"].as_str().unwrap()))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            ("inserted", "doc-1"),
-            ("modified", "doc-1"),
-            ("removed", "doc-1")
-        ],
-        "{first:?}"
-    );
-    let body = |l: &Value, image: &str| l[image]["body"].as_str().unwrap_or_default().to_owned();
-    assert!(body(&first[0], "new").starts_with("s3://"), "{}", first[0]);
-    assert_eq!(first[0]["old"], Value::Null);
-    assert_eq!(
-        first[1]["changed"],
-        serde_json::json!(["body"]),
-        "{}",
-        first[1]
-    );
-    assert_eq!(body(&first[1], "old"), body(&first[0], "new"));
-    assert_ne!(body(&first[1], "new"), body(&first[1], "old"));
-    assert_eq!(first[2]["by_ttl"], false);
-    assert_eq!(first[2]["new"], Value::Null);
-    assert!(first.iter().all(|l| l["new"].get("vhs:tok").is_none()));
-
-    // Resumed from the checkpoint: nothing twice, the next write once.
-    let again = expect(&url, &args(&watch(&["--checkpoint", checkpoint])), 0).await;
-    assert_eq!(again, "", "printed again");
-    store.create_large(&doc("doc-2", "v1")).await.unwrap();
-    let next = lines(expect(&url, &args(&watch(&["--checkpoint", checkpoint])), 0).await);
-    assert_eq!(next.len(), 1, "{next:?}");
-    assert_eq!(
-        (next[0]["kind"].as_str(), next[0]["key"].as_str()),
-        (Some("inserted"), Some("doc-2"))
-    );
-
-    // --max stops inside a batch; text output is one line per change; the
-    // next run with the checkpoint goes on from the last change printed.
-    let second = dir.path().join("max.json");
-    let second = second.to_str().unwrap();
-    let text_watch = |extra: &[&str]| -> Vec<String> {
-        t.iter()
-            .chain(&["watch", "--until-idle", "--checkpoint", second])
-            .chain(extra)
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let text = expect(
-        &url,
-        &args(&text_watch(&["--from", "trim-horizon", "--max", "2"])),
-        0,
-    )
-    .await;
-    let text: Vec<&str> = text.lines().collect();
-    assert_eq!(text.len(), 2, "{text:?}");
-    assert!(
-        text[0].starts_with("inserted doc-1") && text[0].contains("body=s3://"),
-        "{text:?}"
-    );
-    assert!(text[1].starts_with("modified doc-1"), "{text:?}");
-    let rest = expect(&url, &args(&text_watch(&[])), 0).await;
-    let rest: Vec<&str> = rest.lines().collect();
-    assert_eq!(rest.len(), 2, "{rest:?}");
-    assert!(rest[0].starts_with("removed  doc-1"), "{rest:?}");
-    assert!(rest[1].starts_with("inserted doc-2"), "{rest:?}");
 }
 
 /// A model with a time to live: the CLI learns the attribute from the table.

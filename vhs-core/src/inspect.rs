@@ -133,6 +133,7 @@ impl Store {
                 .ok_or_else(|| Error::TableNotFound {
                     table: table.to_owned(),
                 })?;
+
         Ok(AnyTable {
             table: TableRef::untyped(self, &spec)?,
             store: self.clone(),
@@ -147,7 +148,6 @@ impl AnyTable {
         &self.spec
     }
 
-    /// The prefix the table's objects go under.
     /// When `item` expires, in epoch seconds: the `vhs:exp` every commit
     /// copies from its model's `#[vhs(ttl)]` attribute, if it holds one.
     pub fn expires_at(&self, item: &Item) -> Option<i64> {
@@ -166,6 +166,7 @@ impl AnyTable {
         crate::ttl::is_expired(item)
     }
 
+    /// The prefix the table's objects go under.
     pub fn prefix(&self) -> &str {
         &self.table.prefix
     }
@@ -733,8 +734,8 @@ impl crate::model::Model for Untyped {
         version: None,
         indexes: &[],
         updated_at: None,
-    };
         ttl: None,
+    };
 
     fn primary_key(&self) -> crate::model::Key<Self> {
         crate::model::Key::from_parts(crate::model::KeyValue::String(String::new()), None)

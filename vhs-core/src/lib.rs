@@ -27,8 +27,8 @@ pub mod protocol;
 mod provision;
 mod retry;
 mod store;
-mod ttl;
 pub mod stream;
+mod ttl;
 mod versioned;
 
 pub use attr::Attr;
@@ -59,10 +59,10 @@ pub use layout::{escape, unescape, Encoding, ObjectKey, Pointer};
 pub use memory::MemoryBackend;
 pub use model::{
     canonical_time, IndexDef, IndexKeyType, IndexKind, Item, Json, Key, KeyDef, KeyKind, KeyType,
-    KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, TimestampType, TtlType, VersionType,
+    KeyValue, LargeAttr, LargeValue, Model, Projection, Schema, TimestampType, TtlType,
+    VersionType,
 };
 pub use provision::ProvisionPlan;
-pub use ttl::TTL_ATTRIBUTE;
 pub use retry::{retry, RetryPolicy};
 pub use store::{
     Background, Cleanup, Commit, Cursor, Deleted, ItemFailure, Options, Page, Precondition, Put,
@@ -74,6 +74,7 @@ pub use store::{
     UploadSpec, UploadTicket, COMMIT_BY_METADATA, MAX_UPLOAD_EXPIRY, MIN_UPLOAD_SECRET_BYTES,
     UPLOAD_COMMIT_MARGIN,
 };
+pub use ttl::TTL_ATTRIBUTE;
 
 pub use versioned::{
     Layout, MultiVersion, MultiVersionStore, Order, Pruned, SingleVersion, SingleVersionStore,

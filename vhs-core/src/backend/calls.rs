@@ -107,13 +107,6 @@ pub enum Op {
     UpdateTimeToLive,
     /// DescribeTimeToLive.
     DescribeTimeToLive,
-    /// DescribeStream of a table's latest stream (after a DescribeTable for its
-    /// ARN).
-    DescribeStream,
-    /// GetShardIterator (DynamoDB Streams).
-    GetShardIterator,
-    /// GetRecords (DynamoDB Streams).
-    GetRecords,
     /// GetBucketVersioning.
     GetBucketVersioning,
     /// ListObjectVersions.
@@ -122,6 +115,13 @@ pub enum Op {
     GetObjectVersion,
     /// DeleteObject of one version or delete marker (`versionId`).
     DeleteObjectVersion,
+    /// DescribeStream of a table's latest stream (after a DescribeTable for its
+    /// ARN).
+    DescribeStream,
+    /// GetShardIterator (DynamoDB Streams).
+    GetShardIterator,
+    /// GetRecords (DynamoDB Streams).
+    GetRecords,
 }
 
 impl Op {
@@ -158,13 +158,13 @@ impl Op {
             Op::GetObjectTagging => "GetObjectTagging",
             Op::UpdateTimeToLive => "UpdateTimeToLive",
             Op::DescribeTimeToLive => "DescribeTimeToLive",
-            Op::DescribeStream => "DescribeStream",
-            Op::GetShardIterator => "GetShardIterator",
-            Op::GetRecords => "GetRecords",
             Op::GetBucketVersioning => "GetBucketVersioning",
             Op::ListObjectVersions => "ListObjectVersions",
             Op::GetObjectVersion => "GetObject",
             Op::DeleteObjectVersion => "DeleteObject",
+            Op::DescribeStream => "DescribeStream",
+            Op::GetShardIterator => "GetShardIterator",
+            Op::GetRecords => "GetRecords",
         }
     }
 
@@ -518,12 +518,12 @@ pub enum Reply {
     /// DescribeTimeToLive: the attribute time to live is enabled (or being
     /// enabled) on, `None` if it is off.
     TimeToLive(Option<String>),
-    /// DescribeStream: the table's latest stream, `None` if it has none.
-    Stream(Option<StreamDescription>),
-    /// GetRecords.
-    Records(RecordsPage),
     /// GetBucketVersioning.
     Versioning(BucketVersioning),
     /// ListObjectVersions.
     Versions(VersionPage),
+    /// DescribeStream: the table's latest stream, `None` if it has none.
+    Stream(Option<StreamDescription>),
+    /// GetRecords.
+    Records(RecordsPage),
 }

@@ -68,10 +68,10 @@ from_reply! {
     Vec<(String, String)> => KeyErrors,
     ObjectPage => Listing,
     Option<String> => TimeToLive,
-    Option<StreamDescription> => Stream,
-    RecordsPage => Records,
     BucketVersioning => Versioning,
     VersionPage => Versions,
+    Option<StreamDescription> => Stream,
+    RecordsPage => Records,
 }
 
 /// Sends `call` to `backend` and unpacks its answer: a reply of another type

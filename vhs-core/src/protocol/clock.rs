@@ -421,8 +421,18 @@ mod tests {
         let placeholder = mine.stamp.keeping(Some(1));
         assert_eq!(Stamp::parse(Some(&placeholder.value())), Some(placeholder));
         assert_eq!(kept.dies_at(&s), 35_000);
-        for bad in ["1 ab keep", "1 ab once once", "1 ab keep=2 once", "1 ab x", "1 "] {
-            assert_eq!(Stamp::parse(Some(&AttributeValue::S(bad.into()))), None, "{bad}");
+        for bad in [
+            "1 ab keep",
+            "1 ab once once",
+            "1 ab keep=2 once",
+            "1 ab x",
+            "1 ",
+        ] {
+            assert_eq!(
+                Stamp::parse(Some(&AttributeValue::S(bad.into()))),
+                None,
+                "{bad}"
+            );
         }
         // A clock step back does not make it younger: the monotonic clock counts.
         let later = Now {

@@ -253,7 +253,9 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
     update
         .set
         .extend(reserves.iter().map(|o| (o.mark(), reservation.clone())));
-    let mut condition = state.unchanged(ctx.target).and(State::unexpired(ctx.now.wall_ms));
+    let mut condition = state
+        .unchanged(ctx.target)
+        .and(State::unexpired(ctx.now.wall_ms));
     if let Some(extra) = extra {
         condition = condition.and(extra);
     }
@@ -283,7 +285,9 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
     let mut after = item.clone();
     update.apply(&mut after);
     match reap_at(&after, ctx.settings) {
-        Some(at) => update.set.push((REAP_AT.to_owned(), AttributeValue::N(at.to_string()))),
+        Some(at) => update
+            .set
+            .push((REAP_AT.to_owned(), AttributeValue::N(at.to_string()))),
         None if after.contains_key(REAP_AT) => update.remove.push(REAP_AT.to_owned()),
         None => {}
     }

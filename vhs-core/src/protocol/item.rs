@@ -486,4 +486,3 @@ pub(crate) fn reap_at(item: &Item, settings: &Settings) -> Option<u64> {
     }
     Some(at.div_ceil(1000))
 }
-

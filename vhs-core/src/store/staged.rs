@@ -420,7 +420,11 @@ impl Store {
     /// [`Store::retire`] of what a write replaced: under
     /// [`Options::keep_replaced_for`](super::Options) the objects are marked as
     /// kept and left for GC.
-    pub(crate) async fn retire_replaced(&self, target: &Target, objects: Vec<ObjectRef>) -> Cleanup {
+    pub(crate) async fn retire_replaced(
+        &self,
+        target: &Target,
+        objects: Vec<ObjectRef>,
+    ) -> Cleanup {
         self.retire_keeping(target, objects, self.options().keep_ms())
             .await
     }

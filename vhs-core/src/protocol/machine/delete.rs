@@ -78,6 +78,7 @@ pub(crate) struct Delete {
 }
 
 impl Delete {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         target: Arc<Target>,
         condition: Option<Condition>,
@@ -187,9 +188,7 @@ impl Delete {
             return self.succeed(None, &state, now);
         }
         match self.refusal(&state) {
-            None if self.sends < BUDGET && self.stamp.may_carry(now, &self.settings) => {
-                self.send()
-            }
+            None if self.sends < BUDGET && self.stamp.may_carry(now, &self.settings) => self.send(),
             None => self.unknown_outcome(&Error::backend(
                 "dynamodb",
                 "UpdateItem",

@@ -538,8 +538,9 @@ fn model_finds_a_kept_value_deleted_by_its_writer() {
 #[test]
 fn model_finds_a_mark_on_an_expired_item() {
     finds(
-        named("ttl_reaping_beside_extension_gc_and_recreate").faults(0, 0, 0).time(1, 2),
+        named("ttl_reaping_beside_extension_gc_and_recreate")
+            .faults(0, 0, 0)
+            .time(1, 2),
         Fix::NoMarksOnExpired,
     );
 }
-

@@ -507,8 +507,7 @@ pub(super) fn step(
         }),
         Body::Transact(m) => {
             let kind = spec.kind.clone();
-            let mut plan =
-                |_: usize, state: &State| action_plan(setup, &kind, index, state, now);
+            let mut plan = |_: usize, state: &State| action_plan(setup, &kind, index, state, now);
             map(m.step(input, now, &mut plan), |o| match o.result {
                 Ok(()) => Outcome::Ok,
                 Err(e) => outcome_of(&e),

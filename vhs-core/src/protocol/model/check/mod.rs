@@ -349,7 +349,13 @@ impl ProtocolModel {
             actor::Body::Commit(m) => {
                 let kind = spec.kind.clone();
                 let mut plan = |state: &ItemState| {
-                    actor::plan(setup, &kind, index, state, crate::protocol::clock::Now::system())
+                    actor::plan(
+                        setup,
+                        &kind,
+                        index,
+                        state,
+                        crate::protocol::clock::Now::system(),
+                    )
                 };
                 let out = drive(env, uploads, m, |m, i, now| m.step(i, now, &mut plan)).await;
                 match out.result {
