@@ -80,6 +80,7 @@ contract! {
     ttl::gc_keeps_expired_items_objects_until_they_are_removed,
     ttl::the_reaper_racing_an_extension_leaves_no_dangling_pointer,
     ttl::the_services_reaper_then_gc,
+    ttl::a_consumer_collects_what_the_reaper_orphaned,
     streams::one_change_per_create_update_and_delete,
     streams::a_checkpoint_resumes_without_duplicates_or_gaps,
     streams::a_table_without_a_stream_is_refused,

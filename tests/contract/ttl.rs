@@ -283,6 +283,20 @@ pub async fn writes_treat_expired_items_as_absent(fx: Fixture) {
     let put = fx.store.put_large(&y2).await.expect("put over expired");
     assert!(put.old.is_none());
     assert_eq!(fx.store.get_large(&y2.primary_key()).await.unwrap(), y2);
+
+    // So does a transaction's create, in the transaction's own write.
+    let t = session("t", Some(now - 5), "t old");
+    fx.store.create_large(&t).await.unwrap();
+    let t2 = session("t", Some(now + 3600), "t new");
+    fx.store
+        .transaction()
+        .create(&t2)
+        .commit()
+        .await
+        .expect("a transaction's create over expired");
+    assert_eq!(fx.store.get_large(&t2.primary_key()).await.unwrap(), t2);
+    let again = fx.store.transaction().create(&t2).commit().await;
+    assert!(again.is_err(), "a create over a live item is refused: {again:?}");
 }
 
 pub async fn gc_keeps_expired_items_objects_until_they_are_removed(fx: Fixture) {
@@ -455,4 +469,55 @@ pub async fn the_services_reaper_then_gc(fx: Fixture) {
     deleted.sort();
     assert_eq!(deleted, keys);
     assert!(fx.objects().await.is_empty());
+}
+
+/// The change feed's consumer of a TTL removal deletes the orphaned objects
+/// through the protocol (`Store::collect_removed`), sooner than GC would, and
+/// never one a newer item points to again.
+pub async fn a_consumer_collects_what_the_reaper_orphaned(fx: Fixture) {
+    let fx = fixture(fx.kind).await;
+    let table = fx.store.table_name::<Session>().to_owned();
+    let now = now();
+    let reaped = |key: vhs::Key<Session>| {
+        let (raw, table) = (fx.raw.clone(), table.clone());
+        async move {
+            // DynamoDB's reaper: the item removed outright, marks and all.
+            raw.delete_item(&table, &key.to_item(), None).await.unwrap();
+        }
+    };
+    let removal = |image: vhs::Item| vhs::stream::Change::<Session>::Removed {
+        old: vhs::Stored::from_item(image).unwrap(),
+        by_ttl: true,
+    };
+
+    let gone = session("c", Some(now - 60), "gone body");
+    let keys = keys_of(&fx.store.create_large(&gone).await.unwrap());
+    let image = fx.raw_item(&gone.primary_key()).await.expect("stored");
+    reaped(gone.primary_key()).await;
+    let cleanup = fx.store.collect_removed(&removal(image)).await.unwrap();
+    assert_eq!(crate::fixture::sorted(cleanup.deleted), keys);
+    assert!(fx.objects().await.is_empty(), "{:?}", fx.objects().await);
+
+    // Created again with the same content before the consumer ran: the
+    // object is the new item's, and stays.
+    let again = session("d", Some(now - 60), "same body");
+    let keys = keys_of(&fx.store.create_large(&again).await.unwrap());
+    let image = fx.raw_item(&again.primary_key()).await.expect("stored");
+    reaped(again.primary_key()).await;
+    let fresh = session("d", Some(now + 3600), "same body");
+    fx.store.create_large(&fresh).await.unwrap();
+    let cleanup = fx.store.collect_removed(&removal(image)).await.unwrap();
+    assert!(cleanup.deleted.is_empty(), "{cleanup:?}");
+    assert_eq!(fx.objects().await, keys);
+    assert_eq!(fx.store.get_large(&fresh.primary_key()).await.unwrap(), fresh);
+
+    // Any other change deletes nothing.
+    let image = fx.raw_item(&fresh.primary_key()).await.expect("stored");
+    let not_ttl = vhs::stream::Change::<Session>::Removed {
+        old: vhs::Stored::from_item(image).unwrap(),
+        by_ttl: false,
+    };
+    let cleanup = fx.store.collect_removed(&not_ttl).await.unwrap();
+    assert!(cleanup.deleted.is_empty() && cleanup.leftover.is_empty());
+    assert_eq!(fx.objects().await, keys);
 }

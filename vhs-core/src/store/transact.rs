@@ -335,6 +335,11 @@ fn plan_action(p: &Prepared, state: &State) -> ActionPlan {
     let target = &p.target;
     match &p.op {
         Op::Create { record } => match state {
+            // Expired (`#[vhs(ttl)]`): absent to readers; the create replaces
+            // it in the transaction's own write (see `Store::create_record`).
+            State::Live(_) if state.expired(crate::protocol::clock::Now::system()) => {
+                ActionPlan::Write(Plan::Put(record.clone()))
+            }
             State::Live(_) => ActionPlan::Fail(Error::AlreadyExists {
                 table: target.table.clone(),
                 key: target.describe.clone(),

@@ -6,6 +6,7 @@ use super::record::StreamRecord;
 use crate::error::Result;
 use crate::model::{Item, Key, Model};
 use crate::protocol::item::{PLACEHOLDER, POISON, TOKENS};
+use crate::protocol::cleanup::Cleanup;
 use crate::store::{Store, Stored};
 
 /// The kind of a user write a record shows (see [`classify`]).
@@ -181,6 +182,28 @@ impl<M: Model> Change<M> {
             }
         }
         Ok(self)
+    }
+}
+
+impl Store {
+    /// Deletes, through the protocol, the objects of an item DynamoDB's TTL
+    /// removed (`Change::Removed { by_ttl: true, .. }`): what the old image
+    /// pointed to is an orphan now, and GC would collect it only later. Each
+    /// is marked on the (now absent) item first, so an object a newer item
+    /// points to again is never deleted, and a mark refused is left for GC.
+    /// Any other change deletes nothing (a vhs delete or update already
+    /// released its objects).
+    pub async fn collect_removed<M: Model>(&self, change: &Change<M>) -> Result<Cleanup> {
+        let Change::Removed { old, by_ttl: true } = change else {
+            return Ok(Cleanup::default());
+        };
+        let target = self.target(&old.model.primary_key())?;
+        let objects = old
+            .pointers
+            .iter()
+            .filter_map(|(attr, uri)| target.owned(attr, &AttributeValue::S(uri.clone())))
+            .collect();
+        Ok(self.retire(&target, objects).await)
     }
 }
 
