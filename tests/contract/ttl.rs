@@ -296,7 +296,10 @@ pub async fn writes_treat_expired_items_as_absent(fx: Fixture) {
         .expect("a transaction's create over expired");
     assert_eq!(fx.store.get_large(&t2.primary_key()).await.unwrap(), t2);
     let again = fx.store.transaction().create(&t2).commit().await;
-    assert!(again.is_err(), "a create over a live item is refused: {again:?}");
+    assert!(
+        again.is_err(),
+        "a create over a live item is refused: {again:?}"
+    );
 }
 
 pub async fn gc_keeps_expired_items_objects_until_they_are_removed(fx: Fixture) {
@@ -509,7 +512,10 @@ pub async fn a_consumer_collects_what_the_reaper_orphaned(fx: Fixture) {
     let cleanup = fx.store.collect_removed(&removal(image)).await.unwrap();
     assert!(cleanup.deleted.is_empty(), "{cleanup:?}");
     assert_eq!(fx.objects().await, keys);
-    assert_eq!(fx.store.get_large(&fresh.primary_key()).await.unwrap(), fresh);
+    assert_eq!(
+        fx.store.get_large(&fresh.primary_key()).await.unwrap(),
+        fresh
+    );
 
     // Any other change deletes nothing.
     let image = fx.raw_item(&fresh.primary_key()).await.expect("stored");

@@ -5,8 +5,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::record::StreamRecord;
 use crate::error::Result;
 use crate::model::{Item, Key, Model};
-use crate::protocol::item::{PLACEHOLDER, POISON, TOKENS};
 use crate::protocol::cleanup::Cleanup;
+use crate::protocol::item::{PLACEHOLDER, POISON, TOKENS};
 use crate::store::{Store, Stored};
 
 /// The kind of a user write a record shows (see [`classify`]).
