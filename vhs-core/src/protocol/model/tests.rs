@@ -381,7 +381,7 @@ fn model_kept_values_beside_identical_rewrite_and_gc() {
     at(
         named("kept_values_beside_identical_rewrite_and_gc"),
         [0, 0, 0, 1, 1],
-        [0, 0, 1, 1, 2],
+        [0, 0, 1, 1, 1],
     );
 }
 
@@ -399,7 +399,7 @@ fn model_ttl_reaping_beside_extension_gc_and_recreate() {
     at(
         named("ttl_reaping_beside_extension_gc_and_recreate"),
         [0, 0, 0, 1, 2],
-        [1, 0, 1, 1, 2],
+        [0, 0, 1, 1, 2],
     );
 }
 
