@@ -461,21 +461,14 @@ impl State {
 
 /// Whether `item` holds an [`EXPIRES`] at or before `now`.
 pub(crate) fn expired(item: &Item, now: Now) -> bool {
-    let Some(AttributeValue::N(n)) = item.get(EXPIRES) else {
-        return false;
-    };
-    n.parse::<f64>()
-        .is_ok_and(|secs| secs <= (now.wall_ms / 1000) as f64)
+    crate::ttl::expired_at(item, EXPIRES, now.wall_ms / 1000)
 }
 
 /// The [`REAP_AT`] an item must carry (Unix seconds): `None` if it holds no
 /// [`EXPIRES`]; else the later of `vhs:exp + 2R + S` and the death of every
 /// stamp it holds (a kept reservation may die much later).
 pub(crate) fn reap_at(item: &Item, settings: &Settings) -> Option<u64> {
-    let Some(AttributeValue::N(n)) = item.get(EXPIRES) else {
-        return None;
-    };
-    let expires_ms = (n.parse::<f64>().ok()?.max(0.0) * 1000.0) as u64;
+    let expires_ms = (crate::ttl::seconds(item.get(EXPIRES)?)?.max(0.0) * 1000.0) as u64;
     let mut at = expires_ms.saturating_add(settings.placeholder_after_ms());
     for (name, value) in item {
         if name.starts_with(MARK) || name == ACT {
