@@ -203,6 +203,19 @@ pub fn actions(op: Op) -> &'static [&'static str] {
         Op::DescribeStream => &["dynamodb:DescribeTable", "dynamodb:DescribeStream"],
         Op::GetShardIterator => &["dynamodb:GetShardIterator"],
         Op::GetRecords => &["dynamodb:GetRecords"],
+        // GC and verify's Athena engine. Not in the policies `policy` writes
+        // (their resources are the workgroup and the Glue database, which
+        // those policies do not name): see the README, "GC and verify on
+        // Athena".
+        Op::StartQueryExecution => &[
+            "athena:StartQueryExecution",
+            "glue:CreateTable",
+            "glue:DeleteTable",
+            "glue:GetDatabase",
+            "glue:GetTable",
+        ],
+        Op::GetQueryExecution => &["athena:GetQueryExecution"],
+        Op::GetQueryResults => &["athena:GetQueryResults"],
         // A presigned URL carries the signer's permission to GetObject.
         Op::HeadObject | Op::GetObject | Op::GetObjectRange | Op::PresignGet => &["s3:GetObject"],
         Op::GetObjectTagging => &["s3:GetObjectTagging"],

@@ -44,6 +44,7 @@ pub use backend::{
     MAX_PUT_OBJECT_BYTES, MAX_TRANSACT_ITEMS, MIN_PART_BYTES,
 };
 pub use backend::{BucketVersioning, ObjectVersion, VersionCursor, VersionPage};
+pub use backend::{QueryCalls, QueryRows, QueryStart, QueryState, QueryStatus};
 pub use blob::Blob;
 pub use cache::{CacheOptions, Clock, ManualClock, SystemClock};
 pub use changes::{Changes, LargeValues};

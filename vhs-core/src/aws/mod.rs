@@ -1,5 +1,6 @@
 //! DynamoDB + S3 through the AWS SDK for Rust.
 
+mod athena;
 mod errors;
 mod items;
 mod objects;
@@ -47,6 +48,9 @@ pub struct AwsBackend {
     /// `dynamodb`.
     streams: aws_sdk_dynamodbstreams::Client,
     s3: s3::Client,
+    /// Athena (GC and verify's Athena engine), at the shared endpoint
+    /// ([`AwsOptions::endpoint_url`] or the `SdkConfig`'s), if any.
+    athena: aws_sdk_athena::Client,
     /// Where DynamoDB requests go, named in transport errors.
     dynamodb_endpoint: String,
     /// Where S3 requests go, named in transport errors.
@@ -82,6 +86,10 @@ impl AwsBackend {
     pub fn with_options(config: &aws_config::SdkConfig, options: AwsOptions) -> Self {
         let mut d = ddb::config::Builder::from(config);
         let mut st = aws_sdk_dynamodbstreams::config::Builder::from(config);
+        let mut a = aws_sdk_athena::config::Builder::from(config);
+        if let Some(url) = options.endpoint_url.as_ref() {
+            a = a.endpoint_url(url);
+        }
         let mut s = s3::config::Builder::from(config).force_path_style(options.force_path_style);
         if let Some(url) = options
             .dynamodb_endpoint_url
@@ -112,6 +120,7 @@ impl AwsBackend {
                 retry = retry.with_initial_backoff(b);
             }
             d = d.retry_config(retry.clone());
+            a = a.retry_config(retry.clone());
             st = st.retry_config(retry.clone());
             s = s.retry_config(retry);
         }
@@ -131,6 +140,7 @@ impl AwsBackend {
             }
             let t = t.build();
             d = d.timeout_config(t.clone());
+            a = a.timeout_config(t.clone());
             st = st.timeout_config(t.clone());
             s = s.timeout_config(t);
         }
@@ -143,6 +153,7 @@ impl AwsBackend {
             s3_endpoint: endpoint_name(s3_url, "s3", region),
             dynamodb: ddb::Client::from_conf(d.build()),
             streams: aws_sdk_dynamodbstreams::Client::from_conf(st.build()),
+            athena: aws_sdk_athena::Client::from_conf(a.build()),
             s3: s3::Client::from_conf(s.build()),
             region: config.region().map(|r| r.to_string()),
             encryption: options.encryption,
@@ -171,9 +182,12 @@ impl AwsBackend {
         if let Some(sleep) = c.sleep_impl() {
             st = st.sleep_impl(sleep);
         }
-        let streams = aws_sdk_dynamodbstreams::Client::new(&st.build());
+        let shared = st.build();
+        let streams = aws_sdk_dynamodbstreams::Client::new(&shared);
+        let athena = aws_sdk_athena::Client::new(&shared);
         AwsBackend {
             streams,
+            athena,
             dynamodb_endpoint: endpoint_name(
                 None,
                 "dynamodb",
@@ -205,6 +219,14 @@ impl AwsBackend {
     /// The DynamoDB Streams client the change feed reads with.
     pub fn with_streams_client(mut self, streams: aws_sdk_dynamodbstreams::Client) -> Self {
         self.streams = streams;
+        self
+    }
+
+    /// Uses `athena` for GC and verify's Athena engine
+    /// ([`Engine::Athena`](crate::maintenance::Engine::Athena)); a backend
+    /// made [`from_clients`](Self::from_clients) has one without credentials.
+    pub fn with_athena_client(mut self, athena: aws_sdk_athena::Client) -> Self {
+        self.athena = athena;
         self
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::queries::{QueryRows, QueryStart, QueryStatus};
 use super::requests::*;
 use super::streams::{RecordsPage, ShardStart, StreamDescription};
 use super::versions::{BucketVersioning, VersionCursor, VersionPage};
@@ -23,16 +24,19 @@ pub enum Service {
     DynamoDb,
     /// Amazon S3.
     S3,
+    /// Amazon Athena (SQL over files in S3: GC and verify's Athena engine).
+    Athena,
     /// No service: computed locally (presigning).
     Local,
 }
 
 impl Service {
-    /// `dynamodb`, `s3` or `local`.
+    /// `dynamodb`, `s3`, `athena` or `local`.
     pub const fn name(self) -> &'static str {
         match self {
             Service::DynamoDb => "dynamodb",
             Service::S3 => "s3",
+            Service::Athena => "athena",
             Service::Local => "local",
         }
     }
@@ -122,6 +126,12 @@ pub enum Op {
     GetShardIterator,
     /// GetRecords (DynamoDB Streams).
     GetRecords,
+    /// StartQueryExecution (Athena).
+    StartQueryExecution,
+    /// GetQueryExecution (Athena).
+    GetQueryExecution,
+    /// GetQueryResults (Athena).
+    GetQueryResults,
 }
 
 impl Op {
@@ -165,6 +175,9 @@ impl Op {
             Op::DescribeStream => "DescribeStream",
             Op::GetShardIterator => "GetShardIterator",
             Op::GetRecords => "GetRecords",
+            Op::StartQueryExecution => "StartQueryExecution",
+            Op::GetQueryExecution => "GetQueryExecution",
+            Op::GetQueryResults => "GetQueryResults",
         }
     }
 
@@ -187,6 +200,9 @@ impl Op {
             | Op::DescribeStream
             | Op::GetShardIterator
             | Op::GetRecords => Service::DynamoDb,
+            Op::StartQueryExecution | Op::GetQueryExecution | Op::GetQueryResults => {
+                Service::Athena
+            }
             Op::PresignGet | Op::PresignUpload => Service::Local,
             _ => Service::S3,
         }
@@ -229,6 +245,12 @@ pub enum Call<'a> {
         stream_arn: &'a str,
         iterator: &'a str,
     },
+    /// [`QueryCalls::start_query_execution`](super::QueryCalls::start_query_execution).
+    StartQueryExecution(&'a QueryStart),
+    /// [`QueryCalls::get_query_execution`](super::QueryCalls::get_query_execution).
+    GetQueryExecution { id: &'a str },
+    /// [`QueryCalls::get_query_results`](super::QueryCalls::get_query_results).
+    GetQueryResults { id: &'a str, next: Option<String> },
     /// [`ItemCalls::get_item`](super::ItemCalls::get_item).
     GetItem {
         table: &'a str,
@@ -371,6 +393,9 @@ impl Call<'_> {
             Call::DescribeStream { .. } => Op::DescribeStream,
             Call::GetShardIterator { .. } => Op::GetShardIterator,
             Call::GetRecords { .. } => Op::GetRecords,
+            Call::StartQueryExecution(_) => Op::StartQueryExecution,
+            Call::GetQueryExecution { .. } => Op::GetQueryExecution,
+            Call::GetQueryResults { .. } => Op::GetQueryResults,
             Call::GetItem { .. } => Op::GetItem,
             Call::BatchGetItem { .. } => Op::BatchGetItem,
             Call::PutItem { .. } => Op::PutItem,
@@ -425,6 +450,8 @@ impl Call<'_> {
             Call::GetShardIterator { stream_arn, .. } | Call::GetRecords { stream_arn, .. } => {
                 stream_arn
             }
+            Call::StartQueryExecution(q) => &q.database,
+            Call::GetQueryExecution { id } | Call::GetQueryResults { id, .. } => id,
             Call::PutObject(p) => &p.bucket,
             Call::CreateMultipartUpload(m) => &m.bucket,
             Call::PresignUpload(p) => &p.bucket,
@@ -526,4 +553,8 @@ pub enum Reply {
     Stream(Option<StreamDescription>),
     /// GetRecords.
     Records(RecordsPage),
+    /// GetQueryExecution.
+    QueryStatus(QueryStatus),
+    /// GetQueryResults.
+    QueryRows(QueryRows),
 }

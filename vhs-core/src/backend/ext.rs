@@ -8,9 +8,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::calls::{Call, Reply};
+use super::queries::{QueryRows, QueryStart, QueryStatus};
 use super::requests::*;
 #[allow(unused_imports)] // rustdoc links
-use super::services::{ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls, StreamCalls};
+use super::services::{
+    ItemCalls, ObjectCalls, PresignCalls, ProvisionCalls, QueryCalls, StreamCalls,
+};
 use super::streams::{RecordsPage, ShardStart, StreamDescription};
 use super::versions::{BucketVersioning, VersionCursor, VersionPage};
 use super::Backend;
@@ -72,6 +75,8 @@ from_reply! {
     VersionPage => Versions,
     Option<StreamDescription> => Stream,
     RecordsPage => Records,
+    QueryStatus => QueryStatus,
+    QueryRows => QueryRows,
 }
 
 /// Sends `call` to `backend` and unpacks its answer: a reply of another type
@@ -121,6 +126,11 @@ typed_calls! {
         -> String = Call::GetShardIterator { stream_arn, shard_id, start };
     StreamCalls::get_records(stream_arn: &str, iterator: &str) -> RecordsPage =
         Call::GetRecords { stream_arn, iterator };
+    QueryCalls::start_query_execution(request: &QueryStart) -> String =
+        Call::StartQueryExecution(request);
+    QueryCalls::get_query_execution(id: &str) -> QueryStatus = Call::GetQueryExecution { id };
+    QueryCalls::get_query_results(id: &str, next: Option<String>) -> QueryRows =
+        Call::GetQueryResults { id, next };
     ItemCalls::get_item(table: &str, key: &Item, consistent: bool) -> Option<Item> =
         Call::GetItem { table, key, consistent };
     ItemCalls::batch_get_item(table: &str, keys: &[Item], consistent: bool) -> BatchPage =

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use super::calls::{Call, Op, Reply};
 #[allow(unused_imports)]
 use super::limits::{MAX_BATCH_GET, MAX_DELETE_BATCH, MAX_PAGE_BYTES};
+use super::queries::{QueryRows, QueryStart, QueryStatus};
 use super::requests::*;
 use super::streams::*;
 use super::versions::{BucketVersioning, VersionCursor, VersionPage};
@@ -270,6 +271,29 @@ pub trait StreamCalls: Send + Sync {
     }
 }
 
+/// Amazon Athena: SQL over files in S3, for GC and verify's Athena engine
+/// ([`Engine::Athena`](crate::maintenance::Engine::Athena)). Every method
+/// defaults to [`Error::unsupported`], for a backend without a query service
+/// ([`MemoryBackend`](crate::MemoryBackend) has none).
+#[async_trait]
+pub trait QueryCalls: Send + Sync {
+    /// StartQueryExecution: starts `request`, returns its execution id.
+    async fn start_query_execution(&self, _request: &QueryStart) -> Result<String> {
+        unsupported(Op::StartQueryExecution)
+    }
+
+    /// GetQueryExecution: where the query `id` is.
+    async fn get_query_execution(&self, _id: &str) -> Result<QueryStatus> {
+        unsupported(Op::GetQueryExecution)
+    }
+
+    /// GetQueryResults: one page of a succeeded query's rows, from `next`
+    /// (`None`: the first page).
+    async fn get_query_results(&self, _id: &str, _next: Option<String>) -> Result<QueryRows> {
+        unsupported(Op::GetQueryResults)
+    }
+}
+
 /// Creating and describing tables and buckets: what `ensure_table` and the
 /// CLI's `provision` need, not the data path.
 #[async_trait]
@@ -340,7 +364,13 @@ impl Call<'_> {
     /// [`Backend::send`](super::Backend::send) for a backend made of the service traits.
     pub async fn serve<B>(self, backend: &B) -> Result<Reply>
     where
-        B: ItemCalls + ObjectCalls + PresignCalls + ProvisionCalls + StreamCalls + ?Sized,
+        B: ItemCalls
+            + ObjectCalls
+            + PresignCalls
+            + ProvisionCalls
+            + StreamCalls
+            + QueryCalls
+            + ?Sized,
     {
         Ok(match self {
             Call::CreateTable { spec } => {
@@ -374,6 +404,15 @@ impl Call<'_> {
                 stream_arn,
                 iterator,
             } => Reply::Records(StreamCalls::get_records(backend, stream_arn, iterator).await?),
+            Call::StartQueryExecution(request) => {
+                Reply::Text(QueryCalls::start_query_execution(backend, request).await?)
+            }
+            Call::GetQueryExecution { id } => {
+                Reply::QueryStatus(QueryCalls::get_query_execution(backend, id).await?)
+            }
+            Call::GetQueryResults { id, next } => {
+                Reply::QueryRows(QueryCalls::get_query_results(backend, id, next).await?)
+            }
             Call::GetItem {
                 table,
                 key,

@@ -3,6 +3,7 @@
 mod items;
 mod objects;
 mod presign;
+mod queries;
 mod streams;
 mod ttl;
 mod versions;
