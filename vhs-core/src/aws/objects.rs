@@ -62,7 +62,11 @@ impl ObjectCalls for AwsBackend {
             .set_tagging(tagging(&request.tags));
         put_outcome(
             self,
-            req.send().await,
+            req.customize()
+                .disable_payload_signing()
+                .config_override(upload_config())
+                .send()
+                .await,
             Op::PutObject.name(),
             &request.bucket,
         )
@@ -381,6 +385,9 @@ impl ObjectCalls for AwsBackend {
             .content_length(body.len() as i64)
             .body(s3::primitives::ByteStream::from(body))
             .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .customize()
+            .disable_payload_signing()
+            .config_override(upload_config())
             .send()
             .await
             .map_err(|e| self.s3_error(Op::UploadPart.name(), bucket, e))?;
@@ -523,10 +530,25 @@ fn storage_class(class: &Option<String>) -> Option<s3::types::StorageClass> {
     class.as_deref().map(s3::types::StorageClass::from)
 }
 
+/// What an upload (PutObject, UploadPart) changes in the client's settings.
+/// Its body is bound by the checksum vhs sends ([`ChecksumHeaders`]), so the
+/// SDK makes no second and third pass over it: the upload goes with an
+/// unsigned payload (`disable_payload_signing` where it is sent:
+/// `UNSIGNED-PAYLOAD`; SigV4 signs the checksum headers, and the server
+/// refuses a body that does not match them with `BadDigest`), and without the
+/// SDK's own CRC32 (`RequestChecksumCalculation::WhenRequired`): a second
+/// checksum of the same body, which the server would compute again and vhs
+/// never reads (vhs checks every object it reads against the checksum its key
+/// names).
+fn upload_config() -> s3::config::Builder {
+    s3::config::Builder::default()
+        .request_checksum_calculation(s3::config::RequestChecksumCalculation::WhenRequired)
+}
+
 /// The headers an upload (PutObject, UploadPart) sends its checksum in:
 /// `Content-MD5` for MD5, else the algorithm (`x-amz-sdk-checksum-algorithm`)
 /// and `x-amz-checksum-sha256` or `x-amz-checksum-crc64nvme` (which also
-/// stops the SDK from adding its default CRC32).
+/// stops the SDK from adding its default CRC32). See [`upload_config`].
 struct ChecksumHeaders {
     md5: Option<String>,
     algorithm: Option<s3::types::ChecksumAlgorithm>,
