@@ -30,6 +30,7 @@ mod restore;
 mod reviewed;
 mod round_trips;
 mod schedules;
+mod shard;
 mod streams;
 mod timestamps;
 mod transact;
@@ -215,6 +216,10 @@ contract! {
     maintenance::gc_respects_grace_dry_run_and_foreign_keys,
     maintenance::verify_reports_every_broken_pointer,
     maintenance::gc_is_safe_while_writers_run,
+    shard::sharded_runs_add_up_to_one_run,
+    shard::bad_shards_and_checkpoints_are_refused,
+    shard::a_sharded_run_resumes_from_its_checkpoint,
+    shard::sharded_gc_is_safe_while_writers_run,
     inspect::untyped_table_reads_like_the_model,
     inspect::untyped_gc_and_verify_match_the_typed_ones,
     versioned::update_retry_downloads_only_changed_values,

@@ -359,6 +359,8 @@ pub struct Gc {
     /// otherwise make other items' objects look unreferenced.
     #[arg(long)]
     pub foreign_pointers_allowed: bool,
+    #[command(flatten)]
+    pub sharding: Sharding,
 }
 
 /// `vhs verify`.
@@ -367,6 +369,33 @@ pub struct Verify {
     /// Read every object and check the checksum its key names (otherwise HeadObject only).
     #[arg(long)]
     pub rehash: bool,
+    #[command(flatten)]
+    pub sharding: Sharding,
+}
+
+/// `--shard` and its checkpoint, for `vhs gc` and `vhs verify`.
+#[derive(Debug, Args)]
+pub struct Sharding {
+    /// Run as shard I of N (numbered from 0; e.g. a Kubernetes indexed Job's
+    /// JOB_COMPLETION_INDEX): Scan segment I of N and the objects whose item
+    /// hashes to I, checked page by page against their items, memory bounded
+    /// by a page. The N shards' reports together are one run's.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<vhs::maintenance::Shard>,
+    /// Skip the objects up to KEY: a checkpoint an earlier run of the same
+    /// shard reported.
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "shard",
+        conflicts_with = "checkpoint"
+    )]
+    pub resume_from: Option<String>,
+    /// Keep the shard's checkpoint in FILE: resume from it if it exists,
+    /// rewrite it after each page of the listing, remove it once the shard
+    /// is done.
+    #[arg(long, value_name = "FILE", requires = "shard")]
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// `vhs stats`.
@@ -421,6 +450,10 @@ pub struct Completions {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+fn parse_shard(text: &str) -> Result<vhs::maintenance::Shard, String> {
+    text.parse().map_err(|e: vhs::Error| e.to_string())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

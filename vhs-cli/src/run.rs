@@ -547,10 +547,13 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
     if let Some(age) = args.take_over_after {
         options = options.take_over_after(age);
     }
+    let sharded = Sharded::of(&args.sharding)?;
+    (options.shard, options.resume_after, options.on_checkpoint) = sharded.options();
     let reporter = Reporter::new("gc", g.output == Output::Json);
     let report = table.gc(&options, |p| reporter.report(p)).await;
     reporter.finish();
     let report = report?;
+    sharded.finished()?;
     match g.output {
         Output::Json => print_json(&json!({
             "dry_run": args.dry_run,
@@ -618,16 +621,84 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
     })
 }
 
+/// `--shard` with its checkpoint: where it resumes, where it is kept.
+struct Sharded {
+    shard: Option<vhs::maintenance::Shard>,
+    resume: Option<String>,
+    file: Option<std::path::PathBuf>,
+}
+
+impl Sharded {
+    /// Reads the checkpoint file, if there is one (before anything else is read).
+    fn of(args: &cli::Sharding) -> Result<Sharded> {
+        let mut resume = args.resume_from.clone();
+        if let Some(path) = &args.checkpoint {
+            match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim_end_matches('\n').is_empty() => {
+                    resume = Some(text.trim_end_matches('\n').to_owned())
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    let action = format!("read checkpoint {}", path.display());
+                    return Err(Error::Io { action, source });
+                }
+            }
+        }
+        Ok(Sharded {
+            shard: args.shard,
+            resume,
+            file: args.checkpoint.clone(),
+        })
+    }
+
+    /// The options' `shard`, `resume_after` and `on_checkpoint`: each
+    /// checkpoint written to the file (beside it, then renamed over it).
+    fn options(
+        &self,
+    ) -> (
+        Option<vhs::maintenance::Shard>,
+        Option<String>,
+        Option<vhs::maintenance::OnCheckpoint>,
+    ) {
+        let on_checkpoint = self.file.clone().map(|path| {
+            vhs::maintenance::OnCheckpoint::new(move |key: &str| {
+                let partial = path.with_extension("vhs-partial");
+                let written = std::fs::write(&partial, format!("{key}\n"))
+                    .and_then(|()| std::fs::rename(&partial, &path));
+                if let Err(e) = written {
+                    eprintln!("vhs: could not write checkpoint {}: {e}", path.display());
+                }
+            })
+        });
+        (self.shard, self.resume.clone(), on_checkpoint)
+    }
+
+    /// The shard is done: its checkpoint file goes (the next run starts over).
+    fn finished(&self) -> Result<()> {
+        match &self.file {
+            Some(path) => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                    action: format!("remove checkpoint {}", path.display()),
+                    source: e,
+                }),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
 async fn verify(g: &Global, args: &cli::Verify) -> Result<u8> {
     let table = open(g).await?;
+    let sharded = Sharded::of(&args.sharding)?;
+    let mut options = VerifyOptions::default().rehash(args.rehash);
+    (options.shard, options.resume_after, options.on_checkpoint) = sharded.options();
     let reporter = Reporter::new("verify", g.output == Output::Json);
-    let report = table
-        .verify(&VerifyOptions::default().rehash(args.rehash), |p| {
-            reporter.report(p)
-        })
-        .await;
+    let report = table.verify(&options, |p| reporter.report(p)).await;
     reporter.finish();
     let report = report?;
+    sharded.finished()?;
     let home = home(g, &table);
     let broken = |list: &[BrokenPointer]| {
         sorted(list)

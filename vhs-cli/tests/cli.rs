@@ -1512,3 +1512,126 @@ fn rfc3339(secs: u64) -> String {
         rem % 60
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_and_verify_by_shard_add_up_and_keep_a_checkpoint() {
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let (table, bucket) = (unique("shards"), unique("shardbkt"));
+    let store = Store::builder(
+        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+        &bucket,
+    )
+    .table_for::<Doc>(&table)
+    .build()
+    .unwrap();
+    store.ensure_bucket().await.unwrap();
+    store.ensure_table::<Doc>().await.unwrap();
+    for id in ["a", "%b", "/c", "~d", "é", "9"] {
+        store
+            .create_large(&Doc {
+                id: id.into(),
+                title: id.into(),
+                body: Some(Bytes::from(format!("body {id}"))),
+                thumb: None,
+            })
+            .await
+            .unwrap();
+    }
+    // Two orphans beside the live objects, in the same layout.
+    let s3 = s3(&config);
+    let live = keys_under(&s3, &bucket, "").await;
+    let some = live.iter().find(|k| k.contains("/attr=body/")).unwrap();
+    let prefix = &some[..some.find("pk=").unwrap()];
+    let mut orphans = Vec::new();
+    for id in ["orphan-1", "zz-orphan"] {
+        let body = format!("orphan {id}");
+        let key = format!(
+            "{prefix}pk={id}/attr=body/md5={}",
+            hex(&Md5::digest(body.as_bytes()))
+        );
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(body.into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+        orphans.push(key);
+    }
+    orphans.sort();
+    let t = ["--table", table.as_str(), "--bucket", bucket.as_str()];
+    fn with<'a>(t: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+        [t, rest].concat()
+    }
+
+    // Verify by shard: the two shards' counts add up to one run's.
+    let whole = json(&url, &with(&t, &["verify"])).await;
+    let (mut items, mut pointers, mut found) = (0, 0, 0);
+    for shard in ["0/2", "1/2"] {
+        let part = json(&url, &with(&t, &["verify", "--shard", shard])).await;
+        assert_eq!(part["clean"], true, "{part}");
+        items += part["items"].as_u64().unwrap();
+        pointers += part["pointers"].as_u64().unwrap();
+        found += part["orphans"].as_u64().unwrap();
+    }
+    assert_eq!((items, pointers, found), (6, 6, 2), "{whole}");
+    assert_eq!(whole["orphans"], 2, "{whole}");
+
+    // Bad shards and a checkpoint without one are usage errors (exit 2).
+    for bad in [
+        &["--shard", "2/2"][..],
+        &["--shard", "1"],
+        &["--resume-from", "k"],
+    ] {
+        let out = vhs(&url, &with(&t, &[&["gc"][..], bad].concat())).await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+    }
+
+    // A checkpoint past every key: the shard resumes there and deletes nothing;
+    // the file goes once the shard is done.
+    let dir = std::env::temp_dir().join(unique("checkpoint"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shard-0-of-1");
+    std::fs::write(&file, "\u{10ffff}\n").unwrap();
+    let path = file.to_str().unwrap();
+    let gc = &["gc", "--grace", "0s", "--shard"];
+    let resumed = json(
+        &url,
+        &with(&t, &[gc, &["0/1", "--checkpoint", path][..]].concat()),
+    )
+    .await;
+    assert_eq!(
+        resumed["deleted"].as_array().map(Vec::len),
+        Some(0),
+        "{resumed}"
+    );
+    assert!(
+        !file.exists(),
+        "the checkpoint stays after the shard finished"
+    );
+
+    // GC by shard, each with its checkpoint file: each orphan deleted once.
+    let mut deleted = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let part = json(
+            &url,
+            &with(&t, &[gc, &[shard, "--checkpoint", path][..]].concat()),
+        )
+        .await;
+        assert_eq!(part["failed"].as_array().map(Vec::len), Some(0), "{part}");
+        for key in part["deleted"].as_array().unwrap() {
+            deleted.push(key.as_str().unwrap().to_owned());
+        }
+        assert!(!file.exists());
+    }
+    deleted.sort();
+    assert_eq!(deleted, orphans);
+    assert_eq!(keys_under(&s3, &bucket, "").await, live);
+    let after = json(&url, &with(&t, &["verify"])).await;
+    assert_eq!(
+        (&after["clean"], &after["orphans"]),
+        (&Value::Bool(true), &Value::from(0))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -21,7 +21,7 @@ use super::{
 
 /// GC candidates of one item: its target, and each object with its size.
 /// An item's candidates: each object, its size and when it was last written.
-type Candidates = (Target, Vec<(ObjectRef, u64, Option<SystemTime>)>);
+pub(super) type Candidates = (Target, Vec<(ObjectRef, u64, Option<SystemTime>)>);
 
 impl Store {
     /// Deletes objects under `M`'s table prefix that no item of the table
@@ -74,6 +74,7 @@ impl Store {
         options: &GcOptions,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<GcReport> {
+        super::shard::resume_needs_a_shard(options.shard, &options.resume_after)?;
         let settings = self.settings_of_prefix(&table.prefix).await?;
         // What judges marks and placeholders dead: the table's settings, or an
         // explicit override (tests, and a table nobody writes any more).
@@ -85,34 +86,44 @@ impl Store {
         let stale = std::sync::Mutex::new(Vec::new());
         let foreign = AtomicU64::new(0);
         let outside = ForeignTally::default();
-        let (referenced, items) = self
-            .scan_table(table, options.segments, progress, |page| {
-                let (stale, foreign, outside) = (&stale, &foreign, &outside);
-                async move {
-                    outside.note(table, self.bucket(), &page);
-                    let mut old = Vec::new();
-                    for item in page {
-                        if !item.contains_key(PLACEHOLDER)
-                            && !item.contains_key(TOKENS)
-                            && !table.pointers(self.bucket(), &item).0.is_empty()
-                        {
-                            foreign.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let dead = item.iter().any(|(name, value)| {
-                            (name == PLACEHOLDER || name.starts_with(MARK))
-                                && Stamp::parse(Some(value)).is_some_and(|s| {
-                                    !s.is_from_future(now, &judge) && s.is_dead(now, &judge)
-                                })
-                        });
-                        if dead {
-                            old.push(item);
-                        }
+        let on_page = |page: Vec<crate::model::Item>| {
+            let (stale, foreign, outside) = (&stale, &foreign, &outside);
+            async move {
+                outside.note(table, self.bucket(), &page);
+                let mut old = Vec::new();
+                for item in page {
+                    if !item.contains_key(PLACEHOLDER)
+                        && !item.contains_key(TOKENS)
+                        && !table.pointers(self.bucket(), &item).0.is_empty()
+                    {
+                        foreign.fetch_add(1, Ordering::Relaxed);
                     }
-                    stale.lock().unwrap_or_else(|e| e.into_inner()).extend(old);
-                    Ok(())
+                    let dead = item.iter().any(|(name, value)| {
+                        (name == PLACEHOLDER || name.starts_with(MARK))
+                            && Stamp::parse(Some(value)).is_some_and(|s| {
+                                !s.is_from_future(now, &judge) && s.is_dead(now, &judge)
+                            })
+                    });
+                    if dead {
+                        old.push(item);
+                    }
                 }
-            })
-            .await?;
+                stale.lock().unwrap_or_else(|e| e.into_inner()).extend(old);
+                Ok(())
+            }
+        };
+        // A shard scans its segment only and keeps no set of references: its
+        // objects are checked against their items (see `shard`).
+        let (referenced, items) = match options.shard {
+            Some(shard) => (
+                HashSet::new(),
+                self.scan_shard(table, shard, progress, on_page).await?,
+            ),
+            None => {
+                self.scan_table(table, options.segments, progress, on_page)
+                    .await?
+            }
+        };
         let (foreign_pointers, foreign_pointer_examples) = outside.finish();
         if foreign_pointers > 0 && !options.foreign_pointers_allowed && !options.dry_run {
             let example = foreign_pointer_examples
@@ -147,6 +158,13 @@ impl Store {
             foreign_pointer_examples,
             ..GcReport::default()
         };
+        if let Some(shard) = options.shard {
+            let stale = stale.into_inner().unwrap_or_else(|e| e.into_inner());
+            let judged = (settings, judge, stale);
+            return self
+                .gc_shard_rest(table, options, shard, judged, report, progress)
+                .await;
+        }
         let wall = SystemTime::now();
         let mut listed = HashSet::new();
         let mut candidates: HashMap<String, Candidates> = HashMap::new();
@@ -186,7 +204,7 @@ impl Store {
         report.awaiting_commit = self.keep_uploads_awaiting_commit(&mut candidates).await?;
 
         report.uploads_aborted = self
-            .abort_stale_uploads(table, judge.retention, options.dry_run)
+            .abort_stale_uploads(table, judge.retention, options.dry_run, None)
             .await?;
 
         if options.dry_run {
@@ -243,6 +261,30 @@ impl Store {
         report.failed = cleanup.leftover;
 
         let stale = stale.into_inner().unwrap_or_else(|e| e.into_inner());
+        let counted = |k: &str| listed.contains(k);
+        self.take_over_stale(
+            table,
+            stale,
+            &mut tokens,
+            (settings, judge),
+            &mut report,
+            counted,
+        )
+        .await;
+        Ok(report)
+    }
+
+    /// Takes over the dead marks and placeholders of `stale` items; counts in
+    /// `report.deleted` the objects it deleted that `counted` accepts.
+    pub(super) async fn take_over_stale(
+        &self,
+        table: &TableRef,
+        stale: Vec<crate::model::Item>,
+        tokens: &mut Tokens,
+        (settings, judge): (Settings, Settings),
+        report: &mut GcReport,
+        counted: impl Fn(&str) -> bool,
+    ) {
         for item in stale {
             let Some(target) = item_target(table, &item) else {
                 continue;
@@ -262,15 +304,11 @@ impl Store {
             report.marks_taken_over += out.taken;
             report.placeholders_removed += u64::from(out.removed);
             // Deleting an object that was already gone counts as nothing.
-            report.deleted.extend(
-                out.cleanup
-                    .deleted
-                    .into_iter()
-                    .filter(|k| listed.contains(k)),
-            );
+            report
+                .deleted
+                .extend(out.cleanup.deleted.into_iter().filter(|k| counted(k)));
             report.failed.extend(out.cleanup.leftover);
         }
-        Ok(report)
     }
 
     /// Drops from `candidates` the presigned uploads whose ticket may still be
@@ -281,7 +319,7 @@ impl Store {
     /// [`COMMIT_BY_METADATA`](crate::COMMIT_BY_METADATA) is in the future.
     /// Returns how many were kept. (Liveness only: deleting one is safe, the
     /// commit would find it gone.)
-    async fn keep_uploads_awaiting_commit(
+    pub(super) async fn keep_uploads_awaiting_commit(
         &self,
         candidates: &mut HashMap<String, Candidates>,
     ) -> Result<u64> {
@@ -332,7 +370,7 @@ impl Store {
 
     /// Marks the candidates of each item (one write per item), deletes every
     /// marked object in one DeleteObjects, unmarks (the retirement machine).
-    async fn gc_chunk(
+    pub(super) async fn gc_chunk(
         &self,
         groups: Vec<(Target, Vec<ObjectRef>)>,
         tokens: &mut Tokens,

@@ -40,10 +40,48 @@ impl Store {
         F: Fn(Vec<Item>) -> Fut + Sync,
         Fut: std::future::Future<Output = Result<()>> + Send,
     {
+        let segments = segments.max(1);
+        self.scan_segments(table, 0..segments, segments, true, progress, on_page)
+            .await
+    }
+
+    /// [`Store::scan_table`] of `shard`'s part of the table: Scan segment
+    /// `I` of `N`, every page handed to `on_page`, no set kept (the set is
+    /// empty). Returns the number of items scanned.
+    pub(super) async fn scan_shard<F, Fut>(
+        &self,
+        table: &TableRef,
+        shard: super::Shard,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        on_page: F,
+    ) -> Result<u64>
+    where
+        F: Fn(Vec<Item>) -> Fut + Sync,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
+        let (index, count) = (shard.index(), shard.count());
+        let scan = self.scan_segments(table, index..index + 1, count, false, progress, on_page);
+        Ok(scan.await?.1)
+    }
+
+    /// Scans segments `segments` of `total`; with `collect`, gathers the
+    /// referenced keys' hashes.
+    async fn scan_segments<F, Fut>(
+        &self,
+        table: &TableRef,
+        segments: std::ops::Range<u32>,
+        total: u32,
+        collect: bool,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        on_page: F,
+    ) -> Result<(HashSet<u128>, u64)>
+    where
+        F: Fn(Vec<Item>) -> Fut + Sync,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
         let prefix = format!("s3://{}/", self.bucket());
         let scanned = AtomicU64::new(0);
-        let segments = segments.max(1);
-        let runs = (0..segments).map(|segment| {
+        let runs = segments.map(|segment| {
             let prefix = &prefix;
             let scanned = &scanned;
             let on_page = &on_page;
@@ -54,7 +92,7 @@ impl Store {
                     let page = self
                         .backend()
                         .scan(&Scan {
-                            segment: (segments > 1).then_some((segment, segments)),
+                            segment: (total > 1).then_some((segment, total)),
                             start,
                             consistent: true,
                             ..Scan::new(&table.table)
@@ -65,7 +103,11 @@ impl Store {
                             table.pointers(self.bucket(), item);
                         }
                     }
-                    for item in page.items.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
+                    let live = page
+                        .items
+                        .iter()
+                        .filter(|i| collect && !i.contains_key(PLACEHOLDER));
+                    for item in live {
                         for v in item.values() {
                             if let AttributeValue::S(s) = v {
                                 if let Some(key) = s.strip_prefix(prefix.as_str()) {
@@ -142,6 +184,7 @@ impl Store {
         table: &TableRef,
         retention: Duration,
         dry_run: bool,
+        shard: Option<super::Shard>,
     ) -> Result<u64> {
         let prefix = table.object_prefix();
         let now = SystemTime::now();
@@ -151,6 +194,9 @@ impl Store {
             .list_multipart_uploads(self.bucket(), &prefix)
             .await?
         {
+            if shard.is_some_and(|s| !s.owns_object(&table.prefix, &upload.key)) {
+                continue;
+            }
             let stale = upload
                 .initiated
                 .and_then(|t| now.duration_since(t).ok())

@@ -24,6 +24,7 @@
 mod gc;
 mod listing;
 pub mod restore;
+pub mod shard;
 mod table;
 mod verify;
 
@@ -36,6 +37,7 @@ use crate::protocol::item::PLACEHOLDER;
 pub use restore::{
     NotRestored, NotRestoredReason, RepairOptions, RepairReport, RestoreMethod, RestoredObject,
 };
+pub use shard::{OnCheckpoint, Shard};
 pub(crate) use table::{display, intern, item_target, key_texts, TableRef};
 
 /// The resolution of S3's `LastModified`.
@@ -93,6 +95,18 @@ pub struct GcOptions {
     /// many, with an example). Set it when those values are not this store's
     /// pointers (e.g. an attribute that holds an `s3://` URI of your own).
     pub foreign_pointers_allowed: bool,
+    /// Run as one shard of `N` ([`shard`]): this process's Scan segment and
+    /// the objects whose owner hashes to it, each page's objects checked
+    /// against their owner items, memory bounded by a page. `segments` is
+    /// then unused. Default `None`: the whole table, with the set of
+    /// references in memory.
+    pub shard: Option<Shard>,
+    /// With `shard`: skip the objects up to this key, a checkpoint an earlier
+    /// run of the same shard reported ([`GcOptions::on_checkpoint`]). Default `None`.
+    pub resume_after: Option<String>,
+    /// With `shard`: called with the checkpoint after each page of the
+    /// listing (every object up to that key is done). Default `None`.
+    pub on_checkpoint: Option<OnCheckpoint>,
 }
 
 impl Default for GcOptions {
@@ -104,6 +118,9 @@ impl Default for GcOptions {
             take_over_after: None,
             foreign_writers_stopped: false,
             foreign_pointers_allowed: false,
+            shard: None,
+            resume_after: None,
+            on_checkpoint: None,
         }
     }
 }
@@ -137,6 +154,21 @@ impl GcOptions {
     /// Sets [`GcOptions::segments`] (at least 1).
     pub fn segments(mut self, n: u32) -> Self {
         self.segments = n.max(1);
+        self
+    }
+    /// Sets [`GcOptions::shard`].
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+    /// Sets [`GcOptions::resume_after`].
+    pub fn resume_after(mut self, key: impl Into<String>) -> Self {
+        self.resume_after = Some(key.into());
+        self
+    }
+    /// Sets [`GcOptions::on_checkpoint`].
+    pub fn on_checkpoint(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_checkpoint = Some(OnCheckpoint::new(f));
         self
     }
 }
@@ -198,6 +230,14 @@ pub struct VerifyOptions {
     pub rehash: bool,
     /// Parallel Scan segments. Default 4.
     pub segments: u32,
+    /// Run as one shard of `N`: see [`GcOptions::shard`]. Default `None`.
+    pub shard: Option<Shard>,
+    /// With `shard`: skip the objects up to this key (see
+    /// [`GcOptions::resume_after`]). Default `None`.
+    pub resume_after: Option<String>,
+    /// With `shard`: called with the checkpoint after each page of the
+    /// listing. Default `None`.
+    pub on_checkpoint: Option<OnCheckpoint>,
 }
 
 impl Default for VerifyOptions {
@@ -205,6 +245,9 @@ impl Default for VerifyOptions {
         VerifyOptions {
             rehash: false,
             segments: 4,
+            shard: None,
+            resume_after: None,
+            on_checkpoint: None,
         }
     }
 }
@@ -213,6 +256,21 @@ impl VerifyOptions {
     /// Sets [`VerifyOptions::rehash`].
     pub fn rehash(mut self, yes: bool) -> Self {
         self.rehash = yes;
+        self
+    }
+    /// Sets [`VerifyOptions::shard`].
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+    /// Sets [`VerifyOptions::resume_after`].
+    pub fn resume_after(mut self, key: impl Into<String>) -> Self {
+        self.resume_after = Some(key.into());
+        self
+    }
+    /// Sets [`VerifyOptions::on_checkpoint`].
+    pub fn on_checkpoint(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_checkpoint = Some(OnCheckpoint::new(f));
         self
     }
 }
@@ -272,7 +330,69 @@ pub struct VerifyReport {
     pub foreign_pointer_examples: Vec<BrokenPointer>,
 }
 
+impl GcReport {
+    /// Adds the report of another shard of the same run ([`GcOptions::shard`]):
+    /// counts summed, lists joined and sorted, foreign examples the first
+    /// [`FOREIGN_EXAMPLES`] by key. The shards' reports merged equal one
+    /// unsharded run's (see [`shard`] for the exceptions).
+    pub fn merge(&mut self, other: GcReport) {
+        self.items += other.items;
+        self.objects += other.objects;
+        self.unreferenced += other.unreferenced;
+        self.too_young += other.too_young;
+        self.awaiting_commit += other.awaiting_commit;
+        self.rescued += other.rescued;
+        self.marks_taken_over += other.marks_taken_over;
+        self.placeholders_removed += other.placeholders_removed;
+        self.foreign += other.foreign;
+        self.foreign_items += other.foreign_items;
+        self.uploads_aborted += other.uploads_aborted;
+        self.deleted.extend(other.deleted);
+        self.deleted.sort();
+        self.deleted_bytes += other.deleted_bytes;
+        self.failed.extend(other.failed);
+        self.failed.sort();
+        self.foreign_pointers += other.foreign_pointers;
+        merge_examples(
+            &mut self.foreign_pointer_examples,
+            other.foreign_pointer_examples,
+        );
+    }
+}
+
+/// `ours` and `theirs` by key and attribute, the first [`FOREIGN_EXAMPLES`].
+fn merge_examples(ours: &mut Vec<BrokenPointer>, theirs: Vec<BrokenPointer>) {
+    ours.extend(theirs);
+    ours.sort_by(|a, b| (&a.key, &a.attr).cmp(&(&b.key, &b.attr)));
+    ours.truncate(FOREIGN_EXAMPLES);
+}
+
 impl VerifyReport {
+    /// Adds the report of another shard of the same run
+    /// ([`VerifyOptions::shard`]): counts summed, lists joined and sorted by
+    /// key, foreign examples the first [`FOREIGN_EXAMPLES`].
+    pub fn merge(&mut self, other: VerifyReport) {
+        self.items += other.items;
+        self.pointers += other.pointers;
+        self.inline += other.inline;
+        for (ours, theirs) in [
+            (&mut self.dangling, other.dangling),
+            (&mut self.integrity, other.integrity),
+            (&mut self.bad_pointers, other.bad_pointers),
+        ] {
+            ours.extend(theirs);
+            ours.sort_by(|a, b| (&a.key, &a.attr).cmp(&(&b.key, &b.attr)));
+        }
+        self.orphans += other.orphans;
+        self.orphan_bytes += other.orphan_bytes;
+        self.foreign += other.foreign;
+        self.foreign_pointers += other.foreign_pointers;
+        merge_examples(
+            &mut self.foreign_pointer_examples,
+            other.foreign_pointer_examples,
+        );
+    }
+
     /// No dangling pointer, no integrity mismatch, no bad pointer, no foreign
     /// pointer.
     pub fn is_clean(&self) -> bool {

@@ -66,16 +66,27 @@ impl Store {
         let checked = AtomicU64::new(0);
         let broken = std::sync::Mutex::new(VerifyReport::default());
         let outside = ForeignTally::default();
-        let (referenced, items) = self
-            .scan_table(table, options.segments, progress, |page| {
-                let (checked, broken, outside) = (&checked, &broken, &outside);
-                async move {
-                    outside.note(table, self.bucket(), &page);
-                    self.verify_page(table, page, options.rehash, checked, broken, progress)
-                        .await
-                }
-            })
-            .await?;
+        super::shard::resume_needs_a_shard(options.shard, &options.resume_after)?;
+        let on_page = |page: Vec<Item>| {
+            let (checked, broken, outside) = (&checked, &broken, &outside);
+            async move {
+                outside.note(table, self.bucket(), &page);
+                self.verify_page(table, page, options.rehash, checked, broken, progress)
+                    .await
+            }
+        };
+        // A shard scans its segment only and keeps no set of references: its
+        // objects are checked against their items (see `shard`).
+        let (referenced, items) = match options.shard {
+            Some(shard) => (
+                Default::default(),
+                self.scan_shard(table, shard, progress, on_page).await?,
+            ),
+            None => {
+                self.scan_table(table, options.segments, progress, on_page)
+                    .await?
+            }
+        };
         let mut report = broken.into_inner().unwrap_or_else(|e| e.into_inner());
         (report.foreign_pointers, report.foreign_pointer_examples) = outside.finish();
         for list in [
@@ -88,6 +99,11 @@ impl Store {
         report.items = items;
         report.pointers = checked.load(Ordering::Relaxed);
         progress(Progress::PointersChecked(report.pointers));
+        if let Some(shard) = options.shard {
+            self.verify_shard_objects(table, options, shard, &mut report, progress)
+                .await?;
+            return Ok(report);
+        }
         self.for_each_object(table, progress, |o| {
             if referenced.contains(&key_hash(&o.key)) {
                 return;
