@@ -18,6 +18,11 @@
 //! - `pynamodb_mate`: `pynamodb_mate_bench.py` in a virtualenv the harness makes under
 //!   `target/tmp/vhs-emulators/`, through boto3 against the same endpoint.
 //!
+//! Each row also gives the CPU time this process spent per operation (`client CPU ms/op`,
+//! every thread, from `/proc/self/stat` at 10 ms resolution; at a delay it includes the
+//! proxy's thread, the same for every implementation). `--only` runs some of the
+//! implementations, `--marks` prints each run's span for `perf report --time`.
+//!
 //! Then one value of `--transfer` bytes (2 GiB) goes up from a file and down to a file in
 //! a child process, which reports MiB/s and its own peak RSS; and MD5 MiB/s in process.
 
@@ -81,6 +86,10 @@ struct Args {
     transfer: u64,
     peer: bool,
     transfer_child: Option<(u64, String)>,
+    /// `--only`: the implementations to run, by [`Imp::key`] (empty: all).
+    only: Vec<String>,
+    /// `--marks`: print each measured run's span on stderr.
+    marks: bool,
 }
 
 const HELP: &str = "\
@@ -91,7 +100,18 @@ cargo bench --bench compare -- [options]
   --delays LIST      one-way delays in ms added by a proxy, comma-separated (default 0,5)
   --transfer BYTES   size of the one large value moved up and down (default 2 GiB; 0: skip)
   --no-peer          skip pynamodb_mate (no Python virtualenv)
+  --only LIST        run only these: vhs, deferred, sequential, concurrent, peer
+  --marks            print each measured run's span on stderr as
+                     `compare: mark <label> <from> <to>` in seconds since boot, the clock
+                     of `perf record -k boottime` (for `perf report --time from,to`)
 Environment: VHS_TEST_EMULATOR=moto or VHS_TEST_ENDPOINT=http://127.0.0.1:P, as for the tests.";
+
+impl Args {
+    /// Whether `--only` leaves `imp` in.
+    fn wants(&self, imp: Imp) -> bool {
+        self.only.is_empty() || self.only.iter().any(|k| k == imp.key())
+    }
+}
 
 fn list<T: std::str::FromStr>(text: &str) -> Result<Vec<T>, lexopt::Error>
 where
@@ -116,6 +136,8 @@ fn args() -> Result<Args, lexopt::Error> {
         transfer: 2048 * MIB,
         peer: true,
         transfer_child: None,
+        only: Vec::new(),
+        marks: false,
     };
     let mut parser = lexopt::Parser::from_env();
     let mut child_endpoint = None;
@@ -128,6 +150,8 @@ fn args() -> Result<Args, lexopt::Error> {
             Long("delays") => args.delays_ms = list(&parser.value()?.string()?)?,
             Long("transfer") => args.transfer = parser.value()?.parse()?,
             Long("no-peer") => args.peer = false,
+            Long("only") => args.only = list(&parser.value()?.string()?)?,
+            Long("marks") => args.marks = true,
             Long("transfer-child") => child_bytes = Some(parser.value()?.parse()?),
             Long("endpoint") => child_endpoint = Some(parser.value()?.string()?),
             // `cargo bench` passes `--bench` to every bench binary.
@@ -154,6 +178,40 @@ struct Stats {
     ops_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// This process's CPU time (user + system, every thread) per operation; NaN for the
+    /// peer, which runs in a process of its own.
+    cpu_ms: f64,
+    /// When the run started and ended, in [`uptime_s`] seconds (0 for the peer).
+    span_s: (f64, f64),
+}
+
+/// This process's CPU time so far (user + system, every thread, the exited ones
+/// included), from `/proc/self/stat`, in clock ticks of 10 ms. Zero where there is no
+/// `/proc`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis: state is the first, utime
+    // the 12th and stime the 13th.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
+/// Seconds since boot (`/proc/uptime`, CLOCK_BOOTTIME at 10 ms), the clock of
+/// `perf record -k boottime`; 0 where there is no `/proc`.
+fn uptime_s() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -166,7 +224,7 @@ where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let started = Instant::now();
+    let (started, cpu, from) = (Instant::now(), cpu_time(), uptime_s());
     let mut latencies: Vec<Duration> = stream::iter(0..items)
         .map(|i| {
             let call = op(i);
@@ -180,11 +238,14 @@ where
         .collect()
         .await;
     let total = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
     latencies.sort();
     Stats {
         ops_per_s: items as f64 / total.as_secs_f64(),
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
+        cpu_ms: cpu.as_secs_f64() * 1e3 / items as f64,
+        span_s: (from, uptime_s()),
     }
 }
 
@@ -205,6 +266,17 @@ impl Imp {
             Imp::RawSequential => "raw SDK sequential",
             Imp::RawConcurrent => "raw SDK concurrent",
             Imp::Peer => "pynamodb_mate",
+        }
+    }
+
+    /// Its name for `--only`.
+    fn key(self) -> &'static str {
+        match self {
+            Imp::Vhs => "vhs",
+            Imp::VhsDeferred => "deferred",
+            Imp::RawSequential => "sequential",
+            Imp::RawConcurrent => "concurrent",
+            Imp::Peer => "peer",
         }
     }
 
@@ -465,6 +537,8 @@ async fn run_peer(venv: &Path, target: &Target, args: &Args, callers: usize) -> 
                 ops_per_s: field("ops_per_s"),
                 p50_ms: field("p50_ms"),
                 p99_ms: field("p99_ms"),
+                cpu_ms: f64::NAN,
+                span_s: (0.0, 0.0),
             }
         })
         .collect()
@@ -566,9 +640,9 @@ async fn transfer(bytes: u64, endpoint: &str) -> serde_json::Value {
 fn print_table(rows: &[Row]) {
     println!(
         "| delay (ms each way) | callers | op | implementation | ops/s | p50 ms | p99 ms \
-         | vhs ÷ this (ops/s) | round trips | p50 ÷ (round trips × RT) |"
+         | vhs ÷ this (ops/s) | round trips | p50 ÷ (round trips × RT) | client CPU ms/op |"
     );
-    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let vhs = rows
             .iter()
@@ -592,8 +666,13 @@ fn print_table(rows: &[Row]) {
         } else {
             "".to_owned()
         };
+        let cpu = if row.stats.cpu_ms.is_nan() {
+            "".to_owned()
+        } else {
+            format!("{:.2}", row.stats.cpu_ms)
+        };
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {versus} | {} | {bound} |",
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {versus} | {} | {bound} | {cpu} |",
             row.delay_ms,
             row.callers,
             row.op,
@@ -625,7 +704,7 @@ async fn main() {
         .trim_start_matches("http://")
         .parse()
         .expect("the emulator's address");
-    let venv = if args.peer {
+    let venv = if args.peer && args.wants(Imp::Peer) {
         let venv = tokio::task::spawn_blocking(|| {
             emulator::python_env("pynamodb_mate-6.0.1.1", PEER, "python")
         })
@@ -679,7 +758,7 @@ async fn main() {
             if venv.is_some() {
                 imps.push(Imp::Peer);
             }
-            for imp in imps {
+            for imp in imps.into_iter().filter(|i| args.wants(*i)) {
                 eprintln!("compare: {delay_ms} ms, {callers} callers, {}", imp.name());
                 let stats = match imp {
                     Imp::Vhs => run_vhs(&target, &args, callers, false).await,
@@ -689,6 +768,14 @@ async fn main() {
                     Imp::Peer => run_peer(venv.as_ref().unwrap(), &target, &args, callers).await,
                 };
                 for (op, stats) in OPS.iter().zip(stats) {
+                    if args.marks {
+                        eprintln!(
+                            "compare: mark {delay_ms}ms/{callers}/{}/{op} {:.2} {:.2}",
+                            imp.key(),
+                            stats.span_s.0,
+                            stats.span_s.1
+                        );
+                    }
                     rows.push(Row {
                         delay_ms,
                         callers,
