@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 /// so a new version is installed beside the old one).
 const MINISTACK_VERSION: &str = "1.5.33";
 const MOTO_VERSION: &str = "5.2.5";
+/// DuckDB, installed beside ministack: its Athena runs SQL with it (without
+/// it, a mock that answers every SELECT with one made-up row).
+const DUCKDB_VERSION: &str = "2.0.1";
 
 /// How long a started server has to answer its readiness probe.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,10 +63,13 @@ impl Kind {
         }
     }
 
-    fn pip_requirement(self) -> String {
+    fn pip_requirements(self) -> Vec<String> {
         match self {
-            Kind::Ministack => format!("ministack=={MINISTACK_VERSION}"),
-            Kind::Moto => format!("moto[server]=={MOTO_VERSION}"),
+            Kind::Ministack => vec![
+                format!("ministack=={MINISTACK_VERSION}"),
+                format!("duckdb=={DUCKDB_VERSION}"),
+            ],
+            Kind::Moto => vec![format!("moto[server]=={MOTO_VERSION}")],
         }
     }
 
@@ -276,7 +282,7 @@ fn start_local(kind: Kind) -> Result<Running, String> {
             Kind::Ministack => {
                 cmd.env("GATEWAY_PORT", port.to_string())
                     .env("BIND_HOST", "127.0.0.1")
-                    .env("SERVICES", "s3,dynamodb,dynamodbstreams")
+                    .env("SERVICES", "s3,dynamodb,dynamodbstreams,athena,glue")
                     // In memory only; the paths keep whatever it might write under target/.
                     .env("PERSIST_STATE", "0")
                     .env("S3_PERSIST", "0")
@@ -499,7 +505,11 @@ fn log_tail(path: &Path) -> String {
 fn ensure_installed(kind: Kind) -> Result<PathBuf, String> {
     python_env(
         &format!("{}-{}", kind.name(), kind.version()),
-        &[&kind.pip_requirement()],
+        &kind
+            .pip_requirements()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         kind.executable(),
     )
 }

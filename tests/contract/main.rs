@@ -5,6 +5,7 @@
 //!
 //! One test binary, so the emulator starts once per run.
 
+mod athena;
 mod bounded;
 mod cache;
 mod calls;

@@ -360,6 +360,8 @@ pub struct Gc {
     #[arg(long)]
     pub foreign_pointers_allowed: bool,
     #[command(flatten)]
+    pub engine: crate::engine::EngineArgs,
+    #[command(flatten)]
     pub sharding: Sharding,
 }
 
@@ -369,6 +371,8 @@ pub struct Verify {
     /// Read every object and check the checksum its key names (otherwise HeadObject only).
     #[arg(long)]
     pub rehash: bool,
+    #[command(flatten)]
+    pub engine: crate::engine::EngineArgs,
     #[command(flatten)]
     pub sharding: Sharding,
 }

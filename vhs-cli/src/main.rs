@@ -7,6 +7,7 @@
 //! `vhs::iam`, ...).
 
 mod cli;
+mod engine;
 mod output;
 mod provision;
 mod run;

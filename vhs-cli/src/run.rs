@@ -543,7 +543,8 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
         .dry_run(args.dry_run)
         .segments(args.segments)
         .foreign_writers_stopped(args.foreign_writers_stopped)
-        .foreign_pointers_allowed(args.foreign_pointers_allowed);
+        .foreign_pointers_allowed(args.foreign_pointers_allowed)
+        .engine(args.engine.engine());
     if let Some(age) = args.take_over_after {
         options = options.take_over_after(age);
     }
@@ -692,7 +693,9 @@ impl Sharded {
 async fn verify(g: &Global, args: &cli::Verify) -> Result<u8> {
     let table = open(g).await?;
     let sharded = Sharded::of(&args.sharding)?;
-    let mut options = VerifyOptions::default().rehash(args.rehash);
+    let mut options = VerifyOptions::default()
+        .rehash(args.rehash)
+        .engine(args.engine.engine());
     (options.shard, options.resume_after, options.on_checkpoint) = sharded.options();
     let reporter = Reporter::new("verify", g.output == Output::Json);
     let report = table.verify(&options, |p| reporter.report(p)).await;

@@ -940,6 +940,123 @@ async fn misconfigured_prefix_and_bucket_are_found_and_dangling_items_repaired()
     );
 }
 
+/// Creates the Glue database `default` on ministack (its Athena creates
+/// tables there and has no `CREATE DATABASE`), by one raw request.
+async fn glue_default_database(url: &str) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = url.trim_start_matches("http://");
+    let body = r#"{"DatabaseInput":{"Name":"default"}}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: AWSGlue.CreateDatabase\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential=test/20260101/us-east-1/glue/aws4_request, SignedHeaders=host, \
+         Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.contains("AlreadyExists"),
+        "{answer}"
+    );
+}
+
+/// `--engine athena` prints the reports the in-process engine prints, and
+/// deletes the orphan (ministack, whose Athena runs SQL; on moto, whose
+/// Athena runs none, the expected difference: no orphan found).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_and_verify_on_athena_match_in_process() {
+    let url = emulator::endpoint().await;
+    let config = emulator::sdk_config().await;
+    let (table, bucket, out) = (unique("ath"), unique("athbkt"), unique("athout"));
+    let store = Store::builder(
+        AwsBackend::with_options(&config, AwsOptions::emulator(&url)),
+        &bucket,
+    )
+    .table_for::<Doc>(&table)
+    .build()
+    .unwrap();
+    store.ensure_bucket().await.unwrap();
+    store.ensure_table::<Doc>().await.unwrap();
+    for i in 0..20 {
+        store
+            .create_large(&Doc {
+                id: format!("doc-{i}"),
+                title: format!("{i}"),
+                body: Some(Bytes::from(format!("body {i}"))),
+                thumb: None,
+            })
+            .await
+            .unwrap();
+    }
+    let s3 = s3(&config);
+    s3.create_bucket().bucket(&out).send().await.unwrap();
+    let all = keys_under(&s3, &bucket, "").await;
+    let lost: Vec<&String> = all.iter().filter(|k| k.contains("/pk=doc-3/")).collect();
+    assert_eq!(lost.len(), 1, "{all:?}");
+    let lost = lost[0];
+    let home = lost.split("/pk=").next().unwrap().to_owned();
+    s3.delete_object()
+        .bucket(&bucket)
+        .key(lost)
+        .send()
+        .await
+        .unwrap();
+    let orphan_body = b"nobody points here".to_vec();
+    let orphan = format!(
+        "{home}/pk=ghost/attr=body/md5={}",
+        hex(&Md5::digest(&orphan_body))
+    );
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&orphan)
+        .body(orphan_body.into())
+        .send()
+        .await
+        .unwrap();
+    let moto = emulator::emulator_name() == "moto";
+    if !moto {
+        glue_default_database(&url).await;
+    }
+    let output = format!("s3://{out}/runs/");
+    let common = ["--table", &table, "--bucket", &bucket];
+    let athena = ["--engine", "athena", "--athena-output", &output];
+    let report = |extra: &[&str], engine: bool, code: i32| {
+        let mut all: Vec<&str> = common.to_vec();
+        all.extend(extra);
+        if engine {
+            all.extend(athena);
+        }
+        all.extend(["--output", "json"]);
+        let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
+        let url = url.clone();
+        async move {
+            let text = expect(&url, &args(&all), code).await;
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    let verify_in = report(&["verify"], false, 1).await;
+    let verify_athena = report(&["verify"], true, if moto { 0 } else { 1 }).await;
+    assert_eq!(verify_in["orphans"], 1, "{verify_in}");
+    assert_eq!(verify_in["dangling"].as_array().unwrap().len(), 1);
+    let dry = ["gc", "--grace", "0s", "--dry-run"];
+    let gc_in = report(&dry, false, 0).await;
+    let gc_athena = report(&dry, true, 0).await;
+    if moto {
+        assert_eq!(verify_athena["orphans"], 0, "{verify_athena}");
+        assert_eq!(gc_athena["unreferenced"], 0, "{gc_athena}");
+        return;
+    }
+    assert_eq!(verify_athena, verify_in);
+    assert_eq!(gc_athena, gc_in);
+    report(&["gc", "--grace", "0s"], true, 0).await;
+    assert!(!head(&s3, &bucket, &orphan).await, "the orphan is deleted");
+    let after = report(&["verify"], true, 1).await;
+    assert_eq!(after["orphans"], 0, "{after}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_without_pointers_is_not_reported_ok() {
     let url = emulator::endpoint().await;

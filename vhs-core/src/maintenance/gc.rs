@@ -14,7 +14,6 @@ use crate::protocol::item::{ObjectRef, State, Target, MARK, PLACEHOLDER, TOKENS}
 use crate::protocol::machine::{Next, Retire, TakeOver, TakeOverOutput};
 use crate::store::{Cleanup, Store};
 
-use super::listing::key_hash;
 use super::{
     item_target, ForeignTally, GcOptions, GcReport, Progress, TableRef, TIMESTAMP_RESOLUTION,
 };
@@ -75,6 +74,7 @@ impl Store {
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<GcReport> {
         super::shard::resume_needs_a_shard(options.shard, &options.resume_after)?;
+        super::athena::one_engine(options.shard.is_some(), &options.engine)?;
         let settings = self.settings_of_prefix(&table.prefix).await?;
         // What judges marks and placeholders dead: the table's settings, or an
         // explicit override (tests, and a table nobody writes any more).
@@ -116,11 +116,11 @@ impl Store {
         // objects are checked against their items (see `shard`).
         let (referenced, items) = match options.shard {
             Some(shard) => (
-                HashSet::new(),
+                super::athena::Found::Set(HashSet::new()),
                 self.scan_shard(table, shard, progress, on_page).await?,
             ),
             None => {
-                self.scan_table(table, options.segments, progress, on_page)
+                self.discover(table, &options.engine, options.segments, progress, on_page)
                     .await?
             }
         };
@@ -169,10 +169,7 @@ impl Store {
         let mut listed = HashSet::new();
         let mut candidates: HashMap<String, Candidates> = HashMap::new();
         report.objects = self
-            .for_each_object(table, progress, |o| {
-                if referenced.contains(&key_hash(&o.key)) {
-                    return;
-                }
+            .for_each_unreferenced(table, referenced, progress, |o| {
                 report.unreferenced += 1;
                 listed.insert(o.key.clone());
                 let Some((parsed, target)) = ObjectKey::parse(&table.prefix, &o.key)

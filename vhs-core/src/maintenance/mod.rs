@@ -21,6 +21,7 @@
 //! takes over what dead callers left: deletion marks and placeholders older than
 //! [`Options::retention`](crate::Options::retention).
 
+mod athena;
 mod gc;
 mod listing;
 pub mod restore;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use crate::model::Item;
 use crate::protocol::item::PLACEHOLDER;
 
+pub use athena::{AthenaOptions, Engine};
 pub use restore::{
     NotRestored, NotRestoredReason, RepairOptions, RepairReport, RestoreMethod, RestoredObject,
 };
@@ -95,6 +97,11 @@ pub struct GcOptions {
     /// many, with an example). Set it when those values are not this store's
     /// pointers (e.g. an attribute that holds an `s3://` URI of your own).
     pub foreign_pointers_allowed: bool,
+    /// How candidates are found: [`Engine::InProcess`] (the default) or
+    /// [`Engine::Athena`] for tables too large to hold their references in
+    /// memory. Either way each candidate is deleted through the deletion
+    /// protocol.
+    pub engine: Engine,
     /// Run as one shard of `N` ([`shard`]): this process's Scan segment and
     /// the objects whose owner hashes to it, each page's objects checked
     /// against their owner items, memory bounded by a page. `segments` is
@@ -118,6 +125,7 @@ impl Default for GcOptions {
             take_over_after: None,
             foreign_writers_stopped: false,
             foreign_pointers_allowed: false,
+            engine: Engine::InProcess,
             shard: None,
             resume_after: None,
             on_checkpoint: None,
@@ -149,6 +157,11 @@ impl GcOptions {
     /// Sets [`GcOptions::foreign_writers_stopped`].
     pub fn foreign_writers_stopped(mut self, yes: bool) -> Self {
         self.foreign_writers_stopped = yes;
+        self
+    }
+    /// Sets [`GcOptions::engine`].
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
         self
     }
     /// Sets [`GcOptions::segments`] (at least 1).
@@ -230,6 +243,11 @@ pub struct VerifyOptions {
     pub rehash: bool,
     /// Parallel Scan segments. Default 4.
     pub segments: u32,
+    /// How pointers and objects are matched: see [`GcOptions::engine`].
+    /// With [`Engine::Athena`], `rehash` is refused and each dangling
+    /// pointer is read again (its item, then a HeadObject) before it is
+    /// reported. Default [`Engine::InProcess`].
+    pub engine: Engine,
     /// Run as one shard of `N`: see [`GcOptions::shard`]. Default `None`.
     pub shard: Option<Shard>,
     /// With `shard`: skip the objects up to this key (see
@@ -245,6 +263,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             rehash: false,
             segments: 4,
+            engine: Engine::InProcess,
             shard: None,
             resume_after: None,
             on_checkpoint: None,
@@ -253,6 +272,11 @@ impl Default for VerifyOptions {
 }
 
 impl VerifyOptions {
+    /// Sets [`VerifyOptions::engine`].
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
     /// Sets [`VerifyOptions::rehash`].
     pub fn rehash(mut self, yes: bool) -> Self {
         self.rehash = yes;

@@ -61,6 +61,10 @@ impl Store {
         options: &VerifyOptions,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<VerifyReport> {
+        super::athena::one_engine(options.shard.is_some(), &options.engine)?;
+        if let super::Engine::Athena(athena) = &options.engine {
+            return self.verify_athena(table, options, athena, progress).await;
+        }
         // Check each page's pointers (concurrently) as it is scanned: only the
         // broken ones are kept.
         let checked = AtomicU64::new(0);
@@ -191,7 +195,7 @@ impl Store {
     }
 
     /// Invariant 1 for one pointer of `target`'s item.
-    async fn check_object(
+    pub(super) async fn check_object(
         &self,
         target: &Target,
         attr: &str,

@@ -310,3 +310,24 @@
 //! tokens (the model checks a resent transaction's conditions again, as moto
 //! does: the protocol relies on neither), history overflow (A6), and queries,
 //! scans and reads, which decide nothing.
+//!
+//! # Candidates from a stale snapshot (GC and verify on Athena)
+//!
+//! GC's Athena engine ([`Engine::Athena`](crate::maintenance::Engine::Athena))
+//! finds its candidates in files: the references a scan wrote and a listing
+//! taken after it, joined by Athena minutes later. By the time a candidate is
+//! marked, a writer may have pointed an item to it (the same content
+//! re-put), or the listing may show an object the scan never saw referenced
+//! because its item was written after its segment was read. Neither makes the
+//! snapshot unsafe: a candidate is deleted only through the retirement steps
+//! above, whose mark is one conditional write on the owner item that requires
+//! no reference to the object *at that moment* (and no live placeholder);
+//! DynamoDB evaluates it against the item as it is, not as the snapshot saw it.
+//! If a reference appeared, the mark fails and the object is kept (counted as
+//! rescued); once the mark is written, no writer can point to the object until
+//! it is removed (a writer that finds a live mark waits, step 2), so the
+//! delete that follows cannot strand a pointer. A stale snapshot can only make
+//! GC miss an orphan (collected by the next run) or try a candidate in vain:
+//! the in-process engine's scan is a non-atomic snapshot too, and the protocol
+//! never relied on it being current. Verify likewise reads each dangling
+//! pointer's item again and sends a HeadObject before it reports it.
