@@ -47,6 +47,10 @@ pub enum Point {
     /// The first conditional UpdateItem lands, then the hook runs, then its
     /// answer arrives: a slow answer.
     SlowFirstUpdateAnswer,
+    /// The first `If-None-Match` upload lands (creating its object), then the
+    /// hook runs, then its answer returns. Reads of items wait until the hook
+    /// ran: an upload beside a read, the read landing after the hook.
+    AfterFirstUpload,
     /// The first DeleteObjects answers a retryable error without being sent;
     /// it lands when the test calls [`EarlyAnswer::land_held`].
     HoldFirstDelete,
@@ -136,7 +140,7 @@ impl Backend for EarlyAnswer {
     async fn send(&self, call: Call<'_>) -> vhs::Result<Reply> {
         match &call {
             Call::GetItem { .. } => {
-                if self.point == Point::Early412 {
+                if matches!(self.point, Point::Early412 | Point::AfterFirstUpload) {
                     self.hook_done.wait().await;
                 }
                 let read = self.inner.send(call).await;
@@ -202,6 +206,13 @@ impl Backend for EarlyAnswer {
                     && self.run_hook().await =>
             {
                 Ok(Reply::Put(PutOutcome::AlreadyExisted))
+            }
+            Call::PutObject(request)
+                if self.point == Point::AfterFirstUpload && request.if_none_match =>
+            {
+                let answer = self.inner.send(call).await;
+                self.run_hook().await;
+                answer
             }
             Call::DeleteObjects { bucket, keys, .. }
                 if self.point == Point::HoldFirstDelete && !self.ran() =>
@@ -356,6 +367,40 @@ pub async fn gc_between_an_update_s_upload_and_its_commit(fx: Fixture) {
     assert!(hooked.ran(), "the schedule happened");
     let got = fx.store.get_large(&key).await.unwrap();
     assert_eq!(got.html.as_deref(), Some("B"));
+}
+
+/// Issue 22: an update's upload runs beside its read. Its upload of B
+/// creates the object; before the read lands, GC marks the fresh object (no
+/// item points to it yet), deletes it and unmarks: the read shows no mark,
+/// only the tombstone GC's unmark left. The update must not count its upload
+/// as proof that B exists after the read: it checks B again, finds it gone,
+/// uploads it again, and commits a pointer that resolves.
+pub async fn gc_between_an_update_s_upload_and_its_read(fx: Fixture) {
+    fx.store.create_large(&note("A")).await.unwrap();
+    let key = note("A").primary_key();
+    let other = store_over(&fx, fx.raw.clone());
+    let hooked = Arc::new(EarlyAnswer::at(
+        Point::AfterFirstUpload,
+        fx.raw.clone(),
+        async move {
+            let gc = other
+                .gc::<Note>(&crate::faults::gc_now(), |_| {})
+                .await
+                .unwrap();
+            assert_eq!(gc.deleted.len(), 1, "GC deleted the fresh object: {gc:?}");
+        },
+    ));
+    let writer = store_over(&fx, hooked.clone());
+    let updated = writer
+        .update_large(&key, Note::changes().set_html(Some("B".into())))
+        .await
+        .unwrap();
+    assert!(hooked.ran(), "the schedule happened");
+    assert_eq!(updated.staged.created_keys().len(), 1);
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.html.as_deref(), Some("B"));
+    let report = fx.store.verify::<Note>(&Default::default(), |_| {}).await;
+    assert!(report.unwrap().is_clean());
 }
 
 fn vdoc_store(fx: &Fixture, backend: impl Backend) -> Store {

@@ -75,6 +75,10 @@ pub(crate) enum Fix {
     /// No mark or take-over applies to an expired item (which DynamoDB's
     /// TTL may remove, marks and all, at any time).
     NoMarksOnExpired,
+    /// The end of a deletion leaves a tombstone on the item, and a writer
+    /// whose upload ran beside its read proves the object again when one is
+    /// recent (else it counts its upload as made after the read).
+    Tombstones,
 }
 
 impl Default for Settings {

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::clock::{Fix, Now, Settings, Stamp};
 use super::item::{
-    reap_at, Ending, Hold, ObjectRef, State, Target, ACT, EXPIRES, HISTORY, MARK, PLACEHOLDER,
-    POISON, REAP_AT, SEQ, TOKENS,
+    reap_at, Ending, Hold, ObjectRef, State, Target, ACT, EXPIRES, GONE, GONE_ANY, HISTORY, MARK,
+    PLACEHOLDER, POISON, REAP_AT, SEQ, TOKENS, TOMBSTONES,
 };
 use crate::condition::{Condition, ItemUpdate};
 use crate::error::Error;
@@ -272,6 +272,7 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
             None => Condition::not_exists(o.mark()),
         });
     }
+    condition = condition.and(fold_tombstones(&mut update, state, ctx.now, ctx.settings));
     // The expiry, from the model's TTL attribute; the reap time, from the
     // item as this write leaves it.
     if let Some(ttl) = ctx.target.ttl {
@@ -298,6 +299,54 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
     }
 }
 
+/// A commit's care of the tombstones on `state`: it removes the dead ones
+/// (`R + S` after they were written, when no reader that could need them is
+/// left: a read lands within `R/4` of its send, A3) and keeps the
+/// [`TOMBSTONES`] newest, folding older ones into [`GONE_ANY`], which keeps
+/// the latest it was given. A writer checks only tombstones from `S` before
+/// its uploads began, so a fold costs a HeadObject only on an item whose
+/// deletions outrun the kept ones within that time. Each removal requires the
+/// tombstone unchanged (the condition returned): an unmark of a mark the read
+/// showed may renew it meanwhile.
+fn fold_tombstones(
+    update: &mut ItemUpdate,
+    state: &State,
+    now: Now,
+    settings: &Settings,
+) -> Condition {
+    let mut condition = Condition::And(Vec::new());
+    let dead = |at: u64| {
+        at <= now.wall_ms.saturating_add(settings.skew_ms())
+            && now.wall_ms >= at.saturating_add(settings.dead_after_ms())
+    };
+    let mut all = state.tombstones();
+    // Newest first: the first `TOMBSTONES` alive stay.
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut kept = 0;
+    let mut folded = None;
+    for (name, at) in all {
+        if !dead(at) {
+            if kept < TOMBSTONES {
+                kept += 1;
+                continue;
+            }
+            folded = folded.max(Some(at));
+        }
+        update.remove.push(name.to_owned());
+        condition = condition.and(Condition::eq(name, AttributeValue::N(at.to_string())));
+    }
+    let any = state.gone_any();
+    match (folded, any) {
+        (Some(at), any) => update.set.push((
+            GONE_ANY.to_owned(),
+            AttributeValue::N(at.max(any.unwrap_or(0)).to_string()),
+        )),
+        (None, Some(at)) if dead(at) => update.remove.push(GONE_ANY.to_owned()),
+        _ => {}
+    }
+    condition
+}
+
 /// A Put of `record` over `state`.
 fn put(
     ctx: &CommitCtx<'_>,
@@ -314,6 +363,14 @@ fn put(
             // placeholder's pointers, as reservations under its stamp (but
             // those it points to again).
             let mut condition = state.unchanged(ctx.target);
+            // The tombstones too: a writer whose upload ran beside a read of
+            // the new item must still see them. (Whatever could renew one
+            // removes a mark, which the condition below pins.)
+            for (name, value) in p.iter() {
+                if name.starts_with(GONE) || name == GONE_ANY {
+                    record.insert(name.clone(), value.clone());
+                }
+            }
             for (name, value) in state.marks() {
                 condition = condition.and(Condition::eq(name, value.clone()));
                 if !ended(name) {
@@ -426,15 +483,35 @@ pub(crate) fn all_marked(state: &State, objects: &[ObjectRef], value: &Attribute
     objects.iter().all(|o| state.mark(o) == Some(value))
 }
 
-/// Step 4's end: removes the marks of `objects` that still hold `value`.
-pub(crate) fn unmark(objects: &[ObjectRef], value: &AttributeValue) -> (Write, Condition) {
+/// Step 4's end: removes the marks of `objects` that still hold `value`,
+/// leaving each a tombstone of `now` (step 1: a writer whose upload ran
+/// beside its read learns that its object may have been deleted after it
+/// created it).
+pub(crate) fn unmark(
+    objects: &[ObjectRef],
+    value: &AttributeValue,
+    now: Now,
+    settings: &Settings,
+) -> (Write, Condition) {
     let mut update = ItemUpdate::default();
     let mut condition = Condition::And(Vec::new());
     for o in objects {
         update.remove.push(o.mark());
         condition = condition.and(Condition::eq(o.mark(), value.clone()));
     }
+    tombstones(&mut update, objects, now, settings);
     (Write::Update(update), condition)
+}
+
+/// The tombstones of `objects`, ended at `now`.
+fn tombstones(update: &mut ItemUpdate, objects: &[ObjectRef], now: Now, settings: &Settings) {
+    if settings.reverted(Fix::Tombstones) {
+        return;
+    }
+    let at = AttributeValue::N(now.wall_ms.to_string());
+    update
+        .set
+        .extend(objects.iter().map(|o| (o.tombstone(), at.clone())));
 }
 
 /// The end of a delete's reservations on the placeholder it made: its pointers
@@ -443,6 +520,7 @@ pub(crate) fn unmark(objects: &[ObjectRef], value: &AttributeValue) -> (Write, C
 pub(crate) fn remove_pointers(
     objects: &[ObjectRef],
     ph: &Stamp,
+    now: Now,
     settings: &Settings,
 ) -> (Write, Condition) {
     let mut update = ItemUpdate::default();
@@ -455,6 +533,7 @@ pub(crate) fn remove_pointers(
         update.remove.push(o.attr.clone());
         condition = condition.and(Condition::eq(o.attr.clone(), o.uri.as_str()));
     }
+    tombstones(&mut update, objects, now, settings);
     (Write::Update(update), condition)
 }
 
@@ -666,4 +745,112 @@ pub(crate) fn remove_placeholder(
         return None;
     }
     Some((Write::Delete, state.unchanged(target)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(ms: u64) -> AttributeValue {
+        AttributeValue::N(ms.to_string())
+    }
+
+    fn live(tombstones: &[(String, u64)], any: Option<u64>) -> State {
+        let mut item = Item::new();
+        item.insert("pk".to_owned(), AttributeValue::S("i".to_owned()));
+        item.insert(TOKENS.to_owned(), AttributeValue::S("t".to_owned()));
+        for (name, at) in tombstones {
+            item.insert(name.clone(), n(*at));
+        }
+        if let Some(at) = any {
+            item.insert(GONE_ANY.to_owned(), n(at));
+        }
+        State::Live(item)
+    }
+
+    fn name(i: u64) -> String {
+        super::super::item::tombstone_name("body", &format!("md5={i:032x}"))
+    }
+
+    #[test]
+    fn commits_remove_dead_tombstones_and_fold_all_but_the_newest() {
+        let settings = Settings::default();
+        let now = Now {
+            wall_ms: 100_000_000,
+            mono_ms: 0,
+        };
+        let dead = now.wall_ms - settings.dead_after_ms();
+        let mut tombstones: Vec<(String, u64)> =
+            (1..=40).map(|i| (name(i), now.wall_ms - i)).collect();
+        tombstones.push((name(100), dead));
+        tombstones.push((name(101), dead - 5));
+        let state = live(&tombstones, Some(now.wall_ms - 1_000));
+        let mut update = ItemUpdate::default();
+        let condition = fold_tombstones(&mut update, &state, now, &settings);
+        // The two dead ones and the 8 oldest alive (ages 33..=40) go.
+        let mut removed = update.remove.clone();
+        removed.sort();
+        let mut expected: Vec<String> = (33..=40).map(name).chain([name(100), name(101)]).collect();
+        expected.sort();
+        assert_eq!(removed, expected);
+        // The newest of the folded, unless the earlier fold is newer.
+        assert_eq!(update.set, vec![(GONE_ANY.to_owned(), n(now.wall_ms - 33))]);
+        // Each removal pins the value read.
+        let mut after = state.item().unwrap().clone();
+        assert!(condition.evaluate(Some(&after)));
+        after.insert(name(40), n(now.wall_ms));
+        assert!(!condition.evaluate(Some(&after)));
+    }
+
+    #[test]
+    fn few_tombstones_stay_and_a_dead_fold_goes() {
+        let settings = Settings::default();
+        let now = Now {
+            wall_ms: 100_000_000,
+            mono_ms: 0,
+        };
+        let dead = now.wall_ms - settings.dead_after_ms();
+        // One from a clock ahead (the future) is never judged dead.
+        let future = now.wall_ms + settings.skew_ms() + 1;
+        let state = live(
+            &[(name(1), now.wall_ms - 10), (name(2), future)],
+            Some(dead),
+        );
+        let mut update = ItemUpdate::default();
+        fold_tombstones(&mut update, &state, now, &settings);
+        assert!(update.set.is_empty());
+        assert_eq!(update.remove, vec![GONE_ANY.to_owned()]);
+    }
+
+    #[test]
+    fn a_recent_tombstone_or_fold_means_deleted_since() {
+        let target = Target {
+            table: "t".to_owned(),
+            bucket: "b".to_owned(),
+            prefix: "t".to_owned(),
+            key: Item::new(),
+            hash_attr: "pk",
+            hash: "i".to_owned(),
+            range: None,
+            large: vec!["body"],
+            plain: Vec::new(),
+            ttl: None,
+            describe: "pk=i".to_owned(),
+        };
+        let object = target.object("body", &format!("md5={:032x}", 7));
+        let mut item = Item::new();
+        item.insert(object.tombstone(), n(5_000));
+        let state = State::Live(item.clone());
+        assert!(state.deleted_since(&object, 5_000));
+        assert!(!state.deleted_since(&object, 5_001));
+        let other = target.object("body", &format!("md5={:032x}", 8));
+        assert!(!state.deleted_since(&other, 0));
+        item.insert(GONE_ANY.to_owned(), n(9_000));
+        let state = State::Live(item.clone());
+        assert!(state.deleted_since(&other, 9_000));
+        assert!(!state.deleted_since(&other, 9_001));
+        // A value vhs did not write counts as recent.
+        item.insert(object.tombstone(), AttributeValue::S("?".to_owned()));
+        assert!(State::Live(item).deleted_since(&object, u64::MAX));
+    }
 }

@@ -45,6 +45,21 @@ pub(crate) const EXPIRES: &str = "vhs:exp";
 /// while a deletion of one of its objects may be in flight. Placeholders do
 /// not hold it (DynamoDB never removes them).
 pub(crate) const REAP_AT: &str = "vhs:ttl";
+/// Prefix of tombstone attribute names: `vhs:gone:{attr}:{id}` holds when
+/// (Unix ms, by the deleter's clock) the deletion of object `id` ended, set
+/// by the write that removes its mark or reservation after its DeleteObjects
+/// was answered ([`unmark`](super::decide::unmark),
+/// [`remove_pointers`](super::decide::remove_pointers)). A writer whose upload
+/// ran beside its read learns from it whether its object may have been
+/// deleted after it created it (step 1 of the protocol). Commits remove dead
+/// ones, and fold them into [`GONE_ANY`] when there are more than
+/// [`TOMBSTONES`].
+pub(crate) const GONE: &str = "vhs:gone:";
+/// The latest tombstone a commit folded away (Unix ms): it stands for every
+/// object of the item.
+pub(crate) const GONE_ANY: &str = "vhs:gone";
+/// Tombstones an item keeps before a commit folds them into [`GONE_ANY`].
+pub(crate) const TOMBSTONES: usize = 32;
 /// Tokens kept in [`TOKENS`].
 pub(crate) const HISTORY: usize = 16;
 /// Appended to a delete's token for the write that makes its lost sends
@@ -55,6 +70,11 @@ pub(crate) const POISON: &str = "!";
 /// The name of the deletion mark of object `id` of attribute `attr`.
 pub(crate) fn mark_name(attr: &str, id: &str) -> String {
     format!("{MARK}{}:{id}", escape(attr))
+}
+
+/// The name of the tombstone of object `id` of attribute `attr`.
+pub(crate) fn tombstone_name(attr: &str, id: &str) -> String {
+    format!("{GONE}{}:{id}", escape(attr))
 }
 
 /// `(attr, id)` of a deletion-mark attribute name.
@@ -115,6 +135,11 @@ impl ObjectRef {
     /// The name of its deletion mark.
     pub fn mark(&self) -> String {
         mark_name(&self.attr, &self.id)
+    }
+
+    /// The name of its tombstone.
+    pub fn tombstone(&self) -> String {
+        tombstone_name(&self.attr, &self.id)
     }
 
     /// No attribute of the item points to it (its own attribute is the only
@@ -433,11 +458,43 @@ impl State {
     /// The newest stamp of a placeholder (`vhs:ph`, `vhs:act`), for its age.
     pub fn newest_stamp(&self) -> Option<u64> {
         let i = self.item()?;
+        let tombstones = self.tombstones().into_iter().map(|(_, at)| at);
         [PLACEHOLDER, ACT]
             .iter()
             .filter_map(|n| Stamp::parse(i.get(*n)))
             .map(|s| s.at_ms)
+            .chain(tombstones)
+            .chain(self.gone_any())
             .max()
+    }
+
+    /// Every tombstone of the item: `(name, when its deletion ended)`, sorted.
+    pub fn tombstones(&self) -> Vec<(&str, u64)> {
+        let mut out: Vec<(&str, u64)> = self
+            .item()
+            .map(|i| {
+                i.iter()
+                    .filter(|(n, _)| n.starts_with(GONE))
+                    .filter_map(|(n, v)| Some((n.as_str(), ms_of(v)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable();
+        out
+    }
+
+    /// The tombstones a commit folded away ([`GONE_ANY`]).
+    pub fn gone_any(&self) -> Option<u64> {
+        ms_of(self.attr(GONE_ANY)?)
+    }
+
+    /// Whether a deletion of `object` may have ended at `since` or later by
+    /// the deleter's clock: its tombstone, or the folded ones, say so (a
+    /// value vhs did not write counts as recent).
+    pub fn deleted_since(&self, object: &ObjectRef, since: u64) -> bool {
+        let recent = |v: &AttributeValue| ms_of(v).is_none_or(|at| at >= since);
+        self.attr(&object.tombstone()).is_some_and(recent)
+            || self.attr(GONE_ANY).is_some_and(recent)
     }
 
     /// The condition that the item is still exactly this state.
@@ -456,6 +513,14 @@ impl State {
                 .and(same(SEQ))
                 .and(same(GEN)),
         }
+    }
+}
+
+/// A tombstone's time: a Number of Unix ms.
+fn ms_of(v: &AttributeValue) -> Option<u64> {
+    match v {
+        AttributeValue::N(n) => n.parse().ok(),
+        _ => None,
     }
 }
 

@@ -32,6 +32,8 @@
 //! | `vhs:seq` | live items, placeholders | how many marks, take-overs and poisons were set outside a commit | `ADD 1` by each of them |
 //! | `vhs:act` | live items, placeholders | the stamp of the latest such mark or take-over | the same writes |
 //! | `vhs:del:{attr}:{id}` | live items, placeholders | a *mark*: `{ms} {token}`; a *reservation*: `{ms} {token} once` | marks, commits that replace pointers, GC's take-over |
+//! | `vhs:gone:{attr}:{id}` | live items, placeholders | a *tombstone*: when (unix ms, the deleter's clock) a deletion of the object ended | the write that removes a mark or reservation (`decide::unmark`, `decide::remove_pointers`); commits remove it once dead and keep the 32 newest, folding older ones into `vhs:gone` (`decide::fold_tombstones`); a Put carries them |
+//! | `vhs:gone` | live items, placeholders | the latest tombstone a commit folded away: it stands for every object | commits |
 //! | `vhs:gen` | items written by earlier versions | a token their marks changed | nobody now (still pinned by commits) |
 //! | `vhs:exp` | live items of a model with `#[vhs(ttl)]` | when the item expires, Unix seconds | every commit, from the model's TTL field |
 //! | `vhs:ttl` | live items holding `vhs:exp` | DynamoDB's TTL attribute: when its reaper may remove the item | every commit (`item::reap_at`); a placeholder holds neither |
@@ -57,11 +59,19 @@
 //! # The steps
 //!
 //! 1. **Upload first.** A writer uploads with `If-None-Match: *`
-//!    (`Op::Put`); an update (and `put_s3`, and a transaction) reads the item
-//!    in the same batch and its uploads complete only after the read answered
-//!    (`Op::Put { after_reads }`, `engine::execute`): an object it *creates*
-//!    comes into existence after the read. A 412 proves nothing about the
-//!    order (it may be answered before the read).
+//!    (`Op::Put`). An update (`UploadOrder::WhileReading`) reads the item in
+//!    the same batch, its uploads running beside the read: one round trip for
+//!    both. An object it *creates* then exists after the read unless a
+//!    deletion of it ended in between, and every such deletion leaves its
+//!    mark or its *tombstone* in the state read: the write that removes a
+//!    mark after its DeleteObjects records when (`vhs:gone:{attr}:{id}`).
+//!    So a created object counts as existing after the read only if the read
+//!    shows no tombstone of it from `S` before the uploads began or later
+//!    (`State::deleted_since`; else HeadObject proves it, step 2). It never
+//!    counts as created *after* the read. `put_s3` and a transaction still
+//!    hold their uploads' last byte until the read answered
+//!    (`Op::Put { after_reads }`, `engine::execute`): what they create comes
+//!    into existence after the read. A 412 proves nothing about the order.
 //! 2. **Commit against what was read.** `decide::commit` turns the caller's
 //!    plan into one conditional write requiring the state it was decided on
 //!    (`State::unchanged`: absent; the same placeholder by `vhs:ph`,
@@ -195,6 +205,26 @@
 //!   landed: `K` existed when the reservation was set, was absent when the
 //!   writer created it, and nothing else deletes a reserved object), or it was
 //!   dead (nothing in flight, L1), and the commit ends it.
+//! - If the writer's upload created `K` beside the read (step 1) and the
+//!   state read holds no mark of `K` and no tombstone of it (nor a folded
+//!   one) from `t0 - S` or later, `t0` the start of the uploads by the
+//!   writer's clock: say `K` was created at `k ≥ t0`. If `k > r`, the
+//!   previous case applies. Else a delete landing in `(k, r)` was sent by the
+//!   holder of a mark or reservation set before it (L1). Still there at `r`:
+//!   the writer saw it (and waited, or had to create `K` after the read, or it
+//!   was dead and its delete landed before `t0`: it is `R + S` old at the
+//!   decision, sent within `R/4` of its stamp and landing within `R/4`, while
+//!   the commit is sent within `R/2` of `t0`). Removed before `r`: its
+//!   remover sent the removal after the delete was answered, so after `k`, and
+//!   wrote a tombstone of its own clock, at least `t0 - S` (A4). A tombstone
+//!   stays until a commit removes it `R + S` after it (by the commit's clock),
+//!   that is at least `R` after it was written, while the read landed within
+//!   `R/4` of `t0` (A3): the writer saw it. A fold keeps the latest in
+//!   `vhs:gone`, and a Put carries them (a removal of a mark it pins could
+//!   renew one: the Put's condition fails then). So `K` existed after `r`:
+//!   the second case. Undo it (`Fix::Tombstones`) and the checker finds the
+//!   schedule: an update to `A1` uploads, a release of `A1` marks, deletes and
+//!   unmarks, then the update's read lands and it commits.
 //! - If the state read was *absent* (a create that did not read): every
 //!   deletion of `K` happens on the item, which then holds a mark or a
 //!   placeholder at least until `2R + S` after the stamp of the mark, by which
@@ -308,7 +338,8 @@
 //! existence at once), per-key DeleteObjects errors, versioned stores (their
 //! writes are commits with their own plans), DynamoDB's idempotent client
 //! tokens (the model checks a resent transaction's conditions again, as moto
-//! does: the protocol relies on neither), history overflow (A6), and queries,
+//! does: the protocol relies on neither), history overflow (A6), the fold of
+//! tombstones beyond the 32 newest (`decide`'s unit tests), and queries,
 //! scans and reads, which decide nothing.
 //!
 //! # Candidates from a stale snapshot (GC and verify on Athena)

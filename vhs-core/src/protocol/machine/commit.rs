@@ -245,10 +245,13 @@ impl Commit {
                             return Next::Do(puts(&all, false));
                         }
                         UploadOrder::WhileReading => {
+                            // Beside the read, not after it: the tombstones the
+                            // read returns tell what may have been deleted
+                            // since the uploads began.
                             let mut ops = vec![Op::Read {
                                 target: self.target().clone(),
                             }];
-                            ops.extend(puts(&all, true));
+                            ops.extend(puts(&all, false));
                             self.phase = Phase::Uploading;
                             return Next::Do(ops);
                         }
@@ -287,16 +290,30 @@ impl Commit {
                             Err(e) => error = Some(e),
                         }
                     }
-                    let gated = self.cfg.order == UploadOrder::WhileReading;
+                    let beside = self.cfg.order == UploadOrder::WhileReading;
+                    // A deletion that ended after the uploads began ended at
+                    // this time or later by its deleter's clock (A4).
+                    let began = self.uploads_began.as_ref().expect("uploads began");
+                    let since = began
+                        .stamp
+                        .at_ms
+                        .saturating_sub(self.cfg.settings.skew_ms());
+                    let tombstones = !self.cfg.settings.reverted(Fix::Tombstones);
                     for i in 0..self.cfg.objects.len() {
                         match answers.next() {
                             Some(Ok(Answer::Put(outcome))) => {
                                 let created = outcome == PutOutcome::Created;
                                 self.created[i] |= created;
-                                // Gated: created after the read. A 412 may have
-                                // been answered before it.
-                                self.proofs[i].proven = gated && created;
-                                self.proofs[i].fresh = gated && created;
+                                // Created beside the read: it exists after the
+                                // read unless a deletion of it ended between the
+                                // creation and the read, which leaves a recent
+                                // tombstone (or its mark, still there). Not
+                                // known to follow the read (a 412 proves
+                                // nothing about the order either).
+                                let object = &self.cfg.objects[i];
+                                let deleted = tombstones && self.state.deleted_since(object, since);
+                                self.proofs[i].proven = beside && created && !deleted;
+                                self.proofs[i].fresh = false;
                             }
                             Some(Err(e)) => {
                                 error.get_or_insert(e);

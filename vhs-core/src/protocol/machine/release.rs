@@ -195,7 +195,7 @@ impl Release {
                 self.phase = Phase::Deleted;
                 Next::Report(())
             }
-            Phase::Deleted => self.send_ends(),
+            Phase::Deleted => self.send_ends(now),
             Phase::Ending { marks, pointers } => {
                 let mut answers = answers.drain(..);
                 let marks_answer = if marks { answers.next() } else { None };
@@ -249,7 +249,7 @@ impl Release {
                     self.give_up(Ending::Mark);
                     self.give_up(Ending::Pointer);
                 }
-                self.send_ends()
+                self.send_ends(now)
             }
             Phase::Done => Next::Done,
         }
@@ -265,7 +265,7 @@ impl Release {
             .extend(left.into_iter().map(|(o, _)| o.key));
     }
 
-    fn send_ends(&mut self) -> Next<()> {
+    fn send_ends(&mut self, now: Now) -> Next<()> {
         let marks: Vec<ObjectRef> = self
             .to_end
             .iter()
@@ -284,7 +284,12 @@ impl Release {
         }
         let mut ops = Vec::new();
         if !marks.is_empty() {
-            let (write, condition) = decide::unmark(&marks, &self.stamp.stamp.reserving().value());
+            let (write, condition) = decide::unmark(
+                &marks,
+                &self.stamp.stamp.reserving().value(),
+                now,
+                &self.settings,
+            );
             ops.push(Op::Write {
                 target: self.target.clone(),
                 write,
@@ -293,7 +298,7 @@ impl Release {
         }
         if !pointers.is_empty() {
             let (write, condition) =
-                decide::remove_pointers(&pointers, &self.stamp.stamp, &self.settings);
+                decide::remove_pointers(&pointers, &self.stamp.stamp, now, &self.settings);
             ops.push(Op::Write {
                 target: self.target.clone(),
                 write,

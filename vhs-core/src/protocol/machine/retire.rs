@@ -140,7 +140,7 @@ impl Retire {
     pub fn step(&mut self, input: In, now: Now) -> Next<()> {
         let mut answers = input.answers();
         match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Start => self.send_marks(),
+            Phase::Start => self.send_marks(now),
             Phase::Marked => self.send_deletes(now),
             Phase::Marking(sent) => {
                 let value = self.value();
@@ -248,7 +248,7 @@ impl Retire {
                         }
                     }
                 }
-                self.send_unmarks()
+                self.send_unmarks(now)
             }
             Phase::Unmarking(sent) => {
                 let value = self.value();
@@ -270,7 +270,7 @@ impl Retire {
                             .extend(left.into_iter().map(|o| o.key));
                     }
                 }
-                self.send_unmarks()
+                self.send_unmarks(now)
             }
             Phase::Reported => {
                 self.phase = Phase::Done;
@@ -280,7 +280,7 @@ impl Retire {
         }
     }
 
-    fn send_marks(&mut self) -> Next<()> {
+    fn send_marks(&mut self, now: Now) -> Next<()> {
         let mut ops = Vec::new();
         let mut sent = Vec::new();
         for (g, group) in self.groups.iter().enumerate() {
@@ -303,7 +303,7 @@ impl Retire {
         }
         if ops.is_empty() {
             // Nothing to mark at all.
-            return self.send_unmarks();
+            return self.send_unmarks(now);
         }
         self.phase = Phase::Marking(sent);
         Next::Do(ops)
@@ -311,7 +311,7 @@ impl Retire {
 
     fn send_marks_or_delete(&mut self, now: Now) -> Next<()> {
         if self.groups.iter().any(|g| !g.pending.is_empty()) {
-            return self.send_marks();
+            return self.send_marks(now);
         }
         self.send_deletes(now)
     }
@@ -326,7 +326,7 @@ impl Retire {
             .flat_map(|g| g.marked.iter().map(|o| o.key.clone()))
             .collect();
         if keys.is_empty() {
-            return self.send_unmarks();
+            return self.send_unmarks(now);
         }
         if self.stamp.stamp.keep_until.is_some() {
             // Kept: the marks stay until they are dead, then GC deletes.
@@ -343,7 +343,7 @@ impl Retire {
                         .to_owned(),
                 ));
             }
-            return self.send_unmarks();
+            return self.send_unmarks(now);
         }
         let bucket = self.groups[0].target.bucket.clone();
         let chunks: Vec<Vec<String>> = keys
@@ -361,7 +361,7 @@ impl Retire {
         Next::Do(ops)
     }
 
-    fn send_unmarks(&mut self) -> Next<()> {
+    fn send_unmarks(&mut self, now: Now) -> Next<()> {
         let value = self.value();
         let unmarked = self.cleanup.unmarked.clone();
         let mut ops = Vec::new();
@@ -371,7 +371,7 @@ impl Retire {
             if group.unmark.is_empty() {
                 continue;
             }
-            let (write, condition) = decide::unmark(&group.unmark, &value);
+            let (write, condition) = decide::unmark(&group.unmark, &value, now, &self.settings);
             ops.push(Op::Write {
                 target: group.target.clone(),
                 write,

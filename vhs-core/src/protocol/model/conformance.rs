@@ -313,8 +313,11 @@ fn untimed(item: Item) -> Item {
                     stamp.at_ms = 0;
                     stamp.value()
                 }
-                // The reap time follows the stamps' clock.
-                None if k == crate::protocol::item::REAP_AT => {
+                // The reap time and the tombstones follow the stamps' clock.
+                None if k == crate::protocol::item::REAP_AT
+                    || k == crate::protocol::item::GONE_ANY
+                    || k.starts_with(crate::protocol::item::GONE) =>
+                {
                     aws_sdk_dynamodb::types::AttributeValue::N("0".into())
                 }
                 None => v,

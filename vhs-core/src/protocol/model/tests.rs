@@ -544,3 +544,15 @@ fn model_finds_a_mark_on_an_expired_item() {
         Fix::NoMarksOnExpired,
     );
 }
+
+/// Issue 22: an update whose upload runs beside its read, and that counts a
+/// created object as made after the read, points to it after a release of
+/// the same content deleted it between its creation and its read (the mark
+/// gone before the read: only the tombstone tells).
+#[test]
+fn model_finds_an_upload_beside_its_read_deleted_before_it() {
+    finds(
+        named("updates_flipping_identical_content").faults(0, 0, 0),
+        Fix::Tombstones,
+    );
+}
