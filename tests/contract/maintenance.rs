@@ -141,6 +141,14 @@ pub async fn verify_reports_every_broken_pointer(fx: Fixture) {
 /// run): nothing referenced is ever deleted.
 pub async fn gc_is_safe_while_writers_run(fx: Fixture) {
     let fx = Fixture::with(fx.kind, |b| b.clean_up_when_succeeded(false)).await;
+    gc_beside_writers(fx, GcOptions::default()).await;
+}
+
+/// [`gc_is_safe_while_writers_run`] with GC run by `options` (its grace set
+/// to 1 s here): also run with the Athena engine (`athena.rs`). The store
+/// must not clean up after its own writes.
+pub async fn gc_beside_writers(fx: Fixture, options: GcOptions) {
+    let options = options.grace(Duration::from_secs(1));
     let (writers, rounds) = (4, 40);
     let stop = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicU64::new(0));
@@ -148,12 +156,10 @@ pub async fn gc_is_safe_while_writers_run(fx: Fixture) {
     let store = fx.store.clone();
     let gc = {
         let (stop, runs, deleted) = (stop.clone(), runs.clone(), deleted.clone());
+        let options = options.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let report = store
-                    .gc::<Document>(&GcOptions::default().grace(Duration::from_secs(1)), |_| {})
-                    .await
-                    .expect("gc");
+                let report = store.gc::<Document>(&options, |_| {}).await.expect("gc");
                 runs.fetch_add(1, Ordering::Relaxed);
                 deleted.fetch_add(report.deleted.len() as u64, Ordering::Relaxed);
             }
