@@ -10,13 +10,24 @@
 //! grace 0 here), written around the store with raw batched calls for speed. Then
 //! runs `verify` (HeadObject per pointer), `verify` with re-hashing (GetObject per
 //! pointer; only with `--rehash`), a dry-run GC and a GC, and prints items/s and
-//! the process's peak RSS.
+//! the process's peak RSS. Then the sharded runs (`--shard I/N`): verify and a
+//! dry-run GC as one shard (`0/1`) and as four (`0/4` … `3/4`, one after the
+//! other, as four processes would run them), each row with the peak of the heap above what it was when the run started (a
+//! counting allocator): the unsharded runs hold the set of references, the
+//! sharded ones a page of the listing and its items.
+//!
+//! ```text
+//! cargo run --release --example gc_bench -- --items 1000000     # 1 M objects in memory
+//! ```
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
-use vhs::maintenance::{GcOptions, VerifyOptions};
+use vhs::maintenance::{GcOptions, GcReport, Shard, VerifyOptions, VerifyReport};
 use vhs::BackendExt as _;
 use vhs::{AwsBackend, AwsOptions, Backend, LargeValues, MemoryBackend, Model, Store};
 
@@ -28,6 +39,55 @@ struct Record {
     #[large]
     body: Option<Vec<u8>>,
     n: u64,
+}
+
+/// The system allocator, counting the bytes live and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call goes to `System` unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs `f`; returns its output, how long it took and the heap's peak above
+/// its size at the start, in MiB.
+async fn measured<T>(f: impl Future<Output = T>) -> (T, Duration, f64) {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let t = Instant::now();
+    let out = f.await;
+    let took = t.elapsed();
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    (out, took, peak as f64 / (1024.0 * 1024.0))
 }
 
 struct Args {
@@ -71,6 +131,41 @@ fn row(label: &str, n: u64, took: Duration) -> String {
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64()
     )
+}
+
+fn mem_row(label: &str, objects: u64, took: Duration, peak_mib: f64) -> String {
+    format!(
+        "| {label:<28} | {objects:>9} | {:>8.1} | {:>10.0} | {peak_mib:>9.1} |",
+        took.as_secs_f64(),
+        objects as f64 / took.as_secs_f64()
+    )
+}
+
+/// Verify in `n` shards, one after the other: the merged report, the total
+/// time and the largest peak.
+async fn verify_shards(store: &Store, n: u32) -> (VerifyReport, Duration, f64) {
+    let (mut merged, mut total, mut peak) = (VerifyReport::default(), Duration::ZERO, 0f64);
+    for i in 0..n {
+        let options = VerifyOptions::default().shard(Shard::new(i, n).unwrap());
+        let (report, took, mib) = measured(store.verify::<Record>(&options, |_| {})).await;
+        merged.merge(report.unwrap());
+        total += took;
+        peak = peak.max(mib);
+    }
+    (merged, total, peak)
+}
+
+/// GC with `options` in `n` shards, one after the other.
+async fn gc_shards(store: &Store, options: &GcOptions, n: u32) -> (GcReport, Duration, f64) {
+    let (mut merged, mut total, mut peak) = (GcReport::default(), Duration::ZERO, 0f64);
+    for i in 0..n {
+        let options = options.clone().shard(Shard::new(i, n).unwrap());
+        let (report, took, mib) = measured(store.gc::<Record>(&options, |_| {})).await;
+        merged.merge(report.unwrap());
+        total += took;
+        peak = peak.max(mib);
+    }
+    (merged, total, peak)
 }
 
 #[tokio::main]
@@ -185,6 +280,8 @@ async fn main() {
         orphans,
         populate.as_secs_f64()
     );
+    sharded(&store, args.items, orphans).await;
+    println!();
     println!("| run                          |     items |  seconds |    items/s |");
     println!("|------------------------------|----------:|---------:|-----------:|");
     let t = Instant::now();
@@ -231,4 +328,36 @@ async fn main() {
         gc.objects,
         peak_rss_mib()
     );
+}
+
+/// The unsharded and sharded runs, with the heap's peak: verify and a
+/// dry-run GC (the deletions are the same protocol either way), each
+/// sharded run's merged report equal to the unsharded one's.
+async fn sharded(store: &Store, items: usize, orphans: usize) {
+    let objects = (items + orphans) as u64;
+    println!(
+        "| run                          |   objects |  seconds |  objects/s | peak heap MiB |"
+    );
+    println!("|------------------------------|----------:|---------:|-----------:|----------:|");
+    let (whole, took, mib) =
+        measured(store.verify::<Record>(&VerifyOptions::default(), |_| {})).await;
+    let whole = whole.unwrap();
+    println!("{}", mem_row("verify, unsharded", objects, took, mib));
+    for n in [1, 4] {
+        let (merged, took, mib) = verify_shards(store, n).await;
+        assert_eq!(merged, whole);
+        let label = format!("verify, {n} shard{}", if n > 1 { "s" } else { "" });
+        println!("{}", mem_row(&label, objects, took, mib));
+    }
+    let dry = GcOptions::default().grace(Duration::ZERO).dry_run(true);
+    let (whole, took, mib) = measured(store.gc::<Record>(&dry, |_| {})).await;
+    let whole = whole.unwrap();
+    println!("{}", mem_row("gc dry run, unsharded", objects, took, mib));
+    for n in [1, 4] {
+        let (merged, took, mib) = gc_shards(store, &dry, n).await;
+        assert_eq!(merged, whole);
+        let label = format!("gc dry run, {n} shard{}", if n > 1 { "s" } else { "" });
+        println!("{}", mem_row(&label, objects, took, mib));
+    }
+    assert_eq!(whole.deleted.len(), orphans);
 }
