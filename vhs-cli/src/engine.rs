@@ -2,6 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use vhs::maintenance::{AthenaOptions, Engine};
+use vhs::Error;
 
 /// How candidates are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,21 +33,36 @@ pub struct EngineArgs {
     /// With --engine athena: the Athena workgroup (default: primary).
     #[arg(long, value_name = "NAME")]
     pub athena_workgroup: Option<String>,
+    /// With --engine athena (gc only): read the references from an existing
+    /// DynamoDB export, s3://bucket/prefix/AWSDynamoDB/ID/ (format
+    /// DYNAMODB_JSON), not from files of vhs's scan; the grace period counts
+    /// from the export's time. See the README, "GC and verify on Athena".
+    #[arg(long, value_name = "S3_URI")]
+    pub from_export: Option<String>,
 }
 
 impl EngineArgs {
-    /// The engine the arguments name.
-    pub fn engine(&self) -> Engine {
+    /// The engine the arguments name; refuses --from-export without
+    /// --engine athena.
+    pub fn engine(&self) -> Result<Engine, Error> {
         match (self.engine, &self.athena_output) {
             (EngineName::Athena, Some(output)) => {
                 let mut options = AthenaOptions::new(output).database(&self.athena_database);
                 if let Some(w) = &self.athena_workgroup {
                     options = options.workgroup(w);
                 }
-                Engine::Athena(options)
+                if let Some(uri) = &self.from_export {
+                    options = options.from_export(uri);
+                }
+                Ok(Engine::Athena(options))
             }
+            _ if self.from_export.is_some() => Err(Error::InvalidInput {
+                message: "--from-export reads a DynamoDB export with Athena: add --engine athena \
+                          and --athena-output s3://bucket/prefix/"
+                    .to_owned(),
+            }),
             // clap requires --athena-output with --engine athena.
-            _ => Engine::InProcess,
+            _ => Ok(Engine::InProcess),
         }
     }
 }

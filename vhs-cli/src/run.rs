@@ -537,6 +537,7 @@ async fn cat(g: &Global, args: &cli::Cat) -> Result<u8> {
 }
 
 async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
+    let engine = args.engine.engine()?;
     let table = open(g).await?;
     let mut options = GcOptions::default()
         .grace(args.grace)
@@ -544,7 +545,7 @@ async fn gc(g: &Global, args: &cli::Gc) -> Result<u8> {
         .segments(args.segments)
         .foreign_writers_stopped(args.foreign_writers_stopped)
         .foreign_pointers_allowed(args.foreign_pointers_allowed)
-        .engine(args.engine.engine());
+        .engine(engine);
     if let Some(age) = args.take_over_after {
         options = options.take_over_after(age);
     }
@@ -691,11 +692,16 @@ impl Sharded {
 }
 
 async fn verify(g: &Global, args: &cli::Verify) -> Result<u8> {
+    let engine = args.engine.engine()?;
+    if args.engine.from_export.is_some() {
+        return Err(invalid(
+            "vhs verify cannot read a DynamoDB export (--from-export is for vhs gc): \
+             run verify --engine athena without it (vhs's scan writes the pointers)",
+        ));
+    }
     let table = open(g).await?;
     let sharded = Sharded::of(&args.sharding)?;
-    let mut options = VerifyOptions::default()
-        .rehash(args.rehash)
-        .engine(args.engine.engine());
+    let mut options = VerifyOptions::default().rehash(args.rehash).engine(engine);
     (options.shard, options.resume_after, options.on_checkpoint) = sharded.options();
     let reporter = Reporter::new("verify", g.output == Output::Json);
     let report = table.verify(&options, |p| reporter.report(p)).await;

@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
@@ -46,6 +46,8 @@ const CREATE_POINTERS: &str = include_str!("../../sql/create_pointers.sql");
 const UNREFERENCED: &str = include_str!("../../sql/unreferenced.sql");
 const DANGLING: &str = include_str!("../../sql/dangling.sql");
 const DROP_TABLE: &str = include_str!("../../sql/drop_table.sql");
+const CREATE_EXPORT: &str = include_str!("../../sql/create_export.sql");
+const UNREFERENCED_EXPORT: &str = include_str!("../../sql/unreferenced_export.sql");
 
 /// Lines per file vhs writes (about 10 MB of keys).
 const LINES_PER_FILE: usize = 50_000;
@@ -83,6 +85,29 @@ pub struct AthenaOptions {
     /// Keep the run's files and tables afterwards (to read them, or to query
     /// them again). Default `false`: both are removed.
     pub keep: bool,
+    /// Where the referenced keys come from. Default [`References::Scan`].
+    pub references: References,
+}
+
+/// Where the Athena engine's GC reads which objects the items reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum References {
+    /// vhs's own scan writes them as files (the default).
+    #[default]
+    Scan,
+    /// An existing DynamoDB table export (ExportTableToPointInTime, format
+    /// `DYNAMODB_JSON`, or [`Store::write_export`]): `uri` is its directory,
+    /// `s3://bucket/prefix/AWSDynamoDB/{exportId}/`. Athena reads its
+    /// `data/`; the grace period is measured from the export's `exportTime`
+    /// (its `manifest-summary.json`), so an object written after the
+    /// snapshot is never a candidate. vhs's scan still runs for its checks
+    /// (foreign writers and pointers, dead marks and placeholders, item
+    /// count) but writes no references. GC only: verify refuses it.
+    Export {
+        /// `s3://bucket/prefix/AWSDynamoDB/{exportId}/`.
+        uri: String,
+    },
 }
 
 impl AthenaOptions {
@@ -95,7 +120,15 @@ impl AthenaOptions {
             workgroup: None,
             poll: Duration::from_secs(1),
             keep: false,
+            references: References::Scan,
         }
+    }
+    /// Reads the references from a DynamoDB export at `uri`
+    /// (`s3://bucket/prefix/AWSDynamoDB/{exportId}/`): sets
+    /// [`AthenaOptions::references`] to [`References::Export`].
+    pub fn from_export(mut self, uri: impl Into<String>) -> Self {
+        self.references = References::Export { uri: uri.into() };
+        self
     }
     /// Sets [`AthenaOptions::database`].
     pub fn database(mut self, database: impl Into<String>) -> Self {
@@ -139,9 +172,22 @@ pub(super) enum Found {
     Athena(Box<Run>),
 }
 
+impl Found {
+    /// The time the references were taken at, when not now: an export's
+    /// `exportTime`. GC measures the grace period from it.
+    pub(super) fn as_of(&self) -> Option<SystemTime> {
+        match self {
+            Found::Athena(run) => run.as_of,
+            Found::Set(_) => None,
+        }
+    }
+}
+
 /// One Athena run: its files and tables.
 pub(super) struct Run {
     options: AthenaOptions,
+    /// The export's time, with [`References::Export`].
+    as_of: Option<SystemTime>,
     /// The bucket and key prefix (ending in `/`) of the run's files.
     bucket: String,
     base: String,
@@ -260,6 +306,7 @@ impl Run {
             .collect();
         Ok(Run {
             options: options.clone(),
+            as_of: None,
             base: format!("{prefix}vhs-{safe}-{id}/"),
             bucket,
             id,
@@ -365,8 +412,19 @@ impl Run {
 
     /// Creates the run's table of one kind of file.
     async fn create(&mut self, store: &Store, template: &str, kind: &str) -> Result<String> {
-        let name = format!("vhs_{}_{kind}", self.id);
         let location = self.location(kind);
+        self.create_at(store, template, kind, location).await
+    }
+
+    /// Creates the run's table `kind` over the files at `location`.
+    async fn create_at(
+        &mut self,
+        store: &Store,
+        template: &str,
+        kind: &str,
+        location: String,
+    ) -> Result<String> {
+        let name = format!("vhs_{}_{kind}", self.id);
         let sql = statement(template, &[("table", &name), ("location", &location)]);
         self.tables.push(name.clone());
         self.query(store, sql).await?;
@@ -453,6 +511,9 @@ impl Store {
             }
             Engine::Athena(options) => {
                 let mut run = Run::new(self, table, options)?;
+                if let References::Export { uri } = &options.references {
+                    run.as_of = Some(self.export_time(uri).await?);
+                }
                 let items = self
                     .export_scan(table, &mut run, segments, progress, on_page, |_, _| {
                         Vec::new()
@@ -481,6 +542,8 @@ impl Store {
         P: Fn(&TableRef, &Item) -> Vec<String> + Sync,
     {
         let prefix = format!("s3://{}/", self.bucket());
+        // With an export, Athena reads the references from it.
+        let write_references = run.options.references == References::Scan;
         let scanned = AtomicU64::new(0);
         let segments = segments.max(1);
         let shared: &Run = run;
@@ -508,7 +571,7 @@ impl Store {
                         }
                     }
                     for item in page.items.iter().filter(|i| !i.contains_key(PLACEHOLDER)) {
-                        for key in references(prefix, item) {
+                        for key in references(prefix, item).filter(|_| write_references) {
                             refs.text.push_str(&line(&[key]));
                             refs.lines += 1;
                         }
@@ -621,14 +684,34 @@ impl Store {
         }
     }
 
-    /// Creates the listing and references tables and runs `unreferenced.sql`.
+    /// Creates the listing and references tables and runs `unreferenced.sql`
+    /// (with an export: its table and `unreferenced_export.sql`).
     async fn unreferenced(&self, run: &mut Run) -> Result<Vec<ObjectInfo>> {
         let listing = run.create(self, CREATE_LISTING, "listing").await?;
-        let references = run.create(self, CREATE_REFERENCES, "references").await?;
-        let sql = statement(
-            UNREFERENCED,
-            &[("listing", &listing), ("references", &references)],
-        );
+        let sql = match run.options.references.clone() {
+            References::Scan => {
+                let references = run.create(self, CREATE_REFERENCES, "references").await?;
+                statement(
+                    UNREFERENCED,
+                    &[("listing", &listing), ("references", &references)],
+                )
+            }
+            References::Export { uri } => {
+                let (bucket, prefix) = split_uri(&uri)?;
+                let data = format!("s3://{bucket}/{prefix}data/");
+                let export = run.create_at(self, CREATE_EXPORT, "export", data).await?;
+                let bucket_prefix = format!("s3://{}/", self.bucket());
+                statement(
+                    UNREFERENCED_EXPORT,
+                    &[
+                        ("listing", &listing),
+                        ("export", &export),
+                        ("bucket", self.bucket()),
+                        ("skip", &bucket_prefix.len().to_string()),
+                    ],
+                )
+            }
+        };
         run.query(self, sql)
             .await?
             .into_iter()
@@ -653,6 +736,12 @@ impl Store {
         if options.rehash {
             return Err(Error::invalid(
                 "verify --rehash reads every object: run it with the in-process engine",
+            ));
+        }
+        if let References::Export { .. } = athena.references {
+            return Err(Error::invalid(
+                "verify cannot read a DynamoDB export (--from-export): its dangling pointers need \
+                 each item's key and vhs's pointer checks; run verify on Athena with vhs's scan",
             ));
         }
         let mut run = Run::new(self, table, athena)?;
@@ -827,6 +916,241 @@ impl Store {
     }
 }
 
+/// A table snapshot [`Store::write_export`] wrote, in the layout of a
+/// DynamoDB export (`DYNAMODB_JSON`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportManifest {
+    /// `s3://bucket/prefix/AWSDynamoDB/{exportId}/`: what
+    /// [`AthenaOptions::from_export`] takes.
+    pub uri: String,
+    /// When the scan started: its `manifest-summary.json` `exportTime`.
+    pub export_time: SystemTime,
+    /// Items written.
+    pub items: u64,
+    /// Data files written (`data/*.json.gz`).
+    pub files: u64,
+}
+
+/// One attribute value as DynamoDB's export writes it (`{"S":"..."}`, ...).
+fn dynamodb_json(value: &AttributeValue) -> serde_json::Value {
+    use base64::Engine as _;
+    use serde_json::{json, Value};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    match value {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::B(b) => json!({ "B": b64(b.as_ref()) }),
+        AttributeValue::Ss(v) => json!({ "SS": v }),
+        AttributeValue::Ns(v) => json!({ "NS": v }),
+        AttributeValue::Bs(v) => {
+            json!({ "BS": v.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() })
+        }
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(b) => json!({ "NULL": b }),
+        AttributeValue::L(l) => json!({ "L": l.iter().map(dynamodb_json).collect::<Vec<_>>() }),
+        AttributeValue::M(m) => {
+            let map: serde_json::Map<String, Value> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), dynamodb_json(v)))
+                .collect();
+            json!({ "M": map })
+        }
+        _ => Value::Null,
+    }
+}
+
+/// One line of a data file: `{"Item":{...}}` and a newline.
+fn export_line(item: &Item) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = item
+        .iter()
+        .map(|(k, v)| (k.clone(), dynamodb_json(v)))
+        .collect();
+    let mut text = serde_json::json!({ "Item": map }).to_string();
+    text.push('\n');
+    text
+}
+
+/// Gzips `text`.
+fn gzip(text: &str) -> Result<Bytes> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(text.as_bytes())
+        .and_then(|()| encoder.finish())
+        .map(Bytes::from)
+        .map_err(|e| Error::invalid(format!("gzip of an export file failed: {e}")))
+}
+
+/// RFC 3339 in UTC with milliseconds, as DynamoDB writes `exportTime`.
+fn rfc3339(time: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// The `exportTime` of the export at `uri` (its `manifest-summary.json`).
+    async fn export_time(&self, uri: &str) -> Result<SystemTime> {
+        let (bucket, prefix) = split_uri(uri)?;
+        let key = format!("{prefix}manifest-summary.json");
+        let bad = |why: String| {
+            Error::invalid(format!(
+                "s3://{bucket}/{key}: {why} (--from-export takes the export's directory, \
+                 s3://bucket/prefix/AWSDynamoDB/ID/)"
+            ))
+        };
+        let Some(object) = self.backend().get_object(&bucket, &key).await? else {
+            return Err(bad("no such object".to_owned()));
+        };
+        let summary: serde_json::Value = serde_json::from_slice(&object.body)
+            .map_err(|e| bad(format!("not a manifest summary: {e}")))?;
+        let text = summary
+            .get("exportTime")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| bad("no exportTime".to_owned()))?;
+        let time = chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| bad(format!("exportTime {text:?}: {e}")))?;
+        Ok(SystemTime::from(time))
+    }
+
+    /// Writes a snapshot of `M`'s table under `uri` (`s3://bucket/prefix/`)
+    /// in the layout of a DynamoDB export to S3 (format `DYNAMODB_JSON`):
+    /// `AWSDynamoDB/{exportId}/manifest-summary.json` (with `exportTime`,
+    /// the time the scan started), `manifest-files.json` (one JSON line per
+    /// data file, with `dataFileS3Key`) and `data/*.json.gz` (one
+    /// `{"Item":{...}}` per line). A parallel, consistent scan in `segments`
+    /// segments, one data file per segment and 50,000 items. For an export
+    /// without point-in-time recovery; GC reads either with
+    /// [`AthenaOptions::from_export`].
+    pub async fn write_export<M: crate::model::Model>(
+        &self,
+        uri: &str,
+        segments: u32,
+    ) -> Result<ExportManifest> {
+        let table = TableRef::of::<M>(self)?;
+        let (bucket, prefix) = split_uri(uri)?;
+        let id = format!(
+            "{:013}-{:08x}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
+            fastrand::u32(..)
+        );
+        let base = format!("{prefix}AWSDynamoDB/{id}/");
+        let export_time = SystemTime::now();
+        let segments = segments.max(1);
+        let put = |key: String, body: Bytes, content_type: &str| PutObject {
+            bucket: bucket.clone(),
+            key,
+            checksum: ChecksumAlgorithm::Md5.digest(&body),
+            body,
+            content_type: content_type.to_owned(),
+            content_encoding: None,
+            metadata: Default::default(),
+            storage_class: None,
+            tags: Vec::new(),
+            if_none_match: false,
+            complete_after: Signal::open(),
+        };
+        let runs = (0..segments).map(|segment| {
+            let (table, base, put) = (&table, &base, &put);
+            async move {
+                // (data file key, items) of each file written.
+                let mut written = Vec::new();
+                let (mut text, mut count, mut start) = (String::new(), 0u64, None);
+                loop {
+                    let page = self
+                        .backend()
+                        .scan(&Scan {
+                            segment: (segments > 1).then_some((segment, segments)),
+                            start,
+                            consistent: true,
+                            ..Scan::new(&table.table)
+                        })
+                        .await?;
+                    for item in &page.items {
+                        text.push_str(&export_line(item));
+                        count += 1;
+                    }
+                    let last = page.last_key.is_none();
+                    if (count as usize >= LINES_PER_FILE || last) && count > 0 {
+                        let key = format!("{base}data/{segment:04}-{:05}.json.gz", written.len());
+                        let body = gzip(&std::mem::take(&mut text))?;
+                        self.backend()
+                            .put_object(put(key.clone(), body, "application/gzip"))
+                            .await?;
+                        written.push((key, count));
+                        count = 0;
+                    }
+                    match page.last_key {
+                        Some(k) => start = Some(k),
+                        None => break,
+                    }
+                }
+                Ok::<_, Error>(written)
+            }
+        });
+        let mut files = Vec::new();
+        for written in join_all(runs).await {
+            files.extend(written?);
+        }
+        let items: u64 = files.iter().map(|(_, n)| n).sum();
+        let manifest: String = files
+            .iter()
+            .map(|(key, n)| {
+                let mut l = serde_json::json!({
+                    "itemCount": n,
+                    "dataFileS3Key": key,
+                })
+                .to_string();
+                l.push('\n');
+                l
+            })
+            .collect();
+        let summary = serde_json::json!({
+            "version": "2020-06-30",
+            "exportArn": format!("vhs:write_export:{}/{id}", table.table),
+            "exportTime": rfc3339(export_time),
+            "startTime": rfc3339(export_time),
+            "endTime": rfc3339(SystemTime::now()),
+            "tableArn": table.table,
+            "s3Bucket": bucket,
+            "s3Prefix": prefix,
+            "manifestFilesS3Key": format!("{base}manifest-files.json"),
+            "billedSizeBytes": 0,
+            "itemCount": items,
+            "outputFormat": "DYNAMODB_JSON",
+        });
+        self.backend()
+            .put_object(put(
+                format!("{base}manifest-files.json"),
+                Bytes::from(manifest),
+                "application/json",
+            ))
+            .await?;
+        self.backend()
+            .put_object(put(
+                format!("{base}manifest-summary.json"),
+                Bytes::from(summary.to_string()),
+                "application/json",
+            ))
+            .await?;
+        Ok(ExportManifest {
+            uri: format!("s3://{bucket}/{base}"),
+            // The millisecond the summary records.
+            export_time: UNIX_EPOCH
+                + Duration::from_millis(
+                    export_time
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                ),
+            items,
+            files: files.len() as u64,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -880,6 +1204,49 @@ mod tests {
         assert_eq!(field(&row, 1).unwrap(), "");
         assert_eq!(number(&[Some("12".into())], 0), Some(12));
         assert_eq!(number(&[None], 0), None);
+    }
+
+    #[test]
+    fn export_lines_are_dynamodb_json() {
+        let mut item = Item::new();
+        item.insert("pk".into(), AttributeValue::S("a\tb".into()));
+        item.insert("n".into(), AttributeValue::N("1".into()));
+        item.insert("b".into(), AttributeValue::B(vec![0u8, 1].into()));
+        item.insert(
+            "l".into(),
+            AttributeValue::L(vec![AttributeValue::Bool(true), AttributeValue::Null(true)]),
+        );
+        let line = export_line(&item);
+        assert!(
+            line.ends_with('\n') && !line.trim_end().contains('\n'),
+            "{line}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"Item": {
+                "pk": {"S": "a\tb"},
+                "n": {"N": "1"},
+                "b": {"B": "AAE="},
+                "l": {"L": [{"BOOL": true}, {"NULL": true}]},
+            }})
+        );
+        let ddl = statement(
+            UNREFERENCED_EXPORT,
+            &[
+                ("listing", "l"),
+                ("export", "e"),
+                ("bucket", "bkt"),
+                ("skip", "9"),
+            ],
+        );
+        assert!(
+            !ddl.contains("{skip}") && !ddl.contains("{bucket}"),
+            "{ddl}"
+        );
+        // ministack rewrites quoted 's3://' literals into file paths.
+        assert!(!ddl.contains("'s3://"), "{ddl}");
+        assert!(ddl.contains("'s3:' || '//bkt/'"), "{ddl}");
     }
 
     #[test]

@@ -165,7 +165,11 @@ impl Store {
                 .gc_shard_rest(table, options, shard, judged, report, progress)
                 .await;
         }
-        let wall = SystemTime::now();
+        // The grace period counts from when the references were taken: an
+        // export's time (an object written after the export may be referenced
+        // by an item the export does not hold), else now.
+        let snapshot = referenced.as_of();
+        let wall = snapshot.unwrap_or_else(SystemTime::now);
         let mut listed = HashSet::new();
         let mut candidates: HashMap<String, Candidates> = HashMap::new();
         report.objects = self
@@ -185,7 +189,12 @@ impl Store {
                     .and_then(|t| wall.duration_since(t).ok())
                     .unwrap_or(Duration::ZERO)
                     .saturating_sub(TIMESTAMP_RESOLUTION);
-                if age < options.grace {
+                // From an export, even with no grace: an object whose second
+                // ends after the snapshot may be referenced by a newer item.
+                let after_snapshot = snapshot.is_some()
+                    && o.last_modified
+                        .is_none_or(|t| t + TIMESTAMP_RESOLUTION > wall);
+                if age < options.grace || after_snapshot {
                     report.too_young += 1;
                     return;
                 }

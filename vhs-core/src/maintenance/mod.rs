@@ -35,7 +35,7 @@ use std::time::Duration;
 use crate::model::Item;
 use crate::protocol::item::PLACEHOLDER;
 
-pub use athena::{AthenaOptions, Engine};
+pub use athena::{AthenaOptions, Engine, ExportManifest, References};
 pub use restore::{
     NotRestored, NotRestoredReason, RepairOptions, RepairReport, RestoreMethod, RestoredObject,
 };
