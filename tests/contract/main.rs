@@ -252,6 +252,7 @@ contract! {
     schedules::early_412_create_races_its_twins_cleanup,
     schedules::gc_between_an_update_s_upload_and_its_commit,
     schedules::gc_between_an_update_s_upload_and_its_read,
+    schedules::tombstones_fold_past_32,
     reviewed::reviewed_1_a_late_pointer_removal_keeps_a_newer_delete_s_reservation,
     reviewed::reviewed_2_typed_gc_rechecks_the_object_s_own_attribute,
     reviewed::reviewed_2_untyped_gc_marks_each_orphan_by_its_own_attribute,

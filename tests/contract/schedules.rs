@@ -403,6 +403,30 @@ pub async fn gc_between_an_update_s_upload_and_its_read(fx: Fixture) {
     assert!(report.unwrap().is_clean());
 }
 
+/// Issue 22: the release after every update leaves a tombstone on the item;
+/// past 32 a commit folds the older ones into `vhs:gone`, each removal on
+/// condition that the tombstone is unchanged (one condition alone must still
+/// be an expression DynamoDB accepts). Later updates keep working and the
+/// item stays small.
+pub async fn tombstones_fold_past_32(fx: Fixture) {
+    let key = note("v0").primary_key();
+    fx.store.create_large(&note("v0")).await.unwrap();
+    for i in 1..=40 {
+        fx.store
+            .update_large(&key, Note::changes().set_html(Some(format!("v{i}"))))
+            .await
+            .unwrap();
+        fx.store.flush().await;
+    }
+    let got = fx.store.get_large(&key).await.unwrap();
+    assert_eq!(got.html.as_deref(), Some("v40"));
+    let item = fx.raw_item(&key).await.expect("the item");
+    let tombstones = item.keys().filter(|k| k.starts_with("vhs:gone:")).count();
+    assert!((30..=33).contains(&tombstones), "{tombstones}: {item:?}");
+    assert!(item.contains_key("vhs:gone"), "{item:?}");
+    assert!(!item.keys().any(|k| k.starts_with("vhs:del:")), "{item:?}");
+}
+
 fn vdoc_store(fx: &Fixture, backend: impl Backend) -> Store {
     Store::builder(backend, fx.bucket.clone())
         .prefix(fx.store.prefix())

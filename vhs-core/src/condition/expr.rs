@@ -139,6 +139,11 @@ impl Condition {
                 let n = placeholders.name("__vhs_none__");
                 format!("attribute_exists({n}) OR attribute_not_exists({n})")
             }
+            // One condition alone: no parentheses of its own (DynamoDB refuses
+            // redundant ones, such as `((a = :v))` for a nested one).
+            Condition::And(all) | Condition::Or(all) if all.len() == 1 => {
+                all[0].render(placeholders)
+            }
             Condition::And(all) => join(all, " AND ", placeholders),
             Condition::Or(any) if any.is_empty() => {
                 let n = placeholders.name("__vhs_none__");

@@ -58,3 +58,17 @@ fn renders_with_placeholders_only() {
     u.apply(&mut item);
     assert_eq!(item["n"], AttributeValue::N("2".into()));
 }
+
+#[test]
+fn a_lone_condition_gets_no_parentheses_of_its_own() {
+    // DynamoDB refuses redundant parentheses such as `((a = :v))`.
+    let mut p = Placeholders::default();
+    let nested = Condition::exists("pk").and(Condition::And(vec![Condition::eq("a", 1)]));
+    assert_eq!(
+        nested.render(&mut p),
+        "(attribute_exists(#n0)) AND (#n1 = :v0)"
+    );
+    let mut p = Placeholders::default();
+    let lone = Condition::Or(vec![Condition::And(vec![Condition::eq("a", 1)])]);
+    assert_eq!(lone.render(&mut p), "#n0 = :v0");
+}

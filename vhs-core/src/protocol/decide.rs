@@ -272,7 +272,9 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
             None => Condition::not_exists(o.mark()),
         });
     }
-    condition = condition.and(fold_tombstones(&mut update, state, ctx.now, ctx.settings));
+    for c in fold_tombstones(&mut update, state, ctx.now, ctx.settings) {
+        condition = condition.and(c);
+    }
     // The expiry, from the model's TTL attribute; the reap time, from the
     // item as this write leaves it.
     if let Some(ttl) = ctx.target.ttl {
@@ -306,15 +308,15 @@ pub(crate) fn commit(ctx: &CommitCtx<'_>, state: &State, plan: Plan) -> Decision
 /// the latest it was given. A writer checks only tombstones from `S` before
 /// its uploads began, so a fold costs a HeadObject only on an item whose
 /// deletions outrun the kept ones within that time. Each removal requires the
-/// tombstone unchanged (the condition returned): an unmark of a mark the read
-/// showed may renew it meanwhile.
+/// tombstone unchanged (the conditions returned, one per removal): an unmark
+/// of a mark the read showed may renew it meanwhile.
 fn fold_tombstones(
     update: &mut ItemUpdate,
     state: &State,
     now: Now,
     settings: &Settings,
-) -> Condition {
-    let mut condition = Condition::And(Vec::new());
+) -> Vec<Condition> {
+    let mut conditions = Vec::new();
     let dead = |at: u64| {
         at <= now.wall_ms.saturating_add(settings.skew_ms())
             && now.wall_ms >= at.saturating_add(settings.dead_after_ms())
@@ -333,7 +335,7 @@ fn fold_tombstones(
             folded = folded.max(Some(at));
         }
         update.remove.push(name.to_owned());
-        condition = condition.and(Condition::eq(name, AttributeValue::N(at.to_string())));
+        conditions.push(Condition::eq(name, AttributeValue::N(at.to_string())));
     }
     let any = state.gone_any();
     match (folded, any) {
@@ -344,7 +346,7 @@ fn fold_tombstones(
         (None, Some(at)) if dead(at) => update.remove.push(GONE_ANY.to_owned()),
         _ => {}
     }
-    condition
+    conditions
 }
 
 /// A Put of `record` over `state`.
@@ -786,7 +788,7 @@ mod tests {
         tombstones.push((name(101), dead - 5));
         let state = live(&tombstones, Some(now.wall_ms - 1_000));
         let mut update = ItemUpdate::default();
-        let condition = fold_tombstones(&mut update, &state, now, &settings);
+        let condition = Condition::And(fold_tombstones(&mut update, &state, now, &settings));
         // The two dead ones and the 8 oldest alive (ages 33..=40) go.
         let mut removed = update.remove.clone();
         removed.sort();
@@ -817,7 +819,7 @@ mod tests {
             Some(dead),
         );
         let mut update = ItemUpdate::default();
-        fold_tombstones(&mut update, &state, now, &settings);
+        assert!(fold_tombstones(&mut update, &state, now, &settings).is_empty());
         assert!(update.set.is_empty());
         assert_eq!(update.remove, vec![GONE_ANY.to_owned()]);
     }
