@@ -278,7 +278,7 @@ impl Store {
         let mut found: HashMap<String, Item> = HashMap::new();
         for chunk in keys.chunks(MAX_BATCH_GET) {
             for item in self
-                .batch_get_consistent(&table.table, chunk.to_vec())
+                .batch_get_all(&table.table, chunk.to_vec(), true)
                 .await?
             {
                 if table.discovered.is_some() {
@@ -306,33 +306,6 @@ impl Store {
                 j
             })
             .collect())
-    }
-
-    /// BatchGetItem of `keys` (at most [`MAX_BATCH_GET`]) with consistent
-    /// reads, the unprocessed ones asked again with backoff (as
-    /// `Store::batch_get_all` does for eventually consistent reads).
-    async fn batch_get_consistent(&self, table: &str, mut keys: Vec<Item>) -> Result<Vec<Item>> {
-        let policy = crate::RetryPolicy::attempts(20)
-            .delays(Duration::from_millis(20), Duration::from_secs(2));
-        let mut items = Vec::with_capacity(keys.len());
-        let mut attempt = 1;
-        loop {
-            let page = self.backend().batch_get_item(table, &keys, true).await?;
-            items.extend(page.items);
-            if page.unprocessed.is_empty() {
-                return Ok(items);
-            }
-            if page.unprocessed.len() < keys.len() {
-                attempt = 1;
-            }
-            keys = page.unprocessed;
-            if !policy.pause(attempt).await {
-                let left = keys.len();
-                let message = format!("{left} keys still unprocessed after {attempt} attempts");
-                return Err(Error::backend("dynamodb", "BatchGetItem", true, message));
-            }
-            attempt += 1;
-        }
     }
 
     /// The objects' part of a sharded GC (after [`Store::gc_table`]'s scan

@@ -216,7 +216,7 @@ impl Store {
             .collect();
         let fetches: Vec<_> = chunks
             .into_iter()
-            .map(|keys| self.batch_get_all(&table, keys))
+            .map(|keys| self.batch_get_all(&table, keys, false))
             .collect();
         let pages: Vec<Result<Vec<Item>>> = stream::iter(fetches)
             .buffer_unordered(self.options().max_concurrency)
@@ -277,12 +277,13 @@ impl Store {
         Ok(out)
     }
 
-    /// One BatchGetItem chunk, its unprocessed keys asked again with backoff
-    /// until none is left.
+    /// One BatchGetItem chunk (`consistent`: strongly consistent reads), its
+    /// unprocessed keys asked again with backoff until none is left.
     pub(crate) async fn batch_get_all(
         &self,
         table: &str,
         mut keys: Vec<Item>,
+        consistent: bool,
     ) -> Result<Vec<Item>> {
         let policy = RetryPolicy::attempts(20).delays(
             std::time::Duration::from_millis(20),
@@ -291,7 +292,10 @@ impl Store {
         let mut items = Vec::new();
         let mut attempt = 1;
         loop {
-            let page = self.backend().batch_get_item(table, &keys, false).await?;
+            let page = self
+                .backend()
+                .batch_get_item(table, &keys, consistent)
+                .await?;
             items.extend(page.items);
             if page.unprocessed.is_empty() {
                 return Ok(items);

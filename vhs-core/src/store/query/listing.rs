@@ -144,7 +144,7 @@ impl Listing {
             .collect();
         let reads: Vec<_> = keys
             .chunks(crate::backend::MAX_BATCH_GET)
-            .map(|chunk| self.store.batch_get_all(table, chunk.to_vec()))
+            .map(|chunk| self.store.batch_get_all(table, chunk.to_vec(), false))
             .collect();
         let mut found = std::collections::HashMap::new();
         for chunk in futures_util::future::try_join_all(reads).await? {
